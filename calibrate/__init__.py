@@ -1,0 +1,1 @@
+"""Calibration from recorded data: delays, time-filter window, thresholds, clock offset (not built yet)."""

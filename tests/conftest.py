@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=60, deadline=None)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = Path(os.environ.get("TIMETAG_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Folder of small real instrument files (../shared/data/real), skipped when absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real sample files not found at {REAL_DATA}")
+    return REAL_DATA

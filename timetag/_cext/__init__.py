@@ -1,0 +1,1 @@
+"""Compiled Cython kernels (built from cext/*.pyx by setup.py)."""

@@ -1,0 +1,5 @@
+"""`timetag live` (not built yet: see the open issue)."""
+
+
+def register(app):
+    pass

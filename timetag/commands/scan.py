@@ -1,0 +1,5 @@
+"""`timetag scan` (not built yet: see the open issue)."""
+
+
+def register(app):
+    pass

@@ -1,0 +1,5 @@
+"""`timetag simulate` (not built yet: see the open issue)."""
+
+
+def register(app):
+    pass

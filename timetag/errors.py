@@ -1,0 +1,67 @@
+"""The small exception hierarchy of timetag.
+
+Every error a user can cause derives from :class:`TimetagError`; the CLI turns
+those into one line on stderr and exit code 2.  Messages name the file, the
+byte offset or record index, and the offending value wherever they are known.
+"""
+from __future__ import annotations
+
+
+class TimetagError(Exception):
+    """Base of all errors caused by input, configuration or data."""
+
+
+class FormatError(TimetagError):
+    """A file is not in the format it claims (or any supported format)."""
+
+    def __init__(self, message: str, *, path=None, offset: int | None = None):
+        parts = []
+        if path is not None:
+            parts.append(str(path))
+        if offset is not None:
+            parts.append(f"byte {offset}")
+        prefix = ": ".join([", ".join(parts)]) + ": " if parts else ""
+        super().__init__(prefix + message)
+        self.path = path
+        self.offset = offset
+
+
+class DataValidationError(TimetagError):
+    """Data decode fine but violate an invariant (time going backwards, ...)."""
+
+    def __init__(self, message: str, *, path=None, index: int | None = None):
+        parts = []
+        if path is not None:
+            parts.append(str(path))
+        if index is not None:
+            parts.append(f"record {index}")
+        prefix = ", ".join(parts) + ": " if parts else ""
+        super().__init__(prefix + message)
+        self.path = path
+        self.index = index
+
+
+class SetupError(TimetagError):
+    """The setup file (channel map, windows, thresholds) is missing or invalid."""
+
+    def __init__(self, message: str, *, key: str | None = None, path=None):
+        prefix = ""
+        if path is not None:
+            prefix += f"{path}: "
+        if key is not None:
+            prefix += f"[{key}] "
+        super().__init__(prefix + message)
+        self.key = key
+        self.path = path
+
+
+class CalibrationError(TimetagError):
+    """The data cannot support the requested calibration (too few counts, ...)."""
+
+
+class EstimationError(TimetagError):
+    """Round files cannot be joined or estimated (same lab twice, no test rounds, ...)."""
+
+
+class TimetagWarning(UserWarning):
+    """Recoverable oddities (truncated final record, small marker reordering, ...)."""

@@ -1,0 +1,369 @@
+"""The setup file: channel map, delays, windows and thresholds of one run (TOML).
+
+One file describes both labs; the simulator writes it, ``calibrate`` updates it
+and ``timetag process`` reads it.  Example (all times in picoseconds)::
+
+    [meta]
+    name = "lmu2022 simulation"
+    schema = 1
+
+    [labs.alice]
+    role = "alice"                      # 'alice': BSM + 4 inputs; 'bob': 2 inputs, no BSM
+    sync_channel = 1                    # excitation-attempt sync (absent for Bob)
+    ready_channel = 6                   # hardware 'event ready' tag
+    setting_channels = [7, 8, 9, 10]    # channel of input value 0, 1, 2, 3
+    fluorescence_channels = [2, 3, 4, 5]
+    delays_ps = { "2" = 0, "3" = 0 }    # added to every tag of that channel (cable delays)
+    bsm = [ { channel = 2, arm = "a", pol = "H" }, ... ]
+
+    [labs.alice.herald]
+    sync_reference = "next"     # window relative to the first sync AFTER the click
+                                # ('previous': the last sync before it)
+    window_start_ps = -120000   # acceptance window: click - sync in [start, stop)
+    window_stop_ps = -60000
+    coincidence_ps = 100000     # max time between the two clicks of a herald
+    patterns = ["psi+"]         # which patterns make a round
+
+    [labs.alice.round]
+    trigger = "both"            # 'herald' (software), 'ready' (hardware) or 'both' (ready, cross-checked)
+    ready_delay_ps = 1000000    # nominal 'ready' latency after the herald
+    ready_tolerance_ps = 50000  # |ready - herald - delay| allowed for a match
+    setting_window_ps = [0, 2000000]            # relative to the trigger, [start, stop)
+    fluorescence_window_ps = [5000000, 25000000]
+    threshold = 4               # output 'up' (1) when count >= threshold
+
+Windows are half-open intervals ``[start, stop)`` relative to their reference
+time.  Every mistake found on load is reported as a :class:`SetupError` with the
+key path and the offending value.
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import SetupError
+from .records import PATTERN_CODES
+
+SCHEMA_VERSION = 1
+ROLES = ("alice", "bob")
+ARMS = ("a", "b")
+POLS = ("H", "V")
+TRIGGERS = ("herald", "ready", "both")
+SYNC_REFERENCES = ("previous", "next")
+
+
+@dataclass(frozen=True)
+class BsmDetector:
+    channel: int
+    arm: str  # 'a' or 'b'
+    pol: str  # 'H' or 'V'
+
+
+@dataclass(frozen=True)
+class HeraldConfig:
+    sync_reference: str = "previous"
+    window_start_ps: int = 30_000
+    window_stop_ps: int = 110_000
+    coincidence_ps: int = 100_000
+    patterns: tuple[str, ...] = ("psi+",)
+
+    @property
+    def pattern_codes(self) -> tuple[int, ...]:
+        return tuple(PATTERN_CODES[p] for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    trigger: str = "ready"
+    ready_delay_ps: int = 1_000_000
+    ready_tolerance_ps: int = 50_000
+    setting_window_ps: tuple[int, int] = (0, 2_000_000)
+    fluorescence_window_ps: tuple[int, int] = (5_000_000, 25_000_000)
+    threshold: int = 4
+
+
+@dataclass(frozen=True)
+class HistogramConfig:
+    """Side products of the herald stage (for calibration and plots)."""
+
+    arrival_bin_ps: int = 500
+    arrival_range_ps: tuple[int, int] = (-200_000, 200_000)  # click - sync, same reference as the window
+    max_count: int = 256  # fluorescence count histogram has bins 0..max_count (last bin = overflow)
+
+
+@dataclass(frozen=True)
+class LabSetup:
+    name: str
+    role: str
+    ready_channel: int | None = None
+    sync_channel: int | None = None
+    setting_channels: tuple[int, ...] = ()
+    fluorescence_channels: tuple[int, ...] = ()
+    bsm: tuple[BsmDetector, ...] = ()
+    delays_ps: dict[int, int] = field(default_factory=dict)
+    herald: HeraldConfig = field(default_factory=HeraldConfig)
+    round: RoundConfig = field(default_factory=RoundConfig)
+    histograms: HistogramConfig = field(default_factory=HistogramConfig)
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.setting_channels)
+
+    def delay(self, channel: int) -> int:
+        return int(self.delays_ps.get(int(channel), 0))
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Every channel this lab's setup uses."""
+        chans = set(self.setting_channels) | set(self.fluorescence_channels) | {d.channel for d in self.bsm}
+        for c in (self.ready_channel, self.sync_channel):
+            if c is not None:
+                chans.add(c)
+        return tuple(sorted(chans))
+
+
+@dataclass(frozen=True)
+class Setup:
+    labs: dict[str, LabSetup]
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level tables, kept for round trips
+
+    def lab(self, name: str) -> LabSetup:
+        try:
+            return self.labs[name]
+        except KeyError:
+            raise SetupError(f"no lab {name!r} in the setup (labs: {', '.join(self.labs) or 'none'})", key="labs") from None
+
+    # --- serialisation ---------------------------------------------------
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"meta": {"name": self.name, "schema": SCHEMA_VERSION}, "labs": {}}
+        for key, lab in self.labs.items():
+            d: dict[str, Any] = {"role": lab.role}
+            if lab.sync_channel is not None:
+                d["sync_channel"] = lab.sync_channel
+            if lab.ready_channel is not None:
+                d["ready_channel"] = lab.ready_channel
+            d["setting_channels"] = list(lab.setting_channels)
+            d["fluorescence_channels"] = list(lab.fluorescence_channels)
+            d["delays_ps"] = {str(k): int(v) for k, v in sorted(lab.delays_ps.items())}
+            if lab.bsm:
+                d["bsm"] = [asdict(b) for b in lab.bsm]
+            d["herald"] = _plain(asdict(lab.herald))
+            d["round"] = _plain(asdict(lab.round))
+            d["histograms"] = _plain(asdict(lab.histograms))
+            out["labs"][key] = d
+        out.update(self.extra)
+        return out
+
+    def dumps(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path) -> None:
+        Path(path).write_text(self.dumps())
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the canonical TOML text: identifies the processing parameters in outputs."""
+        return hashlib.sha256(self.dumps().encode()).hexdigest()
+
+    def with_lab(self, name: str, **changes) -> "Setup":
+        """A copy with fields of one lab replaced (nested configs as whole dataclasses)."""
+        labs = dict(self.labs)
+        labs[name] = replace(labs[name], **changes)
+        return replace(self, labs=labs)
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# --- loading and validation -------------------------------------------------
+
+def load_setup(path) -> Setup:
+    path = Path(path)
+    if path.is_dir():
+        raise SetupError("is a directory, expected a setup TOML file", path=path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SetupError(f"cannot read setup file: {exc.strerror}", path=path) from None
+    return loads_setup(text, path=path)
+
+
+def loads_setup(text: str, path=None) -> Setup:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SetupError(f"not valid TOML: {exc}", path=path) from None
+    return setup_from_dict(data, path=path)
+
+
+def setup_from_dict(data: dict, path=None) -> Setup:
+    v = _Validator(path)
+    meta = data.get("meta", {})
+    schema = meta.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        v.fail("meta.schema", schema, f"unsupported schema version (this timetag reads {SCHEMA_VERSION})")
+    labs_raw = data.get("labs")
+    if not isinstance(labs_raw, dict) or not labs_raw:
+        v.fail("labs", labs_raw, "the setup must define at least one lab under [labs.<name>]")
+    labs = {name: _lab_from_dict(v, name, raw) for name, raw in labs_raw.items()}
+    extra = {k: val for k, val in data.items() if k not in ("meta", "labs")}
+    return Setup(labs=labs, name=str(meta.get("name", "")), extra=extra)
+
+
+class _Validator:
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, key, value, why):
+        raise SetupError(f"{why} (got {value!r})", key=key, path=self.path)
+
+    def int_(self, key, value, *, min_=None, allow_none=False):
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, value, "must be an integer")
+        if min_ is not None and value < min_:
+            self.fail(key, value, f"must be >= {min_}")
+        return int(value)
+
+    def choice(self, key, value, choices):
+        if value not in choices:
+            self.fail(key, value, f"must be one of {', '.join(map(repr, choices))}")
+        return value
+
+    def window(self, key, value):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            self.fail(key, value, "must be a [start, stop] pair of integers (ps)")
+        a, b = (self.int_(key, x) for x in value)
+        if b <= a:
+            self.fail(key, value, "stop must be after start")
+        return (a, b)
+
+    def known(self, key, raw: dict, allowed):
+        for k in raw:
+            if k not in allowed:
+                self.fail(f"{key}.{k}", raw[k], f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _lab_from_dict(v: _Validator, name: str, raw: dict) -> LabSetup:
+    k = f"labs.{name}"
+    if not isinstance(raw, dict):
+        v.fail(k, raw, "must be a table")
+    v.known(k, raw, {"role", "sync_channel", "ready_channel", "setting_channels", "fluorescence_channels",
+                     "delays_ps", "bsm", "herald", "round", "histograms"})
+    role = v.choice(f"{k}.role", raw.get("role", name), ROLES)
+    sync = v.int_(f"{k}.sync_channel", raw.get("sync_channel"), allow_none=True)
+    ready = v.int_(f"{k}.ready_channel", raw.get("ready_channel"), allow_none=True)
+    settings = tuple(v.int_(f"{k}.setting_channels", c) for c in _list(v, f"{k}.setting_channels", raw.get("setting_channels", [])))
+    n_expected = 4 if role == "alice" else 2
+    if len(settings) != n_expected:
+        v.fail(f"{k}.setting_channels", list(settings), f"role {role!r} needs {n_expected} setting channels (input 0..{n_expected - 1})")
+    fluo = tuple(v.int_(f"{k}.fluorescence_channels", c) for c in _list(v, f"{k}.fluorescence_channels", raw.get("fluorescence_channels", [])))
+    if not fluo:
+        v.fail(f"{k}.fluorescence_channels", [], "at least one fluorescence channel is needed for the read-out")
+    delays_raw = raw.get("delays_ps", {})
+    if not isinstance(delays_raw, dict):
+        v.fail(f"{k}.delays_ps", delays_raw, "must be a table channel -> delay in ps")
+    delays = {}
+    for ch, d in delays_raw.items():
+        try:
+            chn = int(ch)
+        except ValueError:
+            v.fail(f"{k}.delays_ps", ch, "keys must be channel numbers")
+        delays[chn] = v.int_(f"{k}.delays_ps.{ch}", d)
+    bsm = []
+    for i, d in enumerate(_list(v, f"{k}.bsm", raw.get("bsm", []))):
+        kk = f"{k}.bsm[{i}]"
+        if not isinstance(d, dict):
+            v.fail(kk, d, "must be a table {channel, arm, pol}")
+        v.known(kk, d, {"channel", "arm", "pol"})
+        bsm.append(BsmDetector(v.int_(f"{kk}.channel", d.get("channel")), v.choice(f"{kk}.arm", d.get("arm"), ARMS),
+                               v.choice(f"{kk}.pol", d.get("pol"), POLS)))
+    bsm = tuple(bsm)
+    herald = _herald_from_dict(v, f"{k}.herald", raw.get("herald", {}))
+    rnd = _round_from_dict(v, f"{k}.round", raw.get("round", {}))
+    hist = _hist_from_dict(v, f"{k}.histograms", raw.get("histograms", {}))
+
+    if rnd.trigger in ("herald", "both"):
+        if sync is None:
+            v.fail(f"{k}.sync_channel", None, f"trigger {rnd.trigger!r} needs a sync channel for the time filter")
+        if len(bsm) < 2:
+            v.fail(f"{k}.bsm", len(bsm), f"trigger {rnd.trigger!r} needs the BSM detectors (at least 2)")
+        combos = {(d.arm, d.pol) for d in bsm}
+        if len(combos) != len(bsm):
+            v.fail(f"{k}.bsm", [asdict(d) for d in bsm], "two BSM detectors share the same arm and polarisation")
+    if rnd.trigger in ("ready", "both") and ready is None:
+        v.fail(f"{k}.ready_channel", None, f"trigger {rnd.trigger!r} needs a ready channel")
+    roles = {}
+    for label, chans in (("sync_channel", [sync]), ("ready_channel", [ready]), ("setting_channels", settings),
+                         ("bsm", [d.channel for d in bsm])):
+        for c in chans:
+            if c is None:
+                continue
+            if c in roles and not (label == "bsm" and roles[c] == "bsm"):
+                v.fail(f"{k}.{label}", c, f"channel already used as {roles[c]}")
+            roles[c] = label
+    for c in settings:
+        if c in fluo:
+            v.fail(f"{k}.setting_channels", c, "a setting channel cannot also be a fluorescence channel")
+    return LabSetup(name=name, role=role, ready_channel=ready, sync_channel=sync, setting_channels=settings,
+                    fluorescence_channels=fluo, bsm=bsm, delays_ps=delays, herald=herald, round=rnd, histograms=hist)
+
+
+def _list(v, key, value):
+    if not isinstance(value, (list, tuple)):
+        v.fail(key, value, "must be a list")
+    return value
+
+
+def _herald_from_dict(v, k, raw) -> HeraldConfig:
+    v.known(k, raw, {"sync_reference", "window_start_ps", "window_stop_ps", "coincidence_ps", "patterns"})
+    d = HeraldConfig()
+    ref = v.choice(f"{k}.sync_reference", raw.get("sync_reference", d.sync_reference), SYNC_REFERENCES)
+    start = v.int_(f"{k}.window_start_ps", raw.get("window_start_ps", d.window_start_ps))
+    stop = v.int_(f"{k}.window_stop_ps", raw.get("window_stop_ps", d.window_stop_ps))
+    if stop <= start:
+        v.fail(f"{k}.window_stop_ps", stop, f"acceptance window must end after it starts ({start})")
+    if ref == "previous" and start < 0:
+        v.fail(f"{k}.window_start_ps", start, "with sync_reference 'previous' the window lies after the sync (>= 0)")
+    if ref == "next" and stop > 0:
+        v.fail(f"{k}.window_stop_ps", stop, "with sync_reference 'next' the window lies before the sync (<= 0)")
+    coin = v.int_(f"{k}.coincidence_ps", raw.get("coincidence_ps", d.coincidence_ps), min_=0)
+    pats = tuple(_list(v, f"{k}.patterns", raw.get("patterns", list(d.patterns))))
+    for p in pats:
+        v.choice(f"{k}.patterns", p, ("psi+", "psi-"))
+    if not pats:
+        v.fail(f"{k}.patterns", [], "at least one heralding pattern is needed")
+    return HeraldConfig(ref, start, stop, coin, pats)
+
+
+def _round_from_dict(v, k, raw) -> RoundConfig:
+    v.known(k, raw, {"trigger", "ready_delay_ps", "ready_tolerance_ps", "setting_window_ps",
+                     "fluorescence_window_ps", "threshold"})
+    d = RoundConfig()
+    return RoundConfig(
+        trigger=v.choice(f"{k}.trigger", raw.get("trigger", d.trigger), TRIGGERS),
+        ready_delay_ps=v.int_(f"{k}.ready_delay_ps", raw.get("ready_delay_ps", d.ready_delay_ps), min_=0),
+        ready_tolerance_ps=v.int_(f"{k}.ready_tolerance_ps", raw.get("ready_tolerance_ps", d.ready_tolerance_ps), min_=0),
+        setting_window_ps=v.window(f"{k}.setting_window_ps", raw.get("setting_window_ps", list(d.setting_window_ps))),
+        fluorescence_window_ps=v.window(f"{k}.fluorescence_window_ps",
+                                        raw.get("fluorescence_window_ps", list(d.fluorescence_window_ps))),
+        threshold=v.int_(f"{k}.threshold", raw.get("threshold", d.threshold), min_=1),
+    )
+
+
+def _hist_from_dict(v, k, raw) -> HistogramConfig:
+    v.known(k, raw, {"arrival_bin_ps", "arrival_range_ps", "max_count"})
+    d = HistogramConfig()
+    return HistogramConfig(
+        arrival_bin_ps=v.int_(f"{k}.arrival_bin_ps", raw.get("arrival_bin_ps", d.arrival_bin_ps), min_=1),
+        arrival_range_ps=v.window(f"{k}.arrival_range_ps", raw.get("arrival_range_ps", list(d.arrival_range_ps))),
+        max_count=v.int_(f"{k}.max_count", raw.get("max_count", d.max_count), min_=1),
+    )
