@@ -13,7 +13,7 @@ and ``timetag process`` reads it.  Example (all times in picoseconds)::
     ready_channel = 6                   # hardware 'event ready' tag
     setting_channels = [7, 8, 9, 10]    # channel of input value 0, 1, 2, 3
     fluorescence_channels = [2, 3, 4, 5]
-    delays_ps = { "2" = 0, "3" = 0 }    # added to every tag of that channel (cable delays)
+    delays_ps = { "2" = 0, "3" = 0 }    # cable delay of that channel: corrected time = raw time - delay
     bsm = [ { channel = 2, arm = "a", pol = "H" }, ... ]
 
     [labs.alice.herald]
@@ -33,7 +33,10 @@ and ``timetag process`` reads it.  Example (all times in picoseconds)::
     threshold = 4               # output 'up' (1) when count >= threshold
 
 Windows are half-open intervals ``[start, stop)`` relative to their reference
-time.  Every mistake found on load is reported as a :class:`SetupError` with the
+time, always on delay-corrected times (``raw - delays_ps[channel]``).  The herald
+time is the corrected time of the later of the two clicks; the round's trigger is
+the 'ready' tag (trigger 'ready'/'both') or the herald time + ``ready_delay_ps``
+(trigger 'herald', or 'both' when the ready is missing).  Every mistake found on load is reported as a :class:`SetupError` with the
 key path and the offending value.
 """
 from __future__ import annotations
