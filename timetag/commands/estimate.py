@@ -1,5 +1,55 @@
-"""`timetag estimate` (not built yet: see the open issue)."""
+"""`timetag estimate ALICE_ROUNDS BOB_ROUNDS`: join both labs, sift, CHSH / QBER / key rates."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ..estimators.pipeline import estimate  # noqa: F401  (re-exported for demo / live mode)
 
 
 def register(app):
-    pass
+    @app.command("estimate")
+    def estimate_cmd(
+        alice_rounds: Path = typer.Argument(..., help="Alice's rounds file (HDF5, role 'alice')."),
+        bob_rounds: Path = typer.Argument(..., help="Bob's rounds file (HDF5, role 'bob')."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+        plots: Path | None = typer.Option(None, "--plots", help="Write correlations.png and finite_key.png here."),
+        flagged: str = typer.Option("keep", "--flagged", help="Flagged rounds: keep (default, DI) or drop."),
+        samples: int = typer.Option(20000, "--samples", help="Posterior samples for the Bayesian errors (0: none)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the posterior sampling."),
+        offset_ps: float | None = typer.Option(None, "--offset-ps", help="Bob clock - Alice clock (default: estimated)."),
+        drift: float | None = typer.Option(None, "--drift", help="Relative clock drift (default: estimated)."),
+    ):
+        """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
+        from ..errors import EstimationError
+
+        if flagged not in ("keep", "drop"):
+            raise EstimationError(f"--flagged must be 'keep' or 'drop', got {flagged!r}")
+        res = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
+                       offset_ps=offset_ps, drift=drift)
+        if plots is not None:
+            from ..estimators.plots import write_plots
+
+            res["plots"] = [str(p) for p in write_plots(res, plots)]
+        if as_json:
+            typer.echo(json.dumps(res, allow_nan=False))
+            return
+        from rich.console import Console
+
+        from ..estimators.report import render_table
+
+        con = Console(width=max(100, Console().width))
+        con.print(render_table(res))
+        j, s = res["join"], res["sift"]
+        con.print(f"joined {j['pairs']} pairs ({j['method']}; offset {j['offset_ps'] / 1e12:.6f} s, drift "
+                  f"{j['drift']:.3g}); unmatched Alice {j['unmatched_alice']}, Bob {j['unmatched_bob']}; "
+                  f"unassignable {s['unassignable']}; flagged {s['flagged_pairs']} ({s['flag_policy']}; "
+                  f"{res['flagged_other_policy']['policy']}: S = {_f3(res['flagged_other_policy']['S'])})")
+        for n in j["notes"]:
+            con.print(f"[yellow]note:[/] {n}")
+
+
+def _f3(v):
+    return "-" if v is None else f"{v:.3f}"

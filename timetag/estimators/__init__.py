@@ -1,0 +1,45 @@
+"""Downstream estimators for the DIQKD protocol: pure functions over counts.
+
+Usable on their own (no rounds file, no engine needed)::
+
+    from timetag.estimators import tally, correlators, chsh, qber, key_rate
+    n = tally(x, y, a, b)            # (4, 2, 2, 2) counts n[x, y, a, b]
+    S = chsh(correlators(n))
+
+Conventions (see ``../shared/reference/estimators.md``): Alice X in 0..3, Bob Y in 0..1, outputs 1 = 'up';
+E_xy = (N_same - N_diff)/N_xy; S = E21 - E20 - E30 - E31; key rounds X = Y in {0, 1}, where the Psi+
+state is anti-correlated so a key *error* is A == B.
+"""
+from __future__ import annotations
+
+from .chsh import chsh, correlation_probabilities, correlators, qber
+from .counts import counts_from_correlators, n_pairs, tally
+from .finitekey import finite_key_length, min_block_length
+from .fidelity import fidelity_bound, fit_visibilities
+from .keyrate import (
+    binary_entropy,
+    entropy_bound,
+    key_rate,
+    threshold_depolarising,
+)
+from .report import estimate_from_counts, estimate_from_pairs
+from .uncertainty import beta_samples, binomial_errors, posterior_summary
+
+__all__ = [
+    "tally", "n_pairs", "counts_from_correlators",
+    "correlators", "correlation_probabilities", "chsh", "qber",
+    "binomial_errors", "beta_samples", "posterior_summary",
+    "binary_entropy", "entropy_bound", "key_rate", "threshold_depolarising",
+    "finite_key_length", "min_block_length",
+    "fit_visibilities", "fidelity_bound",
+    "estimate_from_counts", "estimate_from_pairs",
+]
+
+
+def __getattr__(name):
+    # the file-level pipeline pulls in the rounds file (h5py) and the join: loaded only when asked for
+    if name in ("estimate", "check_pair"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)
