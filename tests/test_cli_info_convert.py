@@ -1,0 +1,91 @@
+"""`timetag info` and `timetag convert` end to end (in-process, through timetag.cli.main)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from timetag.chunk import LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
+from timetag.cli import main
+from timetag.formats import read_all
+from timetag.formats.dump import write_dump
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    out = capsys.readouterr()
+    return ei.value.code or 0, out.out, out.err
+
+
+def _dump_with_lost(path):
+    lost = np.zeros(3, LOST_DTYPE)
+    lost["time"], lost["kind"], lost["channel"], lost["count"] = [15, 35, 50], [OVERFLOW_BEGIN, OVERFLOW_END, MISSED], \
+        [0, 0, 2], [0, 0, 7]
+    t = np.arange(0, 1_000_000, 10, dtype=np.int64)
+    c = (np.arange(t.size) % 3).astype(np.int32)
+    write_dump(path, TagChunk(t, c, lost))
+    return t, c
+
+
+def test_info_json(tmp_path, capsys):
+    fn = tmp_path / "a.dump"
+    t, c = _dump_with_lost(fn)
+    code, out, _ = _run(["info", str(fn), "--json", "--chunk-size", "777"], capsys)
+    assert code == 0
+    s = json.loads(out)
+    assert s["format"] == "dump" and s["records"] == t.size + 3
+    assert s["duration_ps"] == int(t[-1] - t[0])
+    assert s["channels"] == {str(k): int(v) for k, v in zip(*np.unique(c, return_counts=True))}
+    assert s["lost"][0] == {"kind": "overflow", "start_ps": 15, "end_ps": 35}
+    assert s["lost"][1]["kind"] == "missed" and s["lost"][1]["count"] == 7
+
+
+def test_info_real_qutag_reports_backward_steps(real_data, capsys):
+    code, out, _ = _run(["info", str(real_data / "eta_19_qutag_80MHz_HBT_sync_filtered.qutag"), "--json"], capsys)
+    s = json.loads(out)
+    assert code == 0 and s["records"] == 267801 and s["meta"]["backward_steps"] == 173
+    code, out, _ = _run(["info", str(real_data / "pqsd_hydraharp_v20_t3.ptu")], capsys)
+    assert code == 0 and "HydraHarp v2 T3" in out and "45012" in out
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.mkdir(), "directory"),
+    (lambda p: p.write_bytes(b"nonsense" * 3), "cannot tell the format"),
+])
+def test_info_bad_input_is_one_line_exit_2(tmp_path, capsys, make, msg):
+    fn = tmp_path / "thing"
+    make(fn)
+    code, out, err = _run(["info", str(fn)], capsys)
+    assert code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fmt", ["h5", "text", "ptu", "dump"])
+def test_convert_round_trip(tmp_path, capsys, real_data, fmt):
+    src = real_data / "pqsd_hydraharp_v20_t3.ptu"
+    dst = tmp_path / f"out.{fmt}"
+    code, _, err = _run(["convert", str(src), str(dst), "--format", fmt, "--chunk-size", "20000"], capsys)
+    assert code == 0, err
+    a, b = read_all(src), read_all(dst, format=fmt)
+    np.testing.assert_array_equal(a.time, b.time)
+    np.testing.assert_array_equal(a.channel, b.channel)
+
+
+def test_convert_lost_to_ptu_needs_drop_lost(tmp_path, capsys):
+    src, dst = tmp_path / "a.dump", tmp_path / "b.ptu"
+    _dump_with_lost(src)
+    code, _, err = _run(["convert", str(src), str(dst)], capsys)
+    assert code == 2 and "lost-data" in err and not dst.exists()
+    code, _, err = _run(["convert", str(src), str(dst), "--drop-lost"], capsys)
+    assert code == 0 and "3 lost-data events dropped" in err
+
+
+def test_convert_qutag_needs_tolerance(tmp_path, capsys, real_data):
+    src = real_data / "eta_19_qutag_80MHz_HBT_sync_filtered.qutag"
+    code, _, err = _run(["convert", str(src), str(tmp_path / "o.h5")], capsys)
+    assert code == 2 and "record" in err and "--tolerance-ps" in err
+    code, _, err = _run(["convert", str(src), str(tmp_path / "o.h5"), "--tolerance-ps", "90000"], capsys)
+    assert code == 0
+    assert np.all(np.diff(read_all(tmp_path / "o.h5").time) >= 0)

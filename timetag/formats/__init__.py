@@ -1,0 +1,178 @@
+"""Time-tag file formats: one module per format, and a registry that picks the right one.
+
+>>> reader = open_tags("run.ptu")              # format sniffed from magic bytes, then extension
+>>> for chunk in reader: ...                   # TagChunk: time int64 ps, channel int32, lost-data events
+
+Every reader has ``format``, ``path``, ``records`` (raw records in the file), ``resolution_ps``, ``meta`` (header
+information and counters; counters are complete once iteration has finished), ``__iter__`` and
+``iter_chunks(start=0, stop=None)`` yielding :class:`~timetag.chunk.TagChunk` with bounded memory.
+
+Writable formats: dump, h5, ptu (T2), text.  ``writer_for(path, format)`` returns a streaming writer with
+``write(chunk)`` / ``close()`` (context manager).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk, concat
+from ..errors import DataValidationError, FormatError
+from ._common import check_readable, read_head
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    name: str
+    module: str
+    extensions: tuple
+    magic: bytes | None
+    writable: bool
+    description: str
+
+
+FORMATS: dict[str, FormatInfo] = {f.name: f for f in [
+    FormatInfo("ptu", "ptu", (".ptu",), b"PQTTTR\0\0", True, "PicoQuant PTU (T2/T3: PicoHarp, HydraHarp, "
+               "TimeHarp 260, MultiHarp, PicoHarp 330)"),
+    FormatInfo("ht3", "ht3", (".ht3",), b"HydraHarp", False, "PicoQuant legacy HydraHarp HT3 (v1.0, v2.0)"),
+    FormatInfo("qutag", "qutag", (".qutag",), b"\x87\xb3\x91\xfa", False, "qutools quTAG binary"),
+    FormatInfo("h5", "h5tags", (".h5", ".hdf5", ".hdf"), b"\x89HDF\r\n\x1a\n", True,
+               "timetag HDF5 tag file / Photon-HDF5"),
+    FormatInfo("dump", "dump", (".dump", ".ttdump", ".bin"), None, True, "Swabian Time Tagger Dump (16-byte records)"),
+    FormatInfo("text", "text", (".txt", ".csv", ".tsv", ".dat"), None, True, "text: 'channel time_ps' per line"),
+]}
+
+
+def _module(name: str):
+    return importlib.import_module(f".{FORMATS[name].module}", __name__)
+
+
+def supported() -> str:
+    return ", ".join(f"{f.name} ({' '.join(f.extensions)})" for f in FORMATS.values())
+
+
+def _check_format_name(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown format {fmt!r}; supported: {supported()}")
+    return fmt
+
+
+def sniff(path) -> str:
+    """Name of the format of ``path``: magic bytes first, then extension, then dump plausibility."""
+    p = check_readable(path)
+    head = read_head(p)
+    if head[:8] == FORMATS["ptu"].magic:
+        return "ptu"
+    if head[:4] == FORMATS["qutag"].magic:
+        return "qutag"
+    if head[:8] == FORMATS["h5"].magic:
+        return "h5"
+    if head[:16].startswith(b"HydraHarp"):
+        return "ht3"
+    ext = p.suffix.lower()
+    for f in FORMATS.values():
+        if ext in f.extensions:
+            if f.magic is not None:
+                shown = head[:len(f.magic)]
+                raise FormatError(f"extension {ext} says {f.name} but the file starts with {shown!r}, not the "
+                                  f"{f.name} magic {f.magic!r} (wrong or damaged file)", path=p, offset=0)
+            return f.name
+    if _module("dump").sniff(p, head):
+        return "dump"
+    raise FormatError(f"cannot tell the format (no known magic bytes, extension {ext or '(none)'!r}); "
+                      f"supported: {supported()}; pass the format explicitly", path=p)
+
+
+def open_tags(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None, check_order: bool | None = None,
+              **opts):
+    """Open a tag file for chunked reading.
+
+    ``check_order``: None = the format's default (dump, qutag, text, h5: raise on time going backwards;
+    ptu/ht3: no check, markers may be slightly out of order); False = pass through and count backward steps
+    (readers that police order report them in ``meta``).  Extra ``opts`` go to the reader (e.g.
+    ``tolerance_ps`` for quTAG).
+    """
+    p = check_readable(path)
+    fmt = _check_format_name(format) if format else sniff(p)
+    mod = _module(fmt)
+    kw = dict(opts)
+    if check_order is not None:
+        kw["check_order"] = check_order
+    if fmt == "dump":
+        reader = mod.DumpReader(p, chunk_size, check_order=True if check_order is None else check_order)
+    else:
+        reader = mod.open_reader(p, chunk_size=chunk_size, **kw)
+    if not hasattr(reader, "path"):
+        reader.path = p
+    return reader
+
+
+def read_all(path, format: str | None = None, **opts) -> TagChunk:
+    """The whole file as one chunk (small files, tests)."""
+    return concat(open_tags(path, format=format, **opts))
+
+
+def iter_stream(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None, **opts) -> Iterator[TagChunk]:
+    """Several files of one run as one stream; each file must start no earlier than the previous one ended."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    offset = 0
+    last = None
+    prev_path = None
+    for p in paths:
+        first_in_file = True
+        for chunk in open_tags(p, chunk_size=chunk_size, format=format, **opts):
+            if first_in_file and len(chunk):
+                if last is not None and chunk.time[0] < last:
+                    raise DataValidationError(
+                        f"file starts at {int(chunk.time[0])} ps, before the previous file {prev_path} ended "
+                        f"({last} ps): files out of order or from different runs", path=p, index=0)
+                first_in_file = False
+            chunk.offset = offset
+            offset += len(chunk)
+            if len(chunk):
+                last = int(chunk.time[-1])
+            yield chunk
+        prev_path = p
+
+
+def writer_for(path, format: str | None = None, **meta):
+    """A streaming writer (``write(chunk)``, ``close()``, context manager) for a writable format.
+
+    The format defaults to the one the extension names.  ``meta`` goes to writers that store it (h5: lab,
+    resolution, provenance; ptu: ``drop_lost``, ``comment``).
+    """
+    fmt = format or _format_from_extension(path)
+    _check_format_name(fmt)
+    if not FORMATS[fmt].writable:
+        raise FormatError(f"format {fmt!r} can be read but not written; writable: "
+                          + ", ".join(f.name for f in FORMATS.values() if f.writable), path=path)
+    if fmt == "dump":
+        return _module("dump").DumpWriter(path)
+    return _module(fmt).open_writer(path, **meta)
+
+
+def write_tags(path, chunks: Iterable[TagChunk] | TagChunk, format: str | None = None, **meta) -> int:
+    """Write a stream to a file; returns the number of tags written."""
+    if isinstance(chunks, TagChunk):
+        chunks = [chunks]
+    n = 0
+    with writer_for(path, format, **meta) as w:
+        for c in chunks:
+            w.write(c)
+            n += len(c)
+    return n
+
+
+def _format_from_extension(path) -> str:
+    ext = Path(path).suffix.lower()
+    for f in FORMATS.values():
+        if ext in f.extensions and f.writable:
+            return f.name
+    raise FormatError(f"cannot tell the output format from extension {ext or '(none)'!r}; pass --format "
+                      "(writable: " + ", ".join(f.name for f in FORMATS.values() if f.writable) + ")", path=path)
+
+
+__all__ = ["FORMATS", "FormatInfo", "sniff", "open_tags", "read_all", "iter_stream", "writer_for", "write_tags",
+           "supported"]

@@ -1,0 +1,447 @@
+"""PicoQuant PTU files (T2 and T3; PicoHarp 300, HydraHarp v1/v2, TimeHarp 260 N/P, MultiHarp / PicoHarp 330).
+
+Channel convention of the tag stream (chosen to match ``ptufile`` for photons):
+
+* photon channel ``c`` -> ``c`` as ptufile numbers it (HydraHarp family: the 6-bit channel field, 0-based;
+  PicoHarp T2: the 4-bit field 0..14; PicoHarp T3: field 1..4 -> 0..3);
+* the T2 sync special record (HydraHarp family) -> :data:`SYNC_CHANNEL` (64);
+* a marker record with bit ``m`` (0..3) set -> one tag on ``MARKER_BASE + m`` (100..103) at the record's time.
+  Markers have coarser timing and may be slightly out of order: PTU readers do not police order.
+
+Times are picoseconds.  T2: (overflow sum + time field) x global resolution.  T3: (overflow sum + nsync) x
+sync period + dtime x resolution; the T3 sync itself yields no tag (its count is in each record's macrotime).
+Overflow records are consumed (counted in ``meta``), never emitted: they are not lost data.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import struct
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from ..errors import FormatError, TimetagWarning
+from ._common import check_readable
+
+NAME = "ptu"
+EXTENSIONS = (".ptu",)
+MAGIC = b"PQTTTR\0\0"
+SYNC_CHANNEL = 64
+MARKER_BASE = 100
+
+STATE_FIELDS = ("overflow", "n_overflow", "n_marker", "n_sync", "n_invalid", "n_photon")
+
+FAM_PICOHARP, FAM_HH1, FAM_HH2 = 0, 1, 2
+# record type code -> (device, family, is_t3)
+RECORD_TYPES = {
+    0x00010203: ("PicoHarp 300 T2", FAM_PICOHARP, False),
+    0x00010303: ("PicoHarp 300 T3", FAM_PICOHARP, True),
+    0x00010204: ("HydraHarp v1 T2", FAM_HH1, False),
+    0x00010304: ("HydraHarp v1 T3", FAM_HH1, True),
+    0x01010204: ("HydraHarp v2 T2", FAM_HH2, False),
+    0x01010304: ("HydraHarp v2 T3", FAM_HH2, True),
+    0x00010205: ("TimeHarp 260 N T2", FAM_HH2, False),
+    0x00010305: ("TimeHarp 260 N T3", FAM_HH2, True),
+    0x00010206: ("TimeHarp 260 P T2", FAM_HH2, False),
+    0x00010306: ("TimeHarp 260 P T3", FAM_HH2, True),
+    0x00010207: ("MultiHarp / PicoHarp 330 T2", FAM_HH2, False),
+    0x00010307: ("MultiHarp / PicoHarp 330 T3", FAM_HH2, True),
+}
+
+TY_EMPTY8, TY_BOOL8, TY_INT8, TY_BITSET64, TY_COLOR8 = 0xFFFF0008, 0x00000008, 0x10000008, 0x11000008, 0x12000008
+TY_FLOAT8, TY_DATETIME, TY_FLOAT8ARRAY = 0x20000008, 0x21000008, 0x2001FFFF
+TY_ANSISTRING, TY_WIDESTRING, TY_BINARYBLOB = 0x4001FFFF, 0x4002FFFF, 0xFFFFFFFF
+TAG_TYPE_NAMES = {
+    TY_EMPTY8: "Empty8", TY_BOOL8: "Bool8", TY_INT8: "Int8", TY_BITSET64: "BitSet64", TY_COLOR8: "Color8",
+    TY_FLOAT8: "Float8", TY_DATETIME: "TDateTime", TY_FLOAT8ARRAY: "Float8Array", TY_ANSISTRING: "AnsiString",
+    TY_WIDESTRING: "WideString", TY_BINARYBLOB: "BinaryBlob",
+}
+_TAG_HEAD = struct.Struct("<32siI")
+
+
+def sniff(path, head: bytes) -> bool:
+    return head[:8] == MAGIC
+
+
+def _datetime(days: float) -> str:
+    # TDateTime counts days since 1899-12-30 (the Delphi/OLE epoch)
+    try:
+        return (_dt.datetime(1899, 12, 30) + _dt.timedelta(days=days)).isoformat(timespec="seconds")
+    except (OverflowError, ValueError):
+        return str(days)
+
+
+def parse_header(fh, path, magic: bytes = MAGIC) -> tuple[dict, str, int]:
+    """Read the tag header from an open binary file; returns (tags, version, offset of the first record).
+
+    Array tags (index >= 0) become dicts index -> value.  Raises FormatError with the byte offset when the
+    header is cut short or holds an unknown tag type code.
+    """
+    start = fh.read(16)
+    if len(start) < 16:
+        raise FormatError(f"header cut short: {len(start)} bytes, need 16 for magic and version", path=path, offset=0)
+    if start[:8] != magic:
+        raise FormatError(f"wrong magic {start[:8]!r} (a PTU file starts with {magic!r})", path=path, offset=0)
+    version = start[8:].rstrip(b"\0").decode("ascii", "replace")
+    tags: dict = {}
+    pos = 16
+    while True:
+        raw = fh.read(48)
+        if len(raw) < 48:
+            raise FormatError(f"header cut short: tag entry needs 48 bytes, {len(raw)} left before end of file "
+                              "(no Header_End tag)", path=path, offset=pos)
+        ident, idx, typ = _TAG_HEAD.unpack_from(raw)
+        name = ident.split(b"\0", 1)[0].decode("ascii", "replace")
+        value_bytes = raw[40:48]
+        entry_pos = pos
+        pos += 48
+        if typ in (TY_EMPTY8,):
+            value = None
+        elif typ in (TY_BOOL8,):
+            value = struct.unpack("<q", value_bytes)[0] != 0
+        elif typ in (TY_INT8, TY_BITSET64, TY_COLOR8):
+            value = struct.unpack("<q", value_bytes)[0]
+        elif typ == TY_FLOAT8:
+            value = struct.unpack("<d", value_bytes)[0]
+        elif typ == TY_DATETIME:
+            value = _datetime(struct.unpack("<d", value_bytes)[0])
+        elif typ in (TY_FLOAT8ARRAY, TY_ANSISTRING, TY_WIDESTRING, TY_BINARYBLOB):
+            n = struct.unpack("<q", value_bytes)[0]
+            if n < 0:
+                raise FormatError(f"tag {name!r}: negative payload length {n}", path=path, offset=entry_pos)
+            payload = fh.read(n)
+            if len(payload) < n:
+                raise FormatError(f"header cut short inside tag {name!r}: payload of {n} bytes, "
+                                  f"{len(payload)} left", path=path, offset=pos)
+            pos += n
+            if typ == TY_FLOAT8ARRAY:
+                value = np.frombuffer(payload[: n - n % 8], "<f8").copy()
+            elif typ == TY_ANSISTRING:
+                value = payload.split(b"\0", 1)[0].decode("latin-1")
+            elif typ == TY_WIDESTRING:
+                value = payload.decode("utf-16-le", "replace").split("\0", 1)[0]
+            else:
+                value = payload
+        else:
+            raise FormatError(f"tag {name!r} has unknown type code 0x{typ:08X} (known: "
+                              + ", ".join(f"{v} 0x{k:08X}" for k, v in TAG_TYPE_NAMES.items()) + ")",
+                              path=path, offset=entry_pos + 36)
+        if name == "Header_End":
+            return tags, version, pos
+        if idx >= 0:
+            slot = tags.setdefault(name, {})
+            if isinstance(slot, dict):
+                slot[idx] = value
+        else:
+            tags[name] = value
+
+
+def _split_unit(seconds: float) -> tuple[int, float, float]:
+    """A time unit in s -> (integer ps, fractional ps, unit in ps) rounded to 1e-6 ps (float noise of the header)."""
+    ps = round(float(seconds) * 1e12, 6)
+    whole = math.floor(ps)
+    return int(whole), round(ps - whole, 6), ps
+
+
+class _RecordDecoder:
+    """Streams raw 32-bit records through the Cython kernel, carrying the overflow state."""
+
+    def __init__(self, family: int, t3: bool, global_res_s: float, res_s: float):
+        self.family, self.t3 = family, t3
+        self.g_int, self.g_frac, _ = _split_unit(global_res_s)
+        self.r_int, self.r_frac, _ = _split_unit(res_s)
+        self.state = np.zeros(len(STATE_FIELDS), np.int64)
+
+    def decode(self, rec: np.ndarray, want_dtime: bool = False):
+        from .._cext import fmt_ptu
+
+        rec = np.ascontiguousarray(rec, dtype=np.uint32)
+        n = rec.size
+        t_parts, c_parts, d_parts = [], [], []
+        done = 0
+        while True:
+            cap = (n - done) + 8
+            out_t = np.empty(cap, np.int64)
+            out_c = np.empty(cap, np.int32)
+            if self.t3:
+                out_d = np.empty(cap, np.int32)
+                used, w = fmt_ptu.decode_t3(rec[done:], self.family, self.g_int, self.g_frac, self.r_int,
+                                            self.r_frac, self.state, out_t, out_c, out_d)
+                d_parts.append(out_d[:w])
+            else:
+                used, w = fmt_ptu.decode_t2(rec[done:], self.family, self.g_int, self.g_frac, self.state,
+                                            out_t, out_c)
+            t_parts.append(out_t[:w])
+            c_parts.append(out_c[:w])
+            done += used
+            if done >= n:
+                break
+        if len(t_parts) == 1:
+            t, c = t_parts[0], c_parts[0]
+            d = d_parts[0] if d_parts else None
+        else:
+            t, c = np.concatenate(t_parts), np.concatenate(c_parts)
+            d = np.concatenate(d_parts) if d_parts else None
+        return (t, c, d) if want_dtime else (t, c)
+
+    @property
+    def counters(self) -> dict:
+        return {k: int(v) for k, v in zip(STATE_FIELDS, self.state) if k != "overflow"}
+
+
+class PtuReader:
+    """Chunked reader over memory-mapped 32-bit records (64-bit offsets); ``iter_chunks`` yields TagChunks."""
+
+    format = NAME
+
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = False, **_ignored):
+        self.path = check_readable(path)
+        self.chunk_size = max(int(chunk_size), 1)
+        self._counters: dict = {}
+        self._parse_header()
+        self._count_records()
+
+    def _parse_header(self) -> None:
+        with open(self.path, "rb") as fh:
+            self.tags, self.version, self.data_offset = parse_header(fh, self.path)
+        rectype = self.tags.get("TTResultFormat_TTTRRecType")
+        if rectype is None:
+            raise FormatError("header has no TTResultFormat_TTTRRecType tag (is this a histogram file?)",
+                              path=self.path)
+        if rectype not in RECORD_TYPES:
+            raise FormatError(f"unsupported record type 0x{rectype:08X} (supported: "
+                              + ", ".join(f"0x{k:08X} {v[0]}" for k, v in RECORD_TYPES.items()) + ")",
+                              path=self.path)
+        self.rectype = rectype
+        self.device, self.family, self.is_t3 = RECORD_TYPES[rectype]
+        bits = self.tags.get("TTResultFormat_BitsPerRecord", 32)
+        if bits != 32:
+            raise FormatError(f"TTResultFormat_BitsPerRecord is {bits}, only 32-bit records are supported",
+                              path=self.path)
+        self.global_resolution_s = float(self.tags.get("MeasDesc_GlobalResolution", 0) or 0)
+        if not self.global_resolution_s > 0:
+            raise FormatError(f"MeasDesc_GlobalResolution is {self.global_resolution_s!r}, must be > 0",
+                              path=self.path)
+        self.resolution_s = float(self.tags.get("MeasDesc_Resolution", self.global_resolution_s) or
+                                  self.global_resolution_s)
+        self.declared_records = self.tags.get("TTResult_NumberOfRecords")
+
+    def _count_records(self) -> None:
+        size = self.path.stat().st_size
+        avail_bytes = max(size - self.data_offset, 0)
+        available = avail_bytes // 4
+        declared = self.declared_records
+        self.trailing_bytes = 0
+        if declared is None or declared > available:
+            if declared is not None:
+                warnings.warn(f"{self.path}: header declares {declared} records but only {available} are present "
+                              "(file truncated?): reading those", TimetagWarning, stacklevel=3)
+            self.records = available
+            self.trailing_bytes = avail_bytes - 4 * available
+            if self.trailing_bytes:
+                warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
+                              TimetagWarning, stacklevel=3)
+        else:
+            self.records = int(declared)
+        self.resolution_ps = _split_unit(self.resolution_s if self.is_t3 else self.global_resolution_s)[2]
+
+    def _mm(self):
+        if self.records == 0:
+            return np.zeros(0, np.uint32)
+        return np.memmap(self.path, dtype="<u4", mode="r", offset=self.data_offset, shape=(self.records,))
+
+    def _decoder(self) -> _RecordDecoder:
+        return _RecordDecoder(self.family, self.is_t3, self.global_resolution_s, self.resolution_s)
+
+    @property
+    def meta(self) -> dict:
+        m = {
+            "device": self.device, "record_type": f"0x{self.rectype:08X}", "mode": "T3" if self.is_t3 else "T2",
+            "version": self.version, "data_offset": self.data_offset,
+            "global_resolution_s": self.global_resolution_s, "resolution_s": self.resolution_s,
+            "acquisition_time_s": _acq_time(self.tags), "sync_rate_hz": self.tags.get("TTResult_SyncRate"),
+            "created": self.tags.get("File_CreatingTime"), "trailing_bytes_ignored": self.trailing_bytes,
+            "channel_convention": f"photon c -> c (as ptufile), T2 sync -> {SYNC_CHANNEL}, "
+                                  f"marker bit m -> {MARKER_BASE}+m",
+        }
+        m.update(self._counters)
+        return m
+
+    def __iter__(self) -> Iterator[TagChunk]:
+        return self.iter_chunks()
+
+    def iter_chunks(self, start: int = 0, stop: int | None = None, with_dtime: bool = False) -> Iterator[TagChunk]:
+        """Chunks of the tags decoded from records [start, stop) (record indices).
+
+        Starting past 0 first runs the overflow bookkeeping over the skipped records.  With ``with_dtime`` (T3
+        only) each chunk carries an extra attribute ``dtime`` (raw micro-time bins, -1 for markers).
+        """
+        mm = self._mm()
+        stop = self.records if stop is None else min(int(stop), self.records)
+        start = max(0, int(start))
+        dec = self._decoder()
+        for lo in range(0, start, self.chunk_size):
+            dec.decode(np.asarray(mm[lo:min(lo + self.chunk_size, start)]))
+        offset = 0
+        for lo in range(start, stop, self.chunk_size):
+            hi = min(lo + self.chunk_size, stop)
+            out = dec.decode(np.asarray(mm[lo:hi]), want_dtime=with_dtime and self.is_t3)
+            chunk = TagChunk(out[0], out[1], offset=offset)
+            if with_dtime and self.is_t3:
+                chunk.dtime = out[2]
+            offset += len(chunk)
+            self._counters = dec.counters
+            yield chunk
+        self._counters = dec.counters
+
+    def read_raw(self) -> np.ndarray:
+        return np.asarray(self._mm())
+
+
+def _acq_time(tags: dict):
+    v = tags.get("MeasDesc_AcquisitionTime")
+    return None if v is None else float(v) / 1000.0   # stored in ms
+
+
+# ----------------------------------------------------------------------------------------------------------- writer
+WRITE_RECTYPE = 0x01010204          # HydraHarp v2 T2: readable by every PTU reader we know
+_T2_WRAP = 33554432
+# The format allows counts up to 2**25-1, but some readers (ptufile 2026.2) multiply the count by the wrap
+# in 32 bits; at most 127 wraps per record keeps every reader right at the cost of more records for long gaps.
+_MAX_OFL_COUNT = 127
+
+
+def _tag(name: str, typ: int, value, idx: int = -1) -> bytes:
+    ident = name.encode("ascii")[:31].ljust(32, b"\0")
+    if typ in (TY_ANSISTRING,):
+        payload = value.encode("latin-1") + b"\0"
+        payload += b"\0" * (-len(payload) % 8)
+        return _TAG_HEAD.pack(ident, idx, typ) + struct.pack("<q", len(payload)) + payload
+    if typ == TY_FLOAT8:
+        return _TAG_HEAD.pack(ident, idx, typ) + struct.pack("<d", float(value))
+    return _TAG_HEAD.pack(ident, idx, typ) + struct.pack("<q", int(value))
+
+
+class PtuWriter:
+    """Streaming T2 writer: HydraHarp v2 T2 records at 1 ps global resolution.
+
+    Channels: 0..63 photons, 64 -> sync special record, 100..103 -> marker bits.  Times must be >= 0 and
+    non-decreasing.  PTU cannot represent lost-data events: a chunk carrying them raises FormatError unless
+    ``drop_lost=True`` (then they are counted in ``lost_dropped``).
+    """
+
+    def __init__(self, path, drop_lost: bool = False, comment: str = "", **meta):
+        self.path = Path(path)
+        self.drop_lost = drop_lost
+        self.lost_dropped = 0
+        self.records = 0
+        self.tags_written = 0
+        self._ofl = 0          # wraps accounted so far
+        self._last = 0
+        self._fh = open(self.path, "wb")
+        now = (_dt.datetime.now() - _dt.datetime(1899, 12, 30)).total_seconds() / 86400.0
+        head = [MAGIC, b"1.0.00\0\0"]
+        head.append(_tag("File_Comment", TY_ANSISTRING, comment or "written by timetag"))
+        head.append(_TAG_HEAD.pack(b"File_CreatingTime".ljust(32, b"\0"), -1, TY_DATETIME) + struct.pack("<d", now))
+        head.append(_tag("CreatorSW_Name", TY_ANSISTRING, "timetag"))
+        head.append(_tag("Measurement_Mode", TY_INT8, 2))
+        head.append(_tag("Measurement_SubMode", TY_INT8, 0))
+        head.append(_tag("HW_Type", TY_ANSISTRING, "HydraHarp"))
+        head.append(_tag("MeasDesc_GlobalResolution", TY_FLOAT8, 1e-12))
+        head.append(_tag("MeasDesc_Resolution", TY_FLOAT8, 1e-12))
+        head.append(_tag("TTResult_SyncRate", TY_INT8, int(meta.get("sync_rate_hz", 0) or 0)))
+        head.append(_tag("TTResultFormat_TTTRRecType", TY_INT8, WRITE_RECTYPE))
+        head.append(_tag("TTResultFormat_BitsPerRecord", TY_INT8, 32))
+        self._nrec_pos = sum(len(h) for h in head) + 40
+        head.append(_tag("TTResult_NumberOfRecords", TY_INT8, 0))
+        head.append(_tag("Header_End", TY_EMPTY8, 0))
+        self._fh.write(b"".join(head))
+
+    def write(self, chunk: TagChunk) -> None:
+        if chunk.lost.size:
+            if not self.drop_lost:
+                raise FormatError(f"{chunk.lost.size} lost-data event(s) (overflow/missed/error) cannot be "
+                                  "represented in PTU; write h5 or dump instead, or pass drop_lost=True",
+                                  path=self.path)
+            self.lost_dropped += int(chunk.lost.size)
+        rec = self._encode(chunk)
+        rec.tofile(self._fh)
+        self.records += rec.size
+        self.tags_written += len(chunk)
+
+    def _encode(self, chunk: TagChunk) -> np.ndarray:
+        t, c = chunk.time, chunk.channel
+        if t.size == 0:
+            return np.zeros(0, np.uint32)
+        prev = np.concatenate(([self._last], t))
+        bad = np.flatnonzero(prev[1:] < prev[:-1])
+        if bad.size:
+            i = int(bad[0])
+            raise FormatError(f"tag {chunk.offset + i}: time {int(t[i])} ps is negative or earlier than the "
+                              f"previous tag ({int(prev[i])} ps); PTU T2 needs non-decreasing times", path=self.path)
+        ok = (c >= 0) & (c < 64) | (c == SYNC_CHANNEL) | ((c >= MARKER_BASE) & (c < MARKER_BASE + 4))
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise FormatError(f"tag {chunk.offset + i}: channel {int(c[i])} cannot be written to HydraHarp T2 "
+                              f"(photons 0..63, sync {SYNC_CHANNEL}, markers {MARKER_BASE}..{MARKER_BASE + 3})",
+                              path=self.path)
+        wraps = t // _T2_WRAP
+        word = np.empty(t.size, np.uint32)
+        tf = (t - wraps * _T2_WRAP).astype(np.uint32)
+        ph = c < 64
+        word[ph] = (c[ph].astype(np.uint32) << 25) | tf[ph]
+        word[c == SYNC_CHANNEL] = (np.uint32(1) << 31) | tf[c == SYNC_CHANNEL]
+        mk = c >= MARKER_BASE
+        word[mk] = (np.uint32(1) << 31) | ((np.uint32(1) << (c[mk] - MARKER_BASE).astype(np.uint32)) << 25) | tf[mk]
+        # overflow records before each tag whose wrap count moved on; huge gaps need several records
+        dk = np.diff(np.concatenate(([self._ofl], wraps)))
+        n_ofl = -(-dk // _MAX_OFL_COUNT)
+        total = t.size + int(n_ofl.sum())
+        out = np.empty(total, np.uint32)
+        pos = np.arange(t.size) + np.cumsum(n_ofl)
+        out[pos] = word
+        ofl_word = (np.uint32(1) << 31) | (np.uint32(63) << 25)
+        tot = int(n_ofl.sum())
+        if tot:
+            rep = np.repeat(np.arange(t.size), n_ofl)
+            j = np.arange(tot) - np.repeat(np.cumsum(n_ofl) - n_ofl, n_ofl)   # index within the gap's block
+            last = j == n_ofl[rep] - 1
+            counts = np.where(last, dk[rep] - _MAX_OFL_COUNT * (n_ofl[rep] - 1), _MAX_OFL_COUNT)
+            out[pos[rep] - n_ofl[rep] + j] = ofl_word | counts.astype(np.uint32)
+        self._ofl = int(wraps[-1])
+        self._last = int(t[-1])
+        return out
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.seek(self._nrec_pos)
+        self._fh.write(struct.pack("<q", self.records))
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_ptu(path, chunks: Iterable[TagChunk] | TagChunk, drop_lost: bool = False, **meta) -> int:
+    if isinstance(chunks, TagChunk):
+        chunks = [chunks]
+    with PtuWriter(path, drop_lost=drop_lost, **meta) as w:
+        for c in chunks:
+            w.write(c)
+    return w.records
+
+
+def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> PtuReader:
+    return PtuReader(path, chunk_size, **opts)
+
+
+def open_writer(path, **meta) -> PtuWriter:
+    return PtuWriter(path, **meta)

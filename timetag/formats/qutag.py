@@ -1,0 +1,119 @@
+"""qutools quTAG binary files (``FORMAT_BINARY``): a 40-byte header, then 10-byte records.
+
+Record: ``uint64 time`` (1 ps on the quTAG HR) + ``uint16 channel``; markers appear as channels 100-104 and
+200-203 and are passed through unchanged.  The header is undocumented; it starts with ``87 B3 91 FA`` and its
+uint32 at offset 4 is the file size (checked only as a warning).
+
+Real quTAG files are not always monotonic (one sample has 173 backward steps of up to 86 ns).  By default the
+reader raises :class:`DataValidationError` at the first backward step, naming the record.  Options:
+``tolerance_ps=N`` reorders tags displaced by at most N ps (stable sort by time), ``check_order=False`` passes
+them through unchanged and counts them (``meta['backward_steps']``, ``meta['max_backward_ps']``).
+"""
+from __future__ import annotations
+
+import struct
+import warnings
+from typing import Iterator
+
+import numpy as np
+
+from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from ..errors import FormatError, TimetagWarning
+from ._common import OrderGuard, check_readable
+
+NAME = "qutag"
+EXTENSIONS = (".qutag",)
+MAGIC = b"\x87\xb3\x91\xfa"
+HEADER_SIZE = 40
+RECORD_DTYPE = np.dtype([("time", "<u8"), ("channel", "<u2")])   # packed: 10 bytes
+RECORD_SIZE = RECORD_DTYPE.itemsize
+
+
+def sniff(path, head: bytes) -> bool:
+    return head[:4] == MAGIC
+
+
+class QutagReader:
+    format = NAME
+    resolution_ps = 1
+
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, tolerance_ps: int = 0,
+                 **_ignored):
+        self.path = check_readable(path)
+        self.chunk_size = max(int(chunk_size), 1)
+        self.check_order = check_order
+        self.tolerance_ps = int(tolerance_ps)
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as fh:
+            head = fh.read(HEADER_SIZE)
+        if head[:4] != MAGIC:
+            raise FormatError(f"wrong magic {head[:4].hex(' ')} (a quTAG binary file starts with 87 b3 91 fa)",
+                              path=self.path, offset=0)
+        if len(head) < HEADER_SIZE:
+            raise FormatError(f"header cut short: {len(head)} of {HEADER_SIZE} bytes", path=self.path,
+                              offset=len(head))
+        declared_size = struct.unpack_from("<I", head, 4)[0]
+        if declared_size != size & 0xFFFFFFFF:
+            warnings.warn(f"{self.path}: header says the file has {declared_size} bytes, it has {size}",
+                          TimetagWarning, stacklevel=2)
+        self.header = head
+        self.records = (size - HEADER_SIZE) // RECORD_SIZE
+        self.trailing_bytes = (size - HEADER_SIZE) % RECORD_SIZE
+        if self.trailing_bytes:
+            warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
+                          TimetagWarning, stacklevel=2)
+        self._guard: OrderGuard | None = None
+
+    @property
+    def meta(self) -> dict:
+        m = {"header_size_field": struct.unpack_from("<I", self.header, 4)[0],
+             "header_words": list(struct.unpack_from("<8I", self.header, 8)),
+             "trailing_bytes_ignored": self.trailing_bytes}
+        if self._guard is not None:
+            m.update(self._guard.meta)
+        return m
+
+    def _mm(self):
+        if self.records == 0:
+            return np.zeros(0, RECORD_DTYPE)
+        return np.memmap(self.path, dtype=RECORD_DTYPE, mode="r", offset=HEADER_SIZE, shape=(self.records,))
+
+    def __iter__(self) -> Iterator[TagChunk]:
+        return self.iter_chunks()
+
+    def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
+        mm = self._mm()
+        stop = self.records if stop is None else min(int(stop), self.records)
+        start = max(0, int(start))
+        guard = self._guard = OrderGuard(self.path, check=self.check_order, tolerance_ps=self.tolerance_ps,
+                                         index_of=lambda i: i + start)
+        for lo in range(start, stop, self.chunk_size):
+            rec = mm[lo:min(lo + self.chunk_size, stop)]
+            t = rec["time"].astype(np.int64)
+            if t.size and int(t.min()) < 0:
+                i = int(np.flatnonzero(t < 0)[0])
+                raise FormatError(f"record {lo + i}: time {int(rec['time'][i])} does not fit in int64 ps",
+                                  path=self.path, offset=HEADER_SIZE + (lo + i) * RECORD_SIZE)
+            out = guard.process(TagChunk(t, rec["channel"].astype(np.int32), offset=lo - start))
+            if len(out) or not self.tolerance_ps:
+                yield out
+        tail = guard.flush()
+        if tail is not None:
+            yield tail
+
+
+def write_qutag_raw(path, time: np.ndarray, channel: np.ndarray, header_words=(2048, 115)) -> None:
+    """Write a quTAG-like binary file (for tests and fixtures; the vendor header is undocumented)."""
+    rec = np.zeros(len(time), RECORD_DTYPE)
+    rec["time"] = time
+    rec["channel"] = channel
+    size = HEADER_SIZE + rec.nbytes
+    head = MAGIC + struct.pack("<I", size & 0xFFFFFFFF) + struct.pack("<2I", *header_words)
+    head = head.ljust(HEADER_SIZE, b"\0")
+    with open(path, "wb") as fh:
+        fh.write(head)
+        rec.tofile(fh)
+
+
+def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> QutagReader:
+    return QutagReader(path, chunk_size, **opts)
