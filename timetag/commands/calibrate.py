@@ -1,5 +1,59 @@
-"""`timetag calibrate` (not built yet: see the open issue)."""
+"""`timetag calibrate`: delays, time-filter window, thresholds and clock offset from recorded tags."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
 
 
 def register(app):
-    pass
+    @app.command("calibrate")
+    def calibrate_cmd(
+        tags: list[Path] = typer.Argument(..., help="ALICE_TAGS BOB_TAGS (one file each), or one file with --lab."),
+        setup: Path = typer.Option(..., "--setup", "-s", help="Current setup TOML."),
+        out: Path = typer.Option(..., "--out", "-o", help="Write the calibrated setup here."),
+        lab: Optional[str] = typer.Option(None, "--lab", help="Calibrate one lab only (the single TAGS file)."),
+        plots: Optional[Path] = typer.Option(None, "--plots", help="Write PNG figures into this directory."),
+        steps: str = typer.Option("delays,window,thresholds,darkcounts,clock", "--steps",
+                                  help="Comma-separated calibration steps."),
+        reference: Optional[int] = typer.Option(None, "--reference", help="Reference BSM detector channel "
+                                                "(keeps its delay; default: the first)."),
+        pulse_position_ps: Optional[float] = typer.Option(None, "--pulse-position-ps",
+                                                          help="Absolute pulse centre after the sync (instead "
+                                                               "of relative delays)."),
+        count_model: str = typer.Option("auto", "--count-model", help="poisson, negbin or auto."),
+        v0: float = typer.Option(0.97, "--fom-v0", help="FOM: visibility without accidentals/re-excitation."),
+        kappa: float = typer.Option(0.5, "--fom-kappa", help="FOM: re-excitation prob. with the whole pulse left."),
+        strict: bool = typer.Option(False, "--strict", help="Fail when a step cannot be calibrated "
+                                    "(default: keep its old values and warn)."),
+    ):
+        """Calibrate a run: per-detector delays, the post-pulse window, fluorescence thresholds, dark
+        counts and the clock offset/drift between the labs; writes the updated setup and reports every
+        changed value (old -> new +- uncertainty)."""
+        from calibrate.api import calibrate_run
+        from calibrate.window import FomParams
+        from timetag.errors import CalibrationError
+        from timetag.setupfile import load_setup
+
+        s = load_setup(setup)
+        if lab is not None:
+            if len(tags) != 1:
+                raise CalibrationError(f"--lab {lab} takes one tag file, got {len(tags)}")
+            role = s.lab(lab).role
+            a, b = (tags, None) if role == "alice" else (None, tags)
+            kw = {"alice_lab": lab} if role == "alice" else {"bob_lab": lab}
+        else:
+            if len(tags) != 2:
+                raise CalibrationError(f"expected ALICE_TAGS BOB_TAGS (2 files), got {len(tags)}; "
+                                       "use --lab NAME for one lab")
+            a, b = [tags[0]], [tags[1]]
+            names = {l.role: n for n, l in s.labs.items()}
+            kw = {"alice_lab": names.get("alice", "alice"), "bob_lab": names.get("bob", "bob")}
+        new, rep = calibrate_run(a, b, s, steps=[x.strip() for x in steps.split(",") if x.strip()],
+                                 reference=reference, pulse_position_ps=pulse_position_ps,
+                                 fom=FomParams(v0=v0, kappa=kappa), count_model=count_model, strict=strict,
+                                 plots_dir=plots, **kw)
+        new.save(out)
+        typer.echo(rep.text())
+        typer.echo(f"wrote {out}")

@@ -1,5 +1,133 @@
-"""`timetag live` (not built yet: see the open issue)."""
+"""`timetag live`: process a live source (tagger, simulated device, replayed or growing file) as it runs."""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
 
 
 def register(app):
-    pass
+    @app.command("live", no_args_is_help=True)
+    def live(
+        source: str = typer.Option(..., "--source", "-s", help=(
+            "Where tags come from: 'sim' (simulated two-lab device, paced to the wall clock), 'swabian' "
+            "(a connected Swabian Time Tagger; needs `pip install Swabian-TimeTagger`), 'swabian-fake[:FILE]' "
+            "(a stand-in device fed by the simulator or FILE), 'replay:FILE' (a recorded file at --speed), "
+            "'follow:FILE' (a dump file still being written, read as it grows).")),
+        setup: Optional[Path] = typer.Option(None, "--setup", help="Setup TOML (channel map, windows, thresholds). "
+                                             "Required, except with --source sim, which then uses the setup that "
+                                             "fits the simulated link (saved as <out>/setup.toml)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder: <lab>_rounds.h5 per lab processed."),
+        lab: Optional[str] = typer.Option(None, "--lab", help=(
+            "Lab of the setup to process. A file or a tagger is one lab (required when the setup has several); "
+            "with --source sim, restricts processing to that lab.")),
+        duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop after this many wall-clock "
+                                                 "seconds (default: until the source ends or Ctrl-C)."),
+        speed: str = typer.Option("1", "--speed", help="Pace of sim/replay/fake sources: device seconds per wall "
+                                  "second ('max' = as fast as processing allows)."),
+        no_view: bool = typer.Option(False, "--no-view", help="No terminal view: one plain status line per interval."),
+        json_lines: bool = typer.Option(False, "--json-lines", help="One JSON status object per line per interval "
+                                        "on stdout (for automation); implies --no-view."),
+        flush_interval: float = typer.Option(0.5, "--flush-interval", help="Seconds between flushes of the rounds "
+                                             "files (at most 1 s: a killed run loses at most this much)."),
+        status_interval: float = typer.Option(1.0, "--status-interval", help="Seconds between status updates."),
+        seed: int = typer.Option(1, "--seed", help="Random seed of the simulated device."),
+        preset: str = typer.Option("lmu2022", "--preset", help="Simulator preset for sim / swabian-fake."),
+        speedup: Optional[float] = typer.Option(None, "--speedup", help="sim / swabian-fake: multiply the "
+                                                "entanglement (herald) rate of the simulated link, for demos."),
+        serial: str = typer.Option("", "--serial", help="Serial number of the Time Tagger (default: the first found)."),
+        idle_timeout: float = typer.Option(5.0, "--idle-timeout", help="follow: stop after this many seconds "
+                                           "without the file growing (0 = never)."),
+        inject_overflow: List[str] = typer.Option([], "--inject-overflow", help="swabian-fake: an overflow interval "
+                                                  "BEGIN_S:END_S in device seconds (repeatable)."),
+    ):
+        """Process tags live: rounds are appended to the rounds files and flushed at least every second.
+
+        Ctrl-C stops cleanly and prints the run summary; a killed process (even SIGKILL) leaves rounds files holding every round up to the last flush. Falling behind the device (backlog, device overflows) is measured and shown. Examples:
+
+          timetag live --source sim --out demo --speed 20 --speedup 1000
+
+          timetag live --source sim --setup setup.toml --out run1 --speed 10
+
+          timetag live --source replay:alice.dump --setup setup.toml --lab alice --out re --speed max --no-view
+
+          timetag live --source follow:/data/today.dump --setup setup.toml --lab bob --out live --json-lines
+        """
+        from ..errors import TimetagError
+        from ..live.factory import build_source, parse_overflows, parse_speed
+        from ..live.jsonlines import JsonLinesWriter
+        from ..live.runner import LiveRunner
+        from ..setupfile import load_setup
+
+        if not 0 < flush_interval <= 1.0:
+            raise TimetagError(f"--flush-interval must be in (0, 1] seconds (got {flush_interval})")
+        if status_interval <= 0:
+            raise TimetagError(f"--status-interval must be > 0 (got {status_interval})")
+        sim_params = {"speedup": speedup} if speedup is not None else {}
+        if setup is None:
+            if source.strip().lower() != "sim":
+                raise TimetagError("--setup is required (only --source sim can derive the setup itself)")
+            from ..live.simdevice import SimDevice
+
+            st = SimDevice(preset=preset, seed=seed, sim_params=sim_params).matching_setup()
+            out.mkdir(parents=True, exist_ok=True)
+            st.save(out / "setup.toml")
+        else:
+            st = load_setup(setup)
+        src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
+                                 serial=serial, idle_timeout=idle_timeout or None,
+                                 overflows=parse_overflows(inject_overflow), sim_params=sim_params)
+        callbacks = []
+        jl = JsonLinesWriter(sys.stdout) if json_lines else None
+        view = None
+        if jl is not None:
+            callbacks.append(jl)
+        elif no_view or not sys.stdout.isatty():
+            callbacks.append(_plain_line)
+        else:
+            from ..live.view import LiveView
+
+            view = LiveView()
+            callbacks.append(view)
+        runner = LiveRunner(src, st, out, labs=labs, duration=duration, flush_interval=flush_interval,
+                            status_interval=status_interval, on_status=callbacks)
+
+        def _on_signal(signum, frame):
+            if runner._stop_requested:  # second Ctrl-C: stop at once (the files are still closed properly)
+                raise KeyboardInterrupt
+            runner.stop()
+
+        old_int = signal.signal(signal.SIGINT, _on_signal)
+        old_term = signal.signal(signal.SIGTERM, _on_signal)
+        try:
+            if view is not None:
+                with view:
+                    result = runner.run()
+            else:
+                result = runner.run()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        if jl is not None:
+            jl.write({"kind": "summary", "rounds": result.rounds, "paths": {k: str(v) for k, v in result.paths.items()},
+                      "wall_s": result.wall_s, "tags": result.tags, "interrupted": result.interrupted,
+                      "latency_s": result.final_status.get("latency_s"), "lag_s_max": result.final_status.get("lag_s_max"),
+                      "alarms": result.final_status.get("alarms", [])})
+        stream = sys.stderr if jl is not None else sys.stdout
+        for line in result.summary_lines():
+            print(line, file=stream)
+
+
+def _plain_line(status: dict) -> None:
+    parts = [f"t={status['wall_s']:.1f}s"]
+    for lab, snap in status["labs"].items():
+        rate = snap.get("tag_rate")
+        parts.append(f"{lab}: {snap['tags']} tags ({(rate or 0) / 1e3:.1f} k/s), {snap['rounds']} rounds")
+    if status.get("lag_s") is not None:
+        parts.append(f"lag {status['lag_s']:.2f}s")
+    if status.get("alarms"):
+        parts.append("ALARMS: " + "; ".join(status["alarms"]))
+    print(" | ".join(parts), flush=True)

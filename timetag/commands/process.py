@@ -1,5 +1,74 @@
-"""`timetag process` (not built yet: see the open issue)."""
+"""`timetag process`: raw tag files of one lab -> rounds file (HDF5)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..chunk import DEFAULT_CHUNK_SIZE
+
+
+def summary_table(s: dict):
+    """A rich table of the run summary (tags, triggers, rounds per flag, heralds per pattern, rates)."""
+    from rich.table import Table
+
+    dur = (s.get("duration_ps") or 0) * 1e-12
+    rate = (lambda n: f"{n / dur:,.3g} /s") if dur > 0 else (lambda n: "")
+    t = Table(title=f"timetag process: lab {s['lab']} ({s['role']}, trigger {s['trigger']})", show_lines=False)
+    t.add_column("quantity")
+    t.add_column("count", justify="right")
+    t.add_column("rate", justify="right")
+    t.add_row("tags", f"{s['tags']:,}", rate(s["tags"]))
+    t.add_row("duration", f"{dur:,.6g} s", "")
+    if s.get("syncs"):
+        t.add_row("syncs", f"{s['syncs']:,}", rate(s["syncs"]))
+        t.add_row("BSM clicks (accepted)", f"{s['clicks']:,} ({s['clicks_accepted']:,})", rate(s["clicks"]))
+    for name, n in s["heralds"].items():
+        if n or name == "psi+":
+            t.add_row(f"heralds {name}", f"{n:,}", rate(n))
+    t.add_row("ready tags", f"{s['readies']:,}", rate(s["readies"]))
+    t.add_row("triggers", f"{s['triggers']:,}", rate(s["triggers"]))
+    t.add_row("rounds", f"{s['rounds']:,}", rate(s["rounds"]))
+    t.add_row("rounds output up", f"{s['rounds_up']:,}", "")
+    for name, n in s["flags"].items():
+        t.add_row(f"  flagged {name}", f"{n:,}", "", style="yellow" if n else None)
+    lost = s.get("lost", {})
+    if any(lost.values()):
+        t.add_row("lost-data events", ", ".join(f"{k} {v}" for k, v in lost.items() if v), "", style="red")
+    if s.get("pending_dropped"):
+        t.add_row("pending clicks dropped", f"{s['pending_dropped']:,}", "", style="red")
+    if s.get("elapsed_s"):
+        t.add_row("processing time", f"{s['elapsed_s']:.2f} s", f"{s['tags_per_s']:,.3g} tags/s")
+    return t
 
 
 def register(app):
-    pass
+    @app.command("process")
+    def process(
+        files: List[Path] = typer.Argument(..., help="Tag files of one run and one lab, processed in order as one "
+                                                     "continuous stream (any supported format)."),
+        setup: Path = typer.Option(..., "--setup", "-s", help="Setup TOML (channel map, delays, windows, threshold)."),
+        lab: str = typer.Option(..., "--lab", "-l", help="Which lab of the setup these files belong to (alice|bob)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Rounds file to write (HDF5: /rounds, /heralds, "
+                                                          "/histograms, summary and provenance)."),
+        chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
+                                       help="Tags per chunk (memory ~ 60 bytes x chunk size)."),
+        format: Optional[str] = typer.Option(None, "--format", help="Input format (default: detected)."),
+        no_checksum: bool = typer.Option(False, "--no-checksum", help="Skip input checksums in the provenance."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+    ):
+        """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).
+
+        Delay-corrects the tags, applies the post-excitation-pulse time filter, finds BSM coincidences (psi+ / psi-), reads the input setting and counts fluorescence photons for every trigger (software herald, hardware 'ready', or both cross-checked), and writes the rounds file. Example: timetag process run/alice_*.dump --setup run/setup.toml --lab alice --out alice_rounds.h5
+        """
+        from rich.console import Console
+
+        from ..process import process_files
+
+        summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=not quiet, format=format,
+                                checksum=not no_checksum)
+        if not quiet:
+            console = Console()
+            console.print(summary_table(summary))
+            console.print(f"wrote {out}")

@@ -1,5 +1,38 @@
-"""`timetag scan` (not built yet: see the open issue)."""
+"""`timetag scan ALICE_TAGS BOB_TAGS --setup setup.toml --vary KEY=SPEC ... --out DIR`: parameter scans."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
 
 
 def register(app):
-    pass
+    @app.command("scan")
+    def scan_cmd(
+        alice_tags: list[Path] = typer.Argument(..., help="Alice's tag file(s), then Bob's (see --bob-files)."),
+        setup: Path = typer.Option(..., "--setup", help="The setup TOML both labs are processed with."),
+        vary: list[str] = typer.Option(..., "--vary", help="KEY=start:stop:step or KEY=v1,v2 (units: ps ns us ms s). "
+                                       "KEY: labs.alice.herald.window_stop_ps, herald.window_stop_ps, window.stop, "
+                                       "window.start, threshold, coincidence, fluorescence.start/stop. Repeatable."),
+        out: Path = typer.Option(..., "--out", help="Output directory: scan.csv, scan.png, scan.json, rounds/."),
+        dask: str | None = typer.Option(None, "--dask", help="Run on Dask: local, local:N or tcp://scheduler:8786."),
+        bob_files: int = typer.Option(1, "--bob-files", help="How many of the trailing files are Bob's."),
+        chunk_size: int = typer.Option(1_000_000, "--chunk-size", help="Tags per chunk."),
+    ):
+        """Re-process both labs for every parameter combination; table and plot of herald rate, S, Q, key rate."""
+        from rich.console import Console
+
+        from ..distributed.scan import parse_vary, rich_table, run_scan
+        from ..errors import SetupError
+
+        if bob_files < 1 or bob_files >= len(alice_tags):
+            raise SetupError(f"give Alice's tag file(s) then Bob's {bob_files} file(s) "
+                             f"(got {len(alice_tags)} file(s))", key="files")
+        a_paths, b_paths = alice_tags[:-bob_files], alice_tags[-bob_files:]
+        for p in alice_tags:
+            if not p.is_file():
+                raise SetupError(f"tag file not found: {p}", key="files")
+        rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size)
+        keys = [v.split("=", 1)[0].strip() for v in vary]
+        Console().print(rich_table(rows, keys))
+        typer.echo(f"wrote {out / 'scan.csv'} and {out / 'scan.png'}")
