@@ -6,18 +6,17 @@ from typing import List, Optional
 
 import typer
 
-HELP = """Simulate the two-lab DIQKD link and write what the two time taggers would record.
-
-Alice's lab excites both atoms 52 000 times a second in bursts; photons that pass the post-pulse time
-filter and meet in the Bell-state measurement (two clicks in the same arm, orthogonal polarisation = psi+)
-announce an entangled pair with a 'ready' tag in both labs. Each lab then records its random input as a
-setting tag and reads its atom out by fluorescence counting. Detectors have dark counts, jitter, dead time
-and afterpulses; Bob's clock has its own offset and drift.
-
-Writes into OUT: alice.<ext> and bob.<ext> (raw tags), setup.toml (channel map, delays, windows and
-thresholds for `timetag process`), truth.h5 (per round: true Bell state, inputs, atom outcomes, photon counts;
-per coincidence: which clicks were signal and which noise). Same seed -> byte-identical raw files.
-"""
+HELP = (
+    "Simulate the two-lab DIQKD link and write what the two time taggers would record.\n\n"
+    "Alice's lab excites both atoms 52 000 times a second in bursts; photons that pass the post-pulse time "
+    "filter and meet in the Bell-state measurement (two clicks in the same arm, orthogonal polarisation = psi+) "
+    "announce an entangled pair with a 'ready' tag in both labs. Each lab then records its random input as a "
+    "setting tag and reads its atom out by fluorescence counting. Detectors have dark counts, jitter, dead time "
+    "and afterpulses; Bob's clock has its own offset and drift.\n\n"
+    "Writes into OUT: alice.<ext> and bob.<ext> (raw tags), setup.toml (channel map, delays, windows and "
+    "thresholds for `timetag process`), truth.h5 (per round: true Bell state, inputs, atom outcomes, photon "
+    "counts; per coincidence: which clicks were signal and which noise). Same seed -> byte-identical raw files."
+)
 
 
 def register(app):

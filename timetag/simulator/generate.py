@@ -1,0 +1,405 @@
+"""Generation of both labs' tag streams, block by block (see :mod:`timetag.simulator` for the physics).
+
+A block is a whole number of burst periods.  For a block we draw, vectorised,
+only the attempts in which at least one photon was detected (geometric gaps
+between them), the photons of those attempts, and the dark counts as a Poisson
+process; the numba kernel then merges them in time order with the read-out
+tags and applies dead time, afterpulses, the sync clock and the BSM logic.  A
+herald interrupts the kernel: the round is drawn here (inputs, atom outcomes,
+read-out photons), the read-out pause is set, and the kernel resumes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernel as K
+from .fastrng import new_state
+from .output import LabOutput
+from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, ALPHA_DEG, BETA_DEG, BOB_READY,
+                     BOB_SETTINGS, BOB_SPD, SimParams, derived)
+from .truth import TRUTH_DTYPE, HERALD_ALL_DTYPE
+
+_ARM = np.zeros(16, np.int64)
+_POL = np.zeros(16, np.int64)
+for _c, _a, _p in zip(ALICE_BSM, (0, 0, 1, 1), (0, 1, 0, 1)):
+    _ARM[_c], _POL[_c] = _a, _p
+
+STATE_PSI_PLUS, STATE_PSI_MINUS, STATE_NOISE = 1, 2, 0
+
+
+@dataclass
+class _LabGen:
+    """Kernel-side state of one lab."""
+
+    st: np.ndarray
+    last: np.ndarray
+    dead: np.ndarray
+    is_det: np.ndarray
+    is_bsm: np.ndarray
+    ap_t: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    ap_ch: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int32))
+    rnd_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    rnd_ch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    rnd_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+
+    def add_readout(self, t, ch, src):
+        """Queue read-out tags (all later than anything the kernel has emitted)."""
+        ri = int(self.st[K.S_RI])
+        t = np.concatenate([self.rnd_t[ri:], np.asarray(t, np.int64)])
+        ch = np.concatenate([self.rnd_ch[ri:], np.asarray(ch, np.int32)])
+        src = np.concatenate([self.rnd_src[ri:], np.asarray(src, np.int8)])
+        o = np.argsort(t, kind="stable")
+        self.rnd_t, self.rnd_ch, self.rnd_src = t[o], ch[o], src[o]
+        self.st[K.S_RI] = 0
+
+
+def _lab_gen(nch, det_channels, bsm_channels, dead_ps) -> _LabGen:
+    st = K.new_state()
+    last = np.full(nch, -K.BIG, np.int64)
+    dead = np.zeros(nch, np.int64)
+    is_det = np.zeros(nch, np.bool_)
+    is_bsm = np.zeros(nch, np.bool_)
+    for c in det_channels:
+        dead[c] = dead_ps
+        is_det[c] = True
+    for c in bsm_channels:
+        is_bsm[c] = True
+    return _LabGen(st, last, dead, is_det, is_bsm)
+
+
+class LinkSimulator:
+    """Streaming generator of both labs' recorded tags plus the ground truth.
+
+    ``stream(slice_ps)`` yields ``(alice_chunk, bob_chunk, truth_rows)`` in time
+    order; with ``n_rounds`` set, generation stops attempting after that many
+    rounds and ends once their read-out windows are complete.
+    """
+
+    def __init__(self, params: SimParams, seed: int, n_rounds: int | None = None, max_block_ps: int = 600 * 10**12):
+        params.validate()
+        self.p = p = params
+        self.d = derived(p)
+        self.seed = int(seed)
+        ss = np.random.SeedSequence(self.seed)
+        s_main, s_ova, s_ovb = ss.spawn(3)
+        self.rng = np.random.Generator(np.random.PCG64(s_main))
+        self.n_rounds = n_rounds
+        self.T = int(p.attempt_period_ps)
+        self.t0 = int(p.start_time_ps)
+        self.on = int(p.burst_attempts)
+        self.L = int(p.burst_attempts + p.gap_attempts)
+        self.mode = K.MODE_EVERY if p.sync_mode == "every" else K.MODE_CONDITIONAL
+        self.ws, self.we = (int(x) for x in p.acceptance_window_ps)
+        self.eta = self.d["eta"]
+        self.sigma_pulse = p.pulse_fwhm_ps / (2 * math.sqrt(2 * math.log(2)))
+        self.alive_bsm = np.array([c for c in ALICE_BSM if c not in p.dead_channels_alice], np.int64)
+        self.alive_mask = np.zeros(16, np.bool_)
+        self.alive_mask[self.alive_bsm] = True
+        self.pat_on = np.zeros(4, np.bool_)
+        for name in p.herald_patterns:
+            self.pat_on[{"psi+": 1, "psi-": 2}[name]] = True
+        self.A = _lab_gen(11, self.alive_bsm, ALICE_BSM, p.dead_time_ps)
+        self.A.st[K.S_NEXT_TICK] = K.first_emitted(0, self.A.st, self.on, self.L)
+        bob_det = [] if BOB_SPD in p.dead_channels_bob else [BOB_SPD]
+        self.B = _lab_gen(5, bob_det, [], p.dead_time_ps)
+        delays_a = {c: int(p.delays_alice[c - 1]) for c in range(1, 11)}
+        delays_b = {c: int(p.delays_bob[c - 1]) for c in range(1, 5)}
+        self.outA = LabOutput(delays_a, ALICE_BSM, 0, 0.0, p.overflow_rate_hz, p.overflow_duration_ps,
+                              np.random.Generator(np.random.PCG64(s_ova)))
+        self.outB = LabOutput(delays_b, (BOB_SPD,), p.bob_clock_offset_ps, p.bob_clock_drift_ppm,
+                              p.overflow_rate_hz, p.overflow_duration_ps, np.random.Generator(np.random.PCG64(s_ovb)))
+        self.delays_a, self.delays_b = delays_a, delays_b
+        # block size: ~150k expected events, whole burst periods, bounded in simulated time
+        p_atom = (1 - p.double_emission_prob) * self.eta + p.double_emission_prob * (1 - (1 - self.eta) ** 2)
+        self.p_atom = p_atom
+        self.p_any = 1 - (1 - p_atom) ** 2
+        period_s = self.L * self.T * 1e-12
+        dark_total = sum(p.dark_rate_hz_alice) + p.dark_rate_hz_bob
+        per_period = self.on * (2.2 * self.p_any + (1.0 if self.mode == K.MODE_EVERY else 0.0)) \
+            + 2 * dark_total * period_s + 1e-9
+        self.block_periods = int(max(1, min(150_000 / per_period, max_block_ps / (self.L * self.T))))
+        self.next_att = 0            # first attempt of the next block
+        self.t_block = self.t0       # start time of the next block
+        self.rounds = 0
+        self.end_time = None         # set when the last round has been drawn
+        self.finished = False
+        self._truth: dict[int, np.ndarray] = {}
+        self._truth_need: dict[int, int] = {}
+        self._lost_range: dict[int, tuple] = {}
+        self.heralds_all: list[np.ndarray] = []
+        self._hall = np.zeros((4096, len(K.HALL_COLS)), np.int64)
+        self.stats = {"blocks": 0, "attempt_candidates": 0, "heralds_psi_plus": 0}
+
+    # ------------------------------------------------------------------
+    def _attempt_photons(self, n0: int, n1: int):
+        """Photon clicks of the attempts [n0, n1) that had at least one detection (n0, n1 on burst boundaries)."""
+        p, rng = self.p, self.rng
+        n_act = (n1 - n0) // self.L * self.on
+        att = K.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng))
+        k = att.size
+        self.stats["attempt_candidates"] += k
+        eta, pd = self.eta, p.double_emission_prob
+        w_double = pd * (1 - (1 - eta) ** 2)
+        frac_double = w_double / ((1 - pd) * eta + w_double)
+        out_t = np.empty(4 * k, np.int64)
+        out_ch = np.empty(4 * k, np.int32)
+        out_src = np.empty(4 * k, np.int8)
+        out_att = np.empty(4 * k, np.int64)
+        n = K.attempt_photons(att, self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
+                              float(p.pulse_center_ps), self.sigma_pulse, p.pulse_center_ps + p.pulse_fwhm_ps / 2,
+                              float(p.lifetime_ps), p.hom_visibility, float(p.jitter_ps), self.t0, self.T,
+                              self.alive_mask, out_t, out_ch, out_src, out_att, new_state(rng))
+        return out_t[:n], out_ch[:n], out_src[:n], out_att[:n]
+
+    def _darks(self, t_lo: int, t_hi: int, rates: dict[int, float]):
+        dur = t_hi - t_lo
+        ts, cs = [], []
+        for ch, r in rates.items():
+            n = self.rng.poisson(r * dur * 1e-12)
+            ts.append(t_lo + self.rng.integers(0, max(dur, 1), n))
+            cs.append(np.full(n, ch, np.int32))
+        t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+        c = np.concatenate(cs) if cs else np.zeros(0, np.int32)
+        return t.astype(np.int64), c
+
+    # ------------------------------------------------------------------
+    def _run_lab(self, lab: _LabGen, cand, block_end: int, alice: bool):
+        ct, cc, cs, ca = cand
+        outs = []
+        cap = int(ct.size + lab.rnd_t.size + 4096 +
+                  (min((block_end - self.t_block) // self.T + 2, 10**7) if alice and self.mode == K.MODE_EVERY else 0))
+        out_t = np.empty(cap, np.int64)
+        out_ch = np.empty(cap, np.int32)
+        out_src = np.empty(cap, np.int8)
+        lab.st[K.S_CI] = 0
+        p = self.p
+        while True:
+            code = K.run(ct, cc, cs, ca, lab.rnd_t, lab.rnd_ch, lab.rnd_src, lab.rnd_t.size,
+                         lab.ap_t, lab.ap_ch, lab.last, lab.dead, lab.is_det, lab.is_bsm, _ARM, _POL, self.pat_on,
+                         self.t0, self.T, self.ws, self.we, self.on, self.L, ALICE_SYNC,
+                         self.mode if alice else K.MODE_NONE, block_end,
+                         p.afterpulse_prob, p.afterpulse_tau_ps, p.afterpulse_burst_prob, p.afterpulse_burst_size,
+                         p.afterpulse_burst_tau_ps, lab.st, out_t, out_ch, out_src, self._hall, new_state(self.rng))
+            n = int(lab.st[K.S_NOUT])
+            outs.append((out_t[:n].copy(), out_ch[:n].copy(), out_src[:n].copy()))
+            lab.st[K.S_NOUT] = 0
+            nh = int(lab.st[K.S_NHALL])
+            if nh:
+                self.heralds_all.append(self._hall[:nh].copy())
+                lab.st[K.S_NHALL] = 0
+            if code == K.HERALD:
+                self._herald()
+            elif code == K.DONE:
+                break
+        ri = int(lab.st[K.S_RI])
+        lab.rnd_t, lab.rnd_ch, lab.rnd_src = lab.rnd_t[ri:], lab.rnd_ch[ri:], lab.rnd_src[ri:]
+        lab.st[K.S_RI] = 0
+        return (np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs]),
+                np.concatenate([o[2] for o in outs]))
+
+    def _herald(self):
+        """A herald the hardware announces: draw the round and pause the attempts for the read-out."""
+        p, rng, st = self.p, self.rng, self.A.st
+        att = int(st[K.S_H_ATT])
+        t1, t2 = int(st[K.S_H_T1]), int(st[K.S_H_T2])
+        th = max(t1, t2)
+        pattern = int(st[K.S_H_PATTERN])
+        srcs = {int(st[K.S_H_SRC1]), int(st[K.S_H_SRC2])}
+        signal = srcs == {K.SRC_A_LAST, K.SRC_B_LAST}
+        rid = self.rounds
+        self.rounds += 1
+        self.stats["heralds_psi_plus"] += pattern == 1
+        last_round = self.n_rounds is not None and self.rounds >= self.n_rounds
+        hi = K.BIG if last_round else -(-(th + p.readout_pause_ps - self.t0) // self.T)
+        K.apply_pause(st, att + 1, hi, self.on, self.L, self.mode)
+        if last_round:
+            st[K.S_STOP] = 1
+        # inputs and the joint atomic outcome
+        x = int(rng.integers(0, 4))
+        y = int(rng.integers(0, 2))
+        al, be = math.radians(ALPHA_DEG[x]), math.radians(BETA_DEG[y])
+        state = (STATE_PSI_PLUS if pattern == 1 else STATE_PSI_MINUS) if signal else STATE_NOISE
+        if state == STATE_PSI_PLUS:
+            E = -p.state_visibility * math.cos(2 * (al + be))
+        elif state == STATE_PSI_MINUS:
+            E = -p.state_visibility * math.cos(2 * (al - be))
+        else:
+            E = 0.0
+        qa = int(rng.random() < 0.5)
+        qb = qa if rng.random() < (1 + E) / 2 else 1 - qa
+        a = self._presence(qa)
+        b = self._presence(qb)
+        row = np.zeros((), TRUTH_DTYPE)
+        row["index"], row["attempt"], row["herald_time"], row["herald_t1"] = rid, att, th, min(t1, t2)
+        row["pattern"], row["bell_state"], row["signal"] = pattern, state, signal
+        row["x"], row["y"], row["a_quantum"], row["b_quantum"], row["a"], row["b"] = x, y, qa, qb, a, b
+        # Alice: ready, setting tag(s), fluorescence on the live BSM detectors
+        tr_a = th + p.ready_latency_ps + int(round(p.ready_jitter_ps * rng.standard_normal()))
+        ready_a = rng.random() >= p.alice_ready_missing_prob
+        ts, cs, ns = self._settings(tr_a, ALICE_SETTINGS, x)
+        f0, f1 = p.fluorescence_window_ps
+        nsig = rng.poisson(p.alice_fluo_mean * a)
+        nbg = rng.poisson(p.alice_fluo_background)
+        tf = tr_a + f0 + rng.integers(0, f1 - f0, nsig + nbg)
+        cf = np.asarray(ALICE_BSM, np.int32)[rng.integers(0, 4, nsig + nbg)]
+        srcf = np.full(nsig + nbg, K.SRC_FLUO_STRAY, np.int8)
+        srcf[:nsig] = K.SRC_FLUO_ATOM
+        alive = self.alive_mask[cf]
+        row["alice_signal_photons"] = int((alive & (srcf == K.SRC_FLUO_ATOM)).sum())
+        head_t = ([tr_a] if ready_a else []) + ts
+        head_c = ([ALICE_READY] if ready_a else []) + cs
+        head_s = ([K.SRC_READY] if ready_a else []) + [K.SRC_SETTING] * len(ts)
+        self.A.add_readout(np.concatenate([np.array(head_t, np.int64), tf[alive]]),
+                           np.concatenate([np.array(head_c, np.int32), cf[alive]]),
+                           np.concatenate([np.array(head_s, np.int8), srcf[alive]]))
+        row["alice_ready_present"], row["alice_setting_tags"] = ready_a, ns
+        row["alice_time"] = tr_a + self.delays_a[ALICE_READY]
+        self.outA.add_window(rid, tr_a + f0, tr_a + f1)
+        # Bob (generated in Alice's time; his clock is applied on output)
+        tr_b = th + p.link_delay_ps + int(round(p.ready_jitter_ps * rng.standard_normal()))
+        ready_b = rng.random() >= p.bob_ready_missing_prob
+        ts, cs, ns = self._settings(tr_b, BOB_SETTINGS, y)
+        nsig = rng.poisson(p.bob_fluo_mean * b) if BOB_SPD not in p.dead_channels_bob else 0
+        nbg = rng.poisson(p.bob_fluo_background) if BOB_SPD not in p.dead_channels_bob else 0
+        tf = tr_b + f0 + rng.integers(0, f1 - f0, nsig + nbg)
+        row["bob_signal_photons"] = nsig
+        head_t = ([tr_b] if ready_b else []) + ts
+        head_c = ([BOB_READY] if ready_b else []) + cs
+        head_s = ([K.SRC_READY] if ready_b else []) + [K.SRC_SETTING] * len(ts)
+        srcf = np.full(nsig + nbg, K.SRC_FLUO_STRAY, np.int8)
+        srcf[:nsig] = K.SRC_FLUO_ATOM
+        self.B.add_readout(np.concatenate([np.array(head_t, np.int64), tf]),
+                           np.concatenate([np.array(head_c, np.int32), np.full(nsig + nbg, BOB_SPD, np.int32)]),
+                           np.concatenate([np.array(head_s, np.int8), srcf]))
+        row["bob_ready_present"], row["bob_setting_tags"] = ready_b, ns
+        lb = self.outB.local_scalar(tr_b)
+        row["bob_time"] = lb + self.delays_b[BOB_READY]
+        # Bob's window is in his clock: local ready + window (drift over 10 ms is below a picosecond at 1 ppm... ~10 ps)
+        self.outB.add_window(rid, lb + f0, lb + f1)
+        self._truth[rid] = row
+        self._truth_need[rid] = 2
+        if last_round:
+            self.end_time = max(tr_a, tr_b) + f1 + 10**9
+        # lost-data check range (raw, generous): from the herald to the end of the later read-out window
+        row["alice_lost"] = False
+        row["bob_lost"] = False
+        self._lost_range[rid] = (th - 10**6, tr_a + f1 + 10**6, self.outB.local_scalar(tr_b) - 10**6,
+                                 lb + f1 + 10**6)
+
+    def _presence(self, q: int) -> int:
+        """The atom after state-selective ionisation: 1 = still trapped (reads 'up')."""
+        p, rng = self.p, self.rng
+        present = 1 if q == 1 else int(rng.random() >= p.ionisation_efficiency)
+        if present and rng.random() < p.atom_loss_prob:
+            present = 0
+        return present
+
+    def _settings(self, t_ready: int, channels, value: int):
+        p, rng = self.p, self.rng
+        if rng.random() < p.setting_missing_prob:
+            return [], [], 0
+        t = t_ready + p.setting_delay_ps + int(round(p.setting_jitter_ps * rng.standard_normal()))
+        ts, cs = [t], [channels[value]]
+        if rng.random() < p.setting_double_prob:
+            other = [c for c in channels if c != channels[value]]
+            ts.append(t + p.setting_double_gap_ps)
+            cs.append(other[int(rng.integers(0, len(other)))])
+        return ts, cs, len(ts)
+
+    # ------------------------------------------------------------------
+    def step(self):
+        """Generate one block; returns (alice_chunk, bob_chunk, finished truth rows)."""
+        p = self.p
+        n0 = self.next_att
+        n1 = n0 + self.block_periods * self.L
+        t_lo = self.t_block
+        t_hi = self.t0 + n1 * self.T
+        final = False
+        if self.end_time is not None and t_hi >= self.end_time:
+            t_hi = max(self.end_time, t_lo)
+            final = True
+        if self.end_time is None:
+            ph = self._attempt_photons(n0, n1)
+        else:
+            ph = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64))
+        rates = {c: r for c, r in zip(ALICE_BSM, p.dark_rate_hz_alice) if c in self.alive_bsm}
+        dt, dc = self._darks(t_lo, t_hi, rates)
+        o = np.argsort(dt, kind="stable")
+        cand = K.merge2(ph[0], ph[1], ph[2], ph[3], dt[o], dc[o], np.full(dt.size, K.SRC_DARK, np.int8),
+                        np.full(dt.size, -1, np.int64))
+        a_t, a_ch, a_src = self._run_lab(self.A, cand, t_hi, alice=True)
+        if self.end_time is not None and not final and t_hi >= self.end_time:
+            final = True  # the last round was drawn in this block and its read-out ends inside it
+        brates = {} if BOB_SPD in p.dead_channels_bob else {BOB_SPD: p.dark_rate_hz_bob}
+        bt, bc = self._darks(t_lo, t_hi, brates)
+        o = np.argsort(bt, kind="stable")
+        bcand = (bt[o], bc[o], np.full(bt.size, K.SRC_DARK, np.int8), np.full(bt.size, -1, np.int64))
+        b_t, b_ch, b_src = self._run_lab(self.B, bcand, t_hi, alice=False)
+        bound = None if final else t_hi
+        ca, done_a = self.outA.push(a_t, a_ch, a_src, bound)
+        cb, done_b = self.outB.push(b_t, b_ch, b_src, bound)
+        rows = self._collect(done_a, "alice_count") + self._collect(done_b, "bob_count")
+        self.next_att = n1
+        self.t_block = t_hi
+        self.stats["blocks"] += 1
+        if final:
+            self.finished = True
+        rows.sort(key=lambda r: int(r["index"]))
+        return ca, cb, rows
+
+    def _collect(self, done, field_name):
+        rows = []
+        for rid, count in done:
+            row = self._truth[rid]
+            row[field_name] = count
+            self._truth_need[rid] -= 1
+            if self._truth_need[rid] == 0:
+                self._finish_row(rid, row)
+                rows.append(row)
+                del self._truth[rid]
+                del self._truth_need[rid]
+        return rows
+
+    def _finish_row(self, rid, row):
+        p = self.p
+        a_lo, a_hi, b_lo, b_hi = self._lost_range.pop(rid)
+        row["alice_lost"] = self.outA.lost_overlaps(a_lo, a_hi + self.outA.max_delay)
+        row["bob_lost"] = self.outB.lost_overlaps(b_lo, b_hi + self.outB.max_delay)
+        ta, tb = self.thresholds
+        row["alice_output"] = row["alice_count"] >= ta
+        row["bob_output"] = row["bob_count"] >= tb
+
+    @property
+    def thresholds(self) -> tuple[int, int]:
+        if not hasattr(self, "_thr"):
+            from .analytic import expected_stats
+
+            e = expected_stats(self.p)
+            self._thr = (e["threshold_alice"], e["threshold_bob"])
+        return self._thr
+
+    def stream(self, slice_ps: int | None = None):
+        """Yield ``(alice_chunk, bob_chunk, truth_rows)`` per block, or per ``slice_ps`` of Alice's time."""
+        if slice_ps is None:
+            while not self.finished:
+                yield self.step()
+            return
+        from .slicing import Slicer
+
+        yield from Slicer(self, int(slice_ps))
+
+    def heralds_all_array(self) -> np.ndarray:
+        if not self.heralds_all:
+            return np.zeros(0, HERALD_ALL_DTYPE)
+        h = np.concatenate(self.heralds_all)
+        out = np.zeros(h.shape[0], HERALD_ALL_DTYPE)
+        for i, name in enumerate(K.HALL_COLS):
+            out[name] = h[:, i]
+        out["time"] = np.maximum(out["t1"], out["t2"])
+        out["signal"] = ((out["src1"] == K.SRC_A_LAST) & (out["src2"] == K.SRC_B_LAST)) | \
+                        ((out["src1"] == K.SRC_B_LAST) & (out["src2"] == K.SRC_A_LAST))
+        out["signal"] &= out["nclicks"] == 2
+        return out

@@ -1,0 +1,438 @@
+"""The sequential part of one lab's tag generation (numba).
+
+Everything that can be drawn independently is drawn vectorised in
+:mod:`timetag.simulator.generate` (photon candidates of the attempts that had a
+detection, dark counts, read-out tags).  What is left is inherently sequential
+and runs here, over the candidates merged in time order:
+
+* detector dead time (non-paralysable, per channel) and afterpulses of the
+  clicks that survive it;
+* the sync clock: which ticks exist (fired attempts and the tick right after
+  each fired attempt), recorded for every attempt (``every``) or only the first
+  tick after a BSM click (``conditional``, the hardware conditional filter);
+* the hardware BSM logic: clicks in the acceptance window of an attempt are
+  grouped exactly like the engine does (window relative to the previous sync,
+  or to the next sync in conditional mode); a group that forms an announced
+  pattern stops the loop (``HERALD``) so the caller can draw the round and set
+  the read-out pause, which blanks the following attempts.
+
+The loop is resumable: all its state lives in ``st`` (int64 array, indices
+``S_*``), the afterpulse list and the output counters.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .fastrng import exponential as _rexp, next_u64 as _ru64, normal as _rnorm, uniform as _runi
+
+DONE, HERALD, OUT_FULL = 0, 1, 2
+
+# source codes of tags (kept in the truth; not written to the raw files)
+SRC_DARK, SRC_A_LAST, SRC_B_LAST, SRC_A_EARLY, SRC_B_EARLY = 0, 1, 2, 3, 4
+SRC_AFTERPULSE, SRC_FLUO_ATOM, SRC_FLUO_STRAY, SRC_READY, SRC_SETTING, SRC_SYNC = 5, 6, 7, 8, 9, 10
+
+BIG = np.int64(1) << np.int64(62)
+
+# state indices
+(S_NEXT_TICK, S_SYNC_PEND, S_BLANK_LO, S_BLANK_HI, S_STOP, S_G_ATT, S_G_N, S_G_T1, S_G_CH1, S_G_SRC1, S_G_T2,
+ S_G_CH2, S_G_SRC2, S_H_ATT, S_H_T1, S_H_CH1, S_H_SRC1, S_H_T2, S_H_CH2, S_H_SRC2, S_H_PATTERN, S_NOUT, S_NAP,
+ S_NHALL, S_CI, S_RI) = range(26)
+N_STATE = 26
+
+# heralds_all columns
+HALL_COLS = ("attempt", "t1", "t2", "ch1", "ch2", "src1", "src2", "nclicks", "pattern", "gated")
+
+MODE_NONE, MODE_EVERY, MODE_CONDITIONAL = 0, 1, 2
+PATTERN_PSI_PLUS, PATTERN_PSI_MINUS, PATTERN_OTHER = 1, 2, 3
+
+
+def new_state() -> np.ndarray:
+    st = np.zeros(N_STATE, np.int64)
+    st[S_SYNC_PEND] = -1
+    st[S_BLANK_LO] = -1
+    st[S_BLANK_HI] = -1
+    st[S_G_ATT] = -1
+    return st
+
+
+@nb.njit(cache=True, inline="always")
+def _fired(n, st, on, period_n):
+    if n < 0:
+        return False
+    if n % period_n >= on:
+        return False
+    if st[S_BLANK_LO] <= n < st[S_BLANK_HI]:
+        return False
+    return True
+
+
+@nb.njit(cache=True)
+def _next_fired(n, st, on, period_n):
+    if n < 0:
+        n = 0
+    while True:
+        if n >= BIG:
+            return BIG
+        if n % period_n >= on:
+            n = (n // period_n + 1) * period_n
+            continue
+        if st[S_BLANK_LO] <= n < st[S_BLANK_HI]:
+            n = st[S_BLANK_HI]
+            continue
+        return n
+
+
+@nb.njit(cache=True)
+def _next_emitted(n, st, on, period_n):
+    """First tick >= n that the sync clock emits: a fired attempt or the tick right after one."""
+    if n >= 1 and _fired(n - 1, st, on, period_n):
+        return n
+    return _next_fired(n, st, on, period_n)
+
+
+@nb.njit(cache=True, inline="always")
+def _emitted(n, st, on, period_n):
+    return _fired(n, st, on, period_n) or _fired(n - 1, st, on, period_n)
+
+
+@nb.njit(cache=True, inline="always")
+def _tick_time(n, t0, T):
+    if n >= BIG // (T + 1):
+        return BIG
+    return t0 + n * T
+
+
+@nb.njit(cache=True)
+def run(cand_t, cand_ch, cand_src, cand_att, rnd_t, rnd_ch, rnd_src, nr,
+        ap_t, ap_ch, last, dead, is_det, is_bsm, arm, pol, pat_on,
+        t0, T, ws, we, on, period_n, sync_ch, mode, block_end,
+        ap_prob, ap_tau, burst_prob, burst_size, burst_tau,
+        st, out_t, out_ch, out_src, hall, rs):
+    nc = cand_t.size
+    cap = out_t.size
+    ap_cap = ap_t.size
+    hall_cap = hall.shape[0]
+    while True:
+        if st[S_NOUT] + 2 >= cap or st[S_NHALL] >= hall_cap:
+            return OUT_FULL
+        ci = st[S_CI]
+        ri = st[S_RI]
+        # next event over the sources: candidates, read-out tags, afterpulses, pending conditional sync
+        tn = BIG
+        which = -1
+        if ci < nc:
+            tn = cand_t[ci]
+            which = 0
+        if ri < nr and rnd_t[ri] < tn:
+            tn = rnd_t[ri]
+            which = 1
+        nap = st[S_NAP]
+        api = -1
+        for j in range(nap):
+            if ap_t[j] < tn:
+                tn = ap_t[j]
+                which = 2
+                api = j
+        if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] >= 0:
+            ts = _tick_time(st[S_SYNC_PEND], t0, T)
+            if ts < tn:
+                tn = ts
+                which = 3
+        if tn >= block_end:
+            which = -1
+        # close the open BSM group once time has left its acceptance window
+        g = st[S_G_ATT]
+        if g >= 0 and (which < 0 or tn >= t0 + g * T + we):
+            n = st[S_G_N]
+            pattern = PATTERN_OTHER
+            if n == 2 and st[S_G_CH1] != st[S_G_CH2]:
+                c1 = st[S_G_CH1]
+                c2 = st[S_G_CH2]
+                if pol[c1] != pol[c2]:
+                    pattern = PATTERN_PSI_PLUS if arm[c1] == arm[c2] else PATTERN_PSI_MINUS
+            gated = (st[S_STOP] != 0) or (not _fired(g, st, on, period_n))
+            st[S_G_ATT] = -1
+            if n < 2:
+                continue  # a single click is no coincidence
+            h = st[S_NHALL]
+            hall[h, 0] = g
+            hall[h, 1] = st[S_G_T1]
+            hall[h, 2] = st[S_G_T2]
+            hall[h, 3] = st[S_G_CH1]
+            hall[h, 4] = st[S_G_CH2]
+            hall[h, 5] = st[S_G_SRC1]
+            hall[h, 6] = st[S_G_SRC2]
+            hall[h, 7] = n
+            hall[h, 8] = pattern
+            hall[h, 9] = 1 if gated else 0
+            st[S_NHALL] = h + 1
+            if pattern != PATTERN_OTHER and pat_on[pattern] and not gated:
+                st[S_H_ATT] = g
+                st[S_H_T1] = st[S_G_T1]
+                st[S_H_CH1] = st[S_G_CH1]
+                st[S_H_SRC1] = st[S_G_SRC1]
+                st[S_H_T2] = st[S_G_T2]
+                st[S_H_CH2] = st[S_G_CH2]
+                st[S_H_SRC2] = st[S_G_SRC2]
+                st[S_H_PATTERN] = pattern
+                return HERALD
+            continue
+        # sync ticks recorded for every attempt
+        if mode == MODE_EVERY:
+            nt = st[S_NEXT_TICK]
+            tt = _tick_time(nt, t0, T)
+            lim = tn if which >= 0 else block_end
+            if tt < lim:
+                k = st[S_NOUT]
+                out_t[k] = tt
+                out_ch[k] = sync_ch
+                out_src[k] = SRC_SYNC
+                st[S_NOUT] = k + 1
+                st[S_NEXT_TICK] = _next_emitted(nt + 1, st, on, period_n)
+                continue
+        if which < 0:
+            return DONE
+        # consume the event
+        if which == 3:
+            k = st[S_NOUT]
+            out_t[k] = tn
+            out_ch[k] = sync_ch
+            out_src[k] = SRC_SYNC
+            st[S_NOUT] = k + 1
+            st[S_SYNC_PEND] = -1
+            continue
+        if which == 0:
+            ch = cand_ch[ci]
+            src = cand_src[ci]
+            att = cand_att[ci]
+            st[S_CI] = ci + 1
+            if att >= 0 and not _fired(att, st, on, period_n):
+                continue  # attempt suppressed by the read-out pause
+        elif which == 1:
+            ch = rnd_ch[ri]
+            src = rnd_src[ri]
+            st[S_RI] = ri + 1
+        else:
+            ch = ap_ch[api]
+            src = SRC_AFTERPULSE
+            ap_t[api] = ap_t[nap - 1]
+            ap_ch[api] = ap_ch[nap - 1]
+            st[S_NAP] = nap - 1
+        if is_det[ch]:
+            if tn - last[ch] < dead[ch]:
+                continue
+            last[ch] = tn
+        k = st[S_NOUT]
+        out_t[k] = tn
+        out_ch[k] = ch
+        out_src[k] = src
+        st[S_NOUT] = k + 1
+        if is_det[ch] and src != SRC_AFTERPULSE:
+            nap = st[S_NAP]
+            if ap_prob > 0.0 and _runi(rs) < ap_prob and nap < ap_cap:
+                ap_t[nap] = tn + dead[ch] + np.int64(_rexp(rs, ap_tau))
+                ap_ch[nap] = ch
+                nap += 1
+            if burst_prob > 0.0 and _runi(rs) < burst_prob:
+                tb = tn + dead[ch]
+                for _ in range(burst_size):
+                    if nap >= ap_cap:
+                        break
+                    tb += np.int64(_rexp(rs, burst_tau))
+                    ap_t[nap] = tb
+                    ap_ch[nap] = ch
+                    nap += 1
+            st[S_NAP] = nap
+        if is_bsm[ch]:
+            if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] < 0:
+                rel = tn - t0
+                m = rel // T + 1 if rel >= 0 else 0
+                st[S_SYNC_PEND] = _next_emitted(m, st, on, period_n)
+            rel = tn - t0
+            if rel >= ws:
+                n = (rel - ws) // T
+                off = rel - n * T
+                if off < we:
+                    ref_ok = _emitted(n, st, on, period_n) if mode == MODE_EVERY else _emitted(n + 1, st, on, period_n)
+                    if ref_ok:
+                        if st[S_G_ATT] != n:
+                            st[S_G_ATT] = n
+                            st[S_G_N] = 0
+                        c = st[S_G_N]
+                        if c == 0:
+                            st[S_G_T1] = tn
+                            st[S_G_CH1] = ch
+                            st[S_G_SRC1] = src
+                        elif c == 1:
+                            st[S_G_T2] = tn
+                            st[S_G_CH2] = ch
+                            st[S_G_SRC2] = src
+                        st[S_G_N] = c + 1
+
+
+@nb.njit(cache=True)
+def apply_pause(st, lo, hi, on, period_n, mode):
+    """Suppress attempts [lo, hi) (the read-out pause) and move the pending sync ticks accordingly."""
+    st[S_BLANK_LO] = lo
+    st[S_BLANK_HI] = hi
+    if mode == MODE_EVERY:
+        st[S_NEXT_TICK] = _next_emitted(st[S_NEXT_TICK], st, on, period_n)
+    if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] >= 0:
+        st[S_SYNC_PEND] = _next_emitted(st[S_SYNC_PEND], st, on, period_n)
+
+
+@nb.njit(cache=True)
+def first_emitted(n, st, on, period_n):
+    return _next_emitted(n, st, on, period_n)
+
+
+@nb.njit(cache=True)
+def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_center, sigma, pulse_end, tau,
+                    hom_v, jitter, t0, T, alive, out_t, out_ch, out_src, out_att, rs):
+    """Photon clicks of attempts known to have >= 1 detection, time-ordered within each attempt.
+
+    Per atom: single emission at t_exc + Exp(tau) (t_exc ~ the Gaussian pulse), or, with ``frac_double``
+    (given a detection), a first photon uniform between t_exc and the pulse end followed by the last photon
+    Exp(tau) later; detection pattern conditioned on at least one detection.  When both atoms' last photons
+    are detected their polarisations decide the BSM pattern: orthogonal -> independent arms, parallel ->
+    the same detector with (1 + hom_v)/2 (two-photon interference), else the other arm.
+    """
+    n = 0
+    bt = np.empty(4, np.int64)
+    bc = np.empty(4, np.int32)
+    bs = np.empty(4, np.int8)
+    # a single emission's click is t_exc + Exp(tau) + jitter with Gaussian t_exc and jitter: draw their sum
+    sigma_tot = np.sqrt(sigma * sigma + jitter * jitter)
+    for i in range(att.size):
+        a_any = _runi(rs) < p_a_given_any
+        b_any = (_runi(rs) < p_atom) if a_any else True
+        m = 0
+        last_pol = -1
+        last_arm = -1
+        for atom in range(2):
+            if (atom == 0 and not a_any) or (atom == 1 and not b_any):
+                continue
+            r64 = _ru64(rs)
+            u = np.float64(r64 >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+            bits = np.int64((r64 >> np.uint64(1)) & np.uint64(15))  # pol, arm, early pol, early arm
+            dbl = u < frac_double
+            early_det = False
+            last_det = True
+            if dbl:
+                t_exc = pulse_center + sigma * _rnorm(rs)
+                t1 = t_exc
+                v = _runi(rs)
+                if v < p_both:
+                    early_det = True
+                elif v < p_both + (1.0 - p_both) / 2:
+                    early_det = True
+                    last_det = False
+                span = pulse_end - t_exc
+                if span > 0:
+                    t1 = t_exc + _runi(rs) * span
+                if early_det:
+                    bt[m] = np.int64(np.rint(t1 + jitter * _rnorm(rs)))
+                    bc[m] = 2 + 2 * np.int32((bits >> 2) & 1) + np.int32((bits >> 3) & 1)
+                    bs[m] = SRC_A_EARLY + atom
+                    m += 1
+                tl = t1 + _rexp(rs, tau) + jitter * _rnorm(rs)
+            else:
+                tl = pulse_center + sigma_tot * _rnorm(rs) + _rexp(rs, tau)
+            if last_det:
+                pol = np.int32(bits & 1)
+                arm = np.int32((bits >> 1) & 1)
+                if atom == 1 and last_pol >= 0 and pol == last_pol:
+                    arm = last_arm if _runi(rs) < (1.0 + hom_v) / 2 else 1 - last_arm
+                if atom == 0:
+                    last_pol = pol
+                    last_arm = arm
+                bt[m] = np.int64(np.rint(tl))
+                bc[m] = 2 + 2 * arm + pol
+                bs[m] = SRC_A_LAST + atom
+                m += 1
+        # insertion sort of the (at most 4) clicks of this attempt
+        for j in range(1, m):
+            k = j
+            while k > 0 and bt[k - 1] > bt[k]:
+                bt[k - 1], bt[k] = bt[k], bt[k - 1]
+                bc[k - 1], bc[k] = bc[k], bc[k - 1]
+                bs[k - 1], bs[k] = bs[k], bs[k - 1]
+                k -= 1
+        base = t0 + att[i] * T
+        for j in range(m):
+            if alive[bc[j]]:
+                out_t[n] = base + bt[j]
+                out_ch[n] = bc[j]
+                out_src[n] = bs[j]
+                out_att[n] = att[i]
+                n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def detection_attempts(n0, n_act, on, period_n, p_any, rs):
+    """Attempt indices (from n0, burst-mapped) with >= 1 detection: geometric gaps between them."""
+    cap = int(n_act * p_any + 6.0 * np.sqrt(n_act * p_any + 1.0) + 16)
+    out = np.empty(cap, np.int64)
+    lq = np.log1p(-p_any)
+    k = 0
+    pos = -1
+    while True:
+        u = _runi(rs)
+        pos += 1 + np.int64(np.log(1.0 - u) / lq) if lq < 0 else 1
+        if pos >= n_act:
+            break
+        if k == out.size:
+            bigger = np.empty(2 * out.size, np.int64)
+            bigger[:k] = out[:k]
+            out = bigger
+        out[k] = n0 + (pos // on) * period_n + pos % on
+        k += 1
+    return out[:k]
+
+
+@nb.njit(cache=True)
+def merge2(t1, c1, s1, a1, t2, c2, s2, a2):
+    """Merge two time-sorted candidate lists (ties: first list first)."""
+    n = t1.size + t2.size
+    t = np.empty(n, np.int64)
+    c = np.empty(n, np.int32)
+    s = np.empty(n, np.int8)
+    a = np.empty(n, np.int64)
+    i = 0
+    j = 0
+    for k in range(n):
+        if j >= t2.size or (i < t1.size and t1[i] <= t2[j]):
+            t[k] = t1[i]
+            c[k] = c1[i]
+            s[k] = s1[i]
+            a[k] = a1[i]
+            i += 1
+        else:
+            t[k] = t2[j]
+            c[k] = c2[j]
+            s[k] = s2[j]
+            a[k] = a2[j]
+            j += 1
+    return t, c, s, a
+
+
+@nb.njit(cache=True)
+def sort_nearly(t, c, s):
+    """Stable in-place insertion sort; linear for a stream whose disorder is bounded (cable delays)."""
+    for j in range(1, t.size):
+        if t[j - 1] <= t[j]:
+            continue
+        tj = t[j]
+        cj = c[j]
+        sj = s[j]
+        k = j
+        while k > 0 and t[k - 1] > tj:
+            t[k] = t[k - 1]
+            c[k] = c[k - 1]
+            s[k] = s[k - 1]
+            k -= 1
+        t[k] = tj
+        c[k] = cj
+        s[k] = sj
