@@ -1,0 +1,275 @@
+"""calibrate_run: one pass over each lab's tags, fits, and the updated setup."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from timetag.chunk import DEFAULT_CHUNK_SIZE
+from timetag.errors import CalibrationError, TimetagError
+from timetag.setupfile import LabSetup, Setup
+
+from .clock import ClockResult, calibrate_clock
+from .darkcounts import DarkCounter, DarkCountResult
+from .delays import DelayResult, calibrate_delays
+from .histograms import ArrivalHistogrammer, CountHistogrammer, count_histogram
+from .report import CalibrationReport
+from .thresholds import ThresholdResult, choose_threshold
+from .window import DetectorProfile, FomParams, WindowResult, choose_window, psi_minus_pairs, \
+    psi_plus_pairs
+
+STEPS = ("delays", "window", "thresholds", "darkcounts", "clock")
+_MARGIN_PS = 1_000_000
+AFTERPULSE_GUARD_PS = 3_000_000   # dark counts: skip this long after each pulse region (its afterpulses)
+
+
+@dataclass
+class LabData:
+    """What one pass over a lab's tags collects."""
+
+    lab: LabSetup
+    arrival: ArrivalHistogrammer | None = None
+    counts: CountHistogrammer | None = None
+    dark: DarkCounter | None = None
+    ready_times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    n_tags: int = 0
+
+
+@dataclass
+class LabCalibration:
+    lab: str
+    delays: DelayResult | None = None
+    window: WindowResult | None = None
+    threshold: ThresholdResult | None = None
+    dark: DarkCountResult | None = None
+    data: LabData | None = None
+    skipped: dict = field(default_factory=dict)   # step -> reason
+
+
+def arrival_range(lab: LabSetup) -> tuple[int, int]:
+    """Histogram range: the setup's, unless it misses the current window (then a span around the window)."""
+    lo, hi = lab.histograms.arrival_range_ps
+    s, e = lab.herald.window_start_ps, lab.herald.window_stop_ps
+    if lo <= s - 50_000 and e + 50_000 <= hi:
+        return int(lo), int(hi)
+    lo, hi = s - 150_000, e + 200_000
+    if lab.herald.sync_reference == "previous":
+        lo = max(lo, 0)
+    else:
+        hi = min(hi, 0)
+    return int(lo), int(hi)
+
+
+def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE,
+            bin_ps: int | None = None) -> LabData:
+    """One streaming pass over a lab's tag files."""
+    from timetag.formats import iter_stream
+
+    data = LabData(lab)
+    has_bsm = lab.sync_channel is not None and len(lab.bsm) >= 2
+    rng = arrival_range(lab) if has_bsm else None
+    if has_bsm and ({"delays", "window"} & set(steps)):
+        data.arrival = ArrivalHistogrammer(lab, bin_ps=bin_ps, range_ps=rng)
+    if "thresholds" in steps and lab.ready_channel is not None:
+        data.counts = CountHistogrammer(lab)
+    if "darkcounts" in steps:
+        exclude: dict[int, list[tuple[int, int]]] = {}
+        if lab.ready_channel is not None:
+            f0, f1 = lab.round.fluorescence_window_ps
+            exclude[lab.ready_channel] = [(min(f0, 0) - _MARGIN_PS, f1 + _MARGIN_PS)]
+        ap_exclude: dict[int, list[tuple[int, int]]] = {}
+        if has_bsm:
+            # the pulse region, and the sync itself: a pulse that straddles the sync tag puts part of its
+            # photons next to the sync whichever sync_reference the histograms use
+            pulse = (rng[0] - _MARGIN_PS // 10, rng[1] + _MARGIN_PS // 10)
+            near = (-_MARGIN_PS // 5, _MARGIN_PS // 5)
+            exclude[lab.sync_channel] = [(a, b + AFTERPULSE_GUARD_PS) for a, b in (pulse, near)]
+            ap_exclude[lab.sync_channel] = [pulse, near]
+        dets = sorted({d.channel for d in lab.bsm} | set(lab.fluorescence_channels))
+        data.dark = DarkCounter(dets, exclude, afterpulse_exclude=ap_exclude)
+    ready = []
+    for chunk in iter_stream(paths, chunk_size=chunk_size):
+        data.n_tags += len(chunk)
+        for stage in (data.arrival, data.counts, data.dark):
+            if stage is not None:
+                stage.process(chunk)
+        if lab.ready_channel is not None:
+            ready.append(chunk.time[chunk.channel == lab.ready_channel])
+    for stage in (data.arrival, data.counts, data.dark):
+        if stage is not None:
+            stage.flush()
+    if ready:
+        data.ready_times = np.concatenate(ready) - lab.delay(lab.ready_channel)
+    if data.n_tags == 0:
+        raise CalibrationError(f"lab {lab.name!r}: no tags in {', '.join(map(str, paths))}")
+    return data
+
+
+def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
+                  pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
+                  report: CalibrationReport | None = None, strict: bool = True) -> tuple[LabSetup, LabCalibration]:
+    """Fit what ``data`` supports; returns the updated lab setup and the results.
+
+    ``strict``: a step the data cannot support raises :class:`CalibrationError`; otherwise the step is
+    skipped with the reason in the report (its setup values stay as they were).
+    """
+    lab = data.lab
+    rep = report if report is not None else CalibrationReport()
+    cal = LabCalibration(lab.name, data=data)
+    new = lab
+
+    def skip(step, exc):
+        if strict:
+            raise exc
+        cal.skipped[step] = str(exc)
+        rep.warnings.append(f"{lab.name}: {step} not calibrated: {exc}")
+
+    if data.arrival is not None and "delays" in steps:
+        h = data.arrival
+        vb = h.valid_bins()
+        try:
+            res = calibrate_delays(h.counts[:, vb], h.edges[vb.start:vb.stop + 1], h.channels,
+                                   dict(lab.delays_ps), reference=reference, pulse_position_ps=pulse_position_ps)
+        except CalibrationError as exc:
+            skip("delays", CalibrationError(f"lab {lab.name!r} delays: {exc}"))
+        else:
+            cal.delays = res
+            delays = dict(lab.delays_ps)
+            delays.update(res.new)
+            new = replace(new, delays_ps=delays)
+            for c in h.channels:
+                note = "reference" if c == res.reference else ""
+                rep.add(lab.name, f"delays_ps.{c}", res.old[c], res.new[c], res.err[c], "ps", note)
+            f0 = res.fits[0]
+            rep.measure(f"{lab.name}.pulse", f"centre {res.target:.0f} ps (corrected, rel. sync), width sigma "
+                        f"{f0.sigma:.0f} ps, decay {f0.tau:.0f} +- {f0.err['tau']:.0f} ps")
+    if data.arrival is not None and "window" in steps:
+        h = data.arrival
+        vb = h.valid_bins()
+        edges = h.edges[vb.start:vb.stop + 1]
+        try:
+            fits = cal.delays.fits if cal.delays is not None else calibrate_delays(
+                h.counts[:, vb], edges, h.channels, dict(lab.delays_ps)).fits
+            shift = {c: (cal.delays.new[c] - cal.delays.old[c]) if cal.delays is not None else 0 for c in h.channels}
+            profiles = {f.channel: DetectorProfile(f.mu - shift[f.channel], f.sigma, f.tau, f.signal, f.background)
+                        for f in fits}
+            pairs = []
+            if "psi+" in lab.herald.patterns:
+                pairs += psi_plus_pairs(lab.bsm)
+            if "psi-" in lab.herald.patterns:
+                pairs += psi_minus_pairs(lab.bsm)
+            cur = (lab.herald.window_start_ps, lab.herald.window_stop_ps)
+            w = choose_window(edges, profiles, pairs, reference=lab.herald.sync_reference, params=fom,
+                              current=cur)
+        except CalibrationError as exc:
+            skip("window", CalibrationError(f"lab {lab.name!r} window: {exc}"))
+        else:
+            cal.window = w
+            new = replace(new, herald=replace(new.herald, window_start_ps=w.start, window_stop_ps=w.stop))
+            bin_ps = int(h.bin_ps)
+            rep.add(lab.name, "herald.window_start_ps", lab.herald.window_start_ps, w.start, float(bin_ps), "ps",
+                    "FOM grid step as uncertainty")
+            rep.add(lab.name, "herald.window_stop_ps", lab.herald.window_stop_ps, w.stop, float(bin_ps), "ps")
+            rep.measure(f"{lab.name}.pulse_end", f"{w.pulse_end:.0f} ps (1 % of the pulse left)")
+            rep.measure(f"{lab.name}.window_fom", f"expected key rate x{w.fom_relative:.3f} relative to the "
+                        f"old window (FOM: v0={fom.v0}, kappa={fom.kappa})")
+    if "thresholds" in steps:
+        try:
+            hist = _count_hist(data)
+            t = choose_threshold(hist, count_model, what=f"lab {lab.name!r} fluorescence counts")
+        except CalibrationError as exc:
+            skip("thresholds", exc)
+        else:
+            cal.threshold = t
+            new = replace(new, round=replace(new.round, threshold=t.threshold))
+            lo, hi = t.threshold_range
+            rep.add(lab.name, "round.threshold", lab.round.threshold, t.threshold,
+                    float(max(t.threshold - lo, hi - t.threshold)), "counts",
+                    f"16-84 % range {lo}..{hi}")
+            f = t.fit
+            rep.measure(f"{lab.name}.readout", f"fidelity {t.fidelity:.4f} (dark {t.fidelity_dark:.4f}, bright "
+                        f"{t.fidelity_bright:.4f}); {f.model} mixture: bright fraction {f.w_bright:.3f}, means "
+                        f"{f.mean_dark:.2f} +- {f.err['mean_dark']:.2f} / {f.mean_bright:.2f} +- "
+                        f"{f.err['mean_bright']:.2f} counts, {f.n} rounds")
+    if data.dark is not None and "darkcounts" in steps:
+        d = data.dark.result()
+        cal.dark = d
+        for k, c in enumerate(d.channels):
+            rep.measure(f"{lab.name}.detector {c}", f"dark {d.rate_hz[k]:.3g} +- {d.rate_err_hz[k]:.2g} Hz, "
+                        f"afterpulsing {d.afterpulse_prob[k]:.2e} +- {d.afterpulse_err[k]:.1e} per click")
+        if d.quiet_s <= 0:
+            rep.warnings.append(f"{lab.name}: no quiet stretches for dark counts")
+        elif lab.sync_channel is not None and lab.herald.sync_reference == "next":
+            rep.warnings.append(
+                f"{lab.name}: dark counts with sync_reference 'next' (conditional sync recording) are biased low "
+                "by up to the excluded fraction of the attempt period: the syncs that anchor the excluded pulse "
+                "regions are recorded because of clicks")
+    return new, cal
+
+
+def _count_hist(data: LabData) -> np.ndarray:
+    lab = data.lab
+    if data.counts is None:
+        raise CalibrationError(f"lab {lab.name!r}: fluorescence counts need a ready channel")
+    counts = data.counts.counts
+    if counts.size == 0:
+        raise CalibrationError(f"lab {lab.name!r}: no complete read-out windows (no 'ready' tags with a "
+                               "full fluorescence window): too few counts for a threshold")
+    return count_histogram(counts)
+
+
+def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "alice", bob_lab: str = "bob",
+                  steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE, reference: int | None = None,
+                  pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
+                  strict: bool = False, plots_dir=None) -> tuple[Setup, CalibrationReport]:
+    """Calibrate from the tags of both labs (either may be None for a one-lab calibration).
+
+    Returns the updated setup and the report.  The clock offset/drift (both labs given) goes to the
+    setup's ``[clock]`` table: ``t_bob = t_alice + offset_ps + drift * t_alice`` on corrected 'ready' times.
+    """
+    steps = tuple(steps)
+    for s in steps:
+        if s not in STEPS:
+            raise CalibrationError(f"unknown calibration step {s!r} (steps: {', '.join(STEPS)})")
+    rep = CalibrationReport()
+    new_setup = setup
+    datas = {}
+    for name, paths in ((alice_lab, alice_paths), (bob_lab, bob_paths)):
+        if paths is None:
+            continue
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        lab = setup.lab(name)
+        data = collect(paths, lab, steps=steps, chunk_size=chunk_size)
+        datas[name] = data
+        new_lab, cal = calibrate_lab(data, steps=steps, reference=reference if name == alice_lab else None,
+                                     pulse_position_ps=pulse_position_ps, fom=fom, count_model=count_model,
+                                     report=rep, strict=strict)
+        new_setup = new_setup.with_lab(name, **{f: getattr(new_lab, f) for f in ("delays_ps", "herald", "round")})
+        rep.results[name] = cal
+    if "clock" in steps and alice_lab in datas and bob_lab in datas:
+        try:
+            clk = calibrate_clock(datas[alice_lab].ready_times, datas[bob_lab].ready_times)
+        except CalibrationError as exc:
+            if strict:
+                raise
+            rep.warnings.append(f"clock not calibrated: {exc}")
+        else:
+            rep.results["clock"] = clk
+            old = dict(setup.extra.get("clock", {}))
+            table = {"offset_ps": int(round(clk.offset_ps)), "drift": float(clk.drift),
+                     "offset_err_ps": float(clk.offset_err_ps), "drift_err": float(clk.drift_err),
+                     "pairs": clk.n_pairs,
+                     "model": "t_bob = t_alice + offset_ps + drift * t_alice (delay-corrected 'ready' tags)"}
+            rep.add("clock", "offset_ps", old.get("offset_ps"), table["offset_ps"], clk.offset_err_ps, "ps")
+            rep.add("clock", "drift", old.get("drift"), table["drift"], clk.drift_err, "",
+                    f"{clk.drift * 1e6:.4f} +- {clk.drift_err * 1e6:.4f} ppm; {clk.n_pairs} of "
+                    f"{clk.n_alice}/{clk.n_bob} triggers paired")
+            extra = dict(new_setup.extra)
+            extra["clock"] = table
+            new_setup = replace(new_setup, extra=extra)
+    if plots_dir is not None:
+        from .plots import write_plots
+
+        write_plots(plots_dir, new_setup, setup, rep)
+    return new_setup, rep

@@ -1,0 +1,110 @@
+"""PNG figures of a calibration (matplotlib, Agg backend, imported only when plots are asked for)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from timetag.errors import CalibrationError
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - matplotlib is an optional dependency
+        raise CalibrationError("--plots needs matplotlib (pip install 'timetag[plot]')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(out_dir, new_setup, old_setup, report) -> list[Path]:
+    """Arrival histograms with the window, FOM curve, count histograms with fit and threshold, clock residuals."""
+    plt = _plt()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, cal in report.results.items():
+        if name == "clock":
+            written.append(_clock(plt, out, cal))
+            continue
+        d = cal.data
+        if d is not None and d.arrival is not None and cal.delays is not None:
+            written.append(_arrival(plt, out, name, cal, old_setup.lab(name), new_setup.lab(name)))
+        if cal.window is not None:
+            written.append(_fom(plt, out, name, cal.window))
+        if cal.threshold is not None and d is not None and d.counts is not None:
+            written.append(_counts(plt, out, name, cal.threshold, d.counts.counts))
+    return written
+
+
+def _arrival(plt, out, name, cal, old_lab, new_lab):
+    h = cal.data.arrival
+    edges = h.edges.astype(float)
+    x = 0.5 * (edges[1:] + edges[:-1]) / 1000
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k, f in enumerate(cal.delays.fits):
+        shift = cal.delays.new[f.channel] - cal.delays.old[f.channel]
+        ax.step(x - shift / 1000, h.counts[k], where="mid", lw=0.8, label=f"ch {f.channel} (new delays)")
+        ax.plot(x - shift / 1000, f.model(edges), lw=1.2, color="k", alpha=0.5)
+    for lab, style in ((old_lab, ":"), (new_lab, "--")):
+        for v in (lab.herald.window_start_ps, lab.herald.window_stop_ps):
+            ax.axvline(v / 1000, ls=style, color="r" if lab is new_lab else "grey")
+    if cal.window is not None:
+        ax.axvline(cal.window.pulse_end / 1000, color="orange", lw=0.8, label="pulse end (1 %)")
+    ax.set_xlabel(f"click - {h.reference} sync (ns, delay-corrected)")
+    ax.set_ylabel(f"clicks / {h.bin_ps} ps")
+    ax.set_title(f"{name}: arrival times; window old (dotted) -> new (dashed)")
+    ax.legend(fontsize=7)
+    return _save(plt, fig, out / f"{name}_arrival.png")
+
+
+def _fom(plt, out, name, w):
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, xs, ys, lbl, chosen in ((a1, w.stops, w.curve_stop, "window stop", w.stop),
+                                    (a2, w.starts, w.curve_start, "window start", w.start)):
+        ok = np.isfinite(ys)
+        ax.plot(xs[ok] / 1000, ys[ok] / w.fom, lw=1)
+        ax.axvline(chosen / 1000, color="r", ls="--")
+        ax.set_xlabel(f"{lbl} (ns)")
+        ax.set_ylabel("FOM / max (relative key rate per time)")
+    a1.set_title(f"{name}: FOM vs stop (start {w.start / 1000:.1f} ns)")
+    a2.set_title(f"FOM vs start (stop {w.stop / 1000:.1f} ns)")
+    return _save(plt, fig, out / f"{name}_fom.png")
+
+
+def _counts(plt, out, name, t, counts):
+    fit = t.fit
+    top = int(max(counts.max() if counts.size else 0, fit.mean_bright * 2)) + 1
+    k = np.arange(top + 1)
+    hist = np.bincount(np.minimum(counts, top), minlength=top + 1)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(k, hist, width=1.0, color="0.75", label=f"{fit.n} rounds")
+    ax.plot(k, fit.n * fit.pmf(k), "k-", label=f"{fit.model} mixture")
+    ax.plot(k, fit.n * (1 - fit.w_bright) * fit.pmf(k, "dark"), "b--", lw=0.8, label="atom absent")
+    ax.plot(k, fit.n * fit.w_bright * fit.pmf(k, "bright"), "g--", lw=0.8, label="atom present")
+    ax.axvline(t.threshold - 0.5, color="r", label=f"threshold {t.threshold} (fidelity {t.fidelity:.3f})")
+    ax.set_xlabel("fluorescence counts in the read-out window")
+    ax.set_ylabel("rounds")
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_title(f"{name}: read-out counts")
+    ax.legend(fontsize=7)
+    return _save(plt, fig, out / f"{name}_counts.png")
+
+
+def _clock(plt, out, clk):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(clk.t_alice / 1e12, clk.residuals_ps / 1000, ".", ms=3)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("Alice time (s)")
+    ax.set_ylabel("mapped Alice - Bob (ns)")
+    ax.set_title(f"clock: offset {clk.offset_ps / 1e3:.3f} ns, drift {clk.drift * 1e6:.5f} ppm, {clk.n_pairs} pairs")
+    return _save(plt, fig, out / "clock_residuals.png")
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
