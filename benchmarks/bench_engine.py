@@ -1,0 +1,163 @@
+"""Engine benchmarks: herald + round stages on a dense synthetic stream, and `timetag process` end to end.
+
+Reported as ratios measured in the same run (the machine is shared and noisy):
+* engine time / time of a numpy memory pass over the same arrays (goal: within 5x);
+* speed-up of the streaming Cython engine over the vectorised numpy implementation of
+  the same semantics (benchmarks/numpy_engine.py; its output is checked equal);
+* end-to-end throughput of `timetag process` on a generated dump file, and its peak RSS
+  (a subprocess; RUSAGE_CHILDREN), which must not grow with the file size.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from timetag.chunk import TagChunk  # noqa: E402
+from timetag.engine import LabPipeline  # noqa: E402
+from timetag.setupfile import setup_from_dict  # noqa: E402
+
+# channel: sync 1, BSM 2..5 (also fluorescence), ready 6, settings 7..10, 11 unused
+PROBS = np.array([0.30, 0.09, 0.09, 0.09, 0.09, 0.002, 0.002, 0.002, 0.002, 0.002, 0.32])
+
+
+def _numpy_engine():
+    spec = importlib.util.spec_from_file_location("numpy_engine", HERE / "numpy_engine.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def lab_dict(trigger="herald"):
+    return {"role": "alice", "sync_channel": 1, "ready_channel": 6, "setting_channels": [7, 8, 9, 10],
+            "fluorescence_channels": [2, 3, 4, 5],
+            "delays_ps": {"2": 120, "3": 80, "4": 40, "5": 0, "6": 30, "7": 10},
+            "bsm": [{"channel": 2, "arm": "a", "pol": "H"}, {"channel": 3, "arm": "a", "pol": "V"},
+                    {"channel": 4, "arm": "b", "pol": "H"}, {"channel": 5, "arm": "b", "pol": "V"}],
+            "herald": {"sync_reference": "previous", "window_start_ps": 50, "window_stop_ps": 400,
+                       "coincidence_ps": 300, "patterns": ["psi+"]},
+            "round": {"trigger": trigger, "ready_delay_ps": 100, "ready_tolerance_ps": 50,
+                      "setting_window_ps": [0, 2000], "fluorescence_window_ps": [500, 5000], "threshold": 10},
+            "histograms": {"arrival_bin_ps": 10, "arrival_range_ps": [0, 1000]}}
+
+
+def lab(trigger="herald"):
+    return setup_from_dict({"labs": {"alice": lab_dict(trigger)}}).lab("alice")
+
+
+def dense_stream(n: int, seed: int = 0, t0: int = 0):
+    """~1 tag per 100 ps, a third of them syncs; every channel of the lab in play."""
+    rng = np.random.default_rng(seed)
+    time = t0 + np.cumsum(rng.integers(0, 200, n, dtype=np.int64))
+    channel = (rng.choice(PROBS.size, size=n, p=PROBS / PROBS.sum()) + 1).astype(np.int32)
+    return time, channel
+
+
+def _best(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def run_engine(time_, channel, lab_, chunk=1_000_000):
+    pl = LabPipeline(lab_)
+    rs, hs = [], []
+    for i in range(0, time_.size, chunk):
+        r, h = pl.process(TagChunk(time_[i:i + chunk], channel[i:i + chunk]))
+        rs.append(r)
+        hs.append(h)
+    r, h = pl.flush()
+    rs.append(r)
+    hs.append(h)
+    return np.concatenate(rs), np.concatenate(hs)
+
+
+def bench_stages(quick: bool) -> list[dict]:
+    n = 4_000_000 if quick else 20_000_000
+    t, c = dense_stream(n)
+    lab_ = lab("herald")
+    mem = _best(lambda: (np.add.reduce(t), np.add.reduce(c)))
+    out = {}
+    eng = _best(lambda: out.setdefault("e", run_engine(t, c, lab_)), repeat=2 if quick else 1)
+    ne = _numpy_engine()
+    base = _best(lambda: out.setdefault("n", ne.numpy_process(t, c, lab_)), repeat=1)
+    (r1, h1), (r2, h2) = out["e"], out["n"]
+    agree = bool(np.array_equal(r1, r2) and np.array_equal(h1, h2))
+    rate = n / eng
+    return [
+        {"name": "engine_stages_vs_memory_pass", "value": eng / mem, "unit": "x slower", "baseline": "numpy memory pass",
+         "target": "<= 5x", "gross_regression": False, "tags_per_s": rate, "tags": n, "rounds": int(r1.size),
+         "heralds": int(h1.size), "engine_s": eng, "memory_pass_s": mem},
+        {"name": "engine_stages_speedup_vs_numpy", "value": base / eng, "unit": "x faster",
+         "baseline": "vectorised numpy engine", "target": "> 1", "gross_regression": base < eng,
+         "numpy_s": base, "engine_s": eng, "outputs_agree": agree},
+        {"name": "engine_stages_throughput", "value": rate / 1e6, "unit": "M tags/s", "baseline": "absolute",
+         "target": ">= 100 M tags/s (issue)", "gross_regression": False},
+    ]
+
+
+def write_dense_dump(path: Path, n: int, block: int = 4_000_000) -> int:
+    from timetag.formats.dump import DumpWriter
+
+    last = 0
+    with DumpWriter(path) as w:
+        for i, start in enumerate(range(0, n, block)):
+            t, c = dense_stream(min(block, n - start), seed=i + 1, t0=last)
+            last = int(t[-1])
+            w.write(TagChunk(t, c))
+    return n
+
+
+def bench_end_to_end(quick: bool) -> list[dict]:
+    n = 10_000_000 if quick else 70_000_000  # 160 MB / 1.1 GB of 16-byte records
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="timetag-bench-") as d:
+        d = Path(d)
+        setup = setup_from_dict({"labs": {"alice": lab_dict("herald")}})
+        setup.save(d / "setup.toml")
+        path = d / "dense.dump"
+        write_dense_dump(path, n)
+        size = path.stat().st_size
+        cmd = [sys.executable, "-m", "timetag", "process", str(path), "--setup", str(d / "setup.toml"),
+               "--lab", "alice", "--out", str(d / "rounds.h5"), "--quiet"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"timetag process failed: {proc.stderr.strip()[-500:]}")
+        rss_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+        from timetag.roundsfile import read_rounds
+
+        summary = read_rounds(d / "rounds.h5").summary
+    rows.append({"name": "process_end_to_end_throughput", "value": n / wall / 1e6, "unit": "M tags/s",
+                 "baseline": "absolute (wall, incl. start-up and input checksum)", "target": "report",
+                 "gross_regression": False, "file_mb": size / 1e6, "wall_s": wall,
+                 "engine_elapsed_s": summary.get("elapsed_s"), "rounds": summary.get("rounds")})
+    rows.append({"name": "process_peak_rss", "value": rss_mb, "unit": "MB", "baseline": f"file {size / 1e6:.0f} MB",
+                 "target": "<= 500 MB, independent of file size", "gross_regression": False})
+    return rows
+
+
+def run(quick: bool) -> list[dict]:
+    return bench_stages(quick) + bench_end_to_end(quick)
+
+
+if __name__ == "__main__":
+    import json
+
+    for row in run(quick="--full" not in sys.argv):
+        print(json.dumps(row))

@@ -1,0 +1,181 @@
+# cython: language_level=3
+"""Round-stage kernels: trigger generation (herald / ready / both) and round evaluation.
+
+Pure functions over parameter arrays, the pending inputs and preallocated outputs;
+the Python wrapper (``timetag.engine.rounds``) keeps what a call did not consume.
+Trigger rows are int64 ``[time, herald_time, pattern, flags, herald_window_lo,
+herald_window_hi]``; round rows follow ROUND_DTYPE's field order.
+"""
+from libc.stdint cimport int8_t, int64_t
+
+cdef enum:
+    MODE_HERALD = 0
+    MODE_READY = 1
+    MODE_BOTH = 2
+    PAT_NONE = 0
+    F_LOST = 1
+    F_SET_MISSING = 2
+    F_SET_AMBIGUOUS = 4
+    F_HERALD_NO_READY = 8
+    F_READY_NO_HERALD = 16
+    F_TRUNCATED = 32
+
+cdef int64_t INF = 1LL << 62
+
+
+cdef inline Py_ssize_t _put(int64_t[:, ::1] out, Py_ssize_t n, int64_t x, int64_t htime, int64_t pattern,
+                            int64_t flags, int64_t lo, int64_t hi) noexcept nogil:
+    out[n, 0] = x
+    out[n, 1] = htime
+    out[n, 2] = pattern
+    out[n, 3] = flags
+    out[n, 4] = lo
+    out[n, 5] = hi
+    return n + 1
+
+
+def make_triggers(const int64_t[::1] par, const int64_t[::1] her_time, const int64_t[::1] her_sync,
+                  const int8_t[::1] her_pat, const int64_t[::1] ready, int64_t herald_known,
+                  int64_t ready_known, int64_t[:, ::1] out):
+    """Turn heralding heralds and ready tags (both sorted) into triggers.
+
+    ``par`` = [mode, ready_delay, ready_tolerance, window_start, window_stop].
+    ``herald_known``: every herald with time < it is in ``her_*`` (or was consumed
+    before); ``ready_known``: the same for ready tags.  'both' matches greedily:
+    readies in time order each take the earliest unmatched herald with
+    |ready - (herald + delay)| <= tolerance.  Returns (n_triggers, heralds used,
+    readies used, watermark): no trigger made later will be earlier than watermark.
+    Triggers come out nearly, not strictly, sorted (the caller sorts).
+    """
+    cdef int64_t mode = par[0], delay = par[1], tol = par[2], w0 = par[3], w1 = par[4]
+    cdef Py_ssize_t i = 0, j = 0, n = 0, nh = her_time.shape[0], nr = ready.shape[0]
+    cdef int64_t r, e, wm, known_e
+    known_e = INF if herald_known >= INF else herald_known + delay
+    with nogil:
+        if mode == MODE_HERALD:
+            for i in range(nh):
+                n = _put(out, n, her_time[i] + delay, her_time[i], her_pat[i], 0,
+                         her_sync[i] + w0, her_sync[i] + w1)
+            i = nh
+            wm = known_e
+        elif mode == MODE_READY:
+            for j in range(nr):
+                n = _put(out, n, ready[j], -1, PAT_NONE, 0, INF, -INF)
+            j = nr
+            wm = ready_known
+        else:
+            while True:
+                if j < nr:
+                    r = ready[j]
+                    # heralds no remaining ready can reach (all readies < r are done)
+                    while i < nh and her_time[i] + delay + tol < r:
+                        n = _put(out, n, her_time[i] + delay, her_time[i], her_pat[i], F_HERALD_NO_READY,
+                                 her_sync[i] + w0, her_sync[i] + w1)
+                        i += 1
+                    if r + tol >= known_e:
+                        break  # a herald that matches r may still come
+                    if i < nh and her_time[i] + delay <= r + tol:
+                        n = _put(out, n, r, her_time[i], her_pat[i], 0, her_sync[i] + w0, her_sync[i] + w1)
+                        i += 1
+                    else:
+                        n = _put(out, n, r, -1, PAT_NONE, F_READY_NO_HERALD, INF, -INF)
+                    j += 1
+                else:
+                    while i < nh and (ready_known >= INF or her_time[i] + delay + tol < ready_known):
+                        n = _put(out, n, her_time[i] + delay, her_time[i], her_pat[i], F_HERALD_NO_READY,
+                                 her_sync[i] + w0, her_sync[i] + w1)
+                        i += 1
+                    break
+            wm = ready_known
+            if j < nr and ready[j] < wm:
+                wm = ready[j]
+            if i < nh and her_time[i] + delay - tol < wm:
+                wm = her_time[i] + delay - tol
+            if known_e < INF and known_e - tol < wm:
+                wm = known_e - tol
+    return n, i, j, wm
+
+
+cdef inline bint _touched(int64_t a, int64_t b, const int64_t[::1] iv_lo, const int64_t[::1] iv_hi,
+                          const int64_t[::1] pts) noexcept nogil:
+    """Does [a, b) overlap an overflow interval [lo, hi) or contain a point event?"""
+    cdef Py_ssize_t k, lo_i, hi_i, mid
+    if a >= b:
+        return False
+    for k in range(iv_lo.shape[0]):
+        if iv_lo[k] < b and iv_hi[k] > a:
+            return True
+    lo_i = 0
+    hi_i = pts.shape[0]
+    while lo_i < hi_i:
+        mid = (lo_i + hi_i) // 2
+        if pts[mid] < a:
+            lo_i = mid + 1
+        else:
+            hi_i = mid
+    return lo_i < pts.shape[0] and pts[lo_i] < b
+
+
+def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t watermark, int64_t horizon,
+                bint flush, const int64_t[::1] fluo, const int64_t[::1] set_time, const int8_t[::1] set_idx,
+                const int64_t[::1] iv_lo, const int64_t[::1] iv_hi, const int64_t[::1] pts,
+                int64_t index0, int64_t[:, ::1] out):
+    """Evaluate sorted triggers, in order, while their windows are closed.
+
+    ``par`` = [setting_start, setting_stop, fluo_start, fluo_stop, threshold].
+    A round is done when no earlier trigger can come (time < watermark) and every
+    window stops at or before ``horizon`` (all tags and lost events before it are
+    known).  With ``flush`` every trigger is done and rounds whose windows reach past
+    ``horizon`` (the data end) get FLAG_TRUNCATED.  ``fluo`` / ``set_time`` are
+    sorted and hold every tag any of these windows can contain.  Returns the
+    number of rounds written (= triggers consumed).
+    """
+    cdef int64_t s0 = par[0], s1 = par[1], f0 = par[2], f1 = par[3], thr = par[4]
+    cdef Py_ssize_t k, q, n = trig.shape[0], flo = 0, fhi = 0, slo = 0, nf = fluo.shape[0], ns = set_time.shape[0]
+    cdef int64_t x, close, flags, count, nset, setting
+    with nogil:
+        for k in range(n):
+            x = trig[k, 0]
+            flags = trig[k, 3]
+            close = x + s1 if s1 > f1 else x + f1
+            if trig[k, 5] > close:
+                close = trig[k, 5]
+            if not flush and (x >= watermark or close > horizon):
+                break
+            while slo < ns and set_time[slo] < x + s0:
+                slo += 1
+            nset = 0
+            setting = -1
+            q = slo
+            while q < ns and set_time[q] < x + s1:
+                nset += 1
+                setting = set_idx[q]
+                q += 1
+            if nset == 0:
+                flags |= F_SET_MISSING
+            elif nset > 1:
+                flags |= F_SET_AMBIGUOUS
+                setting = -1
+            while flo < nf and fluo[flo] < x + f0:
+                flo += 1
+            if fhi < flo:
+                fhi = flo
+            while fhi < nf and fluo[fhi] < x + f1:
+                fhi += 1
+            count = fhi - flo
+            if (_touched(x + s0, x + s1, iv_lo, iv_hi, pts) or _touched(x + f0, x + f1, iv_lo, iv_hi, pts)
+                    or _touched(trig[k, 4], trig[k, 5], iv_lo, iv_hi, pts)):
+                flags |= F_LOST
+            if close > horizon:
+                flags |= F_TRUNCATED
+            out[k, 0] = index0 + k
+            out[k, 1] = x
+            out[k, 2] = trig[k, 1]
+            out[k, 3] = trig[k, 2]
+            out[k, 4] = setting
+            out[k, 5] = count
+            out[k, 6] = 1 if count >= thr else 0
+            out[k, 7] = flags
+        else:
+            k = n
+    return k

@@ -1,0 +1,67 @@
+"""Shared small setups and stream builders for the engine tests (times in ps, tiny on purpose)."""
+from __future__ import annotations
+
+import numpy as np
+
+from timetag.chunk import LOST_DTYPE, TagChunk
+from timetag.setupfile import setup_from_dict
+
+SYNC, A_H, A_V, B_H, B_V, READY, S0, S1, S2, S3, UNUSED = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+BOB_READY, BOB_S0, BOB_S1, BOB_FLUO = 6, 7, 8, 2
+
+
+def alice_dict(ref="previous", trigger="both", delays=None, **round_over):
+    window = (10, 50) if ref == "previous" else (-50, -10)
+    rnd = {"trigger": trigger, "ready_delay_ps": 100, "ready_tolerance_ps": 10, "setting_window_ps": [0, 40],
+           "fluorescence_window_ps": [50, 150], "threshold": 2}
+    rnd.update(round_over)
+    return {"role": "alice", "sync_channel": SYNC, "ready_channel": READY,
+            "setting_channels": [S0, S1, S2, S3], "fluorescence_channels": [A_H, A_V, B_H, B_V],
+            "delays_ps": {str(k): v for k, v in (delays if delays is not None else {A_H: 3, A_V: -2, READY: 5}).items()},
+            "bsm": [{"channel": A_H, "arm": "a", "pol": "H"}, {"channel": A_V, "arm": "a", "pol": "V"},
+                    {"channel": B_H, "arm": "b", "pol": "H"}, {"channel": B_V, "arm": "b", "pol": "V"}],
+            "herald": {"sync_reference": ref, "window_start_ps": window[0], "window_stop_ps": window[1],
+                       "coincidence_ps": 30, "patterns": ["psi+", "psi-"] if trigger == "herald" else ["psi+"]},
+            "round": rnd,
+            "histograms": {"arrival_bin_ps": 7, "arrival_range_ps": [-100, 100], "max_count": 5}}
+
+
+def bob_dict():
+    return {"role": "bob", "ready_channel": BOB_READY, "setting_channels": [BOB_S0, BOB_S1],
+            "fluorescence_channels": [BOB_FLUO], "delays_ps": {str(BOB_FLUO): 4},
+            "round": {"trigger": "ready", "setting_window_ps": [0, 40], "fluorescence_window_ps": [-20, 100],
+                      "threshold": 2}}
+
+
+def alice(**kw):
+    return setup_from_dict({"labs": {"alice": alice_dict(**kw)}}).lab("alice")
+
+
+def bob():
+    return setup_from_dict({"labs": {"bob": bob_dict()}}).lab("bob")
+
+
+def stream(tags, lost=()):
+    """TagChunk from (raw time, channel) pairs (sorted here) and (time, kind[, channel, count]) lost events."""
+    tags = sorted(tags, key=lambda x: x[0])
+    t = np.array([x[0] for x in tags], np.int64)
+    c = np.array([x[1] for x in tags], np.int32)
+    ev = np.zeros(len(lost), LOST_DTYPE)
+    for i, e in enumerate(sorted(lost, key=lambda x: x[0])):
+        ev[i]["time"], ev[i]["kind"] = e[0], e[1]
+        if len(e) > 2:
+            ev[i]["channel"], ev[i]["count"] = e[2], e[3]
+    return TagChunk(t, c, ev)
+
+
+def random_stream(rng: np.random.Generator, n: int, channels=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
+                  max_step=12, n_lost=0):
+    steps = rng.integers(0, max_step, n)
+    t = np.cumsum(steps) + 1000
+    p = np.array([3, 4, 4, 4, 4, 1, 0.4, 0.4, 0.4, 0.4, 0.5])[: len(channels)]
+    c = rng.choice(np.array(channels), size=n, p=p / p.sum())
+    lost = []
+    if n_lost and n:
+        for tt in sorted(rng.integers(int(t[0]), int(t[-1]) + 1, n_lost)):
+            lost.append((int(tt), int(rng.integers(1, 5)), 2, 1))
+    return stream(list(zip(t.tolist(), c.tolist())), lost)

@@ -1,0 +1,306 @@
+"""Engine (herald + round stages): hand-made streams with hand-derived results, and the Cython
+kernels against the plain-Python reference (tests/reference_engine.py) on random streams."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from engine_cases import (A_H, A_V, B_H, B_V, BOB_FLUO, BOB_READY, BOB_S1, READY, S0, S1, S2, SYNC, UNUSED, alice,
+                          alice_dict, bob, random_stream, stream)
+from reference_engine import reference_process
+from timetag.chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, split
+from timetag.engine import HeraldStage, LabPipeline, RoundStage
+from timetag.errors import SetupError
+from timetag.records import (FLAG_HERALD_WITHOUT_READY, FLAG_LOST_DATA, FLAG_READY_WITHOUT_HERALD,
+                             FLAG_SETTING_AMBIGUOUS, FLAG_SETTING_MISSING, FLAG_TRUNCATED, PATTERN_NONE,
+                             PATTERN_OTHER, PATTERN_PSI_MINUS, PATTERN_PSI_PLUS, SETTING_NONE)
+from timetag.setupfile import setup_from_dict
+
+END = (5000, UNUSED)  # a late tag on an unused channel: closes every window below
+
+
+def run(lab, tags, lost=(), cuts=None):
+    s = stream(tags, lost)
+    pl = LabPipeline(lab)
+    chunks = [s] if cuts is None else list(split(s, cuts))
+    rounds, heralds = pl.run(chunks)
+    return rounds, heralds, pl
+
+
+# --- hand-made: heralds ------------------------------------------------------------
+# alice(): delays A_H +3, A_V -2, READY +5; window [10, 50) after the previous sync; coincidence 30;
+# ready 100 after the herald (+-10); setting window [0, 40); fluorescence [50, 150); threshold 2.
+
+def psi_plus_round_tags():
+    return [(1000, SYNC), (1023, A_H), (1028, A_V),  # corrected 1020 and 1030: dt 20, 30
+            (1135, READY),                             # corrected 1130 = herald + 100
+            (1140, S2),
+            (1190, B_H), (1200, B_H), (1250, B_V),     # in [1180, 1280)
+            (1283, A_H),                               # corrected 1280: just outside
+            END]
+
+
+def test_psi_plus_herald_and_its_round():
+    rounds, heralds, pl = run(alice(), psi_plus_round_tags())
+    assert heralds.tolist() == [(1030, 1000, PATTERN_PSI_PLUS, A_H, A_V, 20, 30, 2)]
+    assert rounds.tolist() == [(0, 1130, 1030, PATTERN_PSI_PLUS, 2, 3, 1, 0)]
+    s = pl.summary
+    assert s["heralds"]["psi+"] == 1 and s["rounds"] == 1 and s["readies"] == 1 and s["clicks_accepted"] == 2
+    # arrival histogram [-100, 100) in 7 ps bins: dt 20 -> bin 17 of A_H, dt 30 -> bin 18 of A_V
+    arr = pl.histograms["arrival"]
+    assert arr[0, 17] == 1 and arr[1, 18] == 1 and arr.sum() == 2  # the read-out clicks (dt >= 190) are out of range
+    assert pl.histograms["fluorescence_counts"].tolist() == [0, 0, 0, 1, 0, 0]
+
+
+@pytest.mark.parametrize("d1, d2, pattern", [
+    (A_H, B_V, PATTERN_PSI_MINUS), (A_V, B_H, PATTERN_PSI_MINUS), (B_H, B_V, PATTERN_PSI_PLUS),
+    (A_H, B_H, PATTERN_OTHER), (B_V, B_V, PATTERN_OTHER)])
+def test_two_click_patterns(d1, d2, pattern):
+    delays = {}
+    tags = [(0, SYNC), (15, d1), (40, d2), END]
+    _, heralds, _ = run(alice(delays=delays), tags)
+    assert heralds["pattern"].tolist() == [pattern]
+    assert heralds[["det1", "det2", "dt1", "dt2", "nclicks"]].tolist() == [(d1, d2, 15, 40, 2)]
+
+
+def test_single_click_three_clicks_and_coincidence():
+    lab = alice(delays={})
+    # attempt 1: one click; attempt 2: three clicks; attempt 3: two clicks 34 ps apart (> 30)
+    tags = [(0, SYNC), (20, A_H), (100, SYNC), (111, A_H), (120, A_V), (130, B_H),
+            (200, SYNC), (211, A_H), (245, A_V), END]
+    _, heralds, pl = run(lab, tags)
+    assert heralds[["time", "pattern", "nclicks"]].tolist() == [(130, PATTERN_OTHER, 3), (245, PATTERN_OTHER, 2)]
+    assert pl.summary["clicks_accepted"] == 6
+
+
+def test_time_filter_rejects_clicks_outside_the_window_but_histograms_them():
+    lab = alice(delays={})
+    tags = [(0, SYNC), (5, A_H), (20, A_V), (50, B_H), (100, SYNC), END]  # dt 5 and 50 rejected
+    _, heralds, pl = run(lab, tags)
+    assert len(heralds) == 0
+    assert pl.summary["clicks"] == 3 and pl.summary["clicks_accepted"] == 1
+    assert pl.histograms["arrival"].sum() == 3
+
+
+def test_sync_reference_next():
+    lab = alice(ref="next")  # window [-50, -10) before the sync that follows the clicks
+    tags = [(1003, A_H), (1008, A_V), (1040, SYNC), (1090, B_H), (1100, SYNC), END]
+    _, heralds, _ = run(lab, tags)
+    assert heralds.tolist() == [(1010, 1040, PATTERN_PSI_PLUS, A_H, A_V, -40, -30, 2)]
+
+
+def test_sync_at_the_same_time_as_a_click_counts_for_both_references():
+    # 'previous': the sync at 40 is "at or before" the B_H click at 40 -> dt 0 (bin (0 + 100) // 7 = 14)
+    _, heralds, pl = run(alice(delays={}), [(0, SYNC), (12, A_H), (40, SYNC), (40, B_H), END])
+    assert pl.histograms["arrival"][2].tolist().index(1) == 14 and len(heralds) == 0
+    # 'next': the sync at 40 is "at or after" the B_H click at 40 -> dt 0 again, not -20 from the sync at 60
+    _, heralds, pl = run(alice(ref="next", delays={}), [(0, A_H), (29, A_V), (40, SYNC), (40, B_H), (60, SYNC), END])
+    assert pl.histograms["arrival"][2].tolist().index(1) == 14
+    assert heralds.tolist() == [(29, 40, PATTERN_PSI_PLUS, A_H, A_V, -40, -11, 2)]
+
+
+# --- hand-made: rounds ---------------------------------------------------------------
+
+def herald_tags(t0):
+    """A psi+ herald at t0 + 30 (corrected) with the default delays."""
+    return [(t0, SYNC), (t0 + 23, A_H), (t0 + 28, A_V)]
+
+
+def test_herald_without_ready_and_ready_without_herald():
+    tags = herald_tags(0) + [(2000 + 5, READY), (2010, S0), END]
+    rounds, _, _ = run(alice(), tags)
+    assert rounds[["index", "trigger_time", "herald_time", "pattern", "flags"]].tolist() == [
+        (0, 130, 30, PATTERN_PSI_PLUS, FLAG_HERALD_WITHOUT_READY | FLAG_SETTING_MISSING),
+        (1, 2000, -1, PATTERN_NONE, FLAG_READY_WITHOUT_HERALD)]
+    assert rounds["setting"].tolist() == [SETTING_NONE, 0]
+
+
+def test_ready_outside_tolerance_is_not_matched():
+    tags = herald_tags(0) + [(30 + 100 + 11 + 5, READY), END]  # 11 ps late (tolerance 10)
+    rounds, _, _ = run(alice(), tags)
+    assert sorted(rounds["flags"] & (FLAG_HERALD_WITHOUT_READY | FLAG_READY_WITHOUT_HERALD)) == [
+        FLAG_HERALD_WITHOUT_READY, FLAG_READY_WITHOUT_HERALD]
+    assert rounds["index"].tolist() == [0, 1] and rounds["trigger_time"].tolist() == [130, 141]
+
+
+def test_setting_missing_and_ambiguous():
+    tags = [(1000, READY + 0), (1005, S1), (1010, S2), (3000, READY), (3050, S0), END]
+    rounds, _, _ = run(alice(trigger="ready", delays={}), tags)
+    assert rounds[["setting", "flags"]].tolist() == [(SETTING_NONE, FLAG_SETTING_AMBIGUOUS),
+                                                     (SETTING_NONE, FLAG_SETTING_MISSING)]
+
+
+def test_trigger_herald_mode_uses_herald_plus_delay():
+    tags = herald_tags(0) + [(140, S3 := 10), (190, B_H), (279, B_V), (280, B_V), END]
+    rounds, _, _ = run(alice(trigger="herald"), tags)
+    # trigger 130: setting window [130, 170), fluorescence [180, 280) -> count 2 (280 excluded)
+    assert rounds.tolist() == [(0, 130, 30, PATTERN_PSI_PLUS, 3, 2, 1, 0)]
+
+
+def test_threshold():
+    tags = [(1000, READY), (1001, S0), (1060, B_H), END]
+    rounds, _, _ = run(alice(trigger="ready", delays={}), tags)
+    assert rounds[["count", "output"]].tolist() == [(1, 0)]
+
+
+@pytest.mark.parametrize("lost, flagged", [
+    ([(1100, OVERFLOW_BEGIN), (1120, OVERFLOW_END)], True),   # inside the fluorescence window [1050, 1150)
+    ([(900, OVERFLOW_BEGIN), (1000, OVERFLOW_END)], False),   # ends when the setting window starts
+    ([(900, OVERFLOW_BEGIN), (1001, OVERFLOW_END)], True),
+    ([(1030, MISSED, 2, 5)], True),                            # in the setting window
+    ([(1045, ERROR)], False),                                  # between the windows
+    ([(1149, ERROR)], True),
+    ([(1150, ERROR)], False),
+    ([(1140, OVERFLOW_BEGIN)], True),                          # never closed
+])
+def test_lost_data_flags(lost, flagged):
+    tags = [(1000, READY), (1001, S0), END]
+    rounds, _, pl = run(alice(trigger="ready", delays={}), tags, lost)
+    assert bool(rounds["flags"][0] & FLAG_LOST_DATA) == flagged
+    assert len(rounds) == 1 and pl.summary["flags"]["lost_data"] == int(flagged)
+
+
+def test_lost_data_in_the_herald_acceptance_window_flags_the_round():
+    # herald of the attempt at sync 0: acceptance window [10, 50); an error at 12 taints it
+    tags = herald_tags(0) + [(135, READY), (140, S0), END]
+    rounds, _, _ = run(alice(), tags, [(12, ERROR)])
+    assert rounds["flags"].tolist() == [FLAG_LOST_DATA]
+    rounds, _, _ = run(alice(), tags, [(52, ERROR)])
+    assert rounds["flags"].tolist() == [0]
+
+
+def test_truncated_at_the_end_of_the_data():
+    tags = [(1000, READY), (1001, S0), (1100, B_H)]  # the data end inside the fluorescence window
+    rounds, _, _ = run(alice(trigger="ready", delays={}), tags)
+    assert rounds["flags"].tolist() == [FLAG_TRUNCATED]
+    rounds, _, _ = run(alice(trigger="ready", delays={}), tags + [(1150, UNUSED)])
+    assert rounds["flags"].tolist() == [0]
+
+
+def test_bob_ready_trigger():
+    tags = [(1000, BOB_READY), (1010, BOB_S1), (984, BOB_FLUO), (1020, BOB_FLUO), (1104, BOB_FLUO),
+            (1105, BOB_FLUO), (2000, 3)]
+    # fluorescence delay 4: corrected 980 (outside [980, 1100)? no: inside), 1016, 1100 (out), 1101 (out)
+    rounds, heralds, pl = run(bob(), tags)
+    assert len(heralds) == 0
+    assert rounds.tolist() == [(0, 1000, -1, PATTERN_NONE, 1, 2, 1, 0)]
+    assert pl.summary["tags_other_channels"] == 1
+
+
+def test_rounds_are_emitted_as_soon_as_their_windows_close():
+    lab = alice(trigger="ready", delays={})
+    pl = LabPipeline(lab)
+    r, _ = pl.process(stream([(1000, READY), (1001, S0)]))
+    assert len(r) == 0  # the fluorescence window [1050, 1150) is still open
+    r, _ = pl.process(stream([(1200, B_H)]))
+    assert r["trigger_time"].tolist() == [1000]
+    r, _ = pl.flush()
+    assert len(r) == 0
+
+
+def test_empty_stream_and_one_tag():
+    for lab in (alice(), alice(ref="next"), bob()):
+        r, h = LabPipeline(lab).run([])
+        assert len(r) == 0 and len(h) == 0
+        pl = LabPipeline(lab)
+        r, h = pl.run([stream([(10, READY)])])
+        assert len(h) == 0
+        assert pl.summary["tags"] == 1 and pl.summary["rounds"] == len(r) == 1
+        assert r["flags"][0] & FLAG_TRUNCATED
+
+
+def test_stage_api_and_validation_message():
+    lab = alice()
+    hs, rs = HeraldStage(lab), RoundStage(lab)
+    out = hs.process(stream(psi_plus_round_tags()))
+    rounds = rs.process(out)
+    rounds2 = rs.flush(hs.flush())
+    assert len(rounds) + len(rounds2) == 1
+    with pytest.raises(RuntimeError):
+        hs.process(stream([]))
+    bad = alice_dict()
+    bad["setting_channels"] = [7, 8, 9, 100000]
+    lab = setup_from_dict({"labs": {"alice": bad}}).lab("alice")
+    with pytest.raises(SetupError, match=r"labs\.alice.*herald stage"):
+        HeraldStage(lab)
+
+
+# --- the reference, random streams, chunking ------------------------------------------
+
+CONFIGS = [dict(ref=r, trigger=t) for r in ("previous", "next") for t in ("herald", "ready", "both")]
+
+
+def assert_same(lab, s, chunks):
+    r0, h0, extra = reference_process(s, lab)
+    pl = LabPipeline(lab)
+    r1, h1 = pl.run(chunks)
+    assert h1.tolist() == h0.tolist()
+    assert r1.tolist() == r0.tolist()
+    np.testing.assert_array_equal(pl.histograms["arrival"], extra["arrival"])
+    assert pl.summary["clicks_accepted"] == extra["clicks_accepted"]
+    singles = {c: n for c, n in pl.summary["singles"].items() if n}
+    assert singles == {c: n for c, n in extra["singles"].items() if c in lab.channels}
+    return r1, h1, pl
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c['ref']}-{c['trigger']}")
+def test_reference_agreement_on_random_streams(cfg):
+    lab = alice(**cfg)
+    n_rounds = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        s = random_stream(rng, 500, n_lost=3)
+        r, _, _ = assert_same(lab, s, [s])
+        n_rounds += len(r)
+    assert n_rounds > 20  # the streams do exercise the round stage
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 160), cfg=st.sampled_from(CONFIGS),
+       step=st.integers(1, 14), cuts=st.lists(st.integers(0, 160), max_size=12), n_lost=st.integers(0, 4))
+def test_chunk_split_invariance_and_reference(seed, n, cfg, step, cuts, n_lost):
+    lab = alice(**cfg)
+    s = random_stream(np.random.default_rng(seed), n, max_step=step, n_lost=n_lost)
+    assert_same(lab, s, list(split(s, sorted(cuts))))
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), cfg=st.sampled_from(CONFIGS))
+def test_chunks_of_one_tag(seed, n, cfg):
+    lab = alice(**cfg)
+    s = random_stream(np.random.default_rng(seed), n, max_step=6, n_lost=2)
+    assert_same(lab, s, list(split(s, range(1, n))))
+
+
+def test_bob_random_streams_against_reference():
+    lab = bob()
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        s = random_stream(rng, 300, channels=(2, 6, 7, 8, 11), n_lost=2)
+        assert_same(lab, s, list(split(s, sorted(rng.integers(0, 300, 30)))))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c['ref']}-{c['trigger']}")
+def test_accounting_every_trigger_gives_one_round(cfg):
+    lab = alice(**cfg)
+    s = random_stream(np.random.default_rng(7), 3000, n_lost=5)
+    rounds, heralds, pl = assert_same(lab, s, list(split(s, range(97, 3000, 97))))
+    n_heralding = int(np.isin(heralds["pattern"], lab.herald.pattern_codes).sum())
+    n_ready = pl.summary["readies"]
+    both = FLAG_HERALD_WITHOUT_READY | FLAG_READY_WITHOUT_HERALD
+    matched = int(np.count_nonzero((rounds["flags"] & both) == 0))
+    expected = {"herald": n_heralding, "ready": n_ready, "both": n_heralding + n_ready - matched}[cfg["trigger"]]
+    assert len(rounds) == expected == pl.summary["rounds"] == pl.summary["triggers"]
+    assert rounds["index"].tolist() == list(range(len(rounds)))
+    assert np.all(np.diff(rounds["trigger_time"]) >= 0)
+    for name, bit in (("lost_data", FLAG_LOST_DATA), ("setting_missing", FLAG_SETTING_MISSING)):
+        assert pl.summary["flags"][name] == int(np.count_nonzero(rounds["flags"] & bit))
+    if cfg["trigger"] == "both":
+        assert pl.summary["flags"]["herald_without_ready"] + matched == n_heralding
+
+
+def test_pending_click_buffer_overflow_is_counted():
+    lab = alice(ref="next", delays={})
+    hs = HeraldStage(lab, pending_capacity=4)
+    # six clicks within 50 ps and no sync: the oldest two fall out of a 4-click ring
+    hs.process(stream([(t, A_H) for t in range(100, 106)] + [END]))
+    assert hs.counters["pending_dropped"] == 2

@@ -1,0 +1,188 @@
+"""Round stage: triggers (software herald, hardware 'ready', or both cross-checked) -> round records.
+
+``RoundStage(lab).process(herald_output)`` consumes the :class:`HeraldOutput` of the
+herald stage and returns the rounds whose windows are closed.  Semantics:
+
+* trigger 'herald': one round per heralding herald at herald_time + ready_delay_ps;
+  'ready': one round per ready tag (pattern NONE); 'both': ready tags, in time order,
+  each take the earliest still-unmatched heralding herald with
+  |ready - herald_time - ready_delay_ps| <= ready_tolerance_ps -> round at the ready
+  time with the herald's pattern; unmatched ready -> FLAG_READY_WITHOUT_HERALD;
+  unmatched herald -> round at herald_time + ready_delay_ps, FLAG_HERALD_WITHOUT_READY.
+  Every heralding herald and every ready gives exactly one round.
+* setting: tags on setting_channels[i] in [trigger + setting_window): exactly one ->
+  i; none -> SETTING_NONE + FLAG_SETTING_MISSING; several -> SETTING_NONE +
+  FLAG_SETTING_AMBIGUOUS.  count = fluorescence tags in [trigger + fluorescence_window);
+  output = count >= threshold.
+* FLAG_LOST_DATA: the setting window, the fluorescence window or the herald's acceptance
+  window [sync + start, sync + stop) overlaps an overflow interval [begin, end) or contains
+  a MISSED/ERROR event (lost-event times are the device's raw times).  An OVERFLOW_END
+  with no open BEGIN counts as a point event (causal: an END cannot flag rounds already emitted).
+* FLAG_TRUNCATED: a window stops after the data end (the last horizon of the herald stage).
+* rounds are numbered 0, 1, 2, ... in (trigger time, herald time) order and emitted as
+  soon as no earlier trigger can appear and every window is closed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
+from ..records import ROUND_DTYPE
+from .herald import HeraldOutput, rows_to_records
+from .params import INF, LabParams, clamp, compile_lab
+
+try:
+    from .._cext import engine_rounds as _k
+except ImportError as exc:  # pragma: no cover - build problem
+    raise ImportError("timetag._cext.engine_rounds is not built: run `pip install -e .`") from exc
+
+_E64 = np.zeros(0, np.int64)
+
+
+class _Column:
+    """A grow-only array with a live prefix [0, n): appended at the end, dropped from the front in
+    place (reused memory; fresh allocations per chunk cost page faults)."""
+
+    def __init__(self, dtype):
+        self.a = np.empty(1024, dtype)
+        self.n = 0
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.a[: self.n]
+
+    def append(self, values: np.ndarray) -> None:
+        m = values.size
+        if self.n + m > self.a.size:
+            new = np.empty(max(self.n + m, 2 * self.a.size), self.a.dtype)
+            new[: self.n] = self.a[: self.n]
+            self.a = new
+        self.a[self.n:self.n + m] = values
+        self.n += m
+
+    def drop_front(self, i: int) -> None:
+        if i <= 0:
+            return
+        rest = self.n - i
+        if rest > 0:
+            self.a[:rest] = self.a[i:self.n].copy() if rest > i else self.a[i:self.n]
+        self.n = max(rest, 0)
+
+
+class RoundStage:
+    name = "round stage"
+
+    def __init__(self, lab, params: LabParams | None = None):
+        self.params = params or compile_lab(lab, self.name)
+        p = self.params
+        rc, hc = p.lab.round, p.lab.herald
+        self._heralds = False if rc.trigger == "ready" else True
+        self._readies = rc.trigger in ("ready", "both")
+        self._h_time, self._h_sync, self._h_pat = _E64, _E64, np.zeros(0, np.int8)
+        self._ready = _E64
+        self._trig = np.zeros((0, 6), np.int64)
+        self._fluo, self._set_time, self._set_idx = _Column(np.int64), _Column(np.int64), _Column(np.int8)
+        self._iv: list[tuple[int, int]] = []   # closed or open ([begin, INF)) overflow intervals
+        self._open_begin: int | None = None
+        self._pts: list[int] = []
+        self.next_index = 0
+        self.lost_counts = {"overflow_begin": 0, "overflow_end": 0, "missed": 0, "error": 0, "missed_tags": 0}
+        w_s, w_f = rc.setting_window_ps, rc.fluorescence_window_ps
+        self._min_start = min(w_s[0], w_f[0], 0)
+        self._herald_margin = rc.ready_delay_ps + rc.ready_tolerance_ps + (hc.window_stop_ps - hc.window_start_ps)
+        self.finished = False
+
+    # --- lost data --------------------------------------------------------
+    def _add_lost(self, lost: np.ndarray) -> None:
+        # Lost events are rare (a handful per overflow); a Python loop over them is fine.
+        for t, kind, _ch, count in zip(lost["time"].tolist(), lost["kind"].tolist(), lost["channel"].tolist(),
+                                       lost["count"].tolist()):
+            if kind == OVERFLOW_BEGIN:
+                self.lost_counts["overflow_begin"] += 1
+                if self._open_begin is None:
+                    self._open_begin = t
+            elif kind == OVERFLOW_END:
+                self.lost_counts["overflow_end"] += 1
+                if self._open_begin is not None:
+                    self._iv.append((self._open_begin, t))
+                    self._open_begin = None
+                else:
+                    self._pts.append(t)  # stray END: only its instant is known to be bad
+            elif kind in (MISSED, ERROR):
+                self.lost_counts["missed" if kind == MISSED else "error"] += 1
+                self.lost_counts["missed_tags"] += int(count) if kind == MISSED else 0
+                self._pts.append(t)
+
+    def _lost_arrays(self):
+        iv = list(self._iv)
+        if self._open_begin is not None:
+            iv.append((self._open_begin, INF))
+        lo = np.array([a for a, _ in iv], np.int64)
+        hi = np.array([b for _, b in iv], np.int64)
+        return lo, hi, np.array(self._pts, np.int64)
+
+    # --- processing -------------------------------------------------------
+    def process(self, h: HeraldOutput) -> np.ndarray:
+        if self.finished:
+            raise RuntimeError(f"{self.name}: process() after flush()")
+        p = self.params
+        self._add_lost(h.lost)
+        if self._heralds and h.heralds.size:
+            sel = h.heralds[np.isin(h.heralds["pattern"], p.pattern_codes)]
+            self._h_time = np.concatenate([self._h_time, sel["time"]])
+            self._h_sync = np.concatenate([self._h_sync, sel["sync_time"]])
+            self._h_pat = np.concatenate([self._h_pat, sel["pattern"].astype(np.int8)])
+        if self._readies and h.ready.size:
+            self._ready = np.concatenate([self._ready, h.ready])
+        self._fluo.append(h.fluo)
+        self._set_time.append(h.set_time)
+        self._set_idx.append(h.set_idx)
+
+        final = h.final
+        herald_known = INF if final else clamp(h.watermark)
+        ready_known = INF if final else clamp(h.horizon)
+        out = np.empty((self._h_time.size + self._ready.size, 6), np.int64)
+        n, used_h, used_r, wm = _k.make_triggers(p.trigger_par, self._h_time, self._h_sync, self._h_pat,
+                                                 self._ready, herald_known, ready_known, out)
+        self._h_time, self._h_sync, self._h_pat = self._h_time[used_h:], self._h_sync[used_h:], self._h_pat[used_h:]
+        self._ready = self._ready[used_r:]
+        if n:
+            trig = np.concatenate([self._trig, out[:n]])
+            self._trig = np.ascontiguousarray(trig[np.lexsort((trig[:, 1], trig[:, 0]))])
+
+        horizon = clamp(h.data_end) if final else clamp(h.horizon)
+        iv_lo, iv_hi, pts = self._lost_arrays()
+        rows = np.empty((self._trig.shape[0], 8), np.int64)
+        k = _k.eval_rounds(p.round_par, self._trig, clamp(wm), horizon, final, self._fluo.view,
+                           self._set_time.view, self._set_idx.view, iv_lo, iv_hi, pts, self.next_index, rows)
+        self._trig = self._trig[k:]
+        self.next_index += k
+        self._prune(clamp(wm))
+        if final:
+            self.finished = True
+        return rows_to_records(rows[:k], ROUND_DTYPE)
+
+    def flush(self, h: HeraldOutput) -> np.ndarray:
+        """The herald stage's flush output: decide everything, flag windows cut by the data end."""
+        if not h.final:
+            raise ValueError(f"{self.name}: flush() needs the herald stage's flush() output")
+        return self.process(h)
+
+    def _prune(self, watermark: int) -> None:
+        """Forget tags and lost events that no open or future window can reach."""
+        first = int(self._trig[0, 0]) if self._trig.shape[0] else INF
+        keep = clamp(min(first, watermark) + self._min_start)
+        self._fluo.drop_front(int(np.searchsorted(self._fluo.view, keep, side="left")))
+        i = int(np.searchsorted(self._set_time.view, keep, side="left"))
+        self._set_time.drop_front(i)
+        self._set_idx.drop_front(i)
+        keep_lost = keep - self._herald_margin
+        if self._iv:
+            self._iv = [(a, b) for a, b in self._iv if b > keep_lost]
+        if self._pts:
+            self._pts = [t for t in self._pts if t >= keep_lost]
+
+    @property
+    def pending(self) -> int:
+        """Triggers made but not yet emitted as rounds."""
+        return int(self._trig.shape[0])
