@@ -1,0 +1,390 @@
+"""The live loop: source -> per-lab pipelines -> rounds files (flushed at least every second) -> status.
+
+``LiveRunner(source, setup, out_dir).run()`` processes batches as they arrive.  Rounds are appended to
+``<out>/<lab>_rounds.h5`` (:class:`~timetag.roundsfile.RoundsWriter`, SWMR) as the pipelines emit them, and the
+files are flushed whenever ``flush_interval`` has passed — so a process killed at any instant (even SIGKILL)
+leaves files that open and hold every round up to the last flush.  At the end (source exhausted, ``duration``
+reached, ``stop()`` or Ctrl-C) the pipelines are flushed, the files closed with the run summary and histograms,
+and a :class:`LiveResult` is returned.
+
+Falling behind is measured, not hidden: ``lag_s`` is how far the processed device time trails the wall clock
+(paced sources), ``load`` the fraction of wall time spent processing, and the source's own counters (device
+overflows, full stream buffers) and the lost-data events in the stream are reported in every status snapshot.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..provenance import provenance
+from ..records import empty_rounds
+from ..roundsfile import RoundsWriter
+from ..setupfile import LabSetup, Setup
+from .sources import Batch, Source
+from .status import LabStats, alarms
+
+StatusCallback = Callable[[dict], None]
+_EST_DTYPE = np.dtype([("index", "<i8"), ("setting", "i1"), ("output", "i1"), ("flags", "<u4"), ("trigger_time", "<i8")])
+
+
+def default_pipeline_factory(lab_setup: LabSetup):
+    from ..engine import LabPipeline
+
+    return LabPipeline(lab_setup)
+
+
+@dataclass
+class LiveResult:
+    rounds: dict[str, int]
+    paths: dict[str, Path]
+    wall_s: float
+    tags: int
+    interrupted: bool
+    final_status: dict
+    latencies_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    flushes: int = 0
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"live run {'interrupted' if self.interrupted else 'finished'} after {self.wall_s:.1f} s: "
+                 f"{self.tags} tags processed"]
+        for lab, n in self.rounds.items():
+            lines.append(f"  {lab}: {n} rounds -> {self.paths[lab]}")
+        st = self.final_status
+        if st.get("lag_s_max") is not None:
+            lines.append(f"  max lag behind the device: {st['lag_s_max']:.2f} s; processing load {st.get('load', 0):.0%}")
+        if self.latencies_s.size:
+            lines.append(f"  tag -> round on disk latency: median {np.median(self.latencies_s):.3f} s, "
+                         f"p99 {np.quantile(self.latencies_s, 0.99):.3f} s")
+        for a in st.get("alarms", []):
+            lines.append(f"  ! {a}")
+        return lines
+
+
+class _ArrivalLog:
+    """Wall-clock arrival of the data of one lab, to time each round from its trigger's arrival to the disk."""
+
+    def __init__(self):
+        self.times: list[int] = []
+        self.arrivals: list[float] = []
+
+    def add(self, end_time: int | None, arrival: float) -> None:
+        if end_time is not None:
+            self.times.append(end_time)
+            self.arrivals.append(arrival)
+
+    def arrival_of(self, t: np.ndarray) -> np.ndarray:
+        if not self.times:
+            return np.full(t.size, np.nan)
+        i = np.searchsorted(np.asarray(self.times), t, side="left")
+        i = np.minimum(i, len(self.times) - 1)
+        return np.asarray(self.arrivals)[i]
+
+    def prune(self, before: int) -> None:
+        """Forget batches wholly before a round time already handled (rounds come in trigger order)."""
+        k = int(np.searchsorted(np.asarray(self.times), before, side="left"))
+        if k > 1000:
+            del self.times[: k - 1], self.arrivals[: k - 1]
+
+
+class LiveRunner:
+    def __init__(self, source: Source, setup: Setup, out_dir, *, labs: tuple[str, ...] | None = None,
+                 duration: float | None = None, flush_interval: float = 0.5, status_interval: float = 1.0,
+                 on_status: StatusCallback | list[StatusCallback] | None = None,
+                 pipeline_factory: Callable[[LabSetup], object] = default_pipeline_factory,
+                 with_heralds: bool = True, estimate: bool = True, max_latency_samples: int = 200_000):
+        if not flush_interval > 0:
+            raise ValueError(f"flush_interval must be > 0 (got {flush_interval})")
+        self.source = source
+        self.setup = setup
+        self.out_dir = Path(out_dir)
+        self.labs = tuple(labs) if labs else tuple(source.labs)
+        for lab in self.labs:
+            setup.lab(lab)  # a SetupError naming the labs when missing
+        self.duration = duration
+        self.flush_interval = float(flush_interval)
+        self.status_interval = float(status_interval)
+        self.callbacks = [] if on_status is None else ([on_status] if callable(on_status) else list(on_status))
+        self.pipeline_factory = pipeline_factory
+        self.with_heralds = with_heralds
+        self.estimate = estimate
+        self.paths = {lab: self.out_dir / f"{lab}_rounds.h5" for lab in self.labs}
+        self.latencies: collections.deque = collections.deque(maxlen=max_latency_samples)
+        self._stop_requested = False
+        self.flushes = 0
+
+    def stop(self) -> None:
+        """Stop soon and finish cleanly (thread- and signal-safe)."""
+        self._stop_requested = True
+        self.source.stop()
+
+    # ------------------------------------------------------------------
+    def run(self) -> LiveResult:
+        setup = self.setup
+        self.pipelines = {lab: self.pipeline_factory(setup.lab(lab)) for lab in self.labs}
+        self.stats = {lab: LabStats(lab, setup.lab(lab).channels, setup.lab(lab).histograms.max_count,
+                                    setup.lab(lab).round.threshold, detectors=_detectors(setup.lab(lab)))
+                      for lab in self.labs}
+        self._arrivals = {lab: _ArrivalLog() for lab in self.labs}
+        self._pending: dict[str, list[np.ndarray]] = {lab: [] for lab in self.labs}  # round triggers not yet flushed
+        self._est_rounds: dict[str, list[np.ndarray]] = {lab: [] for lab in self.labs}
+        prov = provenance(setup=setup, mode="live", source=self.source.description)
+        self.writers = {lab: RoundsWriter(self.paths[lab], lab=lab, role=setup.lab(lab).role, provenance=prov,
+                                          setup_hash=setup.hash, with_heralds=self.with_heralds)
+                        for lab in self.labs}
+        self.t_start = time.monotonic()
+        self._busy = 0.0
+        self._busy_interval = 0.0
+        self._last_flush = self._last_status = self.t_start
+        self._anchor: tuple[float, int] | None = None
+        self._lag = 0.0
+        self._lag_max = 0.0
+        self._ignored_labs: set[str] = set()
+        self._flushed = {lab: 0 for lab in self.labs}
+        interrupted = False
+        status: dict = {}
+        try:
+            for batch in self.source:
+                self._process(batch)
+                now = time.monotonic()
+                if now - self._last_flush >= self.flush_interval:
+                    self._flush(now)
+                if now - self._last_status >= self.status_interval:
+                    status = self._emit_status(now)
+                if self.duration is not None and now - self.t_start >= self.duration:
+                    break
+                if self._stop_requested:
+                    break
+            # A stop request ends the source's iteration too: either way the run was cut short.
+            interrupted = self._stop_requested
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            try:
+                self.source.close()
+            finally:
+                status = self._finish(interrupted)
+        return LiveResult(rounds=dict(self._flushed), paths=dict(self.paths),
+                          wall_s=time.monotonic() - self.t_start, tags=sum(s.tags for s in self.stats.values()),
+                          interrupted=interrupted, final_status=status, latencies_s=np.asarray(self.latencies),
+                          flushes=self.flushes)
+
+    def _process(self, batch: Batch) -> None:
+        t0 = time.perf_counter()
+        for lab, chunk in batch.chunks.items():
+            if lab not in self.pipelines:
+                self._ignored_labs.add(lab)
+                continue
+            rounds, heralds = self.pipelines[lab].process(chunk)
+            self._arrivals[lab].add(_end_time(chunk, batch.device_time_ps), batch.arrival)
+            self._take(lab, rounds, heralds)
+            self.stats[lab].add_chunk(chunk, batch.device_time_ps)
+        dt = time.perf_counter() - t0
+        self._busy += dt
+        self._busy_interval += dt
+        if batch.device_time_ps is not None and self.source.speed:
+            now = time.monotonic()
+            if self._anchor is None:
+                self._anchor = (batch.arrival, batch.device_time_ps)
+            w0, d0 = self._anchor
+            self._lag = max(0.0, (now - w0) - (batch.device_time_ps - d0) * 1e-12 / self.source.speed)
+            self._lag_max = max(self._lag_max, self._lag)
+
+    def _take(self, lab: str, rounds, heralds) -> None:
+        has_r = rounds is not None and len(rounds) > 0
+        has_h = heralds is not None and len(heralds) > 0
+        if has_r or (has_h and self.with_heralds):
+            self.writers[lab].append(rounds if rounds is not None else empty_rounds(),
+                                     heralds if self.with_heralds else None)
+        if has_r:
+            self._pending[lab].append(np.asarray(rounds["trigger_time"]))
+            self.stats[lab].add_rounds(rounds)
+            if self.estimate:
+                self._est_rounds[lab].append(
+                    np.asarray(rounds[["index", "setting", "output", "flags", "trigger_time"]]).astype(_EST_DTYPE))
+        self.stats[lab].add_heralds(heralds)
+
+    def _flush(self, now: float) -> None:
+        for w in self.writers.values():
+            w.flush()
+        done = time.monotonic()
+        self.flushes += 1
+        self._last_flush = now
+        self._flushed = {lab: w.n_rounds for lab, w in self.writers.items()}
+        for lab, pend in self._pending.items():
+            if not pend:
+                continue
+            trig = np.concatenate(pend)
+            arr = self._arrivals[lab].arrival_of(trig)
+            self.latencies.extend((done - arr[np.isfinite(arr)]).tolist())
+            self._arrivals[lab].prune(int(trig[-1]))
+            pend.clear()
+
+    def _emit_status(self, now: float) -> dict:
+        wall = now - self.t_start
+        interval = now - self._last_status
+        labs = {lab: s.snapshot() for lab, s in self.stats.items()}
+        al = [a for snap in labs.values() for a in alarms(snap)]
+        status = {
+            "wall_s": wall,
+            "source": self.source.description,
+            "source_stats": self.source.stats(),
+            "labs": labs,
+            "rounds_on_disk": dict(self._flushed),  # as of the last flush: what a reader is guaranteed to see
+            "rounds_made": {lab: w.n_rounds for lab, w in self.writers.items()},
+            "flushes": self.flushes,
+            "lag_s": self._lag if self.source.speed else None,
+            "lag_s_max": self._lag_max if self.source.speed else None,
+            "load": self._busy_interval / interval if interval > 0 else None,
+            "busy_s": self._busy,
+            "latency_s": _latency_summary(self.latencies),
+            "estimate": self._estimate() if self.estimate else None,
+            "alarms": al,
+        }
+        if self._lag > max(2.0, 2 * self.flush_interval):
+            status["alarms"].append(f"falling behind the device: {self._lag:.1f} s of backlog")
+        if self._ignored_labs:
+            status["alarms"].append(f"data of lab(s) {sorted(self._ignored_labs)} ignored (not in --lab)")
+        self._busy_interval = 0.0
+        self._last_status = now
+        self.last_status = status
+        for cb in self.callbacks:
+            cb(status)
+        return status
+
+    def _estimate(self) -> dict | None:
+        """Running S, Q0, Q1 and key rate once both an Alice and a Bob lab are in this process."""
+        roles = {self.setup.lab(lab).role: lab for lab in self.labs}
+        if "alice" not in roles or "bob" not in roles:
+            return None
+        # The join and estimators grow with the run: recompute at most every 10x their last cost, so that
+        # a week-long run keeps >= 90% of the loop for the data.
+        now = time.monotonic()
+        last = getattr(self, "_est_last", None)
+        if last is not None and now - last[0] < 10 * last[1] and not getattr(self, "_finishing", False):
+            return last[2]
+        for lab in (roles["alice"], roles["bob"]):  # keep one array per lab instead of a list of pieces
+            if len(self._est_rounds[lab]) > 1:
+                self._est_rounds[lab] = [_cat(self._est_rounds[lab])]
+        est = running_estimate(_cat(self._est_rounds[roles["alice"]]), _cat(self._est_rounds[roles["bob"]]))
+        self._est_last = (now, time.monotonic() - now, est)
+        return est
+
+    def _finish(self, interrupted: bool) -> dict:
+        self._finishing = True
+        for lab, pipe in self.pipelines.items():
+            out = pipe.flush()
+            if out is not None:
+                rounds, heralds = out
+                self._take(lab, rounds, heralds)
+        now = time.monotonic()
+        self._flush(now)
+        status = self._emit_status(now)
+        status["interrupted"] = interrupted
+        for lab, w in self.writers.items():
+            pipe = self.pipelines[lab]
+            summary = dict(_jsonable(getattr(pipe, "summary", {}) or {}))
+            summary["live"] = {"wall_s": now - self.t_start, "interrupted": interrupted, "lag_s_max": self._lag_max,
+                               "busy_s": self._busy, "flushes": self.flushes, "source": self.source.description,
+                               "source_stats": self.source.stats(), "latency_s": _latency_summary(self.latencies)}
+            hist = getattr(pipe, "histograms", None) or {}
+            w.close(summary=summary, histograms={k: np.asarray(v) for k, v in dict(hist).items()})
+        return status
+
+
+def running_estimate(ra: np.ndarray, rb: np.ndarray) -> dict:
+    """S, Q0, Q1, key rate (with uncertainties) from the rounds of both labs seen so far.
+
+    Rounds are paired by :func:`timetag.join.join_rounds` (clock offset/drift from the trigger times), or by
+    index when the join is not available and both labs hold the same number of rounds.
+    Flagged rounds and rounds without a valid setting are left out.
+    """
+    if ra.size == 0 or rb.size == 0:
+        return {"pairs": 0, "note": "waiting for rounds of both labs"}
+    try:
+        from ..join import join_rounds
+    except ImportError:
+        join_rounds = None
+    if join_rounds is not None:
+        try:
+            j = join_rounds(ra, rb)
+            a, b = ra[j.ia], rb[j.ib]
+        except Exception as exc:  # the join refuses (e.g. too few rounds yet): show why, keep running
+            return {"pairs": 0, "note": f"join failed: {exc}"}
+    elif ra.size == rb.size:
+        a, b = ra, rb  # same number of rounds: pair by index
+    else:
+        return {"pairs": 0, "note": "round counts of the labs differ and the join is not available"}
+    ok = (a["flags"] == 0) & (b["flags"] == 0) & (a["setting"] >= 0) & (b["setting"] >= 0)
+    a, b = a[ok], b[ok]
+    res: dict = {"pairs": int(a.size)}
+    if a.size == 0:
+        return res
+    try:
+        from ..estimators import estimate_from_pairs
+    except ImportError as exc:
+        res["note"] = f"estimators not available ({exc})"
+        return res
+    try:
+        est = estimate_from_pairs(a["setting"], b["setting"], a["output"], b["output"], samples=5000)
+    except Exception as exc:  # too few rounds per setting pair early in a run: keep the view alive
+        res["note"] = f"not enough rounds yet ({exc})"
+        return res
+    res.update(compact_estimate(est))
+    return res
+
+
+def compact_estimate(est: dict, protocol: str = "random_basis") -> dict:
+    """The few numbers the live view shows, from the estimators' full report."""
+    out = {k: est.get(k) for k in ("S", "S_err", "Q0", "Q0_err", "Q1", "Q1_err", "test_rounds", "key_rounds")}
+    out["key_rate"] = (est.get("key_rate_per_event") or {}).get(protocol)
+    bayes = ((est.get("bayes") or {}).get("key_rate_per_event") or {}).get(protocol) or {}
+    out["key_rate_err"] = bayes.get("std")
+    out["key_rate_ci"] = bayes.get("ci")
+    out["key_rate_protocol"] = protocol
+    return _jsonable(out)
+
+
+def _detectors(lab: LabSetup) -> tuple[int, ...]:
+    chans = set(lab.fluorescence_channels) | {d.channel for d in lab.bsm}
+    if lab.sync_channel is not None:
+        chans.add(lab.sync_channel)
+    return tuple(sorted(chans))
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, _EST_DTYPE)
+    return np.concatenate(parts)
+
+
+def _end_time(chunk, device_time_ps) -> int | None:
+    ends = [t for t in (chunk.last_time, int(chunk.lost["time"][-1]) if chunk.lost.size else None) if t is not None]
+    return max(ends) if ends else device_time_ps
+
+
+def _latency_summary(lat) -> dict | None:
+    if not lat:
+        return None
+    a = np.asarray(lat)
+    return {"n": int(a.size), "median": float(np.median(a)), "p99": float(np.quantile(a, 0.99)), "max": float(a.max())}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if obj.size <= 64 else f"array{obj.shape}"
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "__dict__"):
+        return _jsonable(vars(obj))
+    return str(obj)
