@@ -9,7 +9,8 @@ import typer
 def register(app):
     @app.command("scan")
     def scan_cmd(
-        alice_tags: list[Path] = typer.Argument(..., help="Alice's tag file(s), then Bob's (see --bob-files)."),
+        alice_tags: list[Path] = typer.Argument(..., metavar="ALICE_TAGS... BOB_TAGS",
+                                                help="Alice's tag file(s), then Bob's (see --bob-files)."),
         setup: Path = typer.Option(..., "--setup", help="The setup TOML both labs are processed with."),
         vary: list[str] = typer.Option(..., "--vary", help="KEY=start:stop:step or KEY=v1,v2 (units: ps ns us ms s). "
                                        "KEY: labs.alice.herald.window_stop_ps, herald.window_stop_ps, window.stop, "

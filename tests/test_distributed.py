@@ -1,0 +1,343 @@
+"""Partitioned processing on a real local Dask cluster (2 worker processes) equals the single-process run.
+
+The data are hand-made dump files of Alice's lab with heralds close together (so some requested cuts land
+inside read-out windows and must move), lost data, missing readies and duplicate settings.  The pipeline
+is the engine when it is importable, and always the plain-Python reference of tests/reference_engine.py
+wrapped as a pipeline (buffers the stream, computes at flush) — so the partition/merge machinery is
+checked against an implementation that cannot share its bugs.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reference_engine  # noqa: E402
+
+from timetag.chunk import MISSED, OVERFLOW_BEGIN, OVERFLOW_END, LOST_DTYPE, TagChunk, concat  # noqa: E402
+from timetag.formats.dump import DumpReader, RECORD_DTYPE, write_dump  # noqa: E402
+from timetag.records import FLAG_NAMES, empty_heralds, empty_rounds  # noqa: E402
+from timetag.roundsfile import read_rounds  # noqa: E402
+from timetag.setupfile import setup_from_dict  # noqa: E402
+from timetag.distributed.partition import plan_partitions, safe_gap_ps  # noqa: E402
+from timetag.distributed.run import PartitionError, parse_dask_spec, process_files_dask  # noqa: E402
+
+distributed = pytest.importorskip("distributed")
+
+# Workers cannot import modules from tests/: ship these by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(reference_engine)
+
+SETUP = {
+    "meta": {"name": "distributed test", "schema": 1},
+    "labs": {"alice": {
+        "role": "alice", "sync_channel": 1, "ready_channel": 6, "setting_channels": [7, 8, 9, 10],
+        "fluorescence_channels": [2, 3, 4, 5], "delays_ps": {"2": 1000, "3": -500},
+        "bsm": [{"channel": 2, "arm": "a", "pol": "H"}, {"channel": 3, "arm": "a", "pol": "V"},
+                {"channel": 4, "arm": "b", "pol": "H"}, {"channel": 5, "arm": "b", "pol": "V"}],
+        "herald": {"sync_reference": "previous", "window_start_ps": 30000, "window_stop_ps": 110000,
+                   "coincidence_ps": 100000, "patterns": ["psi+"]},
+        "round": {"trigger": "both", "ready_delay_ps": 1000000, "ready_tolerance_ps": 50000,
+                  "setting_window_ps": [0, 2000000], "fluorescence_window_ps": [5000000, 25000000],
+                  "threshold": 4},
+    }},
+}
+
+
+class RefPipeline:
+    """The reference engine as a pipeline: buffers chunks, computes everything at flush."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.chunks = []
+        self.summary = {}
+        self.histograms = {}
+
+    def process(self, chunk):
+        self.chunks.append(chunk)
+        return empty_rounds(), empty_heralds()
+
+    def flush(self):
+        whole = concat(self.chunks)
+        rounds, heralds, extras = reference_engine.reference_process(whole, self.lab)
+        flags = {name: int(np.count_nonzero(rounds["flags"] & bit)) for bit, name in FLAG_NAMES.items()}
+        self.summary = {
+            "tags": len(whole), "lost_events": int(whole.lost.size), "rounds": int(rounds.size),
+            "heralds": int(heralds.size), "clicks_accepted": extras["clicks_accepted"],
+            "singles": {str(c): n for c, n in sorted(extras["singles"].items())}, "flags": flags,
+            "first_time_ps": int(whole.time[0]) if len(whole) else None,
+            "last_time_ps": int(whole.time[-1]) if len(whole) else None,
+        }
+        self.histograms = {"arrival": extras["arrival"]}
+        return rounds, heralds
+
+
+def _engine_factory():
+    try:
+        from timetag.engine import LabPipeline
+    except ImportError:
+        return None
+    return LabPipeline
+
+
+FACTORIES = [pytest.param(RefPipeline, id="reference")]
+if _engine_factory() is not None:
+    FACTORIES.append(pytest.param(None, id="engine"))
+
+
+def make_alice_stream(n_heralds=120, seed=1) -> TagChunk:
+    """Heralded events with exponential spacing (many closer than one read-out), dark counts, lost data."""
+    rng = np.random.default_rng(seed)
+    t_list, c_list = [], []
+
+    def add(t, c):
+        t_list.append(int(t))
+        c_list.append(int(c))
+
+    T = 1_000_000
+    pairs = [(2, 3), (3, 2), (4, 5), (5, 4)]  # psi+
+    for _ in range(n_heralds):
+        T += int(rng.exponential(40e6)) + 2_000_000
+        add(T, 1)
+        u = rng.random()
+        c1, c2 = pairs[rng.integers(4)] if u < 0.75 else ((2, 4) if u < 0.9 else (2, 2))
+        d1, d2 = 40_000 + int(rng.integers(0, 30_000)), 70_000 + int(rng.integers(0, 30_000))
+        add(T + d1 + (1000 if c1 == 2 else -500 if c1 == 3 else 0), c1)
+        add(T + d2 + (1000 if c2 == 2 else -500 if c2 == 3 else 0), c2)
+        ready = T + d2 + 1_000_000 + int(rng.integers(-20_000, 20_000))
+        if rng.random() > 0.05:
+            add(ready, 6)
+        for _k in range(int(rng.random() > 0.03) + int(rng.random() < 0.03)):
+            add(ready + 300_000 + int(rng.integers(0, 100_000)), 7 + int(rng.integers(4)))
+        for _k in range(rng.poisson(12 if rng.random() < 0.5 else 1.5)):
+            add(ready + int(rng.integers(5_000_000, 25_000_000)), 2 + int(rng.integers(4)))
+    end = T + 30_000_000
+    for _ in range(int(end / 1e12 * 30_000)):  # dark counts and unheralded attempts, ~30 kHz in all
+        t = int(rng.integers(0, end))
+        add(t, int(rng.integers(1, 6)))
+    order = np.argsort(np.array(t_list), kind="stable")
+    time = np.array(t_list, np.int64)[order]
+    chan = np.array(c_list, np.int32)[order]
+    lost = np.zeros(4, LOST_DTYPE)
+    lost["time"] = [end // 5, end // 3, end // 3 + 3_000_000, end // 2]
+    lost["kind"] = [MISSED, OVERFLOW_BEGIN, OVERFLOW_END, MISSED]
+    lost["count"] = [3, 0, 0, 1]
+    return TagChunk(time, chan, lost)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return setup_from_dict(SETUP)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    """The stream as two dump files, split in the middle of a read-out window (an unsafe file boundary)."""
+    d = tmp_path_factory.mktemp("dist")
+    whole = make_alice_stream()
+    i = int(np.flatnonzero(whole.channel == 6)[40]) + 3  # just after a 'ready': inside its windows
+    first, second = whole.time[:i], whole.time[i:]
+    lost1 = whole.lost[whole.lost["time"] < first[-1]]
+    lost2 = whole.lost[whole.lost["time"] >= first[-1]]
+    a, b = d / "alice_0.dump", d / "alice_1.dump"
+    write_dump(a, TagChunk(first, whole.channel[:i], lost1))
+    write_dump(b, TagChunk(second, whole.channel[i:], lost2))
+    return [a, b], whole
+
+
+def single_process(paths, lab, factory, chunk_size=997):
+    pipe = (factory or _engine_factory())(lab)
+    rounds, heralds = [], []
+    for p in paths:
+        for chunk in DumpReader(p, chunk_size=chunk_size).iter_chunks():
+            r, h = pipe.process(chunk)
+            rounds.append(r)
+            heralds.append(h)
+    r, h = pipe.flush()
+    rounds.append(r)
+    heralds.append(h)
+    return np.concatenate(rounds), np.concatenate(heralds), pipe.summary, pipe.histograms
+
+
+def window_records(paths):
+    """Global record positions of 'ready' tags and fluorescence-window tags: the worst places to cut."""
+    recs = np.concatenate([np.fromfile(p, RECORD_DTYPE) for p in paths])
+    ready = np.flatnonzero(recs["channel"] == 6)
+    return ready, recs
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, factory):
+    paths, _whole = run_files
+    lab = setup.lab("alice")
+    r0, h0, s0, hist0 = single_process(paths, lab, factory)
+    assert r0.size > 50 and np.count_nonzero(r0["flags"]) > 0  # the data exercise flags
+
+    ready, recs = window_records(paths)
+    # cuts requested right after ready tags (inside setting and fluorescence windows) and mid-read-out
+    cuts = [int(x) + 2 for x in ready[5::12]]
+    out = tmp_path / "alice.h5"
+    summary = process_files_dask(paths, setup, "alice", out, dask=client, cuts=cuts, chunk_size=500,
+                                 pipeline_factory=factory)
+    merged = read_rounds(out)
+    parts = merged.provenance["distributed"]["partitions"]
+    assert len(parts) >= 5, parts
+    np.testing.assert_array_equal(merged.rounds, r0)
+    assert np.array_equal(merged.rounds["index"], np.arange(r0.size))
+    np.testing.assert_array_equal(merged.heralds, h0)
+    assert merged.summary == summary
+    volatile = {"elapsed_s", "tags_per_s", "inputs", "out"}
+    assert volatile <= set(summary)
+    summary = {k: v for k, v in summary.items() if k not in volatile}
+    assert summary == (s0 if factory is RefPipeline else _json_like(s0))
+    for k, v in hist0.items():
+        np.testing.assert_array_equal(merged.histograms[k], np.asarray(v), err_msg=k)
+    assert not (tmp_path / "alice.h5.parts").exists()
+
+
+def _json_like(obj):
+    import json
+
+    from timetag.distributed.run import _jsonable
+
+    return json.loads(json.dumps(_jsonable(obj)))
+
+
+def test_cuts_move_out_of_windows(setup, run_files):
+    paths, whole = run_files
+    lab = setup.lab("alice")
+    gap = safe_gap_ps(lab)
+    ready, recs = window_records(paths)
+    cuts = [int(x) + 1 for x in ready[3::10]]
+    parts = plan_partitions(paths, lab, cuts=cuts)
+    assert len(parts) > 3
+    starts = np.concatenate(([0], np.cumsum([p.stat().st_size // 16 for p in paths])))
+    for prev, nxt in zip(parts[:-1], parts[1:]):
+        first = nxt.segments[0]
+        g = int(starts[[str(p) for p in paths].index(first.path)]) + first.start
+        assert recs["time"][g] - recs["time"][g - 1] > gap
+        assert prev.own_stop_ps == nxt.own_start_ps
+        assert recs["time"][g - 1] < nxt.own_start_ps <= recs["time"][g]
+        assert nxt.own_start_ps - recs["time"][g - 1] > gap // 2
+    # ownership covers the time axis without holes or overlaps
+    assert parts[0].own_start_ps is None and parts[-1].own_stop_ps is None
+
+
+def test_cut_inside_an_overflow_is_refused(tmp_path, setup):
+    lab = setup.lab("alice")
+    gap = safe_gap_ps(lab)
+    t = np.arange(0, 40) * (3 * gap)  # every gap is long enough...
+    lost = np.zeros(2, LOST_DTYPE)
+    lost["time"] = [t[5] + 1, t[30] + 1]
+    lost["kind"] = [OVERFLOW_BEGIN, OVERFLOW_END]
+    p = tmp_path / "x.dump"
+    write_dump(p, TagChunk(t, np.full(t.size, 2, np.int32), lost))
+    parts = plan_partitions([p], lab, cuts=[15])  # ...but 15 lies inside the overflow
+    assert len(parts) == 2
+    cut = parts[1].segments[0].start
+    recs = np.fromfile(p, RECORD_DTYPE)
+    begin, end = np.flatnonzero(recs["type"] == 2)[0], np.flatnonzero(recs["type"] == 3)[0]
+    assert not (begin < cut <= end)
+
+
+def test_naive_cuts_would_differ(client, setup, run_files, tmp_path):
+    """The identity test can fail: cutting inside windows without moving the cut changes the rounds."""
+    paths, _ = run_files
+    lab = setup.lab("alice")
+    r0, *_ = single_process(paths, lab, RefPipeline)
+    ready, _ = window_records(paths)
+    out = tmp_path / "naive.h5"
+    process_files_dask(paths, setup, "alice", out, dask=client, cuts=[int(x) + 2 for x in ready[5::12]],
+                       gap_ps=0, pipeline_factory=RefPipeline)
+    r = read_rounds(out).rounds
+    assert r.size != r0.size or not np.array_equal(r, r0)
+
+
+def test_failed_partition_is_named_and_nothing_is_merged(client, setup, run_files, tmp_path):
+    paths, _ = run_files
+    bad = tmp_path / "bad_1.dump"
+    rec = np.fromfile(paths[1], RECORD_DTYPE)
+    rec["type"][rec.size // 2] = 9  # not a dump record type
+    rec.tofile(bad)
+    out = tmp_path / "out.h5"
+    with pytest.raises(PartitionError, match=r"(?s)1 of \d+ partitions failed.*part\d{4} \(bad_1\.dump.*unknown event type"):
+        process_files_dask([paths[0], bad], setup, "alice", out, dask=client, n_partitions=4,
+                           pipeline_factory=RefPipeline)
+    assert not out.exists() and not (tmp_path / "out.h5.partial").exists()
+    assert not (tmp_path / "out.h5.parts").exists()
+
+
+class FlakyPipeline(RefPipeline):
+    """Raises OSError the first time it is built in each partition's process (a marker file per attempt)."""
+
+    marker_dir: str = ""
+
+    def __init__(self, lab):
+        m = Path(self.marker_dir) / "failed-once"
+        if not m.exists():
+            m.write_text("x")
+            raise OSError("simulated flaky file system")
+        super().__init__(lab)
+
+
+def test_transient_failure_is_retried(client, setup, run_files, tmp_path):
+    paths, _ = run_files
+    lab = setup.lab("alice")
+    r0, *_ = single_process(paths, lab, RefPipeline)
+    flaky = type("Flaky", (FlakyPipeline,), {"marker_dir": str(tmp_path)})
+    out = tmp_path / "retry.h5"
+    process_files_dask(paths, setup, "alice", out, dask=client, n_partitions=3, retries=2, pipeline_factory=flaky)
+    assert (tmp_path / "failed-once").exists()
+    np.testing.assert_array_equal(read_rounds(out).rounds, r0)
+
+
+def test_parse_dask_spec():
+    assert parse_dask_spec("local:3") == ("local", 3)
+    assert parse_dask_spec("local[2]") == ("local", 2)
+    assert parse_dask_spec("local")[0] == "local"
+    assert parse_dask_spec("tcp://10.0.0.1:8786") == ("remote", "tcp://10.0.0.1:8786")
+    from timetag.errors import SetupError
+
+    with pytest.raises(SetupError, match="scheduler address"):
+        parse_dask_spec("cluster42")
+
+
+@pytest.mark.skipif(_engine_factory() is None, reason="engine not importable")
+def test_simulated_run_on_two_workers_equals_single_process(client, tmp_path):
+    """The simulator's data and setup (sync_reference 'next', long read-out windows), both labs."""
+    from timetag.process import process_files
+    from timetag.simulator import load_preset, simulate
+
+    p = load_preset("lmu2022")
+    sim = simulate(p, 25, 7, tmp_path / "sim", speedup=p.speedup * 20)
+    for lab, path in (("alice", sim.alice), ("bob", sim.bob)):
+        single = tmp_path / f"{lab}-single.h5"
+        s0 = process_files([path], sim.setup, lab, single, progress=False, chunk_size=4096)
+        recs = np.fromfile(path, RECORD_DTYPE)
+        ready = np.flatnonzero(recs["channel"] == (6 if lab == "alice" else 2))
+        out = tmp_path / f"{lab}-dask.h5"
+        process_files_dask([path], sim.setup, lab, out, dask=client, cuts=[int(x) + 1 for x in ready[2::5]],
+                           chunk_size=4096)
+        a, b = read_rounds(single), read_rounds(out)
+        assert len(b.provenance["distributed"]["partitions"]) >= 3
+        np.testing.assert_array_equal(b.rounds, a.rounds)
+        np.testing.assert_array_equal(b.heralds, a.heralds)
+        volatile = {"elapsed_s", "tags_per_s", "inputs", "out"}
+        assert set(s0) <= set(b.summary)
+        assert {k: v for k, v in b.summary.items() if k not in volatile} == \
+            {k: v for k, v in a.summary.items() if k not in volatile}
+        for k, v in a.histograms.items():
+            np.testing.assert_array_equal(b.histograms[k], v, err_msg=k)

@@ -1,0 +1,205 @@
+"""Merging partition outputs into one rounds file, as if the run had been processed in one piece.
+
+Partition files hold the rounds and heralds each partition owns, with partition-local round indices
+0..n-1.  The merge appends them in partition (= time) order, renumbers the indices into one gap-free
+sequence, and combines the summaries (counts add up) and histograms (bin contents add up).  The merged
+file is written under a temporary name and renamed into place only when complete, so a reader never
+sees a partial merge under the final name.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from ..errors import DataValidationError
+from ..records import ROUND_DTYPE
+from ..roundsfile import RoundsWriter, read_rounds
+
+# Summary keys that are not counts: how to combine them across partitions.
+_MIN_WORDS = ("first", "start", "min")
+_MAX_WORDS = ("last", "stop", "end", "max")
+# Histogram datasets that describe bins rather than count into them: equal in every partition.
+_AXIS_WORDS = ("edges", "bins", "centers", "channels")
+
+
+def _combine_rule(key: str) -> str:
+    tokens = key.lower().split("_")
+    if any(w in tokens for w in _AXIS_WORDS):
+        return "same"
+    timeish = bool({"time", "ps", "s", "t"} & set(tokens))
+    if tokens[0] in _MIN_WORDS or (timeish and set(_MIN_WORDS) & set(tokens)):
+        return "min"
+    if tokens[0] in _MAX_WORDS or (timeish and set(_MAX_WORDS) & set(tokens)):
+        return "max"
+    return "sum"
+
+
+def merge_summaries(summaries: Sequence[dict]) -> dict:
+    """Combine partition summaries: counts add, first/start/min keys take the minimum, last/stop/max the
+    maximum, nested dicts recurse, equal non-numeric values are kept (unequal ones become a list)."""
+    out: dict[str, Any] = {}
+    keys: list[str] = []
+    for s in summaries:
+        keys.extend(k for k in s if k not in keys)
+    for k in keys:
+        vals = [s[k] for s in summaries if k in s]
+        out[k] = _merge_value(k, vals)
+    return out
+
+
+def _merge_value(key: str, vals: list):
+    if all(isinstance(v, dict) for v in vals):
+        return merge_summaries(vals)
+    nums = [v for v in vals if v is not None]
+    if nums and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums):
+        rule = _combine_rule(key)
+        if rule == "min":
+            return min(nums)
+        if rule == "max":
+            return max(nums)
+        if rule == "same":
+            return nums[0]
+        return sum(nums)
+    if nums and all(isinstance(v, list) for v in nums) and len({len(v) for v in nums}) == 1 and \
+            all(isinstance(x, (int, float)) for v in nums for x in v):
+        if _combine_rule(key) == "same":
+            return nums[0]
+        return [sum(xs) for xs in zip(*nums)]
+    first = vals[0]
+    return first if all(v == first for v in vals) else vals
+
+
+def subtract_summary(total: dict, part: dict, template: dict | None = None) -> dict:
+    """``total`` minus the counts of ``part`` (min/max/axis keys keep ``total``'s value).
+
+    Used to remove a partition's lookahead records, counted by the partition that owns them.  Keeping the
+    max of a lookahead-contaminated partition is harmless: the owner of those records reports a larger one.
+    ``template`` (the summary of a pipeline that saw no data) tells which keys always exist: a key that
+    only the lookahead created (e.g. a setting value seen only there) is removed when it drops to zero.
+    """
+    out = dict(total)
+    for k, b in part.items():
+        if k not in total:
+            continue
+        a = total[k]
+        sub = template.get(k) if isinstance(template, dict) else None
+        if isinstance(a, dict) and isinstance(b, dict):
+            out[k] = subtract_summary(a, b, sub if isinstance(sub, dict) else {})
+        elif _combine_rule(k) != "sum":
+            continue
+        elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            out[k] = a - b
+            if out[k] == 0 and b != 0 and template is not None and k not in template:
+                del out[k]
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
+                all(isinstance(x, (int, float)) for x in a + b):
+            out[k] = [x - y for x, y in zip(a, b)]
+    return out
+
+
+def subtract_histograms(total: dict, part: dict) -> dict:
+    out = dict(total)
+    for k, v in part.items():
+        if k in out and _combine_rule(k) == "sum" and np.shape(out[k]) == np.shape(v):
+            out[k] = np.asarray(out[k]) - np.asarray(v)
+    return out
+
+
+def fix_boundary_counters(summaries: list[dict], sync_reference: str | None) -> list[dict]:
+    """Counters that depend on what lies beyond a partition's edge, corrected with the neighbours' counts.
+
+    ``clicks_without_sync`` counts clicks with no sync to refer to: before the first sync of the stream
+    ('previous') or after its last ('next').  A fresh partition counts its own leading (trailing) clicks,
+    which in the whole run do have a (distant) sync when any earlier (later) partition holds one.
+    """
+    if sync_reference not in ("previous", "next"):
+        return summaries
+    out = [dict(s) for s in summaries]
+    order = range(len(out)) if sync_reference == "previous" else range(len(out) - 1, -1, -1)
+    seen_sync = False
+    for i in order:
+        s = out[i]
+        if seen_sync and "clicks_without_sync" in s:
+            s["clicks_without_sync"] = 0
+        seen_sync |= bool(s.get("syncs", 0))
+    return out
+
+
+def fix_derived(summary: dict) -> dict:
+    """Quantities computed from others, recomputed after the merge (a sum of durations is not a duration)."""
+    first, last = summary.get("first_time_ps"), summary.get("last_time_ps")
+    if "duration_ps" in summary and isinstance(first, int) and isinstance(last, int):
+        summary["duration_ps"] = last - first
+    return summary
+
+
+def merge_histograms(hists: Sequence[dict], names: Sequence[str] = ()) -> dict:
+    """Sum bin contents by name; axis datasets (edges, bins, ...) must agree and are kept once."""
+    out: dict[str, np.ndarray] = {}
+    for i, h in enumerate(hists):
+        label = names[i] if i < len(names) else f"partition {i}"
+        for k, v in h.items():
+            v = np.asarray(v)
+            if k not in out:
+                out[k] = v.copy()
+                continue
+            if out[k].shape != v.shape:
+                raise DataValidationError(f"histogram {k!r} of {label} has shape {v.shape}, "
+                                          f"other partitions {out[k].shape}: cannot merge")
+            if _combine_rule(k) == "same":
+                if not np.array_equal(out[k], v):
+                    raise DataValidationError(f"histogram axis {k!r} of {label} differs from the other partitions")
+            else:
+                out[k] = out[k] + v
+    return out
+
+
+def merge_partition_files(part_files: Sequence, out, *, lab: str, role: str, setup_hash: str = "",
+                          provenance: dict | None = None, names: Sequence[str] = (),
+                          extra_summary: dict | None = None, sync_reference: str | None = None) -> dict:
+    """Merge partition rounds files (given in time order) into ``out``; returns the merged summary."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    summaries, hists = [], []
+    offset = 0
+    last_time = None
+    with_heralds = True
+    for p in part_files:
+        with h5py.File(p, "r") as f:
+            with_heralds &= "heralds" in f
+    w = RoundsWriter(tmp, lab=lab, role=role, provenance=provenance, setup_hash=setup_hash,
+                     with_heralds=with_heralds)
+    try:
+        for i, p in enumerate(part_files):
+            label = names[i] if i < len(names) else str(p)
+            data = read_rounds(p)
+            r = data.rounds
+            if r.size:
+                expected = np.arange(r.size)
+                if not np.array_equal(r["index"], expected):
+                    bad = int(np.flatnonzero(r["index"] != expected)[0])
+                    raise DataValidationError(f"round indices of {label} are not 0..n-1 "
+                                              f"(record {bad} has {int(r['index'][bad])})", path=p)
+                if last_time is not None and int(r["trigger_time"][0]) < last_time:
+                    raise DataValidationError(f"{label} starts at trigger time {int(r['trigger_time'][0])} ps, "
+                                              f"before the end of the previous partition ({last_time} ps)", path=p)
+                last_time = int(r["trigger_time"][-1])
+                r = r.astype(ROUND_DTYPE, copy=True)
+                r["index"] += offset
+                offset += r.size
+            w.append(r, data.heralds if with_heralds else None)
+            summaries.append(data.summary)
+            hists.append(data.histograms)
+        summary = fix_derived(merge_summaries(fix_boundary_counters(summaries, sync_reference)))
+        summary.update((extra_summary(summary) if callable(extra_summary) else extra_summary) or {})
+        w.close(summary=summary, histograms=merge_histograms(hists, names))
+    except BaseException:
+        w.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return summary

@@ -1,0 +1,238 @@
+"""Cutting one lab's run (one or more tag files in time order) into partitions that can be processed apart.
+
+A partition is safe to process with a *fresh* pipeline when it starts and ends in a quiet gap: a stretch of
+the stream with no record at all (no tag, no lost-data event), outside any overflow interval, longer than
+every dependency a round can have (:func:`safe_gap_ps`).  Then no round, herald or histogram entry can
+involve tags on both sides of the gap, and a pipeline that has just started has the same (empty) state as
+one that has run through the whole stream up to the gap.
+
+Cuts asked for by the caller (record positions, e.g. evenly spaced) are moved to the nearest safe gap.
+Only the time stamps and record types around each requested cut are read (memory-mapped), so planning
+costs O(partitions), not O(data) — except when an overflow record must be searched backwards.
+
+Each partition owns the time interval between the midpoints of its two bounding gaps: rounds and heralds
+are assigned by their time, which tolerates the engine's delay-corrected times drifting a little from
+raw times (the gap is required to be longer than twice every span, delays included).
+
+Intra-file cuts need record-addressable files without carried decoder state: the Swabian dump format.
+Other formats (PTU carries overflow state in its records) are processed whole, one partition per run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import SetupError
+from ..formats import dump as _dump
+from ..setupfile import LabSetup
+
+# How many records around a requested cut are read first when looking for a gap (grows x4 on failure).
+_SEARCH_RECORDS = 1 << 14
+
+
+def safe_gap_ps(lab: LabSetup) -> int:
+    """Shortest quiet gap (ps) that no round, herald or histogram entry of ``lab`` can straddle.
+
+    The sum of every span on the path sync -> click -> herald -> trigger -> setting/fluorescence window,
+    plus twice the largest cable delay (corrected times move by up to that much), times two so that the
+    midpoint of the gap is also safe for ownership: deliberately generous, since quiet gaps are plentiful
+    (heralds are seconds apart; only the read-out windows are busy).
+    """
+    h, r, hist = lab.herald, lab.round, lab.histograms
+    herald_span = (h.coincidence_ps + max(abs(h.window_start_ps), abs(h.window_stop_ps))
+                   + max(abs(hist.arrival_range_ps[0]), abs(hist.arrival_range_ps[1])))
+    trigger_span = r.ready_delay_ps + r.ready_tolerance_ps
+    lo = min(0, r.setting_window_ps[0], r.fluorescence_window_ps[0])
+    hi = max(0, r.setting_window_ps[1], r.fluorescence_window_ps[1])
+    max_delay = max((abs(int(d)) for d in lab.delays_ps.values()), default=0)
+    return 2 * (herald_span + trigger_span + (hi - lo) + 2 * max_delay) + 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Records ``[start, stop)`` of one file (``stop=None``: to the end; for non-dump files: whole file)."""
+
+    path: str
+    start: int = 0
+    stop: int | None = None
+
+    def describe(self) -> str:
+        stop = "" if self.stop is None else self.stop
+        return f"{Path(self.path).name}[{self.start}:{stop}]"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A piece of one lab's stream: what to read and which rounds/heralds it owns (by time, half-open)."""
+
+    index: int
+    segments: tuple[Segment, ...]
+    own_start_ps: int | None = None  # None: from the beginning of time
+    own_stop_ps: int | None = None   # None: to the end of time
+    # Records just after the end, up to the first tag: they move the pipeline's data horizon past the gap
+    # (so rounds near the end are not flagged truncated); what they produce themselves is not kept.
+    lookahead: tuple[Segment, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"part{self.index:04d} ({', '.join(s.describe() for s in self.segments)})"
+
+    def owns(self, times: np.ndarray) -> np.ndarray:
+        keep = np.ones(times.shape, bool)
+        if self.own_start_ps is not None:
+            keep &= times >= self.own_start_ps
+        if self.own_stop_ps is not None:
+            keep &= times < self.own_stop_ps
+        return keep
+
+
+class _Stream:
+    """The dump files of one run seen as one record sequence (global record positions)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = [Path(p) for p in paths]
+        self.maps = []
+        for p in self.paths:
+            n = p.stat().st_size // _dump.RECORD_SIZE
+            self.maps.append(np.memmap(p, dtype=_dump.RECORD_DTYPE, mode="r", shape=(n,)) if n else
+                             np.zeros(0, _dump.RECORD_DTYPE))
+        self.sizes = np.array([m.shape[0] for m in self.maps], np.int64)
+        self.starts = np.concatenate(([0], np.cumsum(self.sizes)))
+        self.total = int(self.starts[-1])
+        self._marks = None
+
+    def read(self, lo: int, hi: int, field: str) -> np.ndarray:
+        parts = []
+        for i, m in enumerate(self.maps):
+            a, b = max(lo, int(self.starts[i])), min(hi, int(self.starts[i + 1]))
+            if a < b:
+                parts.append(np.asarray(m[field][a - self.starts[i]:b - self.starts[i]]))
+        return np.concatenate(parts) if parts else np.zeros(0, _dump.RECORD_DTYPE[field])
+
+    def overflow_open_before(self, g: int) -> bool:
+        """Is an overflow interval open just before global record ``g``?
+
+        The positions of all overflow begin/end records are collected once, on first need (one pass over
+        the record types: overflows are rare, and this is still far cheaper than processing the run).
+        """
+        if self._marks is None:
+            pos, kind = [], []
+            block = 1 << 22
+            for lo in range(0, self.total, block):
+                t = self.read(lo, min(lo + block, self.total), "type")
+                idx = np.flatnonzero((t == _dump.TYPE_OVERFLOW_BEGIN) | (t == _dump.TYPE_OVERFLOW_END))
+                pos.append(lo + idx)
+                kind.append(t[idx])
+            self._marks = (np.concatenate(pos) if pos else np.zeros(0, np.int64),
+                           np.concatenate(kind) if kind else np.zeros(0, np.uint8))
+        pos, kind = self._marks
+        i = int(np.searchsorted(pos, g, side="left")) - 1
+        return bool(i >= 0 and kind[i] == _dump.TYPE_OVERFLOW_BEGIN)
+
+    def safe_cuts_in(self, lo: int, hi: int, gap_ps: int) -> np.ndarray:
+        """Global positions g in (lo, hi) with a safe gap between records g-1 and g."""
+        times = self.read(lo, hi, "time")
+        types = self.read(lo, hi, "type")
+        if times.size < 2:
+            return np.zeros(0, np.int64)
+        quiet = np.diff(times) > gap_ps  # quiet[k]: gap between lo+k and lo+k+1
+        # overflow open after each record = the kind of the last begin/end record up to it
+        is_mark = (types == _dump.TYPE_OVERFLOW_BEGIN) | (types == _dump.TYPE_OVERFLOW_END)
+        last_mark = np.where(is_mark, np.arange(types.size), -1)
+        np.maximum.accumulate(last_mark, out=last_mark)
+        need = bool(np.any(quiet & (last_mark[:-1] < 0)))
+        open0 = self.overflow_open_before(lo) if (need and lo > 0) else False
+        state = np.where(last_mark >= 0, types[np.maximum(last_mark, 0)] == _dump.TYPE_OVERFLOW_BEGIN, open0)
+        ok = quiet & ~state[:-1]
+        return lo + 1 + np.flatnonzero(ok)
+
+    def time_at(self, g: int) -> int:
+        return int(self.read(g, g + 1, "time")[0])
+
+
+def find_safe_cut(stream: _Stream, g: int, gap_ps: int) -> int | None:
+    """The safe cut position nearest to ``g`` (None when the whole stream has none)."""
+    w = _SEARCH_RECORDS
+    while True:
+        lo, hi = max(0, g - w), min(stream.total, g + w)
+        cuts = stream.safe_cuts_in(lo, hi, gap_ps)
+        if cuts.size:
+            return int(cuts[np.argmin(np.abs(cuts - g))])
+        if lo == 0 and hi == stream.total:
+            return None
+        w *= 4
+
+
+def _segments(stream: _Stream, lo: int, hi: int) -> tuple[Segment, ...]:
+    segs = []
+    for i, p in enumerate(stream.paths):
+        a, b = max(lo, int(stream.starts[i])), min(hi, int(stream.starts[i + 1]))
+        if a < b:
+            segs.append(Segment(str(p), int(a - stream.starts[i]), int(b - stream.starts[i])))
+    return tuple(segs)
+
+
+def is_dump(path) -> bool:
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+        return _dump.sniff(p, head)
+    except OSError:
+        return False
+
+
+def plan_partitions(paths: Sequence, lab: LabSetup, *, n_partitions: int | None = None,
+                    cuts: Sequence[int] | None = None, gap_ps: int | None = None) -> list[Partition]:
+    """Split the run ``paths`` (one lab, files in time order) into partitions.
+
+    ``cuts``: requested global record positions (over the files concatenated); each moves to the nearest
+    safe gap.  Without ``cuts``, ``n_partitions`` evenly spaced cuts are requested (default: one per file).
+    Non-dump inputs give one partition holding every file.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise SetupError("no input files to process")
+    if not all(is_dump(p) for p in paths):
+        return [Partition(0, tuple(Segment(str(p)) for p in paths))]
+    gap = safe_gap_ps(lab) if gap_ps is None else int(gap_ps)
+    stream = _Stream(paths)
+    if cuts is None:
+        if n_partitions is None:
+            wanted = [int(s) for s in stream.starts[1:-1]]
+        else:
+            n = max(1, int(n_partitions))
+            wanted = [round(stream.total * k / n) for k in range(1, n)]
+    else:
+        wanted = [int(c) for c in cuts]
+    moved = sorted({c for c in (find_safe_cut(stream, w, gap) for w in wanted if 0 < w < stream.total)
+                    if c is not None})
+    bounds = [0, *moved, stream.total]
+    parts = []
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        own_start = None if lo == 0 else _midpoint(stream, lo)
+        own_stop = None if hi == stream.total else _midpoint(stream, hi)
+        lookahead = () if hi == stream.total else _segments(stream, hi, _first_tag_after(stream, hi) + 1)
+        parts.append(Partition(k, _segments(stream, lo, hi), own_start, own_stop, lookahead))
+    return parts
+
+
+def _first_tag_after(stream: _Stream, g: int) -> int:
+    """Position of the first tag record at or after ``g`` (the last record when there is none)."""
+    w = 64
+    while True:
+        hi = min(stream.total, g + w)
+        idx = np.flatnonzero(stream.read(g, hi, "type") == _dump.TYPE_TAG)
+        if idx.size:
+            return g + int(idx[0])
+        if hi == stream.total:
+            return stream.total - 1
+        w *= 4
+
+
+def _midpoint(stream: _Stream, g: int) -> int:
+    a, b = stream.time_at(g - 1), stream.time_at(g)
+    return a + (b - a) // 2

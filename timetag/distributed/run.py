@@ -1,0 +1,263 @@
+"""Processing one lab's run on a Dask cluster: partitions in parallel, one merged rounds file.
+
+Only small descriptions travel through the scheduler: the lab setup, file paths and record ranges go to
+the workers; each worker reads its records from the (shared) file system, runs a fresh pipeline, and writes
+the rounds and heralds it owns to a scratch directory next to the output; the client merges those files.
+A task that raises an unexpected error (a worker killed, a flaky file system) is retried by Dask; data
+errors (:class:`~timetag.errors.TimetagError`) are deterministic and reported at once, by partition name.
+The merged file appears only when every partition succeeded.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from ..errors import SetupError, TimetagError
+from ..provenance import provenance as _provenance
+from ..roundsfile import RoundsWriter
+from ..setupfile import LabSetup, Setup, load_setup
+from .merge import merge_partition_files, subtract_histograms, subtract_summary
+from .partition import Partition, Segment, is_dump, plan_partitions
+
+
+class PartitionError(TimetagError):
+    """One or more partitions failed: the run is incomplete and no merged output was written."""
+
+
+_LOCAL = re.compile(r"^local(?:\[?:?(\d+)\]?)?$")
+
+
+def parse_dask_spec(spec: str) -> tuple[str, int | str]:
+    """``local`` / ``local:N`` / ``local[N]`` -> ('local', N); ``tcp://host:port`` (any scheme) -> ('remote', spec)."""
+    s = str(spec).strip()
+    m = _LOCAL.match(s)
+    if m:
+        n = int(m.group(1)) if m.group(1) else max(1, os.cpu_count() or 1)
+        if n < 1:
+            raise SetupError(f"--dask {spec!r}: the number of local workers must be >= 1", key="dask")
+        return "local", n
+    if "://" in s:
+        return "remote", s
+    raise SetupError(f"--dask {spec!r}: expected 'local', 'local:N' or a scheduler address like "
+                     "'tcp://host:8786'", key="dask")
+
+
+@contextmanager
+def dask_client(spec="local:2") -> Iterator:
+    """A ``distributed.Client`` for ``spec`` (an existing Client is used as is and not closed)."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(spec, Client):
+        yield spec
+        return
+    kind, arg = parse_dask_spec(spec)
+    if kind == "local":
+        # One single-threaded process per worker: the kernels hold the GIL in places, and processes keep
+        # each partition's memory separate (as on a real cluster).
+        with LocalCluster(n_workers=int(arg), threads_per_worker=1, processes=True, dashboard_address=None) \
+                as cluster, Client(cluster) as client:
+            yield client
+    else:
+        try:
+            client = Client(arg, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise SetupError(f"cannot reach the Dask scheduler at {arg}: {exc}", key="dask") from None
+        with client:
+            yield client
+
+
+def n_workers(client) -> int:
+    return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+
+
+# --- the worker side ----------------------------------------------------------
+
+def default_pipeline(lab: LabSetup):
+    from ..engine import LabPipeline
+
+    return LabPipeline(lab)
+
+
+def iter_segment(seg: Segment, chunk_size: int) -> Iterator[TagChunk]:
+    if is_dump(seg.path):
+        from ..formats.dump import DumpReader
+
+        yield from DumpReader(seg.path, chunk_size=chunk_size).iter_chunks(seg.start, seg.stop)
+    else:
+        from ..formats import open_tags
+
+        yield from open_tags(seg.path).iter_chunks()
+
+
+def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                      setup_hash: str = "", pipeline_factory: Callable | None = None) -> dict:
+    """Run a fresh pipeline over one partition; write its own rounds to ``scratch``; return a small report.
+
+    A :class:`TimetagError` (bad data) is returned as ``{'error': ...}`` rather than raised, so Dask does not
+    retry a deterministic failure; anything else propagates and is retried.
+    """
+    out = Path(scratch) / f"part{part.index:04d}.h5"
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    try:
+        pipe = (pipeline_factory or default_pipeline)(lab)
+        kept = 0
+        with RoundsWriter(tmp, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
+            def keep(rounds, heralds):
+                nonlocal kept
+                rounds = np.asarray(rounds)
+                r = rounds[part.owns(rounds["trigger_time"])] if rounds.size else rounds
+                h = None
+                if heralds is not None and len(heralds):
+                    heralds = np.asarray(heralds)
+                    h = heralds[part.owns(heralds["time"])]
+                if r.size:
+                    r = r.copy()
+                    r["index"] = np.arange(kept, kept + r.size)
+                    kept += r.size
+                w.append(r, h)
+
+            for seg in part.segments:
+                for chunk in iter_segment(seg, chunk_size):
+                    keep(*pipe.process(chunk))
+            summary, hists = None, None
+            if part.lookahead:
+                # The lookahead follows a quiet gap, so it acts on a running pipeline exactly as on a fresh
+                # one: a fresh pipeline over it alone measures its share of the counts, which is removed.
+                alone = (pipeline_factory or default_pipeline)(lab)
+                before = _jsonable(pipe.summary)
+                for seg in part.lookahead:
+                    for chunk in iter_segment(seg, chunk_size):
+                        keep(*pipe.process(chunk))
+                        alone.process(chunk)
+                alone.flush()
+                keep(*pipe.flush())
+                empty = _jsonable((pipeline_factory or default_pipeline)(lab).summary)
+                summary = subtract_summary(_jsonable(pipe.summary), _jsonable(alone.summary), empty)
+                if lab.herald.sync_reference == "previous" and "clicks_without_sync" in before:
+                    # a click after the gap has no sync in a fresh pipeline but a (distant) one in this
+                    # pipeline: the lookahead cannot change the count of the partition's own clicks
+                    summary["clicks_without_sync"] = before["clicks_without_sync"]
+                hists = subtract_histograms(_histograms(pipe), _histograms(alone))
+            else:
+                keep(*pipe.flush())
+                summary, hists = _jsonable(pipe.summary), _histograms(pipe)
+            w.close(summary=summary, histograms=hists)
+        os.replace(tmp, out)
+    except TimetagError as exc:
+        tmp.unlink(missing_ok=True)
+        return {"name": part.name, "error": f"{type(exc).__name__}: {exc}"}
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"name": part.name, "path": str(out), "rounds": kept}
+
+
+def _histograms(pipe) -> dict:
+    return {str(k): np.asarray(v) for k, v in (getattr(pipe, "histograms", None) or {}).items()}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+# --- the client side ----------------------------------------------------------
+
+def resolve_lab(setup, lab: str) -> tuple[Setup, LabSetup]:
+    setup = setup if isinstance(setup, Setup) else load_setup(setup)
+    return setup, setup.lab(lab)
+
+
+def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
+                   setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None) -> list[dict]:
+    """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure."""
+    from distributed import wait
+
+    futures = [client.submit(process_partition, p, lab, str(scratch), chunk_size=chunk_size, setup_hash=setup_hash,
+                             pipeline_factory=pipeline_factory, retries=retries, pure=False,
+                             key=f"timetag-{lab.name}-{scratch.name}-{p.index:04d}")
+               for p in parts]
+    wait(futures)
+    reports, failures = [], []
+    for p, f in zip(parts, futures):
+        if f.status == "error":
+            exc = f.exception()
+            failures.append(f"{p.name}: {type(exc).__name__}: {exc}")
+        else:
+            rep = f.result()
+            if "error" in rep:
+                failures.append(f"{p.name}: {rep['error']}")
+            reports.append(rep)
+    for f in futures:
+        f.release()
+    if failures:
+        raise PartitionError(f"{len(failures)} of {len(parts)} partitions failed (no merged output written):\n  "
+                             + "\n  ".join(failures))
+    return reports
+
+
+def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
+                       chunk_size: int = DEFAULT_CHUNK_SIZE, n_partitions: int | None = None,
+                       cuts: Sequence[int] | None = None, retries: int = 2, keep_scratch: bool = False,
+                       gap_ps: int | None = None, checksum: bool = True,
+                       pipeline_factory: Callable | None = None) -> dict:
+    """Process one lab's run (``paths`` in time order) on Dask; write the rounds file ``out``; return its summary.
+
+    ``dask``: 'local', 'local:N', a scheduler address 'tcp://host:port', or a ``distributed.Client``.
+    ``n_partitions`` (default: 2 per worker) or explicit ``cuts`` (global record positions) are moved to safe
+    quiet gaps (:mod:`timetag.distributed.partition`).  Output equals the single-process run.
+    ``checksum``: input checksums in the provenance (one read of every file on the client; off for huge runs).
+    ``gap_ps`` overrides the safe gap length (experts and tests only: too short breaks that equality);
+    ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
+    """
+    setup, lab_setup = resolve_lab(setup, lab)
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.is_file():
+            raise SetupError(f"input file not found: {p}", key="paths")
+    out = Path(out)
+    scratch = out.with_name(out.name + ".parts")
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        with dask_client(dask) as client:
+            n = n_partitions if n_partitions is not None else 2 * n_workers(client)
+            parts = plan_partitions(paths, lab_setup, n_partitions=n, cuts=cuts, gap_ps=gap_ps)
+            reports = run_partitions(client, parts, lab_setup, scratch, chunk_size=chunk_size,
+                                     setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory)
+        prov = _provenance(paths if checksum else (), setup, lab=lab, role=lab_setup.role, chunk_size=int(chunk_size),
+                           **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
+            "partitions": [p.name for p in parts], "dask": dask if isinstance(dask, str) else "client"})
+        elapsed = time.perf_counter() - t0
+        # the keys timetag.process.process_files adds to the single-process summary
+        def extra(merged):
+            return {"elapsed_s": elapsed, "tags_per_s": merged.get("tags", 0) / elapsed if elapsed > 0 else None,
+                    "inputs": [str(p) for p in paths], "out": str(out)}
+        summary = merge_partition_files([r["path"] for r in reports], out, lab=lab, role=lab_setup.role,
+                                        setup_hash=setup.hash, provenance=prov, names=[p.name for p in parts],
+                                        sync_reference=lab_setup.herald.sync_reference if lab_setup.sync_channel
+                                        is not None else None, extra_summary=extra)
+    except BaseException:
+        if not keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if not keep_scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return summary

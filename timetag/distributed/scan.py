@@ -1,0 +1,311 @@
+"""Parameter scans: re-process both labs for every combination of varied setup parameters and estimate each.
+
+``--vary KEY=SPEC``: KEY is a dotted path into the setup file (``labs.alice.herald.window_stop_ps``), a path
+inside every lab that has it (``herald.window_stop_ps``, ``round.threshold``), or a short alias
+(``window.start``, ``window.stop``, ``threshold``, ``coincidence``, ``fluorescence.start``,
+``fluorescence.stop``).  SPEC is ``start:stop:step`` (stop included when on the grid) or ``v1,v2,...``;
+times may carry a unit (``20ns``, ``1.5us``; plain numbers are the key's own unit, ps for ``*_ps``).
+
+A lab is processed once per distinct setting of *its* parameters (varying Bob's threshold does not
+re-process Alice); processing tasks and estimates run on Dask when a cluster is given, else in turn.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import EstimationError, SetupError, TimetagError
+from ..setupfile import Setup, load_setup, setup_from_dict
+
+ALIASES = {
+    "window.start": "herald.window_start_ps",
+    "window.stop": "herald.window_stop_ps",
+    "threshold": "round.threshold",
+    "coincidence": "herald.coincidence_ps",
+    "fluorescence.start": "round.fluorescence_window_ps[0]",
+    "fluorescence.stop": "round.fluorescence_window_ps[1]",
+    "setting.start": "round.setting_window_ps[0]",
+    "setting.stop": "round.setting_window_ps[1]",
+}
+_UNITS = {"ps": 1, "ns": 1_000, "us": 1_000_000, "µs": 1_000_000, "ms": 1_000_000_000, "s": 1_000_000_000_000}
+_NUM = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zµ]*)\s*$")
+METRICS = ("herald_rate_hz", "S", "Q", "key_rate_per_event")
+
+
+@dataclass(frozen=True)
+class Vary:
+    key: str              # as the user wrote it
+    paths: tuple[str, ...]  # resolved setup paths it sets
+    values: tuple
+
+
+def _number(text: str, key: str):
+    m = _NUM.match(text)
+    if not m:
+        raise SetupError(f"--vary {key}: {text!r} is not a number (optionally with a unit: ps, ns, us, ms, s)",
+                         key=key)
+    value, unit = m.groups()
+    if unit:
+        if unit not in _UNITS:
+            raise SetupError(f"--vary {key}: unknown unit {unit!r} (known: {', '.join(_UNITS)})", key=key)
+        x = float(value) * _UNITS[unit]
+        return int(round(x))
+    x = float(value)
+    return int(x) if x.is_integer() and not any(c in value for c in ".eE") else x
+
+
+def parse_values(spec: str, key: str) -> tuple:
+    if ":" in spec and "," not in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise SetupError(f"--vary {key}={spec}: a range is start:stop:step", key=key)
+        a, b, step = (_number(p, key) for p in parts)
+        if step == 0 or (b - a) * step < 0:
+            raise SetupError(f"--vary {key}={spec}: step {step} does not lead from {a} to {b}", key=key)
+        n = int(math.floor((b - a) / step + 1e-9)) + 1
+        if n > 10_000:
+            raise SetupError(f"--vary {key}={spec}: {n} values is too many for a scan", key=key)
+        vals = [a + i * step for i in range(n)]
+        return tuple(int(v) if float(v).is_integer() else v for v in vals)
+    vals = tuple(_number(p, key) for p in spec.split(",") if p.strip())
+    if not vals:
+        raise SetupError(f"--vary {key}=: no values given", key=key)
+    return vals
+
+
+def _get(d: dict, path: str):
+    cur = d
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            idx = int(part[1:-1])
+            if not isinstance(cur, list) or idx >= len(cur):
+                raise KeyError(path)
+            cur = cur[idx]
+        else:
+            if not isinstance(cur, dict) or part not in cur:
+                raise KeyError(path)
+            cur = cur[part]
+    return cur
+
+
+def _set(d: dict, path: str, value) -> None:
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
+    cur = d
+    for part in parts[:-1]:
+        cur = cur[int(part[1:-1])] if part.startswith("[") else cur[part]
+    last = parts[-1]
+    if last.startswith("["):
+        cur[int(last[1:-1])] = value
+    else:
+        cur[last] = value
+
+
+def resolve_key(setup_dict: dict, key: str) -> tuple[str, ...]:
+    """Setup paths a --vary key refers to (every lab that has it, for lab-relative keys and aliases)."""
+    rel = ALIASES.get(key, key)
+    if rel.startswith("labs."):
+        candidates = [rel]
+    else:
+        labs = setup_dict.get("labs", {})
+        # the herald window only matters for labs that herald (have a sync channel)
+        candidates = [f"labs.{name}.{rel}" for name, lab in labs.items()
+                      if not (rel.startswith("herald.") and "sync_channel" not in lab)]
+    found = []
+    for c in candidates:
+        try:
+            _get(setup_dict, c)
+        except KeyError:
+            continue
+        found.append(c)
+    if not found:
+        raise SetupError(f"--vary {key}: no such setup parameter (use a path like "
+                         f"labs.alice.herald.window_stop_ps, or one of: {', '.join(ALIASES)})", key=key)
+    return tuple(found)
+
+
+def parse_vary(spec: str, setup_dict: dict) -> Vary:
+    if "=" not in spec:
+        raise SetupError(f"--vary {spec!r}: expected KEY=VALUES (e.g. window.stop=20ns:120ns:10ns)", key="vary")
+    key, values = (s.strip() for s in spec.split("=", 1))
+    return Vary(key, resolve_key(setup_dict, key), parse_values(values, key))
+
+
+def scan_points(setup: Setup, varies: Sequence[Vary]) -> list[tuple[dict, Setup]]:
+    """Every combination: (values by key, the validated setup). A bad combination raises SetupError naming it."""
+    base = setup.to_dict()
+    out = []
+    for combo in itertools.product(*(v.values for v in varies)):
+        d = copy.deepcopy(base)
+        for v, x in zip(varies, combo):
+            for p in v.paths:
+                _set(d, p, x)
+        params = {v.key: x for v, x in zip(varies, combo)}
+        try:
+            s = setup_from_dict(d)
+        except SetupError as exc:
+            raise SetupError(f"scan point {params}: {exc}") from None
+        out.append((params, s))
+    return out
+
+
+def _lab_key(setup: Setup, lab: str) -> str:
+    d = setup.to_dict()["labs"][lab]
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- tasks (run on workers or locally) ------------------------------------------
+
+def process_lab_task(paths: list[str], setup: Setup, lab: str, out: str, chunk_size: int) -> dict:
+    from ..process import process_files
+
+    return process_files(paths, setup, lab, out, chunk_size=chunk_size, progress=False, checksum=False)
+
+
+def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_out: str, params: dict) -> dict:
+    from ..estimators.pipeline import estimate
+
+    row: dict = dict(params)
+    dur = alice_summary.get("duration_ps") or 0
+    heralding = alice_summary.get("heralds_heralding", alice_summary.get("rounds", 0))
+    row["heralds"] = heralding
+    row["rounds_alice"] = alice_summary.get("rounds")
+    row["rounds_bob"] = bob_summary.get("rounds")
+    row["herald_rate_hz"] = heralding / (dur * 1e-12) if dur else None
+    from ..roundsfile import read_rounds
+
+    a, b = read_rounds(alice_out), read_rounds(bob_out)
+    # A lab's rounds are shared by every point that sets its parameters alike, so the two files of one
+    # point may carry different setup hashes; they do come from one scan of one run.
+    a.setup_hash = b.setup_hash = ""
+    try:
+        res = estimate(a, b, samples=0)
+    except (EstimationError, TimetagError) as exc:
+        row.update({"pairs": 0, "S": None, "Q": None, "key_rate_per_event": None, "note": str(exc)})
+        return row
+    kr = res.get("key_rate_per_event")
+    row["pairs"] = res.get("rounds")
+    row["S"] = res.get("S")
+    row["Q"] = res.get("Q")
+    row["key_rate_per_event"] = kr.get("random_basis") if isinstance(kr, dict) else kr
+    row["note"] = ""
+    return row
+
+
+def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence[str], out_dir, *,
+             dask=None, chunk_size: int = 1_000_000, alice: str = "alice", bob: str = "bob") -> list[dict]:
+    """Process and estimate every scan point; writes ``scan.csv`` and ``scan.png`` in ``out_dir``; returns rows."""
+    setup = setup if isinstance(setup, Setup) else load_setup(setup)
+    for name in (alice, bob):
+        setup.lab(name)
+    base = setup.to_dict()
+    vs = [parse_vary(s, base) for s in varies]
+    if not vs:
+        raise SetupError("a scan needs at least one --vary KEY=VALUES", key="vary")
+    points = scan_points(setup, vs)
+    out_dir = Path(out_dir)
+    (out_dir / "rounds").mkdir(parents=True, exist_ok=True)
+    a_paths, b_paths = [str(p) for p in alice_paths], [str(p) for p in bob_paths]
+
+    jobs: dict[tuple[str, str], tuple] = {}  # (lab, lab key) -> (paths, setup, lab, out)
+    point_jobs = []
+    for params, s in points:
+        keys = []
+        for lab, paths in ((alice, a_paths), (bob, b_paths)):
+            k = (lab, _lab_key(s, lab))
+            if k not in jobs:
+                jobs[k] = (paths, s, lab, str(out_dir / "rounds" / f"{lab}-{k[1]}.h5"))
+            keys.append(k)
+        point_jobs.append((params, keys))
+
+    if dask is None:
+        summaries = {k: process_lab_task(*job, chunk_size) for k, job in jobs.items()}
+        rows = [estimate_task(summaries[ka], summaries[kb], jobs[ka][3], jobs[kb][3], params)
+                for params, (ka, kb) in point_jobs]
+    else:
+        from .run import dask_client
+
+        with dask_client(dask) as client:
+            futs = {k: client.submit(process_lab_task, *job, chunk_size, pure=False) for k, job in jobs.items()}
+            est = [client.submit(estimate_task, futs[ka], futs[kb], jobs[ka][3], jobs[kb][3], params, pure=False)
+                   for params, (ka, kb) in point_jobs]
+            rows = client.gather(est)
+    write_csv(rows, out_dir / "scan.csv")
+    plot_scan(rows, [v.key for v in vs], out_dir / "scan.png")
+    (out_dir / "scan.json").write_text(json.dumps({"varies": [v.__dict__ for v in vs], "rows": rows},
+                                                  default=list, indent=1))
+    return rows
+
+
+def columns(rows: Sequence[dict]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    return cols
+
+
+def write_csv(rows: Sequence[dict], path) -> Path:
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns(rows))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return path
+
+
+def plot_scan(rows: Sequence[dict], keys: Sequence[str], path) -> Path:
+    """One panel per metric against the first varied key; one line per combination of the other keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_key, others = keys[0], list(keys[1:])
+    fig, axes = plt.subplots(len(METRICS), 1, figsize=(6.5, 2.2 * len(METRICS)), sharex=True)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in others), []).append(r)
+    for ax, metric in zip(axes, METRICS):
+        for g, rs in groups.items():
+            rs = sorted(rs, key=lambda r: r[x_key])
+            xs = [r[x_key] for r in rs]
+            ys = [float("nan") if r.get(metric) is None else r[metric] for r in rs]
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, g)) or None
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    if others:
+        axes[0].legend(fontsize="small")
+    axes[-1].set_xlabel(x_key)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def rich_table(rows: Sequence[dict], keys: Sequence[str]):
+    from rich.table import Table
+
+    t = Table(title="timetag scan")
+    cols = list(keys) + ["heralds", "herald_rate_hz", "pairs", "S", "Q", "key_rate_per_event"]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in cols])
+    return t
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
