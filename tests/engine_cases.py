@@ -65,3 +65,16 @@ def random_stream(rng: np.random.Generator, n: int, channels=(1, 2, 3, 4, 5, 6, 
         for tt in sorted(rng.integers(int(t[0]), int(t[-1]) + 1, n_lost)):
             lost.append((int(tt), int(rng.integers(1, 5)), 2, 1))
     return stream(list(zip(t.tolist(), c.tolist())), lost)
+
+
+def herald_ready_stream(rng: np.random.Generator, n_attempts: int):
+    """Dense psi+ heralds with ready tags near herald + 100 (+-15, some missing, some doubled), for 'both'."""
+    tags, t = [], 1000
+    for _ in range(n_attempts):
+        tags += [(t, SYNC), (t + 20 + 3 + int(rng.integers(0, 5)), A_H), (t + 30 - 2 + int(rng.integers(0, 5)), A_V)]
+        for _ in range(int(rng.choice([0, 1, 1, 1, 2]))):
+            tags.append((t + 130 + 5 + int(rng.integers(-15, 16)), READY))
+        if rng.random() < 0.7:
+            tags.append((t + 140 + int(rng.integers(0, 40)), S0 + int(rng.integers(0, 4))))
+        t += int(rng.integers(20, 200))
+    return stream(tags)

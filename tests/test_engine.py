@@ -304,3 +304,15 @@ def test_pending_click_buffer_overflow_is_counted():
     # six clicks within 50 ps and no sync: the oldest two fall out of a 4-click ring
     hs.process(stream([(t, A_H) for t in range(100, 106)] + [END]))
     assert hs.counters["pending_dropped"] == 2
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), cuts=st.lists(st.integers(0, 200), max_size=10),
+       ref=st.sampled_from(["previous", "next"]))
+def test_both_trigger_matching_against_reference(seed, n, cuts, ref):
+    """Heralds and readies close together: the greedy matching, in any chunking, equals the reference."""
+    from engine_cases import herald_ready_stream
+
+    lab = alice(ref=ref, trigger="both")  # 'next': clicks pair with the following attempt's sync
+    s = herald_ready_stream(np.random.default_rng(seed), n)
+    rounds, _, _ = assert_same(lab, s, list(split(s, sorted(cuts))))
+    assert len(rounds) >= 1

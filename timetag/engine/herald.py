@@ -105,6 +105,8 @@ class HeraldStage:
     def __init__(self, lab, params: LabParams | None = None, pending_capacity: int = PENDING_CAPACITY):
         self.params = params or compile_lab(lab, self.name)
         p = self.params
+        if pending_capacity < 1 or pending_capacity & (pending_capacity - 1):
+            raise ValueError(f"{self.name}: pending_capacity must be a power of two (got {pending_capacity})")
         self.state = np.zeros(1, HERALD_STATE_DTYPE)
         self._st = self.state.view(np.int64)
         self._buf = _Buffer()
