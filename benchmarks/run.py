@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for CI")
     ap.add_argument("--only", default="", help="comma-separated module names (bench_formats,...)")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    ap.add_argument("--markdown", default="", help="also write the table as Markdown (e.g. docs/performance.md)")
     args = ap.parse_args(argv)
     only = {s for s in args.only.split(",") if s}
     results, failures = [], []
@@ -66,12 +67,33 @@ def main(argv=None) -> int:
             "cpus": __import__("os").cpu_count()}
     out.write_text(json.dumps({"meta": meta, "results": results, "failures": failures}, indent=2))
     console.print(f"wrote {out}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(meta, results, failures))
+        console.print(f"wrote {args.markdown}")
     for f in failures:
         console.print(f"[red]benchmark failed[/red] {f}")
     bad = [r["name"] for r in results if r.get("gross_regression")]
     if bad:
         console.print(f"[red]gross regressions:[/red] {', '.join(bad)}")
     return 1 if (failures or bad) else 0
+
+
+def markdown(meta: dict, results: list[dict], failures: list[str]) -> str:
+    lines = [
+        "# Performance",
+        "",
+        f"Measured by `python benchmarks/run.py{' --quick' if meta['quick'] else ''}` on {meta['cpus']} shared cores "
+        f"({meta['machine']}, Python {meta['python']}). Ratios are against baselines measured in the same run; "
+        "absolute rates are for orientation only (the machine is shared and noisy).",
+        "",
+        "| benchmark | value | unit | against | target |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['value']:.3g} | {r.get('unit', '')} | {r.get('baseline', '')} | "
+                     f"{r.get('target', '')} |")
+    lines += [f"- failed: {f}" for f in failures]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..estimators.pipeline import estimate  # noqa: F401  (re-exported for demo / live mode)
 
 
 def register(app):
@@ -24,6 +23,7 @@ def register(app):
     ):
         """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
         from ..errors import EstimationError
+        from ..estimators.pipeline import estimate
 
         if flagged not in ("keep", "drop"):
             raise EstimationError(f"--flagged must be 'keep' or 'drop', got {flagged!r}")

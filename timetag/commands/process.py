@@ -57,6 +57,9 @@ def register(app):
         format: Optional[str] = typer.Option(None, "--format", help="Input format (default: detected)."),
         no_checksum: bool = typer.Option(False, "--no-checksum", help="Skip input checksums in the provenance."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+        dask: Optional[str] = typer.Option(None, "--dask", help="Process in partitions on Dask: local, local:N "
+                                           "or tcp://scheduler:8786 (files on a shared file system; dump files "
+                                           "are also cut inside at quiet gaps). Same output as without."),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).
 
@@ -66,8 +69,14 @@ def register(app):
 
         from ..process import process_files
 
-        summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=not quiet, format=format,
-                                checksum=not no_checksum)
+        if dask:
+            from ..distributed.run import process_files_dask
+
+            summary = process_files_dask(files, setup, lab, out, dask=dask, chunk_size=chunk_size,
+                                         checksum=not no_checksum)
+        else:
+            summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=not quiet,
+                                    format=format, checksum=not no_checksum)
         if not quiet:
             console = Console()
             console.print(summary_table(summary))

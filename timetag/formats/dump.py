@@ -37,7 +37,12 @@ def sniff(path, head: bytes) -> bool:
 
 
 class DumpReader:
-    """Chunked reader over a memory map of the records (64-bit offsets throughout)."""
+    """Chunked reader of the records (64-bit offsets throughout).
+
+    Chunks are read with ``readinto`` into one reused buffer rather than through a
+    memory map: mapped file pages count towards the resident set, so a memory map
+    makes the peak RSS grow with the file size.
+    """
 
     format = NAME
     resolution_ps = 1
@@ -54,8 +59,6 @@ class DumpReader:
             warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
                           TimetagWarning, stacklevel=2)
         self.records = size // RECORD_SIZE
-        self._mm = np.memmap(self.path, dtype=RECORD_DTYPE, mode="r", shape=(self.records,)) if self.records else \
-            np.zeros(0, RECORD_DTYPE)
 
     @property
     def meta(self) -> dict:
@@ -66,35 +69,50 @@ class DumpReader:
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
         """Chunks of records [start, stop) (record indices; the dump format has no carried state)."""
-        from .._cext.fmt_dump import split_records
-
         stop = self.records if stop is None else min(int(stop), self.records)
         last = np.iinfo(np.int64).min
-        for lo in range(int(start), stop, self.chunk_size):
-            hi = min(lo + self.chunk_size, stop)
-            rec = np.asarray(self._mm[lo:hi])
-            n = rec.size
-            # one pass over the raw records: the field-by-field numpy split costs several passes
-            out_t, out_c, lost_i = np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int64)
-            w, m, bad, back, new_last = split_records(rec, last, self.check_order, out_t, out_c, lost_i)
-            if bad >= 0:
-                decode_records(rec[bad:bad + 1], offset=lo + bad, path=self.path)   # raises, naming the code
-            if back >= 0:
-                prev = int(out_t[:w].max()) if w else last
-                prev = max(prev, last)
-                raise DataValidationError(f"time goes backwards: {int(rec['time'][back])} ps after {prev} ps",
-                                          path=self.path, index=lo + back)
-            last = new_last
-            if m:
-                other = rec[lost_i[:m]]
-                lost = np.zeros(m, LOST_DTYPE)
-                lost["time"] = other["time"]
-                lost["kind"] = _LOST_KIND[other["type"]]
-                lost["channel"] = other["channel"]
-                lost["count"] = other["missed_events"]
-            else:
-                lost = None
-            yield TagChunk(out_t[:w], out_c[:w], lost, offset=lo)
+        buf = np.empty(min(self.chunk_size, max(stop - int(start), 0)), RECORD_DTYPE)
+        with open(self.path, "rb", buffering=0) as fh:
+            for lo in range(int(start), stop, self.chunk_size):
+                hi = min(lo + self.chunk_size, stop)
+                chunk, last = self._decode(self._read(fh, buf, lo, hi), lo, last)
+                yield chunk
+
+    def _read(self, fh, buf: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        rec = buf[: hi - lo]
+        fh.seek(lo * RECORD_SIZE)
+        view = memoryview(rec).cast("B")
+        got = 0
+        while got < view.nbytes:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}",
+                                  path=self.path, offset=lo * RECORD_SIZE + got)
+            got += n
+        return rec
+
+    def _decode(self, rec: np.ndarray, lo: int, last: int) -> tuple[TagChunk, int]:
+        """One chunk of records -> (TagChunk, latest time seen), in one pass over the raw records."""
+        from .._cext.fmt_dump import split_records
+
+        n = rec.size
+        out_t, out_c, lost_i = np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int64)
+        w, m, bad, back, new_last = split_records(rec, last, self.check_order, out_t, out_c, lost_i)
+        if bad >= 0:
+            decode_records(rec[bad:bad + 1], offset=lo + bad, path=self.path)   # raises, naming the code
+        if back >= 0:
+            prev = max(int(out_t[:w].max()) if w else last, last)
+            raise DataValidationError(f"time goes backwards: {int(rec['time'][back])} ps after {prev} ps",
+                                      path=self.path, index=lo + back)
+        lost = None
+        if m:
+            other = rec[lost_i[:m]]
+            lost = np.zeros(m, LOST_DTYPE)
+            lost["time"] = other["time"]
+            lost["kind"] = _LOST_KIND[other["type"]]
+            lost["channel"] = other["channel"]
+            lost["count"] = other["missed_events"]
+        return TagChunk(out_t[:w], out_c[:w], lost, offset=lo), new_last
 
 
 def _tag_index_to_record(rec: np.ndarray, i: int) -> int:
