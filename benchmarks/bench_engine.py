@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import json
 import resource
 import subprocess
 import sys
@@ -146,13 +147,18 @@ def bench_end_to_end(quick: bool) -> list[dict]:
         size = path.stat().st_size
         cmd = [sys.executable, "-m", "timetag", "process", str(path), "--setup", str(d / "setup.toml"),
                "--lab", "alice", "--out", str(d / "rounds.h5"), "--quiet"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        wall = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise RuntimeError(f"timetag process failed: {proc.stderr.strip()[-500:]}")
-        rss_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+        # RUSAGE_CHILDREN of *this* process would include every earlier child (dask workers of other
+        # benchmarks): measure through a fresh parent whose only child is the command.
+        probe = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+                 "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+                 "print(json.dumps({'rc': r.returncode, 'err': r.stderr[-500:], 'wall': time.perf_counter() - t, "
+                 "'rss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+        proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        res = json.loads(proc.stdout)
+        if res["rc"] != 0:
+            raise RuntimeError(f"timetag process failed: {res['err'].strip()}")
+        wall, rss_mb = res["wall"], res["rss_kb"] / 1024
         from timetag.roundsfile import read_rounds
 
         summary = read_rounds(d / "rounds.h5").summary
