@@ -211,7 +211,7 @@ def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, f
 def _json_like(obj):
     import json
 
-    from timetag.distributed.run import _jsonable
+    from timetag.provenance import jsonable as _jsonable
 
     return json.loads(json.dumps(_jsonable(obj)))
 

@@ -62,3 +62,18 @@ def read_h5_provenance(h5obj) -> dict:
     if isinstance(raw, bytes):
         raw = raw.decode()
     return json.loads(raw)
+
+
+def jsonable(obj, max_array: int | None = None):
+    """Plain JSON types from nested dicts/lists/numpy values; arrays longer than ``max_array`` are elided."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v, max_array) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v, max_array) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if max_array is None or obj.size <= max_array else f"array{obj.shape}"
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import SetupError, TimetagError
+from ..provenance import jsonable
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
@@ -132,15 +133,15 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
                 # The lookahead follows a quiet gap, so it acts on a running pipeline exactly as on a fresh
                 # one: a fresh pipeline over it alone measures its share of the counts, which is removed.
                 alone = (pipeline_factory or default_pipeline)(lab)
-                before = _jsonable(pipe.summary)
+                before = jsonable(pipe.summary)
                 for seg in part.lookahead:
                     for chunk in iter_segment(seg, chunk_size):
                         keep(*pipe.process(chunk))
                         alone.process(chunk)
                 alone.flush()
                 keep(*pipe.flush())
-                empty = _jsonable((pipeline_factory or default_pipeline)(lab).summary)
-                summary = subtract_summary(_jsonable(pipe.summary), _jsonable(alone.summary), empty)
+                empty = jsonable((pipeline_factory or default_pipeline)(lab).summary)
+                summary = subtract_summary(jsonable(pipe.summary), jsonable(alone.summary), empty)
                 if lab.herald.sync_reference == "previous" and "clicks_without_sync" in before:
                     # a click after the gap has no sync in a fresh pipeline but a (distant) one in this
                     # pipeline: the lookahead cannot change the count of the partition's own clicks
@@ -148,7 +149,7 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
                 hists = subtract_histograms(_histograms(pipe), _histograms(alone))
             else:
                 keep(*pipe.flush())
-                summary, hists = _jsonable(pipe.summary), _histograms(pipe)
+                summary, hists = jsonable(pipe.summary), _histograms(pipe)
             w.close(summary=summary, histograms=hists)
         os.replace(tmp, out)
     except TimetagError as exc:
@@ -162,18 +163,6 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
 
 def _histograms(pipe) -> dict:
     return {str(k): np.asarray(v) for k, v in (getattr(pipe, "histograms", None) or {}).items()}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 # --- the client side ----------------------------------------------------------

@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..provenance import jsonable
+
 from ..provenance import provenance
 from ..records import empty_rounds
 from ..roundsfile import RoundsWriter
@@ -287,7 +289,7 @@ class LiveRunner:
         status["interrupted"] = interrupted
         for lab, w in self.writers.items():
             pipe = self.pipelines[lab]
-            summary = dict(_jsonable(getattr(pipe, "summary", {}) or {}))
+            summary = dict(_json_status(getattr(pipe, "summary", {}) or {}))
             summary["live"] = {"wall_s": now - self.t_start, "interrupted": interrupted, "lag_s_max": self._lag_max,
                                "busy_s": self._busy, "flushes": self.flushes, "source": self.source.description,
                                "source_stats": self.source.stats(), "latency_s": _latency_summary(self.latencies)}
@@ -346,7 +348,7 @@ def compact_estimate(est: dict, protocol: str = "random_basis") -> dict:
     out["key_rate_err"] = bayes.get("std")
     out["key_rate_ci"] = bayes.get("ci")
     out["key_rate_protocol"] = protocol
-    return _jsonable(out)
+    return _json_status(out)
 
 
 def _detectors(lab: LabSetup) -> tuple[int, ...]:
@@ -374,17 +376,7 @@ def _latency_summary(lat) -> dict | None:
     return {"n": int(a.size), "median": float(np.median(a)), "p99": float(np.quantile(a, 0.99)), "max": float(a.max())}
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist() if obj.size <= 64 else f"array{obj.shape}"
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "__dict__"):
-        return _jsonable(vars(obj))
-    return str(obj)
+
+
+def _json_status(obj):
+    return jsonable(obj, max_array=64)

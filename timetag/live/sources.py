@@ -10,6 +10,7 @@ keeps flushing and refreshing its status while the device is quiet.  Iteration e
 """
 from __future__ import annotations
 
+import abc
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class Batch:
         return sum(int(c.lost.size) for c in self.chunks.values())
 
 
-class Source:
+class Source(abc.ABC):
     """Base class: subclasses implement :meth:`_batches`; ``labs`` names the labs whose data they yield."""
 
     labs: tuple[str, ...] = ()
@@ -79,8 +80,9 @@ class Source:
             if self._stop.is_set():
                 break
 
+    @abc.abstractmethod
     def _batches(self) -> Iterator[Batch]:
-        raise NotImplementedError
+        """The source's batches, in time order (each subclass defines it)."""
 
     def _sleep_until(self, deadline: float) -> bool:
         """Wait until ``time.monotonic() >= deadline``; False if stopped meanwhile."""
