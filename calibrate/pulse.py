@@ -46,7 +46,14 @@ def pulse_end(mu, sigma, fraction: float = 0.01):
     return mu - sigma * ndtri(fraction)
 
 
-def expected_counts(edges, mu, sigma, tau, signal, background_per_ps):
-    """Expected counts per bin: ``signal`` photons with the EMG shape plus a flat background."""
+def expected_counts(edges, mu, sigma, tau, signal, background_per_ps, cut=None, floor_per_ps=0.0):
+    """Expected counts per bin: ``signal`` photons with the EMG shape plus a flat background.
+
+    ``cut`` (conditional-sync recording, see :mod:`calibrate.delays`): nothing — photons nor
+    background — arrives before ``cut``; ``floor_per_ps`` is a flat level that is not cut (clicks
+    referred to a distant sync, e.g. in the gaps between bursts).
+    """
     edges = np.asarray(edges, dtype=np.float64)
-    return signal * np.diff(emg_cdf(edges, mu, sigma, tau)) + background_per_ps * np.diff(edges)
+    ce = edges if cut is None else np.maximum(edges, cut)
+    return signal * np.diff(emg_cdf(ce, mu, sigma, tau)) + background_per_ps * np.diff(ce) \
+        + floor_per_ps * np.diff(edges)

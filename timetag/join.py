@@ -18,6 +18,11 @@ cannot be assigned and is reported.  Flagged rounds (lost data, truncated window
 ``keep`` -- in the device-independent setting every heralded round must count, and dropping rounds on a
 flag that may correlate with the outcome would bias S upwards; ``drop`` is offered to show the effect
 (the estimate command reports both).
+
+Herald patterns: the pattern of a pair is Alice's (her BSM heralds; Bob's rounds carry PATTERN_NONE).  Psi-
+rounds are brought into the Psi+ frame by relabelling Bob's input y -> 1 - y (derivation in
+:mod:`timetag.estimators.patterns`), so rounds of both patterns combine into one set of counts.
+``patterns`` restricts the sift to some patterns (e.g. only 'psi+').
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import EstimationError
-from .records import ROUND_DTYPE, SETTING_NONE
+from .records import PATTERN_CODES, PATTERN_NAMES, ROUND_DTYPE, SETTING_NONE
 
 DEFAULT_MAX_DRIFT = 2e-6     # relative clock drift bound (rubidium/quartz references: <~1 ppm)
 DEFAULT_JITTER_PS = 20_000   # absolute slack on an interval (trigger jitter is ~ns)
@@ -236,18 +241,42 @@ class SiftResult:
     stats: dict
 
 
-def sift(alice, bob, join: JoinResult, flagged: str = "keep") -> SiftResult:
-    """Inputs/outputs of the joined pairs with key/test masks; unassignable rounds are counted in stats."""
+def _pattern_filter(patterns) -> tuple[int, ...] | None:
+    if patterns is None:
+        return None
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    codes = []
+    for p in patterns:
+        if p not in PATTERN_CODES:
+            raise EstimationError(f"unknown herald pattern {p!r}; expected some of {', '.join(PATTERN_CODES)}")
+        codes.append(PATTERN_CODES[p])
+    if not codes:
+        raise EstimationError("empty herald pattern selection")
+    return tuple(codes)
+
+
+def sift(alice, bob, join: JoinResult, flagged: str = "keep", patterns=None) -> SiftResult:
+    """Inputs/outputs of the joined pairs with key/test masks; unassignable rounds are counted in stats.
+
+    Bob's input of Psi- pairs is returned in the Psi+ frame (y -> 1 - y); ``patterns`` (names such as
+    ``["psi+"]`` or ``"psi+,psi-"``; default all) selects pairs by herald pattern.
+    """
+    from .estimators.patterns import pattern_counts, round_patterns, to_psi_plus_frame
+
     if flagged not in ("keep", "drop"):
         raise EstimationError(f"flagged policy must be 'keep' or 'drop', got {flagged!r}")
+    sel = _pattern_filter(patterns)
     ra, rb = _rounds_array(alice)[join.ia], _rounds_array(bob)[join.ib]
+    pat, conflicts = round_patterns(ra["pattern"], rb["pattern"])
     x = ra["setting"].astype(np.int64)
-    y = rb["setting"].astype(np.int64)
+    y = to_psi_plus_frame(rb["setting"].astype(np.int64), pat)
     fl = (ra["flags"] != 0) | (rb["flags"] != 0)
     valid = (x >= 0) & (x <= 3) & (y >= 0) & (y <= 1)
     miss_a = int(np.count_nonzero(ra["setting"] == SETTING_NONE))
     miss_b = int(np.count_nonzero(rb["setting"] == SETTING_NONE))
-    use = valid & (~fl if flagged == "drop" else True)
+    chosen = np.ones(len(x), bool) if sel is None else np.isin(pat, sel)
+    use = valid & chosen & (~fl if flagged == "drop" else True)
     x, y, fu = x[use], y[use], fl[use]
     a, b = ra["output"][use].astype(np.int64), rb["output"][use].astype(np.int64)
     key = (x == y) & (x <= 1)
@@ -256,5 +285,9 @@ def sift(alice, bob, join: JoinResult, flagged: str = "keep") -> SiftResult:
              "missing_setting_bob": miss_b, "unassignable": int(np.count_nonzero(~valid)),
              "flagged_pairs": int(np.count_nonzero(fl)), "flagged_used": int(np.count_nonzero(fu)),
              "flag_policy": flagged, "key": int(key.sum()), "test": int(test.sum()),
-             "other": int(np.count_nonzero(~key & ~test))}
+             "other": int(np.count_nonzero(~key & ~test)),
+             "patterns": pattern_counts(pat), "patterns_used": pattern_counts(pat[use]),
+             "pattern_selection": None if sel is None else [PATTERN_NAMES[c] for c in sel],
+             "pattern_conflicts": conflicts,
+             "psi_minus_relabelled": int(np.count_nonzero(pat[use] == PATTERN_CODES["psi-"]))}
     return SiftResult(x, y, a, b, key, test, fu, stats)

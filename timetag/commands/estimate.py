@@ -20,6 +20,12 @@ def register(app):
         seed: int = typer.Option(0, "--seed", help="Seed of the posterior sampling."),
         offset_ps: float | None = typer.Option(None, "--offset-ps", help="Bob clock - Alice clock (default: estimated)."),
         drift: float | None = typer.Option(None, "--drift", help="Relative clock drift (default: estimated)."),
+        setup: Path | None = typer.Option(None, "--setup", "-s",
+                                          help="Setup TOML; its [clock] table (timetag calibrate) gives the "
+                                               "offset/drift of the join unless --offset-ps/--drift are given."),
+        patterns: str | None = typer.Option(None, "--patterns",
+                                            help="Use only these herald patterns, e.g. 'psi+' (default: all; "
+                                                 "psi- rounds are relabelled into the psi+ frame)."),
     ):
         """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
         from ..errors import EstimationError
@@ -28,7 +34,7 @@ def register(app):
         if flagged not in ("keep", "drop"):
             raise EstimationError(f"--flagged must be 'keep' or 'drop', got {flagged!r}")
         res = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
-                       offset_ps=offset_ps, drift=drift)
+                       offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns)
         if plots is not None:
             from ..estimators.plots import write_plots
 
@@ -43,10 +49,15 @@ def register(app):
         con = Console(width=max(100, Console().width))
         con.print(render_table(res))
         j, s = res["join"], res["sift"]
-        con.print(f"joined {j['pairs']} pairs ({j['method']}; offset {j['offset_ps'] / 1e12:.6f} s, drift "
-                  f"{j['drift']:.3g}); unmatched Alice {j['unmatched_alice']}, Bob {j['unmatched_bob']}; "
+        con.print(f"joined {j['pairs']} pairs (clock: {j['clock']['label']}; offset {j['offset_ps'] / 1e12:.6f} s, "
+                  f"drift {j['drift']:.3g}); unmatched Alice {j['unmatched_alice']}, Bob {j['unmatched_bob']}; "
                   f"unassignable {s['unassignable']}; flagged {s['flagged_pairs']} ({s['flag_policy']}; "
                   f"{res['flagged_other_policy']['policy']}: S = {_f3(res['flagged_other_policy']['S'])})")
+        pu = s["patterns_used"]
+        if pu["psi-"] or s["pattern_selection"]:
+            sel = "" if not s["pattern_selection"] else f" (selected: {', '.join(s['pattern_selection'])})"
+            con.print(f"heralds used: psi+ {pu['psi+']}, psi- {pu['psi-']} (Bob's input relabelled y -> 1 - y), "
+                      f"none {pu['none']}, other {pu['other']}{sel}")
         for n in j["notes"]:
             con.print(f"[yellow]note:[/] {n}")
 

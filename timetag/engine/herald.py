@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - build problem
 
 HERALD_STATE_FIELDS = ("sync_time", "have_sync", "attempt_open", "attempt_clicks", "t1", "det1", "t2", "det2",
                        "pending_head", "pending_n", "syncs", "clicks", "clicks_accepted", "clicks_without_sync",
-                       "pending_dropped")
+                       "pending_dropped", "ring_head", "ring_n")
 HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
 PENDING_CAPACITY = 4096  # clicks awaiting their sync ('next'); older ones are dropped and counted
 
@@ -45,14 +45,16 @@ def rows_to_records(rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 class _Scratch:
-    """Grow-only output arrays reused across calls: fresh large allocations cost a page fault per
-    4 KiB on first touch, which on some machines is slower than the kernels themselves."""
+    """Grow-only arrays reused across calls: fresh large allocations cost a page fault per
+    4 KiB on first touch, which on some machines is slower than the kernels themselves.
+    The ring is sized for the worst case (every tag of a chunk pending) but the kernel
+    only touches its first few KiB in practice."""
 
     def __init__(self):
         self.cap = -1
         self.her_cap = -1
 
-    def ensure(self, k: int, her_rows: int) -> None:
+    def ensure(self, k: int, her_rows: int, ring: tuple[np.ndarray, np.ndarray, int] | None = None) -> None:
         if k > self.cap:
             cap = max(k, 2 * max(self.cap, 0), 1024)
             self.ready = np.empty(cap, np.int64)
@@ -62,7 +64,7 @@ class _Scratch:
             self.cap = cap
         if her_rows > self.her_cap:
             self.her_cap = max(her_rows, 2 * max(self.her_cap, 0), 256)
-            self.her = np.empty((self.her_cap, 8), np.int64)
+            self.her = np.empty(self.her_cap, HERALD_DTYPE)
 
 
 @dataclass
@@ -82,19 +84,19 @@ class HeraldOutput:
     final: bool = False
 
 
-@dataclass
-class _Buffer:
-    time: np.ndarray = field(default_factory=lambda: np.empty(1024, np.int64))
-    slot: np.ndarray = field(default_factory=lambda: np.empty(1024, np.int32))
-    n: int = 0
+class _Ring:
+    """Tags waiting until no later tag can sort before them (live range in the kernel state)."""
 
-    def reserve(self, extra: int) -> None:
-        need = self.n + extra
-        if need > self.time.size:
-            cap = max(need, 2 * self.time.size)
-            t, s = np.empty(cap, np.int64), np.empty(cap, np.int32)
-            t[: self.n], s[: self.n] = self.time[: self.n], self.slot[: self.n]
-            self.time, self.slot = t, s
+    def __init__(self):
+        self.key = np.empty(8192, np.int64)
+        self.slot = np.empty(8192, np.int32)
+
+    def reserve(self, need: int) -> None:
+        if need > self.key.size:
+            cap = max(need, 2 * self.key.size)
+            k, s = np.empty(cap, np.int64), np.empty(cap, np.int32)
+            k[: self.key.size], s[: self.slot.size] = self.key, self.slot
+            self.key, self.slot = k, s
 
 
 class HeraldStage:

@@ -8,7 +8,8 @@ Usable on their own (no rounds file, no engine needed)::
 
 Conventions (see ``../shared/reference/estimators.md``): Alice X in 0..3, Bob Y in 0..1, outputs 1 = 'up';
 E_xy = (N_same - N_diff)/N_xy; S = E21 - E20 - E30 - E31; key rounds X = Y in {0, 1}, where the Psi+
-state is anti-correlated so a key *error* is A == B.
+state is anti-correlated so a key *error* is A == B.  Psi- heralded rounds enter in the Psi+ frame, with Bob's
+input relabelled y -> 1 - y (derivation in :mod:`timetag.estimators.patterns`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .keyrate import (
     key_rate,
     threshold_depolarising,
 )
+from .patterns import pattern_counts, to_psi_plus_frame
 from .report import estimate_from_counts, estimate_from_pairs
 from .uncertainty import beta_samples, binomial_errors, posterior_summary
 
@@ -33,6 +35,7 @@ __all__ = [
     "finite_key_length", "min_block_length",
     "fit_visibilities", "fidelity_bound",
     "estimate_from_counts", "estimate_from_pairs",
+    "to_psi_plus_frame", "pattern_counts",
 ]
 
 

@@ -44,19 +44,102 @@ def check_pair(a, b):
     return a, b
 
 
+def _clock_number(table: dict, key: str, where: str) -> float:
+    v = table.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise EstimationError(f"{where}: [clock] {key} must be a number, got {v!r}")
+    return float(v)
+
+
+def clock_from_setup(setup) -> tuple[dict | None, str, str]:
+    """The ``[clock]`` table of a setup (path or Setup) written by ``timetag calibrate``.
+
+    Returns (table or None, the setup's name for messages, its hash).  The table must give ``offset_ps``
+    and ``drift`` (model ``t_bob = t_alice + offset_ps + drift * t_alice``).
+    """
+    from ..setupfile import Setup, load_setup
+
+    if isinstance(setup, (str, Path)):
+        where = str(setup)
+        setup = load_setup(setup)
+    elif isinstance(setup, Setup):
+        where = f"setup {setup.name!r}" if setup.name else "setup"
+    else:
+        raise EstimationError(f"setup: expected a setup TOML path or Setup, got {type(setup).__name__}")
+    table = setup.extra.get("clock")
+    if table is None:
+        return None, where, setup.hash
+    if not isinstance(table, dict):
+        raise EstimationError(f"{where}: [clock] must be a table with offset_ps and drift, got {table!r}")
+    return ({"offset_ps": _clock_number(table, "offset_ps", where), "drift": _clock_number(table, "drift", where),
+             **{k: table[k] for k in ("offset_err_ps", "drift_err", "pairs") if k in table}}, where, setup.hash)
+
+
+def resolve_clock(offset_ps=None, drift=None, clock: dict | None = None, clock_name: str = "") -> tuple:
+    """(offset_ps, drift, info): explicit values win over the calibrated ``clock`` table, per parameter.
+
+    ``info`` says where each number came from: source 'given', 'calibrated', 'calibrated+given' or
+    'estimated' (the join fits the clock from the trigger times; 'estimated+given' with a given drift).
+    """
+    info = {"source": "estimated", "setup": None, "calibrated": None}
+    if clock is not None:
+        info["setup"] = clock_name or None
+        info["calibrated"] = dict(clock)
+        both_given = offset_ps is not None and drift is not None
+        if not both_given:
+            info["source"] = "calibrated" if offset_ps is None and drift is None else "calibrated+given"
+        if offset_ps is None:
+            offset_ps = clock["offset_ps"]
+        if drift is None:
+            drift = clock["drift"]
+        if both_given:
+            info["source"] = "given"
+    elif offset_ps is not None:
+        info["source"] = "given"
+    elif drift is not None:
+        info["source"] = "estimated+given"  # the join fits the offset with the given slope
+    return offset_ps, drift, info
+
+
 def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int | None = 0, *,
              offset_ps: float | None = None, drift: float | None = None, tolerance_ps: float | None = None,
-             prob_error: float = 0.03, finite_key: dict | None = None, strict: bool = True) -> dict:
+             prob_error: float = 0.03, finite_key: dict | None = None, strict: bool = True,
+             clock: dict | None = None, setup=None, patterns=None) -> dict:
     """Join, sift and estimate; returns the JSON-ready dict (see :func:`estimate_from_counts`) plus
-    ``join``, ``sift`` and ``flagged_other_policy`` (S, Q, rates with the other flag policy)."""
+    ``join``, ``sift`` and ``flagged_other_policy`` (S, Q, rates with the other flag policy).
+
+    Clock for the join, per parameter: explicit ``offset_ps`` / ``drift`` first, then ``clock`` (a dict
+    with ``offset_ps`` and ``drift``), then the ``[clock]`` table of ``setup`` (path or Setup, as written by
+    ``timetag calibrate``), else estimated from the trigger times.  ``join['clock']`` reports the choice.
+    Psi- rounds are relabelled into the Psi+ frame (see :mod:`.patterns`); ``patterns`` selects heralds.
+    """
     from ..join import join_rounds, sift
 
     a, b = check_pair(_load(alice, "alice"), _load(bob, "bob"))
+    notes = []
+    clock_name = ""
+    if clock is not None:
+        if not isinstance(clock, dict):
+            raise EstimationError(f"clock: expected a dict with offset_ps and drift, got {type(clock).__name__}")
+        clock = {"offset_ps": _clock_number(clock, "offset_ps", "clock argument"),
+                 "drift": _clock_number(clock, "drift", "clock argument")}
+    elif setup is not None:
+        clock, clock_name, shash = clock_from_setup(setup)
+        if clock is None:
+            notes.append(f"{clock_name} has no [clock] table (run timetag calibrate): clock estimated from the "
+                         "trigger times")
+        rh = a.setup_hash or b.setup_hash
+        if rh and shash != rh:
+            notes.append(f"{clock_name} is not the setup these rounds were processed with (hash {shash[:12]} vs "
+                         f"{rh[:12]}); only its [clock] table is used")
+    offset_ps, drift, clock_info = resolve_clock(offset_ps, drift, clock, clock_name)
     j = join_rounds(a, b, offset_ps=offset_ps, drift=drift, tolerance_ps=tolerance_ps)
+    j.notes[:0] = notes
     if j.n_pairs == 0:
         raise EstimationError(f"no rounds of {_name(a)} and {_name(b)} could be paired in time "
-                              f"(offset {j.offset_ps:.0f} ps, drift {j.drift:.3g}, tolerance {j.tolerance_ps:.0f} ps)")
-    sf = sift(a, b, j, flagged)
+                              f"(offset {j.offset_ps:.0f} ps, drift {j.drift:.3g} from clock "
+                              f"{_clock_label(clock_info, j)}, tolerance {j.tolerance_ps:.0f} ps)")
+    sf = sift(a, b, j, flagged, patterns)
     if strict and sf.stats["test"] == 0:
         raise EstimationError(f"no test rounds (Alice input X in {{2,3}}) among {j.n_pairs} joined rounds of "
                               f"{_name(a)} and {_name(b)}: CHSH S cannot be estimated")
@@ -66,11 +149,26 @@ def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int 
     res = estimate_from_counts(tally(sf.x, sf.y, sf.a, sf.b), samples=samples, seed=seed, prob_error=prob_error,
                                finite_key=finite_key)
     other = "drop" if flagged == "keep" else "keep"
-    so = sift(a, b, j, other)
+    so = sift(a, b, j, other, patterns)
     ro = estimate_from_counts(tally(so.x, so.y, so.a, so.b), samples=0)
     res["flagged_other_policy"] = {"policy": other, "rounds": ro["rounds"], "S": ro["S"], "Q": ro["Q"],
                                    "key_rate_per_event": ro["key_rate_per_event"]}
     res["join"] = j.summary()
+    clock_info.update(offset_ps=float(j.offset_ps), drift=float(j.drift), label=_clock_label(clock_info, j))
+    res["join"]["clock"] = clock_info
     res["sift"] = sf.stats
+    if sf.stats["pattern_conflicts"]:
+        res["join"]["notes"].append(f"{sf.stats['pattern_conflicts']} pairs carry different herald patterns in the "
+                                    "two files; Alice's (the BSM's) was used")
     res["files"] = {"alice": _name(a), "bob": _name(b), "setup_hash": a.setup_hash or b.setup_hash}
     return res
+
+
+def _clock_label(info: dict, j) -> str:
+    """One phrase for the table line: where the join's clock came from."""
+    if info["source"].startswith("estimated"):
+        return f"estimated from the triggers ({j.method})" + (", drift given" if "given" in info["source"] else "")
+    if info["source"] == "given":
+        return "given" + (f" (overrides [clock] of {info['setup']})" if info["setup"] else "")
+    src = f"[clock] of {info['setup']}" if info["setup"] else "calibrated"
+    return src if info["source"] == "calibrated" else f"{src}, partly overridden"

@@ -16,6 +16,7 @@ from .counts import n_pairs, tally
 from .fidelity import fidelity_bound, fit_visibilities
 from .finitekey import FK_DEFAULTS, min_block_length
 from .keyrate import entropy_bound, key_rate, threshold_depolarising
+from .patterns import to_psi_plus_frame
 from .uncertainty import beta_samples, binomial_errors, posterior_summary
 
 PROTOCOLS_KEYS = ("random_basis", "original")
@@ -109,8 +110,14 @@ def estimate_from_counts(n, *, samples: int = 20000, seed: int | None = 0, prob_
 PROTOCOLS_ALL = ("random_basis", "original", "tan_affine")
 
 
-def estimate_from_pairs(x, y, a, b, **kw) -> dict:
-    """:func:`estimate_from_counts` on plain per-round arrays (inputs x, y; outputs a, b in {0, 1})."""
+def estimate_from_pairs(x, y, a, b, pattern=None, **kw) -> dict:
+    """:func:`estimate_from_counts` on plain per-round arrays (inputs x, y; outputs a, b in {0, 1}).
+
+    ``pattern`` (herald pattern code per round, e.g. Alice's ``rounds['pattern']``): Psi- rounds are then
+    relabelled into the Psi+ frame (:func:`.patterns.to_psi_plus_frame`); without it all rounds count as Psi+.
+    """
+    if pattern is not None:
+        y = to_psi_plus_frame(y, pattern)
     return estimate_from_counts(tally(x, y, a, b), **kw)
 
 

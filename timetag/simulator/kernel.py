@@ -371,10 +371,12 @@ def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_cente
 
 
 @nb.njit(cache=True)
-def detection_attempts(n0, n_act, on, period_n, p_any, rs):
-    """Attempt indices (from n0, burst-mapped) with >= 1 detection: geometric gaps between them."""
-    cap = int(n_act * p_any + 6.0 * np.sqrt(n_act * p_any + 1.0) + 16)
-    out = np.empty(cap, np.int64)
+def detection_attempts(n0, n_act, on, period_n, p_any, rs, out):
+    """Attempt indices (from n0, burst-mapped) with >= 1 detection: geometric gaps between them.
+
+    Written into ``out`` (reused across blocks: fresh memory is slow to first-touch); returns
+    ``(out, k)``, ``out`` replaced by a larger array if it was too small.
+    """
     lq = np.log1p(-p_any)
     k = 0
     pos = -1
@@ -384,12 +386,12 @@ def detection_attempts(n0, n_act, on, period_n, p_any, rs):
         if pos >= n_act:
             break
         if k == out.size:
-            bigger = np.empty(2 * out.size, np.int64)
+            bigger = np.empty(2 * out.size + 16, np.int64)
             bigger[:k] = out[:k]
             out = bigger
         out[k] = n0 + (pos // on) * period_n + pos % on
         k += 1
-    return out[:k]
+    return out, k
 
 
 @nb.njit(cache=True)
@@ -436,3 +438,46 @@ def sort_nearly(t, c, s):
         t[k] = tj
         c[k] = cj
         s[k] = sj
+
+
+@nb.njit(cache=True)
+def merge_darks(ph_t, ph_ch, ph_src, ph_att, n_ph, t_lo, t_hi, rate_ps, cum, chans, rs,
+                out_t, out_ch, out_src, out_att):
+    """Merge the photon candidates with dark counts drawn here, already in time order.
+
+    Dark counts of all channels form one Poisson process of rate ``rate_ps`` (per ps) on [t_lo, t_hi) whose
+    events pick a channel with probabilities ``cum`` (cumulative): exponential gaps give sorted times, so no
+    sort is needed.  Ties: photons first.  Returns the merged count, or -1 when ``out_*`` is too small (the
+    caller grows them and retries from a copy of ``rs``).
+    """
+    cap = out_t.size
+    k = 0
+    i = 0
+    span = float(t_hi - t_lo)
+    x = _rexp(rs, 1.0 / rate_ps) if rate_ps > 0.0 else span
+    while True:
+        td = t_lo + np.int64(x) if x < span else BIG
+        if i < n_ph and ph_t[i] <= td:
+            if k >= cap:
+                return -1
+            out_t[k] = ph_t[i]
+            out_ch[k] = ph_ch[i]
+            out_src[k] = ph_src[i]
+            out_att[k] = ph_att[i]
+            i += 1
+            k += 1
+            continue
+        if td >= BIG:
+            return k
+        if k >= cap:
+            return -1
+        u = _runi(rs)
+        c = 0
+        while c < cum.size - 1 and u >= cum[c]:
+            c += 1
+        out_t[k] = td
+        out_ch[k] = chans[c]
+        out_src[k] = SRC_DARK
+        out_att[k] = -1
+        k += 1
+        x += _rexp(rs, 1.0 / rate_ps)
