@@ -115,3 +115,119 @@ def test_bad_inputs_clear_messages(tmp_path, capsys, case, match):
 def test_missing_file_is_format_error(tmp_path, capsys):
     code, _, err = run(["estimate", str(tmp_path / "nope.h5"), str(tmp_path / "nope2.h5")], capsys)
     assert code == 2 and "no such file" in err
+
+
+# --- the clock calibration of the setup ([clock], written by `timetag calibrate`) -------------------------
+
+TRUE_OFFSET, TRUE_DRIFT = 1_234_567_890_123, 5e-7  # the clock of labs() above
+
+
+def setup_file(tmp_path, clock=None, name="setup.toml"):
+    from timetag.simulator import build_setup, load_preset
+
+    s = build_setup(load_preset("lmu2022"), (3, 3))
+    if clock is not None:
+        s = type(s)(labs=s.labs, name=s.name, extra={**s.extra, "clock": clock})
+    path = tmp_path / name
+    s.save(path)
+    return path
+
+
+def test_setup_clock_is_used_and_reported(tmp_path, capsys):
+    A, B = labs(n=1000, drop_b=[3])
+    pa, pb = write_pair(tmp_path, A, B)
+    good = setup_file(tmp_path, {"offset_ps": TRUE_OFFSET, "drift": TRUE_DRIFT, "offset_err_ps": 10.0})
+    res = estimate(pa, pb, samples=0, setup=good)
+    c = res["join"]["clock"]
+    assert c["source"] == "calibrated" and c["setup"] == str(good) and c["calibrated"]["offset_err_ps"] == 10.0
+    assert res["join"]["offset_ps"] == TRUE_OFFSET and res["join"]["drift"] == TRUE_DRIFT
+    assert res["join"]["method"] == "given" and res["join"]["pairs"] == 999
+    # the rounds were not processed with this setup: said, not refused
+    assert any("only its [clock] table is used" in n for n in res["join"]["notes"])
+    code, out, err = run(["estimate", str(pa), str(pb), "--setup", str(good), "--samples", "0"], capsys)
+    assert code == 0, err
+    assert "clock: [clock] of" in out and "setup.toml" in out and "only its [clock] table" in out
+
+
+def test_setup_clock_really_drives_the_join_and_explicit_values_win(tmp_path, capsys):
+    A, B = labs(n=800)
+    pa, pb = write_pair(tmp_path, A, B)
+    # offset 0.3 s off: with it no round can pair (the estimated clock would have paired them all)
+    bad = setup_file(tmp_path, {"offset_ps": TRUE_OFFSET + 300_000_000_000, "drift": TRUE_DRIFT})
+    assert estimate(pa, pb, samples=0)["join"]["pairs"] == 800
+    res = estimate(pa, pb, samples=0, setup=bad, strict=False)
+    assert res["join"]["pairs"] < 10 and res["join"]["clock"]["source"] == "calibrated"
+    assert any("may not belong to this run" in n for n in res["join"]["notes"])
+    code, _, err = run(["estimate", str(pa), str(pb), "--setup", str(bad), "--json"], capsys)
+    assert code == 2 and "Traceback" not in err
+    # 100 s off: beyond Bob's whole run, nothing pairs and the message names the clock used
+    far = setup_file(tmp_path, {"offset_ps": TRUE_OFFSET + 10**14, "drift": TRUE_DRIFT}, "far.toml")
+    code, _, err = run(["estimate", str(pa), str(pb), "--setup", str(far)], capsys)
+    assert code == 2 and "could be paired" in err and "[clock] of" in err and "far.toml" in err
+    # an explicit offset overrides the table's; the drift still comes from it
+    code, out, err = run(["estimate", str(pa), str(pb), "--setup", str(bad), "--json", "--samples", "0",
+                          "--offset-ps", str(TRUE_OFFSET)], capsys)
+    assert code == 0, err
+    j = json.loads(out)["join"]
+    assert j["clock"]["source"] == "calibrated+given" and j["pairs"] == 800 and j["drift"] == TRUE_DRIFT
+    both = estimate(pa, pb, samples=0, setup=bad, offset_ps=TRUE_OFFSET, drift=TRUE_DRIFT)["join"]["clock"]
+    assert both["source"] == "given" and both["calibrated"]["offset_ps"] == TRUE_OFFSET + 300_000_000_000
+    # the clock= argument is the same thing without a file
+    res = estimate(pa, pb, samples=0, clock={"offset_ps": TRUE_OFFSET, "drift": TRUE_DRIFT})
+    assert res["join"]["clock"]["source"] == "calibrated" and res["join"]["pairs"] == 800
+
+
+def test_setup_without_clock_falls_back_to_estimation(tmp_path):
+    A, B = labs(n=600)
+    pa, pb = write_pair(tmp_path, A, B)
+    res = estimate(pa, pb, samples=0, setup=setup_file(tmp_path))
+    assert res["join"]["clock"]["source"] == "estimated" and res["join"]["pairs"] == 600
+    assert any("no [clock] table" in n for n in res["join"]["notes"])
+    assert abs(res["join"]["drift"] - TRUE_DRIFT) < 1e-8
+
+
+@pytest.mark.parametrize("clock, match", [({"offset_ps": "soon", "drift": 0.0}, "offset_ps"),
+                                          ({"offset_ps": 5}, "drift")])
+def test_bad_clock_table_is_one_line(tmp_path, capsys, clock, match):
+    A, B = labs(n=300)
+    pa, pb = write_pair(tmp_path, A, B)
+    s = setup_file(tmp_path, clock)
+    code, _, err = run(["estimate", str(pa), str(pb), "--setup", str(s)], capsys)
+    assert code == 2 and match in err and str(s) in err and "Traceback" not in err
+
+
+def test_calibrated_clock_end_to_end_on_the_simulator(tmp_path):
+    """simulate (drifting Bob clock) -> calibrate clock -> process with that setup -> estimate --setup."""
+    from calibrate.api import calibrate_run
+    from timetag.process import process_files
+    from timetag.setupfile import load_setup
+    from timetag.simulator import load_preset, simulate
+
+    p = load_preset("lmu2022").with_overrides(bob_clock_drift_ppm=0.4)
+    r = simulate(p, 300, 8, tmp_path / "sim", speedup=3000.0)
+    cal, _ = calibrate_run([r.alice], [r.bob], load_setup(r.setup), steps=["clock"])
+    cal_path = tmp_path / "calibrated.toml"
+    cal.save(cal_path)
+    for lab in ("alice", "bob"):
+        process_files([getattr(r, lab)], cal_path, lab, tmp_path / f"{lab}.h5", progress=False, checksum=False)
+    res = estimate(tmp_path / "alice.h5", tmp_path / "bob.h5", samples=0, setup=cal_path, strict=False)
+    j = res["join"]
+    assert j["clock"]["source"] == "calibrated" and j["notes"] == []
+    assert j["offset_ps"] == cal.extra["clock"]["offset_ps"] and abs(j["drift"] - 0.4e-6) < 1e-9
+    assert j["pairs"] == 300 and j["unmatched_alice"] == 0 and j["unmatched_bob"] == 0
+
+
+def test_patterns_option_selects_heralds(tmp_path, capsys):
+    from timetag.records import PATTERN_PSI_MINUS, PATTERN_PSI_PLUS
+
+    A, B = labs(n=1200)
+    A["pattern"] = np.where(np.arange(1200) % 3 == 0, PATTERN_PSI_MINUS, PATTERN_PSI_PLUS)
+    pa, pb = write_pair(tmp_path, A, B)
+    code, out, err = run(["estimate", str(pa), str(pb), "--json", "--samples", "0", "--patterns", "psi+"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["rounds"] == 800 and res["sift"]["pattern_selection"] == ["psi+"]
+    code, out, err = run(["estimate", str(pa), str(pb), "--samples", "0"], capsys)
+    assert code == 0 and "psi- 400" in out
+    code, _, err = run(["estimate", str(pa), str(pb), "--patterns", "phi+"], capsys)
+    assert code == 2 and "phi+" in err

@@ -21,8 +21,9 @@ def register(app):
         offset_ps: float | None = typer.Option(None, "--offset-ps", help="Bob clock - Alice clock (default: estimated)."),
         drift: float | None = typer.Option(None, "--drift", help="Relative clock drift (default: estimated)."),
         setup: Path | None = typer.Option(None, "--setup", "-s",
-                                          help="Setup TOML; its [clock] table (timetag calibrate) gives the "
-                                               "offset/drift of the join unless --offset-ps/--drift are given."),
+                                          help="Setup TOML; its clock table (written by timetag calibrate) "
+                                               "gives the offset/drift of the join unless --offset-ps/--drift "
+                                               "are given."),
         patterns: str | None = typer.Option(None, "--patterns",
                                             help="Use only these herald patterns, e.g. 'psi+' (default: all; "
                                                  "psi- rounds are relabelled into the psi+ frame)."),
@@ -43,13 +44,14 @@ def register(app):
             typer.echo(json.dumps(res, allow_nan=False))
             return
         from rich.console import Console
+        from rich.markup import escape
 
         from ..estimators.report import render_table
 
         con = Console(width=max(100, Console().width))
         con.print(render_table(res))
         j, s = res["join"], res["sift"]
-        con.print(f"joined {j['pairs']} pairs (clock: {j['clock']['label']}; offset {j['offset_ps'] / 1e12:.6f} s, "
+        con.print(f"joined {j['pairs']} pairs (clock: {escape(j['clock']['label'])}; offset {j['offset_ps'] / 1e12:.6f} s, "
                   f"drift {j['drift']:.3g}); unmatched Alice {j['unmatched_alice']}, Bob {j['unmatched_bob']}; "
                   f"unassignable {s['unassignable']}; flagged {s['flagged_pairs']} ({s['flag_policy']}; "
                   f"{res['flagged_other_policy']['policy']}: S = {_f3(res['flagged_other_policy']['S'])})")
@@ -59,7 +61,7 @@ def register(app):
             con.print(f"heralds used: psi+ {pu['psi+']}, psi- {pu['psi-']} (Bob's input relabelled y -> 1 - y), "
                       f"none {pu['none']}, other {pu['other']}{sel}")
         for n in j["notes"]:
-            con.print(f"[yellow]note:[/] {n}")
+            con.print(f"[yellow]note:[/] {escape(n)}")
 
 
 def _f3(v):

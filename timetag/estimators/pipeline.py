@@ -1,6 +1,7 @@
 """Two rounds files (or RoundsData) -> join -> sift -> every estimator: the JSON object of `timetag estimate`."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -72,7 +73,13 @@ def clock_from_setup(setup) -> tuple[dict | None, str, str]:
     if not isinstance(table, dict):
         raise EstimationError(f"{where}: [clock] must be a table with offset_ps and drift, got {table!r}")
     return ({"offset_ps": _clock_number(table, "offset_ps", where), "drift": _clock_number(table, "drift", where),
-             **{k: table[k] for k in ("offset_err_ps", "drift_err", "pairs") if k in table}}, where, setup.hash)
+             **{k: _finite(table[k]) for k in ("offset_err_ps", "drift_err", "pairs") if k in table}},
+            where, setup.hash)
+
+
+def _finite(v):
+    # the table goes into strict JSON: NaN/inf uncertainties (an under-determined fit) become None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def resolve_clock(offset_ps=None, drift=None, clock: dict | None = None, clock_name: str = "") -> tuple:
@@ -134,6 +141,9 @@ def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int 
                          f"{rh[:12]}); only its [clock] table is used")
     offset_ps, drift, clock_info = resolve_clock(offset_ps, drift, clock, clock_name)
     j = join_rounds(a, b, offset_ps=offset_ps, drift=drift, tolerance_ps=tolerance_ps)
+    if clock_info["source"].startswith("calibrated") and j.n_pairs < 0.5 * min(len(a.rounds), len(b.rounds)):
+        notes.append(f"few pairs with the calibrated clock of {clock_name or 'the clock argument'}: it may not "
+                     "belong to this run; without it the clock is estimated from the trigger times")
     j.notes[:0] = notes
     if j.n_pairs == 0:
         raise EstimationError(f"no rounds of {_name(a)} and {_name(b)} could be paired in time "
