@@ -21,9 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..provenance import jsonable
-
-from ..provenance import provenance
+from ..errors import TimetagError
+from ..provenance import jsonable, provenance
 from ..records import empty_rounds
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup
@@ -31,7 +30,8 @@ from .sources import Batch, Source
 from .status import LabStats, alarms
 
 StatusCallback = Callable[[dict], None]
-_EST_DTYPE = np.dtype([("index", "<i8"), ("setting", "i1"), ("output", "i1"), ("flags", "<u4"), ("trigger_time", "<i8")])
+_EST_DTYPE = np.dtype([("index", "<i8"), ("setting", "i1"), ("output", "i1"), ("pattern", "i1"), ("flags", "<u4"),
+                       ("trigger_time", "<i8")])
 
 
 def default_pipeline_factory(lab_setup: LabSetup):
@@ -207,7 +207,7 @@ class LiveRunner:
             self.stats[lab].add_rounds(rounds)
             if self.estimate:
                 self._est_rounds[lab].append(
-                    np.asarray(rounds[["index", "setting", "output", "flags", "trigger_time"]]).astype(_EST_DTYPE))
+                    np.asarray(rounds[list(_EST_DTYPE.names)]).astype(_EST_DTYPE))
         self.stats[lab].add_heralds(heralds)
 
     def _flush(self, now: float) -> None:
@@ -321,19 +321,19 @@ def running_estimate(ra: np.ndarray, rb: np.ndarray) -> dict:
         a, b = ra, rb  # same number of rounds: pair by index
     else:
         return {"pairs": 0, "note": "round counts of the labs differ and the join is not available"}
-    ok = (a["flags"] == 0) & (b["flags"] == 0) & (a["setting"] >= 0) & (b["setting"] >= 0)
+    # Flagged rounds are kept, as in `timetag estimate` (every heralded round counts in the DI setting);
+    # only rounds whose input is unknown cannot be assigned.
+    ok = (a["setting"] >= 0) & (b["setting"] >= 0)
     a, b = a[ok], b[ok]
     res: dict = {"pairs": int(a.size)}
     if a.size == 0:
         return res
+    from ..estimators import estimate_from_pairs
+
     try:
-        from ..estimators import estimate_from_pairs
-    except ImportError as exc:
-        res["note"] = f"estimators not available ({exc})"
-        return res
-    try:
-        est = estimate_from_pairs(a["setting"], b["setting"], a["output"], b["output"], samples=5000)
-    except Exception as exc:  # too few rounds per setting pair early in a run: keep the view alive
+        est = estimate_from_pairs(a["setting"], b["setting"], a["output"], b["output"], pattern=a["pattern"],
+                                  samples=5000)
+    except (TimetagError, ValueError, FloatingPointError) as exc:  # too few rounds per setting pair yet
         res["note"] = f"not enough rounds yet ({exc})"
         return res
     res.update(compact_estimate(est))
