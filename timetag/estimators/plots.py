@@ -68,7 +68,10 @@ def plot_finite_key(res: dict, path) -> Path:
         ax.semilogx(N, np.where(r > 0, r, np.nan), label=f"S = {S:.3f}, Q = {res['Q']:.3f}")
         asym = res["key_rate_per_event"][fk["protocol"]] if fk["protocol"] in res["key_rate_per_event"] else None
         if asym is not None:
-            ax.axhline(asym, color="grey", ls=":", label=f"asymptotic {asym:.3f}")
+            ax.axhline(asym, color="grey", ls=":", label=f"asymptotic {asym:.3f} (ideal error correction)")
+        # the finite-key curve tends to the asymptotic rate with the same error-correction cost f_EC
+        limit = float(finite_key_length(1e300, S, Q0, Q1, **fk) / 1e300)
+        ax.axhline(limit, color="grey", ls="--", lw=0.8, label=f"N -> inf with f_EC = {fk['f_ec']:g}: {limit:.3f}")
         nmin = min_block_length(S, Q0, Q1, **fk)
         if np.isfinite(nmin):
             ax.axvline(nmin, color="tab:red", ls="--", label=f"N_min = {nmin:.3g}")
