@@ -33,9 +33,9 @@ def _synthetic(n: int, seed: int = 1):
 
 
 def run(quick: bool) -> list[dict]:
-    from timetag.chunk import TagChunk
+    from timetag.chunk import DEFAULT_CHUNK_SIZE, TagChunk
     from timetag.formats import open_tags
-    from timetag.formats.dump import write_dump
+    from timetag.formats.dump import DumpReader, write_dump
     from timetag.formats.ptu import write_ptu
 
     n = 6_000_000 if quick else 50_000_000
@@ -64,6 +64,13 @@ def run(quick: bool) -> list[dict]:
             # a reader must materialise fresh arrays, so the fair floor is a copy (fresh pages), not a sum
             t.copy()
             c.copy()
+
+        def chunked_copy_pass():
+            # the same pass in the reader's chunk size: its allocations are recycled by malloc like the reader's,
+            # so neither side pays first-touch page faults the other does not
+            for lo in range(0, n, DEFAULT_CHUNK_SIZE):
+                t[lo:lo + DEFAULT_CHUNK_SIZE].copy()
+                c[lo:lo + DEFAULT_CHUNK_SIZE].copy()
 
         def sum_pass():
             t.sum()
@@ -110,14 +117,26 @@ def run(quick: bool) -> list[dict]:
                         "unit": "x memory-pass rate", "baseline": "time.copy(); channel.copy()",
                         "target": "report only", "gross_regression": False})
 
-        def ours_dump():
+        def ours_dump(fn=dump_fn, **kw):
             k = 0
-            for ch in open_tags(dump_fn, format="dump"):
+            reader = DumpReader(fn, **kw) if kw else open_tags(fn, format="dump")
+            for ch in reader:
                 k += len(ch)
             assert k == n
 
+        # interleaved, best of each: other processes on this shared machine shift every rate between rounds
+        dump_cases = {"default": ours_dump, "pread": lambda: ours_dump(use_mmap=False)}
         ours_dump()
-        t_dump = _best(ours_dump, repeat)
+        best = dict.fromkeys(dump_cases, float("inf"))
+        t_mem = t_sum = t_cmem = float("inf")
+        for _ in range(repeat):
+            for key, case in dump_cases.items():
+                best[key] = min(best[key], _best(case, 1))
+            t_mem = min(t_mem, _best(mem_pass, 2))
+            t_sum = min(t_sum, _best(sum_pass, 2))
+            t_cmem = min(t_cmem, _best(chunked_copy_pass, 2))
+        t_dump = best["default"]
+        mem_rate, sum_rate = n / t_mem, n / t_sum
         ratio = (n / t_dump) / mem_rate
         results.append({"name": "dump_read_vs_memory_pass", "value": ratio, "unit": "x memory-pass rate",
                         "baseline": "time.copy(); channel.copy() of the decoded arrays", "target": ">= 0.4",
@@ -125,7 +144,15 @@ def run(quick: bool) -> list[dict]:
         results.append({"name": "dump_read_vs_sum_pass", "value": (n / t_dump) / sum_rate,
                         "unit": "x sum-pass rate", "baseline": "time.sum(); channel.sum() (read-only)",
                         "target": "report only", "gross_regression": False})
+        results.append({"name": "dump_read_vs_chunked_memory_pass", "value": t_cmem / t_dump,
+                        "unit": "x chunked memory-pass rate",
+                        "baseline": f"time/channel copied in slices of {DEFAULT_CHUNK_SIZE} (the reader's chunk size)",
+                        "target": "report only", "gross_regression": False})
         results.append({"name": "dump_read_rate", "value": n / t_dump, "unit": "tags/s", "baseline": "absolute",
+                        "target": "report only", "gross_regression": False})
+        results.append({"name": "dump_read_pread_vs_memory_pass", "value": t_mem / best["pread"],
+                        "unit": "x memory-pass rate",
+                        "baseline": "time.copy(); channel.copy(); reader with use_mmap=False (preadv fallback)",
                         "target": "report only", "gross_regression": False})
     return results
 

@@ -6,8 +6,8 @@ Non-tag records become lost-data events of the stream (:mod:`timetag.chunk`).
 """
 from __future__ import annotations
 
+import mmap
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -38,62 +38,36 @@ def sniff(path, head: bytes) -> bool:
     return bool(np.all(rec["type"] <= 4) and np.all(rec["reserved"] == 0) and np.all(rec["time"] >= 0))
 
 
-# Records are read in blocks of this many (1 MiB): a block stays in the L2 cache between the read that
-# fills it and the split that empties it, which is what makes the pass run near memory speed.
-BLOCK_RECORDS = 1 << 16
-
-
-class _Recycler:
-    """Output arrays for chunks, reused once nothing outside the pool refers to them any more.
-
-    Freshly allocated memory costs a page fault per page on first touch, which is most of the cost of reading
-    a dump file.  A set handed out in a chunk is taken again only when CPython's reference count shows that
-    no chunk, view or buffer export of it survives (a view or memoryview holds a reference to its base), so a
-    consumer that keeps a chunk keeps its data: nothing is ever overwritten under it.
-    """
-
-    def __init__(self, size: int, slots: int = 3):
-        self.size = size
-        self.slots = slots
-        self._sets: list[tuple[np.ndarray, np.ndarray]] = []
-        self._baseline = None
-
-    @staticmethod
-    def _refs(arr: np.ndarray) -> int:
-        return sys.getrefcount(arr)
-
-    def get(self) -> tuple[np.ndarray, np.ndarray]:
-        for pair in self._sets:
-            if self._refs(pair[0]) <= self._baseline and self._refs(pair[1]) <= self._baseline:
-                return pair
-        pair = (np.empty(self.size, np.int64), np.empty(self.size, np.int32))
-        if len(self._sets) < self.slots:
-            self._sets.append(pair)
-            if self._baseline is None:   # references held by the pool itself, counted the same way as above
-                self._baseline = self._refs(self._sets[0][0])
-        return pair
+# Records are taken through a sliding memory-mapped window of this many (8 MiB): the split reads the page
+# cache directly (no copy into a buffer), and unmapping each window keeps the resident set flat however large
+# the file.  Where mapping is impossible, blocks of READ_RECORDS (1 MiB, so that the block is still in the L2
+# cache when the split reads it) are read with preadv into one reused buffer.
+WINDOW_RECORDS = 1 << 19
+READ_RECORDS = 1 << 16
 
 
 class DumpReader:
     """Chunked reader of the records (64-bit offsets throughout).
 
-    Records are read with ``preadv`` into one small reused block buffer rather than through a memory map:
-    mapped file pages count towards the resident set, so a memory map makes the peak RSS grow with the file
-    size.  Each block is split into the chunk's tag arrays while it is still in cache.
+    The file is never mapped whole (mapped pages count towards the resident set, so peak RSS would grow with
+    the file size): each chunk is assembled from windows of at most ``WINDOW_RECORDS`` records, each mapped,
+    split into the chunk's tag arrays and unmapped (or read with ``preadv`` when the file cannot be mapped).
+    The file size is checked before each window, so a file truncated while it is read gives an error rather
+    than a bus error, except in the unavoidable race of a truncation during the window's own split.
 
-    ``recycle`` (default True): the tag arrays of a chunk are reused for a later chunk once the consumer holds
-    no reference to them (see :class:`_Recycler`); chunks that are kept stay intact either way.  False
-    allocates fresh arrays for every chunk.
+    Each chunk gets fresh tag arrays, which the consumer may keep.  (A pool reusing them across chunks was
+    measured: no gain once a file is under way, because malloc already hands the freed blocks of earlier
+    chunks back without new page faults; only the first two chunks of a file pay first-touch faults.)
     """
 
     format = NAME
     resolution_ps = 1
 
-    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, recycle: bool = True):
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, use_mmap: bool = True):
         self.path = Path(path)
         self.chunk_size = max(int(chunk_size), 1)
         self.check_order = check_order
-        self.recycle = recycle
+        self.use_mmap = use_mmap
         size = self.path.stat().st_size
         if size == 0:
             raise FormatError("file is empty (a dump file holds 16-byte records)", path=self.path)
@@ -119,46 +93,80 @@ class DumpReader:
         if stop <= start:
             return
         size = min(self.chunk_size, stop - start)
-        block = min(BLOCK_RECORDS, size)
-        buf = np.empty(block, RECORD_DTYPE)
-        lost_i = np.empty(block, np.int64)
-        pool = _Recycler(size) if self.recycle else None
+        window = min(WINDOW_RECORDS if self.use_mmap else READ_RECORDS, size)
+        lost_i = np.empty(window, np.int64)
         last = np.iinfo(np.int64).min
         with open(self.path, "rb", buffering=0) as fh:
-            fd = fh.fileno()
+            windows = _Windows(fh, self.path, window, self.use_mmap)
             for lo in range(start, stop, self.chunk_size):
                 hi = min(lo + self.chunk_size, stop)
-                out_t, out_c = pool.get() if pool else (np.empty(size, np.int64), np.empty(size, np.int32))
+                out_t, out_c = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int32)
                 w, lost = 0, []
-                for b in range(lo, hi, block):
-                    rec = self._read(fd, buf, b, min(b + block, hi))
+                for b in range(lo, hi, window):
+                    rec = windows.open(b, min(b + window, hi))
                     k, m, bad, back, new_last = split_records(rec, last, self.check_order, out_t[w:], out_c[w:],
                                                               lost_i)
                     if bad >= 0:
-                        decode_records(rec[bad:bad + 1], offset=b + bad, path=self.path)   # raises, naming the code
+                        bad_rec = rec[bad:bad + 1].copy()
+                        del rec
+                        windows.close()
+                        decode_records(bad_rec, offset=b + bad, path=self.path)   # raises, naming the code
                     if back >= 0:
-                        raise DataValidationError(f"time goes backwards: {int(rec['time'][back])} ps after "
-                                                  f"{new_last} ps", path=self.path, index=b + back)
+                        t_back = int(rec["time"][back])
+                        del rec
+                        windows.close()
+                        raise DataValidationError(f"time goes backwards: {t_back} ps after {new_last} ps",
+                                                  path=self.path, index=b + back)
                     if m:
                         lost.append(_lost_events(rec[lost_i[:m]]))
+                    del rec
+                    windows.close()
                     w += k
                     last = new_last
-                chunk = TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
-                del out_t, out_c, rec   # the pool must see only the chunk's references
-                yield chunk
-                del chunk
+                yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
 
-    def _read(self, fd: int, buf: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        rec = buf[: hi - lo]
+
+class _Windows:
+    """Record windows [lo, hi) of an open dump file: mapped when possible, else read into one reused buffer.
+
+    The caller drops every view of a window before ``close()`` (an mmap with live views cannot be closed).
+    """
+
+    def __init__(self, fh, path: Path, window: int, use_mmap: bool):
+        self.fd, self.path = fh.fileno(), path
+        self._mm = None
+        self._window = window   # the largest window asked for
+        self._buf = None if use_mmap else np.empty(window, RECORD_DTYPE)
+
+    def open(self, lo: int, hi: int) -> np.ndarray:
+        start, stop = lo * RECORD_SIZE, hi * RECORD_SIZE
+        size = os.fstat(self.fd).st_size
+        if size < stop:
+            raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}, the file "
+                              f"now ends at byte {size}", path=self.path, offset=size)
+        if self._buf is None:
+            base = start - start % mmap.ALLOCATIONGRANULARITY
+            try:
+                self._mm = mmap.mmap(self.fd, stop - base, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=base)
+            except (OSError, ValueError):   # e.g. a file system without mmap: read instead, from now on
+                self._buf = np.empty(self._window, RECORD_DTYPE)
+            else:
+                return np.frombuffer(self._mm, RECORD_DTYPE, count=hi - lo, offset=start - base)
+        rec = self._buf[: hi - lo]
         view = memoryview(rec).cast("B")
         got = 0
         while got < view.nbytes:
-            n = os.preadv(fd, [view[got:]], lo * RECORD_SIZE + got)
+            n = os.preadv(self.fd, [view[got:]], start + got)
             if not n:
                 raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}",
-                                  path=self.path, offset=lo * RECORD_SIZE + got)
+                                  path=self.path, offset=start + got)
             got += n
         return rec
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
 
 
 def _lost_events(other: np.ndarray) -> np.ndarray:

@@ -138,49 +138,69 @@ class H5TagReader:
 
 
 class H5TagWriter:
-    """Streaming writer with resizable, chunked, compressed datasets."""
+    """Streaming writer with resizable, chunked, compressed datasets.
+
+    ``swmr=True`` writes a file that can be read while it grows (``timetag live --source follow:FILE``, or
+    ``h5py.File(path, "r", libver="latest", swmr=True)`` with ``refresh()``): the file uses the latest format
+    (readable by HDF5 >= 1.10 only), SWMR mode starts once every dataset and attribute exists (none can be
+    added after), and each ``write`` flushes, so a reader sees whole chunks: the chunk's lost events first,
+    then timestamps, then detectors (a reader takes rows up to the shorter tag dataset).
+    """
 
     def __init__(self, path, lab: str | None = None, resolution_ps: float = 1, provenance: dict | None = None,
-                 compression: str | None = "gzip", **_ignored):
+                 compression: str | None = "gzip", swmr: bool = False, **_ignored):
         import h5py
 
         from ..provenance import provenance as make_prov, write_h5_provenance
 
         self.path = Path(path)
-        self._f = f = h5py.File(self.path, "w")
-        f.attrs["format"] = FORMAT_TAG
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["resolution_ps"] = resolution_ps
-        if lab is not None:
-            f.attrs["lab"] = lab
-        write_h5_provenance(f, provenance if provenance is not None else make_prov())
-        f["description"] = "time tags written by timetag (time in ps, channel numbers as in the source)"
-        g = f.create_group("photon_data")
-        kw = dict(chunks=(_ROWS_PER_CHUNK,), maxshape=(None,))
-        if compression:
-            kw.update(compression=compression, shuffle=True)
-            if compression == "gzip":
-                kw["compression_opts"] = 1    # fast: tag files are large and written while processing
-        self._ts = g.create_dataset("timestamps", shape=(0,), dtype="<i8", **kw)
-        self._det = g.create_dataset("detectors", shape=(0,), dtype="<i4", **kw)
-        g.create_dataset("lost", shape=(0,), dtype=LOST_DTYPE, chunks=(1024,), maxshape=(None,))
-        g["timestamps_specs/timestamps_unit"] = 1e-12
-        self._lost = g["lost"]
+        self.swmr = bool(swmr)
+        self._f = f = h5py.File(self.path, "w", **({"libver": "latest"} if self.swmr else {}))
+        try:
+            f.attrs["format"] = FORMAT_TAG
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["resolution_ps"] = resolution_ps
+            if lab is not None:
+                f.attrs["lab"] = lab
+            write_h5_provenance(f, provenance if provenance is not None else make_prov())
+            f["description"] = "time tags written by timetag (time in ps, channel numbers as in the source)"
+            g = f.create_group("photon_data")
+            kw = dict(chunks=(_ROWS_PER_CHUNK,), maxshape=(None,))
+            if compression:
+                kw.update(compression=compression, shuffle=True)
+                if compression == "gzip":
+                    kw["compression_opts"] = 1    # fast: tag files are large and written while processing
+            self._ts = g.create_dataset("timestamps", shape=(0,), dtype="<i8", **kw)
+            self._det = g.create_dataset("detectors", shape=(0,), dtype="<i4", **kw)
+            g.create_dataset("lost", shape=(0,), dtype=LOST_DTYPE, chunks=(1024,), maxshape=(None,))
+            g["timestamps_specs/timestamps_unit"] = 1e-12
+            self._lost = g["lost"]
+            if self.swmr:
+                f.swmr_mode = True
+                f.flush()
+        except BaseException:
+            f.close()
+            raise
         self.records = 0
 
     def write(self, chunk: TagChunk) -> None:
-        n = len(chunk)
-        if n:
-            self._ts.resize((self.records + n,))
-            self._det.resize((self.records + n,))
-            self._ts[self.records:] = chunk.time
-            self._det[self.records:] = chunk.channel
-            self.records += n
+        # lost events first: a SWMR follower holds each until it has read a tag at or after its time, so it
+        # must not see those tags before the event
         m = chunk.lost.size
         if m:
             k = self._lost.shape[0]
             self._lost.resize((k + m,))
             self._lost[k:] = chunk.lost
+            if self.swmr:
+                self._lost.flush()
+        n = len(chunk)
+        if n:
+            for ds, values in ((self._ts, chunk.time), (self._det, chunk.channel)):
+                ds.resize((self.records + n,))
+                ds[self.records:] = values
+                if self.swmr:
+                    ds.flush()
+            self.records += n
 
     def close(self) -> None:
         if self._f.id.valid:
