@@ -89,3 +89,38 @@ def test_convert_qutag_needs_tolerance(tmp_path, capsys, real_data):
     code, _, err = _run(["convert", str(src), str(tmp_path / "o.h5"), "--tolerance-ps", "90000"], capsys)
     assert code == 0
     assert np.all(np.diff(read_all(tmp_path / "o.h5").time) >= 0)
+
+
+def test_convert_swmr_output_is_followable(tmp_path):
+    import h5py
+    import numpy as np
+
+    from timetag.chunk import TagChunk
+    from timetag.formats import read_all, write_tags
+
+    src = tmp_path / "a.dump"
+    write_tags(src, [TagChunk(np.arange(1, 1001) * 10, np.arange(1000) % 3)], format="dump")
+    from timetag.commands.convert import convert
+
+    convert(src, tmp_path / "a.h5", swmr=True)
+    convert(src, tmp_path / "plain.h5")
+    # SWMR needs the version-3 superblock (byte 8 of an HDF5 file); the default stays widely readable (version 0)
+    assert (tmp_path / "a.h5").read_bytes()[8] == 3 and (tmp_path / "plain.h5").read_bytes()[8] == 0
+    with h5py.File(tmp_path / "a.h5", "r", libver="latest", swmr=True) as f:
+        assert f["photon_data/timestamps"].shape == (1000,)
+    assert np.array_equal(read_all(tmp_path / "a.h5").time, np.arange(1, 1001) * 10)
+
+
+def test_convert_swmr_refuses_non_hdf5(tmp_path):
+    import numpy as np
+    import pytest
+
+    from timetag.chunk import TagChunk
+    from timetag.commands.convert import convert
+    from timetag.errors import SetupError
+    from timetag.formats import write_tags
+
+    src = tmp_path / "a.dump"
+    write_tags(src, [TagChunk([1, 2], [0, 1])], format="dump")
+    with pytest.raises(SetupError, match="HDF5 output only"):
+        convert(src, tmp_path / "b.dump", swmr=True)

@@ -10,7 +10,7 @@ from ..chunk import DEFAULT_CHUNK_SIZE
 
 
 def convert(src, dst, format: str | None = None, in_format: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-            drop_lost: bool = False, tolerance_ps: int = 0, progress: bool = False) -> dict:
+            drop_lost: bool = False, tolerance_ps: int = 0, progress: bool = False, swmr: bool = False) -> dict:
     """Convert ``src`` to ``dst`` chunk by chunk; returns a small summary (tags written, formats)."""
     from ..errors import FormatError
     from ..formats import open_tags, writer_for
@@ -24,6 +24,12 @@ def convert(src, dst, format: str | None = None, in_format: str | None = None, c
     meta = {"resolution_ps": reader.resolution_ps, "provenance": provenance(inputs=[src], converted_from=reader.format)}
     if drop_lost:
         meta["drop_lost"] = True
+    if swmr:
+        from ..errors import SetupError
+
+        if (format or "").lower() not in ("h5", "hdf5") and dst.suffix.lower() not in (".h5", ".hdf5"):
+            raise SetupError("--swmr applies to HDF5 output only", key="swmr")
+        meta["swmr"] = True
     n = 0
     writer = writer_for(dst, format, **meta)
     try:
@@ -65,6 +71,8 @@ def register(app):
                                        "(overflow/missed/error) instead of refusing to convert."),
         tolerance_ps: int = typer.Option(0, "--tolerance-ps", min=0, help="Reorder tags that are out of time "
                                          "order by at most this many ps (quTAG files) instead of failing."),
+        swmr: bool = typer.Option(False, "--swmr", help="HDF5 output readable while it is written (single-writer/"
+                                  "multiple-reader), so `timetag live --source follow:OUT.h5` can follow it."),
     ):
         """Convert a time-tag file to another format, streaming (files larger than memory are fine).
 
@@ -73,7 +81,7 @@ def register(app):
         A progress bar is shown on stderr.
         """
         s = convert(src, dst, format=format, in_format=in_format, chunk_size=chunk_size, drop_lost=drop_lost,
-                    tolerance_ps=tolerance_ps, progress=True)
+                    tolerance_ps=tolerance_ps, progress=True, swmr=swmr)
         msg = f"{s['tags']} tags {s['from']} -> {s['output']}"
         if s["lost_dropped"]:
             msg += f" ({s['lost_dropped']} lost-data events dropped)"
