@@ -12,6 +12,7 @@ from timetag.setupfile import LabSetup, Setup
 
 from .clock import ClockResult, calibrate_clock
 from .darkcounts import DarkCounter, DarkCountResult
+from .pulse import FWHM_TO_SIGMA, PULSE_FWHM_PS
 from .delays import DelayResult, calibrate_delays
 from .histograms import ArrivalHistogrammer, CountHistogrammer, count_histogram
 from .report import CalibrationReport
@@ -22,6 +23,8 @@ from .window import DetectorProfile, FomParams, WindowResult, choose_window, psi
 STEPS = ("delays", "window", "thresholds", "darkcounts", "clock")
 _MARGIN_PS = 1_000_000
 AFTERPULSE_GUARD_PS = 3_000_000   # dark counts: skip this long after each pulse region (its afterpulses)
+EDGE_BIN_PS = 10                   # conditional-sync edge histogram: the edge is located to ~1/(density)
+EDGE_GUARD_PS = 10_000             # ... leaving out clicks this close after a recorded sync (> delay errors)
 
 
 @dataclass
@@ -30,6 +33,7 @@ class LabData:
 
     lab: LabSetup
     arrival: ArrivalHistogrammer | None = None
+    edge: ArrivalHistogrammer | None = None     # fine, guarded histogram for the conditional-sync edge
     counts: CountHistogrammer | None = None
     dark: DarkCounter | None = None
     ready_times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -62,8 +66,13 @@ def arrival_range(lab: LabSetup) -> tuple[int, int]:
 
 
 def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE,
-            bin_ps: int | None = None) -> LabData:
-    """One streaming pass over a lab's tag files."""
+            bin_ps: int | None = None, edge: bool = True) -> LabData:
+    """One streaming pass over a lab's tag files.
+
+    ``edge``: with ``sync_reference = 'next'`` (conditional-sync recording) also collect the finely
+    binned, guarded histogram in which :func:`calibrate.delays.locate_edge` finds each detector's
+    conditional-sync edge (see :mod:`calibrate.delays`).
+    """
     from timetag.formats import iter_stream
 
     data = LabData(lab)
@@ -71,6 +80,8 @@ def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUN
     rng = arrival_range(lab) if has_bsm else None
     if has_bsm and ({"delays", "window"} & set(steps)):
         data.arrival = ArrivalHistogrammer(lab, bin_ps=bin_ps, range_ps=rng)
+        if edge and "delays" in steps and lab.herald.sync_reference == "next":
+            data.edge = ArrivalHistogrammer(lab, bin_ps=EDGE_BIN_PS, range_ps=rng, guard_ps=EDGE_GUARD_PS)
     if "thresholds" in steps and lab.ready_channel is not None:
         data.counts = CountHistogrammer(lab)
     if "darkcounts" in steps:
@@ -91,12 +102,12 @@ def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUN
     ready = []
     for chunk in iter_stream(paths, chunk_size=chunk_size):
         data.n_tags += len(chunk)
-        for stage in (data.arrival, data.counts, data.dark):
+        for stage in (data.arrival, data.edge, data.counts, data.dark):
             if stage is not None:
                 stage.process(chunk)
         if lab.ready_channel is not None:
             ready.append(chunk.time[chunk.channel == lab.ready_channel])
-    for stage in (data.arrival, data.counts, data.dark):
+    for stage in (data.arrival, data.edge, data.counts, data.dark):
         if stage is not None:
             stage.flush()
     if ready:
@@ -108,14 +119,19 @@ def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUN
 
 def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
                   pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
-                  report: CalibrationReport | None = None, strict: bool = True) -> tuple[LabSetup, LabCalibration]:
+                  report: CalibrationReport | None = None, strict: bool = True,
+                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS) -> tuple[LabSetup, LabCalibration]:
     """Fit what ``data`` supports; returns the updated lab setup and the results.
+
+    ``pulse_fwhm_ps``: the excitation pulse's FWHM (set by the experiment; literature 21 ns), which the
+    joint pulse fit holds (see ``fix_sigma`` in :func:`calibrate.delays.calibrate_delays`); None: free.
 
     ``strict``: a step the data cannot support raises :class:`CalibrationError`; otherwise the step is
     skipped with the reason in the report (its setup values stay as they were).
     """
     lab = data.lab
     rep = report if report is not None else CalibrationReport()
+    fix_sigma = None if pulse_fwhm_ps is None else float(pulse_fwhm_ps) * FWHM_TO_SIGMA
     cal = LabCalibration(lab.name, data=data)
     new = lab
 
@@ -128,9 +144,11 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
     if data.arrival is not None and "delays" in steps:
         h = data.arrival
         vb = h.valid_bins()
+        eh = None if data.edge is None else (data.edge.counts, data.edge.edges)
         try:
             res = calibrate_delays(h.counts[:, vb], h.edges[vb.start:vb.stop + 1], h.channels,
-                                   dict(lab.delays_ps), reference=reference, pulse_position_ps=pulse_position_ps)
+                                   dict(lab.delays_ps), reference=reference, pulse_position_ps=pulse_position_ps,
+                                   edge_hist=eh, fix_sigma=fix_sigma)
         except CalibrationError as exc:
             skip("delays", CalibrationError(f"lab {lab.name!r} delays: {exc}"))
         else:
@@ -144,13 +162,18 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
             f0 = res.fits[0]
             rep.measure(f"{lab.name}.pulse", f"centre {res.target:.0f} ps (corrected, rel. sync), width sigma "
                         f"{f0.sigma:.0f} ps, decay {f0.tau:.0f} +- {f0.err['tau']:.0f} ps")
+            if res.note:
+                rep.warnings.append(f"{lab.name}: {res.note}")
+            if f0.cut is not None:
+                rep.measure(f"{lab.name}.edge", "delays from the conditional-sync edge (attempt sync tick); "
+                            f"pulse centre {f0.mu - f0.cut:.0f} ps after it")
     if data.arrival is not None and "window" in steps:
         h = data.arrival
         vb = h.valid_bins()
         edges = h.edges[vb.start:vb.stop + 1]
         try:
             fits = cal.delays.fits if cal.delays is not None else calibrate_delays(
-                h.counts[:, vb], edges, h.channels, dict(lab.delays_ps)).fits
+                h.counts[:, vb], edges, h.channels, dict(lab.delays_ps), fix_sigma=fix_sigma).fits
             shift = {c: (cal.delays.new[c] - cal.delays.old[c]) if cal.delays is not None else 0 for c in h.channels}
             profiles = {f.channel: DetectorProfile(f.mu - shift[f.channel], f.sigma, f.tau, f.signal, f.background)
                         for f in fits}
@@ -173,7 +196,7 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
             rep.add(lab.name, "herald.window_stop_ps", lab.herald.window_stop_ps, w.stop, float(bin_ps), "ps")
             rep.measure(f"{lab.name}.pulse_end", f"{w.pulse_end:.0f} ps (1 % of the pulse left)")
             rep.measure(f"{lab.name}.window_fom", f"expected key rate x{w.fom_relative:.3f} relative to the "
-                        f"old window (FOM: v0={fom.v0}, kappa={fom.kappa})")
+                        f"old window (FOM: {fom.describe()})")
     if "thresholds" in steps:
         try:
             hist = _count_hist(data)
@@ -219,10 +242,28 @@ def _count_hist(data: LabData) -> np.ndarray:
     return count_histogram(counts)
 
 
+def _with_readout_contrast(fom: FomParams, datas: dict, count_model: str, rep: CalibrationReport) -> FomParams:
+    """The FOM's clean-herald visibility needs both labs' read-out contrast (1 - e0 - e1): from the
+    count histograms when they support a threshold fit, else 1 (with a warning)."""
+    contrast, missing = 1.0, []
+    for name, data in datas.items():
+        try:
+            t = choose_threshold(_count_hist(data), count_model, what=f"lab {name!r} fluorescence counts")
+        except CalibrationError:
+            missing.append(name)
+            continue
+        contrast *= t.fidelity_dark + t.fidelity_bright - 1.0
+    if missing or len(datas) < 2:
+        rep.warnings.append("window FOM: read-out contrast of " + (", ".join(missing) or "the other lab") +
+                            " unknown, taken as 1 (pass --fom-v0 to state the clean-herald visibility)")
+    return replace(fom, readout_contrast=float(contrast))
+
+
 def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "alice", bob_lab: str = "bob",
                   steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE, reference: int | None = None,
                   pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
-                  strict: bool = False, plots_dir=None) -> tuple[Setup, CalibrationReport]:
+                  strict: bool = False, plots_dir=None,
+                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS) -> tuple[Setup, CalibrationReport]:
     """Calibrate from the tags of both labs (either may be None for a one-lab calibration).
 
     Returns the updated setup and the report.  The clock offset/drift (both labs given) goes to the
@@ -239,12 +280,14 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
         if paths is None:
             continue
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        lab = setup.lab(name)
-        data = collect(paths, lab, steps=steps, chunk_size=chunk_size)
-        datas[name] = data
+        datas[name] = collect(paths, setup.lab(name), steps=steps, chunk_size=chunk_size)
+    if "window" in steps and fom.v0 is None:
+        fom = _with_readout_contrast(fom, datas, count_model, rep)
+    for name, data in datas.items():
+        lab = data.lab
         new_lab, cal = calibrate_lab(data, steps=steps, reference=reference if name == alice_lab else None,
                                      pulse_position_ps=pulse_position_ps, fom=fom, count_model=count_model,
-                                     report=rep, strict=strict)
+                                     report=rep, strict=strict, pulse_fwhm_ps=pulse_fwhm_ps)
         new_setup = new_setup.with_lab(name, **{f: getattr(new_lab, f) for f in ("delays_ps", "herald", "round")})
         rep.results[name] = cal
     if "clock" in steps and alice_lab in datas and bob_lab in datas:

@@ -74,6 +74,8 @@ class DelayResult:
     new: dict[int, int]
     err: dict[int, float]     # ps, 1-sigma of each new delay (relative to the target)
     reference: int | None     # channel of the reference detector (None: absolute target)
+    method: str = "pulse"     # 'edge': relative delays from the conditional-sync edge; 'pulse': pulse fit only
+    note: str = ""            # why the edge was not used (when it was asked for)
 
 
 def fit_pulse(counts, edges, *, channel: int = -1, fix_tau: float | None = None,
@@ -123,7 +125,8 @@ def fit_pulse(counts, edges, *, channel: int = -1, fix_tau: float | None = None,
 
 def calibrate_delays(counts, edges, channels, old_delays: dict[int, int], *, reference: int | None = None,
                      pulse_position_ps: float | None = None, fix_tau: float | None = None,
-                     shared_shape: bool = True, cut: bool = False) -> DelayResult:
+                     shared_shape: bool = True, edge_hist: tuple | None = None,
+                     fix_sigma: float | None = None) -> DelayResult:
     """New delays of ``channels`` from their histograms ``counts[k]`` (corrected with ``old_delays``).
 
     ``shared_shape``: after the per-detector fits, one joint fit with a common width and decay time
@@ -133,15 +136,35 @@ def calibrate_delays(counts, edges, channels, old_delays: dict[int, int], *, ref
     ``pulse_position_ps`` given: every detector's pulse centre goes there (absolute).  Otherwise the
     ``reference`` channel (default: the first) keeps its delay and the others are aligned to it.
 
-    ``cut``: the histograms come from conditional-sync recording ('next' rule) and end sharply at the
-    attempt's sync tick (module docstring); the joint fit then includes that edge.
+    ``edge_hist = (counts, edges)``: conditional-sync recording ('next' rule), whose histograms end
+    sharply at the attempt's sync tick (module docstring); a finely binned histogram of the same clicks
+    (best with ``ArrivalHistogrammer(guard_ps=...)``) in which each detector's edge is located.  The
+    relative delays then come from the edges, the pulse model from a fit with the edges fixed.
+
+    ``fix_sigma``: hold the joint fits' Gaussian width (pulse and jitter in quadrature) at this value.
+    The pulse's own width is set by the experiment (pulse shaper), while a free width absorbs the
+    distortions the EMG does not model — two-photon emissions put their photons inside the pulse and
+    their second photons later than a single emission's — and comes out ~15 % narrow on the simulator;
+    the window's contamination term needs the true pulse envelope.
     """
     channels = [int(c) for c in channels]
+    counts = np.asarray(counts)
+    edges = np.asarray(edges)
     fits = tuple(fit_pulse(counts[k], edges, channel=c, fix_tau=fix_tau) for k, c in enumerate(channels))
-    if cut:
-        fits = _joint_cut_fit(np.asarray(counts), edges, fits, fix_tau)
-    elif shared_shape and len(fits) > 1:
-        fits = _joint_fit(np.asarray(counts), edges, fits, fix_tau)
+    edge_err = None
+    note = ""
+    if edge_hist is not None:
+        fine_counts, fine_edges = np.asarray(edge_hist[0]), np.asarray(edge_hist[1])
+        try:
+            located = [locate_edge(fine_counts[k], fine_edges) for k in range(len(channels))]
+        except CalibrationError as exc:
+            note = f"{exc}; delays from the pulse fit"
+        else:
+            cuts = np.array([c for c, _ in located])
+            edge_err = {c: e for c, (_, e) in zip(channels, located)}
+            fits = _joint_cut_fit(counts, edges, fits, fix_tau, cuts, fix_sigma)
+    if edge_err is None and shared_shape and len(fits) > 1:
+        fits = _joint_fit(counts, edges, fits, fix_tau, fix_sigma)
     if pulse_position_ps is not None:
         target, target_err, ref = float(pulse_position_ps), 0.0, None
     else:
@@ -149,16 +172,18 @@ def calibrate_delays(counts, edges, channels, old_delays: dict[int, int], *, ref
         if ref not in channels:
             raise CalibrationError(f"reference detector {ref} is not one of the BSM channels {channels}")
         f = fits[channels.index(ref)]
-        target, target_err = f.mu, f.err["mu"]
+        target, target_err = f.mu, (f.err["mu"] if edge_err is None else edge_err[ref])
     new, err = {}, {}
     for c, f in zip(channels, fits):
         old = int(old_delays.get(c, 0))
         new[c] = old + int(round(f.mu - target))
-        err[c] = 0.0 if c == ref else float(np.hypot(f.err["mu"], target_err))
-    return DelayResult(fits, target, target_err, {c: int(old_delays.get(c, 0)) for c in channels}, new, err, ref)
+        own = f.err["mu"] if edge_err is None or ref is None else edge_err[c]
+        err[c] = 0.0 if c == ref else float(np.hypot(own, target_err))
+    return DelayResult(fits, target, target_err, {c: int(old_delays.get(c, 0)) for c in channels}, new, err, ref,
+                       "edge" if edge_err is not None else "pulse", note)
 
 
-def _joint_fit(counts, edges, fits, fix_tau):
+def _joint_fit(counts, edges, fits, fix_tau, fix_sigma=None):
     """Common sigma and tau, per-detector centre, signal and background."""
     nd = len(fits)
     sig0 = float(np.mean([f.sigma for f in fits]))
@@ -169,7 +194,7 @@ def _joint_fit(counts, edges, fits, fix_tau):
     edges = np.asarray(edges, dtype=np.float64)
 
     def unpack(th):
-        s = np.exp(th[0]) * _NS
+        s = np.exp(th[0]) * _NS if fix_sigma is None else fix_sigma
         t = np.exp(th[1]) * _NS if fix_tau is None else fix_tau
         per = np.asarray(th[2:]).reshape(nd, 3)
         return s, t, per[:, 0] * _NS, np.exp(per[:, 1]), np.exp(per[:, 2])
@@ -187,62 +212,116 @@ def _joint_fit(counts, edges, fits, fix_tau):
     e = res.err
     out = []
     for k, f in enumerate(fits):
-        err = dict(mu=e[2 + 3 * k] * _NS, sigma=e[0] * s, tau=(e[1] * t if fix_tau is None else 0.0),
+        err = dict(mu=e[2 + 3 * k] * _NS, sigma=(e[0] * s if fix_sigma is None else 0.0),
+                   tau=(e[1] * t if fix_tau is None else 0.0),
                    signal=e[3 + 3 * k] * a[k], background=e[4 + 3 * k] * b[k])
         out.append(PulseFit(f.channel, float(mu[k]), s, t, float(a[k]), float(b[k]), err, res.deviance, res.dof))
     return tuple(out)
 
 
-def _edge_start(n, edges, frac: float = 2e-3) -> float:
-    """Where the histogram's counts begin (a starting value for the conditional-sync edge)."""
-    c = np.cumsum(n)
-    i = int(np.searchsorted(c, max(frac * c[-1], 1.0), "left"))
-    return float(edges[min(i, len(edges) - 2)])
+def _edge_start(n, edges, span_ps: float = 2_000.0, min_counts: int = 3) -> float:
+    """Where the histogram's counts begin: the first occupied bin followed by >= ``min_counts`` within
+    ``span_ps`` (a lone stray click before the edge does not count).  Starting value for the edge."""
+    n = np.asarray(n)
+    c = np.concatenate([[0], np.cumsum(n)])
+    k = max(1, int(round(span_ps / float(edges[1] - edges[0]))))
+    for i in np.flatnonzero(n):
+        if c[min(i + k, n.size)] - c[i] >= min_counts:
+            return float(edges[i])
+    return float(edges[0])
 
 
-def _joint_cut_fit(counts, edges, fits, fix_tau):
-    """Common sigma, tau and edge offset P; per detector centre (edge at mu - P), signal, background."""
+def locate_edge(n, edges, *, span_ps: float = 2_000.0, step_ps: float = 1.0):
+    """Position of the conditional-sync edge in one detector's histogram, and its 1-sigma.
+
+    Local change-point model over ``[c0 - span, c0 + span]`` around the first occupied stretch ``c0``:
+    a constant density before the edge ``c`` (stray clicks, ~0) and another after it, both at their MLE
+    given ``c``.  The profile likelihood is scanned on a ``step_ps`` grid — a sharp edge makes the
+    likelihood kinked at bin edges, which gradient fits handle badly.  The error is half the width of
+    the ``Delta(-log L) <= 1/2`` interval, at least 1/density (the first click's scatter behind a sharp
+    edge; the estimate is corrected for its mean).  The pulse density's slope over the span biases ``c`` alike
+    for every detector (same pulse), so relative delays keep no bias from it.
+    """
+    n = np.asarray(n, dtype=np.float64)
     edges = np.asarray(edges, dtype=np.float64)
-    width = np.diff(edges)
+    c0 = _edge_start(n, edges, span_ps)
+    lo_i = max(int(np.searchsorted(edges, c0 - span_ps, "right")) - 1, 0)
+    hi_i = min(int(np.searchsorted(edges, c0 + span_ps, "left")), n.size)
+    e = edges[lo_i:hi_i + 1]
+    k = n[lo_i:hi_i]
+    w = np.diff(e)
+    start, end = float(e[0]), float(e[-1])
+    # the edge lies before the first occupied bin's end, and not far before it: the density right after an
+    # accepted edge is >= 20 clicks / span, so a gap of many 1/rho before c0 would be a step of its own
+    grid = np.arange(max(start, c0 - span_ps / 2) + step_ps, min(end - step_ps, c0 + 2 * float(w.max())), step_ps)
+    after = np.clip(e[1:][None, :] - np.maximum(e[:-1][None, :], grid[:, None]), 0.0, w[None, :])  # [c, bin]
+    before = w[None, :] - after
+    rho_b = (k[None, :] * before / w).sum(axis=1) / (grid - start)
+    rho_a = (k[None, :] * after / w).sum(axis=1) / (end - grid)
+    m = rho_b[:, None] * before + rho_a[:, None] * after
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nll = np.sum(m - np.where(k > 0, k * np.log(np.where(m > 0, m, 1e-300)), 0.0), axis=1)
+    nll = np.where(rho_a > rho_b, nll, np.inf)        # the edge is where the counts begin
+    j = int(np.argmin(nll))
+    if not np.isfinite(nll[j]):
+        raise CalibrationError("no conditional-sync edge: the counts do not begin with a step")
+    # a sharp edge, not the smooth rise of the pulse: next to nothing before it, and right after it a
+    # good fraction of the peak density.  Where a smooth rise first shows a few clicks, the density is a
+    # tiny fraction of the peak however many photons there are; an edge's density grows with them.
+    n_after = rho_a[j] * (end - grid[j])
+    cs = np.concatenate([[0.0], np.cumsum(n)])
+    kk = max(1, int(round((end - grid[j]) / float(np.median(w)))))
+    peak = float(np.max(cs[kk:] - cs[:-kk])) if n.size > kk else float(cs[-1])
+    if not (rho_b[j] < 0.2 * rho_a[j] and n_after >= 20 and n_after >= 0.05 * peak):
+        raise CalibrationError(f"no conditional-sync edge near {c0:.0f} ps ({n_after:.0f} clicks in the "
+                               f"{end - grid[j]:.0f} ps after it, {n_after / max(peak, 1):.3f} of the peak; density "
+                               f"before/after {rho_b[j] / max(rho_a[j], 1e-300):.2f})")
+    inside = grid[nll <= nll[j] + 0.5]
+    # the first click after a sharp edge lies Exp(1/rho) behind it: that, not the (one-sided) likelihood
+    # interval, is the scatter of the estimate
+    err = max(0.5 * float(inside.max() - inside.min()), 1.0 / rho_a[j], float(np.median(w)) / np.sqrt(12))
+    # the maximum sits at the first click, on average 1/rho behind the edge (less half a bin, where the
+    # binned likelihood puts it inside the first occupied bin): remove that, or detectors with different
+    # densities get different biases
+    bias = max(1.0 / rho_a[j] - 0.5 * float(np.median(w)), 0.0)
+    return float(grid[j]) - bias, err
+
+
+def _joint_cut_fit(counts, edges, fits, fix_tau, cuts, fix_sigma=None):
+    """Edges fixed at ``cuts``; common sigma, tau and offset P (centre = cut + P); per detector signal
+    and background.  Gives the pulse model for the window and the absolute centre."""
+    edges = np.asarray(edges, dtype=np.float64)
     nd = len(fits)
-    cut0 = np.array([_edge_start(counts[k], edges) for k in range(nd)])
-    floors = []
-    for k in range(nd):
-        left = edges[1:] < cut0[k] - 2_000
-        wl = float(width[left].sum())
-        # a flat level that is not cut (clicks referred to a distant sync): at least "one count" over the
-        # empty side, so a stray click there cannot pin the edge
-        floors.append(max(float(counts[k][left].sum()), 1.0) / max(wl, float(edges[-1] - edges[0])))
-    floors = np.array(floors)
-    m0 = float(fits[0].mu)
     sig0 = float(np.mean([f.sigma for f in fits]))
     tau0 = float(np.mean([f.tau for f in fits])) if fix_tau is None else fix_tau
-    p0 = float(np.mean([f.mu for f in fits]) - cut0.mean())
+    p0 = float(np.mean([f.mu - c for f, c in zip(fits, cuts)]))
     th0 = [np.log(sig0 / _NS), np.log(tau0 / _NS), p0 / _NS]
-    for k, f in enumerate(fits):
-        # start the centre from the edge (sharp, reliable) rather than the uncut fit (biased by the edge)
-        th0 += [(cut0[k] + p0 - m0) / _NS, np.log(f.signal), np.log(max(f.background, 1e-12))]
+    for f in fits:
+        th0 += [np.log(f.signal), np.log(max(f.background, 1e-12))]
 
     def unpack(th):
-        s = np.exp(th[0]) * _NS
+        s = np.exp(th[0]) * _NS if fix_sigma is None else fix_sigma
         t = np.exp(th[1]) * _NS if fix_tau is None else fix_tau
-        P = th[2] * _NS
-        per = np.asarray(th[3:]).reshape(nd, 3)
-        return s, t, P, m0 + per[:, 0] * _NS, np.exp(per[:, 1]), np.exp(per[:, 2])
+        per = np.asarray(th[3:]).reshape(nd, 2)
+        return s, t, th[2] * _NS, np.exp(per[:, 0]), np.exp(per[:, 1])
+
+    # bins wholly before a detector's edge take no part (stray clicks there say nothing about the pulse)
+    use = np.concatenate([edges[1:] > cuts[k] for k in range(nd)])
 
     def model(th):
-        s, t, P, mu, a, b = unpack(th)
-        return np.concatenate([expected_counts(edges, mu[k], s, t, a[k], b[k], mu[k] - P, floors[k])
-                               for k in range(nd)])
+        s, t, P, a, b = unpack(th)
+        m = np.concatenate([expected_counts(edges, cuts[k] + P, s, t, a[k], b[k], cuts[k]) for k in range(nd)])
+        return np.where(use, m, 0.0)
 
-    res = poisson_fit(model, np.array(th0), counts.ravel(), what="arrival histograms (joint fit with the "
-                                                                 "conditional-sync edge)")
-    s, t, P, mu, a, b = unpack(res.theta)
+    res = poisson_fit(model, np.array(th0), np.where(use, counts.ravel(), 0),
+                      what="arrival histograms (joint fit with the conditional-sync edge)")
+    s, t, P, a, b = unpack(res.theta)
     e = res.err
     out = []
     for k, f in enumerate(fits):
-        err = dict(mu=e[3 + 3 * k] * _NS, sigma=e[0] * s, tau=(e[1] * t if fix_tau is None else 0.0),
-                   signal=e[4 + 3 * k] * a[k], background=e[5 + 3 * k] * b[k], offset=e[2] * _NS)
-        out.append(PulseFit(f.channel, float(mu[k]), s, t, float(a[k]), float(b[k]), err, res.deviance, res.dof,
-                            cut=float(mu[k] - P), floor=float(floors[k])))
+        err = dict(mu=float(e[2] * _NS), sigma=(e[0] * s if fix_sigma is None else 0.0),
+                   tau=(e[1] * t if fix_tau is None else 0.0),
+                   signal=e[3 + 2 * k] * a[k], background=e[4 + 2 * k] * b[k])
+        out.append(PulseFit(f.channel, float(cuts[k] + P), s, t, float(a[k]), float(b[k]), err, res.deviance,
+                            res.dof, cut=float(cuts[k])))
     return tuple(out)

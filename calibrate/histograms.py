@@ -52,10 +52,12 @@ def _arrival_prev(time, channel, sync_ch, sync_delay, lut, delays, lo, bin_ps, o
 
 
 @njit(cache=True, nogil=True)
-def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out):
+def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out, guard):
     """'next' rule over corrected click times ``ptime`` (sorted per call is not needed) and sorted syncs.
 
-    Returns the number of clicks with no sync after them (they wait for the next chunk).
+    ``guard`` > 0: clicks with a recorded sync less than ``guard`` before them are left out (see
+    :class:`ArrivalHistogrammer`).  Returns the number of clicks with no sync after them (they wait
+    for the next chunk).
     """
     nb = out.shape[1]
     ns = sync_times.size
@@ -73,6 +75,8 @@ def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out):
         if a == ns:
             waiting += 1
             continue
+        if guard > 0 and a > 0 and t - sync_times[a - 1] < guard:
+            continue
         dt = t - sync_times[a]
         if dt < lo or dt >= hi:
             continue
@@ -86,11 +90,18 @@ class ArrivalHistogrammer:
     """Arrival-time histograms of the BSM detectors relative to the sync, corrected with ``delays``."""
 
     def __init__(self, lab: LabSetup, *, bin_ps: int | None = None, range_ps: tuple[int, int] | None = None,
-                 delays: dict[int, int] | None = None):
+                 delays: dict[int, int] | None = None, guard_ps: int = 0):
         if lab.sync_channel is None or not lab.bsm:
             raise CalibrationError(f"lab {lab.name!r}: arrival histograms need a sync channel and BSM detectors")
         self.lab = lab
         self.reference = lab.herald.sync_reference
+        # 'next' only: leave out clicks that follow a recorded sync by less than guard_ps.  The hardware
+        # refers a click before its attempt's sync tick to that tick; with delay errors the software may
+        # see such a click just *after* the tick and refer it to the next one (when that one happens to be
+        # recorded), filling the gap before the conditional-sync edge.  Those clicks always follow the tick
+        # closely, so the guard removes them; clicks of other attempts lose the same fraction at every
+        # detector (the chance that the tick was recorded anyway), which keeps the edge sharp and common.
+        self.guard_ps = int(guard_ps)
         self.bin_ps = int(bin_ps or lab.histograms.arrival_bin_ps)
         lo, hi = range_ps or lab.histograms.arrival_range_ps
         if self.reference == "previous":
@@ -158,9 +169,13 @@ class ArrivalHistogrammer:
         self._state[0]["n_syncs"] += new_syncs.size
         # recent syncs stay: a later tag, once delay-corrected, may lie before them
         syncs = np.concatenate([self._recent_syncs, new_syncs])
-        _arrival_next(ct, cd, syncs, self.lo, self.hi, self.bin_ps, self.counts)
+        _arrival_next(ct, cd, syncs, self.lo, self.hi, self.bin_ps, self.counts, self.guard_ps)
         spread = int(np.abs(self.delays).max()) + abs(self.sync_delay) + 1
-        self._recent_syncs = syncs[syncs >= int(t[-1]) - spread]
+        # the guard looks back from waiting clicks (all after the last sync): keep that sync too
+        keep_from = int(t[-1]) - spread - self.guard_ps
+        if syncs.size and self.guard_ps > 0:
+            keep_from = min(keep_from, int(syncs[-1]))
+        self._recent_syncs = syncs[syncs >= keep_from]
         # clicks after the last sync of this chunk wait for a later sync, unless one already came in range
         last_sync = syncs[-1] if syncs.size else np.iinfo(np.int64).min
         keep = ct >= last_sync

@@ -3,23 +3,48 @@
 Figure of merit (stated; all parameters named in :class:`FomParams`): the
 expected asymptotic key rate per unit time, up to a constant factor,
 
-    FOM(s, e) = sum over heralding pairs (i, j) of  R_ij(s, e) * r(V_ij(s, e))
+    FOM(s, e) = sum over heralding pairs (i, j) of  N_i N_j * r(V_ij)
 
-for a window [s, e) on delay-corrected ``click - sync`` times, where for the
-detectors i, j of a heralding pair (Psi+: same arm)
+for a window [s, e) on delay-corrected ``click - sync`` times.  Per detector d
+(fitted arrival model of :mod:`calibrate.delays`: EMG centre mu, width sigma =
+pulse and jitter, decay tau, ``signal`` photons, flat ``background``) the clicks
+in the window are of three kinds:
 
-* eta_d = fraction of detector d's photons that arrive in the window (fitted
-  pulse model); the true herald rate is proportional to eta_i * eta_j;
-* beta_d = fraction of detector d's clicks in the window that are background
-  (flat dark-count level of the fit); each click of a herald is background with
-  probability beta_d, independently (accidental coincidences), so the purity is
-  (1 - beta_i)(1 - beta_j) and the herald rate R_ij = eta_i eta_j / purity;
-* c_d = kappa * mean over the accepted photons of the excitation pulse still to
-  come after the photon (the chance the atom is re-excited and emits a second
-  photon, which destroys the atom-photon entanglement);
-* V_ij = V0 * purity * (1 - c_i)(1 - c_j) the visibility of the heralded state,
-  S = 2 sqrt2 V, Q = (1 - V)/2, and r = 1 - h((1 + sqrt((S/2)^2 - 1))/2) - h(Q)
-  the Devetak-Winter rate per round (Pironio et al. 2009 bound), 0 below S = 2.
+* good photons  G_d = signal_d * P_EMG(s <= t < e): an atom's (last) photon,
+  entangled with the atom;
+* contaminated photons  C_d = p_double * signal_d * P_pulse(s <= t < e): the
+  *first* photon of a two-photon emission.  An atom that decays while the
+  excitation pulse is still on is re-excited and emits again, so that first
+  photon no longer carries the atom's state (paper, Methods: these multi-photon
+  events are why only photons after the end of the pulse are accepted; the
+  filter costs a factor ~4 in rate and greatly raises the fidelity).  Such
+  photons are emitted *during* the pulse, so their arrival density follows the
+  pulse envelope (Gaussian, same centre and width as the fit: pulse and jitter),
+  not the EMG: it dies off within a few sigma after the centre, where the
+  EMG's exponential tail still has most of its photons.  ``p_double`` is their
+  number per good photon;
+* accidental clicks  B_d = background_d * (e - s) (dark counts, stray light).
+
+Two clicks from different sources herald in proportion to N_i N_j with
+N = G + C + B; in addition one atom alone heralds when both photons of its
+double emission land in the window (the first during the pulse, the second an
+exponential decay later).  That needs no photon from the other atom, so
+relative to the good heralds (which need both atoms' photons in the window,
+acceptance a^2) it weighs ~1/a more than the cross terms.  A herald carries the
+entangled state only if both clicks are good photons of different atoms, so its
+visibility is V_ij = V0 * (good heralds / all heralds) (a wrong click leaves the
+atoms uncorrelated); see :func:`fom_grid` for the terms.  V0 is the visibility of a clean herald including the
+read-out: ``v0`` if given, else ``v_state`` x ``ionisation_efficiency``^2 (an
+atom that should be ionised but stays reads bright whatever its counts) x the
+read-out contrasts the count histograms show (1 - e0 - e1 per lab, from the
+threshold fits).  The defaults (0.94, 0.98) are placeholders near the paper's
+values (atom-photon fidelities ~0.95/0.94, ionisation > 98 %); on the lmu2022
+simulation they give V0 = 0.898 against its true 0.891.  The key rate
+per round is r = 1 - h((1 + sqrt((S/2)^2 - 1))/2) - h(Q) with S = 2 sqrt2 V,
+Q = (1 - V)/2 (Devetak-Winter with the Pironio et al. 2009 bound), 0 below
+S = 2.  Since r falls steeply as V approaches the S = 2 limit, the window start
+is pushed to where the pulse has ended: each ns earlier gains rate but adds
+contaminated photons at the pulse-envelope density.
 
 The window is chosen on the histogram's bin grid (start and stop on bin edges)
 as the maximum of the FOM; where the pulse ends (1 % of it left) is reported.
@@ -32,14 +57,28 @@ import numpy as np
 
 from timetag.errors import CalibrationError
 
-from .pulse import emg_cdf, emg_pdf, pulse_end, pulse_remaining
+from .pulse import emg_cdf, pulse_end, pulse_remaining
 
 
 @dataclass(frozen=True)
 class FomParams:
-    v0: float = 0.97        # placeholder: visibility without accidentals and re-excitation
-    kappa: float = 0.5      # placeholder: re-excitation probability with the whole pulse still to come
-    subsamples: int = 8     # integration points per bin for the contamination integral
+    v0: float | None = None          # clean-herald visibility incl. read-out; None: v_state * readout_contrast
+    v_state: float = 0.94            # placeholder: atom-atom state visibility of a clean herald (paper-like)
+    ionisation_efficiency: float = 0.98   # per lab (literature > 98 %): read-out errors the counts cannot show
+    readout_contrast: float = 1.0    # product of the labs' 1 - e0 - e1 from the count histograms
+    p_double: float = 0.07           # placeholder: first photons of two-photon emissions per good photon
+
+    @property
+    def visibility(self) -> float:
+        if self.v0 is not None:
+            return float(self.v0)
+        return self.v_state * self.ionisation_efficiency ** 2 * self.readout_contrast
+
+    def describe(self) -> str:
+        v = f"v0={self.v0}" if self.v0 is not None else (
+            f"v0={self.visibility:.4f} (v_state={self.v_state} x ionisation {self.ionisation_efficiency}^2 x "
+            f"count read-out contrast {self.readout_contrast:.4f})")
+        return f"{v}, p_double={self.p_double}"
 
 
 @dataclass(frozen=True)
@@ -80,42 +119,52 @@ def key_rate_per_round(v):
     return np.where(2 * np.sqrt(2) * v > 2, np.clip(r, 0.0, None), 0.0)
 
 
-def _bin_integrals(edges, prof: DetectorProfile, sub: int):
-    """Per bin: photon fraction and photon fraction weighted by the pulse still to come."""
-    edges = np.asarray(edges, dtype=np.float64)
-    frac = np.diff(emg_cdf(edges, prof.mu, prof.sigma, prof.tau))
-    w = np.diff(edges)
-    x = edges[:-1, None] + (np.arange(sub)[None, :] + 0.5) / sub * w[:, None]
-    cont = (emg_pdf(x, prof.mu, prof.sigma, prof.tau) * pulse_remaining(x, prof.mu, prof.sigma)).mean(axis=1) * w
-    return frac, cont
+def _pulse_terms(edges, p: DetectorProfile):
+    """At each edge x: pulse-envelope CDF P(x) and Q(x) = int_{-inf}^x pulse_pdf(t) exp((t - mu)/tau) dt."""
+    from scipy.special import log_ndtr
+
+    z = (edges - p.mu) / p.sigma
+    r = p.sigma / p.tau
+    P = 1.0 - pulse_remaining(edges, p.mu, p.sigma)
+    logQ = 0.5 * r * r + log_ndtr(z - r)
+    return P, logQ
 
 
 def fom_grid(edges, profiles: dict[int, DetectorProfile], pairs, params: FomParams = FomParams()):
-    """FOM for every window [edges[i], edges[j]) with i < j (others -inf). Returns (grid, starts, stops)."""
+    """FOM for every window [edges[i], edges[j]) with i < j (others -inf). Returns (grid, starts, stops).
+
+    Per pair, in units of the product of the two detectors' photon numbers (module docstring):
+    herald rate = (a_i + pd c_i + b_i)(a_j + pd c_j + b_j) + 2 pd g_ij, good part a_i a_j, where a is the
+    EMG acceptance, c the pulse-envelope acceptance (first photons of double emissions), b the background
+    relative to the photon number, and g the chance that a double emission puts both its photons — the
+    first during the pulse, the second an exponential decay later — into the window (one atom making a
+    two-click pattern: it needs no photon from the other atom, so it weighs ~1/a more than the cross terms).
+    """
     edges = np.asarray(edges, dtype=np.float64)
-    cum = {}
-    for c, p in profiles.items():
-        frac, cont = _bin_integrals(edges, p, params.subsamples)
-        cum[c] = (np.concatenate([[0.0], np.cumsum(frac)]), np.concatenate([[0.0], np.cumsum(cont)]))
     L = edges[None, :] - edges[:, None]                   # [start index, stop index]
     valid = L > 0
-    Ls = np.where(valid, L, 1.0)
-    eta, beta, c2 = {}, {}, {}
+    Ls = np.where(valid, L, 0.0)
+    pd = params.p_double
+    acc, tot1, same = {}, {}, {}
     for c, p in profiles.items():
-        F, C = cum[c]
-        e = np.where(valid, F[None, :] - F[:, None], 0.0)
-        cc = np.where(valid, C[None, :] - C[:, None], 0.0)
-        sig = p.signal * e
-        bg = p.background * Ls
-        eta[c] = e
-        beta[c] = np.where(valid, bg / np.maximum(sig + bg, 1e-300), 1.0)
-        c2[c] = params.kappa * np.where(e > 0, cc / np.maximum(e, 1e-300), 1.0)
+        F = emg_cdf(edges, p.mu, p.sigma, p.tau)
+        P, logQ = _pulse_terms(edges, p)
+        a = np.where(valid, F[None, :] - F[:, None], 0.0)
+        cc = np.where(valid, P[None, :] - P[:, None], 0.0)
+        # g = int_s^e pdf(t) (1 - exp(-(e - t)/tau)) dt = c - exp(-(e - mu)/tau) (Q(e) - Q(s)), in logs
+        with np.errstate(over="ignore", invalid="ignore"):
+            sub = np.exp(logQ[None, :] - (edges[None, :] - p.mu) / p.tau) \
+                - np.exp(logQ[:, None] - (edges[None, :] - p.mu) / p.tau)
+        g = np.where(valid, np.clip(cc - np.nan_to_num(sub, nan=0.0, posinf=0.0), 0.0, None), 0.0)
+        b = p.background * Ls / max(p.signal, 1e-300)
+        acc[c], tot1[c], same[c] = a, a + pd * cc + b, g
+    v0 = params.visibility
     total = np.zeros_like(L)
     for i, j in pairs:
-        purity = (1 - beta[i]) * (1 - beta[j])
-        v = params.v0 * purity * (1 - c2[i]) * (1 - c2[j])
-        rate = eta[i] * eta[j] / np.maximum(purity, 1e-12)
-        total += rate * key_rate_per_round(v)
+        si, sj = profiles[i].signal, profiles[j].signal
+        rate = tot1[i] * tot1[j] + pd * (same[i] + same[j])
+        good = np.where(valid & (rate > 0), acc[i] * acc[j] / np.maximum(rate, 1e-300), 0.0)
+        total += si * sj * rate * key_rate_per_round(v0 * good)
     total = np.where(valid, total, -np.inf)
     return total, edges, edges
 
@@ -134,7 +183,7 @@ def choose_window(edges, profiles: dict[int, DetectorProfile], pairs, *, referen
     best = float(grid[i, j])
     if not np.isfinite(best) or best <= 0:
         raise CalibrationError("window: no window gives a positive key rate with the fitted arrival model "
-                               f"(v0={params.v0}, kappa={params.kappa}): check the histograms and FomParams")
+                               f"({params.describe()}): check the histograms and FomParams")
     rel = float("nan")
     if current is not None:
         cur = fom_value(current, profiles, pairs, params)

@@ -74,6 +74,33 @@ def test_arrival_chunk_invariance(mode, cuts):
 _SMALL = {m: _small(m) for m in ("every", "conditional")}
 
 
+@given(cuts=st.lists(st.integers(0, 40_000), max_size=6))
+def test_arrival_guard_chunk_invariance_and_reference(cuts):
+    """'next' with a guard: clicks less than guard_ps after a recorded (corrected) sync are left out."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    guard = 10_000
+    whole = arrival_histograms([a], lab, guard_ps=guard)
+    parts = arrival_histograms(split(a, sorted(cuts)), lab, guard_ps=guard)
+    np.testing.assert_array_equal(whole.counts, parts.counts)
+    plain = arrival_histograms([a], lab)
+    assert np.all(whole.counts <= plain.counts) and whole.counts.sum() < plain.counts.sum()
+    # reference on a prefix: drop the guarded clicks, then the plain rule
+    n = 6000
+    chunk = TagChunk(a.time[:n], a.channel[:n])
+    d = lab.delays_ps
+    syncs = np.sort(chunk.time[chunk.channel == lab.sync_channel] - d[lab.sync_channel])
+    keep = np.ones(n, bool)
+    for i, (t, c) in enumerate(zip(chunk.time.tolist(), chunk.channel.tolist())):
+        if c in [x.channel for x in lab.bsm]:
+            tc = t - d.get(c, 0)
+            k = np.searchsorted(syncs, tc, "right")
+            keep[i] = not (k > 0 and tc - syncs[k - 1] < guard)
+    h = arrival_histograms([chunk], lab, guard_ps=guard)
+    np.testing.assert_array_equal(h.counts, _ref_arrival(TagChunk(chunk.time[keep], chunk.channel[keep]), lab,
+                                                         h.edges))
+
+
 def test_arrival_empty_and_one_tag():
     p, a, _, setup = _SMALL["every"]
     lab = setup.lab("alice")

@@ -79,3 +79,131 @@ def test_round_trip_same_S_and_Q(sim, tmp_path):
     assert abs(S_c - S_t) < 0.2 * dS and abs(Q_c - Q_t) < 0.2 * dQ, (S_c, S_t, Q_c, Q_t)
     # the mis-set setup is visibly wrong (so this comparison can fail)
     assert abs(Q_b - Q_t) > 2 * dQ or abs(S_b - S_t) > 2 * dS, (S_b, S_t, Q_b, Q_t)
+
+
+# --- delays and window on a longer simulation (more photons: the edge precision grows as N, not sqrt N) ---
+
+@pytest.fixture(scope="module")
+def sim_long(tmp_path_factory):
+    """lmu2022 (conditional sync recording), ~1.1e5 photons per BSM detector; delays and window mis-set."""
+    p = sim_params.load_preset("lmu2022")
+    r = sim_run.simulate(p, n_rounds=2000, seed=21, out_dir=tmp_path_factory.mktemp("simlong"), speedup=3000.0)
+    true = load_setup(r.setup)
+    a = true.lab("alice")
+    bad_delays = dict(a.delays_ps)
+    bad_delays[3] += 2_500
+    bad_delays[4] -= 800
+    bad_delays[5] -= 1_500
+    from dataclasses import replace
+
+    herald = replace(a.herald, window_start_ps=a.herald.window_start_ps - 14_000)   # starts inside the pulse
+    bad = true.with_lab("alice", delays_ps=bad_delays, herald=herald)
+    new, rep = calibrate_run([r.alice], [r.bob], bad, steps=("delays", "window", "thresholds"), strict=True)
+    return p.with_overrides(speedup=3000.0), r, true, new, rep
+
+
+def test_simulator_delays_within_tenth_of_jitter(sim_long):
+    """The conditional-sync edge gives the delays to ~1/(photon density at the edge): 10 % of the jitter."""
+    p, r, true, new, rep = sim_long
+    cal = rep.results["alice"]
+    assert cal.delays.method == "edge"
+    for c in (2, 3, 4, 5):
+        err = new.lab("alice").delays_ps[c] - true.lab("alice").delays_ps[c]
+        assert abs(err) < 0.1 * p.jitter_ps, (c, err)
+        assert cal.delays.err[c] < 0.05 * p.jitter_ps
+    # the pulse model with the edge: its centre after the attempt's sync is the simulator's pulse centre
+    f = cal.delays.fits[0]
+    assert abs((f.mu - f.cut) - p.pulse_center_ps) < 1_500
+
+
+def _true_profiles(p, cal, T):
+    from calibrate.window import DetectorProfile
+
+    sigma = np.hypot(p.pulse_fwhm_ps / (2 * np.sqrt(2 * np.log(2))), p.jitter_ps)
+    # shape from the simulator's parameters; photon number and flat level (dark counts, afterpulses) from
+    # the fit: they set the scale, the shape sets where the window goes
+    return {f.channel: DetectorProfile(p.pulse_center_ps - T, sigma, p.lifetime_ps, f.signal, f.background)
+            for f in cal.delays.fits}
+
+
+def test_simulator_window_within_one_bin_of_truth_optimal(sim_long):
+    from calibrate.window import FomParams, choose_window, fom_value, psi_plus_pairs
+
+    p, r, true, new, rep = sim_long
+    cal = rep.results["alice"]
+    h = cal.data.arrival
+    vb = h.valid_bins()
+    edges = h.edges[vb.start:vb.stop + 1]
+    T = p.attempt_period_ps
+    lab = true.lab("alice")
+    contrast = float(rep.text().split("count read-out contrast ")[1].split(")")[0])
+    fom = FomParams(readout_contrast=contrast)
+    prof = _true_profiles(p, cal, T)
+    pairs = psi_plus_pairs(lab.bsm)
+    truth = choose_window(edges, prof, pairs, reference="next", params=fom)
+    w = cal.window
+    assert abs(w.start - truth.start) <= h.bin_ps, (w.start + T, truth.start + T)
+    # the FOM is flat in the stop (a long exponential tail): the chosen window loses < 1 % of the optimum
+    assert fom_value((w.start, w.stop), prof, pairs, fom) >= 0.99 * truth.fom
+    assert new.lab("alice").herald.window_start_ps == w.start
+
+
+def _analytic_key_rate(p, window, eta):
+    """The simulator's own expected key rate per attempt (its analytic model) for another window, eta held."""
+    import dataclasses
+    import math
+
+    from timetag.simulator.analytic import _PARTNER, _channel, _counts, expected_stats
+
+    q = dataclasses.replace(p, acceptance_window_ps=tuple(int(x) for x in window))
+    f1, f2, g, gp = sim_params.time_filter_acceptance(q)
+    pd = p.double_emission_prob
+    a = (1 - pd) * f1 + pd * f2
+    L = (window[1] - window[0]) * 1e-12
+    rates = dict(zip(sim_params.ALICE_BSM, p.dark_rate_hz_alice))
+    p_sig = (eta * a / 2) ** 2
+    p_acc = sum(2 * eta * a / 4 * rates[_PARTNER[c]] * L for c in sim_params.ALICE_BSM)
+    p_dd = rates[2] * L * rates[3] * L + rates[4] * L * rates[5] * L
+    p_early = 2 * pd * eta * g * eta * a / 4 + 2 * pd * eta ** 2 * gp / 4
+    pn = p_acc + p_dd + p_early
+    ex = expected_stats(p)
+    cnt = _counts(p)
+    e0a, e1a = _channel(p, *cnt["alice"], ex["threshold_alice"])
+    e0b, e1b = _channel(p, *cnt["bob"], ex["threshold_bob"])
+    ma, mb, ca, cb = e0a - e1a, e0b - e1b, 1 - e0a - e1a, 1 - e0b - e1b
+    v = ca * cb * (1 - pn / (p_sig + pn)) * p.state_visibility
+    S, Q = 2 * math.sqrt(2) * v - 2 * ma * mb, (1 + ma * mb - v) / 2
+
+    def h(x):
+        return 0.0 if x <= 0 or x >= 1 else -x * math.log2(x) - (1 - x) * math.log2(1 - x)
+
+    r_round = 1 - h((1 + math.sqrt(max((S / 2) ** 2 - 1, 0))) / 2) - h(Q) if S > 2 else 0.0
+    return (p_sig + pn) * max(r_round, 0.0)
+
+
+def test_simulator_window_is_physical(sim_long):
+    """The default FOM starts the window after the pulse, where the simulator's own physics (two-photon
+    emission during the pulse) puts the best key rate; without the contamination term it would not."""
+    from calibrate.window import DetectorProfile, FomParams, choose_window, psi_plus_pairs
+
+    p, r, true, new, rep = sim_long
+    cal = rep.results["alice"]
+    T = p.attempt_period_ps
+    w = cal.window
+    eta = sim_params.derived(p)["eta"]
+    grid = [(_analytic_key_rate(p, (s, e), eta), s, e) for s in range(20_000, 45_001, 1_000)
+            for e in range(100_000, 300_001, 20_000)]
+    best, s_best, e_best = max(grid)
+    got = _analytic_key_rate(p, (w.start + T, w.stop + T), eta)
+    assert got >= 0.9 * best, (w.start + T, w.stop + T, got / best, s_best, e_best)
+    assert abs(w.start + T - s_best) <= 2_000
+    assert w.start + T > p.pulse_center_ps + p.pulse_fwhm_ps / 2     # after the end of the pulse (paper)
+    # the contamination term is what moves it there
+    h = cal.data.arrival
+    vb = h.valid_bins()
+    prof = {f.channel: DetectorProfile(f.mu - (cal.delays.new[f.channel] - cal.delays.old[f.channel]), f.sigma,
+                                       f.tau, f.signal, f.background) for f in cal.delays.fits}
+    no_c = choose_window(h.edges[vb.start:vb.stop + 1], prof, psi_plus_pairs(true.lab("alice").bsm),
+                         reference="next", params=FomParams(p_double=0.0, v0=0.8976))
+    assert no_c.start + T < p.pulse_center_ps + p.pulse_fwhm_ps / 2
+    assert _analytic_key_rate(p, (no_c.start + T, no_c.stop + T), eta) < 0.5 * best

@@ -23,8 +23,14 @@ def register(app):
                                                           help="Absolute pulse centre after the sync (instead "
                                                                "of relative delays)."),
         count_model: str = typer.Option("auto", "--count-model", help="poisson, negbin or auto."),
-        v0: float = typer.Option(0.97, "--fom-v0", help="FOM: visibility without accidentals/re-excitation."),
-        kappa: float = typer.Option(0.5, "--fom-kappa", help="FOM: re-excitation prob. with the whole pulse left."),
+        v0: Optional[float] = typer.Option(None, "--fom-v0", help="FOM: visibility of a clean herald incl. "
+                                           "read-out (default: v-state x ionisation^2 x fitted count contrasts)."),
+        v_state: float = typer.Option(0.94, "--fom-v-state", help="FOM: atom-atom state visibility of a clean "
+                                      "herald (placeholder)."),
+        ion_eff: float = typer.Option(0.98, "--fom-ionisation", help="FOM: state-selective ionisation "
+                                      "efficiency per lab (literature > 98 %)."),
+        p_double: float = typer.Option(0.07, "--fom-p-double", help="FOM: first photons of two-photon "
+                                       "emissions (pulse envelope) per good photon (placeholder)."),
         strict: bool = typer.Option(False, "--strict", help="Fail when a step cannot be calibrated "
                                     "(default: keep its old values and warn)."),
     ):
@@ -52,7 +58,8 @@ def register(app):
             kw = {"alice_lab": names.get("alice", "alice"), "bob_lab": names.get("bob", "bob")}
         new, rep = calibrate_run(a, b, s, steps=[x.strip() for x in steps.split(",") if x.strip()],
                                  reference=reference, pulse_position_ps=pulse_position_ps,
-                                 fom=FomParams(v0=v0, kappa=kappa), count_model=count_model, strict=strict,
+                                 fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
+                                               p_double=p_double), count_model=count_model, strict=strict,
                                  plots_dir=plots, **kw)
         new.save(out)
         typer.echo(rep.text())
