@@ -1,23 +1,24 @@
 # cython: language_level=3
-"""Herald-stage kernel: delay correction, canonical reordering and the herald scan in one pass.
+"""Herald-stage kernels: delay correction + canonical reordering, and the herald scan.
 
-A pure function over (parameters, state, chunk arrays, preallocated outputs).  The
+Pure functions over (parameters, state, chunk arrays, preallocated outputs).  The
 state is a small int64 array (a view of the structured record owned by
 ``timetag.engine.herald``); indices into it are the ``S_*`` constants below, which
 the Python side mirrors in ``HERALD_STATE_FIELDS`` (same order).
 
 Channel roles are looked up through a *slot* table: slot = index of the channel in
-the lab's sorted channel list; per slot a role bit mask, a sort-key offset, the
-setting index and the BSM detector index.
+the lab's sorted channel list; per slot a role bit mask, a sort-key offset (delay and
+rank), the setting index and the BSM detector index.
 
-Reordering: corrected = raw - delay moves a tag back by at most ``max_delay``, so a
-tag is final (no later tag can sort before it) once the raw clock has passed its
-corrected time + max_delay.  Tags wait in a small sorted ring (insertion from the
-back, usually zero or one step) and are scanned as soon as they are final: the ring
-stays in L1 and no intermediate array of the whole chunk is written or re-read.
+Speed notes (measured on the dense benchmark stream, cachegrind + wall clock): the
+channel sequence is random, so branch mispredictions matter.  The reorder pass is
+branch-free up to the insertion walk; the scan branches on the role (cheaper than a
+fully branch-free body, which executed twice the instructions and ran slower) but
+splits outputs and accepts clicks with selects.  A fused single-pass variant (small
+sorted ring, scanned in batches) was tried and measured slower than these two passes.
 """
-from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
-from libc.string cimport memmove
+from libc.stdint cimport int8_t, int32_t, int64_t, intptr_t, uint64_t
+from libc.stdlib cimport calloc, free
 
 # role bits (mirrored in timetag/engine/params.py)
 cdef enum: R_SYNC = 1
@@ -42,21 +43,13 @@ cdef enum: S_N_CLICKS = 11
 cdef enum: S_N_ACCEPTED = 12
 cdef enum: S_N_NOSYNC = 13
 cdef enum: S_N_PEND_DROPPED = 14
-cdef enum: S_RING_HEAD = 15
-cdef enum: S_RING_N = 16
-cdef enum: S_FIELDS = 17
 
 cdef enum: PAT_PSI_PLUS = 1
 cdef enum: PAT_PSI_MINUS = 2
 cdef enum: PAT_OTHER = 3
 
-# Times stay inside +-2**61 ps (params.INF = 2**62 is the 'never' sentinel), so a sort key
-# 4 * time + rank fits an int64 and one compare orders (time, rank).
-cdef int64_t KEY_LIMIT = 1LL << 61
-cdef Py_ssize_t RING_SOFT = 4096
-
-# Matches timetag.records.HERALD_DTYPE (unaligned numpy dtype = packed struct): records
-# are written in place, no int64 rows converted field by field in Python.
+# Matches timetag.records.HERALD_DTYPE (an unaligned numpy dtype = a packed struct): records
+# are written in place instead of int64 rows converted field by field in Python.
 cdef packed struct HeraldRec:
     int64_t time
     int64_t sync_time
@@ -68,354 +61,322 @@ cdef packed struct HeraldRec:
     int32_t nclicks
 
 
-cdef struct Scan:
-    # hot state in a local struct, so the compiler keeps it in registers (outputs may alias
-    # the state array, which would force a reload after every store)
-    int64_t sync_time, have_sync, att_open, att_n, t1, d1, t2, d2
-    int64_t pend_head, pend_n, pend_dropped
-    int64_t n_syncs, n_clicks, n_accepted, n_nosync
-    Py_ssize_t nh, nr, ns, nf
+def reorder(const int64_t[::1] time, const int32_t[::1] channel, int64_t chan_lo,
+            const int32_t[::1] slot_of, const int64_t[::1] slot_kofs,
+            int64_t[::1] buf_key, int32_t[::1] buf_slot, Py_ssize_t n_buf, int64_t[::1] singles):
+    """Append the lab's tags of a raw chunk to the sorted buffer, delay-corrected.
 
-
-cdef struct Tab:
-    const int8_t* role
-    const int8_t* setting
-    const int8_t* det
-    const int8_t* arm
-    const int8_t* pol
-    const int32_t* chan
-    HeraldRec* her
-    int64_t* ready
-    int64_t* set_time
-    int8_t* set_idx
-    int64_t* fluo
-    int64_t* hist
-    int64_t* pend_time
-    int8_t* pend_det
-    Py_ssize_t nbins, pmask
-    int64_t w0, wspan, coin, hlo, hspan, hbin, lower
-    double inv_bin
-
-
-cdef Py_ssize_t _emit(Scan* c, const Tab* T) noexcept nogil:
-    """Close the current attempt; write a herald record when it had >= 2 accepted clicks.
-    Out of line on purpose: it runs for a few percent of the tags."""
-    cdef int64_t n = c.att_n, d1 = c.d1, d2 = c.d2, pattern = PAT_OTHER, sync = c.sync_time
-    cdef HeraldRec* r
-    c.att_n = 0
-    if n < 2:
-        return c.nh
-    if n == 2 and d1 != d2 and c.t2 - c.t1 <= T.coin and T.pol[d1] != T.pol[d2]:
-        pattern = PAT_PSI_PLUS if T.arm[d1] == T.arm[d2] else PAT_PSI_MINUS
-    r = T.her + c.nh
-    r.time = c.t2
-    r.sync_time = sync
-    r.pattern = <int8_t>pattern
-    r.det1 = T.chan[d1]
-    r.det2 = T.chan[d2]
-    r.dt1 = c.t1 - sync
-    r.dt2 = c.t2 - sync
-    r.nclicks = <int32_t>n
-    c.nh += 1
-    return c.nh
-
-
-cdef inline Py_ssize_t _bin(const Tab* T, int64_t x) noexcept nogil:
-    # a 64-bit division per click costs more than the rest of the scan: multiply by the
-    # reciprocal, then correct the (at most one-off) rounding
-    cdef int64_t q = <int64_t>(x * T.inv_bin)
-    if q * T.hbin > x:
-        q -= 1
-    elif (q + 1) * T.hbin <= x:
-        q += 1
-    return q
-
-
-cdef inline void _outputs(Scan* c, const Tab* T, int64_t t, int32_t s, int64_t role) noexcept nogil:
-    # unconditional store, conditional advance: no branch on the (random) channel
-    T.ready[c.nr] = t
-    c.nr += (role >> 2) & 1
-    T.set_time[c.ns] = t
-    T.set_idx[c.ns] = T.setting[s]
-    c.ns += (role >> 3) & 1
-    T.fluo[c.nf] = t
-    c.nf += (role >> 4) & 1
-
-
-cdef inline void _tag_previous(Scan* c, const Tab* T, int64_t t, int32_t s) noexcept nogil:
-    """One final tag, sync_reference 'previous', written branch-light: the channel sequence is
-    random, so every data-dependent branch would mispredict a large fraction of the time."""
-    cdef int64_t role = T.role[s]
-    cdef int64_t is_sync = role & R_SYNC
-    cdef int64_t is_bsm = (role >> 1) & 1
-    cdef int64_t det, dt, hv, acc, first, x
-    cdef Py_ssize_t idx
-    _outputs(c, T, t, s, role)
-    if is_sync & (c.att_n >= 2):
-        _emit(c, T)
-    c.att_n = 0 if is_sync else c.att_n
-    c.sync_time = t if is_sync else c.sync_time
-    c.have_sync |= is_sync
-    c.att_open |= is_sync
-    c.n_syncs += is_sync
-    # BSM click: histogram (all clicks after a sync) and the acceptance window
-    det = T.det[s]
-    dt = t - c.sync_time
-    hv = is_bsm & c.have_sync
-    c.n_clicks += is_bsm
-    c.n_nosync += is_bsm ^ hv
-    acc = hv & c.att_open & (<uint64_t>(dt - T.w0) < <uint64_t>T.wspan)
-    hv &= <uint64_t>(dt - T.hlo) < <uint64_t>T.hspan
-    x = (dt - T.hlo) if hv else 0
-    idx = (det * T.nbins + _bin(T, x)) if hv else 0
-    T.hist[idx] += hv
-    first = acc & (c.att_n == 0)
-    c.t1 = t if first else c.t1
-    c.d1 = det if first else c.d1
-    c.t2 = t if acc else c.t2
-    c.d2 = det if acc else c.d2
-    c.att_n += acc
-    c.n_accepted += acc
-
-
-cdef inline void _add_click(Scan* c, int64_t t, int64_t det) noexcept nogil:
-    c.att_n += 1
-    c.n_accepted += 1
-    if c.att_n == 1:
-        c.t1 = t
-        c.d1 = det
-    c.t2 = t
-    c.d2 = det
-
-
-cdef inline void _tag_next(Scan* c, const Tab* T, int64_t t, int32_t s) noexcept nogil:
-    """One final tag, sync_reference 'next': clicks wait in a ring until their sync comes."""
-    cdef int64_t role = T.role[s], ct, dt
-    cdef int64_t det
-    cdef Py_ssize_t k, head, pn, mask = T.pmask
-    _outputs(c, T, t, s, role)
-    if role & R_SYNC:
-        c.n_syncs += 1
-        # every pending click belongs to this sync (the first sync at or after it)
-        head = c.pend_head
-        pn = c.pend_n
-        c.sync_time = t
-        for k in range(pn):
-            ct = T.pend_time[(head + k) & mask]
-            det = T.pend_det[(head + k) & mask]
-            dt = ct - t
-            if <uint64_t>(dt - T.hlo) < <uint64_t>T.hspan:
-                T.hist[det * T.nbins + _bin(T, dt - T.hlo)] += 1
-            if <uint64_t>(dt - T.w0) < <uint64_t>T.wspan:
-                _add_click(c, ct, det)
-        c.pend_n = 0
-        c.pend_head = 0
-        _emit(c, T)
-    if role & R_BSM:
-        c.n_clicks += 1
-        det = T.det[s]
-        head = c.pend_head
-        pn = c.pend_n
-        # a pending click older than t + lower can only get dt < lower: useless
-        while pn > 0 and T.pend_time[head] < t + T.lower:
-            head = (head + 1) & mask
-            pn -= 1
-        if pn == mask + 1:
-            head = (head + 1) & mask
-            pn -= 1
-            c.pend_dropped += 1
-        T.pend_time[(head + pn) & mask] = t
-        T.pend_det[(head + pn) & mask] = <int8_t>det
-        c.pend_head = head
-        c.pend_n = pn + 1
-
-
-def herald_pass(int64_t[::1] st, const int64_t[::1] par, int64_t chan_lo, int64_t max_delay,
-                const int32_t[::1] slot_of, const int64_t[::1] slot_kofs,
-                const int8_t[::1] slot_role, const int8_t[::1] slot_setting, const int8_t[::1] slot_det,
-                const int8_t[::1] det_arm, const int8_t[::1] det_pol, const int32_t[::1] det_chan,
-                const int64_t[::1] time, const int32_t[::1] channel,
-                int64_t[::1] ring_key, int32_t[::1] ring_slot, int64_t horizon, bint flush,
-                HeraldRec[::1] heralds, int64_t[::1] ready, int64_t[::1] set_time, int8_t[::1] set_idx,
-                int64_t[::1] fluo, int64_t[:, ::1] arrival, int64_t[::1] pend_time, int8_t[::1] pend_det,
-                int64_t[::1] singles):
-    """Add a raw chunk (may be empty) to the stream and scan every tag that became final.
-
-    ``par`` = [sync_next (0/1), window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].
-    ``slot_kofs[s]`` = 4 * delay - rank: the sort key of a tag is 4 * raw - kofs.
-    ``horizon``: no tag with corrected time < horizon will come any more (the caller's
-    max(raw end - max_delay)); tags below it are scanned before returning, the rest stay
-    in the ring (``flush``: everything is scanned and open attempts are closed).
-    The ring (``ring_key``/``ring_slot``, live range in the state) needs room for its
-    current content + len(time); ``ready``/``set_*``/``fluo`` for that many + 1;
-    ``heralds`` for half of that + the clicks carried in the state + 2.
-    Also split out in the same pass: ready times, setting tags, fluorescence times,
-    per-slot singles (last element: tags of channels the lab does not use) and the
-    arrival histograms.  Returns (n_heralds, n_ready, n_setting, n_fluo, herald_watermark):
-    every herald with time < watermark has been written by this or an earlier call.
+    The buffer holds sort keys 4 * corrected time + rank (times stay inside +-2**61 ps)
+    and slots, in canonical order (time, rank, stream position), kept by insertion from
+    the back: delays move a tag by at most (max delay - min delay), so the walk is short
+    and the pass is O(n) for realistic streams.  ``slot_of[channel - chan_lo]`` = slot,
+    nslots for channels the lab does not use, and a last extra entry (nslots) for
+    channels outside the table; ``slot_kofs[s]`` = 4 * delay - rank (nslots + 1 entries).
+    ``singles[s]`` gets one count per tag (last element: the other channels).
+    Returns the new buffer length; the caller guarantees capacity n_buf + len(time) + 1.
     """
-    cdef Py_ssize_t i, j, n = time.shape[0], nspan = slot_of.shape[0]
-    cdef Py_ssize_t cap = ring_key.shape[0], head, tail, soft, live, n_lab = 0
-    cdef Py_ssize_t pcap = pend_time.shape[0]
-    cdef uint64_t cc
+    cdef Py_ssize_t i, j, n = time.shape[0], nspan = slot_of.shape[0] - 1
+    cdef Py_ssize_t nslots = singles.shape[0] - 1
+    cdef uint64_t c
+    cdef int64_t key, is_lab
+    cdef int64_t BIG = 0x7FFFFFFFFFFFFFFF
     cdef int32_t s
-    cdef int64_t key, hk, ti, watermark
-    cdef bint sync_next = par[0] != 0
-    cdef Scan c
-    cdef Tab T
-    cdef int64_t dummy = 0
-    if st.shape[0] < S_FIELDS or par.shape[0] < 7:
-        raise ValueError("herald state / parameter arrays too short")
-    live = st[S_RING_N]
-    if cap < live + n + 1:
-        raise ValueError(f"ring needs room for {live + n + 1} tags (has {cap})")
-    if ready.shape[0] < live + n + 1 or set_time.shape[0] < live + n + 1 or set_idx.shape[0] < live + n + 1 \
-            or fluo.shape[0] < live + n + 1:
-        raise ValueError("ready/setting/fluorescence outputs need room for every tag + 1")
-    if heralds.shape[0] < (live + n + st[S_PEND_N] + st[S_ATT_N]) // 2 + 2:
-        raise ValueError("herald output too small")
-    if pcap < 1 or pcap & (pcap - 1):
-        raise ValueError(f"pending click capacity must be a power of two (got {pcap})")
-    if singles.shape[0] < slot_role.shape[0] + 1 or slot_kofs.shape[0] < slot_role.shape[0]:
+    if buf_key.shape[0] < n_buf + n + 1 or buf_slot.shape[0] < n_buf + n + 1:
+        raise ValueError("reorder buffer too small")
+    if slot_kofs.shape[0] != nslots + 1 or nspan < 0:
         raise ValueError("per-slot tables disagree in length")
-    T.role = &slot_role[0]
-    T.setting = &slot_setting[0]
-    T.det = &slot_det[0]
-    # empty detector tables (Bob) are never indexed: any valid address will do
-    T.arm = &det_arm[0] if det_arm.shape[0] > 0 else &slot_role[0]
-    T.pol = &det_pol[0] if det_pol.shape[0] > 0 else &slot_role[0]
-    T.chan = &det_chan[0] if det_chan.shape[0] > 0 else &slot_of[0]
-    T.hist = &arrival[0, 0] if arrival.shape[0] > 0 and arrival.shape[1] > 0 else &dummy
-    T.her = &heralds[0]
-    T.ready = &ready[0]
-    T.set_time = &set_time[0]
-    T.set_idx = &set_idx[0]
-    T.fluo = &fluo[0]
-    T.pend_time = &pend_time[0]
-    T.pend_det = &pend_det[0]
-    T.nbins = arrival.shape[1]
-    T.pmask = pcap - 1
-    T.w0 = par[1]
-    T.wspan = par[2] - par[1] if par[2] > par[1] else 0
-    T.coin = par[3]
-    T.hlo = par[4]
-    T.hspan = par[5] - par[4] if par[5] > par[4] else 0
-    T.hbin = par[6] if par[6] > 0 else 1
-    T.inv_bin = 1.0 / T.hbin
-    T.lower = par[1] if par[1] < par[4] else par[4]
-
-    c.sync_time = st[S_SYNC_TIME]
-    c.have_sync = st[S_HAVE_SYNC]
-    c.att_open = st[S_ATT_OPEN]
-    c.att_n = st[S_ATT_N]
-    c.t1 = st[S_T1]
-    c.d1 = st[S_D1]
-    c.t2 = st[S_T2]
-    c.d2 = st[S_D2]
-    c.pend_head = st[S_PEND_HEAD]
-    c.pend_n = st[S_PEND_N]
-    c.pend_dropped = 0
-    c.n_syncs = c.n_clicks = c.n_accepted = c.n_nosync = 0
-    c.nh = c.nr = c.ns = c.nf = 0
-
-    cdef int64_t* RK = &ring_key[0]
-    cdef int32_t* RS = &ring_slot[0]
+    if n == 0:
+        return n_buf
+    cdef const int64_t* T = &time[0]
+    cdef const int32_t* C = &channel[0]
     cdef const int32_t* SLOT = &slot_of[0]
     cdef const int64_t* KOFS = &slot_kofs[0]
-    cdef int64_t* SNG = &singles[0]
-    cdef int64_t hk_end
-    cdef bint pop_all = flush or horizon >= KEY_LIMIT
-    cdef bint pop_none = (not pop_all) and horizon <= -KEY_LIMIT
-    hk_end = horizon * 4 if not (pop_all or pop_none) else 0
+    cdef int64_t* BK = &buf_key[0]
+    cdef int32_t* BS = &buf_slot[0]
+    # singles counted in 4 interleaved copies: a few hot channels (syncs, the other channels)
+    # would otherwise chain every count through one memory cell (store -> load forwarding)
+    cdef Py_ssize_t width = nslots + 1
+    cdef int64_t* SNG = <int64_t*>calloc(4 * width, sizeof(int64_t))
+    if SNG == NULL:
+        raise MemoryError()
     with nogil:
-        # the live ring goes to the front: it stays small and hot
-        head = st[S_RING_HEAD]
-        if head:
-            memmove(RK, RK + head, live * sizeof(int64_t))
-            memmove(RS, RS + head, live * sizeof(int32_t))
-        head = 0
-        tail = live
-        soft = RING_SOFT if RING_SOFT > 2 * live else 2 * live
-        if soft > cap:
-            soft = cap
         for i in range(n):
-            # one unsigned compare covers both ends of the table
-            cc = <uint64_t>(channel[i] - chan_lo)
-            if cc >= <uint64_t>nspan:
-                continue
-            s = SLOT[cc]
-            if s < 0:
-                continue
-            SNG[s] += 1
-            n_lab += 1
-            ti = time[i]
-            key = ti * 4 - KOFS[s]
-            if tail == soft:
-                live = tail - head
-                memmove(RK, RK + head, live * sizeof(int64_t))
-                memmove(RS, RS + head, live * sizeof(int32_t))
-                head = 0
-                tail = live
-                while tail * 2 > soft and soft < cap:
-                    soft = soft * 2 if soft * 2 < cap else cap
-            j = tail
-            while j > head and RK[j - 1] > key:
-                RK[j] = RK[j - 1]
-                RS[j] = RS[j - 1]
+            # no branch on the (random) channel: other channels count as slot nslots and get
+            # a key above everything, so they are written past the end and not kept
+            c = <uint64_t>(C[i] - chan_lo)
+            c = c if c < <uint64_t>nspan else <uint64_t>nspan
+            s = SLOT[c]
+            SNG[(i & 3) * width + s] += 1
+            is_lab = s != nslots
+            key = ((T[i] * 4 - KOFS[s]) & -is_lab) | (BIG & (is_lab - 1))
+            j = n_buf
+            while j > 0 and BK[j - 1] > key:
+                BK[j] = BK[j - 1]
+                BS[j] = BS[j - 1]
                 j -= 1
-            RK[j] = key
-            RS[j] = s
-            tail += 1
-            # key >= hk for the tag just added (its delay <= max_delay): no bound check needed
-            hk = (ti - max_delay) * 4
-            if sync_next:
-                while RK[head] < hk:
-                    _tag_next(&c, &T, RK[head] >> 2, RS[head])
-                    head += 1
-            else:
-                while RK[head] < hk:
-                    _tag_previous(&c, &T, RK[head] >> 2, RS[head])
-                    head += 1
-        SNG[slot_role.shape[0]] += n - n_lab  # the lab's channels are counted above, the rest here
-        # everything below the caller's horizon is final now
-        if not pop_none:
-            while head < tail and (pop_all or RK[head] < hk_end):
-                if sync_next:
-                    _tag_next(&c, &T, RK[head] >> 2, RS[head])
-                else:
-                    _tag_previous(&c, &T, RK[head] >> 2, RS[head])
-                head += 1
+            BK[j] = key
+            BS[j] = s
+            n_buf += is_lab
+        for i in range(4 * width):
+            singles[i % width] += SNG[i]
+    free(SNG)
+    return n_buf
 
+
+cdef Py_ssize_t _put_herald(HeraldRec* out, Py_ssize_t nh, int64_t n, int64_t sync, int64_t t1, int64_t d1,
+                            int64_t t2, int64_t d2, int64_t coincidence, const int8_t* det_arm,
+                            const int8_t* det_pol, const int32_t* det_chan) noexcept nogil:
+    """A herald record for a closed attempt with n >= 2 accepted clicks.  Values, not a state
+    pointer: the caller keeps its state in registers."""
+    cdef int64_t pattern = PAT_OTHER
+    if n == 2 and d1 != d2 and t2 - t1 <= coincidence and det_pol[d1] != det_pol[d2]:
+        pattern = PAT_PSI_PLUS if det_arm[d1] == det_arm[d2] else PAT_PSI_MINUS
+    out += nh
+    out.time = t2
+    out.sync_time = sync
+    out.pattern = <int8_t>pattern
+    out.det1 = det_chan[d1]
+    out.det2 = det_chan[d2]
+    out.dt1 = t1 - sync
+    out.dt2 = t2 - sync
+    out.nclicks = <int32_t>n
+    return nh + 1
+
+
+# The helpers take raw pointers: passing a typed memoryview to a function costs an atomic
+# reference count per call, which dominated the scan.
+cdef inline void _add_click(int64_t* st, int64_t t, int64_t det) noexcept nogil:
+    st[S_ATT_N] += 1
+    st[S_N_ACCEPTED] += 1
+    if st[S_ATT_N] == 1:
+        st[S_T1] = t
+        st[S_D1] = det
+    st[S_T2] = t
+    st[S_D2] = det
+
+
+cdef inline Py_ssize_t _emit(int64_t* st, int64_t coincidence, const int8_t* det_arm,
+                             const int8_t* det_pol, const int32_t* det_chan,
+                             HeraldRec* out, Py_ssize_t nh) noexcept nogil:
+    """Close the current attempt; write a herald row when it had >= 2 accepted clicks."""
+    cdef int64_t n = st[S_ATT_N], d1 = st[S_D1], d2 = st[S_D2], pattern = PAT_OTHER
+    cdef int64_t sync = st[S_SYNC_TIME]
+    st[S_ATT_N] = 0
+    if n < 2:
+        return nh
+    if n == 2 and d1 != d2 and st[S_T2] - st[S_T1] <= coincidence and det_pol[d1] != det_pol[d2]:
+        pattern = PAT_PSI_PLUS if det_arm[d1] == det_arm[d2] else PAT_PSI_MINUS
+    out += nh
+    out.time = st[S_T2]
+    out.sync_time = sync
+    out.pattern = <int8_t>pattern
+    out.det1 = det_chan[d1]
+    out.det2 = det_chan[d2]
+    out.dt1 = st[S_T1] - sync
+    out.dt2 = st[S_T2] - sync
+    out.nclicks = <int32_t>n
+    return nh + 1
+
+
+cdef inline void _histogram(int64_t dt, int64_t det, int64_t lo, int64_t hi, int64_t width, double inv_width,
+                            int64_t* hist, Py_ssize_t nbins) noexcept nogil:
+    # a 64-bit division per click costs more than the rest of the scan: multiply by the
+    # reciprocal, then correct the (at most one-off) rounding
+    cdef int64_t x, q
+    if lo <= dt < hi:
+        x = dt - lo
+        q = <int64_t>(x * inv_width)
+        if q * width > x:
+            q -= 1
+        elif (q + 1) * width <= x:
+            q += 1
+        hist[det * nbins + q] += 1
+
+
+def herald_scan(int64_t[::1] st, const int64_t[::1] par,
+                const int8_t[::1] slot_role, const int8_t[::1] slot_setting, const int8_t[::1] slot_det,
+                const int8_t[::1] det_arm, const int8_t[::1] det_pol, const int32_t[::1] det_chan,
+                const int64_t[::1] keys, const int32_t[::1] slot, int64_t horizon, bint flush,
+                HeraldRec[::1] heralds, int64_t[::1] ready, int64_t[::1] set_time, int8_t[::1] set_idx,
+                int64_t[::1] fluo, int64_t[:, ::1] arrival, int64_t[::1] pend_time, int8_t[::1] pend_det):
+    """Scan final, canonically ordered tags: associate clicks with syncs, group, classify.
+
+    ``par`` = [sync_next (0/1), window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].
+    Also splits the round stage's inputs (ready times, setting tags, fluorescence
+    times) into their output arrays in the same pass.  ``horizon``: no tag earlier
+    than it will come any more (closes 'previous' attempts whose window has passed).
+    Returns (n_heralds, n_ready, n_setting, n_fluo, herald_watermark): every herald
+    with time < watermark has been written by this or an earlier call.
+    """
+    cdef Py_ssize_t i, k, n = keys.shape[0], nh = 0, nr = 0, ns = 0, nf = 0
+    cdef Py_ssize_t cap = pend_time.shape[0], head, pn
+    cdef bint sync_next = par[0] != 0
+    cdef int64_t w0 = par[1], w1 = par[2], coin = par[3], hlo = par[4], hhi = par[5], hbin = par[6]
+    cdef int64_t lower = w0 if w0 < hlo else hlo
+    cdef int64_t t, dt, sync, ct, watermark
+    cdef int8_t role, det
+    cdef int32_t s
+    cdef Py_ssize_t nbins = arrival.shape[1]
+    cdef double inv_bin = 1.0 / hbin
+    if heralds.shape[0] == 0:
+        raise ValueError("heralds output needs >= 1 record")
+    if ready.shape[0] < n or set_time.shape[0] < n or set_idx.shape[0] < n or fluo.shape[0] < n:
+        raise ValueError("ready/setting/fluorescence outputs need room for every tag")
+    if cap < 1 or cap & (cap - 1):
+        raise ValueError(f"pending click capacity must be a power of two (got {cap})")
+    # empty detector tables (Bob) are never indexed: any valid address will do
+    cdef int64_t* S = &st[0]
+    cdef HeraldRec* HO = &heralds[0]
+    cdef int64_t* AR = &arrival[0, 0] if arrival.shape[0] > 0 else S
+    cdef const int8_t* ARM = &det_arm[0] if det_arm.shape[0] > 0 else <const int8_t*>&slot_role[0]
+    cdef const int8_t* POL = &det_pol[0] if det_pol.shape[0] > 0 else <const int8_t*>&slot_role[0]
+    cdef const int32_t* DCH = &det_chan[0] if det_chan.shape[0] > 0 else <const int32_t*>&slot[0]
+    # hot state in locals (the compiler cannot keep values behind S in registers: outputs may alias)
+    cdef int64_t sync_time = S[S_SYNC_TIME], have_sync = S[S_HAVE_SYNC], att_open = S[S_ATT_OPEN]
+    cdef int64_t n_syncs = 0, n_clicks = 0, n_nosync = 0
+    cdef int64_t att_n = S[S_ATT_N], t1 = S[S_T1], d1 = S[S_D1], t2 = S[S_T2], d2 = S[S_D2], n_acc = 0
+    cdef int64_t rl, is_sync, is_bsm, dl, hv, acc, x, q, first
+    cdef int64_t wspan = w1 - w0 if w1 > w0 else 0, hspan = hhi - hlo if hhi > hlo else 0
+    cdef intptr_t pa, pj
+    cdef int64_t junk[8]
+    cdef Py_ssize_t mask = cap - 1  # cap is a power of two
+    with nogil:
+        if sync_next:
+            for i in range(n):
+                t = keys[i] >> 2
+                s = slot[i]
+                role = slot_role[s]
+                if role & R_SYNC:
+                    n_syncs += 1
+                    if sync_next:
+                        # every pending click belongs to this sync (the first sync at or after it)
+                        head = S[S_PEND_HEAD]
+                        pn = S[S_PEND_N]
+                        S[S_SYNC_TIME] = t
+                        for k in range(pn):
+                            ct = pend_time[(head + k) & mask]
+                            det = pend_det[(head + k) & mask]
+                            dt = ct - t
+                            _histogram(dt, det, hlo, hhi, hbin, inv_bin, AR, nbins)
+                            if w0 <= dt < w1:
+                                _add_click(S, ct, det)
+                        S[S_PEND_N] = 0
+                        S[S_PEND_HEAD] = 0
+                        nh = _emit(S, coin, ARM, POL, DCH, HO, nh)
+                    else:
+                        if att_open:
+                            nh = _emit(S, coin, ARM, POL, DCH, HO, nh)
+                        sync_time = t
+                        S[S_SYNC_TIME] = t
+                        have_sync = 1
+                        att_open = 1
+                if role & R_BSM:
+                    n_clicks += 1
+                    det = slot_det[s]
+                    if sync_next:
+                        head = S[S_PEND_HEAD]
+                        pn = S[S_PEND_N]
+                        # a pending click older than t + lower can only get dt < lower: useless
+                        while pn > 0 and pend_time[head] < t + lower:
+                            head = (head + 1) & mask
+                            pn -= 1
+                        if pn == cap:
+                            head = (head + 1) & mask
+                            pn -= 1
+                            S[S_N_PEND_DROPPED] += 1
+                        pend_time[(head + pn) & mask] = t
+                        pend_det[(head + pn) & mask] = det
+                        S[S_PEND_HEAD] = head
+                        S[S_PEND_N] = pn + 1
+                    elif have_sync:
+                        dt = t - sync_time
+                        _histogram(dt, det, hlo, hhi, hbin, inv_bin, AR, nbins)
+                        if att_open and w0 <= dt < w1:
+                            _add_click(S, t, det)
+                    else:
+                        n_nosync += 1
+                if role & R_READY:
+                    ready[nr] = t
+                    nr += 1
+                if role & R_SETTING:
+                    set_time[ns] = t
+                    set_idx[ns] = slot_setting[s]
+                    ns += 1
+                if role & R_FLUO:
+                    fluo[nf] = t
+                    nf += 1
+        else:
+            # sync_reference 'previous', state in locals.  Measured here: a fully branch-free
+            # body (selects instead of role branches) executes twice the instructions and is
+            # slower than the mispredictions it saves; only the outputs are branch-free.
+            for i in range(n):
+                t = keys[i] >> 2
+                s = slot[i]
+                rl = slot_role[s]
+                # unconditional store, conditional advance
+                ready[nr] = t
+                nr += (rl >> 2) & 1
+                set_time[ns] = t
+                set_idx[ns] = slot_setting[s]
+                ns += (rl >> 3) & 1
+                fluo[nf] = t
+                nf += (rl >> 4) & 1
+                if rl & R_SYNC:
+                    n_syncs += 1
+                    if att_n >= 2:
+                        nh = _put_herald(HO, nh, att_n, sync_time, t1, d1, t2, d2, coin, ARM, POL, DCH)
+                    att_n = 0
+                    sync_time = t
+                    have_sync = 1
+                    att_open = 1
+                if rl & R_BSM:
+                    n_clicks += 1
+                    if have_sync:
+                        dt = t - sync_time
+                        dl = slot_det[s]
+                        if <uint64_t>(dt - hlo) < <uint64_t>hspan:
+                            x = dt - hlo
+                            q = <int64_t>(x * inv_bin)
+                            q -= q * hbin > x
+                            q += (q + 1) * hbin <= x
+                            AR[dl * nbins + q] += 1
+                        # accepting a click: selects, not branches (whether a click falls in the
+                        # window is as random as the channel sequence)
+                        acc = att_open & (<uint64_t>(dt - w0) < <uint64_t>wspan)
+                        first = acc & (att_n == 0)
+                        t1 += (t - t1) & -first
+                        d1 += (dl - d1) & -first
+                        t2 += (t - t2) & -acc
+                        d2 += (dl - d2) & -acc
+                        att_n += acc
+                        n_acc += acc
+                    else:
+                        n_nosync += 1
+            S[S_ATT_N] = att_n
+            S[S_T1] = t1
+            S[S_D1] = d1
+            S[S_T2] = t2
+            S[S_D2] = d2
+            S[S_N_ACCEPTED] += n_acc
+            S[S_SYNC_TIME] = sync_time
+        S[S_HAVE_SYNC] = have_sync
+        S[S_N_SYNCS] += n_syncs
+        S[S_N_CLICKS] += n_clicks
+        S[S_N_NOSYNC] += n_nosync
         if sync_next:
             if flush:
-                c.n_nosync += c.pend_n
-                c.pend_n = 0
-                c.pend_head = 0
+                S[S_N_NOSYNC] += S[S_PEND_N]
+                S[S_PEND_N] = 0
+                S[S_PEND_HEAD] = 0
             watermark = horizon
-            if c.pend_n > 0 and T.pend_time[c.pend_head] < watermark:
-                watermark = T.pend_time[c.pend_head]
+            if S[S_PEND_N] > 0 and pend_time[S[S_PEND_HEAD]] < watermark:
+                watermark = pend_time[S[S_PEND_HEAD]]
         else:
-            if c.att_open and (flush or c.sync_time + par[2] <= horizon):
-                _emit(&c, &T)
-                c.att_open = 0
+            if att_open and (flush or sync_time + w1 <= horizon):
+                nh = _emit(S, coin, ARM, POL, DCH, HO, nh)
+                att_open = 0
             watermark = horizon
-            if c.att_open and c.sync_time + par[1] < watermark:
-                watermark = c.sync_time + par[1]
-        st[S_SYNC_TIME] = c.sync_time
-        st[S_HAVE_SYNC] = c.have_sync
-        st[S_ATT_OPEN] = c.att_open
-        st[S_ATT_N] = c.att_n
-        st[S_T1] = c.t1
-        st[S_D1] = c.d1
-        st[S_T2] = c.t2
-        st[S_D2] = c.d2
-        st[S_PEND_HEAD] = c.pend_head
-        st[S_PEND_N] = c.pend_n
-        st[S_N_SYNCS] += c.n_syncs
-        st[S_N_CLICKS] += c.n_clicks
-        st[S_N_ACCEPTED] += c.n_accepted
-        st[S_N_NOSYNC] += c.n_nosync
-        st[S_N_PEND_DROPPED] += c.pend_dropped
-        st[S_RING_HEAD] = head
-        st[S_RING_N] = tail - head
-    return c.nh, c.nr, c.ns, c.nf, watermark
+            if att_open and sync_time + w0 < watermark:
+                watermark = sync_time + w0
+        S[S_ATT_OPEN] = att_open
+    return nh, nr, ns, nf, watermark

@@ -4,9 +4,9 @@
 Pure functions over parameter arrays, the pending inputs and preallocated outputs;
 the Python wrapper (``timetag.engine.rounds``) keeps what a call did not consume.
 Trigger rows are int64 ``[time, herald_time, pattern, flags, herald_window_lo,
-herald_window_hi]``; round rows follow ROUND_DTYPE's field order.
+herald_window_hi]``; rounds are written as ROUND_DTYPE records.
 """
-from libc.stdint cimport int8_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t
 
 cdef enum:
     MODE_HERALD = 0
@@ -21,6 +21,18 @@ cdef enum:
     F_TRUNCATED = 32
 
 cdef int64_t INF = 1LL << 62
+
+# Matches timetag.records.ROUND_DTYPE (unaligned numpy dtype = packed struct): rounds are
+# written as records in place, not as int64 rows converted field by field in Python.
+cdef packed struct RoundRec:
+    int64_t index
+    int64_t trigger_time
+    int64_t herald_time
+    int8_t pattern
+    int8_t setting
+    int32_t count
+    int8_t output
+    uint32_t flags
 
 
 cdef inline Py_ssize_t _put(int64_t[:, ::1] out, Py_ssize_t n, int64_t x, int64_t htime, int64_t pattern,
@@ -119,7 +131,7 @@ cdef inline bint _touched(int64_t a, int64_t b, const int64_t[::1] iv_lo, const 
 def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t watermark, int64_t horizon,
                 bint flush, const int64_t[::1] fluo, const int64_t[::1] set_time, const int8_t[::1] set_idx,
                 const int64_t[::1] iv_lo, const int64_t[::1] iv_hi, const int64_t[::1] pts,
-                int64_t index0, int64_t[:, ::1] out):
+                int64_t index0, RoundRec[::1] out):
     """Evaluate sorted triggers, in order, while their windows are closed.
 
     ``par`` = [setting_start, setting_stop, fluo_start, fluo_stop, threshold].
@@ -131,6 +143,8 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
     number of rounds written (= triggers consumed).
     """
     cdef int64_t s0 = par[0], s1 = par[1], f0 = par[2], f1 = par[3], thr = par[4]
+    if out.shape[0] < trig.shape[0]:
+        raise ValueError("round output needs a record per trigger")
     cdef Py_ssize_t k, q, n = trig.shape[0], flo = 0, fhi = 0, slo = 0, nf = fluo.shape[0], ns = set_time.shape[0]
     cdef int64_t x, close, flags, count, nset, setting
     with nogil:
@@ -168,14 +182,14 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
                 flags |= F_LOST
             if close > horizon:
                 flags |= F_TRUNCATED
-            out[k, 0] = index0 + k
-            out[k, 1] = x
-            out[k, 2] = trig[k, 1]
-            out[k, 3] = trig[k, 2]
-            out[k, 4] = setting
-            out[k, 5] = count
-            out[k, 6] = 1 if count >= thr else 0
-            out[k, 7] = flags
+            out[k].index = index0 + k
+            out[k].trigger_time = x
+            out[k].herald_time = trig[k, 1]
+            out[k].pattern = <int8_t>trig[k, 2]
+            out[k].setting = <int8_t>setting
+            out[k].count = <int32_t>count
+            out[k].output = 1 if count >= thr else 0
+            out[k].flags = <uint32_t>flags
         else:
             k = n
     return k

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..chunk import LOST_DTYPE, TagChunk
+from ..errors import DataValidationError
 from ..records import HERALD_DTYPE
 from .params import INF, LabParams, compile_lab
 
@@ -32,29 +33,30 @@ except ImportError as exc:  # pragma: no cover - build problem
 
 HERALD_STATE_FIELDS = ("sync_time", "have_sync", "attempt_open", "attempt_clicks", "t1", "det1", "t2", "det2",
                        "pending_head", "pending_n", "syncs", "clicks", "clicks_accepted", "clicks_without_sync",
-                       "pending_dropped", "ring_head", "ring_n")
+                       "pending_dropped")
 HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
 PENDING_CAPACITY = 4096  # clicks awaiting their sync ('next'); older ones are dropped and counted
+KEY_LIMIT = 1 << 61  # |time| bound that keeps the sort key 4 * time + rank inside int64
+RAW_LIMIT = KEY_LIMIT - (1 << 51)  # raw times: room for any delay (|delay| < 2**50, see params)
 
 
-def rows_to_records(rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    out = np.empty(rows.shape[0], dtype)
-    for i, name in enumerate(dtype.names):
-        out[name] = rows[:, i]
+def copy_records(a: np.ndarray) -> np.ndarray:
+    """Copy of a contiguous structured array as one block: numpy copies packed (unaligned)
+    record dtypes element by element, which measured ~1 GB/s here."""
+    out = np.empty(a.shape[0], a.dtype)
+    out.view(np.uint8)[:] = a.view(np.uint8)
     return out
 
 
 class _Scratch:
-    """Grow-only arrays reused across calls: fresh large allocations cost a page fault per
-    4 KiB on first touch, which on some machines is slower than the kernels themselves.
-    The ring is sized for the worst case (every tag of a chunk pending) but the kernel
-    only touches its first few KiB in practice."""
+    """Grow-only output arrays reused across calls: fresh large allocations cost a page fault per
+    4 KiB on first touch, which on some machines is slower than the kernels themselves."""
 
     def __init__(self):
         self.cap = -1
         self.her_cap = -1
 
-    def ensure(self, k: int, her_rows: int, ring: tuple[np.ndarray, np.ndarray, int] | None = None) -> None:
+    def ensure(self, k: int, her_rows: int) -> None:
         if k > self.cap:
             cap = max(k, 2 * max(self.cap, 0), 1024)
             self.ready = np.empty(cap, np.int64)
@@ -84,19 +86,19 @@ class HeraldOutput:
     final: bool = False
 
 
-class _Ring:
-    """Tags waiting until no later tag can sort before them (live range in the kernel state)."""
+@dataclass
+class _Buffer:
+    key: np.ndarray = field(default_factory=lambda: np.empty(1024, np.int64))
+    slot: np.ndarray = field(default_factory=lambda: np.empty(1024, np.int32))
+    n: int = 0
 
-    def __init__(self):
-        self.key = np.empty(8192, np.int64)
-        self.slot = np.empty(8192, np.int32)
-
-    def reserve(self, need: int) -> None:
+    def reserve(self, extra: int) -> None:
+        need = self.n + extra
         if need > self.key.size:
             cap = max(need, 2 * self.key.size)
-            k, s = np.empty(cap, np.int64), np.empty(cap, np.int32)
-            k[: self.key.size], s[: self.slot.size] = self.key, self.slot
-            self.key, self.slot = k, s
+            t, s = np.empty(cap, np.int64), np.empty(cap, np.int32)
+            t[: self.n], s[: self.n] = self.key[: self.n], self.slot[: self.n]
+            self.key, self.slot = t, s
 
 
 class HeraldStage:
@@ -112,6 +114,10 @@ class HeraldStage:
         self.state = np.zeros(1, HERALD_STATE_DTYPE)
         self._st = self.state.view(np.int64)
         self._buf = _Buffer()
+        # sort key of a tag = 4 * raw - kofs = 4 * corrected time + rank: one compare orders both
+        self._kofs = np.append(4 * p.slot_delay - p.slot_rank.astype(np.int64), 0)
+        # other channels -> slot nslots (their singles counter); last entry: outside the table
+        self._slot_of = np.append(np.where(p.slot_of < 0, p.nslots, p.slot_of), p.nslots).astype(np.int32)
         self.singles = np.zeros(p.nslots + 1, np.int64)  # last = channels the lab does not use
         self.arrival = np.zeros((len(p.det_chan), p.arrival_edges.size - 1), np.int64)
         self._pend_time = np.zeros(pending_capacity, np.int64)
@@ -129,16 +135,21 @@ class HeraldStage:
         p, b = self.params, self._buf
         n = len(chunk)
         if n:
-            b.reserve(n)
-            b.n = _k.reorder(chunk.time, chunk.channel, p.chan_lo, p.slot_of, p.slot_delay, p.slot_rank,
-                             b.time, b.slot, b.n, self.singles)
+            t0, t1 = int(chunk.time[0]), int(chunk.time[-1])
+            if not (-RAW_LIMIT < t0 and t1 < RAW_LIMIT):
+                raise DataValidationError(f"{self.name}: tag times must stay inside +-{RAW_LIMIT} ps "
+                                          f"(~26 days); got a chunk spanning [{t0}, {t1}]")
+            b.reserve(n + 1)
+            b.n = _k.reorder(chunk.time, chunk.channel, p.chan_lo, self._slot_of, self._kofs,
+                             b.key, b.slot, b.n, self.singles)
             if self.first_raw is None:
                 self.first_raw = int(chunk.time[0])
             self.last_raw = int(chunk.time[-1])
             self.n_tags += n
             # monotonic even if a reader lets time step back a little (PTU markers)
             self.horizon = max(self.horizon, self.last_raw - p.max_delay)
-        k = int(np.searchsorted(b.time[: b.n], self.horizon, side="left"))
+        # keys are 4 * time + rank: key < 4 * horizon <=> time < horizon
+        k = 0 if self.horizon <= -KEY_LIMIT else int(np.searchsorted(b.key[: b.n], 4 * self.horizon, side="left"))
         out = self._scan(k, flush=False)
         out.lost = chunk.lost if chunk.lost.dtype == LOST_DTYPE else chunk.lost.astype(LOST_DTYPE)
         return out
@@ -156,22 +167,22 @@ class HeraldStage:
 
     def _scan(self, k: int, flush: bool) -> HeraldOutput:
         p, b = self.params, self._buf
-        time, slot = b.time[:k], b.slot[:k]
+        keys, slot = b.key[:k], b.slot[:k]
         # a herald uses >= 2 accepted clicks: from this slice, the pending ring or the open attempt
         carried = int(self.state["pending_n"][0] + self.state["attempt_clicks"][0])
         sc = self._scratch
         sc.ensure(k, (k + carried) // 2 + 2)
         her, ready, set_time, set_idx, fluo = sc.her, sc.ready, sc.set_time, sc.set_idx, sc.fluo
         nh, nr, ns, nf, wm = _k.herald_scan(self._st, p.herald_par, p.slot_role, p.slot_setting, p.slot_det,
-                                            p.det_arm, p.det_pol, p.det_chan, time, slot, self.horizon, flush,
+                                            p.det_arm, p.det_pol, p.det_chan, keys, slot, self.horizon, flush,
                                             her, ready, set_time, set_idx, fluo, self.arrival,
                                             self._pend_time, self._pend_det)
         rest = b.n - k
         if k and rest:
-            b.time[:rest] = b.time[k:b.n]
+            b.key[:rest] = b.key[k:b.n]
             b.slot[:rest] = b.slot[k:b.n]
         b.n = rest
-        return HeraldOutput(heralds=rows_to_records(her[:nh], HERALD_DTYPE), ready=ready[:nr],
+        return HeraldOutput(heralds=copy_records(her[:nh]), ready=ready[:nr],
                             set_time=set_time[:ns], set_idx=set_idx[:ns], fluo=fluo[:nf],
                             lost=np.zeros(0, LOST_DTYPE), horizon=self.horizon, watermark=int(wm))
 

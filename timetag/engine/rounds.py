@@ -28,7 +28,7 @@ import numpy as np
 
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
 from ..records import ROUND_DTYPE
-from .herald import HeraldOutput, rows_to_records
+from .herald import HeraldOutput
 from .params import INF, LabParams, clamp, compile_lab
 
 try:
@@ -128,10 +128,12 @@ class RoundStage:
         p = self.params
         self._add_lost(h.lost)
         if self._heralds and h.heralds.size:
-            sel = h.heralds[np.isin(h.heralds["pattern"], p.pattern_codes)]
-            self._h_time = np.concatenate([self._h_time, sel["time"]])
-            self._h_sync = np.concatenate([self._h_sync, sel["sync_time"]])
-            self._h_pat = np.concatenate([self._h_pat, sel["pattern"].astype(np.int8)])
+            # select per field: indexing the packed record array itself copies record by record
+            pat = h.heralds["pattern"]
+            sel = np.isin(pat, p.pattern_codes)
+            self._h_time = np.concatenate([self._h_time, h.heralds["time"][sel]])
+            self._h_sync = np.concatenate([self._h_sync, h.heralds["sync_time"][sel]])
+            self._h_pat = np.concatenate([self._h_pat, pat[sel].astype(np.int8)])
         if self._readies and h.ready.size:
             self._ready = np.concatenate([self._ready, h.ready])
         self._fluo.append(h.fluo)
@@ -152,7 +154,7 @@ class RoundStage:
 
         horizon = clamp(h.data_end) if final else clamp(h.horizon)
         iv_lo, iv_hi, pts = self._lost_arrays()
-        rows = np.empty((self._trig.shape[0], 8), np.int64)
+        rows = np.empty(self._trig.shape[0], ROUND_DTYPE)
         k = _k.eval_rounds(p.round_par, self._trig, clamp(wm), horizon, final, self._fluo.view,
                            self._set_time.view, self._set_idx.view, iv_lo, iv_hi, pts, self.next_index, rows)
         self._trig = self._trig[k:]
@@ -160,7 +162,7 @@ class RoundStage:
         self._prune(clamp(wm))
         if final:
             self.finished = True
-        return rows_to_records(rows[:k], ROUND_DTYPE)
+        return rows[:k]
 
     def flush(self, h: HeraldOutput) -> np.ndarray:
         """The herald stage's flush output: decide everything, flag windows cut by the data end."""
