@@ -18,7 +18,7 @@ def run(quick: bool) -> list[dict]:
     from timetag.simulator import load_preset, simulate
 
     p = load_preset("lmu2022")
-    n_rounds = 40 if quick else 400
+    n_rounds = 40 if quick else 1000
     with tempfile.TemporaryDirectory() as d:
         simulate(p, 2, 0, Path(d) / "warm")  # numba compile / cache load outside the timing
         c0 = time.process_time()

@@ -151,3 +151,63 @@ def test_cli_bad_set_exits_2(tmp_path):
     p = subprocess.run([sys.executable, "-m", "timetag", "simulate", "--out", str(tmp_path), "--rounds", "2",
                         "--set", "bogus=1"], capture_output=True, text=True)
     assert p.returncode == 2 and "bogus" in p.stderr
+
+
+def test_fast_dump_output_equals_generic_writer(tmp_path, preset):
+    """simulate() encodes dump records itself: the bytes must be what DumpWriter writes for the same stream
+    (overflow begin/end records included, placed after tags of equal time)."""
+    from timetag.chunk import concat
+    from timetag.formats.dump import DumpReader, write_dump
+
+    r = _run(tmp_path / "s", preset, n=40, overflow_rate_hz=2.0, overflow_duration_ps=10**9)
+    for path in (r.alice, r.bob):
+        stream = concat(DumpReader(path))
+        assert stream.lost.size > 0
+        write_dump(tmp_path / "generic.dump", stream)
+        assert (tmp_path / "generic.dump").read_bytes() == path.read_bytes()
+
+
+def test_emg_table_sampler_matches_distribution():
+    """Single-emission click times come from a quantile table (plus exact tails): compare with scipy's
+    exponentially modified Gaussian, including both tails."""
+    import numba as nb
+    from scipy import stats
+
+    from timetag.simulator.fastrng import EMG_U_HI, EMG_U_LO, emg, emg_table
+
+    sigma, tau = 9000.0, 26200.0
+    tab = emg_table(sigma, tau)
+
+    @nb.njit
+    def draw(n, tab, sigma, tau, s):
+        out = np.empty(n)
+        for i in range(n):
+            out[i] = emg(s, tab, sigma, tau)
+        return out
+
+    x = draw(400_000, tab, sigma, tau, np.array([12345, 678910], np.uint64))
+    dist = stats.exponnorm(tau / sigma, scale=sigma)
+    assert stats.kstest(x, dist.cdf).pvalue > 1e-3
+    # the tails handled outside the table hold the expected mass
+    for u, side in ((EMG_U_LO, "lo"), (EMG_U_HI, "hi")):
+        q = dist.ppf(u)
+        frac = np.mean(x < q) if side == "lo" else np.mean(x >= q)
+        p = u if side == "lo" else 1 - u
+        assert abs(frac - p) < 5 * math.sqrt(p / x.size) + 1e-6
+    far = x[x < dist.ppf(1e-4)]
+    assert far.size > 0 and np.all(far < tab[0])
+
+
+def test_dark_counts_are_sorted_and_poisson(preset):
+    from timetag.simulator import kernel as K
+
+    rs = np.array([99, 12345], np.uint64)
+    out_t, out_ch = np.empty(50_000, np.int64), np.empty(50_000, np.int32)
+    cum = np.array([0.25, 1.0])
+    n = K.dark_counts(10**12, 11 * 10**12, 2e-9, cum, np.array([2, 5], np.int32), rs, out_t, out_ch)
+    t, ch = out_t[:n], out_ch[:n]
+    assert abs(n - 20_000) < 5 * math.sqrt(20_000)
+    assert np.all(np.diff(t) >= 0) and t[0] >= 10**12 and t[-1] < 11 * 10**12
+    assert abs(np.mean(ch == 2) - 0.25) < 5 * math.sqrt(0.25 * 0.75 / n)
+    # too small an output is reported, not overrun
+    assert K.dark_counts(0, 10**13, 2e-9, cum, np.array([2, 5], np.int32), rs, out_t[:10], out_ch[:10]) == -1

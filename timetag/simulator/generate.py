@@ -1,12 +1,17 @@
 """Generation of both labs' tag streams, block by block (see :mod:`timetag.simulator` for the physics).
 
-A block is a whole number of burst periods.  For a block we draw, vectorised,
-only the attempts in which at least one photon was detected (geometric gaps
-between them), the photons of those attempts, and the dark counts as a Poisson
-process; the numba kernel then merges them in time order with the read-out
-tags and applies dead time, afterpulses, the sync clock and the BSM logic.  A
-herald interrupts the kernel: the round is drawn here (inputs, atom outcomes,
-read-out photons), the read-out pause is set, and the kernel resumes.
+A block is a whole number of burst periods.  For a block we draw (numba) only
+the attempts in which at least one photon was detected (geometric gaps between
+them), the photons of those attempts, and the dark counts as one Poisson
+process (exponential gaps: already in time order, no sort); the event kernel
+then merges these sorted streams with the read-out tags and applies dead time,
+afterpulses, the sync clock and the BSM logic.  A herald interrupts the kernel:
+the round is drawn here (inputs, atom outcomes, read-out photons), the read-out
+pause is set, and the kernel resumes.
+
+Throughput: all per-tag work is in numba loops writing into arrays reused from
+block to block (fresh memory is slow to first-touch); Python work is per block
+or per round.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernel as K
-from .fastrng import new_state
+from .fastrng import emg_table, new_state
 from .output import LabOutput
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, ALPHA_DEG, BETA_DEG, BOB_READY,
                      BOB_SETTINGS, BOB_SPD, SimParams, derived)
@@ -28,6 +33,29 @@ for _c, _a, _p in zip(ALICE_BSM, (0, 0, 1, 1), (0, 1, 0, 1)):
     _ARM[_c], _POL[_c] = _a, _p
 
 STATE_PSI_PLUS, STATE_PSI_MINUS, STATE_NOISE = 1, 2, 0
+_NO_PHOTONS = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64), 0)
+
+
+class _Bufs:
+    """Parallel arrays reused from block to block (fresh memory is slow to first-touch)."""
+
+    def __init__(self, *dtypes):
+        self.dtypes = dtypes
+        self.arrs = tuple(np.empty(0, dt) for dt in dtypes)
+
+    def ensure(self, n: int):
+        if self.arrs[0].size < n:
+            self.arrs = tuple(np.empty(int(n * 1.25) + 64, dt) for dt in self.dtypes)
+        return self.arrs
+
+    def grow(self, keep: int, n: int):
+        """Larger arrays holding the first ``keep`` elements of the old ones."""
+        new = tuple(np.empty(n, dt) for dt in self.dtypes)
+        for o, a in zip(new, self.arrs):
+            o[:keep] = a[:keep]
+        self.arrs = new
+        return new
+
 
 
 @dataclass
@@ -44,6 +72,7 @@ class _LabGen:
     rnd_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     rnd_ch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     rnd_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    out: _Bufs = field(default_factory=lambda: _Bufs(np.int64, np.int32, np.int8))
 
     def add_readout(self, t, ch, src):
         """Queue read-out tags (all later than anything the kernel has emitted)."""
@@ -75,14 +104,18 @@ class LinkSimulator:
 
     ``stream(slice_ps)`` yields ``(alice_chunk, bob_chunk, truth_rows)`` in time
     order; with ``n_rounds`` set, generation stops attempting after that many
-    rounds and ends once their read-out windows are complete.
+    rounds and ends once their read-out windows are complete.  With
+    ``reuse_buffers`` the yielded chunks are views of buffers that the next step
+    overwrites (for a consumer that writes each chunk out at once).
     """
 
-    def __init__(self, params: SimParams, seed: int, n_rounds: int | None = None, max_block_ps: int = 600 * 10**12):
+    def __init__(self, params: SimParams, seed: int, n_rounds: int | None = None, max_block_ps: int = 600 * 10**12,
+                 reuse_buffers: bool = False):
         params.validate()
         self.p = p = params
         self.d = derived(p)
         self.seed = int(seed)
+        self.reuse_buffers = bool(reuse_buffers)  # yielded chunks are overwritten by the next step: write at once
         ss = np.random.SeedSequence(self.seed)
         s_main, s_ova, s_ovb = ss.spawn(3)
         self.rng = np.random.Generator(np.random.PCG64(s_main))
@@ -131,6 +164,13 @@ class LinkSimulator:
         self._lost_range: dict[int, tuple] = {}
         self.heralds_all: list[np.ndarray] = []
         self._hall = np.zeros((4096, len(K.HALL_COLS)), np.int64)
+        self._att = np.empty(0, np.int64)
+        sigma_tot = math.hypot(self.sigma_pulse, float(p.jitter_ps))
+        self._emg_tab = emg_table(sigma_tot, float(p.lifetime_ps)) if sigma_tot > 0 and p.lifetime_ps > 0 \
+            else np.zeros(0)
+        self._ph = _Bufs(np.int64, np.int32, np.int8, np.int64)
+        self._darkA = _Bufs(np.int64, np.int32)
+        self._darkB = _Bufs(np.int64, np.int32)
         self.stats = {"blocks": 0, "attempt_candidates": 0, "heralds_psi_plus": 0}
 
     # ------------------------------------------------------------------
@@ -138,67 +178,69 @@ class LinkSimulator:
         """Photon clicks of the attempts [n0, n1) that had at least one detection (n0, n1 on burst boundaries)."""
         p, rng = self.p, self.rng
         n_act = (n1 - n0) // self.L * self.on
-        att = K.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng))
-        k = att.size
+        self._att, k = K.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng), self._att)
         self.stats["attempt_candidates"] += k
         eta, pd = self.eta, p.double_emission_prob
         w_double = pd * (1 - (1 - eta) ** 2)
         frac_double = w_double / ((1 - pd) * eta + w_double)
-        out_t = np.empty(4 * k, np.int64)
-        out_ch = np.empty(4 * k, np.int32)
-        out_src = np.empty(4 * k, np.int8)
-        out_att = np.empty(4 * k, np.int64)
-        n = K.attempt_photons(att, self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
+        out_t, out_ch, out_src, out_att = self._ph.ensure(4 * k)
+        n = K.attempt_photons(self._att[:k], self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
                               float(p.pulse_center_ps), self.sigma_pulse, p.pulse_center_ps + p.pulse_fwhm_ps / 2,
                               float(p.lifetime_ps), p.hom_visibility, float(p.jitter_ps), self.t0, self.T,
-                              self.alive_mask, out_t, out_ch, out_src, out_att, new_state(rng))
-        return out_t[:n], out_ch[:n], out_src[:n], out_att[:n]
+                              self.alive_mask, out_t, out_ch, out_src, out_att, new_state(rng), self._emg_tab)
+        return out_t, out_ch, out_src, out_att, n
 
-    def _darks(self, t_lo: int, t_hi: int, rates: dict[int, float]):
-        dur = t_hi - t_lo
-        ts, cs = [], []
-        for ch, r in rates.items():
-            n = self.rng.poisson(r * dur * 1e-12)
-            ts.append(t_lo + self.rng.integers(0, max(dur, 1), n))
-            cs.append(np.full(n, ch, np.int32))
-        t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
-        c = np.concatenate(cs) if cs else np.zeros(0, np.int32)
-        return t.astype(np.int64), c
+    def _darks(self, buf: "_Bufs", t_lo: int, t_hi: int, rates: dict[int, float]):
+        """Dark counts of ``rates`` (Hz per channel) on [t_lo, t_hi), time-ordered, in ``buf``."""
+        total = float(sum(rates.values()))
+        chans = np.array(list(rates) or [0], np.int32)
+        cum = np.cumsum(list(rates.values()) or [1.0]) / (total if total > 0 else 1.0)
+        rs = new_state(self.rng)
+        expect = total * 1e-12 * (t_hi - t_lo)
+        cap = int(expect + 8 * math.sqrt(expect + 1) + 64)
+        while True:
+            out = buf.ensure(cap)
+            n = K.dark_counts(t_lo, t_hi, total * 1e-12, cum, chans, rs.copy(), *out)
+            if n >= 0:
+                return out[0][:n], out[1][:n]
+            cap *= 2
 
-    # ------------------------------------------------------------------
-    def _run_lab(self, lab: _LabGen, cand, block_end: int, alice: bool):
-        ct, cc, cs, ca = cand
-        outs = []
-        cap = int(ct.size + lab.rnd_t.size + 4096 +
-                  (min((block_end - self.t_block) // self.T + 2, 10**7) if alice and self.mode == K.MODE_EVERY else 0))
-        out_t = np.empty(cap, np.int64)
-        out_ch = np.empty(cap, np.int32)
-        out_src = np.empty(cap, np.int8)
+    def _run_lab(self, lab: _LabGen, ph, darks, block_end: int, alice: bool):
+        ct, cc, cs, ca, n_ph = ph
+        ct, cc, cs, ca = ct[:n_ph], cc[:n_ph], cs[:n_ph], ca[:n_ph]
+        dt, dc = darks
+        need = int(ct.size + dt.size + lab.rnd_t.size + 4096 +
+                   (min((block_end - self.t_block) // self.T + 2, 10**7) if alice and self.mode == K.MODE_EVERY else 0))
+        out_t, out_ch, out_src = lab.out.ensure(need)
         lab.st[K.S_CI] = 0
+        lab.st[K.S_DI] = 0
+        lab.st[K.S_NOUT] = 0
         p = self.p
         while True:
-            code = K.run(ct, cc, cs, ca, lab.rnd_t, lab.rnd_ch, lab.rnd_src, lab.rnd_t.size,
+            code = K.run(ct, cc, cs, ca, dt, dc, lab.rnd_t, lab.rnd_ch, lab.rnd_src, lab.rnd_t.size,
                          lab.ap_t, lab.ap_ch, lab.last, lab.dead, lab.is_det, lab.is_bsm, _ARM, _POL, self.pat_on,
                          self.t0, self.T, self.ws, self.we, self.on, self.L, ALICE_SYNC,
                          self.mode if alice else K.MODE_NONE, block_end,
                          p.afterpulse_prob, p.afterpulse_tau_ps, p.afterpulse_burst_prob, p.afterpulse_burst_size,
                          p.afterpulse_burst_tau_ps, lab.st, out_t, out_ch, out_src, self._hall, new_state(self.rng))
-            n = int(lab.st[K.S_NOUT])
-            outs.append((out_t[:n].copy(), out_ch[:n].copy(), out_src[:n].copy()))
-            lab.st[K.S_NOUT] = 0
             nh = int(lab.st[K.S_NHALL])
             if nh:
                 self.heralds_all.append(self._hall[:nh].copy())
                 lab.st[K.S_NHALL] = 0
             if code == K.HERALD:
                 self._herald()
-            elif code == K.DONE:
+            elif code == K.OUT_FULL:
+                if lab.st[K.S_NOUT] + 2 >= out_t.size:  # (else the herald list was full: flushed above)
+                    # the kernel stopped before writing: keep what it wrote, continue in a larger buffer
+                    out_t, out_ch, out_src = lab.out.grow(int(lab.st[K.S_NOUT]), 2 * out_t.size)
+            else:
                 break
         ri = int(lab.st[K.S_RI])
         lab.rnd_t, lab.rnd_ch, lab.rnd_src = lab.rnd_t[ri:], lab.rnd_ch[ri:], lab.rnd_src[ri:]
         lab.st[K.S_RI] = 0
-        return (np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs]),
-                np.concatenate([o[2] for o in outs]))
+        n = int(lab.st[K.S_NOUT])
+        lab.st[K.S_NOUT] = 0
+        return out_t[:n], out_ch[:n], out_src[:n]
 
     def _herald(self):
         """A herald the hardware announces: draw the round and pause the attempts for the read-out."""
@@ -324,23 +366,18 @@ class LinkSimulator:
         if self.end_time is None:
             ph = self._attempt_photons(n0, n1)
         else:
-            ph = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64))
-        rates = {c: r for c, r in zip(ALICE_BSM, p.dark_rate_hz_alice) if c in self.alive_bsm}
-        dt, dc = self._darks(t_lo, t_hi, rates)
-        o = np.argsort(dt, kind="stable")
-        cand = K.merge2(ph[0], ph[1], ph[2], ph[3], dt[o], dc[o], np.full(dt.size, K.SRC_DARK, np.int8),
-                        np.full(dt.size, -1, np.int64))
-        a_t, a_ch, a_src = self._run_lab(self.A, cand, t_hi, alice=True)
+            ph = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64), 0)
+        rates = {c: r for c, r in zip(ALICE_BSM, p.dark_rate_hz_alice) if c in self.alive_bsm and r > 0}
+        darks = self._darks(self._darkA, t_lo, t_hi, rates)
+        a_t, a_ch, a_src = self._run_lab(self.A, ph, darks, t_hi, alice=True)
         if self.end_time is not None and not final and t_hi >= self.end_time:
             final = True  # the last round was drawn in this block and its read-out ends inside it
-        brates = {} if BOB_SPD in p.dead_channels_bob else {BOB_SPD: p.dark_rate_hz_bob}
-        bt, bc = self._darks(t_lo, t_hi, brates)
-        o = np.argsort(bt, kind="stable")
-        bcand = (bt[o], bc[o], np.full(bt.size, K.SRC_DARK, np.int8), np.full(bt.size, -1, np.int64))
-        b_t, b_ch, b_src = self._run_lab(self.B, bcand, t_hi, alice=False)
+        brates = {} if BOB_SPD in p.dead_channels_bob or p.dark_rate_hz_bob <= 0 else {BOB_SPD: p.dark_rate_hz_bob}
+        bdarks = self._darks(self._darkB, t_lo, t_hi, brates)
+        b_t, b_ch, b_src = self._run_lab(self.B, _NO_PHOTONS, bdarks, t_hi, alice=False)
         bound = None if final else t_hi
-        ca, done_a = self.outA.push(a_t, a_ch, a_src, bound)
-        cb, done_b = self.outB.push(b_t, b_ch, b_src, bound)
+        ca, done_a = self.outA.push(a_t, a_ch, a_src, bound, reuse=self.reuse_buffers)
+        cb, done_b = self.outB.push(b_t, b_ch, b_src, bound, reuse=self.reuse_buffers)
         rows = self._collect(done_a, "alice_count") + self._collect(done_b, "bob_count")
         self.next_att = n1
         self.t_block = t_hi
@@ -398,7 +435,6 @@ class LinkSimulator:
         out = np.zeros(h.shape[0], HERALD_ALL_DTYPE)
         for i, name in enumerate(K.HALL_COLS):
             out[name] = h[:, i]
-        out["time"] = np.maximum(out["t1"], out["t2"])
         out["signal"] = ((out["src1"] == K.SRC_A_LAST) & (out["src2"] == K.SRC_B_LAST)) | \
                         ((out["src1"] == K.SRC_B_LAST) & (out["src2"] == K.SRC_A_LAST))
         out["signal"] &= out["nclicks"] == 2

@@ -3,7 +3,8 @@
 Everything that can be drawn independently is drawn vectorised in
 :mod:`timetag.simulator.generate` (photon candidates of the attempts that had a
 detection, dark counts, read-out tags).  What is left is inherently sequential
-and runs here, over the candidates merged in time order:
+and runs here, over the time-ordered sources (photon candidates, dark counts,
+read-out tags, afterpulses, the pending sync) merged on the fly:
 
 * detector dead time (non-paralysable, per channel) and afterpulses of the
   clicks that survive it;
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .fastrng import exponential as _rexp, next_u64 as _ru64, normal as _rnorm, uniform as _runi
+from .fastrng import emg as _emg, exponential as _rexp, next_u64 as _ru64, normal as _rnorm, uniform as _runi
 
 DONE, HERALD, OUT_FULL = 0, 1, 2
 
@@ -37,11 +38,11 @@ BIG = np.int64(1) << np.int64(62)
 # state indices
 (S_NEXT_TICK, S_SYNC_PEND, S_BLANK_LO, S_BLANK_HI, S_STOP, S_G_ATT, S_G_N, S_G_T1, S_G_CH1, S_G_SRC1, S_G_T2,
  S_G_CH2, S_G_SRC2, S_H_ATT, S_H_T1, S_H_CH1, S_H_SRC1, S_H_T2, S_H_CH2, S_H_SRC2, S_H_PATTERN, S_NOUT, S_NAP,
- S_NHALL, S_CI, S_RI) = range(26)
-N_STATE = 26
+ S_NHALL, S_CI, S_RI, S_DI, S_G_TL) = range(28)
+N_STATE = 28
 
 # heralds_all columns
-HALL_COLS = ("attempt", "t1", "t2", "ch1", "ch2", "src1", "src2", "nclicks", "pattern", "gated")
+HALL_COLS = ("attempt", "t1", "t2", "ch1", "ch2", "src1", "src2", "nclicks", "pattern", "gated", "time")
 
 MODE_NONE, MODE_EVERY, MODE_CONDITIONAL = 0, 1, 2
 PATTERN_PSI_PLUS, PATTERN_PSI_MINUS, PATTERN_OTHER = 1, 2, 3
@@ -57,10 +58,29 @@ def new_state() -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
+def _divmod(n, m):
+    """(n // m, n % m) for 0 <= n < 2**53, m > 0, through a float reciprocal (a 64-bit integer division costs
+    tens of cycles and the event loop needs several per photon); the estimate is off by at most one."""
+    q = np.int64(np.float64(n) * (1.0 / np.float64(m)))
+    r = n - q * m
+    while r < 0:
+        q -= 1
+        r += m
+    while r >= m:
+        q += 1
+        r -= m
+    return q, r
+
+
+@nb.njit(cache=True, inline="always")
 def _fired(n, st, on, period_n):
     if n < 0:
         return False
-    if n % period_n >= on:
+    if n < 9007199254740992:
+        r = _divmod(n, period_n)[1]
+    else:
+        r = n % period_n
+    if r >= on:
         return False
     if st[S_BLANK_LO] <= n < st[S_BLANK_HI]:
         return False
@@ -98,18 +118,21 @@ def _emitted(n, st, on, period_n):
 
 @nb.njit(cache=True, inline="always")
 def _tick_time(n, t0, T):
-    if n >= BIG // (T + 1):
+    # float guard against overflow of n * T (n = BIG means "no tick"); an integer division here would be
+    # paid on every event of the loop
+    if np.float64(n) * np.float64(T) >= 4.0e18:
         return BIG
     return t0 + n * T
 
 
 @nb.njit(cache=True)
-def run(cand_t, cand_ch, cand_src, cand_att, rnd_t, rnd_ch, rnd_src, nr,
+def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src, nr,
         ap_t, ap_ch, last, dead, is_det, is_bsm, arm, pol, pat_on,
         t0, T, ws, we, on, period_n, sync_ch, mode, block_end,
         ap_prob, ap_tau, burst_prob, burst_size, burst_tau,
         st, out_t, out_ch, out_src, hall, rs):
     nc = cand_t.size
+    nd = dk_t.size
     cap = out_t.size
     ap_cap = ap_t.size
     hall_cap = hall.shape[0]
@@ -118,12 +141,17 @@ def run(cand_t, cand_ch, cand_src, cand_att, rnd_t, rnd_ch, rnd_src, nr,
             return OUT_FULL
         ci = st[S_CI]
         ri = st[S_RI]
-        # next event over the sources: candidates, read-out tags, afterpulses, pending conditional sync
+        di = st[S_DI]
+        # next event over the sources: photon candidates, dark counts, read-out tags, afterpulses, pending
+        # conditional sync (on equal times the earlier source in this list wins)
         tn = BIG
         which = -1
         if ci < nc:
             tn = cand_t[ci]
             which = 0
+        if di < nd and dk_t[di] < tn:
+            tn = dk_t[di]
+            which = 4
         if ri < nr and rnd_t[ri] < tn:
             tn = rnd_t[ri]
             which = 1
@@ -145,39 +173,40 @@ def run(cand_t, cand_ch, cand_src, cand_att, rnd_t, rnd_ch, rnd_src, nr,
         g = st[S_G_ATT]
         if g >= 0 and (which < 0 or tn >= t0 + g * T + we):
             n = st[S_G_N]
-            pattern = PATTERN_OTHER
-            if n == 2 and st[S_G_CH1] != st[S_G_CH2]:
-                c1 = st[S_G_CH1]
-                c2 = st[S_G_CH2]
-                if pol[c1] != pol[c2]:
-                    pattern = PATTERN_PSI_PLUS if arm[c1] == arm[c2] else PATTERN_PSI_MINUS
-            gated = (st[S_STOP] != 0) or (not _fired(g, st, on, period_n))
             st[S_G_ATT] = -1
-            if n < 2:
-                continue  # a single click is no coincidence
-            h = st[S_NHALL]
-            hall[h, 0] = g
-            hall[h, 1] = st[S_G_T1]
-            hall[h, 2] = st[S_G_T2]
-            hall[h, 3] = st[S_G_CH1]
-            hall[h, 4] = st[S_G_CH2]
-            hall[h, 5] = st[S_G_SRC1]
-            hall[h, 6] = st[S_G_SRC2]
-            hall[h, 7] = n
-            hall[h, 8] = pattern
-            hall[h, 9] = 1 if gated else 0
-            st[S_NHALL] = h + 1
-            if pattern != PATTERN_OTHER and pat_on[pattern] and not gated:
-                st[S_H_ATT] = g
-                st[S_H_T1] = st[S_G_T1]
-                st[S_H_CH1] = st[S_G_CH1]
-                st[S_H_SRC1] = st[S_G_SRC1]
-                st[S_H_T2] = st[S_G_T2]
-                st[S_H_CH2] = st[S_G_CH2]
-                st[S_H_SRC2] = st[S_G_SRC2]
-                st[S_H_PATTERN] = pattern
-                return HERALD
-            continue
+            # closing a group changes none of the event sources, so the scan above stays valid: fall through
+            # to the event instead of scanning again (a single click is no coincidence: nothing to record)
+            if n >= 2:
+                pattern = PATTERN_OTHER
+                if n == 2 and st[S_G_CH1] != st[S_G_CH2]:
+                    c1 = st[S_G_CH1]
+                    c2 = st[S_G_CH2]
+                    if pol[c1] != pol[c2]:
+                        pattern = PATTERN_PSI_PLUS if arm[c1] == arm[c2] else PATTERN_PSI_MINUS
+                gated = (st[S_STOP] != 0) or (not _fired(g, st, on, period_n))
+                h = st[S_NHALL]
+                hall[h, 0] = g
+                hall[h, 1] = st[S_G_T1]
+                hall[h, 2] = st[S_G_T2]
+                hall[h, 3] = st[S_G_CH1]
+                hall[h, 4] = st[S_G_CH2]
+                hall[h, 5] = st[S_G_SRC1]
+                hall[h, 6] = st[S_G_SRC2]
+                hall[h, 7] = n
+                hall[h, 8] = pattern
+                hall[h, 9] = 1 if gated else 0
+                hall[h, 10] = st[S_G_TL]  # the group's last click (a group may have more than two)
+                st[S_NHALL] = h + 1
+                if pattern != PATTERN_OTHER and pat_on[pattern] and not gated:
+                    st[S_H_ATT] = g
+                    st[S_H_T1] = st[S_G_T1]
+                    st[S_H_CH1] = st[S_G_CH1]
+                    st[S_H_SRC1] = st[S_G_SRC1]
+                    st[S_H_T2] = st[S_G_T2]
+                    st[S_H_CH2] = st[S_G_CH2]
+                    st[S_H_SRC2] = st[S_G_SRC2]
+                    st[S_H_PATTERN] = pattern
+                    return HERALD
         # sync ticks recorded for every attempt
         if mode == MODE_EVERY:
             nt = st[S_NEXT_TICK]
@@ -209,11 +238,18 @@ def run(cand_t, cand_ch, cand_src, cand_att, rnd_t, rnd_ch, rnd_src, nr,
             st[S_CI] = ci + 1
             if att >= 0 and not _fired(att, st, on, period_n):
                 continue  # attempt suppressed by the read-out pause
+        elif which == 4:
+            att = -1
+            ch = dk_ch[di]
+            src = SRC_DARK
+            st[S_DI] = di + 1
         elif which == 1:
+            att = -1
             ch = rnd_ch[ri]
             src = rnd_src[ri]
             st[S_RI] = ri + 1
         else:
+            att = -1
             ch = ap_ch[api]
             src = SRC_AFTERPULSE
             ap_t[api] = ap_t[nap - 1]
@@ -245,21 +281,39 @@ def run(cand_t, cand_ch, cand_src, cand_att, rnd_t, rnd_ch, rnd_src, nr,
                     nap += 1
             st[S_NAP] = nap
         if is_bsm[ch]:
-            if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] < 0:
-                rel = tn - t0
-                m = rel // T + 1 if rel >= 0 else 0
-                st[S_SYNC_PEND] = _next_emitted(m, st, on, period_n)
             rel = tn - t0
+            # a photon's attempt is known: its offset d from that attempt decides the tick arithmetic
+            # without integer divisions (the general formulas below give the same results)
+            d = rel - att * T if which == 0 and att >= 0 else -BIG
+            # (such a photon's attempt fired -- checked above -- so the tick after it is emitted, and the sync
+            # reference of its window exists)
+            if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] < 0:
+                if 0 <= d < T and rel >= 0:
+                    st[S_SYNC_PEND] = att + 1
+                else:
+                    m = rel // T + 1 if rel >= 0 else 0
+                    st[S_SYNC_PEND] = _next_emitted(m, st, on, period_n)
             if rel >= ws:
-                n = (rel - ws) // T
-                off = rel - n * T
+                known = ws <= d < ws + T
+                if known:
+                    n = att
+                    off = d
+                else:
+                    n = (rel - ws) // T
+                    off = rel - n * T
                 if off < we:
-                    ref_ok = _emitted(n, st, on, period_n) if mode == MODE_EVERY else _emitted(n + 1, st, on, period_n)
+                    if known:
+                        ref_ok = True
+                    elif mode == MODE_EVERY:
+                        ref_ok = _emitted(n, st, on, period_n)
+                    else:
+                        ref_ok = _emitted(n + 1, st, on, period_n)
                     if ref_ok:
                         if st[S_G_ATT] != n:
                             st[S_G_ATT] = n
                             st[S_G_N] = 0
                         c = st[S_G_N]
+                        st[S_G_TL] = tn
                         if c == 0:
                             st[S_G_T1] = tn
                             st[S_G_CH1] = ch
@@ -289,7 +343,7 @@ def first_emitted(n, st, on, period_n):
 
 @nb.njit(cache=True)
 def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_center, sigma, pulse_end, tau,
-                    hom_v, jitter, t0, T, alive, out_t, out_ch, out_src, out_att, rs):
+                    hom_v, jitter, t0, T, alive, out_t, out_ch, out_src, out_att, rs, emg_tab):
     """Photon clicks of attempts known to have >= 1 detection, time-ordered within each attempt.
 
     Per atom: single emission at t_exc + Exp(tau) (t_exc ~ the Gaussian pulse), or, with ``frac_double``
@@ -297,6 +351,8 @@ def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_cente
     Exp(tau) later; detection pattern conditioned on at least one detection.  When both atoms' last photons
     are detected their polarisations decide the BSM pattern: orthogonal -> independent arms, parallel ->
     the same detector with (1 + hom_v)/2 (two-photon interference), else the other arm.
+    ``emg_tab``: quantile table of Gaussian(pulse, jitter) + Exp(tau) for the single emissions
+    (:func:`timetag.simulator.fastrng.emg_table`; size <= 1: draw the three parts directly).
     """
     n = 0
     bt = np.empty(4, np.int64)
@@ -338,7 +394,10 @@ def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_cente
                     m += 1
                 tl = t1 + _rexp(rs, tau) + jitter * _rnorm(rs)
             else:
-                tl = pulse_center + sigma_tot * _rnorm(rs) + _rexp(rs, tau)
+                if emg_tab.size > 1:
+                    tl = pulse_center + _emg(rs, emg_tab, sigma_tot, tau)
+                else:
+                    tl = pulse_center + sigma_tot * _rnorm(rs) + _rexp(rs, tau)
             if last_det:
                 pol = np.int32(bits & 1)
                 arm = np.int32((bits >> 1) & 1)
@@ -378,106 +437,49 @@ def detection_attempts(n0, n_act, on, period_n, p_any, rs, out):
     ``(out, k)``, ``out`` replaced by a larger array if it was too small.
     """
     lq = np.log1p(-p_any)
+    inv = -1.0 / lq if lq < 0 else 0.0
     k = 0
     pos = -1
     while True:
-        u = _runi(rs)
-        pos += 1 + np.int64(np.log(1.0 - u) / lq) if lq < 0 else 1
+        # geometric gap: floor(E / -ln(1 - p)) with E ~ Exp(1)
+        pos += 1 + np.int64(_rexp(rs, inv)) if lq < 0 else 1
         if pos >= n_act:
             break
         if k == out.size:
             bigger = np.empty(2 * out.size + 16, np.int64)
             bigger[:k] = out[:k]
             out = bigger
-        out[k] = n0 + (pos // on) * period_n + pos % on
+        q, r = _divmod(pos, on)
+        out[k] = n0 + q * period_n + r
         k += 1
     return out, k
 
 
 @nb.njit(cache=True)
-def merge2(t1, c1, s1, a1, t2, c2, s2, a2):
-    """Merge two time-sorted candidate lists (ties: first list first)."""
-    n = t1.size + t2.size
-    t = np.empty(n, np.int64)
-    c = np.empty(n, np.int32)
-    s = np.empty(n, np.int8)
-    a = np.empty(n, np.int64)
-    i = 0
-    j = 0
-    for k in range(n):
-        if j >= t2.size or (i < t1.size and t1[i] <= t2[j]):
-            t[k] = t1[i]
-            c[k] = c1[i]
-            s[k] = s1[i]
-            a[k] = a1[i]
-            i += 1
-        else:
-            t[k] = t2[j]
-            c[k] = c2[j]
-            s[k] = s2[j]
-            a[k] = a2[j]
-            j += 1
-    return t, c, s, a
+def dark_counts(t_lo, t_hi, rate_ps, cum, chans, rs, out_t, out_ch):
+    """Dark counts on [t_lo, t_hi), already in time order.
 
-
-@nb.njit(cache=True)
-def sort_nearly(t, c, s):
-    """Stable in-place insertion sort; linear for a stream whose disorder is bounded (cable delays)."""
-    for j in range(1, t.size):
-        if t[j - 1] <= t[j]:
-            continue
-        tj = t[j]
-        cj = c[j]
-        sj = s[j]
-        k = j
-        while k > 0 and t[k - 1] > tj:
-            t[k] = t[k - 1]
-            c[k] = c[k - 1]
-            s[k] = s[k - 1]
-            k -= 1
-        t[k] = tj
-        c[k] = cj
-        s[k] = sj
-
-
-@nb.njit(cache=True)
-def merge_darks(ph_t, ph_ch, ph_src, ph_att, n_ph, t_lo, t_hi, rate_ps, cum, chans, rs,
-                out_t, out_ch, out_src, out_att):
-    """Merge the photon candidates with dark counts drawn here, already in time order.
-
-    Dark counts of all channels form one Poisson process of rate ``rate_ps`` (per ps) on [t_lo, t_hi) whose
-    events pick a channel with probabilities ``cum`` (cumulative): exponential gaps give sorted times, so no
-    sort is needed.  Ties: photons first.  Returns the merged count, or -1 when ``out_*`` is too small (the
-    caller grows them and retries from a copy of ``rs``).
+    Dark counts of all channels form one Poisson process of rate ``rate_ps`` (per ps) whose events pick a
+    channel with probabilities ``cum`` (cumulative): exponential gaps give sorted times, so no sort is needed.
+    Returns the count, or -1 when ``out_*`` is too small (the caller grows them and retries from a copy of
+    ``rs``).
     """
+    if rate_ps <= 0.0:
+        return 0
     cap = out_t.size
-    k = 0
-    i = 0
     span = float(t_hi - t_lo)
-    x = _rexp(rs, 1.0 / rate_ps) if rate_ps > 0.0 else span
-    while True:
-        td = t_lo + np.int64(x) if x < span else BIG
-        if i < n_ph and ph_t[i] <= td:
-            if k >= cap:
-                return -1
-            out_t[k] = ph_t[i]
-            out_ch[k] = ph_ch[i]
-            out_src[k] = ph_src[i]
-            out_att[k] = ph_att[i]
-            i += 1
-            k += 1
-            continue
-        if td >= BIG:
-            return k
+    scale = 1.0 / rate_ps
+    k = 0
+    x = _rexp(rs, scale)
+    while x < span:
         if k >= cap:
             return -1
         u = _runi(rs)
         c = 0
         while c < cum.size - 1 and u >= cum[c]:
             c += 1
-        out_t[k] = td
+        out_t[k] = t_lo + np.int64(x)
         out_ch[k] = chans[c]
-        out_src[k] = SRC_DARK
-        out_att[k] = -1
         k += 1
-        x += _rexp(rs, 1.0 / rate_ps)
+        x += _rexp(rs, scale)
+    return k

@@ -9,9 +9,9 @@ recorded.
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
-from .kernel import sort_nearly
 from ..chunk import LOST_DTYPE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
 
 
@@ -33,9 +33,11 @@ class LabOutput:
         self.rng = rng
         self.intervals: list[tuple[int, int]] = []  # raw-time lost-data intervals [begin, end)
         self._next_ov = None
-        self.carry_raw = np.zeros(0, np.int64)
-        self.carry_ch = np.zeros(0, np.int32)
-        self.carry_src = np.zeros(0, np.int8)
+        # generated tags not yet emitted (a later block may still precede them) live in _raw/_ch/_src[c0:c1]
+        self._raw = np.zeros(0, np.int64)
+        self._ch = np.zeros(0, np.int32)
+        self._src = np.zeros(0, np.int8)
+        self._carry = (0, 0)
         self.emitted_raw = None  # everything with raw < this has been emitted
         self.windows: dict[int, list] = {}  # round id -> [lo, hi, count] in local corrected time
         self.tags_written = 0
@@ -54,24 +56,33 @@ class LabOutput:
     def add_window(self, rid: int, lo: int, hi: int) -> None:
         self.windows[rid] = [int(lo), int(hi), 0]
 
-    def push(self, t_true, ch, src, bound_true: int | None) -> tuple[TagChunk, list[tuple[int, int]]]:
+    def push(self, t_true, ch, src, bound_true: int | None, reuse: bool = False) -> tuple[TagChunk, list[tuple[int, int]]]:
         """Add generated events; emit the recorded stream up to ``bound_true`` (None = everything).
 
-        Returns the chunk and the (round id, count) pairs whose count window is complete.
+        Returns the chunk and the (round id, count) pairs whose count window is complete.  With ``reuse``
+        the chunk's arrays are views of a buffer that the next ``push`` overwrites (for a caller that
+        writes them out at once: no fresh memory per block).
         """
-        raw = self.local(t_true) + self.delay[ch]
-        raw = np.concatenate([self.carry_raw, raw])
-        chs = np.concatenate([self.carry_ch, np.asarray(ch, np.int32)])
-        srcs = np.concatenate([self.carry_src, np.asarray(src, np.int8)])
-        sort_nearly(raw, chs, srcs)  # disorder is bounded by the spread of cable delays
+        c0, c1 = self._carry
+        tot = c1 - c0 + len(t_true)
+        if self._raw.size < tot:
+            size = int(tot * 1.25) + 1024
+            raw_b, ch_b, src_b = np.empty(size, np.int64), np.empty(size, np.int32), np.empty(size, np.int8)
+            raw_b[:c1 - c0], ch_b[:c1 - c0], src_b[:c1 - c0] = self._raw[c0:c1], self._ch[c0:c1], self._src[c0:c1]
+            self._raw, self._ch, self._src = raw_b, ch_b, src_b
+            c0, c1 = 0, c1 - c0
+        _stage(np.asarray(t_true, np.int64), np.asarray(ch, np.int32), np.asarray(src, np.int8), self.offset,
+               self.drift, self.delay, self._raw, self._ch, self._src, c0, c1)
         if bound_true is None:
             bound = np.iinfo(np.int64).max
-            n = raw.size
+            n = tot
         else:
             bound = self.local_scalar(bound_true) + self.min_delay
-            n = int(np.searchsorted(raw, bound, side="left"))
-        self.carry_raw, self.carry_ch, self.carry_src = raw[n:], chs[n:], srcs[n:]
-        raw, chs, srcs = raw[:n], chs[:n], srcs[:n]
+            n = int(np.searchsorted(self._raw[:tot], bound, side="left"))
+        self._carry = (n, tot)
+        raw, chs, srcs = self._raw[:n], self._ch[:n], self._src[:n]
+        if not reuse:
+            raw, chs, srcs = raw.copy(), chs.copy(), srcs.copy()
         lo = self.emitted_raw if self.emitted_raw is not None else (int(raw[0]) if n else bound)
         if bound_true is None and n:
             bound = int(raw[-1]) + 1
@@ -79,7 +90,7 @@ class LabOutput:
         if self.ov_rate > 0:
             raw, chs, srcs, lost = self._overflow(raw, chs, srcs, lo, bound)
         self.emitted_raw = bound
-        self.sources += np.bincount(srcs, minlength=16)[:16]
+        _bincount_into(srcs, self.sources)
         self.tags_written += raw.size
         done = self._count(raw, chs, bound, final=bound_true is None)
         return TagChunk(raw, chs, lost), done
@@ -115,18 +126,88 @@ class LabOutput:
     def _count(self, raw, chs, bound, final):
         if not self.windows:
             return []
-        lo = min(w[0] for w in self.windows.values()) + self.min_delay
-        hi = max(w[1] for w in self.windows.values()) + self.max_delay
-        i0, i1 = np.searchsorted(raw, [lo, hi], side="left")
-        raw, chs = raw[i0:i1], chs[i0:i1]
-        sel = self.fluo[chs]
-        loc = np.sort(raw[sel] - self.delay[chs[sel]])
         done_upto = bound - self.max_delay  # every tag with local time < this has been emitted
         done = []
         for rid, w in list(self.windows.items()):
-            a, b = np.searchsorted(loc, [w[0], w[1]], side="left")
-            w[2] += int(b - a)
+            w[2] += _count_window(raw, chs, self.fluo, self.delay, w[0], w[1], self.min_delay, self.max_delay)
             if final or w[1] <= done_upto:
                 done.append((rid, w[2]))
                 del self.windows[rid]
         return done
+
+
+@nb.njit(cache=True)
+def _stage(t, ch, src, offset, drift, delay, raw_b, ch_b, src_b, c0, c1):
+    """Move the carry [c0, c1) to the front, append the new tags in raw time, restore time order.
+
+    The disorder is bounded by the spread of cable delays, so an insertion pass is linear in practice.
+    """
+    m = c1 - c0
+    for i in range(m):
+        raw_b[i] = raw_b[c0 + i]
+        ch_b[i] = ch_b[c0 + i]
+        src_b[i] = src_b[c0 + i]
+    for i in range(t.size):
+        c = ch[i]
+        r = t[i] + offset + delay[c]
+        if drift != 0.0:
+            r += np.int64(np.rint(np.float64(t[i]) * drift))
+        j = m + i
+        if j > 0 and raw_b[j - 1] > r:
+            while j > 0 and raw_b[j - 1] > r:
+                raw_b[j] = raw_b[j - 1]
+                ch_b[j] = ch_b[j - 1]
+                src_b[j] = src_b[j - 1]
+                j -= 1
+        raw_b[j] = r
+        ch_b[j] = c
+        src_b[j] = src[i]
+
+
+@nb.njit(cache=True)
+def _bincount_into(src, counts):
+    for i in range(src.size):
+        counts[src[i]] += 1
+
+
+@nb.njit(cache=True)
+def _count_window(raw, chs, fluo, delay, lo, hi, min_delay, max_delay):
+    """Recorded fluorescence tags whose local time (raw - cable delay) lies in [lo, hi)."""
+    i = np.searchsorted(raw, lo + min_delay, side="left")
+    i1 = np.searchsorted(raw, hi + max_delay, side="left")
+    n = 0
+    while i < i1:
+        c = chs[i]
+        if fluo[c]:
+            loc = raw[i] - delay[c]
+            if lo <= loc < hi:
+                n += 1
+        i += 1
+    return n
+
+
+@nb.njit(cache=True)
+def encode_dump(time, channel, lost_time, lost_type, lost_channel, lost_count, out):
+    """Tags and lost events as 16-byte dump records in ``out`` (uint64 pairs, little-endian), in time order.
+
+    A lost event follows the tags of equal time (as :func:`timetag.formats.dump.encode_chunk`).  Returns the
+    number of records.
+    """
+    n = time.size
+    m = lost_time.size
+    i = 0
+    j = 0
+    k = 0
+    while i < n or j < m:
+        if j >= m or (i < n and time[i] <= lost_time[j]):
+            out[k, 0] = np.uint64(np.uint32(channel[i])) << np.uint64(32)
+            out[k, 1] = np.uint64(time[i])
+            i += 1
+        else:
+            cnt = min(lost_count[j], 65535)
+            out[k, 0] = (np.uint64(lost_type[j]) | (np.uint64(cnt) << np.uint64(16))
+                         | (np.uint64(np.uint32(lost_channel[j])) << np.uint64(32)))
+            out[k, 1] = np.uint64(lost_time[j])
+            j += 1
+        k += 1
+    return k

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
 from ..errors import SetupError
+from ..formats.dump import TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END
 from ..provenance import provenance
 from ..setupfile import BsmDetector, HeraldConfig, HistogramConfig, LabSetup, RoundConfig, Setup
 from .analytic import expected_stats
 from .generate import LinkSimulator
+from .output import encode_dump
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, BOB_READY, BOB_SETTINGS, BOB_SPD,
                      SimParams)
 from .truth import TRUTH_DTYPE, write_truth
@@ -93,7 +96,8 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exp = expected_stats(params)
-    sim = LinkSimulator(params, seed, n_rounds=n_rounds)
+    # the dump path writes each chunk at once, so the generator may hand out views of its reused buffers
+    sim = LinkSimulator(params, seed, n_rounds=n_rounds, reuse_buffers=fmt == "dump")
     setup = build_setup(params, sim.thresholds)
     setup_path = out / "setup.toml"
     setup.save(setup_path)
@@ -108,8 +112,11 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
     t_start = time.perf_counter()
     rows = []
     n_a = n_b = 0
-    wa = writer_for(pa, fmt, **meta("alice"))
-    wb = writer_for(pb, fmt, **meta("bob"))
+    if fmt == "dump":
+        wa, wb = _DumpOut(pa), _DumpOut(pb)
+    else:
+        wa = writer_for(pa, fmt, **meta("alice"))
+        wb = writer_for(pb, fmt, **meta("bob"))
     try:
         for ca, cb, r in sim.stream():
             wa.write(ca)
@@ -145,6 +152,35 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
     truth_path = out / "truth.h5"
     write_truth(truth_path, truth, sim.heralds_all_array(), attrs)
     return SimResult(out, pa, pb, setup_path, truth_path, stats)
+
+
+class _DumpOut:
+    """Dump records encoded in one pass into a reused buffer, one ``write`` per chunk.
+
+    Byte-identical to :class:`timetag.formats.dump.DumpWriter` (same record layout and lost-event order);
+    the generic writer allocates fresh record arrays per chunk, which dominates at simulator rates.
+    """
+
+    def __init__(self, path):
+        self._fh = open(path, "wb")
+        self._buf = np.empty((0, 2), np.uint64)
+
+    def write(self, chunk) -> None:
+        n = len(chunk) + chunk.lost.size
+        if self._buf.shape[0] < n:
+            self._buf = np.empty((int(n * 1.25) + 1024, 2), np.uint64)
+        lost = chunk.lost
+        k = encode_dump(chunk.time, chunk.channel, lost["time"].copy(), _KIND_TO_TYPE[lost["kind"]],
+                        lost["channel"].copy(), lost["count"].copy(), self._buf)
+        self._fh.write(memoryview(self._buf[:k]))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+_KIND_TO_TYPE = np.zeros(256, np.uint8)
+_KIND_TO_TYPE[[ERROR, OVERFLOW_BEGIN, OVERFLOW_END, MISSED]] = [TYPE_ERROR, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END,
+                                                                 TYPE_MISSED]
 
 
 def _plain(d):

@@ -35,6 +35,7 @@ TRUTH_DTYPE = np.dtype([
     ("alice_lost", "?"), ("bob_lost", "?"),  # a lost-data interval overlaps the round in that lab
 ])
 
+# every >= 2-click group in the acceptance window; time = its last click (t1, t2: its first two clicks)
 HERALD_ALL_DTYPE = np.dtype([
     ("attempt", "<i8"), ("time", "<i8"), ("t1", "<i8"), ("t2", "<i8"), ("ch1", "<i4"), ("ch2", "<i4"),
     ("src1", "i1"), ("src2", "i1"), ("nclicks", "<i4"), ("pattern", "i1"), ("gated", "?"), ("signal", "?"),
