@@ -1,6 +1,7 @@
-"""Helpers shared by the format readers: path checks and time-order policing."""
+"""Helpers shared by the format modules: path checks, time-order policing, the writer base."""
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 
@@ -126,3 +127,21 @@ class OrderGuard:
     @property
     def meta(self) -> dict:
         return {"backward_steps": self.backward_steps, "max_backward_ps": self.max_backward_ps}
+
+
+class TagWriter(abc.ABC):
+    """Base of the streaming writers: ``write(chunk)`` appends, ``close()`` finishes; a context manager."""
+
+    @abc.abstractmethod
+    def write(self, chunk) -> None:
+        """Append the tags and lost-data events of one chunk."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finish the file (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ._common import TagWriter
 from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
 from ..errors import DataValidationError, FormatError, TimetagWarning
 
@@ -215,7 +216,7 @@ def encode_chunk(chunk: TagChunk) -> np.ndarray:
     return rec
 
 
-class DumpWriter:
+class DumpWriter(TagWriter):
     """Streaming writer: ``write(chunk)`` appends; use as a context manager."""
 
     def __init__(self, path):
@@ -231,11 +232,6 @@ class DumpWriter:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def write_dump(path, chunks: Iterable[TagChunk] | TagChunk) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk, empty_lost
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, check_readable
+from ._common import OrderGuard, check_readable, TagWriter
 
 NAME = "h5"
 EXTENSIONS = (".h5", ".hdf5", ".hdf")
@@ -137,7 +137,7 @@ class H5TagReader:
         self._f.close()
 
 
-class H5TagWriter:
+class H5TagWriter(TagWriter):
     """Streaming writer with resizable, chunked, compressed datasets.
 
     ``swmr=True`` writes a file that can be read while it grows (``timetag live --source follow:FILE``, or
@@ -206,11 +206,6 @@ class H5TagWriter:
         if self._f.id.valid:
             self._f.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> H5TagReader:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import check_readable
+from ._common import check_readable, TagWriter
 
 NAME = "ptu"
 EXTENSIONS = (".ptu",)
@@ -326,7 +326,7 @@ def _tag(name: str, typ: int, value, idx: int = -1) -> bytes:
     return _TAG_HEAD.pack(ident, idx, typ) + struct.pack("<q", int(value))
 
 
-class PtuWriter:
+class PtuWriter(TagWriter):
     """Streaming T2 writer: HydraHarp v2 T2 records at 1 ps global resolution.
 
     Channels: 0..63 photons, 64 -> sync special record, 100..103 -> marker bits.  Times must be >= 0 and
@@ -423,11 +423,6 @@ class PtuWriter:
         self._fh.write(struct.pack("<q", self.records))
         self._fh.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def write_ptu(path, chunks: Iterable[TagChunk] | TagChunk, drop_lost: bool = False, **meta) -> int:

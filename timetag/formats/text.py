@@ -13,7 +13,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, LOST_KIND_NAMES, TagChunk, empty_lost
 from ..errors import FormatError
-from ._common import OrderGuard, check_readable
+from ._common import OrderGuard, check_readable, TagWriter
 
 NAME = "text"
 EXTENSIONS = (".txt", ".csv", ".tsv", ".dat")
@@ -86,7 +86,7 @@ class TextReader:
                               f"<channel> <count>', kinds {', '.join(_KIND_BY_NAME)})", path=self.path) from None
 
 
-class TextWriter:
+class TextWriter(TagWriter):
     def __init__(self, path, **meta):
         self.path = Path(path)
         self._fh = open(self.path, "w", encoding="utf-8")
@@ -107,11 +107,6 @@ class TextWriter:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> TextReader:
