@@ -98,7 +98,10 @@ def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUN
             exclude[lab.sync_channel] = [(a, b + AFTERPULSE_GUARD_PS) for a, b in (pulse, near)]
             ap_exclude[lab.sync_channel] = [pulse, near]
         dets = sorted({d.channel for d in lab.bsm} | set(lab.fluorescence_channels))
-        data.dark = DarkCounter(dets, exclude, afterpulse_exclude=ap_exclude)
+        # conditional sync recording: a sync exists because of a click, so the excluded regions go on the
+        # whole attempt grid (recorded or not) instead of the recorded syncs (see calibrate.darkcounts)
+        grid = lab.sync_channel if has_bsm and lab.herald.sync_reference == "next" else None
+        data.dark = DarkCounter(dets, exclude, afterpulse_exclude=ap_exclude, grid_channel=grid)
     ready = []
     for chunk in iter_stream(paths, chunk_size=chunk_size):
         data.n_tags += len(chunk)
@@ -219,15 +222,15 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
         d = data.dark.result()
         cal.dark = d
         for k, c in enumerate(d.channels):
-            rep.measure(f"{lab.name}.detector {c}", f"dark {d.rate_hz[k]:.3g} +- {d.rate_err_hz[k]:.2g} Hz, "
-                        f"afterpulsing {d.afterpulse_prob[k]:.2e} +- {d.afterpulse_err[k]:.1e} per click")
+            rep.measure(f"{lab.name}.detector {c}", f"dark {d.dark_rate_hz[k]:.4g} +- {d.dark_rate_err_hz[k]:.2g} Hz "
+                        f"(quiet clicks {d.rate_hz[k]:.4g} Hz incl. their afterpulses), afterpulsing "
+                        f"{d.afterpulse_prob[k]:.2e} +- {d.afterpulse_err[k]:.1e} per click ({d.afterpulse_primary[k]:.2e} per "
+                        "non-afterpulse click)")
+        if d.period_ps is not None:
+            rep.measure(f"{lab.name}.attempt_grid", f"dark-count exclusions on every attempt tick (conditional "
+                        f"sync recording), period {d.period_ps:.1f} ps from the recorded syncs")
         if d.quiet_s <= 0:
             rep.warnings.append(f"{lab.name}: no quiet stretches for dark counts")
-        elif lab.sync_channel is not None and lab.herald.sync_reference == "next":
-            rep.warnings.append(
-                f"{lab.name}: dark counts with sync_reference 'next' (conditional sync recording) are biased low "
-                "by up to the excluded fraction of the attempt period: the syncs that anchor the excluded pulse "
-                "regions are recorded because of clicks")
     return new, cal
 
 

@@ -207,3 +207,68 @@ def test_simulator_window_is_physical(sim_long):
                          reference="next", params=FomParams(p_double=0.0, v0=0.8976))
     assert no_c.start + T < p.pulse_center_ps + p.pulse_fwhm_ps / 2
     assert _analytic_key_rate(p, (no_c.start + T, no_c.stop + T), eta) < 0.5 * best
+
+
+# --- dark counts and afterpulsing against the simulator's detector model (conditional sync recording) ---
+
+DARK_HZ, AP_PROB = 2_000.0, 0.05
+
+
+@pytest.fixture(scope="module")
+def sim_dark(tmp_path_factory):
+    """Raised dark counts and afterpulsing, moderate speedup: ~8 s of attempts with sparse recorded syncs."""
+    from calibrate.api import calibrate_lab, collect
+
+    p = sim_params.load_preset("lmu2022").with_overrides(dark_rate_hz_alice=(DARK_HZ,) * 4, afterpulse_prob=AP_PROB)
+    assert p.sync_mode == "conditional"
+    r = sim_run.simulate(p, n_rounds=10, seed=5, out_dir=tmp_path_factory.mktemp("simdark"), speedup=100.0)
+    setup = load_setup(r.setup)
+    assert setup.lab("alice").herald.sync_reference == "next"
+    data = collect([r.alice], setup.lab("alice"), steps=("darkcounts",), chunk_size=50_000)
+    _, cal = calibrate_lab(data, steps=("darkcounts",), strict=True)
+    return p, r, data, cal.dark
+
+
+def _recount(r, d, **kw):
+    from calibrate.darkcounts import DarkCounter
+    from timetag.formats import iter_stream
+
+    args = dict(afterpulse_exclude=d.ap_exclude, afterpulse_ps=d.ap, grid_channel=d.grid)
+    args.update(kw)
+    c = DarkCounter(d.channels, d.exclude, **args)
+    for chunk in iter_stream([r.alice], chunk_size=80_000):
+        c.process(chunk)
+    c.flush()
+    return c.result()
+
+
+def test_simulator_dark_counts_unbiased_with_conditional_syncs(sim_dark):
+    p, r, data, dk = sim_dark
+    assert dk.period_ps == pytest.approx(p.attempt_period_ps, abs=1e-6)
+    # each detector: the simulator's true dark rate within the estimate's 3 sigma
+    assert np.all(np.abs(dk.dark_rate_hz - DARK_HZ) < 3 * dk.dark_rate_err_hz), (dk.dark_rate_hz, dk.dark_rate_err_hz)
+    # the quiet clicks include the dark clicks' afterpulses (~ AP_PROB more)
+    assert np.sum(dk.rate_hz) > np.sum(dk.dark_rate_hz) * (1 + 0.5 * AP_PROB)
+    # other chunking: the same numbers
+    again = _recount(r, data.dark)
+    np.testing.assert_array_equal(again.quiet_clicks, dk.quiet_clicks)
+    assert again.quiet_s == dk.quiet_s
+    # exclusions on the recorded syncs only (the old estimate): biased low, beyond the error
+    old = _recount(r, data.dark, grid_channel=None)
+    err = np.sqrt(np.sum(dk.dark_rate_err_hz ** 2))
+    assert np.sum(old.dark_rate_hz) < 4 * DARK_HZ - 4 * err, (old.dark_rate_hz, err)
+
+
+def test_simulator_afterpulse_probability(sim_dark):
+    """The simulator draws an afterpulse for a non-afterpulse click with ``afterpulse_prob``, dead time +
+    Exp(tau) later: afterpulse_primary is that probability."""
+    p, r, data, dk = sim_dark
+    ap, ap_err = dk.afterpulse_primary, dk.afterpulse_primary_err
+    assert np.all(np.abs(ap - AP_PROB) < 3 * ap_err), (ap, ap_err)
+    mean, mean_err = ap.mean(), np.sqrt(np.sum(ap_err ** 2)) / ap.size
+    assert abs(mean - AP_PROB) < 3 * mean_err
+    assert np.all(np.abs(dk.dead_time_ps - p.dead_time_ps) < 1_000)
+    # the old near interval from 50 ns misses the afterpulses between the dead time and 50 ns
+    # (1 - exp(-(50 - 22) / 300) ~ 9 %)
+    old = _recount(r, data.dark, afterpulse_ps=(50_000, 2_000_000))
+    assert old.afterpulse_primary.mean() < AP_PROB - 3 * mean_err, (old.afterpulse_primary, mean_err)

@@ -1,0 +1,167 @@
+"""Dark counts on the attempt grid (conditional sync recording) and the afterpulse estimate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from calibrate.darkcounts import DarkCounter, _grid_ticks, estimate_period
+from calibrate.synthetic import SynthParams, make_setup, make_streams
+from timetag.chunk import TagChunk, split
+from timetag.errors import CalibrationError
+
+T_FRAC = 19_230_769.3   # a period that is no whole number of ps
+
+
+def test_estimate_period_without_consecutive_ticks():
+    rng = np.random.default_rng(1)
+    # only gaps of 3, 5 and 7 periods: the smallest gap is 3 T, the grid is still T
+    n = np.cumsum(rng.choice([3, 5, 7], 300))
+    t = np.rint(1e9 + n * T_FRAC + rng.normal(0, 20, n.size)).astype(np.int64)
+    assert estimate_period(t) == pytest.approx(T_FRAC, abs=0.05)
+    with pytest.raises(CalibrationError, match="two recorded syncs"):
+        estimate_period(t[:1])
+    with pytest.raises(CalibrationError, match="no common grid"):
+        estimate_period(np.cumsum(rng.uniform(1e6, 3e7, 200)).astype(np.int64))
+
+
+def test_grid_ticks_complete_the_grid():
+    rng = np.random.default_rng(2)
+    T = 1_000_003
+    grid = 5_000_000 + np.arange(2000, dtype=np.int64) * T
+    rec = np.sort(rng.choice(grid[100:1900], 60, replace=False))   # recorded: a random subset
+    lo, hi = grid[0], grid[-1] + 1
+    got = _grid_ticks(rec, lo, hi, float(T), None)
+    np.testing.assert_array_equal(got, grid)
+    # with an earlier anchor dropped from the buffer, ticks from it onwards are placed
+    got = _grid_ticks(rec[5:], rec[5] - 1, hi, float(T), int(rec[4]))
+    np.testing.assert_array_equal(got, grid[grid >= rec[5] - 1])
+    # a period that is no whole number of ps: each tick within 1 ps of the true one
+    Tf = T_FRAC
+    true = np.rint(7e8 + np.arange(3000) * Tf).astype(np.int64)
+    rec = np.sort(rng.choice(true[10:2990], 80, replace=False))
+    got = _grid_ticks(rec, true[0] - 10, true[-1] + 10, Tf, None)
+    assert got.size == true.size and np.max(np.abs(got - true)) <= 1
+
+
+def _conditional(seed=3, dark_hz=20_000, duration_ps=60_000_000_000, photon_prob=0.05):
+    p = SynthParams(duration_ps=duration_ps, photon_prob=photon_prob, dark_hz=dark_hz, ready_rate_hz=200,
+                    sync_mode="conditional", seed=seed)
+    a, _, _ = make_streams(p)
+    return p, a, make_setup(p).lab("alice")
+
+
+def _counter(lab, grid=True, period=None):
+    T = 19_230_769
+    pulse = (-T - 150_000, -T + 300_000)
+    ex = {lab.sync_channel: [(pulse[0], pulse[1] + 3_000_000), (-200_000, 3_200_000)],
+          lab.ready_channel: [(-1_000_000, 26_000_000)]}
+    ap_ex = {lab.sync_channel: [pulse, (-200_000, 200_000)]}
+    return DarkCounter([2, 3, 4, 5], ex, afterpulse_ps=(0, 500_000), afterpulse_exclude=ap_ex,
+                       grid_channel=lab.sync_channel if grid else None, period_ps=period)
+
+
+def _run(d, chunks):
+    for c in chunks:
+        d.process(c)
+    d.flush()
+    return d.result()
+
+
+_CASE = {}
+
+
+def _case():
+    if not _CASE:
+        _CASE["v"] = _conditional()
+    return _CASE["v"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 8_000), max_size=6))
+def test_grid_darkcounts_chunk_invariance(cuts):
+    p, a, lab = _case()
+    r1 = _run(_counter(lab), [a])
+    r2 = _run(_counter(lab), split(a, sorted(cuts)))
+    np.testing.assert_array_equal(r1.quiet_clicks, r2.quiet_clicks)
+    np.testing.assert_array_equal(r1.clicks, r2.clicks)
+    np.testing.assert_array_equal(r1.afterpulse_prob, r2.afterpulse_prob)
+    np.testing.assert_array_equal(r1.afterpulse_clicks, r2.afterpulse_clicks)
+    assert r1.quiet_s == r2.quiet_s and r1.period_ps == r2.period_ps
+
+
+def test_grid_darkcounts_unbiased_with_conditional_syncs():
+    """Dark clicks make the tagger keep the next sync: exclusions on the recorded syncs only sit where the
+    dark clicks are (biased low); on the reconstructed grid the estimate is the true rate."""
+    # sparse syncs (most recorded because of a dark click): where the old estimate was worst
+    p, a, lab = _conditional(seed=11, dark_hz=2_000, duration_ps=20_000_000_000_000, photon_prob=0.002)
+    chunks = list(split(a, [len(a) // 4, len(a) // 2]))
+    r = _run(_counter(lab), chunks)
+    assert r.period_ps == pytest.approx(p.period_ps, abs=1e-6)
+    rate = r.quiet_clicks.sum() / r.quiet_s / 4
+    err = np.sqrt(r.quiet_clicks.sum()) / r.quiet_s / 4
+    assert abs(rate - p.dark_hz) < 3 * err, (rate, err)
+    assert np.all(np.abs(r.rate_hz - p.dark_hz) < 4 * r.rate_err_hz)
+    # the same period given explicitly: identical
+    r_given = _run(_counter(lab, period=p.period_ps), chunks)
+    np.testing.assert_array_equal(r_given.quiet_clicks, r.quiet_clicks)
+    # recorded syncs only: visibly low (what the grid fixes)
+    old = _run(_counter(lab, grid=False), chunks)
+    old_rate = old.quiet_clicks.sum() / old.quiet_s / 4
+    assert old_rate < p.dark_hz - 5 * err, (old_rate, err)
+
+
+def test_afterpulses_right_after_the_dead_time():
+    """Afterpulses from dead time + Exp(tau): a near interval from 0 catches them all; the control is
+    scaled for the dead time in which no uncorrelated partner can click."""
+    rng = np.random.default_rng(9)
+    dur, rate, dead, tau, prob = 20e12, 20_000.0, 22_000, 80_000.0, 0.04
+    t = np.sort(rng.uniform(0, dur, rng.poisson(rate * dur * 1e-12))).astype(np.int64)
+    ap = rng.random(t.size) < prob
+    times = np.sort(np.concatenate([t, t[ap] + dead + rng.exponential(tau, ap.sum()).astype(np.int64)]))
+    # non-paralysable dead time on the merged stream
+    keep = np.ones(times.size, bool)
+    last = -10 ** 18
+    for i, x in enumerate(times.tolist()):
+        if x - last < dead:
+            keep[i] = False
+        else:
+            last = x
+    times = times[keep]
+    chunk = TagChunk(times, np.full(times.size, 2, np.int32))
+    d = _run(DarkCounter([2], {}, afterpulse_ps=(0, 1_000_000)), split(chunk, [times.size // 2]))
+    assert d.dead_time_ps[0] >= dead and d.dead_time_ps[0] < dead + 2_000
+    # per primary click (afterpulses here do not afterpulse again): the generated probability, less what
+    # the dead time swallowed (afterpulses behind another click, ~ rate * (dead + tau) ~ 0.2 %)
+    assert abs(d.afterpulse_primary[0] - prob) < 3 * d.afterpulse_primary_err[0] + 0.002 * prob
+    assert d.clicks[0] == times.size
+    # without the dead-time scaling of the control the estimate would be low by rate * dead per click
+    assert d.afterpulse_primary[0] > 10 * d.afterpulse_primary_err[0]
+
+
+@pytest.mark.parametrize("T", [19_230_769.0, T_FRAC])
+def test_phase_grid_matches_listed_ticks(T):
+    """The counter's phase representation against brute force: intervals around every listed tick."""
+    from calibrate.darkcounts import _Grid, _union
+
+    rng = np.random.default_rng(4)
+    offs = [(-int(T) - 150_000, -int(T) + 3_300_000), (-200_000, 3_200_000), (5_000_000, 5_000_100)]
+    true = np.rint(3e9 + np.arange(4000) * T).astype(np.int64)
+    rec = np.sort(rng.choice(true[200:3800], 150, replace=False))
+    lo, hi = int(true[100]), int(true[3900])
+    ticks = _grid_ticks(rec, lo - 2 * int(T), hi + 2 * int(T), T, None)
+    s, e = _union(np.concatenate([ticks + a for a, _ in offs]), np.concatenate([ticks + b for _, b in offs]))
+    g = _Grid.from_offsets(offs, T)
+    g.anchors_with(rec, None)
+    x = np.sort(rng.integers(lo, hi, 400))
+    y = x + rng.integers(0, 300_000_000, x.size)
+    y = np.minimum(y, hi)
+    brute = np.array([np.sum(np.clip(e, a, b) - np.clip(s, a, b)) for a, b in zip(x, y)])
+    tol = 0 if T == int(T) else 2 * (1 + (y - x) // int(T))    # ps rounding of a fractional period
+    assert np.all(np.abs(g.measure(x, y) - brute) <= tol)
+    k = np.searchsorted(s, x, "right") - 1
+    inside = (k >= 0) & (x < e[np.clip(k, 0, e.size - 1)])
+    # points within a few ps of an interval edge may differ by the rounding
+    near_edge = np.min(np.abs(np.concatenate([s, e])[None, :] - x[:, None]), axis=1) <= 2
+    np.testing.assert_array_equal(g.inside(x)[~near_edge], inside[~near_edge])
+    assert inside.any() and (~inside).any()
