@@ -364,3 +364,36 @@ def test_times_beyond_the_key_range_are_refused():
     hs = HeraldStage(alice())
     with pytest.raises(DataValidationError, match="tag times must stay inside"):
         hs.process(TagChunk(np.array([0, 2**62], np.int64), np.array([SYNC, SYNC], np.int32)))
+
+
+def test_out_of_order_trigger_batches_are_sorted(monkeypatch):
+    """The round stage skips sorting the triggers when they already are in (time, herald time)
+    order; with trigger 'both' the matching emits some batches out of order: those must still give
+    the reference's rounds, in order.  The test checks that such batches did occur."""
+    import timetag.engine.rounds as rounds_mod
+
+    kernels = rounds_mod._k
+    unsorted = []
+
+    class Spy:
+        eval_rounds = staticmethod(kernels.eval_rounds)
+
+        @staticmethod
+        def make_triggers(par, *args):
+            res = kernels.make_triggers(par, *args)
+            t = args[-1][: res[0]]
+            in_order = (t[:-1, 0] < t[1:, 0]) | ((t[:-1, 0] == t[1:, 0]) & (t[:-1, 1] <= t[1:, 1]))
+            unsorted.append(not bool(np.all(in_order)))
+            return res
+
+    monkeypatch.setattr(rounds_mod, "_k", Spy)
+    lab = alice(ref="previous", trigger="both")
+    from engine_cases import herald_ready_stream
+
+    for seed in range(30):
+        s = herald_ready_stream(np.random.default_rng(seed), 40)
+        for chunks in ([s], list(split(s, range(10, len(s), 10)))):
+            rounds, _, _ = assert_same(lab, s, chunks)
+            order = np.lexsort((rounds["herald_time"], rounds["trigger_time"]))
+            assert order.tolist() == list(range(len(rounds)))
+    assert any(unsorted)
