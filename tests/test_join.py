@@ -66,9 +66,15 @@ def test_join_property_drops_extras_drift(n, gap_exp, offset_s, drift_ppm, frac_
     db = np.nonzero(rng.random(n) < frac_b)[0]
     A, B = make_labs(n, 10.0**gap_exp, offset_s * 1e12, drift_ppm * 1e-6, da, db, extra, seed=seed)
     j = join_rounds(A, B)
-    assert np.array_equal(A["count"][j.ia], B["count"][j.ib])
+    ca, cb = A["count"][j.ia], B["count"][j.ib]
+    wrong = ca != cb
+    # Two different triggers can only be joined by chance, when both true partners are missing (dropped or
+    # extra) and the two times fall within the tolerance: never at the expense of an available true partner,
+    # and at most once in a run of this size.
+    assert not np.isin(ca[wrong], B["count"]).any() and not np.isin(cb[wrong], A["count"]).any()
+    assert wrong.sum() <= 1
     both = np.intersect1d(A["count"], B["count"])
-    assert j.n_pairs >= len(both) - 1  # a chance coincidence with an extra round may cost at most one pair
+    assert j.n_pairs - wrong.sum() >= len(both) - 1  # a chance coincidence may cost at most one true pair
     assert len(j.unmatched_alice) + j.n_pairs == len(A) and len(j.unmatched_bob) + j.n_pairs == len(B)
 
 

@@ -35,7 +35,8 @@ from .records import PATTERN_CODES, PATTERN_NAMES, ROUND_DTYPE, SETTING_NONE
 
 DEFAULT_MAX_DRIFT = 2e-6     # relative clock drift bound (rubidium/quartz references: <~1 ppm)
 DEFAULT_JITTER_PS = 20_000   # absolute slack on an interval (trigger jitter is ~ns)
-MIN_TOLERANCE_PS = 1_000_000  # 1 us: pairing window floor when the clock fit is very tight
+MIN_TOLERANCE_PS = 1_000_000  # 1 us: pairing window when no clock fit is available (clock given or too few rounds)
+MIN_FIT_TOLERANCE_PS = 100_000  # 100 ns: floor of the window derived from a clock fit (20 sigma of its residuals)
 
 
 @dataclass
@@ -169,7 +170,8 @@ def join_rounds(alice, bob, offset_ps: float | None = None, drift: float | None 
                 jitter_ps: float = DEFAULT_JITTER_PS) -> JoinResult:
     """Pair Alice's and Bob's rounds (RoundsData or ROUND_DTYPE arrays); see the module docstring.
 
-    ``tolerance_ps`` (pairing window on Bob's clock) defaults to max(1 us, 20 sigma of the clock fit),
+    ``tolerance_ps`` (pairing window on Bob's clock) defaults to max(100 ns, 20 sigma of the clock fit)
+    (1 us when the clock was given or could not be fitted),
     capped at a quarter of the median inter-trigger interval so that neighbours can never be confused.
     """
     ra, rb = _rounds_array(alice), _rounds_array(bob)
@@ -194,7 +196,9 @@ def join_rounds(alice, bob, offset_ps: float | None = None, drift: float | None 
         method = "given"
         drift = 0.0 if drift is None else float(drift)
     if tolerance_ps is None:
-        tolerance_ps = MIN_TOLERANCE_PS if not np.isfinite(sigma) else max(MIN_TOLERANCE_PS, 20 * sigma)
+        # a window much wider than the clock's residual scatter only admits chance coincidences of
+        # rounds whose partner is missing on the other side
+        tolerance_ps = MIN_TOLERANCE_PS if not np.isfinite(sigma) else max(MIN_FIT_TOLERANCE_PS, 20 * sigma)
         gaps = np.concatenate([np.diff(ta), np.diff(tb)])
         if len(gaps):
             tolerance_ps = min(tolerance_ps, 0.25 * float(np.median(gaps)))
