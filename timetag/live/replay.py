@@ -90,20 +90,31 @@ def _time_slices(chunk: TagChunk, slice_ps: int) -> list[TagChunk]:
     return list(split(chunk, cuts.tolist()))
 
 
-class FollowSource(Source):
-    """Tail a growing dump file (``follow:FILE``)."""
+class _Follower(Source):
+    """What both tail-mode sources share: one lab, real time, polling, and an idle timeout."""
 
-    def __init__(self, path, *, lab: str = "alice", poll_interval: float = 0.2, idle_timeout: float | None = 5.0,
-                 max_records: int = 1_000_000, wait_for_file: float = 10.0):
+    def __init__(self, path, *, lab: str, poll_interval: float, idle_timeout: float | None, description: str):
         super().__init__()
         self.path = Path(path)
         self.labs = (lab,)
         self.speed = 1.0
         self.poll_interval = float(poll_interval)
         self.idle_timeout = idle_timeout
+        self.description = f"follow {self.path.name}{description}"
+
+    def _idle_too_long(self, last_growth: float) -> bool:
+        """True once the file has not grown for ``idle_timeout`` seconds."""
+        return self.idle_timeout is not None and time.monotonic() - last_growth >= self.idle_timeout
+
+
+class FollowSource(_Follower):
+    """Tail a growing dump file (``follow:FILE``)."""
+
+    def __init__(self, path, *, lab: str = "alice", poll_interval: float = 0.2, idle_timeout: float | None = 5.0,
+                 max_records: int = 1_000_000, wait_for_file: float = 10.0):
+        super().__init__(path, lab=lab, poll_interval=poll_interval, idle_timeout=idle_timeout, description="")
         self.max_records = int(max_records)
         self.wait_for_file = float(wait_for_file)
-        self.description = f"follow {self.path.name}"
         self._records = 0
         self._pos = 0
 
@@ -141,7 +152,7 @@ class FollowSource(Source):
                     last_growth = time.monotonic()
                     yield Batch({self.labs[0]: chunk}, device_time_ps=_end_time(chunk))
                     continue  # more may be waiting: read again before sleeping
-                if self.idle_timeout is not None and time.monotonic() - last_growth >= self.idle_timeout:
+                if self._idle_too_long(last_growth):
                     return
                 yield Batch({self.labs[0]: empty_chunk(offset_tags)})
                 if not self._sleep_until(time.monotonic() + self.poll_interval):
@@ -153,7 +164,7 @@ class FollowSource(Source):
         return {"records_read": self._records, "bytes_read": self._pos}
 
 
-class FollowH5Source(Source):
+class FollowH5Source(_Follower):
     """Tail a timetag HDF5 tag file (``/photon_data/timestamps``, ``detectors``, ``lost``) that another process
     writes in SWMR mode (``h5py.File(..., libver='latest')`` then ``swmr_mode = True``).
 
@@ -164,14 +175,9 @@ class FollowH5Source(Source):
 
     def __init__(self, path, *, lab: str = "alice", poll_interval: float = 0.2, idle_timeout: float | None = 5.0,
                  max_rows: int = 1_000_000):
-        super().__init__()
-        self.path = Path(path)
-        self.labs = (lab,)
-        self.speed = 1.0
-        self.poll_interval = float(poll_interval)
-        self.idle_timeout = idle_timeout
+        super().__init__(path, lab=lab, poll_interval=poll_interval, idle_timeout=idle_timeout,
+                         description=" (HDF5)")
         self.max_rows = int(max_rows)
-        self.description = f"follow {self.path.name} (HDF5)"
         self._rows = 0
 
     def _batches(self) -> Iterator[Batch]:
@@ -217,7 +223,7 @@ class FollowH5Source(Source):
                     continue
                 if new_lost.size:
                     last_growth = time.monotonic()
-                if self.idle_timeout is not None and time.monotonic() - last_growth >= self.idle_timeout:
+                if self._idle_too_long(last_growth):
                     break
                 yield Batch({self.labs[0]: empty_chunk(self._rows)})
                 if not self._sleep_until(time.monotonic() + self.poll_interval):
