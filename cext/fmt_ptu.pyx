@@ -45,6 +45,17 @@ cdef inline Py_ssize_t emit_markers(int bits, int64_t t, int64_t[::1] out_time, 
     return w
 
 
+cdef inline void save_state(int64_t[::1] state, int64_t ofl, int64_t n_ofl, int64_t n_mark,
+                            int64_t n_sync, int64_t n_inv, int64_t n_ph) noexcept:
+    """Carry the overflow sum to the next chunk and add this chunk's record counts."""
+    state[S_OVERFLOW] = ofl
+    state[S_N_OVERFLOW] += n_ofl
+    state[S_N_MARKER] += n_mark
+    state[S_N_SYNC] += n_sync
+    state[S_N_INVALID] += n_inv
+    state[S_N_PHOTON] += n_ph
+
+
 def decode_t2(const uint32_t[::1] rec, int family, int64_t unit_int, double unit_frac,
               int64_t[::1] state, int64_t[::1] out_time, int32_t[::1] out_channel):
     """Decode T2 records; returns (records consumed, tags written).
@@ -105,12 +116,7 @@ def decode_t2(const uint32_t[::1] rec, int family, int64_t unit_int, double unit
                     w += 1
                     n_ph += 1
             i += 1
-    state[S_OVERFLOW] = ofl
-    state[S_N_OVERFLOW] += n_ofl
-    state[S_N_MARKER] += n_mark
-    state[S_N_SYNC] += n_sync
-    state[S_N_INVALID] += n_inv
-    state[S_N_PHOTON] += n_ph
+    save_state(state, ofl, n_ofl, n_mark, n_sync, n_inv, n_ph)
     return i, w
 
 
@@ -178,9 +184,5 @@ def decode_t3(const uint32_t[::1] rec, int family, int64_t sync_int, double sync
                     w += 1
                     n_ph += 1
             i += 1
-    state[S_OVERFLOW] = ofl
-    state[S_N_OVERFLOW] += n_ofl
-    state[S_N_MARKER] += n_mark
-    state[S_N_INVALID] += n_inv
-    state[S_N_PHOTON] += n_ph
+    save_state(state, ofl, n_ofl, n_mark, 0, n_inv, n_ph)
     return i, w
