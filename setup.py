@@ -21,7 +21,8 @@ for pyx in sorted((HERE / "cext").glob("*.pyx")):
         Extension(
             f"timetag._cext.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
-            include_dirs=[np.get_include()],
+            include_dirs=[np.get_include(), "cext"],
+            depends=[str(h.relative_to(HERE)) for h in (HERE / "cext").glob(f"{pyx.stem}*.h")],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=["-O3"],
         )

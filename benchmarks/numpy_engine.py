@@ -28,7 +28,7 @@ def numpy_process(time: np.ndarray, channel: np.ndarray, lab):
     ct = t - delay[c - lut_lo]
     is_sync = c == lab.sync_channel if lab.sync_channel is not None else np.zeros(c.size, bool)
     rank = np.where(is_sync, 0 if hc.sync_reference == "previous" else 2, 1)
-    order = np.lexsort((rank, ct))  # stable: ties keep stream order
+    order = np.lexsort((c, rank, ct))  # stable: (time, rank, channel, stream position)
     ct, c, is_sync = ct[order], c[order], is_sync[order]
 
     # --- heralds ---

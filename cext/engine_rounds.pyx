@@ -7,6 +7,7 @@ Trigger rows are int64 ``[time, herald_time, pattern, flags, herald_window_lo,
 herald_window_hi]``; rounds are written as ROUND_DTYPE records.
 """
 from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t
+from libc.stdlib cimport free, malloc
 
 cdef enum:
     MODE_HERALD = 0
@@ -129,7 +130,10 @@ cdef inline bint _touched(int64_t a, int64_t b, const int64_t[::1] iv_lo, const 
 
 
 def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t watermark, int64_t horizon,
-                bint flush, const int64_t[::1] fluo, const int64_t[::1] set_time, const int8_t[::1] set_idx,
+                bint flush, const int64_t[:, ::1] rows, const int64_t[::1] fl_row, const int64_t[::1] fl_del,
+                const int64_t[::1] fl_lo, const int64_t[::1] fl_hi, const int64_t[::1] set_row,
+                const int8_t[::1] set_idx, const int64_t[::1] set_del, const int64_t[::1] set_lo,
+                const int64_t[::1] set_hi,
                 const int64_t[::1] iv_lo, const int64_t[::1] iv_hi, const int64_t[::1] pts,
                 int64_t index0, RoundRec[::1] out):
     """Evaluate sorted triggers, in order, while their windows are closed.
@@ -138,15 +142,41 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
     A round is done when no earlier trigger can come (time < watermark) and every
     window stops at or before ``horizon`` (all tags and lost events before it are
     known).  With ``flush`` every trigger is done and rounds whose windows reach past
-    ``horizon`` (the data end) get FLAG_TRUNCATED.  ``fluo`` / ``set_time`` are
-    sorted and hold every tag any of these windows can contain.  Returns the
-    number of rounds written (= triggers consumed).
+    ``horizon`` (the data end) get FLAG_TRUNCATED.  Fluorescence tags: the sorted rows of raw
+    times ``rows[fl_row[r], fl_lo[r]:fl_hi[r]]`` (one per fluorescence channel, delay
+    ``fl_del[r]``); setting tags: ``rows[set_row[r], set_lo[r]:set_hi[r]]`` meaning setting
+    ``set_idx[r]`` (delay ``set_del[r]``).  They hold
+    every tag any of these windows can contain.  Returns the number of rounds written
+    (= triggers consumed).
     """
     cdef int64_t s0 = par[0], s1 = par[1], f0 = par[2], f1 = par[3], thr = par[4]
+    cdef Py_ssize_t nfr = fl_row.shape[0], nsr = set_row.shape[0], cap = rows.shape[1], r
     if out.shape[0] < trig.shape[0]:
         raise ValueError("round output needs a record per trigger")
-    cdef Py_ssize_t k, q, n = trig.shape[0], flo = 0, fhi = 0, slo = 0, nf = fluo.shape[0], ns = set_time.shape[0]
+    if fl_lo.shape[0] != nfr or fl_hi.shape[0] != nfr or set_idx.shape[0] != nsr or set_lo.shape[0] != nsr \
+            or set_hi.shape[0] != nsr or fl_del.shape[0] != nfr or set_del.shape[0] != nsr:
+        raise ValueError("per-row tables disagree in length")
+    for r in range(nfr):
+        if fl_row[r] < 0 or fl_row[r] >= rows.shape[0] or fl_lo[r] < 0 or fl_hi[r] > cap or fl_lo[r] > fl_hi[r]:
+            raise ValueError("fluorescence row range out of the buffer")
+    for r in range(nsr):
+        if set_row[r] < 0 or set_row[r] >= rows.shape[0] or set_lo[r] < 0 or set_hi[r] > cap \
+                or set_lo[r] > set_hi[r]:
+            raise ValueError("setting row range out of the buffer")
+    cdef Py_ssize_t k, q, n = trig.shape[0]
     cdef int64_t x, close, flags, count, nset, setting
+    # per row: first tag >= window start, first tag >= window stop (triggers come in time order)
+    cdef Py_ssize_t* FP = <Py_ssize_t*>malloc((2 * nfr + nsr + 1) * sizeof(Py_ssize_t))
+    if FP == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t* FQ = FP + nfr
+    cdef Py_ssize_t* SP = FP + 2 * nfr
+    cdef const int64_t* R
+    for r in range(nfr):
+        FP[r] = fl_lo[r]
+        FQ[r] = fl_lo[r]
+    for r in range(nsr):
+        SP[r] = set_lo[r]
     with nogil:
         for k in range(n):
             x = trig[k, 0]
@@ -156,27 +186,32 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
                 close = trig[k, 5]
             if not flush and (x >= watermark or close > horizon):
                 break
-            while slo < ns and set_time[slo] < x + s0:
-                slo += 1
             nset = 0
             setting = -1
-            q = slo
-            while q < ns and set_time[q] < x + s1:
-                nset += 1
-                setting = set_idx[q]
-                q += 1
+            for r in range(nsr):
+                R = &rows[set_row[r], 0]
+                while SP[r] < set_hi[r] and R[SP[r]] < x + s0 + set_del[r]:
+                    SP[r] += 1
+                q = SP[r]
+                while q < set_hi[r] and R[q] < x + s1 + set_del[r]:
+                    nset += 1
+                    setting = set_idx[r]
+                    q += 1
             if nset == 0:
                 flags |= F_SET_MISSING
             elif nset > 1:
                 flags |= F_SET_AMBIGUOUS
                 setting = -1
-            while flo < nf and fluo[flo] < x + f0:
-                flo += 1
-            if fhi < flo:
-                fhi = flo
-            while fhi < nf and fluo[fhi] < x + f1:
-                fhi += 1
-            count = fhi - flo
+            count = 0
+            for r in range(nfr):
+                R = &rows[fl_row[r], 0]
+                while FP[r] < fl_hi[r] and R[FP[r]] < x + f0 + fl_del[r]:
+                    FP[r] += 1
+                if FQ[r] < FP[r]:
+                    FQ[r] = FP[r]
+                while FQ[r] < fl_hi[r] and R[FQ[r]] < x + f1 + fl_del[r]:
+                    FQ[r] += 1
+                count += FQ[r] - FP[r]
             if (_touched(x + s0, x + s1, iv_lo, iv_hi, pts) or _touched(x + f0, x + f1, iv_lo, iv_hi, pts)
                     or _touched(trig[k, 4], trig[k, 5], iv_lo, iv_hi, pts)):
                 flags |= F_LOST
@@ -192,4 +227,5 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
             out[k].flags = <uint32_t>flags
         else:
             k = n
+    free(FP)
     return k

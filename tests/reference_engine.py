@@ -6,7 +6,7 @@ agree with it record for record.  Semantics (the same as documented in
 
 * corrected time = raw - delays_ps[channel]; channels the lab does not use are ignored
   (but counted as singles).  Canonical order of the corrected stream: by (time, rank,
-  stream position) where rank puts the sync *before* other tags of equal time with
+  channel, stream position) where rank puts the sync *before* other tags of equal time with
   ``sync_reference = "previous"`` and *after* them with ``"next"`` (so "at or before" /
   "at or after" hold for equal times).
 * each BSM click gets the latest sync at or before it ('previous') or the first at or
@@ -57,11 +57,11 @@ def reference_process(chunks, lab):
             continue
         rank = sync_rank if c == lab.sync_channel else 1
         tags.append((t - lab.delay(c), rank, pos, c))
-    tags.sort()
+    tags.sort(key=lambda x: (x[0], x[1], x[3], x[2]))  # time, rank, channel, position
 
     bsm = {d.channel: d for d in lab.bsm}
     syncs = [t for t, _, _, c in tags if c == lab.sync_channel] if lab.sync_channel is not None else []
-    sync_keys = [(t, r, p) for t, r, p, c in tags if c == lab.sync_channel] if lab.sync_channel is not None else []
+    sync_keys = [(t, r, c, p) for t, r, p, c in tags if c == lab.sync_channel] if lab.sync_channel is not None else []
 
     lo, hi = hist_cfg.arrival_range_ps
     nbins = -(-(hi - lo) // hist_cfg.arrival_bin_ps)
@@ -73,7 +73,7 @@ def reference_process(chunks, lab):
     for t, r, p, c in tags:
         if c not in bsm or not sync_keys:
             continue
-        key = (t, r, p)
+        key = (t, r, c, p)
         if hc.sync_reference == "previous":
             k = bisect.bisect_left(sync_keys, key) - 1
             if k < 0:

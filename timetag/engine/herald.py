@@ -2,83 +2,50 @@
 
 ``HeraldStage(lab).process(chunk)`` takes raw :class:`~timetag.chunk.TagChunk`\\ s in
 stream order and returns a :class:`HeraldOutput`: the herald records that became
-final, plus the round stage's inputs split out in the same pass (ready times,
-setting tags, fluorescence times, the chunk's lost-data events) and two clocks:
+final, the heralding ones again as trigger columns, the per-channel rows the round
+stage reads (:class:`~timetag.engine.slots.SlotRows`), the chunk's lost-data events,
+and two clocks:
 
 * ``horizon``: every tag with corrected time < horizon has been seen (the raw time of
   the last tag minus the largest positive channel delay, because a delay can move a
   later raw tag to an earlier corrected time);
 * ``watermark``: every herald with time < watermark has been emitted.
 
-Tags at or after the horizon wait in a sorted buffer (canonical order: time, then
-the sync before other tags for ``sync_reference = "previous"`` and after them for
-``"next"``, then stream position), so results never depend on chunk boundaries.
+Equal corrected times are ordered: the sync before other tags for ``sync_reference =
+"previous"`` and after them for ``"next"``, then by channel, then by stream position,
+so results never depend on chunk boundaries nor on how a reader interleaves equal times.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..chunk import LOST_DTYPE, TagChunk
 from ..errors import DataValidationError
 from ..records import HERALD_DTYPE
-from .params import INF, LabParams, compile_lab
+from .params import INF, R_FLUO, R_READY, R_SETTING, LabParams, compile_lab
+from .slots import HERALD, SlotRows, _k
 
-try:
-    from .._cext import engine_herald as _k
-except ImportError as exc:  # pragma: no cover - build problem
-    raise ImportError("timetag._cext.engine_herald is not built: run `pip install -e .` "
-                      "(or setup.py build_ext --inplace)") from exc
-
-HERALD_STATE_FIELDS = ("sync_time", "have_sync", "attempt_open", "attempt_clicks", "t1", "det1", "t2", "det2",
-                       "pending_head", "pending_n", "syncs", "clicks", "clicks_accepted", "clicks_without_sync",
-                       "pending_dropped")
+HERALD_STATE_FIELDS = ("carry", "carry_n", "carry_k1", "carry_k2", "clicks_accepted", "clicks_without_sync")
 HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
-PENDING_CAPACITY = 4096  # clicks awaiting their sync ('next'); older ones are dropped and counted
-KEY_LIMIT = 1 << 61  # |time| bound that keeps the sort key 4 * time + rank inside int64
-RAW_LIMIT = KEY_LIMIT - (1 << 51)  # raw times: room for any delay (|delay| < 2**50, see params)
-
-
-def copy_records(a: np.ndarray) -> np.ndarray:
-    """Copy of a contiguous structured array as one block: numpy copies packed (unaligned)
-    record dtypes element by element, which measured ~1 GB/s here."""
-    out = np.empty(a.shape[0], a.dtype)
-    out.view(np.uint8)[:] = a.view(np.uint8)
-    return out
-
-
-class _Scratch:
-    """Grow-only output arrays reused across calls: fresh large allocations cost a page fault per
-    4 KiB on first touch, which on some machines is slower than the kernels themselves."""
-
-    def __init__(self):
-        self.cap = -1
-        self.her_cap = -1
-
-    def ensure(self, k: int, her_rows: int) -> None:
-        if k > self.cap:
-            cap = max(k, 2 * max(self.cap, 0), 1024)
-            self.ready = np.empty(cap, np.int64)
-            self.set_time = np.empty(cap, np.int64)
-            self.set_idx = np.empty(cap, np.int8)
-            self.fluo = np.empty(cap, np.int64)
-            self.cap = cap
-        if her_rows > self.her_cap:
-            self.her_cap = max(her_rows, 2 * max(self.her_cap, 0), 256)
-            self.her = np.empty(self.her_cap, HERALD_DTYPE)
+AGG_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8")])  # see engine_slots.attempts
+RAW_LIMIT = (1 << 61) - (1 << 51)  # |raw time|: room for any delay and window (< 2**50) below INF = 2**62
 
 
 @dataclass
 class HeraldOutput:
-    """What one herald-stage call produced.  ``ready``, ``set_*`` and ``fluo`` are views of
-    reused buffers, valid until the stage's next call (copy them to keep them)."""
+    """What one herald-stage call produced.  ``rows`` is the stage's live buffer: read it
+    before the stage's next call."""
 
     heralds: np.ndarray
-    ready: np.ndarray
-    set_time: np.ndarray
-    set_idx: np.ndarray
-    fluo: np.ndarray
+    trig_time: np.ndarray   # heralding heralds (pattern in the lab's patterns): time,
+    trig_sync: np.ndarray   # sync time
+    trig_pat: np.ndarray    # and pattern
+    rows: SlotRows
+    new_ready: int
+    new_settings: int
+    new_fluo: int
     lost: np.ndarray
     horizon: int
     watermark: int
@@ -86,43 +53,33 @@ class HeraldOutput:
     final: bool = False
 
 
-@dataclass
-class _Buffer:
-    key: np.ndarray = field(default_factory=lambda: np.empty(1024, np.int64))
-    slot: np.ndarray = field(default_factory=lambda: np.empty(1024, np.int32))
-    n: int = 0
-
-    def reserve(self, extra: int) -> None:
-        need = self.n + extra
-        if need > self.key.size:
-            cap = max(need, 2 * self.key.size)
-            t, s = np.empty(cap, np.int64), np.empty(cap, np.int32)
-            t[: self.n], s[: self.n] = self.key[: self.n], self.slot[: self.n]
-            self.key, self.slot = t, s
-
-
 class HeraldStage:
     """Streaming herald stage of one lab (works for Bob too: no sync/BSM -> no heralds)."""
 
     name = "herald stage"
 
-    def __init__(self, lab, params: LabParams | None = None, pending_capacity: int = PENDING_CAPACITY):
-        self.params = params or compile_lab(lab, self.name)
-        p = self.params
-        if pending_capacity < 1 or pending_capacity & (pending_capacity - 1):
-            raise ValueError(f"{self.name}: pending_capacity must be a power of two (got {pending_capacity})")
+    def __init__(self, lab, params: LabParams | None = None):
+        self.params = p = params or compile_lab(lab, self.name)
         self.state = np.zeros(1, HERALD_STATE_DTYPE)
         self._st = self.state.view(np.int64)
-        self._buf = _Buffer()
-        # sort key of a tag = 4 * raw - kofs = 4 * corrected time + rank: one compare orders both
-        self._kofs = np.append(4 * p.slot_delay - p.slot_rank.astype(np.int64), 0)
-        # other channels -> slot nslots (their singles counter); last entry: outside the table
-        self._slot_of = np.append(np.where(p.slot_of < 0, p.nslots, p.slot_of), p.nslots).astype(np.int32)
+        self.rows = SlotRows(p)
         self.singles = np.zeros(p.nslots + 1, np.int64)  # last = channels the lab does not use
         self.arrival = np.zeros((len(p.det_chan), p.arrival_edges.size - 1), np.int64)
-        self._pend_time = np.zeros(pending_capacity, np.int64)
-        self._pend_det = np.zeros(pending_capacity, np.int8)
-        self._scratch = _Scratch()
+        r = self.rows
+        self._heralds = r.sync_slot >= 0 and r.bsm_slots.size > 0
+        self._bsm_det = p.slot_det[r.bsm_slots].astype(np.int64)
+        self._row_det = np.zeros(256, np.int64)
+        self._row_det[:r.bsm_slots.size] = self._bsm_det
+        self._dts = np.zeros(0, np.int64)
+        self._pat_ok = np.zeros(256, np.int8)
+        self._pat_ok[p.pattern_codes.astype(np.uint8)] = 1
+        role = p.slot_role.astype(np.int64)
+        self._ready_slots = np.flatnonzero(role & R_READY)
+        self._set_slots = np.flatnonzero(role & R_SETTING)
+        self._fluo_slots = np.flatnonzero(role & R_FLUO)
+        self._agg = np.zeros(0, AGG_DTYPE)
+        self._idx = np.zeros(0, np.int64)
+        self._io = np.zeros(6, np.int64)
         self.horizon = -INF
         self.first_raw: int | None = None
         self.last_raw: int | None = None
@@ -132,25 +89,16 @@ class HeraldStage:
     def process(self, chunk: TagChunk) -> HeraldOutput:
         if self.finished:
             raise RuntimeError(f"{self.name}: process() after flush()")
-        p, b = self.params, self._buf
         n = len(chunk)
         if n:
             t0, t1 = int(chunk.time[0]), int(chunk.time[-1])
             if not (-RAW_LIMIT < t0 and t1 < RAW_LIMIT):
                 raise DataValidationError(f"{self.name}: tag times must stay inside +-{RAW_LIMIT} ps "
                                           f"(~26 days); got a chunk spanning [{t0}, {t1}]")
-            b.reserve(n + 1)
-            b.n = _k.reorder(chunk.time, chunk.channel, p.chan_lo, self._slot_of, self._kofs,
-                             b.key, b.slot, b.n, self.singles)
             if self.first_raw is None:
-                self.first_raw = int(chunk.time[0])
-            self.last_raw = int(chunk.time[-1])
+                self.first_raw = t0
             self.n_tags += n
-            # monotonic even if a reader lets time step back a little (PTU markers)
-            self.horizon = max(self.horizon, self.last_raw - p.max_delay)
-        # keys are 4 * time + rank: key < 4 * horizon <=> time < horizon
-        k = 0 if self.horizon <= -KEY_LIMIT else int(np.searchsorted(b.key[: b.n], 4 * self.horizon, side="left"))
-        out = self._scan(k, flush=False)
+        out = self._run(chunk.time, chunk.channel, mode=1)
         out.lost = chunk.lost if chunk.lost.dtype == LOST_DTYPE else chunk.lost.astype(LOST_DTYPE)
         return out
 
@@ -158,35 +106,91 @@ class HeraldStage:
         if self.finished:
             raise RuntimeError(f"{self.name}: flush() called twice")
         data_end = self.horizon
-        self.horizon = INF
-        out = self._scan(self._buf.n, flush=True)
+        out = self._run(np.zeros(0, np.int64), np.zeros(0, np.int32), mode=2)
         out.data_end = data_end
         out.final = True
         self.finished = True
         return out
 
-    def _scan(self, k: int, flush: bool) -> HeraldOutput:
-        p, b = self.params, self._buf
-        keys, slot = b.key[:k], b.slot[:k]
-        # a herald uses >= 2 accepted clicks: from this slice, the pending ring or the open attempt
-        carried = int(self.state["pending_n"][0] + self.state["attempt_clicks"][0])
-        sc = self._scratch
-        sc.ensure(k, (k + carried) // 2 + 2)
-        her, ready, set_time, set_idx, fluo = sc.her, sc.ready, sc.set_time, sc.set_idx, sc.fluo
-        nh, nr, ns, nf, wm = _k.herald_scan(self._st, p.herald_par, p.slot_role, p.slot_setting, p.slot_det,
-                                            p.det_arm, p.det_pol, p.det_chan, keys, slot, self.horizon, flush,
-                                            her, ready, set_time, set_idx, fluo, self.arrival,
-                                            self._pend_time, self._pend_det)
-        rest = b.n - k
-        if k and rest:
-            b.key[:rest] = b.key[k:b.n]
-            b.slot[:rest] = b.slot[k:b.n]
-        b.n = rest
-        return HeraldOutput(heralds=copy_records(her[:nh]), ready=ready[:nr],
-                            set_time=set_time[:ns], set_idx=set_idx[:ns], fluo=fluo[:nf],
-                            lost=np.zeros(0, LOST_DTYPE), horizon=self.horizon, watermark=int(wm))
+    def _run(self, time: np.ndarray, channel: np.ndarray, mode: int) -> HeraldOutput:
+        """Split the chunk into the rows and find the heralds it completes (mode 1), or close
+        every attempt at the end of the data (mode 2)."""
+        p, r = self.params, self.rows
+        n = time.size
+        r.make_room(n)
+        hi0 = r.hi.copy()
+        ss = r.sync_slot
+        s_lo = int(r.ptr[HERALD, ss]) if self._heralds else 0
+        n_s = int(r.hi[ss]) - s_lo if self._heralds else 0
+        if self._agg.size < n_s + n + 1:
+            self._agg = np.empty(max(n_s + n + 1, 2 * self._agg.size), AGG_DTYPE)
+            self._idx = np.empty(self._agg.size, np.int64)
+        bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
+        bsm_lo = r.ptr[HERALD, bsm].copy()
+        most = int((r.hi[bsm] - bsm_lo).max()) + n if bsm.size else 0
+        if self._dts.size < most:
+            self._dts = np.empty(max(most, 2 * self._dts.size), np.int64)
+        io = self._io
+        io[:] = (r.last_raw if r.last_raw is not None else np.iinfo(np.int64).min, max(self.horizon, -INF),
+                 0, 0, 0, s_lo)
+        args = (r.chan_lo, r.slot_of, r.delay, r.rows, r.hi, p.max_delay, io, self._st, p.herald_par,
+                ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._idx,
+                self._dts, self.arrival)
+        taken = _k.process_chunk(time, channel, mode, *args)
+        if taken < n:
+            # the raw times step back (some readers do, a little): sort the rest, split it, re-sort
+            # the rows' unread tails, then carry on
+            rest_t, rest_c = time[taken:], channel[taken:]
+            order = np.argsort(rest_t, kind="stable")
+            _k.process_chunk(np.ascontiguousarray(rest_t[order]), np.ascontiguousarray(rest_c[order]), 0, *args)
+            r.sort_unread()
+            io[1] = max(int(io[1]), int(io[0]) - p.max_delay)
+            _k.process_chunk(time[:0], channel[:0], 1, *args)
+        if n:
+            r.last_raw = self.last_raw = int(io[0])
+        self.horizon = INF if mode == 2 else int(io[1])
+        got = r.hi - hi0
+        got[-1] = n - int(got[:-1].sum())
+        self.singles += got
+        k, nh = int(io[2]), int(io[4])
+        watermark = self.horizon
+        her = np.empty(nh, HERALD_DTYPE)
+        trig_time, trig_sync, trig_pat = np.empty(nh, np.int64), np.empty(nh, np.int64), np.empty(nh, np.int8)
+        nt = 0
+        if self._heralds:
+            r.ptr[HERALD, bsm] = bsm_lo
+            syncs = r.rows[ss, s_lo:s_lo + k]
+            d_sync = int(r.delay[ss])
+            nt = _k.emit_heralds(p.herald_par, self._agg, self._idx[:nh], syncs, d_sync, self._row_det, p.det_arm,
+                                 p.det_pol, p.det_chan, self._pat_ok, her, trig_time, trig_sync, trig_pat)
+            still_open = int(io[3]) < k
+            if p.herald_par[0]:  # 'next': every sync before the horizon is done with
+                r.ptr[HERALD, ss] = s_lo + k
+                if mode != 2:
+                    firsts = [int(r.rows[s, r.ptr[HERALD, s]]) - int(r.delay[s])
+                              for s in bsm if r.ptr[HERALD, s] < r.hi[s]]
+                    watermark = min([self.horizon, *firsts])
+            else:
+                # keep the latest sync before the horizon: later clicks may still refer to it
+                r.ptr[HERALD, ss] = s_lo + max(k - 1, 0)
+                if k:
+                    st = self._st
+                    st[0] = int(still_open)
+                    if still_open:
+                        g = self._agg[k - 1]
+                        st[1], st[2], st[3] = int(g["n"]), int(g["k1"]), int(g["k2"])
+                        watermark = min(self.horizon, int(syncs[-1]) - d_sync + int(p.herald_par[1]))
+        else:
+            r.ptr[HERALD, r.uses[HERALD]] = r.hi[r.uses[HERALD]]
+        return HeraldOutput(heralds=her, trig_time=trig_time[:nt], trig_sync=trig_sync[:nt], trig_pat=trig_pat[:nt],
+                            rows=r, new_ready=int(got[self._ready_slots].sum()),
+                            new_settings=int(got[self._set_slots].sum()), new_fluo=int(got[self._fluo_slots].sum()),
+                            lost=np.zeros(0, LOST_DTYPE), horizon=self.horizon, watermark=int(watermark))
 
     @property
     def counters(self) -> dict:
-        return {name: int(self.state[name][0]) for name in ("syncs", "clicks", "clicks_accepted",
-                                                            "clicks_without_sync", "pending_dropped")}
+        r = self.rows
+        syncs = int(self.singles[r.sync_slot]) if r.sync_slot >= 0 else 0
+        return {"syncs": syncs, "clicks": int(self.singles[r.bsm_slots].sum()),
+                "clicks_accepted": int(self.state["clicks_accepted"][0]),
+                "clicks_without_sync": int(self.state["clicks_without_sync"][0])}

@@ -38,8 +38,8 @@ class LabParams:
     det_arm: np.ndarray        # int8 [ndet]
     det_pol: np.ndarray        # int8 [ndet]
     det_chan: np.ndarray       # int32 [ndet]
-    max_delay: int             # max(0, largest delay): the reorder horizon lags the raw time by this
-    herald_par: np.ndarray     # int64 [7], see engine_herald.herald_scan
+    max_delay: int             # max(0, largest delay): the horizon lags the raw time by this
+    herald_par: np.ndarray     # int64 [7], see engine_slots.attempts
     trigger_par: np.ndarray    # int64 [5], see engine_rounds.make_triggers
     round_par: np.ndarray      # int64 [5], see engine_rounds.eval_rounds
     arrival_edges: np.ndarray  # int64 [nbins + 1]
@@ -73,11 +73,18 @@ def compile_lab(lab: LabSetup, stage: str = "engine") -> LabParams:
                      ("round.fluorescence_window_ps", rc.fluorescence_window_ps[1])):
         if abs(val) >= 1 << 50:
             fail(key, val, "time out of range (|t| < 2**50 ps)")
+    for key, val in (("herald.window_start_ps", hc.window_start_ps), ("herald.window_stop_ps", hc.window_stop_ps)):
+        if abs(val) >= 1 << 31:
+            fail(key, val, "the acceptance window must lie within +-2**31 ps (2.1 ms) of the sync")
+    if len(chans) >= 255:
+        fail("channels", len(chans), "at most 254 channels per lab")
     if hc.sync_reference == "previous" and hc.window_start_ps < 0:
         fail("herald.window_start_ps", hc.window_start_ps, "with sync_reference 'previous' the window must start >= 0")
     if hc.sync_reference == "next" and hc.window_stop_ps > 0:
         fail("herald.window_stop_ps", hc.window_stop_ps, "with sync_reference 'next' the window must stop <= 0")
     a0, a1 = hg.arrival_range_ps
+    if a1 - a0 >= 1 << 31:
+        fail("histograms.arrival_range_ps", [a0, a1], "the arrival histogram must span less than 2**31 ps (2.1 ms)")
     nbins = -(-(a1 - a0) // hg.arrival_bin_ps)
     if nbins > MAX_ARRIVAL_BINS:
         fail("histograms.arrival_bin_ps", hg.arrival_bin_ps, f"arrival histogram would have {nbins} bins (max {MAX_ARRIVAL_BINS})")

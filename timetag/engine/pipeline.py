@@ -34,7 +34,7 @@ class LabPipeline:
     def _consume(self, h: HeraldOutput, final: bool):
         c = self._count
         c.add_heralds(h.heralds)
-        c.add_inputs(int(h.ready.size), int(h.set_time.size), int(h.fluo.size))
+        c.add_inputs(h.new_ready, h.new_settings, h.new_fluo)
         rounds = self.round.process(h)
         c.add_rounds(rounds)
         if rounds.size:

@@ -29,7 +29,8 @@ import numpy as np
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
 from ..records import ROUND_DTYPE
 from .herald import HeraldOutput
-from .params import INF, LabParams, clamp, compile_lab
+from .params import INF, R_FLUO, R_READY, R_SETTING, LabParams, clamp, compile_lab
+from .slots import READY, ROUND
 
 try:
     from .._cext import engine_rounds as _k
@@ -37,36 +38,6 @@ except ImportError as exc:  # pragma: no cover - build problem
     raise ImportError("timetag._cext.engine_rounds is not built: run `pip install -e .`") from exc
 
 _E64 = np.zeros(0, np.int64)
-
-
-class _Column:
-    """A grow-only array with a live prefix [0, n): appended at the end, dropped from the front in
-    place (reused memory; fresh allocations per chunk cost page faults)."""
-
-    def __init__(self, dtype):
-        self.a = np.empty(1024, dtype)
-        self.n = 0
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.a[: self.n]
-
-    def append(self, values: np.ndarray) -> None:
-        m = values.size
-        if self.n + m > self.a.size:
-            new = np.empty(max(self.n + m, 2 * self.a.size), self.a.dtype)
-            new[: self.n] = self.a[: self.n]
-            self.a = new
-        self.a[self.n:self.n + m] = values
-        self.n += m
-
-    def drop_front(self, i: int) -> None:
-        if i <= 0:
-            return
-        rest = self.n - i
-        if rest > 0:
-            self.a[:rest] = self.a[i:self.n].copy() if rest > i else self.a[i:self.n]
-        self.n = max(rest, 0)
 
 
 class RoundStage:
@@ -77,14 +48,16 @@ class RoundStage:
         p = self.params
         rc, hc = p.lab.round, p.lab.herald
         self._heralds = False if rc.trigger == "ready" else True
-        # pattern code -> makes a round; np.isin on a few codes sorted every chunk (~1 ns/tag)
-        self._pat_ok = np.zeros(256, bool)
-        self._pat_ok[p.pattern_codes.astype(np.uint8)] = True
         self._readies = rc.trigger in ("ready", "both")
         self._h_time, self._h_sync, self._h_pat = _E64, _E64, np.zeros(0, np.int8)
         self._ready = _E64
         self._trig = np.zeros((0, 6), np.int64)
-        self._fluo, self._set_time, self._set_idx = _Column(np.int64), _Column(np.int64), _Column(np.int8)
+        role = p.slot_role.astype(np.int64)
+        self._fl_row = np.flatnonzero(role & R_FLUO).astype(np.int64)
+        self._set_row = np.flatnonzero(role & R_SETTING).astype(np.int64)
+        self._set_idx = p.slot_setting[self._set_row].astype(np.int8)
+        self._win_rows = np.concatenate([self._fl_row, self._set_row])
+        self._ready_slot = int(np.flatnonzero(role & R_READY)[0]) if np.any(role & R_READY) else -1
         self._iv: list[tuple[int, int]] = []   # closed or open ([begin, INF)) overflow intervals
         self._open_begin: int | None = None
         self._pts: list[int] = []
@@ -130,19 +103,20 @@ class RoundStage:
             raise RuntimeError(f"{self.name}: process() after flush()")
         p = self.params
         self._add_lost(h.lost)
-        if self._heralds and h.heralds.size:
-            # select per field: indexing the packed record array itself copies record by record
-            pat = h.heralds["pattern"]
-            sel = np.flatnonzero(self._pat_ok[pat.view(np.uint8)])
-            self._h_time = np.concatenate([self._h_time, h.heralds["time"][sel]])
-            self._h_sync = np.concatenate([self._h_sync, h.heralds["sync_time"][sel]])
-            self._h_pat = np.concatenate([self._h_pat, pat[sel].astype(np.int8)])
-        if self._readies and h.ready.size:
-            self._ready = np.concatenate([self._ready, h.ready])
-        self._fluo.append(h.fluo)
-        self._set_time.append(h.set_time)
-        self._set_idx.append(h.set_idx)
-
+        if self._heralds and h.trig_time.size:
+            self._h_time = np.concatenate([self._h_time, h.trig_time])
+            self._h_sync = np.concatenate([self._h_sync, h.trig_sync])
+            self._h_pat = np.concatenate([self._h_pat, h.trig_pat])
+        rows = h.rows
+        if self._ready_slot >= 0:
+            # ready tags become triggers once every tag before them is known
+            s, lo = self._ready_slot, int(rows.ptr[READY, self._ready_slot])
+            row = rows.rows[s, lo:rows.hi[s]]
+            d = int(rows.delay[s])
+            k = row.size if h.final else int(np.searchsorted(row, clamp(h.horizon) + d, side="left"))
+            if self._readies and k:
+                self._ready = np.concatenate([self._ready, row[:k] - d])
+            rows.ptr[READY, s] = lo + k
         final = h.final
         herald_known = INF if final else clamp(h.watermark)
         ready_known = INF if final else clamp(h.horizon)
@@ -161,15 +135,19 @@ class RoundStage:
 
         horizon = clamp(h.data_end) if final else clamp(h.horizon)
         iv_lo, iv_hi, pts = self._lost_arrays()
-        rows = np.empty(self._trig.shape[0], ROUND_DTYPE)
-        k = _k.eval_rounds(p.round_par, self._trig, clamp(wm), horizon, final, self._fluo.view,
-                           self._set_time.view, self._set_idx.view, iv_lo, iv_hi, pts, self.next_index, rows)
+        ptr, hi = rows.ptr[ROUND], rows.hi
+        out = np.empty(self._trig.shape[0], ROUND_DTYPE)
+        k = _k.eval_rounds(p.round_par, self._trig, clamp(wm), horizon, final, rows.rows,
+                           self._fl_row, rows.delay[self._fl_row], ptr[self._fl_row], hi[self._fl_row],
+                           self._set_row, self._set_idx, rows.delay[self._set_row], ptr[self._set_row],
+                           hi[self._set_row],
+                           iv_lo, iv_hi, pts, self.next_index, out)
         self._trig = self._trig[k:]
         self.next_index += k
-        self._prune(clamp(wm))
+        self._prune(clamp(wm), rows)
         if final:
             self.finished = True
-        return rows[:k]
+        return out[:k]
 
     def flush(self, h: HeraldOutput) -> np.ndarray:
         """The herald stage's flush output: decide everything, flag windows cut by the data end."""
@@ -177,14 +155,14 @@ class RoundStage:
             raise ValueError(f"{self.name}: flush() needs the herald stage's flush() output")
         return self.process(h)
 
-    def _prune(self, watermark: int) -> None:
-        """Forget tags and lost events that no open or future window can reach."""
+    def _prune(self, watermark: int, rows) -> None:
+        """Release tags and forget lost events that no open or future window can reach."""
         first = int(self._trig[0, 0]) if self._trig.shape[0] else INF
         keep = clamp(min(first, watermark) + self._min_start)
-        self._fluo.drop_front(int(np.searchsorted(self._fluo.view, keep, side="left")))
-        i = int(np.searchsorted(self._set_time.view, keep, side="left"))
-        self._set_time.drop_front(i)
-        self._set_idx.drop_front(i)
+        for s in self._win_rows:
+            lo = int(rows.ptr[ROUND, s])
+            raw_keep = keep + int(rows.delay[s])
+            rows.ptr[ROUND, s] = lo + int(np.searchsorted(rows.rows[s, lo:rows.hi[s]], raw_keep, side="left"))
         keep_lost = keep - self._herald_margin
         if self._iv:
             self._iv = [(a, b) for a, b in self._iv if b > keep_lost]

@@ -1,0 +1,86 @@
+"""Per-channel rows of raw times: the herald and round stages' shared input buffer.
+
+A raw chunk is split by channel (``engine_slots.process_chunk``): row s holds the raw
+times of the lab's s-th channel (slot), in time order because a channel's raw times are;
+its corrected times are ``rows[s] - delay[s]``, applied by the reader.  Each consumer
+(the herald stage for sync and BSM rows, the round stage for setting and fluorescence
+rows, and for the ready row) keeps a read pointer per row; a row is compacted to what
+some consumer still needs before the next chunk is split, so the memory held is the
+unread tails plus one chunk, whatever the length of the run.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .params import R_BSM, R_FLUO, R_READY, R_SETTING, R_SYNC, LabParams
+
+try:
+    from .._cext import engine_slots as _k
+except ImportError as exc:  # pragma: no cover - build problem
+    raise ImportError("timetag._cext.engine_slots is not built: run `pip install -e .` "
+                      "(or setup.py build_ext --inplace)") from exc
+
+HERALD, ROUND, READY = 0, 1, 2  # consumers: attempts, round windows, trigger source
+PAD = 8  # columns after a row's tags the sync search may read (engine_slots_kernels.h TT_PAD)
+
+
+class SlotRows:
+    """``rows[s, :hi[s]]``: raw times of slot s (the last row: channels the lab does not use,
+    scratch); ``delay[s]``: subtract for corrected times; ``ptr[consumer, s]``: the consumer's
+    read position in row s."""
+
+    def __init__(self, p: LabParams):
+        ns = p.nslots
+        self.nrows = ns + 1
+        role = np.append(p.slot_role.astype(np.int64), 0)
+        self.role = role
+        self.uses = np.zeros((3, self.nrows), bool)
+        self.uses[HERALD] = (role & (R_SYNC | R_BSM)) != 0
+        self.uses[ROUND] = (role & (R_SETTING | R_FLUO)) != 0
+        self.uses[READY] = (role & R_READY) != 0
+        self.bsm_slots = np.flatnonzero(role & R_BSM)            # ascending = channel order
+        self.sync_slot = int(np.flatnonzero(role & R_SYNC)[0]) if np.any(role & R_SYNC) else -1
+        self.delay = np.append(p.slot_delay, 0).astype(np.int64)
+        self.slot_of = np.append(np.where(p.slot_of < 0, ns, p.slot_of), ns).astype(np.int32)
+        self.chan_lo = p.chan_lo
+        self.cap = 0
+        self.rows = np.empty((self.nrows, 1), np.int64)
+        self.hi = np.zeros(self.nrows, np.int64)
+        self.ptr = np.zeros((3, self.nrows), np.int64)
+        self.last_raw: int | None = None
+
+    def row(self, s: int, consumer: int) -> np.ndarray:
+        """The raw times of row s not yet read by ``consumer`` (a view)."""
+        return self.rows[s, self.ptr[consumer, s]:self.hi[s]]
+
+    def make_room(self, incoming: int) -> None:
+        """Drop what every consumer has read; grow the buffer when a row would not fit
+        ``incoming`` more tags and the padding."""
+        hi = self.hi
+        lo = np.where(self.uses, self.ptr, hi).min(axis=0)
+        lo[-1] = hi[-1] = 0
+        live = hi - lo
+        need = int(live.max()) + incoming + PAD
+        if need > self.cap:
+            # a quarter more: the next chunk is usually as long, its unread tails a little longer
+            cap = max(need + need // 4, 1024)
+            rows = np.empty((self.nrows, cap), np.int64)
+            for s in np.flatnonzero(live):
+                rows[s, :live[s]] = self.rows[s, lo[s]:hi[s]]
+            self.rows, self.cap = rows, cap
+        else:
+            for s in np.flatnonzero(lo):
+                if live[s]:
+                    self.rows[s, :live[s]] = self.rows[s, lo[s]:hi[s]]
+        self.ptr -= lo
+        np.maximum(self.ptr, 0, out=self.ptr)
+        self.hi = live.astype(np.int64)
+
+    def sort_unread(self) -> None:
+        """The rare path for a raw stream that steps back in time (some readers, PTU markers):
+        re-sort the unread part of each row."""
+        for s in range(self.nrows - 1):
+            lo = int(self.ptr[self.uses[:, s], s].min()) if self.uses[:, s].any() else 0
+            seg = self.rows[s, lo:self.hi[s]]
+            if seg.size > 1 and np.any(seg[1:] < seg[:-1]):
+                seg.sort(kind="stable")
