@@ -6,7 +6,7 @@ the Python wrapper (``timetag.engine.rounds``) keeps what a call did not consume
 Trigger rows are int64 ``[time, herald_time, pattern, flags, herald_window_lo,
 herald_window_hi]``; rounds are written as ROUND_DTYPE records.
 """
-from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t
+from libc.stdint cimport INT64_MAX, int8_t, int32_t, int64_t, uint32_t
 from libc.stdlib cimport free, malloc
 
 cdef enum:
@@ -22,6 +22,19 @@ cdef enum:
     F_TRUNCATED = 32
 
 cdef int64_t INF = 1LL << 62
+cdef int PAD = 8  # padding columns (INT64_MAX) after each row's tags: see engine_slots_kernels.h
+
+
+cdef inline Py_ssize_t _first_at_or_after(const int64_t* R, Py_ssize_t p, int64_t lim) noexcept nogil:
+    """First index >= p with R[index] >= lim, R sorted and padded: a branch-free search over
+    the next 8, then a loop for longer jumps (trip counts vary per trigger: branches missed)."""
+    while True:
+        p += 4 * (R[p + 3] < lim)
+        p += 2 * (R[p + 1] < lim)
+        p += R[p] < lim
+        if R[p] >= lim:
+            return p
+        p += 1
 
 # Matches timetag.records.ROUND_DTYPE (unaligned numpy dtype = packed struct): rounds are
 # written as records in place, not as int64 rows converted field by field in Python.
@@ -156,13 +169,21 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
     if fl_lo.shape[0] != nfr or fl_hi.shape[0] != nfr or set_idx.shape[0] != nsr or set_lo.shape[0] != nsr \
             or set_hi.shape[0] != nsr or fl_del.shape[0] != nfr or set_del.shape[0] != nsr:
         raise ValueError("per-row tables disagree in length")
+    cdef Py_ssize_t j
     for r in range(nfr):
-        if fl_row[r] < 0 or fl_row[r] >= rows.shape[0] or fl_lo[r] < 0 or fl_hi[r] > cap or fl_lo[r] > fl_hi[r]:
+        if fl_row[r] < 0 or fl_row[r] >= rows.shape[0] or fl_lo[r] < 0 or fl_hi[r] + PAD > cap \
+                or fl_lo[r] > fl_hi[r]:
             raise ValueError("fluorescence row range out of the buffer")
+        for j in range(PAD):
+            if rows[fl_row[r], fl_hi[r] + j] != INT64_MAX:
+                raise ValueError("fluorescence row without its padding")
     for r in range(nsr):
-        if set_row[r] < 0 or set_row[r] >= rows.shape[0] or set_lo[r] < 0 or set_hi[r] > cap \
+        if set_row[r] < 0 or set_row[r] >= rows.shape[0] or set_lo[r] < 0 or set_hi[r] + PAD > cap \
                 or set_lo[r] > set_hi[r]:
             raise ValueError("setting row range out of the buffer")
+        for j in range(PAD):
+            if rows[set_row[r], set_hi[r] + j] != INT64_MAX:
+                raise ValueError("setting row without its padding")
     cdef Py_ssize_t k, q, n = trig.shape[0]
     cdef int64_t x, close, flags, count, nset, setting
     # per row: first tag >= window start, first tag >= window stop (triggers come in time order)
@@ -190,13 +211,10 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
             setting = -1
             for r in range(nsr):
                 R = &rows[set_row[r], 0]
-                while SP[r] < set_hi[r] and R[SP[r]] < x + s0 + set_del[r]:
-                    SP[r] += 1
-                q = SP[r]
-                while q < set_hi[r] and R[q] < x + s1 + set_del[r]:
-                    nset += 1
-                    setting = set_idx[r]
-                    q += 1
+                SP[r] = _first_at_or_after(R, SP[r], x + s0 + set_del[r])
+                q = _first_at_or_after(R, SP[r], x + s1 + set_del[r])
+                nset += q - SP[r]
+                setting = set_idx[r] if q > SP[r] else setting
             if nset == 0:
                 flags |= F_SET_MISSING
             elif nset > 1:
@@ -205,12 +223,8 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
             count = 0
             for r in range(nfr):
                 R = &rows[fl_row[r], 0]
-                while FP[r] < fl_hi[r] and R[FP[r]] < x + f0 + fl_del[r]:
-                    FP[r] += 1
-                if FQ[r] < FP[r]:
-                    FQ[r] = FP[r]
-                while FQ[r] < fl_hi[r] and R[FQ[r]] < x + f1 + fl_del[r]:
-                    FQ[r] += 1
+                FP[r] = _first_at_or_after(R, FP[r], x + f0 + fl_del[r])
+                FQ[r] = _first_at_or_after(R, FQ[r] if FQ[r] > FP[r] else FP[r], x + f1 + fl_del[r])
                 count += FQ[r] - FP[r]
             if (_touched(x + s0, x + s1, iv_lo, iv_hi, pts) or _touched(x + f0, x + f1, iv_lo, iv_hi, pts)
                     or _touched(trig[k, 4], trig[k, 5], iv_lo, iv_hi, pts)):

@@ -16,7 +16,7 @@ Rows live in one 2-D buffer ``rows[slot, :]`` (slot = index of the channel in th
 sorted channel list; one extra row collects the channels the lab does not use, reused
 for every sub-block).
 """
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, int8_t, int16_t, int32_t, int64_t, uint64_t
 
 cdef extern from "engine_slots_kernels.h":
     enum: TT_MAX_SLOTS
@@ -57,6 +57,7 @@ cdef extern from "engine_slots_kernels.h":
         tt_agg* AG
         const tt_agg* carry
         int64_t* dts
+        Py_ssize_t dts_stride
         Py_ssize_t K
         Py_ssize_t closed
         int64_t* idx
@@ -115,7 +116,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     attempt is closed.  Per slot (nslots + 1, the last the junk slot for channels the lab
     does not use): ``slot_of[channel - chan_lo]`` = slot (one last entry for channels
     outside the table), ``slot_delay``, ``rows[s, :hi[s]]`` its raw times (room for the
-    chunk and TT_PAD more columns).  ``io`` = [last raw time, horizon, attempts
+    chunk and TT_PAD more columns, set to INT64_MAX on return).  ``io`` = [last raw time, horizon, attempts
     initialised, attempts closed, heralds found, first sync of the call]; attempt j is
     the sync ``rows[sync_slot, io[5] + j]``; ``agg[j]``: its clicks, keys dt * 256 + BSM
     row; ``idx[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
@@ -173,8 +174,8 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
             if s < 0 or s >= ns - 1 or bsm_lo[i] < 0 or bsm_lo[i] > hi[s] or bsm_det[i] < 0 \
                     or bsm_det[i] >= arrival.shape[0]:
                 raise ValueError("BSM row or detector out of range")
-            if dts.shape[0] < hi[s] - bsm_lo[i] + n:
-                raise ValueError("dt scratch too small")
+            if dts.shape[0] < 2 * (hi[s] - bsm_lo[i] + n):
+                raise ValueError("dt scratch too small (two rows of a row's clicks)")
             c.bsm_slot[i] = s
             c.bsm_lo[i] = bsm_lo[i]
             c.bsm_det[i] = bsm_det[i]
@@ -194,6 +195,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
         c.nbins = nbins
         c.AG = &agg[0]
         c.dts = &dts[0] if dts.shape[0] > 0 else &no_bins
+        c.dts_stride = dts.shape[0] // 2
         c.idx = &idx[0]
         if not c.nxt and st[S_CARRY]:
             carry.n = st[S_CN]
@@ -210,6 +212,9 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
                 tt_advance(&c, c.horizon, 0)
     for s in range(ns):
         hi[s] = c.hi[s]
+        # padding: readers search 8 tags at a time without checking the row's end
+        for i in range(TT_PAD):
+            rows[s, hi[s] + i] = INT64_MAX
     for i in range(c.nb):
         bsm_lo[i] = c.bsm_lo[i]
     io[IO_LAST_RAW] = c.last_raw

@@ -41,7 +41,8 @@ typedef struct {
     ptrdiff_t nbins;
     tt_agg *AG;
     const tt_agg *carry;
-    int64_t *dts;
+    int64_t *dts;                    /* scratch: two rows of dts_stride */
+    ptrdiff_t dts_stride;
     ptrdiff_t K, closed;             /* io: attempts initialised / scanned for heralds */
     int64_t *idx;
     ptrdiff_t nidx;                  /* io */
@@ -64,56 +65,98 @@ static inline ptrdiff_t tt_syncs_before(const int64_t *restrict SY, ptrdiff_t a,
     }
 }
 
+/* Add one click (u in the sync's raw frame) to the attempt of sync SY[j]: dt into dts, and if
+ * accepted its key into AG[j].  Masks, not branches: whether a click is accepted is as random
+ * as the stream.  Rows come in time order: on equal keys (same row) the first click stays, the
+ * last is replaced; keys of different rows differ, so rows may be visited in any order. */
+static inline int64_t tt_click(int64_t u, ptrdiff_t j, const int64_t *restrict SY, tt_agg *restrict AG,
+                               int64_t r, int64_t w0, uint64_t wspan, int64_t *restrict dt_out)
+{
+    int64_t dt = u - SY[j];
+    tt_agg *g = AG + j;
+    *dt_out = dt;
+    int64_t acc = (uint64_t)(dt - w0) < wspan;
+    int64_t m = -acc;
+    int64_t key = dt * 256 + r;
+    int64_t key1 = (key & m) | (INT64_MAX & ~m), key2 = (key & m) | (INT64_MIN & ~m);
+    int64_t k1 = g->k1, k2 = g->k2;
+    g->k1 = key1 < k1 ? key1 : k1;
+    g->k2 = key2 >= k2 ? key2 : k2;
+    g->n += acc;
+    return acc;
+}
+
 /* The clicks of BSM row r in [lo, hi) before the bound: attempt, dt (into dts, for the
  * histogram), accepted ones into AG.  Times in the sync's raw frame: u = raw - off. */
 static inline ptrdiff_t tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, const int64_t *restrict SY,
-                                          ptrdiff_t K, int64_t bound_u, int64_t horizon_u, int flush)
+                                          ptrdiff_t K, int64_t bound_u, int64_t horizon_u, int flush,
+                                          int64_t *restrict dts, ptrdiff_t nd)
 {
     const int64_t *restrict T = c->row[c->bsm_slot[r]];
-    ptrdiff_t i = c->bsm_lo[r], hi = c->hi[c->bsm_slot[r]], nd = 0, a = c->bsm_a[r];
+    ptrdiff_t i = c->bsm_lo[r], hi = c->hi[c->bsm_slot[r]], a = c->bsm_a[r];
     int64_t off = c->bsm_off[r], w0 = c->w0, lower = c->lower;
     uint64_t wspan = c->wspan;
     int64_t n_acc = 0, n_nosync = 0;
-    int64_t *restrict dts = c->dts;
     tt_agg *restrict AG = c->AG;
     for (; i < hi; i++) {
         int64_t u = T[i] - off;
         if (u >= bound_u) break;
-        int64_t ts;
-        tt_agg *g;
         a = tt_syncs_before(SY, a, u, nxt);
+        ptrdiff_t j;
         if (nxt) {
             if (a >= K) {  /* its sync is not known yet (or, at the end, there is none) */
                 if (flush) { n_nosync++; continue; }
                 if (u >= horizon_u + lower) break;  /* the sync (at or after the horizon) may still come */
                 continue;                           /* too early for any window of a later sync */
             }
-            ts = SY[a];
-            g = AG + a;
+            j = a;
         } else {
             if (a == 0) { n_nosync++; continue; }
-            ts = SY[a - 1];
-            g = AG + a - 1;
+            j = a - 1;
         }
-        int64_t dt = u - ts;
-        dts[nd++] = dt;
-        /* masks, not branches: whether a click is accepted is as random as the stream.  Rows
-         * come in time order: on equal keys the first click stays, the last is replaced. */
-        int64_t acc = (uint64_t)(dt - w0) < wspan;
-        int64_t m = -acc;
-        int64_t key = dt * 256 + r;
-        int64_t key1 = (key & m) | (INT64_MAX & ~m), key2 = (key & m) | (INT64_MIN & ~m);
-        int64_t k1 = g->k1, k2 = g->k2;
-        g->k1 = key1 < k1 ? key1 : k1;
-        g->k2 = key2 >= k2 ? key2 : k2;
-        g->n += acc;
-        n_acc += acc;
+        n_acc += tt_click(u, j, SY, AG, r, w0, wspan, dts + nd);
+        nd++;
     }
     c->bsm_lo[r] = i;
     c->bsm_a[r] = a;
     c->n_acc += n_acc;
     c->n_nosync += n_nosync;
     return nd;
+}
+
+/* Rows r0 and r1 together while both have clicks with a known attempt before the bound: the
+ * sync search of a row is a chain of dependent loads from click to click, and two chains run
+ * side by side.  The single-row loop finishes what is left (and every special case). */
+static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptrdiff_t r1,
+                                   const int64_t *restrict SY, ptrdiff_t K, int64_t bound_u,
+                                   int64_t *restrict dts0, ptrdiff_t *nd0, int64_t *restrict dts1, ptrdiff_t *nd1)
+{
+    const int64_t *restrict T0 = c->row[c->bsm_slot[r0]], *restrict T1 = c->row[c->bsm_slot[r1]];
+    ptrdiff_t i0 = c->bsm_lo[r0], hi0 = c->hi[c->bsm_slot[r0]], a0 = c->bsm_a[r0];
+    ptrdiff_t i1 = c->bsm_lo[r1], hi1 = c->hi[c->bsm_slot[r1]], a1 = c->bsm_a[r1];
+    int64_t off0 = c->bsm_off[r0], off1 = c->bsm_off[r1], w0 = c->w0, n_acc = 0;
+    uint64_t wspan = c->wspan;
+    ptrdiff_t n0 = *nd0, n1 = *nd1;
+    tt_agg *restrict AG = c->AG;
+    while (i0 < hi0 && i1 < hi1) {
+        int64_t u0 = T0[i0] - off0, u1 = T1[i1] - off1;
+        if (u0 >= bound_u || u1 >= bound_u) break;
+        ptrdiff_t b0 = tt_syncs_before(SY, a0, u0, nxt), b1 = tt_syncs_before(SY, a1, u1, nxt);
+        if (nxt ? (b0 >= K || b1 >= K) : (b0 == 0 || b1 == 0)) break;
+        a0 = b0;
+        a1 = b1;
+        n_acc += tt_click(u0, nxt ? a0 : a0 - 1, SY, AG, r0, w0, wspan, dts0 + n0++);
+        n_acc += tt_click(u1, nxt ? a1 : a1 - 1, SY, AG, r1, w0, wspan, dts1 + n1++);
+        i0++;
+        i1++;
+    }
+    c->bsm_lo[r0] = i0;
+    c->bsm_a[r0] = a0;
+    c->bsm_lo[r1] = i1;
+    c->bsm_a[r1] = a1;
+    c->n_acc += n_acc;
+    *nd0 = n0;
+    *nd1 = n1;
 }
 
 /* hist[q] += 1 for each dt in [hlo, hlo + hspan), q = (dt - hlo) // hbin; hspan < 2**31 and the
@@ -154,11 +197,22 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     c->K = K;
     int64_t bound_u = flush ? INT64_MAX : h_u;
     uint64_t m = (((uint64_t)1 << 32) + (uint64_t)c->hbin - 1) / (uint64_t)c->hbin;
-    for (ptrdiff_t r = 0; r < c->nb; r++) {
-        ptrdiff_t nd = c->nxt ? tt_attempt_clicks(1, c, r, SY, K, bound_u, h_u, flush)
-                              : tt_attempt_clicks(0, c, r, SY, K, bound_u, h_u, flush);
-        if (c->nbins > 0)
-            tt_histogram(c->dts, nd, c->hlo, c->hspan, c->hbin, m, c->hist + c->bsm_det[r] * c->nbins);
+    ptrdiff_t nb = c->nb, stride = c->dts_stride;
+    for (ptrdiff_t r = 0; r < nb; r += 2) {
+        int64_t *dts0 = c->dts, *dts1 = c->dts + stride;
+        ptrdiff_t n0 = 0, n1 = 0;
+        if (r + 1 < nb) {
+            if (c->nxt) tt_attempt_pair(1, c, r, r + 1, SY, K, bound_u, dts0, &n0, dts1, &n1);
+            else tt_attempt_pair(0, c, r, r + 1, SY, K, bound_u, dts0, &n0, dts1, &n1);
+        }
+        for (ptrdiff_t q = r; q < r + 2 && q < nb; q++) {
+            int64_t *d = q == r ? dts0 : dts1;
+            ptrdiff_t nd = q == r ? n0 : n1;
+            nd = c->nxt ? tt_attempt_clicks(1, c, q, SY, K, bound_u, h_u, flush, d, nd)
+                        : tt_attempt_clicks(0, c, q, SY, K, bound_u, h_u, flush, d, nd);
+            if (c->nbins > 0)
+                tt_histogram(d, nd, c->hlo, c->hspan, c->hbin, m, c->hist + c->bsm_det[q] * c->nbins);
+        }
     }
     /* 'previous': attempt j is closed once the next sync or its window stop is before h */
     ptrdiff_t upto = K;

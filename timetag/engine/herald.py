@@ -127,7 +127,7 @@ class HeraldStage:
             self._idx = np.empty(self._agg.size, np.int64)
         bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
         bsm_lo = r.ptr[HERALD, bsm].copy()
-        most = int((r.hi[bsm] - bsm_lo).max()) + n if bsm.size else 0
+        most = 2 * (int((r.hi[bsm] - bsm_lo).max()) + n) if bsm.size else 0
         if self._dts.size < most:
             self._dts = np.empty(max(most, 2 * self._dts.size), np.int64)
         io = self._io
