@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from timetag.chunk import TagChunk  # noqa: E402
+from timetag.chunk import DEFAULT_CHUNK_SIZE, TagChunk  # noqa: E402
 from timetag.engine import LabPipeline  # noqa: E402
 from timetag.setupfile import setup_from_dict  # noqa: E402
 
@@ -73,7 +73,7 @@ def _best(fn, repeat=3):
     return best
 
 
-def run_engine(time_, channel, lab_, chunk=500_000, warm=0):
+def run_engine(time_, channel, lab_, chunk=DEFAULT_CHUNK_SIZE, warm=0):
     """Rounds and heralds of the whole stream, and the seconds spent after the first ``warm`` tags
     (steady state: a fresh pipeline first pays page faults for its buffers)."""
     pl = LabPipeline(lab_)
@@ -95,8 +95,9 @@ def run_engine(time_, channel, lab_, chunk=500_000, warm=0):
 
 
 def bench_stages(quick: bool) -> list[dict]:
-    n = 4_000_000 if quick else 20_000_000
-    warm = 1_000_000
+    # chunks of the default size (what `timetag process` uses); the first chunk is warm-up
+    n = 3 * DEFAULT_CHUNK_SIZE if quick else 10 * DEFAULT_CHUNK_SIZE
+    warm = DEFAULT_CHUNK_SIZE
     t, c = dense_stream(warm + n)
     lab_ = lab("herald")
     tt, ct = t[warm:], c[warm:]

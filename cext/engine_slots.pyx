@@ -25,6 +25,11 @@ cdef extern from "engine_slots_kernels.h":
         int64_t k1
         int64_t k2
         int64_t n
+    ctypedef struct tt_her:
+        int64_t k1
+        int64_t k2
+        int64_t n
+        int64_t sync
     ctypedef struct tt_chunk:
         Py_ssize_t ns
         int64_t chan_lo
@@ -60,7 +65,7 @@ cdef extern from "engine_slots_kernels.h":
         Py_ssize_t dts_stride
         Py_ssize_t K
         Py_ssize_t closed
-        int64_t* idx
+        tt_her* her
         Py_ssize_t nidx
         int64_t n_acc
         int64_t n_nosync
@@ -68,6 +73,7 @@ cdef extern from "engine_slots_kernels.h":
     void tt_advance(tt_chunk* c, int64_t h, int flush) nogil
 
 ctypedef tt_agg Agg  # one attempt: accepted clicks, keys of the first and last one
+ctypedef tt_her Her  # a herald-to-be: an Agg and its sync's raw time
 
 # herald state (int64 record; mirrored in timetag/engine/herald.py HERALD_STATE_FIELDS)
 cdef enum: S_CARRY = 0       # 1: the attempt of the first sync of the row is open, aggregate below
@@ -105,7 +111,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
                   int64_t chan_lo, const int32_t[::1] slot_of, const int64_t[::1] slot_delay,
                   int64_t[:, ::1] rows, int64_t[::1] hi, int64_t max_delay, int64_t[::1] io, int64_t[::1] st,
                   const int64_t[::1] par, Py_ssize_t sync_slot, const int64_t[::1] bsm_slot,
-                  const int64_t[::1] bsm_det, int64_t[::1] bsm_lo, Agg[::1] agg, int64_t[::1] idx,
+                  const int64_t[::1] bsm_det, int64_t[::1] bsm_lo, Agg[::1] agg, Her[::1] her,
                   int64_t[::1] dts, int64_t[:, ::1] arrival):
     """Split a raw chunk into the rows and advance the attempts, sub-block by sub-block (each
     sub-block is split and its clicks added while it is in cache).
@@ -119,7 +125,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     chunk and TT_PAD more columns, set to INT64_MAX on return).  ``io`` = [last raw time, horizon, attempts
     initialised, attempts closed, heralds found, first sync of the call]; attempt j is
     the sync ``rows[sync_slot, io[5] + j]``; ``agg[j]``: its clicks, keys dt * 256 + BSM
-    row; ``idx[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
+    row; ``her[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
     [sync_next, window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].  A lab
     without sync or BSM rows passes ``sync_slot`` = -1 and empty BSM tables.
     """
@@ -167,7 +173,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
         if hhi - hlo >= (1 << 31) or hbin < 1:
             raise ValueError("the arrival histogram must span < 2**31 ps in bins >= 1 ps")
         n_s = hi[sync_slot] - c.s_lo
-        if c.s_lo < 0 or n_s < 0 or agg.shape[0] < n_s + n + 1 or idx.shape[0] < n_s + n + 1 or c.K > n_s:
+        if c.s_lo < 0 or n_s < 0 or agg.shape[0] < n_s + n + 1 or her.shape[0] < n_s + n + 1 or c.K > n_s:
             raise ValueError("attempt arrays too small for the syncs")
         for i in range(nb):
             s = bsm_slot[i]
@@ -196,7 +202,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
         c.AG = &agg[0]
         c.dts = &dts[0] if dts.shape[0] > 0 else &no_bins
         c.dts_stride = dts.shape[0] // 2
-        c.idx = &idx[0]
+        c.her = &her[0]
         if not c.nxt and st[S_CARRY]:
             carry.n = st[S_CN]
             carry.k1 = st[S_CK1]
@@ -227,23 +233,24 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     return taken
 
 
-def emit_heralds(const int64_t[::1] par, const Agg[::1] agg, const int64_t[::1] idx, const int64_t[::1] syncs,
-                 int64_t sync_delay, const int64_t[::1] row_det, const int8_t[::1] det_arm,
-                 const int8_t[::1] det_pol, const int32_t[::1] det_chan, const int8_t[::1] pat_ok,
-                 HeraldRec[::1] out, int64_t[::1] trig_time, int64_t[::1] trig_sync, int8_t[::1] trig_pat):
-    """Herald records of the attempts ``idx`` (sync raw times ``syncs[j]``, corrected by
-    ``sync_delay``; a key's low byte is a BSM row, ``row_det`` its detector); the heralding
-    ones (``pat_ok[pattern]``) also as trigger columns.  Returns the number of heralding heralds."""
-    cdef Py_ssize_t k, j, nt = 0, n = idx.shape[0]
-    cdef int64_t coin = par[3], sync, nn, d1, d2, pattern, dt1, dt2
-    cdef const Agg* g
+def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay, const int64_t[::1] row_det,
+                 const int8_t[::1] det_arm, const int8_t[::1] det_pol, const int32_t[::1] det_chan,
+                 const int8_t[::1] pat_ok, HeraldRec[::1] out, int64_t[::1] trig_time, int64_t[::1] trig_sync,
+                 int8_t[::1] trig_pat, int64_t[::1] pattern_counts):
+    """Herald records of ``her`` (sync raw times corrected by ``sync_delay``; a key's low byte
+    is a BSM row, ``row_det`` its detector); the heralding ones (``pat_ok[pattern]``) also as
+    trigger columns; ``pattern_counts[pattern] += 1``.  Returns the number of heralding heralds."""
+    cdef Py_ssize_t k, nt = 0, n = her.shape[0]
+    cdef int64_t coin = par[3], sync, nn, d1, d2, pattern, dt1, dt2, ok
+    cdef const Her* g
     if out.shape[0] < n or trig_time.shape[0] < n or trig_sync.shape[0] < n or trig_pat.shape[0] < n:
         raise ValueError("herald outputs too small")
-    if pat_ok.shape[0] < 4 or row_det.shape[0] != 256:
-        raise ValueError("pattern table too small, or row_det without 256 entries")
-    for k in range(n):
-        if idx[k] < 0 or idx[k] >= agg.shape[0] or idx[k] >= syncs.shape[0]:
-            raise ValueError("attempt index out of range")
+    if pat_ok.shape[0] < 4 or row_det.shape[0] != 256 or pattern_counts.shape[0] < 4:
+        raise ValueError("pattern tables too small, or row_det without 256 entries")
+    for k in range(256):
+        if row_det[k] < 0 or row_det[k] >= det_arm.shape[0] or row_det[k] >= det_pol.shape[0] \
+                or row_det[k] >= det_chan.shape[0]:
+            raise ValueError("row_det names a detector out of range")
     if n == 0:
         return 0
     cdef const int8_t* ARM = &det_arm[0]
@@ -251,17 +258,17 @@ def emit_heralds(const int64_t[::1] par, const Agg[::1] agg, const int64_t[::1] 
     cdef const int32_t* DCH = &det_chan[0]
     with nogil:
         for k in range(n):
-            j = idx[k]
-            g = &agg[j]
-            sync = syncs[j] - sync_delay
+            g = &her[k]
+            sync = g.sync - sync_delay
             nn = g.n
             dt1 = g.k1 >> 8
             dt2 = g.k2 >> 8
             d1 = row_det[g.k1 & 255]
             d2 = row_det[g.k2 & 255]
-            pattern = PAT_OTHER
-            if nn == 2 and d1 != d2 and dt2 - dt1 <= coin and POL[d1] != POL[d2]:
-                pattern = PAT_PSI_PLUS if ARM[d1] == ARM[d2] else PAT_PSI_MINUS
+            # psi+/psi-: two clicks, different detectors, orthogonal polarisations, within the
+            # coincidence time; same arm -> psi+.  Arithmetic, not branches (random per herald).
+            ok = (nn == 2) & (d1 != d2) & (dt2 - dt1 <= coin) & (POL[d1] != POL[d2])
+            pattern = PAT_OTHER - ok * (PAT_OTHER - PAT_PSI_MINUS + (ARM[d1] == ARM[d2]))
             out[k].time = sync + dt2
             out[k].sync_time = sync
             out[k].pattern = <int8_t>pattern
@@ -274,4 +281,5 @@ def emit_heralds(const int64_t[::1] par, const Agg[::1] agg, const int64_t[::1] 
             trig_sync[nt] = sync
             trig_pat[nt] = <int8_t>pattern
             nt += pat_ok[pattern]
+            pattern_counts[pattern] += 1
     return nt

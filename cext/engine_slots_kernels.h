@@ -16,6 +16,9 @@
  * comparison orders clicks by (time, channel).  Mirrors engine_slots.pyx. */
 typedef struct { int64_t k1, k2, n; } tt_agg;
 
+/* A closed attempt with >= 2 accepted clicks, copied while its block is in cache. */
+typedef struct { int64_t k1, k2, n, sync; } tt_her;
+
 /* Everything the chunk driver reads and updates.  Rows hold raw times: a row's delay is
  * applied by whoever reads it (one subtraction per row, not per tag). */
 typedef struct {
@@ -44,8 +47,8 @@ typedef struct {
     int64_t *dts;                    /* scratch: two rows of dts_stride */
     ptrdiff_t dts_stride;
     ptrdiff_t K, closed;             /* io: attempts initialised / scanned for heralds */
-    int64_t *idx;
-    ptrdiff_t nidx;                  /* io */
+    tt_her *her;
+    ptrdiff_t nidx;                  /* io: closed attempts with >= 2 accepted clicks, in her */
     int64_t n_acc, n_nosync;         /* io */
 } tt_chunk;
 
@@ -218,8 +221,12 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     ptrdiff_t upto = K;
     if (!c->nxt && !flush && K > 0 && SY[K - 1] + c->w1 > h_u) upto = K - 1;
     ptrdiff_t nidx = c->nidx;
+    tt_her *restrict H = c->her;
     for (ptrdiff_t j = c->closed; j < upto; j++) {
-        c->idx[nidx] = j;
+        H[nidx].k1 = AG[j].k1;
+        H[nidx].k2 = AG[j].k2;
+        H[nidx].n = AG[j].n;
+        H[nidx].sync = SY[j];
         nidx += AG[j].n >= 2;
     }
     c->nidx = nidx;

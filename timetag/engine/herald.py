@@ -29,7 +29,8 @@ from .slots import HERALD, SlotRows, _k
 
 HERALD_STATE_FIELDS = ("carry", "carry_n", "carry_k1", "carry_k2", "clicks_accepted", "clicks_without_sync")
 HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
-AGG_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8")])  # see engine_slots.attempts
+AGG_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8")])  # see engine_slots.process_chunk
+HER_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8"), ("sync", "<i8")])
 RAW_LIMIT = (1 << 61) - (1 << 51)  # |raw time|: room for any delay and window (< 2**50) below INF = 2**62
 
 
@@ -42,6 +43,7 @@ class HeraldOutput:
     trig_time: np.ndarray   # heralding heralds (pattern in the lab's patterns): time,
     trig_sync: np.ndarray   # sync time
     trig_pat: np.ndarray    # and pattern
+    pattern_counts: np.ndarray  # heralds per pattern code
     rows: SlotRows
     new_ready: int
     new_settings: int
@@ -78,7 +80,7 @@ class HeraldStage:
         self._set_slots = np.flatnonzero(role & R_SETTING)
         self._fluo_slots = np.flatnonzero(role & R_FLUO)
         self._agg = np.zeros(0, AGG_DTYPE)
-        self._idx = np.zeros(0, np.int64)
+        self._her = np.zeros(0, HER_DTYPE)
         self._io = np.zeros(6, np.int64)
         self.horizon = -INF
         self.first_raw: int | None = None
@@ -124,7 +126,7 @@ class HeraldStage:
         n_s = int(r.hi[ss]) - s_lo if self._heralds else 0
         if self._agg.size < n_s + n + 1:
             self._agg = np.empty(max(n_s + n + 1, 2 * self._agg.size), AGG_DTYPE)
-            self._idx = np.empty(self._agg.size, np.int64)
+            self._her = np.empty(self._agg.size, HER_DTYPE)
         bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
         bsm_lo = r.ptr[HERALD, bsm].copy()
         most = 2 * (int((r.hi[bsm] - bsm_lo).max()) + n) if bsm.size else 0
@@ -134,7 +136,7 @@ class HeraldStage:
         io[:] = (r.last_raw if r.last_raw is not None else np.iinfo(np.int64).min, max(self.horizon, -INF),
                  0, 0, 0, s_lo)
         args = (r.chan_lo, r.slot_of, r.delay, r.rows, r.hi, p.max_delay, io, self._st, p.herald_par,
-                ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._idx,
+                ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._her,
                 self._dts, self.arrival)
         taken = _k.process_chunk(time, channel, mode, *args)
         if taken < n:
@@ -155,14 +157,15 @@ class HeraldStage:
         k, nh = int(io[2]), int(io[4])
         watermark = self.horizon
         her = np.empty(nh, HERALD_DTYPE)
+        pattern_counts = np.zeros(4, np.int64)
         trig_time, trig_sync, trig_pat = np.empty(nh, np.int64), np.empty(nh, np.int64), np.empty(nh, np.int8)
         nt = 0
         if self._heralds:
             r.ptr[HERALD, bsm] = bsm_lo
             syncs = r.rows[ss, s_lo:s_lo + k]
             d_sync = int(r.delay[ss])
-            nt = _k.emit_heralds(p.herald_par, self._agg, self._idx[:nh], syncs, d_sync, self._row_det, p.det_arm,
-                                 p.det_pol, p.det_chan, self._pat_ok, her, trig_time, trig_sync, trig_pat)
+            nt = _k.emit_heralds(p.herald_par, self._her[:nh], d_sync, self._row_det, p.det_arm, p.det_pol,
+                                 p.det_chan, self._pat_ok, her, trig_time, trig_sync, trig_pat, pattern_counts)
             still_open = int(io[3]) < k
             if p.herald_par[0]:  # 'next': every sync before the horizon is done with
                 r.ptr[HERALD, ss] = s_lo + k
@@ -183,7 +186,7 @@ class HeraldStage:
         else:
             r.ptr[HERALD, r.uses[HERALD]] = r.hi[r.uses[HERALD]]
         return HeraldOutput(heralds=her, trig_time=trig_time[:nt], trig_sync=trig_sync[:nt], trig_pat=trig_pat[:nt],
-                            rows=r, new_ready=int(got[self._ready_slots].sum()),
+                            pattern_counts=pattern_counts, rows=r, new_ready=int(got[self._ready_slots].sum()),
                             new_settings=int(got[self._set_slots].sum()), new_fluo=int(got[self._fluo_slots].sum()),
                             lost=np.zeros(0, LOST_DTYPE), horizon=self.horizon, watermark=int(watermark))
 

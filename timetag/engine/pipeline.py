@@ -33,7 +33,7 @@ class LabPipeline:
 
     def _consume(self, h: HeraldOutput, final: bool):
         c = self._count
-        c.add_heralds(h.heralds)
+        c.add_heralds(h.pattern_counts)
         c.add_inputs(h.new_ready, h.new_settings, h.new_fluo)
         rounds = self.round.process(h)
         c.add_rounds(rounds)

@@ -19,12 +19,11 @@ class SummaryCounter:
         self.setting_tags = 0
         self.fluorescence_tags = 0
 
-    def add_heralds(self, heralds: np.ndarray) -> None:
-        if heralds.size:
-            counts = np.bincount(heralds["pattern"].astype(np.int64), minlength=4)
-            for code, name in PATTERN_NAMES.items():
-                if code:
-                    self.heralds[name] += int(counts[code])
+    def add_heralds(self, counts: np.ndarray) -> None:
+        """``counts[pattern code]``: heralds of each pattern."""
+        for code, name in PATTERN_NAMES.items():
+            if code:
+                self.heralds[name] += int(counts[code])
 
     def add_inputs(self, ready: int, settings: int, fluo: int) -> None:
         self.readies += ready
@@ -40,6 +39,7 @@ class SummaryCounter:
         for bit, name in FLAG_NAMES.items():
             self.flags[name] += int(np.count_nonzero(flags & bit))
         self.rounds_flagged += int(np.count_nonzero(flags))
-        vals, counts = np.unique(rounds["setting"], return_counts=True)
-        for v, c in zip(vals.tolist(), counts.tolist()):
-            self.setting_counts[v] = self.setting_counts.get(v, 0) + c
+        # settings are -1 (none) .. 3: a count per value without sorting
+        counts = np.bincount(rounds["setting"].astype(np.int64) + 1)
+        for v in np.flatnonzero(counts).tolist():
+            self.setting_counts[v - 1] = self.setting_counts.get(v - 1, 0) + int(counts[v])
