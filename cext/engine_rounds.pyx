@@ -26,9 +26,11 @@ cdef int PAD = 8  # padding columns (INT64_MAX) after each row's tags: see engin
 
 
 cdef inline Py_ssize_t _first_at_or_after(const int64_t* R, Py_ssize_t p, int64_t lim) noexcept nogil:
-    """First index >= p with R[index] >= lim, R sorted and padded: a branch-free search over
-    the next 8, then a loop for longer jumps (trip counts vary per trigger: branches missed)."""
+    """First index >= p with R[index] >= lim, R sorted and padded (8 columns past its end, and
+    the search never goes past the first of them): a branch-free search over the next 15, then
+    a loop for longer jumps (trip counts vary per trigger: branches missed)."""
     while True:
+        p += 8 * (R[p + 7] < lim)
         p += 4 * (R[p + 3] < lim)
         p += 2 * (R[p + 1] < lim)
         p += R[p] < lim

@@ -61,8 +61,6 @@ cdef extern from "engine_slots_kernels.h":
         Py_ssize_t nbins
         tt_agg* AG
         const tt_agg* carry
-        int64_t* dts
-        Py_ssize_t dts_stride
         Py_ssize_t K
         Py_ssize_t closed
         tt_her* her
@@ -112,7 +110,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
                   int64_t[:, ::1] rows, int64_t[::1] hi, int64_t max_delay, int64_t[::1] io, int64_t[::1] st,
                   const int64_t[::1] par, Py_ssize_t sync_slot, const int64_t[::1] bsm_slot,
                   const int64_t[::1] bsm_det, int64_t[::1] bsm_lo, Agg[::1] agg, Her[::1] her,
-                  int64_t[::1] dts, int64_t[:, ::1] arrival):
+                  int64_t[:, ::1] arrival):
     """Split a raw chunk into the rows and advance the attempts, sub-block by sub-block (each
     sub-block is split and its clicks added while it is in cache).
 
@@ -124,8 +122,8 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     outside the table), ``slot_delay``, ``rows[s, :hi[s]]`` its raw times (room for the
     chunk and TT_PAD more columns, set to INT64_MAX on return).  ``io`` = [last raw time, horizon, attempts
     initialised, attempts closed, heralds found, first sync of the call]; attempt j is
-    the sync ``rows[sync_slot, io[5] + j]``; ``agg[j]``: its clicks, keys dt * 256 + BSM
-    row; ``her[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
+    the sync ``rows[sync_slot, io[5] + j]``; ``agg[j]``: its clicks, keys (dt - window
+    start) * 256 + BSM row, unsigned; ``her[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
     [sync_next, window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].  A lab
     without sync or BSM rows passes ``sync_slot`` = -1 and empty BSM tables.
     """
@@ -180,8 +178,6 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
             if s < 0 or s >= ns - 1 or bsm_lo[i] < 0 or bsm_lo[i] > hi[s] or bsm_det[i] < 0 \
                     or bsm_det[i] >= arrival.shape[0]:
                 raise ValueError("BSM row or detector out of range")
-            if dts.shape[0] < 2 * (hi[s] - bsm_lo[i] + n):
-                raise ValueError("dt scratch too small (two rows of a row's clicks)")
             c.bsm_slot[i] = s
             c.bsm_lo[i] = bsm_lo[i]
             c.bsm_det[i] = bsm_det[i]
@@ -200,8 +196,6 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
         c.hist = &arrival[0, 0] if nbins > 0 else &no_bins
         c.nbins = nbins
         c.AG = &agg[0]
-        c.dts = &dts[0] if dts.shape[0] > 0 else &no_bins
-        c.dts_stride = dts.shape[0] // 2
         c.her = &her[0]
         if not c.nxt and st[S_CARRY]:
             carry.n = st[S_CN]
@@ -241,7 +235,7 @@ def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay,
     is a BSM row, ``row_det`` its detector); the heralding ones (``pat_ok[pattern]``) also as
     trigger columns; ``pattern_counts[pattern] += 1``.  Returns the number of heralding heralds."""
     cdef Py_ssize_t k, nt = 0, n = her.shape[0]
-    cdef int64_t coin = par[3], sync, nn, d1, d2, pattern, dt1, dt2, ok
+    cdef int64_t coin = par[3], w0 = par[1], sync, nn, d1, d2, pattern, dt1, dt2, ok
     cdef const Her* g
     if out.shape[0] < n or trig_time.shape[0] < n or trig_sync.shape[0] < n or trig_pat.shape[0] < n:
         raise ValueError("herald outputs too small")
@@ -261,8 +255,8 @@ def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay,
             g = &her[k]
             sync = g.sync - sync_delay
             nn = g.n
-            dt1 = g.k1 >> 8
-            dt2 = g.k2 >> 8
+            dt1 = <int64_t>(<uint64_t>g.k1 >> 8) + w0
+            dt2 = <int64_t>(<uint64_t>g.k2 >> 8) + w0
             d1 = row_det[g.k1 & 255]
             d2 = row_det[g.k2 & 255]
             # psi+/psi-: two clicks, different detectors, orthogonal polarisations, within the

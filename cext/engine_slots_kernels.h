@@ -6,14 +6,18 @@
 #define TIMETAG_ENGINE_SLOTS_KERNELS_H
 #include <stdint.h>
 #include <stddef.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define TT_MAX_SLOTS 256
 #define TT_PAD 8       /* padding columns after a row's tags: the sync search reads 8 at a time */
 #define TT_SUB 8192    /* tags per sub-block: split, then attempts, while the sub-block is in cache */
 
-/* One attempt: accepted clicks and the keys of the first and last one, key = dt * 256 + r
- * (dt relative to the sync, r the BSM row in ascending channel order), so that one integer
- * comparison orders clicks by (time, channel).  Mirrors engine_slots.pyx. */
+/* One attempt: accepted clicks and the keys of the first and last one, key = (dt - window
+ * start) * 256 + r as an unsigned number (dt relative to the sync, r the BSM row in ascending
+ * channel order), so that one integer comparison orders clicks by (time, channel).  No click
+ * yet: k1 = UINT64_MAX, k2 = 0.  Mirrors engine_slots.pyx. */
 typedef struct { int64_t k1, k2, n; } tt_agg;
 
 /* A closed attempt with >= 2 accepted clicks, copied while its block is in cache. */
@@ -44,8 +48,6 @@ typedef struct {
     ptrdiff_t nbins;
     tt_agg *AG;
     const tt_agg *carry;
-    int64_t *dts;                    /* scratch: two rows of dts_stride */
-    ptrdiff_t dts_stride;
     ptrdiff_t K, closed;             /* io: attempts initialised / scanned for heralds */
     tt_her *her;
     ptrdiff_t nidx;                  /* io: closed attempts with >= 2 accepted clicks, in her */
@@ -68,33 +70,43 @@ static inline ptrdiff_t tt_syncs_before(const int64_t *restrict SY, ptrdiff_t a,
     }
 }
 
-/* Add one click (u in the sync's raw frame) to the attempt of sync SY[j]: dt into dts, and if
- * accepted its key into AG[j].  Masks, not branches: whether a click is accepted is as random
+/* Add one click (u in the sync's raw frame) to the attempt of sync SY[j]: dt into the arrival
+ * histogram, and if accepted its key into AG[j].  Masks, not branches: whether a click is accepted is as random
  * as the stream.  Rows come in time order: on equal keys (same row) the first click stays, the
  * last is replaced; keys of different rows differ, so rows may be visited in any order. */
+typedef struct { int64_t hlo, hbin; uint64_t hspan, m; int64_t *junk; } tt_hist;
+
 static inline int64_t tt_click(int64_t u, ptrdiff_t j, const int64_t *restrict SY, tt_agg *restrict AG,
-                               int64_t r, int64_t w0, uint64_t wspan, int64_t *restrict dt_out)
+                               int64_t r, int64_t w0, uint64_t wspan, const tt_hist *h, int64_t *hrow)
 {
     int64_t dt = u - SY[j];
     tt_agg *g = AG + j;
-    *dt_out = dt;
-    int64_t acc = (uint64_t)(dt - w0) < wspan;
-    int64_t m = -acc;
-    int64_t key = dt * 256 + r;
-    int64_t key1 = (key & m) | (INT64_MAX & ~m), key2 = (key & m) | (INT64_MIN & ~m);
-    int64_t k1 = g->k1, k2 = g->k2;
-    g->k1 = key1 < k1 ? key1 : k1;
-    g->k2 = key2 >= k2 ? key2 : k2;
+    /* arrival histogram: q = (dt - hlo) // hbin by the reciprocal m = ceil(2**32 / hbin) (exact
+     * after one correction for spans < 2**31); clicks out of range count into a junk cell */
+    uint64_t x = (uint64_t)(dt - h->hlo), xm = x & 0x7fffffff;
+    int64_t q = (int64_t)((xm * h->m) >> 32);
+    q -= q * h->hbin > (int64_t)xm;
+    int64_t *cell = x < h->hspan ? hrow + q : h->junk;
+    *cell += 1;
+    uint64_t since = (uint64_t)(dt - w0);
+    int64_t acc = since < wspan;
+    uint64_t m = -(uint64_t)acc;
+    uint64_t key = (since << 8) | (uint64_t)r;
+    /* a rejected click: key1 all ones, key2 zero, neither can win */
+    uint64_t key1 = key | ~m, key2 = key & m;
+    uint64_t k1 = (uint64_t)g->k1, k2 = (uint64_t)g->k2;
+    g->k1 = (int64_t)(key1 < k1 ? key1 : k1);
+    g->k2 = (int64_t)(key2 >= k2 ? key2 : k2);
     g->n += acc;
     return acc;
 }
 
-/* The clicks of BSM row r in [lo, hi) before the bound: attempt, dt (into dts, for the
- * histogram), accepted ones into AG.  Times in the sync's raw frame: u = raw - off. */
-static inline ptrdiff_t tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, const int64_t *restrict SY,
-                                          ptrdiff_t K, int64_t bound_u, int64_t horizon_u, int flush,
-                                          int64_t *restrict dts, ptrdiff_t nd)
+/* The clicks of BSM row r in [lo, hi) before the bound: attempt, histogram, accepted ones
+ * into AG.  Times in the sync's raw frame: u = raw - off. */
+static inline void tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, const int64_t *restrict SY,
+                                     ptrdiff_t K, int64_t bound_u, int64_t horizon_u, int flush, const tt_hist *h)
 {
+    int64_t *hrow = c->hist + c->bsm_det[r] * c->nbins;
     const int64_t *restrict T = c->row[c->bsm_slot[r]];
     ptrdiff_t i = c->bsm_lo[r], hi = c->hi[c->bsm_slot[r]], a = c->bsm_a[r];
     int64_t off = c->bsm_off[r], w0 = c->w0, lower = c->lower;
@@ -117,29 +129,26 @@ static inline ptrdiff_t tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t 
             if (a == 0) { n_nosync++; continue; }
             j = a - 1;
         }
-        n_acc += tt_click(u, j, SY, AG, r, w0, wspan, dts + nd);
-        nd++;
+        n_acc += tt_click(u, j, SY, AG, r, w0, wspan, h, hrow);
     }
     c->bsm_lo[r] = i;
     c->bsm_a[r] = a;
     c->n_acc += n_acc;
     c->n_nosync += n_nosync;
-    return nd;
 }
 
 /* Rows r0 and r1 together while both have clicks with a known attempt before the bound: the
  * sync search of a row is a chain of dependent loads from click to click, and two chains run
  * side by side.  The single-row loop finishes what is left (and every special case). */
 static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptrdiff_t r1,
-                                   const int64_t *restrict SY, ptrdiff_t K, int64_t bound_u,
-                                   int64_t *restrict dts0, ptrdiff_t *nd0, int64_t *restrict dts1, ptrdiff_t *nd1)
+                                   const int64_t *restrict SY, ptrdiff_t K, int64_t bound_u, const tt_hist *h)
 {
+    int64_t *hrow0 = c->hist + c->bsm_det[r0] * c->nbins, *hrow1 = c->hist + c->bsm_det[r1] * c->nbins;
     const int64_t *restrict T0 = c->row[c->bsm_slot[r0]], *restrict T1 = c->row[c->bsm_slot[r1]];
     ptrdiff_t i0 = c->bsm_lo[r0], hi0 = c->hi[c->bsm_slot[r0]], a0 = c->bsm_a[r0];
     ptrdiff_t i1 = c->bsm_lo[r1], hi1 = c->hi[c->bsm_slot[r1]], a1 = c->bsm_a[r1];
     int64_t off0 = c->bsm_off[r0], off1 = c->bsm_off[r1], w0 = c->w0, n_acc = 0;
     uint64_t wspan = c->wspan;
-    ptrdiff_t n0 = *nd0, n1 = *nd1;
     tt_agg *restrict AG = c->AG;
     while (i0 < hi0 && i1 < hi1) {
         int64_t u0 = T0[i0] - off0, u1 = T1[i1] - off1;
@@ -148,8 +157,8 @@ static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptr
         if (nxt ? (b0 >= K || b1 >= K) : (b0 == 0 || b1 == 0)) break;
         a0 = b0;
         a1 = b1;
-        n_acc += tt_click(u0, nxt ? a0 : a0 - 1, SY, AG, r0, w0, wspan, dts0 + n0++);
-        n_acc += tt_click(u1, nxt ? a1 : a1 - 1, SY, AG, r1, w0, wspan, dts1 + n1++);
+        n_acc += tt_click(u0, nxt ? a0 : a0 - 1, SY, AG, r0, w0, wspan, h, hrow0);
+        n_acc += tt_click(u1, nxt ? a1 : a1 - 1, SY, AG, r1, w0, wspan, h, hrow1);
         i0++;
         i1++;
     }
@@ -158,23 +167,6 @@ static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptr
     c->bsm_lo[r1] = i1;
     c->bsm_a[r1] = a1;
     c->n_acc += n_acc;
-    *nd0 = n0;
-    *nd1 = n1;
-}
-
-/* hist[q] += 1 for each dt in [hlo, hlo + hspan), q = (dt - hlo) // hbin; hspan < 2**31 and the
- * reciprocal m = ceil(2**32 / hbin) make q exact after one correction. */
-static inline void tt_histogram(const int64_t *restrict dts, ptrdiff_t n, int64_t hlo, uint64_t hspan,
-                                int64_t hbin, uint64_t m, int64_t *restrict hist)
-{
-    for (ptrdiff_t j = 0; j < n; j++) {
-        uint64_t x = (uint64_t)(dts[j] - hlo);
-        if (x < hspan) {
-            int64_t q = (int64_t)((x * m) >> 32);
-            q -= q * hbin > (int64_t)x;
-            hist[q] += 1;
-        }
-    }
 }
 
 /* Attempts up to the horizon h (corrected time; everything with flush): new syncs get their
@@ -191,30 +183,26 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     int64_t h_u = h + c->sync_delay;  /* the horizon in the sync's raw frame */
     tt_agg *AG = c->AG;
     while (K < n_s && (flush || SY[K] < h_u)) {
-        AG[K].k1 = INT64_MAX;
-        AG[K].k2 = INT64_MIN;
+        AG[K].k1 = -1;  /* UINT64_MAX */
+        AG[K].k2 = 0;
         AG[K].n = 0;
         if (K == 0 && c->carry != NULL) AG[0] = *c->carry;
         K++;
     }
     c->K = K;
     int64_t bound_u = flush ? INT64_MAX : h_u;
-    uint64_t m = (((uint64_t)1 << 32) + (uint64_t)c->hbin - 1) / (uint64_t)c->hbin;
-    ptrdiff_t nb = c->nb, stride = c->dts_stride;
+    int64_t junk = 0;
+    tt_hist hs = {c->hlo, c->hbin, c->nbins > 0 ? c->hspan : 0,
+                 (((uint64_t)1 << 32) + (uint64_t)c->hbin - 1) / (uint64_t)c->hbin, &junk};
+    ptrdiff_t nb = c->nb;
     for (ptrdiff_t r = 0; r < nb; r += 2) {
-        int64_t *dts0 = c->dts, *dts1 = c->dts + stride;
-        ptrdiff_t n0 = 0, n1 = 0;
         if (r + 1 < nb) {
-            if (c->nxt) tt_attempt_pair(1, c, r, r + 1, SY, K, bound_u, dts0, &n0, dts1, &n1);
-            else tt_attempt_pair(0, c, r, r + 1, SY, K, bound_u, dts0, &n0, dts1, &n1);
+            if (c->nxt) tt_attempt_pair(1, c, r, r + 1, SY, K, bound_u, &hs);
+            else tt_attempt_pair(0, c, r, r + 1, SY, K, bound_u, &hs);
         }
         for (ptrdiff_t q = r; q < r + 2 && q < nb; q++) {
-            int64_t *d = q == r ? dts0 : dts1;
-            ptrdiff_t nd = q == r ? n0 : n1;
-            nd = c->nxt ? tt_attempt_clicks(1, c, q, SY, K, bound_u, h_u, flush, d, nd)
-                        : tt_attempt_clicks(0, c, q, SY, K, bound_u, h_u, flush, d, nd);
-            if (c->nbins > 0)
-                tt_histogram(d, nd, c->hlo, c->hspan, c->hbin, m, c->hist + c->bsm_det[q] * c->nbins);
+            if (c->nxt) tt_attempt_clicks(1, c, q, SY, K, bound_u, h_u, flush, &hs);
+            else tt_attempt_clicks(0, c, q, SY, K, bound_u, h_u, flush, &hs);
         }
     }
     /* 'previous': attempt j is closed once the next sync or its window stop is before h */
@@ -231,6 +219,27 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     }
     c->nidx = nidx;
     if (upto > c->closed) c->closed = upto;
+}
+
+/* Does any raw time step back (the first one against prev)?  The sign bit of the differences,
+ * two at a time with SSE2 (which has 64-bit subtraction but no 64-bit comparison). */
+static inline int tt_steps_back(const int64_t *restrict T, ptrdiff_t m, int64_t prev)
+{
+    int64_t steps = T[0] < prev ? -1 : 0;
+    ptrdiff_t i = 1;
+#if defined(__SSE2__)
+    __m128i acc = _mm_setzero_si128();
+    for (; i + 2 <= m; i += 2) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(T + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(T + i - 1));
+        acc = _mm_or_si128(acc, _mm_sub_epi64(a, b));
+    }
+    int64_t lanes[2];
+    _mm_storeu_si128((__m128i *)lanes, acc);
+    steps |= lanes[0] | lanes[1];
+#endif
+    for (; i < m; i++) steps |= T[i] - T[i - 1];
+    return steps < 0;
 }
 
 /* Split tags [0, n) sub-block by sub-block, advancing the attempts after each one.  Stops
@@ -255,12 +264,7 @@ static ptrdiff_t tt_process(tt_chunk *c, const int64_t *restrict T, const int32_
         const int64_t *Tb = T + p;
         const int32_t *Cb = C + p;
         if (check) {
-            /* the sign bit of any backward step; written with a subtraction so that it
-             * vectorises (SSE2 has no 64-bit comparison) */
-            int64_t bad = Tb[0] < c->last_raw;
-            int64_t steps = 0;
-            for (ptrdiff_t i = 1; i < m; i++) steps |= Tb[i] - Tb[i - 1];
-            if (bad | (steps < 0)) break;
+            if (tt_steps_back(Tb, m, c->last_raw)) break;
         }
         /* the junk row collects the other channels' tags of one sub-block, then starts over */
         HI[junk] = 0;

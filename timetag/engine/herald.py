@@ -72,7 +72,6 @@ class HeraldStage:
         self._bsm_det = p.slot_det[r.bsm_slots].astype(np.int64)
         self._row_det = np.zeros(256, np.int64)
         self._row_det[:r.bsm_slots.size] = self._bsm_det
-        self._dts = np.zeros(0, np.int64)
         self._pat_ok = np.zeros(256, np.int8)
         self._pat_ok[p.pattern_codes.astype(np.uint8)] = 1
         role = p.slot_role.astype(np.int64)
@@ -129,15 +128,12 @@ class HeraldStage:
             self._her = np.empty(self._agg.size, HER_DTYPE)
         bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
         bsm_lo = r.ptr[HERALD, bsm].copy()
-        most = 2 * (int((r.hi[bsm] - bsm_lo).max()) + n) if bsm.size else 0
-        if self._dts.size < most:
-            self._dts = np.empty(max(most, 2 * self._dts.size), np.int64)
         io = self._io
         io[:] = (r.last_raw if r.last_raw is not None else np.iinfo(np.int64).min, max(self.horizon, -INF),
                  0, 0, 0, s_lo)
         args = (r.chan_lo, r.slot_of, r.delay, r.rows, r.hi, p.max_delay, io, self._st, p.herald_par,
                 ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._her,
-                self._dts, self.arrival)
+                self.arrival)
         taken = _k.process_chunk(time, channel, mode, *args)
         if taken < n:
             # the raw times step back (some readers do, a little): sort the rest, split it, re-sort
