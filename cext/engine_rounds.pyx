@@ -144,6 +144,18 @@ cdef inline bint _touched(int64_t a, int64_t b, const int64_t[::1] iv_lo, const 
     return lo_i < pts.shape[0] and pts[lo_i] < b
 
 
+def _check_rows(const int64_t[:, ::1] rows, const int64_t[::1] row, const int64_t[::1] lo,
+                const int64_t[::1] hi, str what):
+    """Each range rows[row[r], lo[r]:hi[r]] lies in the buffer, followed by its padding."""
+    cdef Py_ssize_t r, j
+    for r in range(row.shape[0]):
+        if row[r] < 0 or row[r] >= rows.shape[0] or lo[r] < 0 or hi[r] + PAD > rows.shape[1] or lo[r] > hi[r]:
+            raise ValueError(f"{what} row range out of the buffer")
+        for j in range(PAD):
+            if rows[row[r], hi[r] + j] != INT64_MAX:
+                raise ValueError(f"{what} row without its padding")
+
+
 def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t watermark, int64_t horizon,
                 bint flush, const int64_t[:, ::1] rows, const int64_t[::1] fl_row, const int64_t[::1] fl_del,
                 const int64_t[::1] fl_lo, const int64_t[::1] fl_hi, const int64_t[::1] set_row,
@@ -165,27 +177,14 @@ def eval_rounds(const int64_t[::1] par, const int64_t[:, ::1] trig, int64_t wate
     (= triggers consumed).
     """
     cdef int64_t s0 = par[0], s1 = par[1], f0 = par[2], f1 = par[3], thr = par[4]
-    cdef Py_ssize_t nfr = fl_row.shape[0], nsr = set_row.shape[0], cap = rows.shape[1], r
+    cdef Py_ssize_t nfr = fl_row.shape[0], nsr = set_row.shape[0], r
     if out.shape[0] < trig.shape[0]:
         raise ValueError("round output needs a record per trigger")
     if fl_lo.shape[0] != nfr or fl_hi.shape[0] != nfr or set_idx.shape[0] != nsr or set_lo.shape[0] != nsr \
             or set_hi.shape[0] != nsr or fl_del.shape[0] != nfr or set_del.shape[0] != nsr:
         raise ValueError("per-row tables disagree in length")
-    cdef Py_ssize_t j
-    for r in range(nfr):
-        if fl_row[r] < 0 or fl_row[r] >= rows.shape[0] or fl_lo[r] < 0 or fl_hi[r] + PAD > cap \
-                or fl_lo[r] > fl_hi[r]:
-            raise ValueError("fluorescence row range out of the buffer")
-        for j in range(PAD):
-            if rows[fl_row[r], fl_hi[r] + j] != INT64_MAX:
-                raise ValueError("fluorescence row without its padding")
-    for r in range(nsr):
-        if set_row[r] < 0 or set_row[r] >= rows.shape[0] or set_lo[r] < 0 or set_hi[r] + PAD > cap \
-                or set_lo[r] > set_hi[r]:
-            raise ValueError("setting row range out of the buffer")
-        for j in range(PAD):
-            if rows[set_row[r], set_hi[r] + j] != INT64_MAX:
-                raise ValueError("setting row without its padding")
+    _check_rows(rows, fl_row, fl_lo, fl_hi, "fluorescence")
+    _check_rows(rows, set_row, set_lo, set_hi, "setting")
     cdef Py_ssize_t k, q, n = trig.shape[0]
     cdef int64_t x, close, flags, count, nset, setting
     # per row: first tag >= window start, first tag >= window stop (triggers come in time order)
