@@ -1,6 +1,8 @@
 """End to end: simulated runs -> process_files / `timetag process` -> rounds files, checked against truth."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -126,6 +128,8 @@ def test_rounds_file_contents(clean):
     assert alice.setup_hash == load_setup(clean["res"].setup).hash
     inputs = alice.provenance["inputs"]
     assert inputs[0]["name"] == "alice.dump" and inputs[0]["checksum"].startswith("sha256:")
+    # computed on another thread while processing: it must still be the file's own digest
+    assert inputs[0]["checksum"] == "sha256:" + hashlib.sha256(clean["res"].alice.read_bytes()).hexdigest()
     assert inputs[0]["size"] == clean["res"].alice.stat().st_size
     assert alice.summary["rounds"] == len(alice.rounds) == alice.summary["triggers"]
     assert alice.summary["tags"] == clean["summary_a"]["tags"] > 0

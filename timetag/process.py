@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .engine import LabPipeline
 from .errors import SetupError
+from .provenance import BackgroundChecksums
 from .provenance import provenance as make_provenance
 from .roundsfile import RoundsWriter
 from .setupfile import LabSetup, Setup, load_setup
@@ -81,9 +82,14 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     if int(chunk_size) < 1:
         raise SetupError(f"chunk size must be >= 1 (got {chunk_size})", key="chunk_size")
     total = _total_records(paths, chunk_size, format)
-    prov = make_provenance(inputs=paths if checksum else (), setup=setup_obj, lab=lab_setup.name,
+    # the checksums are computed on another core while the engine runs; the file gets them at
+    # the end (until then its provenance says "pending")
+    sums = BackgroundChecksums(paths) if checksum else None
+    prov = make_provenance(inputs=paths if checksum else (), setup=setup_obj, checksum=False, lab=lab_setup.name,
                            role=lab_setup.role, chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}))
+    for entry in prov["inputs"]:
+        entry["checksum"] = "pending"
     setup_hash = setup_obj.hash if setup_obj is not None else ""
     t0 = time.perf_counter()
     done = 0
@@ -111,6 +117,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     try:
         pl = process_chunks(iter_stream(paths, chunk_size=chunk_size, format=format), lab_setup, writer, on_chunk)
     except BaseException:
+        if sums is not None:
+            sums.cancel()
         writer.close()
         raise
     finally:
@@ -122,5 +130,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     summary["tags_per_s"] = summary["tags"] / elapsed if elapsed > 0 else None
     summary["inputs"] = [str(p) for p in paths]
     summary["out"] = str(out)
-    writer.close(summary=summary, histograms=pl.histograms)
+    if sums is not None:
+        for entry, value in zip(prov["inputs"], sums.result()):
+            entry["checksum"] = value
+    writer.close(summary=summary, histograms=pl.histograms, provenance=prov)
     return summary

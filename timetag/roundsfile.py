@@ -79,14 +79,18 @@ class RoundsWriter:
     def n_rounds(self) -> int:
         return int(self._rounds.shape[0])
 
-    def close(self, *, summary: dict | None = None, histograms: dict | None = None) -> None:
-        """Finish the file; summary and histograms are written here (datasets cannot be added under SWMR)."""
+    def close(self, *, summary: dict | None = None, histograms: dict | None = None,
+              provenance: dict | None = None) -> None:
+        """Finish the file; summary, histograms and a completed provenance record (e.g. with the
+        checksums computed meanwhile) are written here (not possible under SWMR)."""
         if not self._f.id.valid:
             return
         self._f.flush()
         self._f.close()
-        if summary is not None or histograms:
+        if summary is not None or histograms or provenance is not None:
             with h5py.File(self.path, "r+") as f:
+                if provenance is not None:
+                    write_h5_provenance(f, provenance)
                 if summary is not None:
                     f.attrs["summary"] = json.dumps(summary)
                 for name, value in (histograms or {}).items():

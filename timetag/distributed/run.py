@@ -21,7 +21,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import SetupError, TimetagError
-from ..provenance import jsonable
+from ..provenance import BackgroundChecksums, jsonable
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
@@ -210,7 +210,7 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     ``dask``: 'local', 'local:N', a scheduler address 'tcp://host:port', or a ``distributed.Client``.
     ``n_partitions`` (default: 2 per worker) or explicit ``cuts`` (global record positions) are moved to safe
     quiet gaps (:mod:`timetag.distributed.partition`).  Output equals the single-process run.
-    ``checksum``: input checksums in the provenance (one read of every file on the client; off for huge runs).
+    ``checksum``: input checksums in the provenance (one read of every file on the client, while the workers run).
     ``gap_ps`` overrides the safe gap length (experts and tests only: too short breaks that equality);
     ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
     """
@@ -225,15 +225,21 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
     t0 = time.perf_counter()
+    # hashed on the client while the workers run (one read of every file)
+    sums = BackgroundChecksums(paths) if checksum else None
     try:
         with dask_client(dask) as client:
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
             parts = plan_partitions(paths, lab_setup, n_partitions=n, cuts=cuts, gap_ps=gap_ps)
             reports = run_partitions(client, parts, lab_setup, scratch, chunk_size=chunk_size,
                                      setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory)
-        prov = _provenance(paths if checksum else (), setup, lab=lab, role=lab_setup.role, chunk_size=int(chunk_size),
+        prov = _provenance(paths if checksum else (), setup, checksum=False, lab=lab, role=lab_setup.role,
+                           chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
             "partitions": [p.name for p in parts], "dask": dask if isinstance(dask, str) else "client"})
+        if sums is not None:
+            for entry, value in zip(prov["inputs"], sums.result()):
+                entry["checksum"] = value
         elapsed = time.perf_counter() - t0
         # the keys timetag.process.process_files adds to the single-process summary
         def extra(merged):
@@ -244,6 +250,8 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
                                         sync_reference=lab_setup.herald.sync_reference if lab_setup.sync_channel
                                         is not None else None, extra_summary=extra)
     except BaseException:
+        if sums is not None:
+            sums.cancel()
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
