@@ -9,7 +9,6 @@ checked against an implementation that cannot share its bugs.
 from __future__ import annotations
 
 import hashlib
-
 import sys
 from pathlib import Path
 
