@@ -25,6 +25,7 @@ cdef extern from "engine_slots_kernels.h":
         int64_t k1
         int64_t k2
         int64_t n
+        int64_t pad
     ctypedef struct tt_her:
         int64_t k1
         int64_t k2
@@ -59,6 +60,7 @@ cdef extern from "engine_slots_kernels.h":
         uint64_t hspan
         int64_t* hist
         Py_ssize_t nbins
+        const int32_t* lut
         tt_agg* AG
         const tt_agg* carry
         Py_ssize_t K
@@ -110,7 +112,7 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
                   int64_t[:, ::1] rows, int64_t[::1] hi, int64_t max_delay, int64_t[::1] io, int64_t[::1] st,
                   const int64_t[::1] par, Py_ssize_t sync_slot, const int64_t[::1] bsm_slot,
                   const int64_t[::1] bsm_det, int64_t[::1] bsm_lo, Agg[::1] agg, Her[::1] her,
-                  int64_t[:, ::1] arrival):
+                  int64_t[:, ::1] arrival, const int32_t[::1] lut):
     """Split a raw chunk into the rows and advance the attempts, sub-block by sub-block (each
     sub-block is split and its clicks added while it is in cache).
 
@@ -125,7 +127,9 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     the sync ``rows[sync_slot, io[5] + j]``; ``agg[j]``: its clicks, keys (dt - window
     start) * 256 + BSM row, unsigned; ``her[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
     [sync_next, window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].  A lab
-    without sync or BSM rows passes ``sync_slot`` = -1 and empty BSM tables.
+    without sync or BSM rows passes ``sync_slot`` = -1 and empty BSM tables.  ``lut``: the
+    arrival-histogram bin of every ps of its span (hist_hi - hist_lo entries), or empty to
+    compute bins by a reciprocal multiplication.
     """
     cdef tt_chunk c
     cdef Py_ssize_t i, s, n = time.shape[0], ns = hi.shape[0], nb = bsm_slot.shape[0], taken
@@ -195,6 +199,14 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
         c.hspan = <uint64_t>(hhi - hlo) if hhi > hlo else 0
         c.hist = &arrival[0, 0] if nbins > 0 else &no_bins
         c.nbins = nbins
+        c.lut = NULL
+        if lut.shape[0]:
+            if lut.shape[0] != hhi - hlo:
+                raise ValueError("histogram lookup table does not match the span")
+            for i in range(lut.shape[0]):
+                if lut[i] < 0 or lut[i] >= nbins:
+                    raise ValueError("histogram lookup table out of the bins")
+            c.lut = &lut[0]
         c.AG = &agg[0]
         c.her = &her[0]
         if not c.nxt and st[S_CARRY]:

@@ -18,7 +18,7 @@
  * start) * 256 + r as an unsigned number (dt relative to the sync, r the BSM row in ascending
  * channel order), so that one integer comparison orders clicks by (time, channel).  No click
  * yet: k1 = UINT64_MAX, k2 = 0.  Mirrors engine_slots.pyx. */
-typedef struct { int64_t k1, k2, n; } tt_agg;
+typedef struct { int64_t k1, k2, n, pad; } tt_agg;  /* 32 bytes: an index is one shift */
 
 /* A closed attempt with >= 2 accepted clicks, copied while its block is in cache. */
 typedef struct { int64_t k1, k2, n, sync; } tt_her;
@@ -46,6 +46,7 @@ typedef struct {
     uint64_t wspan, hspan;
     int64_t *hist;
     ptrdiff_t nbins;
+    const int32_t *lut;              /* bin of each ps of the histogram span, or NULL (span too long) */
     tt_agg *AG;
     const tt_agg *carry;
     ptrdiff_t K, closed;             /* io: attempts initialised / scanned for heralds */
@@ -74,7 +75,7 @@ static inline ptrdiff_t tt_syncs_before(const int64_t *restrict SY, ptrdiff_t a,
  * histogram, and if accepted its key into AG[j].  Masks, not branches: whether a click is accepted is as random
  * as the stream.  Rows come in time order: on equal keys (same row) the first click stays, the
  * last is replaced; keys of different rows differ, so rows may be visited in any order. */
-typedef struct { int64_t hlo, hbin; uint64_t hspan, m; int64_t *junk; } tt_hist;
+typedef struct { int64_t hlo, hbin; uint64_t hspan, m; int64_t *junk; const int32_t *lut; } tt_hist;
 
 static inline int64_t tt_click(int64_t u, ptrdiff_t j, const int64_t *restrict SY, tt_agg *restrict AG,
                                int64_t r, int64_t w0, uint64_t wspan, const tt_hist *h, int64_t *hrow)
@@ -83,9 +84,15 @@ static inline int64_t tt_click(int64_t u, ptrdiff_t j, const int64_t *restrict S
     tt_agg *g = AG + j;
     /* arrival histogram: q = (dt - hlo) // hbin by the reciprocal m = ceil(2**32 / hbin) (exact
      * after one correction for spans < 2**31); clicks out of range count into a junk cell */
-    uint64_t x = (uint64_t)(dt - h->hlo), xm = x & 0x7fffffff;
-    int64_t q = (int64_t)((xm * h->m) >> 32);
-    q -= q * h->hbin > (int64_t)xm;
+    uint64_t x = (uint64_t)(dt - h->hlo);
+    int64_t q;
+    if (h->lut != NULL) {  /* the same for every click: a predicted branch */
+        q = h->lut[x < h->hspan ? x : 0];
+    } else {
+        uint64_t xm = x & 0x7fffffff;
+        q = (int64_t)((xm * h->m) >> 32);
+        q -= q * h->hbin > (int64_t)xm;
+    }
     int64_t *cell = x < h->hspan ? hrow + q : h->junk;
     *cell += 1;
     uint64_t since = (uint64_t)(dt - w0);
@@ -186,6 +193,7 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
         AG[K].k1 = -1;  /* UINT64_MAX */
         AG[K].k2 = 0;
         AG[K].n = 0;
+        AG[K].pad = 0;
         if (K == 0 && c->carry != NULL) AG[0] = *c->carry;
         K++;
     }
@@ -193,7 +201,7 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     int64_t bound_u = flush ? INT64_MAX : h_u;
     int64_t junk = 0;
     tt_hist hs = {c->hlo, c->hbin, c->nbins > 0 ? c->hspan : 0,
-                 (((uint64_t)1 << 32) + (uint64_t)c->hbin - 1) / (uint64_t)c->hbin, &junk};
+                 (((uint64_t)1 << 32) + (uint64_t)c->hbin - 1) / (uint64_t)c->hbin, &junk, c->lut};
     ptrdiff_t nb = c->nb;
     for (ptrdiff_t r = 0; r < nb; r += 2) {
         if (r + 1 < nb) {

@@ -29,7 +29,8 @@ from .slots import HERALD, SlotRows, _k
 
 HERALD_STATE_FIELDS = ("carry", "carry_n", "carry_k1", "carry_k2", "clicks_accepted", "clicks_without_sync")
 HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
-AGG_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8")])  # see engine_slots.process_chunk
+AGG_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8"), ("pad", "<i8")])  # engine_slots.process_chunk
+LUT_MAX_SPAN = 1 << 16  # arrival-histogram spans up to this many ps get a bin lookup table
 HER_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8"), ("sync", "<i8")])
 RAW_LIMIT = (1 << 61) - (1 << 51)  # |raw time|: room for any delay and window (< 2**50) below INF = 2**62
 
@@ -81,6 +82,10 @@ class HeraldStage:
         self._agg = np.zeros(0, AGG_DTYPE)
         self._her = np.zeros(0, HER_DTYPE)
         self._io = np.zeros(6, np.int64)
+        lo_h, hi_h, bin_h = (int(x) for x in p.herald_par[4:7])
+        span = hi_h - lo_h
+        self._lut = ((np.arange(span) // bin_h).astype(np.int32) if 0 < span <= LUT_MAX_SPAN and self.arrival.shape[1]
+                     else np.zeros(0, np.int32))
         self.horizon = -INF
         self.first_raw: int | None = None
         self.last_raw: int | None = None
@@ -133,7 +138,7 @@ class HeraldStage:
                  0, 0, 0, s_lo)
         args = (r.chan_lo, r.slot_of, r.delay, r.rows, r.hi, p.max_delay, io, self._st, p.herald_par,
                 ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._her,
-                self.arrival)
+                self.arrival, self._lut)
         taken = _k.process_chunk(time, channel, mode, *args)
         if taken < n:
             # the raw times step back (some readers do, a little): sort the rest, split it, re-sort
