@@ -298,6 +298,26 @@ def test_accounting_every_trigger_gives_one_round(cfg):
         assert pl.summary["flags"]["herald_without_ready"] + matched == n_heralding
 
 
+@pytest.mark.parametrize("span", [(-100, 100, 7), (-70_001, 70_000, 13), (-(2**30), 2**30 - 1, 1_000_003)])
+@pytest.mark.parametrize("ref", ["previous", "next"])
+def test_arrival_histogram_bins_by_table_and_by_reciprocal(span, ref):
+    """Spans up to 64 k ps use a lookup table, longer ones a reciprocal multiplication with one
+    correction; both must bin every click like the reference's integer division."""
+    lo, hi, width = span
+    d = alice_dict(ref=ref)
+    d["histograms"] = {"arrival_bin_ps": width, "arrival_range_ps": [lo, hi], "max_count": 5}
+    lab = setup_from_dict({"labs": {"alice": d}}).lab("alice")
+    hs = HeraldStage(lab)
+    assert (hs._lut.size > 0) == (hi - lo <= 1 << 16)
+    rng = np.random.default_rng(9)
+    s = random_stream(rng, 2000, max_step=40, n_lost=0)
+    # spread the clicks over the whole span: long gaps between some syncs
+    t = s.time + np.cumsum(rng.integers(0, 2, s.time.size) * rng.integers(0, max(1, (hi - lo) // 50), s.time.size))
+    wide = TagChunk(t, s.channel, s.lost)
+    _, _, pl = assert_same(lab, wide, list(split(wide, [700, 1400])))
+    assert pl.histograms["arrival"].sum() > 100
+
+
 def test_clicks_waiting_for_a_next_sync_stay_bounded():
     """'next': a click waits for the sync after it, but only while that sync could still put it
     inside the window or the histogram range; with a dead sync channel memory does not grow."""
