@@ -16,7 +16,7 @@ Rows live in one 2-D buffer ``rows[slot, :]`` (slot = index of the channel in th
 sorted channel list; one extra row collects the channels the lab does not use, reused
 for every sub-block).
 """
-from libc.stdint cimport INT64_MAX, int8_t, int16_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, int8_t, int32_t, int64_t, uint64_t
 
 cdef extern from "engine_slots_kernels.h":
     enum: TT_MAX_SLOTS

@@ -75,10 +75,7 @@ class HeraldStage:
         self._row_det[:r.bsm_slots.size] = self._bsm_det
         self._pat_ok = np.zeros(256, np.int8)
         self._pat_ok[p.pattern_codes.astype(np.uint8)] = 1
-        role = p.slot_role.astype(np.int64)
-        self._ready_slots = np.flatnonzero(role & R_READY)
-        self._set_slots = np.flatnonzero(role & R_SETTING)
-        self._fluo_slots = np.flatnonzero(role & R_FLUO)
+        self._ready_slots, self._set_slots, self._fluo_slots = p.slots(R_READY), p.slots(R_SETTING), p.slots(R_FLUO)
         self._agg = np.zeros(0, AGG_DTYPE)
         self._her = np.zeros(0, HER_DTYPE)
         self._io = np.zeros(6, np.int64)

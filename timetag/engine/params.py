@@ -31,7 +31,6 @@ class LabParams:
     slot_of: np.ndarray        # int32 [span]: slot or -1
     slot_channel: np.ndarray   # int32 [nslots]
     slot_delay: np.ndarray     # int64 [nslots]
-    slot_rank: np.ndarray      # int8 [nslots]: 0 = before equal-time tags, 1 = normal, 2 = after
     slot_role: np.ndarray      # int8 [nslots]: R_* bit mask
     slot_setting: np.ndarray   # int8 [nslots]: setting index or -1
     slot_det: np.ndarray       # int8 [nslots]: BSM detector index or -1
@@ -48,6 +47,10 @@ class LabParams:
     @property
     def nslots(self) -> int:
         return int(self.slot_channel.size)
+
+    def slots(self, role: int) -> np.ndarray:
+        """The slots having any of the ``role`` bits (ascending = channel order)."""
+        return np.flatnonzero(self.slot_role.astype(np.int64) & role).astype(np.int64)
 
 
 def compile_lab(lab: LabSetup, stage: str = "engine") -> LabParams:
@@ -94,14 +97,12 @@ def compile_lab(lab: LabSetup, stage: str = "engine") -> LabParams:
     slot_of[slot_channel - lo] = np.arange(len(chans), dtype=np.int32)
     n = len(chans)
     slot_delay = np.array([lab.delay(c) for c in chans], np.int64)
-    slot_rank = np.ones(n, np.int8)
     slot_role = np.zeros(n, np.int8)
     slot_setting = np.full(n, -1, np.int8)
     slot_det = np.full(n, -1, np.int8)
     idx = {c: i for i, c in enumerate(chans)}
     if lab.sync_channel is not None:
         slot_role[idx[lab.sync_channel]] |= R_SYNC
-        slot_rank[idx[lab.sync_channel]] = 0 if hc.sync_reference == "previous" else 2
     if lab.ready_channel is not None:
         slot_role[idx[lab.ready_channel]] |= R_READY
     for i, c in enumerate(lab.setting_channels):
@@ -121,7 +122,7 @@ def compile_lab(lab: LabSetup, stage: str = "engine") -> LabParams:
                             hc.window_start_ps, hc.window_stop_ps], np.int64)
     round_par = np.array([*rc.setting_window_ps, *rc.fluorescence_window_ps, rc.threshold], np.int64)
     return LabParams(lab=lab, chan_lo=lo, slot_of=slot_of, slot_channel=slot_channel, slot_delay=slot_delay,
-                     slot_rank=slot_rank, slot_role=slot_role, slot_setting=slot_setting, slot_det=slot_det,
+                     slot_role=slot_role, slot_setting=slot_setting, slot_det=slot_det,
                      det_arm=det_arm, det_pol=det_pol, det_chan=det_chan,
                      max_delay=max(0, int(slot_delay.max())),
                      herald_par=herald_par, trigger_par=trigger_par, round_par=round_par,

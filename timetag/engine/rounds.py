@@ -52,12 +52,11 @@ class RoundStage:
         self._h_time, self._h_sync, self._h_pat = _E64, _E64, np.zeros(0, np.int8)
         self._ready = _E64
         self._trig = np.zeros((0, 6), np.int64)
-        role = p.slot_role.astype(np.int64)
-        self._fl_row = np.flatnonzero(role & R_FLUO).astype(np.int64)
-        self._set_row = np.flatnonzero(role & R_SETTING).astype(np.int64)
+        self._fl_row, self._set_row = p.slots(R_FLUO), p.slots(R_SETTING)
         self._set_idx = p.slot_setting[self._set_row].astype(np.int8)
         self._win_rows = np.concatenate([self._fl_row, self._set_row])
-        self._ready_slot = int(np.flatnonzero(role & R_READY)[0]) if np.any(role & R_READY) else -1
+        ready = p.slots(R_READY)
+        self._ready_slot = int(ready[0]) if ready.size else -1
         self._iv: list[tuple[int, int]] = []   # closed or open ([begin, INF)) overflow intervals
         self._open_begin: int | None = None
         self._pts: list[int] = []

@@ -32,14 +32,12 @@ class SlotRows:
     def __init__(self, p: LabParams):
         ns = p.nslots
         self.nrows = ns + 1
-        role = np.append(p.slot_role.astype(np.int64), 0)
-        self.role = role
-        self.uses = np.zeros((3, self.nrows), bool)
-        self.uses[HERALD] = (role & (R_SYNC | R_BSM)) != 0
-        self.uses[ROUND] = (role & (R_SETTING | R_FLUO)) != 0
-        self.uses[READY] = (role & R_READY) != 0
-        self.bsm_slots = np.flatnonzero(role & R_BSM)            # ascending = channel order
-        self.sync_slot = int(np.flatnonzero(role & R_SYNC)[0]) if np.any(role & R_SYNC) else -1
+        self.uses = np.zeros((3, self.nrows), bool)  # the junk row (last) has no reader
+        for consumer, roles in ((HERALD, R_SYNC | R_BSM), (ROUND, R_SETTING | R_FLUO), (READY, R_READY)):
+            self.uses[consumer, p.slots(roles)] = True
+        self.bsm_slots = p.slots(R_BSM)
+        sync = p.slots(R_SYNC)
+        self.sync_slot = int(sync[0]) if sync.size else -1
         self.delay = np.append(p.slot_delay, 0).astype(np.int64)
         self.slot_of = np.append(np.where(p.slot_of < 0, ns, p.slot_of), ns).astype(np.int32)
         self.chan_lo = p.chan_lo
@@ -57,8 +55,8 @@ class SlotRows:
         """Drop what every consumer has read; grow the buffer when a row would not fit
         ``incoming`` more tags and the padding."""
         hi = self.hi
-        lo = np.where(self.uses, self.ptr, hi).min(axis=0)
-        lo[-1] = hi[-1] = 0
+        lo = self._unread_start()
+        hi[-1] = 0
         live = hi - lo
         need = int(live.max()) + incoming + PAD
         if need > self.cap:
@@ -76,11 +74,16 @@ class SlotRows:
         np.maximum(self.ptr, 0, out=self.ptr)
         self.hi = live.astype(np.int64)
 
+    def _unread_start(self) -> np.ndarray:
+        """Per row, the first tag some consumer has not read (the junk row: 0)."""
+        lo = np.where(self.uses, self.ptr, self.hi).min(axis=0)
+        lo[-1] = 0
+        return lo
+
     def sort_unread(self) -> None:
         """The rare path for a raw stream that steps back in time (some readers, PTU markers):
         re-sort the unread part of each row."""
-        for s in range(self.nrows - 1):
-            lo = int(self.ptr[self.uses[:, s], s].min()) if self.uses[:, s].any() else 0
+        for s, lo in enumerate(self._unread_start()[:-1].tolist()):
             seg = self.rows[s, lo:self.hi[s]]
             if seg.size > 1 and np.any(seg[1:] < seg[:-1]):
                 seg.sort(kind="stable")
