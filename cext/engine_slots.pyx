@@ -16,7 +16,7 @@ Rows live in one 2-D buffer ``rows[slot, :]`` (slot = index of the channel in th
 sorted channel list; one extra row collects the channels the lab does not use, reused
 for every sub-block).
 """
-from libc.stdint cimport INT64_MAX, int8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, int8_t, int32_t, int64_t, uint8_t, uint64_t
 
 cdef extern from "engine_slots_kernels.h":
     enum: TT_MAX_SLOTS
@@ -38,6 +38,13 @@ cdef extern from "engine_slots_kernels.h":
         const int32_t* slot_of
         int64_t* row[256]
         int64_t hi[256]
+        int vec
+        int64_t* base
+        Py_ssize_t stride
+        Py_ssize_t nlane
+        Py_ssize_t lane_slot[7]
+        Py_ssize_t scal_slot[256]
+        const uint8_t* code
         int64_t last_raw
         int64_t max_delay
         int64_t horizon
@@ -71,6 +78,23 @@ cdef extern from "engine_slots_kernels.h":
         int64_t n_nosync
     Py_ssize_t tt_process(tt_chunk* c, const int64_t* T, const int32_t* C, Py_ssize_t n, int check) nogil
     void tt_advance(tt_chunk* c, int64_t h, int flush) nogil
+    int tt_have_avx2() nogil
+
+cdef bint _vector_split = True
+
+
+def vector_split_available():
+    """Whether this CPU runs the vector split (x86-64 with AVX2)."""
+    return bool(tt_have_avx2())
+
+
+def set_vector_split(bint on):
+    """Use the vector split where the CPU has it (the default), or always the scalar one
+    (tests compare the two; benchmarks measure both).  Returns the previous setting."""
+    global _vector_split
+    prev = _vector_split
+    _vector_split = on
+    return prev
 
 ctypedef tt_agg Agg  # one attempt: accepted clicks, keys of the first and last one
 ctypedef tt_her Her  # a herald-to-be: an Agg and its sync's raw time
@@ -112,7 +136,8 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
                   int64_t[:, ::1] rows, int64_t[::1] hi, int64_t max_delay, int64_t[::1] io, int64_t[::1] st,
                   const int64_t[::1] par, Py_ssize_t sync_slot, const int64_t[::1] bsm_slot,
                   const int64_t[::1] bsm_det, int64_t[::1] bsm_lo, Agg[::1] agg, Her[::1] her,
-                  int64_t[:, ::1] arrival, const int32_t[::1] lut):
+                  int64_t[:, ::1] arrival, const int32_t[::1] lut, const int64_t[::1] lane_slot,
+                  const int64_t[::1] scal_slot, const uint8_t[::1] split_code):
     """Split a raw chunk into the rows and advance the attempts, sub-block by sub-block (each
     sub-block is split and its clicks added while it is in cache).
 
@@ -129,7 +154,9 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     [sync_next, window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].  A lab
     without sync or BSM rows passes ``sync_slot`` = -1 and empty BSM tables.  ``lut``: the
     arrival-histogram bin of every ps of its span (hist_hi - hist_lo entries), or empty to
-    compute bins by a reciprocal multiplication.
+    compute bins by a reciprocal multiplication.  ``lane_slot`` (<= 7 slots), ``scal_slot``,
+    ``split_code`` (one per ``slot_of`` entry: 0-6 lane, 7 junk, 8 + q ``scal_slot[q]``): the
+    vector split's tables (``slots.SlotRows``), checked against ``slot_of``.
     """
     cdef tt_chunk c
     cdef Py_ssize_t i, s, n = time.shape[0], ns = hi.shape[0], nb = bsm_slot.shape[0], taken
@@ -148,6 +175,13 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     for i in range(slot_of.shape[0]):
         if slot_of[i] < 0 or slot_of[i] >= ns:
             raise ValueError("slot table out of range")
+    if lane_slot.shape[0] > 7 or scal_slot.shape[0] > TT_MAX_SLOTS or split_code.shape[0] != slot_of.shape[0]:
+        raise ValueError("vector split tables of the wrong length")
+    for i in range(split_code.shape[0]):
+        s = split_code[i]
+        if not ((s < lane_slot.shape[0] and lane_slot[s] == slot_of[i]) or (s == 7 and slot_of[i] == ns - 1)
+                or (8 <= s < 8 + scal_slot.shape[0] and scal_slot[s - 8] == slot_of[i])):
+            raise ValueError("vector split code disagrees with the slot table")
     c.ns = ns
     c.chan_lo = chan_lo
     c.nspan = slot_of.shape[0] - 1
@@ -155,6 +189,17 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
     for s in range(ns):
         c.row[s] = &rows[s, 0]
         c.hi[s] = hi[s]
+    c.vec = 0
+    if _vector_split and tt_have_avx2() and ns * cap < (1 << 31):
+        c.vec = 2 if slot_of.shape[0] <= 16 else 1
+        c.base = &rows[0, 0]
+        c.stride = cap
+        c.nlane = lane_slot.shape[0]
+        for i in range(lane_slot.shape[0]):
+            c.lane_slot[i] = lane_slot[i]
+        for i in range(scal_slot.shape[0]):
+            c.scal_slot[i] = scal_slot[i]
+        c.code = &split_code[0]
     c.last_raw = io[IO_LAST_RAW]
     c.max_delay = max_delay
     c.horizon = io[IO_HORIZON]

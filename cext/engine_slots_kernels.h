@@ -9,6 +9,12 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define TT_X86 1
+#else
+#define TT_X86 0
+#endif
 
 #define TT_MAX_SLOTS 256
 #define TT_PAD 8       /* padding columns after a row's tags: the sync search reads 8 at a time */
@@ -33,6 +39,16 @@ typedef struct {
     const int32_t *slot_of;
     int64_t *row[TT_MAX_SLOTS];
     int64_t hi[TT_MAX_SLOTS];        /* io */
+    /* vector split (tt_split_avx2): vec 0 = scalar split, 1 = codes from a table, 2 = codes
+     * by a byte shuffle (nspan < 16).  code[k] (k = clamped channel index, nspan + 1 entries):
+     * 0..6 the lane of slot lane_slot[code], 7 the junk slot, 8 + q the slot scal_slot[q]
+     * (counted in memory, behind a branch: give lanes to the busy slots). */
+    int vec;
+    int64_t *base;                   /* rows[0, 0]; row s starts at base + s * stride */
+    ptrdiff_t stride, nlane;
+    ptrdiff_t lane_slot[7];
+    ptrdiff_t scal_slot[TT_MAX_SLOTS];
+    const uint8_t *code;
     int64_t last_raw;                /* io */
     int64_t max_delay;               /* horizon = last raw time - max_delay (corrected times) */
     int64_t horizon;                 /* io */
@@ -250,6 +266,76 @@ static inline int tt_steps_back(const int64_t *restrict T, ptrdiff_t m, int64_t 
     return steps < 0;
 }
 
+/* Split one sub-block with the slots' write positions in a vector register.  The scalar loop
+ * keeps them in a table, HI[s]++, and on this machine (Zen 3) every load from a small table
+ * that is also stored to in the loop stalls: 3.0 ns per tag, against 1.4-1.9 ns here, where
+ * a tag's slot code comes from a byte shuffle (or a read-only table) and its position from
+ * a lane of A (an index from base: row * stride + position, below 2**31).  Lane 7 is the
+ * junk slot's first cell: other channels' tags all land there, as they are never read. */
+#if TT_X86
+__attribute__((target("avx2")))
+static void tt_split_avx2(const tt_chunk *c, int64_t *HI, const int64_t *restrict Tb, const int32_t *restrict Cb,
+                          ptrdiff_t m, int shuf)
+{
+    int64_t *restrict B = c->base;
+    const uint8_t *restrict code = c->code;
+    ptrdiff_t stride = c->stride, nl = c->nlane;
+    uint64_t nspan = c->nspan;
+    int64_t chan_lo = c->chan_lo;
+    int32_t init[8], lanes[8];
+    uint8_t tab[16];
+    for (int l = 0; l < 8; l++) {
+        init[l] = 0;
+        lanes[l] = -1;
+    }
+    for (ptrdiff_t l = 0; l < nl; l++) {
+        init[l] = (int32_t)(c->lane_slot[l] * stride + HI[c->lane_slot[l]]);
+        lanes[l] = (int32_t)l;
+    }
+    init[7] = (int32_t)((c->ns - 1) * stride);
+    for (int k = 0; k < 16; k++) tab[k] = code[(uint64_t)k < nspan ? (uint64_t)k : nspan];
+    __m256i A = _mm256_loadu_si256((const __m256i *)init), L = _mm256_loadu_si256((const __m256i *)lanes);
+    __m128i TB = _mm_loadu_si128((const __m128i *)tab);
+    __m128i HIGH = _mm_set_epi8(-128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128,
+                                -128, 0);  /* shuffle index bytes 1-15 give zero */
+    for (ptrdiff_t i = 0; i < m; i++) {
+        uint64_t ch = (uint64_t)((int64_t)Cb[i] - chan_lo);
+        ch = ch < nspan ? ch : nspan;
+        int k;
+        __m256i bs;
+        if (shuf) {
+            __m128i x = _mm_shuffle_epi8(TB, _mm_or_si128(_mm_cvtsi32_si128((int)ch), HIGH));
+            k = _mm_cvtsi128_si32(x);
+            bs = _mm256_broadcastd_epi32(x);
+        } else {
+            k = code[ch];
+            bs = _mm256_set1_epi32(k);
+        }
+        int64_t pos;
+        if (__builtin_expect(k < 8, 1)) {
+            pos = (uint32_t)_mm256_cvtsi256_si32(_mm256_permutevar8x32_epi32(A, bs));
+            A = _mm256_sub_epi32(A, _mm256_cmpeq_epi32(L, bs));
+        } else {
+            ptrdiff_t s = c->scal_slot[k - 8];
+            pos = s * stride + HI[s]++;
+        }
+        B[pos] = Tb[i];
+    }
+    int32_t out[8];
+    _mm256_storeu_si256((__m256i *)out, A);
+    for (ptrdiff_t l = 0; l < nl; l++) HI[c->lane_slot[l]] = out[l] - c->lane_slot[l] * stride;
+}
+#endif
+
+static int tt_have_avx2(void)
+{
+#if TT_X86
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
 /* Split tags [0, n) sub-block by sub-block, advancing the attempts after each one.  Stops
  * before a sub-block whose raw times step back (the caller sorts); returns the tags taken.
  * With check = 0: split only, no check, no attempts (the caller's sorting path). */
@@ -276,6 +362,10 @@ static ptrdiff_t tt_process(tt_chunk *c, const int64_t *restrict T, const int32_
         }
         /* the junk row collects the other channels' tags of one sub-block, then starts over */
         HI[junk] = 0;
+#if TT_X86
+        if (c->vec) tt_split_avx2(c, HI, Tb, Cb, m, c->vec == 2);
+        else
+#endif
         for (ptrdiff_t i = 0; i < m; i++) {
             uint64_t ch = (uint64_t)((int64_t)Cb[i] - chan_lo);
             ch = ch < nspan ? ch : nspan;

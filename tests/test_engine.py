@@ -16,6 +16,7 @@ from timetag.records import (FLAG_HERALD_WITHOUT_READY, FLAG_LOST_DATA, FLAG_REA
                              FLAG_SETTING_AMBIGUOUS, FLAG_SETTING_MISSING, FLAG_TRUNCATED, PATTERN_NONE,
                              PATTERN_OTHER, PATTERN_PSI_MINUS, PATTERN_PSI_PLUS, SETTING_NONE)
 from timetag.setupfile import setup_from_dict
+from timetag._cext import engine_slots
 
 END = (5000, UNUSED)  # a late tag on an unused channel: closes every window below
 
@@ -244,8 +245,18 @@ def assert_same(lab, s, chunks):
     return r1, h1, pl
 
 
+@pytest.fixture(params=["vector", "scalar"])
+def split_kind(request):
+    """Run a test with the vector split (where the CPU has it) and with the scalar one."""
+    if request.param == "vector" and not engine_slots.vector_split_available():
+        pytest.skip("this CPU has no AVX2: only the scalar split runs")
+    prev = engine_slots.set_vector_split(request.param == "vector")
+    yield request.param
+    engine_slots.set_vector_split(prev)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c['ref']}-{c['trigger']}")
-def test_reference_agreement_on_random_streams(cfg):
+def test_reference_agreement_on_random_streams(cfg, split_kind):
     lab = alice(**cfg)
     n_rounds = 0
     for seed in range(12):
@@ -271,7 +282,7 @@ def test_chunks_of_one_tag(seed, n, cfg):
     assert_same(lab, s, list(split(s, range(1, n))))
 
 
-def test_bob_random_streams_against_reference():
+def test_bob_random_streams_against_reference(split_kind):
     lab = bob()
     for seed in range(8):
         rng = np.random.default_rng(seed)
@@ -385,7 +396,7 @@ def test_both_trigger_matching_against_reference(seed, n, cuts, ref):
     assert len(rounds) >= 1
 
 
-def test_channels_outside_the_lab_table_are_counted_and_ignored():
+def test_channels_outside_the_lab_table_are_counted_and_ignored(split_kind):
     """The split kernel maps channel - lowest lab channel through a dense table without a branch:
     channels below it, above it, at the int32 limits and in gaps of the table must all land in the
     'other channels' counter and change nothing else."""
@@ -407,6 +418,43 @@ def test_channels_outside_the_lab_table_are_counted_and_ignored():
     n_base_other = int(np.count_nonzero(~np.isin(base.channel, lab.channels)))
     assert pl.summary["tags_other_channels"] == n_base_other + 200
     assert len(r0) > 0
+
+
+@pytest.mark.parametrize("ready, settings", [(6, [7, 8, 9, 10]), (40, [7, 8, 9, 10]), (300, [7, 70, 9, 10])])
+def test_vector_and_scalar_split_agree_with_the_reference(ready, settings, split_kind):
+    """The vector split gives 7 slots a lane (sync, BSM, fluorescence first) and counts the
+    others behind a branch; its slot codes come from a byte shuffle for channel spans up to
+    16 and from a table beyond.  Every combination against the reference, chunked."""
+    d = alice_dict(ref="previous", trigger="both")
+    d["ready_channel"], d["setting_channels"] = ready, settings
+    lab = setup_from_dict({"labs": {"alice": d}}).lab("alice")
+    chans = (1, 2, 3, 4, 5, ready, *settings, 11)
+    n_rounds = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        s = random_stream(rng, 3000, channels=chans, n_lost=2)
+        other = np.flatnonzero(s.channel == 11)  # some beyond both ends of the channel table
+        s.channel[other[::3]], s.channel[other[1::3]] = -3, 5000
+        r, _, pl = assert_same(lab, s, list(split(s, sorted(rng.integers(0, 3000, 7)))))
+        n_rounds += len(r)
+    assert n_rounds > 20
+    assert pl.summary["tags_other_channels"] > 0
+
+
+def test_split_tables_give_lanes_to_the_busy_roles():
+    from timetag.engine.params import compile_lab
+    from timetag.engine.slots import SlotRows
+
+    p = compile_lab(alice())
+    rows = SlotRows(p)
+    lane_chans = p.slot_channel[rows.lane_slot].tolist()
+    assert lane_chans == [SYNC, A_H, A_V, B_H, B_V, READY, S0]
+    assert sorted(p.slot_channel[rows.scal_slot].tolist()) == [S1, S2, 10]
+    # every channel's code leads back to its slot; channels outside the lab to the junk code
+    for k, s in enumerate(rows.slot_of.tolist()):
+        code = int(rows.split_code[k])
+        back = rows.lane_slot[code] if code < 7 else (p.nslots if code == 7 else rows.scal_slot[code - 8])
+        assert back == s
 
 
 @pytest.mark.parametrize("offset", [2**60, -(2**60)])

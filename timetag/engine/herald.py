@@ -135,7 +135,7 @@ class HeraldStage:
                  0, 0, 0, s_lo)
         args = (r.chan_lo, r.slot_of, r.delay, r.rows, r.hi, p.max_delay, io, self._st, p.herald_par,
                 ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._her,
-                self.arrival, self._lut)
+                self.arrival, self._lut, r.lane_slot, r.scal_slot, r.split_code)
         taken = _k.process_chunk(time, channel, mode, *args)
         if taken < n:
             # the raw times step back (some readers do, a little): sort the rest, split it, re-sort

@@ -24,6 +24,21 @@ HERALD, ROUND, READY = 0, 1, 2  # consumers: attempts, round windows, trigger so
 PAD = 8  # columns after a row's tags the sync search may read (engine_slots_kernels.h TT_PAD)
 
 
+def _split_tables(p: LabParams, slot_of: np.ndarray):
+    """The vector split's tables (engine_slots.process_chunk): 7 slots get a vector lane, by
+    role in the order of their usual rates (sync, BSM, fluorescence, ready, settings); the
+    others are counted behind a branch."""
+    order = []
+    for role in (R_SYNC, R_BSM, R_FLUO, R_READY, R_SETTING):
+        order += [int(s) for s in p.slots(role) if int(s) not in order]
+    order += [s for s in range(p.nslots) if s not in order]
+    lanes, rest = order[:7], order[7:]
+    code = np.empty(slot_of.size, np.uint8)
+    for k, s in enumerate(slot_of.tolist()):
+        code[k] = 7 if s == p.nslots else (lanes.index(s) if s in lanes else 8 + rest.index(s))
+    return np.array(lanes, np.int64), np.array(rest, np.int64), code
+
+
 class SlotRows:
     """``rows[s, :hi[s]]``: raw times of slot s (the last row: channels the lab does not use,
     scratch); ``delay[s]``: subtract for corrected times; ``ptr[consumer, s]``: the consumer's
@@ -41,6 +56,7 @@ class SlotRows:
         self.delay = np.append(p.slot_delay, 0).astype(np.int64)
         self.slot_of = np.append(np.where(p.slot_of < 0, ns, p.slot_of), ns).astype(np.int32)
         self.chan_lo = p.chan_lo
+        self.lane_slot, self.scal_slot, self.split_code = _split_tables(p, self.slot_of)
         self.cap = 0
         self.rows = np.empty((self.nrows, 1), np.int64)
         self.hi = np.zeros(self.nrows, np.int64)
