@@ -441,6 +441,22 @@ def test_vector_and_scalar_split_agree_with_the_reference(ready, settings, split
     assert pl.summary["tags_other_channels"] > 0
 
 
+@pytest.mark.parametrize("ref", ["previous", "next"])
+def test_clicks_after_long_runs_of_syncs(ref):
+    """The sync search covers 16 syncs without a branch, then loops: gaps of tens of syncs
+    between the clicks of a row take the loop."""
+    lab = alice(ref=ref, trigger="herald")
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        # by position: sync weight 3+4+4+4+4 = 19, then BSM channels 2..5 at 1, 0.4, 0.4, 0.4
+        s = random_stream(rng, 4000, channels=(SYNC, SYNC, SYNC, SYNC, SYNC, A_H, A_V, B_H, B_V, READY, UNUSED),
+                          max_step=40)
+        syncs_per_click = np.count_nonzero(s.channel == SYNC) / np.count_nonzero(np.isin(s.channel, [2, 3, 4, 5]))
+        assert syncs_per_click > 6
+        _, _, pl = assert_same(lab, s, list(split(s, [1000, 2500])))
+        assert pl.summary["clicks_accepted"] > 20  # the clicks did find their attempts
+
+
 def test_split_tables_give_lanes_to_the_busy_roles():
     from timetag.engine.params import compile_lab
     from timetag.engine.slots import SlotRows
