@@ -494,6 +494,15 @@ def test_times_beyond_the_key_range_are_refused():
         hs.process(TagChunk(np.array([0, 2**62], np.int64), np.array([SYNC, SYNC], np.int32)))
 
 
+@given(rows=st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), max_size=8))
+def test_triggers_in_order_matches_lexicographic_order(rows):
+    from timetag._cext import engine_rounds
+
+    trig = np.zeros((len(rows), 6), np.int64)
+    trig[:, :2] = np.array(rows, np.int64).reshape(-1, 2)
+    assert engine_rounds.triggers_in_order(trig) == (sorted(rows) == rows)
+
+
 def test_out_of_order_trigger_batches_are_sorted(monkeypatch):
     """The round stage skips sorting the triggers when they already are in (time, herald time)
     order; with trigger 'both' the matching emits some batches out of order: those must still give
@@ -505,6 +514,7 @@ def test_out_of_order_trigger_batches_are_sorted(monkeypatch):
 
     class Spy:
         eval_rounds = staticmethod(kernels.eval_rounds)
+        triggers_in_order = staticmethod(kernels.triggers_in_order)
 
         @staticmethod
         def make_triggers(par, *args):
@@ -525,3 +535,67 @@ def test_out_of_order_trigger_batches_are_sorted(monkeypatch):
             order = np.lexsort((rounds["herald_time"], rounds["trigger_time"]))
             assert order.tolist() == list(range(len(rounds)))
     assert any(unsorted)
+
+
+# --- small kernels of the per-chunk bookkeeping, against numpy ------------------------------
+
+@given(flags=st.lists(st.integers(0, 63), max_size=40), seed=st.integers(0, 2**32 - 1))
+def test_round_tallies_match_numpy_counts(flags, seed):
+    from timetag.engine.summary import SummaryCounter
+    from timetag.records import FLAG_NAMES, ROUND_DTYPE
+
+    rng = np.random.default_rng(seed)
+    r = np.zeros(len(flags), ROUND_DTYPE)
+    r["flags"] = flags
+    r["setting"] = rng.integers(-1, 4, r.size)
+    r["output"] = rng.integers(0, 2, r.size)
+    c = SummaryCounter("alice", "alice", "herald")
+    c.add_rounds(r)
+    c.add_rounds(r[: r.size // 2])
+    both = np.concatenate([r, r[: r.size // 2]])
+    assert c.rounds == both.size
+    assert c.rounds_up == int(np.count_nonzero(both["output"]))
+    assert c.rounds_flagged == int(np.count_nonzero(both["flags"]))
+    assert c.flags == {name: int(np.count_nonzero(both["flags"] & bit)) for bit, name in FLAG_NAMES.items()}
+    values, counts = np.unique(both["setting"], return_counts=True)
+    assert c.setting_counts == dict(zip(values.tolist(), counts.tolist()))
+
+
+@given(data=st.data(), nrows=st.integers(2, 6), cap=st.integers(1, 12), grow=st.booleans())
+def test_compact_rows_keeps_every_unread_tag(data, nrows, cap, grow):
+    """``compact_rows`` (the slot rows' make_room) against the numpy formulation it replaced."""
+    from timetag._cext import engine_slots as k
+
+    rows = np.arange(nrows * cap, dtype=np.int64).reshape(nrows, cap)
+    hi = np.array([data.draw(st.integers(0, cap)) for _ in range(nrows)], np.int64)
+    uses = np.array([[data.draw(st.booleans()) for _ in range(nrows)] for _ in range(3)])
+    uses[:, -1] = False  # the junk row has no reader
+    ptr = np.array([[data.draw(st.integers(0, int(h))) for h in hi] for _ in range(3)], np.int64)
+    lo = np.where(uses, ptr, hi).min(axis=0)
+    lo[-1] = 0
+    want_hi = hi - lo
+    want_hi[-1] = 0
+    want_rows = [rows[s, lo[s]:hi[s]].copy() for s in range(nrows - 1)]
+    want_ptr = np.maximum(ptr - lo, 0)
+    assert k.longest_unread(hi, ptr, uses.view(np.uint8)) == int(want_hi[:-1].max(initial=0))
+    dst = np.full((nrows, cap + 5), -1, np.int64) if grow else rows
+    k.compact_rows(rows, dst, hi, ptr, uses.view(np.uint8))
+    assert hi.tolist() == want_hi.tolist()
+    for s in range(nrows - 1):
+        assert dst[s, :hi[s]].tolist() == want_rows[s].tolist()
+        assert ptr[:, s].tolist() == want_ptr[:, s].tolist()
+
+
+@given(row=st.lists(st.integers(-50, 50), max_size=12), start=st.integers(0, 12), keep=st.integers(-60, 60),
+       delay=st.integers(-5, 5))
+def test_release_before_is_a_left_search_on_corrected_times(row, start, keep, delay):
+    from timetag._cext import engine_slots as k
+
+    r = np.sort(np.array(row, np.int64))
+    rows = np.zeros((2, r.size + 8), np.int64)
+    rows[0, :r.size] = r
+    hi = np.array([r.size, 0], np.int64)
+    start = min(start, r.size)
+    ptr = np.array([start, 0], np.int64)
+    k.release_before(rows, hi, ptr, np.array([delay, 0], np.int64), np.array([0], np.int64), keep)
+    assert ptr[0] == start + int(np.searchsorted(r[start:], keep + delay, side="left"))

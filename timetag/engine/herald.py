@@ -75,7 +75,10 @@ class HeraldStage:
         self._row_det[:r.bsm_slots.size] = self._bsm_det
         self._pat_ok = np.zeros(256, np.int8)
         self._pat_ok[p.pattern_codes.astype(np.uint8)] = 1
-        self._ready_slots, self._set_slots, self._fluo_slots = p.slots(R_READY), p.slots(R_SETTING), p.slots(R_FLUO)
+        # new tags per role, as one product with the tags per row (a chunk's fixed cost counts)
+        self._role_sel = np.zeros((p.nslots + 1, 3), np.int64)
+        for col, role in enumerate((R_READY, R_SETTING, R_FLUO)):
+            self._role_sel[p.slots(role), col] = 1
         self._agg = np.zeros(0, AGG_DTYPE)
         self._her = np.zeros(0, HER_DTYPE)
         self._io = np.zeros(6, np.int64)
@@ -183,9 +186,10 @@ class HeraldStage:
                         watermark = min(self.horizon, int(syncs[-1]) - d_sync + int(p.herald_par[1]))
         else:
             r.ptr[HERALD, r.uses[HERALD]] = r.hi[r.uses[HERALD]]
+        new_ready, new_settings, new_fluo = (got @ self._role_sel).tolist()
         return HeraldOutput(heralds=her, trig_time=trig_time[:nt], trig_sync=trig_sync[:nt], trig_pat=trig_pat[:nt],
-                            pattern_counts=pattern_counts, rows=r, new_ready=int(got[self._ready_slots].sum()),
-                            new_settings=int(got[self._set_slots].sum()), new_fluo=int(got[self._fluo_slots].sum()),
+                            pattern_counts=pattern_counts, rows=r, new_ready=new_ready,
+                            new_settings=new_settings, new_fluo=new_fluo,
                             lost=np.zeros(0, LOST_DTYPE), horizon=self.horizon, watermark=int(watermark))
 
     @property

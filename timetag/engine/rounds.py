@@ -31,6 +31,7 @@ from ..records import ROUND_DTYPE
 from .herald import HeraldOutput
 from .params import INF, R_FLUO, R_READY, R_SETTING, LabParams, clamp, compile_lab
 from .slots import READY, ROUND
+from .slots import _k as _rows_k
 
 try:
     from .._cext import engine_rounds as _k
@@ -57,6 +58,7 @@ class RoundStage:
         self._win_rows = np.concatenate([self._fl_row, self._set_row])
         ready = p.slots(R_READY)
         self._ready_slot = int(ready[0]) if ready.size else -1
+        self._ready_which = ready[:1].astype(np.int64)
         self._iv: list[tuple[int, int]] = []   # closed or open ([begin, INF)) overflow intervals
         self._open_begin: int | None = None
         self._pts: list[int] = []
@@ -70,6 +72,8 @@ class RoundStage:
     # --- lost data --------------------------------------------------------
     def _add_lost(self, lost: np.ndarray) -> None:
         # Lost events are rare (a handful per overflow); a Python loop over them is fine.
+        if not lost.size:
+            return
         for t, kind, _ch, count in zip(lost["time"].tolist(), lost["kind"].tolist(), lost["channel"].tolist(),
                                        lost["count"].tolist()):
             if kind == OVERFLOW_BEGIN:
@@ -89,6 +93,8 @@ class RoundStage:
                 self._pts.append(t)
 
     def _lost_arrays(self):
+        if not self._iv and self._open_begin is None and not self._pts:
+            return _E64, _E64, _E64  # the usual case: nothing lost
         iv = list(self._iv)
         if self._open_begin is not None:
             iv.append((self._open_begin, INF))
@@ -110,12 +116,14 @@ class RoundStage:
         if self._ready_slot >= 0:
             # ready tags become triggers once every tag before them is known
             s, lo = self._ready_slot, int(rows.ptr[READY, self._ready_slot])
-            row = rows.rows[s, lo:rows.hi[s]]
-            d = int(rows.delay[s])
-            k = row.size if h.final else int(np.searchsorted(row, clamp(h.horizon) + d, side="left"))
-            if self._readies and k:
-                self._ready = np.concatenate([self._ready, row[:k] - d])
-            rows.ptr[READY, s] = lo + k
+            if h.final:
+                rows.ptr[READY, s] = rows.hi[s]
+            else:
+                _rows_k.release_before(rows.rows, rows.hi, rows.ptr[READY], rows.delay, self._ready_which,
+                                       clamp(h.horizon))
+            new = int(rows.ptr[READY, s])
+            if self._readies and new > lo:
+                self._ready = np.concatenate([self._ready, rows.rows[s, lo:new] - int(rows.delay[s])])
         final = h.final
         herald_known = INF if final else clamp(h.watermark)
         ready_known = INF if final else clamp(h.horizon)
@@ -127,8 +135,7 @@ class RoundStage:
         if n:
             trig = np.concatenate([self._trig, out[:n]])
             # usually already in order (always with trigger 'herald'): skip the sort then
-            t0, t1 = trig[:-1], trig[1:]
-            if not bool(np.all((t0[:, 0] < t1[:, 0]) | ((t0[:, 0] == t1[:, 0]) & (t0[:, 1] <= t1[:, 1])))):
+            if not _k.triggers_in_order(trig):
                 trig = trig[np.lexsort((trig[:, 1], trig[:, 0]))]
             self._trig = np.ascontiguousarray(trig)
 
@@ -158,10 +165,7 @@ class RoundStage:
         """Release tags and forget lost events that no open or future window can reach."""
         first = int(self._trig[0, 0]) if self._trig.shape[0] else INF
         keep = clamp(min(first, watermark) + self._min_start)
-        for s in self._win_rows:
-            lo = int(rows.ptr[ROUND, s])
-            raw_keep = keep + int(rows.delay[s])
-            rows.ptr[ROUND, s] = lo + int(np.searchsorted(rows.rows[s, lo:rows.hi[s]], raw_keep, side="left"))
+        _rows_k.release_before(rows.rows, rows.hi, rows.ptr[ROUND], rows.delay, self._win_rows, keep)
         keep_lost = keep - self._herald_margin
         if self._iv:
             self._iv = [(a, b) for a, b in self._iv if b > keep_lost]

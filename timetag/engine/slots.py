@@ -50,6 +50,7 @@ class SlotRows:
         self.uses = np.zeros((3, self.nrows), bool)  # the junk row (last) has no reader
         for consumer, roles in ((HERALD, R_SYNC | R_BSM), (ROUND, R_SETTING | R_FLUO), (READY, R_READY)):
             self.uses[consumer, p.slots(roles)] = True
+        self._uses8 = self.uses.view(np.uint8)
         self.bsm_slots = p.slots(R_BSM)
         sync = p.slots(R_SYNC)
         self.sync_slot = int(sync[0]) if sync.size else -1
@@ -70,25 +71,14 @@ class SlotRows:
     def make_room(self, incoming: int) -> None:
         """Drop what every consumer has read; grow the buffer when a row would not fit
         ``incoming`` more tags and the padding."""
-        hi = self.hi
-        lo = self._unread_start()
-        hi[-1] = 0
-        live = hi - lo
-        need = int(live.max()) + incoming + PAD
+        need = _k.longest_unread(self.hi, self.ptr, self._uses8) + incoming + PAD
+        dst = self.rows
         if need > self.cap:
             # a quarter more: the next chunk is usually as long, its unread tails a little longer
-            cap = max(need + need // 4, 1024)
-            rows = np.empty((self.nrows, cap), np.int64)
-            for s in np.flatnonzero(live):
-                rows[s, :live[s]] = self.rows[s, lo[s]:hi[s]]
-            self.rows, self.cap = rows, cap
-        else:
-            for s in np.flatnonzero(lo):
-                if live[s]:
-                    self.rows[s, :live[s]] = self.rows[s, lo[s]:hi[s]]
-        self.ptr -= lo
-        np.maximum(self.ptr, 0, out=self.ptr)
-        self.hi = live.astype(np.int64)
+            self.cap = max(need + need // 4, 1024)
+            dst = np.empty((self.nrows, self.cap), np.int64)
+        _k.compact_rows(self.rows, dst, self.hi, self.ptr, self._uses8)
+        self.rows = dst
 
     def _unread_start(self) -> np.ndarray:
         """Per row, the first tag some consumer has not read (the junk row: 0)."""

@@ -5,6 +5,14 @@ import numpy as np
 
 from ..records import FLAG_NAMES, PATTERN_NAMES
 
+try:
+    from .._cext import engine_rounds as _k
+except ImportError as exc:  # pragma: no cover - build problem
+    raise ImportError("timetag._cext.engine_rounds is not built: run `pip install -e .`") from exc
+
+_FLAG_BIT = {name: bit.bit_length() - 1 for bit, name in FLAG_NAMES.items()}  # flag name -> bit index
+assert all((1 << b) in FLAG_NAMES for b in _FLAG_BIT.values())
+
 
 class SummaryCounter:
     def __init__(self, lab_name: str, role: str, trigger: str):
@@ -12,12 +20,20 @@ class SummaryCounter:
         self.heralds = {name: 0 for code, name in PATTERN_NAMES.items() if code}
         self.rounds = 0
         self.rounds_up = 0
-        self.flags = {name: 0 for name in FLAG_NAMES.values()}
         self.rounds_flagged = 0
-        self.setting_counts: dict[int, int] = {}
+        self._flag_bits = np.zeros(max(_FLAG_BIT.values()) + 1, np.int64)
+        self._settings = np.zeros(129, np.int64)  # setting -1 (none) .. 127
         self.readies = 0
         self.setting_tags = 0
         self.fluorescence_tags = 0
+
+    @property
+    def flags(self) -> dict[str, int]:
+        return {name: int(self._flag_bits[b]) for name, b in _FLAG_BIT.items()}
+
+    @property
+    def setting_counts(self) -> dict[int, int]:
+        return {int(v) - 1: int(self._settings[v]) for v in np.flatnonzero(self._settings)}
 
     def add_heralds(self, counts: np.ndarray) -> None:
         """``counts[pattern code]``: heralds of each pattern."""
@@ -34,12 +50,6 @@ class SummaryCounter:
         if not rounds.size:
             return
         self.rounds += int(rounds.size)
-        self.rounds_up += int(np.count_nonzero(rounds["output"]))
-        flags = rounds["flags"]
-        for bit, name in FLAG_NAMES.items():
-            self.flags[name] += int(np.count_nonzero(flags & bit))
-        self.rounds_flagged += int(np.count_nonzero(flags))
-        # settings are -1 (none) .. 3: a count per value without sorting
-        counts = np.bincount(rounds["setting"].astype(np.int64) + 1)
-        for v in np.flatnonzero(counts).tolist():
-            self.setting_counts[v - 1] = self.setting_counts.get(v - 1, 0) + int(counts[v])
+        up, flagged = _k.tally_rounds(rounds, self._flag_bits, self._settings)
+        self.rounds_up += up
+        self.rounds_flagged += flagged
