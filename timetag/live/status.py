@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._cext.streamcheck import count_channels
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
 from ..records import FLAG_NAMES, PATTERN_NAMES
 
@@ -46,10 +47,8 @@ class LabStats:
     def add_chunk(self, chunk: TagChunk, device_time_ps: int | None = None) -> None:
         n = len(chunk)
         if n:
-            ch = chunk.channel
-            lo, hi = int(ch.min()), int(ch.max())
-            if -_MAX_CH <= lo and hi <= _MAX_CH:
-                self.tags_by_ch += np.bincount(ch + _MAX_CH, minlength=self.tags_by_ch.size)[: self.tags_by_ch.size]
+            # channels beyond +-_MAX_CH are counted in `tags` only
+            count_channels(np.ascontiguousarray(chunk.channel, np.int32), self.tags_by_ch, _MAX_CH)
             self.tags += n
             if self.first_time is None:
                 self.first_time = int(chunk.time[0])
