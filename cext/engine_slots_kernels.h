@@ -163,6 +163,25 @@ static inline void tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, co
     c->n_nosync += n_nosync;
 }
 
+/* x + y, saturated at the int64 limits (a raw bound from a bound in a row's frame). */
+static inline int64_t tt_sat_add(int64_t x, int64_t y)
+{
+    int64_t z;
+    if (__builtin_add_overflow(x, y, &z)) return y > 0 ? INT64_MAX : INT64_MIN;
+    return z;
+}
+
+/* First index in [lo, hi) of sorted T with T[index] >= lim (hi if none): a plain binary search. */
+static inline ptrdiff_t tt_first_at_or_after(const int64_t *T, ptrdiff_t lo, ptrdiff_t hi, int64_t lim)
+{
+    while (lo < hi) {
+        ptrdiff_t mid = lo + ((hi - lo) >> 1);
+        if (T[mid] < lim) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Rows r0 and r1 together while both have clicks with a known attempt before the bound: the
  * sync search of a row is a chain of dependent loads from click to click, and two chains run
  * side by side.  The single-row loop finishes what is left (and every special case). */
@@ -170,27 +189,30 @@ static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptr
                                    const int64_t *restrict SY, ptrdiff_t K, int64_t bound_u, const tt_hist *h)
 {
     int64_t *hrow0 = c->hist + c->bsm_det[r0] * c->nbins, *hrow1 = c->hist + c->bsm_det[r1] * c->nbins;
-    const int64_t *restrict T0 = c->row[c->bsm_slot[r0]], *restrict T1 = c->row[c->bsm_slot[r1]];
-    ptrdiff_t i0 = c->bsm_lo[r0], hi0 = c->hi[c->bsm_slot[r0]], a0 = c->bsm_a[r0];
-    ptrdiff_t i1 = c->bsm_lo[r1], hi1 = c->hi[c->bsm_slot[r1]], a1 = c->bsm_a[r1];
+    const int64_t *T0 = c->row[c->bsm_slot[r0]], *T1 = c->row[c->bsm_slot[r1]];
+    ptrdiff_t a0 = c->bsm_a[r0], a1 = c->bsm_a[r1];
     int64_t off0 = c->bsm_off[r0], off1 = c->bsm_off[r1], w0 = c->w0, n_acc = 0;
+    /* the clicks before the bound, found first: the loop then tests no bound (and needs one
+     * register less, in a loop short of them) */
+    const int64_t *p0 = T0 + c->bsm_lo[r0], *p1 = T1 + c->bsm_lo[r1];
+    const int64_t *e0 = T0 + tt_first_at_or_after(T0, c->bsm_lo[r0], c->hi[c->bsm_slot[r0]], tt_sat_add(bound_u, off0));
+    const int64_t *e1 = T1 + tt_first_at_or_after(T1, c->bsm_lo[r1], c->hi[c->bsm_slot[r1]], tt_sat_add(bound_u, off1));
     uint64_t wspan = c->wspan;
     tt_agg *restrict AG = c->AG;
-    while (i0 < hi0 && i1 < hi1) {
-        int64_t u0 = T0[i0] - off0, u1 = T1[i1] - off1;
-        if (u0 >= bound_u || u1 >= bound_u) break;
+    while (p0 < e0 && p1 < e1) {
+        int64_t u0 = *p0 - off0, u1 = *p1 - off1;
         ptrdiff_t b0 = tt_syncs_before(SY, a0, u0, nxt), b1 = tt_syncs_before(SY, a1, u1, nxt);
         if (nxt ? (b0 >= K || b1 >= K) : (b0 == 0 || b1 == 0)) break;
         a0 = b0;
         a1 = b1;
         n_acc += tt_click(u0, nxt ? a0 : a0 - 1, SY, AG, r0, w0, wspan, h, hrow0);
         n_acc += tt_click(u1, nxt ? a1 : a1 - 1, SY, AG, r1, w0, wspan, h, hrow1);
-        i0++;
-        i1++;
+        p0++;
+        p1++;
     }
-    c->bsm_lo[r0] = i0;
+    c->bsm_lo[r0] = p0 - T0;
     c->bsm_a[r0] = a0;
-    c->bsm_lo[r1] = i1;
+    c->bsm_lo[r1] = p1 - T1;
     c->bsm_a[r1] = a1;
     c->n_acc += n_acc;
 }
