@@ -9,7 +9,7 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TT_NO_X86)  /* TT_NO_X86: test the portable build */
 #include <immintrin.h>
 #define TT_X86 1
 #else

@@ -1,11 +1,11 @@
 # cython: language_level=3
 """Small stream checks shared by readers and the live status: monotonicity of time stamps,
 tags per channel."""
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 
 
-def first_backward_step(const int64_t[::1] time, int64_t tolerance=0, int64_t previous=-9223372036854775807 - 1):
+def first_backward_step(const int64_t[::1] time, int64_t tolerance=0, int64_t previous=INT64_MIN):
     """Index of the first tag whose time is earlier than its predecessor by more than ``tolerance``.
 
     ``previous`` is the last time of the preceding chunk (so the check carries
