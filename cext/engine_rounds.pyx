@@ -28,7 +28,10 @@ cdef int PAD = 8  # padding columns (INT64_MAX) after each row's tags: see engin
 cdef inline Py_ssize_t _first_at_or_after(const int64_t* R, Py_ssize_t p, int64_t lim) noexcept nogil:
     """First index >= p with R[index] >= lim, R sorted and padded (8 columns past its end, and
     the search never goes past the first of them): a branch-free search over the next 15, then
-    a loop for longer jumps (trip counts vary per trigger: branches missed)."""
+    a loop for longer jumps (trip counts vary per trigger: branches missed).  First a look at
+    R[p] alone: on a sparse row (settings) the next tag is usually past the limit already."""
+    if R[p] >= lim:
+        return p
     while True:
         p += 8 * (R[p + 7] < lim)
         p += 4 * (R[p + 3] < lim)
