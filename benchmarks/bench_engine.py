@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -99,20 +100,16 @@ def run_engine(time_, channel, lab_, chunk=DEFAULT_CHUNK_SIZE, warm=0, keep=True
     return np.concatenate(rs), np.concatenate(hs), elapsed
 
 
+@contextmanager
 def _scalar_split():
-    """Context: the engine with its scalar split (the fallback on CPUs without AVX2)."""
-    from contextlib import contextmanager
-
+    """The engine with its scalar split (the fallback on CPUs without AVX2)."""
     from timetag._cext import engine_slots
 
-    @contextmanager
-    def ctx():
-        prev = engine_slots.set_vector_split(False)
-        try:
-            yield
-        finally:
-            engine_slots.set_vector_split(prev)
-    return ctx()
+    prev = engine_slots.set_vector_split(False)
+    try:
+        yield
+    finally:
+        engine_slots.set_vector_split(prev)
 
 
 def bench_stages(quick: bool) -> list[dict]:

@@ -19,6 +19,8 @@ for every sub-block).
 from libc.stdint cimport INT64_MAX, int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memmove
 
+import numpy as np
+
 cdef extern from "engine_slots_kernels.h":
     enum: TT_MAX_SLOTS
     enum: TT_PAD
@@ -80,6 +82,7 @@ cdef extern from "engine_slots_kernels.h":
     Py_ssize_t tt_process(tt_chunk* c, const int64_t* T, const int32_t* C, Py_ssize_t n, int check) nogil
     void tt_advance(tt_chunk* c, int64_t h, int flush) nogil
     int tt_have_avx2() nogil
+    Py_ssize_t tt_first_at_or_after(const int64_t* T, Py_ssize_t lo, Py_ssize_t hi, int64_t lim) nogil
 
 cdef bint _vector_split = True
 
@@ -337,18 +340,34 @@ def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay,
     return nt
 
 
+cdef inline Py_ssize_t _first_unread(const int64_t[::1] hi, const int64_t[:, ::1] ptr, const uint8_t[:, ::1] uses,
+                                     Py_ssize_t s) noexcept:
+    """The first tag of row s some consumer (``uses[k, s]``, from ``ptr[k, s]``) has not read."""
+    cdef Py_ssize_t k, lo = hi[s]
+    for k in range(uses.shape[0]):
+        if uses[k, s] and ptr[k, s] < lo:
+            lo = ptr[k, s]
+    return lo
+
+
+def unread_start(const int64_t[::1] hi, const int64_t[:, ::1] ptr, const uint8_t[:, ::1] uses):
+    """Per row, the first tag some consumer has not read (the last row, the junk row: 0)."""
+    cdef Py_ssize_t s, ns = hi.shape[0]
+    _check_row_tables(hi, ptr, uses)
+    out = np.zeros(ns, np.int64)
+    cdef int64_t[::1] o = out
+    for s in range(ns - 1):
+        o[s] = _first_unread(hi, ptr, uses, s)
+    return out
+
+
 def longest_unread(const int64_t[::1] hi, const int64_t[:, ::1] ptr, const uint8_t[:, ::1] uses):
     """The most tags any row (but the last, the junk row) still holds for some consumer: row s
     is read by consumer k where ``uses[k, s]``, from ``ptr[k, s]`` up to ``hi[s]``."""
-    cdef Py_ssize_t s, k, ns = hi.shape[0], longest = 0, lo
+    cdef Py_ssize_t s, ns = hi.shape[0], longest = 0
     _check_row_tables(hi, ptr, uses)
     for s in range(ns - 1):
-        lo = hi[s]
-        for k in range(uses.shape[0]):
-            if uses[k, s] and ptr[k, s] < lo:
-                lo = ptr[k, s]
-        if hi[s] - lo > longest:
-            longest = hi[s] - lo
+        longest = max(longest, hi[s] - _first_unread(hi, ptr, uses, s))
     return longest
 
 
@@ -359,15 +378,12 @@ def compact_rows(const int64_t[:, ::1] src, int64_t[:, ::1] dst, int64_t[::1] hi
     the pointers follow (a pointer below the tail, of a consumer not reading the row, becomes
     0); the last row, the junk row, is emptied.  The Python version was 11 small numpy steps
     per call (about 40 us, most of the fixed cost of a small chunk)."""
-    cdef Py_ssize_t s, k, j, ns = hi.shape[0], lo, n
+    cdef Py_ssize_t s, k, ns = hi.shape[0], lo, n
     _check_row_tables(hi, ptr, uses)
     if src.shape[0] != ns or dst.shape[0] != ns:
         raise ValueError("row buffers and row tables disagree")
     for s in range(ns - 1):
-        lo = hi[s]
-        for k in range(uses.shape[0]):
-            if uses[k, s] and ptr[k, s] < lo:
-                lo = ptr[k, s]
+        lo = _first_unread(hi, ptr, uses, s)
         n = hi[s] - lo
         if lo < 0 or hi[s] > src.shape[1] or n > dst.shape[1]:
             raise ValueError(f"row {s} out of its buffer")
@@ -383,22 +399,13 @@ def release_before(const int64_t[:, ::1] rows, const int64_t[::1] hi, int64_t[::
                    const int64_t[::1] which, int64_t keep):
     """Advance ``ptr[s]`` of each row s in ``which`` past its tags with corrected time
     (raw - ``delay[s]``) < ``keep`` (a binary search; rows are sorted)."""
-    cdef Py_ssize_t i, s, lo, hi_s, mid
-    cdef int64_t raw_keep
+    cdef Py_ssize_t i, s
     for i in range(which.shape[0]):
         s = which[i]
         if s < 0 or s >= rows.shape[0] or s >= hi.shape[0] or s >= ptr.shape[0] or s >= delay.shape[0] \
                 or hi[s] > rows.shape[1] or not 0 <= ptr[s] <= hi[s]:
             raise ValueError(f"row {s} out of its tables")
-        raw_keep = keep + delay[s]
-        lo, hi_s = ptr[s], hi[s]
-        while lo < hi_s:
-            mid = (lo + hi_s) >> 1
-            if rows[s, mid] < raw_keep:
-                lo = mid + 1
-            else:
-                hi_s = mid
-        ptr[s] = lo
+        ptr[s] = tt_first_at_or_after(&rows[s, 0], ptr[s], hi[s], keep + delay[s])
 
 
 cdef _check_row_tables(const int64_t[::1] hi, const int64_t[:, ::1] ptr, const uint8_t[:, ::1] uses):

@@ -80,16 +80,10 @@ class SlotRows:
         _k.compact_rows(self.rows, dst, self.hi, self.ptr, self._uses8)
         self.rows = dst
 
-    def _unread_start(self) -> np.ndarray:
-        """Per row, the first tag some consumer has not read (the junk row: 0)."""
-        lo = np.where(self.uses, self.ptr, self.hi).min(axis=0)
-        lo[-1] = 0
-        return lo
-
     def sort_unread(self) -> None:
         """The rare path for a raw stream that steps back in time (some readers, PTU markers):
         re-sort the unread part of each row."""
-        for s, lo in enumerate(self._unread_start()[:-1].tolist()):
+        for s, lo in enumerate(_k.unread_start(self.hi, self.ptr, self._uses8)[:-1].tolist()):
             seg = self.rows[s, lo:self.hi[s]]
             if seg.size > 1 and np.any(seg[1:] < seg[:-1]):
                 seg.sort(kind="stable")

@@ -77,8 +77,7 @@ class OrderGuard:
     def _raise_if_backward(self, t: np.ndarray) -> None:
         from .._cext.streamcheck import first_backward_step
 
-        # the int64 minimum as "no predecessor" would overflow once the tolerance is subtracted
-        i = first_backward_step(t, self.tolerance, self.last if self._seen else int(t[0]))
+        i = first_backward_step(t, self.tolerance, self.last) if self._seen else first_backward_step(t, self.tolerance)
         if i >= 0:
             prev = int(np.max(t[:i])) if i > 0 else int(self.last)
             prev = max(prev, int(self.last))

@@ -10,7 +10,8 @@ import numpy as np
 
 from .._cext.streamcheck import count_channels
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
-from ..records import FLAG_NAMES, PATTERN_NAMES
+from ..engine.summary import SummaryCounter
+from ..records import PATTERN_NAMES
 
 _MAX_CH = 1024  # channel numbers are small (Swabian: +-1..18, falling edges negative)
 
@@ -32,10 +33,8 @@ class LabStats:
         self.overflow_open = False
         self.heralds_by_pattern = np.zeros(len(PATTERN_NAMES), np.int64)
         self._prev_heralds = self.heralds_by_pattern.copy()
-        self.rounds = 0
-        self.flag_counts = {name: 0 for name in FLAG_NAMES.values()}
+        self._tally = SummaryCounter(lab, "", "")  # rounds, outputs up, rounds per flag: the run summary's counts
         self.count_hist = np.zeros(self.max_count + 1, np.int64)
-        self.outputs_up = 0
         self.first_time: int | None = None
         self.device_time: int | None = None
         self._prev_device_time: int | None = None
@@ -67,6 +66,18 @@ class LabStats:
         if ends:
             self.device_time = max([self.device_time or ends[0]] + ends)
 
+    @property
+    def rounds(self) -> int:
+        return self._tally.rounds
+
+    @property
+    def outputs_up(self) -> int:
+        return self._tally.rounds_up
+
+    @property
+    def flag_counts(self) -> dict[str, int]:
+        return self._tally.flags
+
     def add_heralds(self, heralds: np.ndarray | None) -> None:
         if heralds is None or len(heralds) == 0:
             return
@@ -77,13 +88,9 @@ class LabStats:
     def add_rounds(self, rounds: np.ndarray) -> None:
         if len(rounds) == 0:
             return
-        self.rounds += len(rounds)
-        f = rounds["flags"]
-        for bit, name in FLAG_NAMES.items():
-            self.flag_counts[name] += int(np.count_nonzero(f & bit))
+        self._tally.add_rounds(rounds)
         c = np.clip(rounds["count"].astype(np.int64), 0, self.max_count)
         self.count_hist += np.bincount(c, minlength=self.max_count + 1)
-        self.outputs_up += int(np.count_nonzero(rounds["output"] == 1))
         self.last_round_time = int(rounds["trigger_time"][-1])
         # A lab without a BSM (Bob) is heralded by its 'ready' tags: its rounds' triggers count as heralds here.
         ht = np.where(rounds["herald_time"] >= 0, rounds["herald_time"], rounds["trigger_time"])
