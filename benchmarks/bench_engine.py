@@ -113,11 +113,14 @@ def _scalar_split():
 
 
 def bench_stages(quick: bool) -> list[dict]:
-    # chunks of the default size (what `timetag process` uses); the first chunk is warm-up.
+    # chunks of the default size (what `timetag process` uses); the first three are warm-up: a fresh
+    # pipeline's buffers and the heap behind its outputs reach their size by then (minor page faults per
+    # 2 M-tag chunk measured 2100-2600, 500-1600, 0-1150, then 0-200; chunks 2 and 3 took 19-24 ms, later
+    # ones 16 ms).
     # Best of several runs: the machine is shared, and a neighbour's burst only ever slows a run.
     n = 3 * DEFAULT_CHUNK_SIZE if quick else 10 * DEFAULT_CHUNK_SIZE
     repeat = 2 if quick else 3
-    warm = DEFAULT_CHUNK_SIZE
+    warm = 3 * DEFAULT_CHUNK_SIZE
     t, c = dense_stream(warm + n)
     lab_ = lab("herald")
     tt, ct = t[warm:], c[warm:]

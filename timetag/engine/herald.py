@@ -129,7 +129,8 @@ class HeraldStage:
         s_lo = int(r.ptr[HERALD, ss]) if self._heralds else 0
         n_s = int(r.hi[ss]) - s_lo if self._heralds else 0
         if self._agg.size < n_s + n + 1:
-            self._agg = np.empty(max(n_s + n + 1, 2 * self._agg.size), AGG_DTYPE)
+            need = n_s + n + 1  # a quarter more: the next chunk's syncs come on top of a few left over
+            self._agg = np.empty(max(need + need // 4, 2 * self._agg.size), AGG_DTYPE)
             self._her = np.empty(self._agg.size, HER_DTYPE)
         bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
         bsm_lo = r.ptr[HERALD, bsm].copy()
