@@ -25,7 +25,7 @@ from ..chunk import LOST_DTYPE, TagChunk
 from ..errors import DataValidationError
 from ..records import HERALD_DTYPE
 from .params import INF, R_FLUO, R_READY, R_SETTING, LabParams, compile_lab
-from .slots import HERALD, SlotRows, _k
+from .slots import HERALD, SlotRows, _k, with_headroom
 
 HERALD_STATE_FIELDS = ("carry", "carry_n", "carry_k1", "carry_k2", "clicks_accepted", "clicks_without_sync")
 HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
@@ -128,9 +128,9 @@ class HeraldStage:
         ss = r.sync_slot
         s_lo = int(r.ptr[HERALD, ss]) if self._heralds else 0
         n_s = int(r.hi[ss]) - s_lo if self._heralds else 0
-        if self._agg.size < n_s + n + 1:
-            need = n_s + n + 1  # a quarter more: the next chunk's syncs come on top of a few left over
-            self._agg = np.empty(max(need + need // 4, 2 * self._agg.size), AGG_DTYPE)
+        need = n_s + n + 1
+        if self._agg.size < need:
+            self._agg = np.empty(max(with_headroom(need), 2 * self._agg.size), AGG_DTYPE)
             self._her = np.empty(self._agg.size, HER_DTYPE)
         bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
         bsm_lo = r.ptr[HERALD, bsm].copy()

@@ -24,6 +24,13 @@ HERALD, ROUND, READY = 0, 1, 2  # consumers: attempts, round windows, trigger so
 PAD = 8  # columns after a row's tags the sync search may read (engine_slots_kernels.h TT_PAD)
 
 
+def with_headroom(need: int) -> int:
+    """The size to grow a per-chunk buffer to: a quarter more than needed, as the next chunk is usually
+    as long and its unread tails a little longer (growing again on the next chunk would touch fresh
+    pages in the middle of a run)."""
+    return need + need // 4
+
+
 def _split_tables(p: LabParams, slot_of: np.ndarray):
     """The vector split's tables (engine_slots.process_chunk): 7 slots get a vector lane, by
     role in the order of their usual rates (sync, BSM, fluorescence, ready, settings); the
@@ -74,8 +81,7 @@ class SlotRows:
         need = _k.longest_unread(self.hi, self.ptr, self._uses8) + incoming + PAD
         dst = self.rows
         if need > self.cap:
-            # a quarter more: the next chunk is usually as long, its unread tails a little longer
-            self.cap = max(need + need // 4, 1024)
+            self.cap = max(with_headroom(need), 1024)
             dst = np.empty((self.nrows, self.cap), np.int64)
         _k.compact_rows(self.rows, dst, self.hi, self.ptr, self._uses8)
         self.rows = dst
