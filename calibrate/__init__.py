@@ -5,6 +5,8 @@ tags; the pieces (histograms, fits, figure of merit) are usable on their own.
 """
 from __future__ import annotations
 
+import timetag  # noqa: F401  (first: it points numba's cache at the user's cache folder)
+
 from .api import STEPS, calibrate_lab, calibrate_run, collect
 from .report import CalibrationReport, Change
 from .window import FomParams

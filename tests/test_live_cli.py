@@ -15,6 +15,7 @@ from test_live_toy import make_stream, toy_setup
 from timetag.chunk import OVERFLOW_BEGIN, OVERFLOW_END
 from timetag.formats.dump import DumpReader, write_dump
 from timetag.records import FLAG_LOST_DATA
+from timetag.custody import Completion
 from timetag.roundsfile import read_rounds
 
 engine = pytest.importorskip("timetag.engine")
@@ -88,7 +89,14 @@ def test_sigkill_mid_run_leaves_every_flushed_round(recorded, tmp_path):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert 60 <= flushed < 400, "the run must be killed mid-way for this test to mean anything"
-    data = read_rounds(tmp_path / "live" / "alice_rounds.h5")
+    partial = tmp_path / "live" / "alice_rounds.h5.partial"
+    assert not (tmp_path / "live" / "alice_rounds.h5").exists()
+    r = subprocess.run([sys.executable, "-m", "timetag", "recover", str(partial)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not partial.exists()
+    data = read_rounds(tmp_path / "live" / "alice_rounds.h5", accept_incomplete=True)
+    assert data.completion is Completion.RECOVERED
     ref = offline_rounds(dump, setup, "alice", tmp_path)
     assert len(data.rounds) >= flushed
     assert np.array_equal(data.rounds, ref[: len(data.rounds)])
@@ -140,11 +148,13 @@ def test_ctrl_c_stops_cleanly_with_summary(recorded, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err
     summary = json.loads(out.splitlines()[-1])
     assert summary["kind"] == "summary" and summary["interrupted"] is True
-    assert "interrupted" in err
-    data = read_rounds(tmp_path / "live" / "alice_rounds.h5")
+    assert summary["completion"] == "interrupted"
+    assert "interrupted" in err and "Traceback" not in err
+    data = read_rounds(tmp_path / "live" / "alice_rounds.h5", accept_incomplete=True)
+    assert data.completion is Completion.INTERRUPTED and "Ctrl-C" in data.completion_reason
     assert data.summary["live"]["interrupted"] is True  # closed properly: the summary was written
     assert len(data.rounds) == summary["rounds"]["alice"] < 400
     ref = offline_rounds(dump, setup, "alice", tmp_path)

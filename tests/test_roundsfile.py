@@ -2,7 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from timetag.errors import FormatError
+from timetag.custody import Completion
+from timetag.errors import FormatError, IncompleteError
 from timetag.records import ROUND_DTYPE
 from timetag.roundsfile import RoundsWriter, read_rounds, write_rounds
 
@@ -30,8 +31,12 @@ def test_appends_are_readable_after_each_flush_while_open(tmp_path):
     for k in range(3):
         w.append(_rounds(5)[k:k + 1])
         w.flush()
-        assert len(read_rounds(p).rounds) == k + 1
+        with pytest.raises(IncompleteError, match="never finished"):
+            read_rounds(p)
+        d = read_rounds(p, accept_incomplete=True)
+        assert len(d.rounds) == k + 1 and d.completion is Completion.RUNNING
     w.close()
+    assert read_rounds(p).complete
 
 
 def test_not_a_rounds_file(tmp_path):

@@ -1,21 +1,33 @@
 """The ``timetag`` command line: a thin layer over the Python API.
 
 Each command lives in its own module under :mod:`timetag.commands` and exposes
-``register(app)``.  User mistakes (:class:`~timetag.errors.TimetagError`) become
-one line on stderr and exit code 2, never a traceback.
+``register(app)``.  Nothing a user or the machine causes ends in a traceback; each ends in one line on stderr:
+
+=====  ===========================================================================
+exit   cause
+=====  ===========================================================================
+1      an OS error (disk full, permission denied, no such folder, ...)
+2      a user mistake or bad data (:class:`~timetag.errors.TimetagError`), or bad usage
+130    interrupted (Ctrl-C); what was made so far is kept and said
+=====  ===========================================================================
+
+Warnings print as one line each (``warning: ...``).
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import warnings
 
+import click
 import typer
 
 from ._version import __version__
-from .errors import TimetagError
+from .errors import RunStopped, TimetagError
 
 # Order = order in --help.
-COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "live", "scan", "demo"]
+COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "live", "recover", "scan", "demo"]
 
 app = typer.Typer(
     name="timetag",
@@ -49,9 +61,42 @@ for _name in COMMANDS:
     _mod.register(app)
 
 
-def main(argv=None) -> None:
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    stream = file if file is not None else sys.stderr
     try:
-        app(args=argv, standalone_mode=True)
+        stream.write(f"warning: {message}\n")
+    except OSError:
+        pass
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<file>: <reason>`` for an OSError, as the shell's own tools say it."""
+    reason = exc.strerror or str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return ": ".join([*(os.fsdecode(n) for n in names), reason]) if names else reason
+
+
+def _fail(message: str, code: int) -> None:
+    try:
+        typer.secho(f"error: {message}", err=True, fg="red")
+    except OSError:
+        pass
+    sys.exit(code)
+
+
+def main(argv=None) -> None:
+    warnings.showwarning = _one_line_warning
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except RunStopped as exc:
+        _fail(str(exc), exc.exit_code)
     except TimetagError as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted (Ctrl-C)", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        _fail(os_error_line(exc), 1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -65,3 +65,28 @@ class EstimationError(TimetagError):
 
 class TimetagWarning(UserWarning):
     """Recoverable oddities (truncated final record, small marker reordering, ...)."""
+
+
+class OutputError(TimetagError):
+    """An output cannot be written as asked: it exists, it is an input, another writer holds it, ..."""
+
+
+class IncompleteError(TimetagError):
+    """An input file was not completed (interrupted or failed run, or still being written)."""
+
+
+class StorageError(TimetagError):
+    """The storage failed under a writer (disk full, I/O error); what was kept is said in the message."""
+
+
+class RunStopped(TimetagError):
+    """A run ended before its input did; what it made was kept in a file marked incomplete (``kept``).
+
+    ``exit_code``: 130 for an interrupt (Ctrl-C), 2 for bad input, 1 for an OS error.
+    """
+
+    def __init__(self, message: str, *, kept=None, rounds: int = 0, exit_code: int = 2):
+        super().__init__(message)
+        self.kept = kept
+        self.rounds = rounds
+        self.exit_code = exit_code

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .engine import LabPipeline
-from .errors import SetupError
+from .custody import Completion
+from .errors import RunStopped, SetupError, StorageError, TimetagError
 from .provenance import BackgroundChecksums
 from .provenance import provenance as make_provenance
-from .roundsfile import RoundsWriter
+from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
 
 
@@ -32,13 +33,17 @@ def resolve_lab(setup, lab) -> tuple[Setup | None, LabSetup]:
     return s, s.lab(str(lab))
 
 
-def process_chunks(chunks: Iterable[TagChunk], lab: LabSetup, writer: RoundsWriter | None = None,
-                   on_chunk: Callable[[TagChunk, LabPipeline], None] | None = None) -> LabPipeline:
-    """Run the pipeline over a stream; append each chunk's rounds/heralds to ``writer``.
+def process_chunks(chunks: Iterable[TagChunk], lab: LabSetup, writer=None,
+                   on_chunk: Callable[[TagChunk, LabPipeline], None] | None = None,
+                   pipeline: LabPipeline | None = None) -> LabPipeline:
+    """Run the pipeline over a stream; append each chunk's rounds/heralds to ``writer`` (anything with
+    ``append(rounds, heralds)`` and ``flush()``).
 
-    Returns the pipeline (``.summary``, ``.histograms``); the writer is flushed but not closed.
+    Returns the pipeline (``.summary``, ``.histograms``); the writer is flushed but not closed.  When the stream
+    raises (a bad record), the rounds made so far are in the writer and ``pipeline`` (pass your own to keep it)
+    still holds the state before the failing chunk.
     """
-    pl = LabPipeline(lab)
+    pl = pipeline if pipeline is not None else LabPipeline(lab)
     for chunk in chunks:
         rounds, heralds = pl.process(chunk)
         if writer is not None and (rounds.size or heralds.size):
@@ -51,6 +56,22 @@ def process_chunks(chunks: Iterable[TagChunk], lab: LabSetup, writer: RoundsWrit
         writer.append(rounds, heralds)
         writer.flush()
     return pl
+
+
+class _StreamBroke(Exception):
+    """The input stream raised (bad record, unreadable file): distinguished from errors inside the engine."""
+
+
+def _guarded_stream(chunks: Iterable[TagChunk]) -> Iterator[TagChunk]:
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except TimetagError as exc:
+            raise _StreamBroke(exc) from exc
+        yield chunk
 
 
 def _total_records(paths, chunk_size, format) -> int | None:
@@ -66,12 +87,19 @@ def _total_records(paths, chunk_size, format) -> int | None:
 
 
 def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, progress=True,
-                  format: str | None = None, checksum: bool = True) -> dict:
-    """Process the files of one run (in order) for one lab; returns the run summary.
+                  format: str | None = None, checksum: bool = True, force: bool = False,
+                  on_bad_record: str = "fail") -> dict:
+    """Process the files of one run (in order) for one lab into the rounds file ``out``; returns the run summary.
 
     ``setup``: a :class:`Setup` or a path to the setup TOML; ``lab``: its lab name (or a
     :class:`LabSetup`).  ``progress``: True for a rich progress bar on stderr, False for
     none, or a callable ``f(records_done, records_total)``.
+
+    Custody (:mod:`timetag.roundsoutput`): ``out`` is written as ``out.partial`` and renamed when complete; an
+    existing ``out`` is refused unless ``force``, and an input never is an output.  A run stopped by a bad record
+    (``on_bad_record="fail"``), an OS error or Ctrl-C raises :class:`RunStopped` after keeping the rounds made so
+    far in a file marked failed / interrupted (``on_bad_record="lost"``: the bad record becomes lost data and the
+    run goes on).
     """
     from .formats import iter_stream
 
@@ -81,57 +109,119 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     setup_obj, lab_setup = resolve_lab(setup, lab)
     if int(chunk_size) < 1:
         raise SetupError(f"chunk size must be >= 1 (got {chunk_size})", key="chunk_size")
-    total = _total_records(paths, chunk_size, format)
-    # the checksums are computed on another core while the engine runs; the file gets them at
-    # the end (until then its provenance says "pending")
-    sums = BackgroundChecksums(paths) if checksum else None
+    reader_opts = {} if on_bad_record == "fail" else {"on_bad_record": on_bad_record}
     prov = make_provenance(inputs=paths if checksum else (), setup=setup_obj, checksum=False, lab=lab_setup.name,
                            role=lab_setup.role, chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}))
     for entry in prov["inputs"]:
-        entry["checksum"] = "pending"
-    setup_hash = setup_obj.hash if setup_obj is not None else ""
+        entry["checksum"] = "pending"  # until the end: computed alongside the run
+    out_file = RoundsOutput(out, lab=lab_setup.name, role=lab_setup.role, provenance=prov,
+                            setup_hash=setup_obj.hash if setup_obj is not None else "", inputs=paths, force=force)
+    total = _total_records(paths, chunk_size, format)
+    pl = LabPipeline(lab_setup)
+    out_file.open()  # every check (output exists, is an input, has a writer) before any work
+    progress_bar = _Progress(progress, lab_setup.name, total)
+    # the checksums are computed on another core while the engine runs
+    sums = BackgroundChecksums(paths) if checksum else None
     t0 = time.perf_counter()
-    done = 0
-    bar = None
-    callback = progress if callable(progress) else None
-    if progress is True:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rounds]} rounds"), TimeRemainingColumn(),
-                       console=Console(stderr=True), transient=False)
-        task = bar.add_task(f"{lab_setup.name}", total=total, rounds=0)
-        bar.start()
-
-    def on_chunk(chunk, pl):
-        nonlocal done
-        done += len(chunk) + len(chunk.lost)
-        if bar is not None:
-            bar.update(task, completed=done, rounds=pl.summary["rounds"])
-        if callback is not None:
-            callback(done, total)
-
-    writer = RoundsWriter(out, lab=lab_setup.name, role=lab_setup.role, provenance=prov, setup_hash=setup_hash)
     try:
-        pl = process_chunks(iter_stream(paths, chunk_size=chunk_size, format=format), lab_setup, writer, on_chunk)
-    except BaseException:
+        stream = _guarded_stream(iter_stream(paths, chunk_size=chunk_size, format=format, **reader_opts))
+        process_chunks(stream, lab_setup, out_file, progress_bar.on_chunk, pipeline=pl)
+        summary = _with_timing(pl.summary, time.perf_counter() - t0, paths, out)
+        if sums is not None:
+            for entry, value in zip(prov["inputs"], sums.result()):
+                entry["checksum"] = value
+    except BaseException as exc:
         if sums is not None:
             sums.cancel()
-        writer.close()
-        raise
-    finally:
-        if bar is not None:
-            bar.stop()
-    elapsed = time.perf_counter() - t0
-    summary = pl.summary
+        progress_bar.stop()
+        _stop_incomplete(out_file, pl, exc, progress_bar.done, total)
+    progress_bar.stop()
+    where = out_file.finish(Completion.COMPLETE, "", summary=summary, histograms=pl.histograms, provenance=prov)
+    if out_file.failure is not None:
+        _raise_storage(out_file, where)
+    return summary
+
+
+def _with_timing(summary: dict, elapsed: float, paths, out) -> dict:
     summary["elapsed_s"] = elapsed
     summary["tags_per_s"] = summary["tags"] / elapsed if elapsed > 0 else None
     summary["inputs"] = [str(p) for p in paths]
     summary["out"] = str(out)
-    if sums is not None:
-        for entry, value in zip(prov["inputs"], sums.result()):
-            entry["checksum"] = value
-    writer.close(summary=summary, histograms=pl.histograms, provenance=prov)
     return summary
+
+
+def _stop_incomplete(out_file: RoundsOutput, pl: LabPipeline, exc: BaseException, done: int, total) -> None:
+    """Keep what the run made, marked with how it ended, and raise :class:`RunStopped` saying so."""
+    at = f"after {done:,} of {total:,} records" if total else f"after {done:,} records"
+    if isinstance(exc, _StreamBroke):
+        cause = exc.__cause__
+        try:  # the engine's state is whole (the stream broke between chunks): close the rounds still open
+            rounds, heralds = pl.flush()
+            out_file.append(rounds, heralds)
+        except StorageError:
+            pass
+        state, reason, code = Completion.FAILED, f"{cause} ({at})", 2
+    elif isinstance(exc, KeyboardInterrupt):
+        cause, state, reason, code = None, Completion.INTERRUPTED, f"interrupted (Ctrl-C) {at}", 130
+    elif isinstance(exc, StorageError):
+        out_file.finish(Completion.FAILED, f"{exc} ({at})", summary=_json_summary(pl))
+        _raise_storage(out_file, out_file.where)
+    elif isinstance(exc, (TimetagError, OSError)):
+        cause, state, reason, code = exc, Completion.FAILED, f"{exc} ({at})", 2 if isinstance(exc, TimetagError) else 1
+    else:  # a bug: keep the rounds, say so, and let the traceback through
+        out_file.finish(Completion.FAILED, f"internal error {type(exc).__name__}: {exc} ({at})",
+                        summary=_json_summary(pl))
+        raise exc
+    where = out_file.finish(state, reason, summary=_json_summary(pl))
+    head = str(cause) if cause is not None else "interrupted"
+    if where is None:
+        raise RunStopped(f"{head}; nothing could be kept", kept=None, rounds=0, exit_code=code) from None
+    raise RunStopped(f"{head}; kept {out_file.n_rounds:,} rounds made before it in {where} (marked {state})",
+                     kept=where, rounds=out_file.n_rounds, exit_code=code) from None
+
+
+def _raise_storage(out_file: RoundsOutput, where) -> None:
+    failure = out_file.failure
+    if where is None:
+        raise RunStopped(f"{failure}; the output could not be completed and was removed", exit_code=1) from None
+    raise RunStopped(f"{failure}; kept the {out_file.n_rounds:,} rounds written before it in {where} (marked failed)",
+                     kept=where, rounds=out_file.n_rounds, exit_code=1) from None
+
+
+class _Progress:
+    """Records done so far, shown as a rich bar on stderr (``progress=True``) or passed to a callable."""
+
+    def __init__(self, progress, label: str, total: int | None):
+        self.done = 0
+        self.total = total
+        self._callback = progress if callable(progress) else None
+        self._bar = None
+        if progress is True:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rounds]} rounds"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+            self._task = self._bar.add_task(label, total=total, rounds=0)
+            self._bar.start()
+
+    def on_chunk(self, chunk: TagChunk, pl: LabPipeline) -> None:
+        self.done += len(chunk) + len(chunk.lost)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, rounds=pl.summary["rounds"])
+        if self._callback is not None:
+            self._callback(self.done, self.total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _json_summary(pl: LabPipeline) -> dict | None:
+    try:
+        return pl.summary
+    except Exception:  # the summary of a broken pipeline is not worth failing the rescue of its rounds
+        return None

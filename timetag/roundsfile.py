@@ -5,10 +5,15 @@ Layout::
     /rounds            compound dataset of :data:`timetag.records.ROUND_DTYPE`, chunked, resizable
     /heralds           compound dataset of :data:`timetag.records.HERALD_DTYPE` (optional)
     /histograms/...    side products (arrival-time histograms, count histogram, singles), optional
-    attrs: lab, role, setup_hash, software_version, provenance (JSON), summary (JSON)
+    attrs: lab, role, setup_hash, software_version, provenance (JSON), summary (JSON),
+           completion, completion_reason (written last: see :mod:`timetag.custody.completion`)
 
-:class:`RoundsWriter` appends as records are made and flushes, so that a live
-run killed at any moment leaves a file holding every round up to the last flush.
+:class:`RoundsWriter` appends as records are made and flushes (HDF5 SWMR), so that a run killed at any moment
+leaves a file holding every round up to the last flush; ``timetag recover`` turns it into a plain HDF5 file.
+Rows are added by growing the datasets and then writing them; a row whose data never reached the disk reads as
+the datasets' fill value (``index == -1`` / ``nclicks == -1``), and readers stop at the first such row, so an
+interrupted write never shows as a round.  Storage errors (disk full, ...) become :class:`StorageError` and leave
+the rows written before them.
 """
 from __future__ import annotations
 
@@ -19,11 +24,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import FormatError
+from .custody import AtomicOutput, Completion, describe, read_state, write_state
+from .custody.atomic import PARTIAL_SUFFIX
+from .errors import FormatError, IncompleteError, StorageError
 from .provenance import read_h5_provenance, write_h5_provenance
 from .records import HERALD_DTYPE, ROUND_DTYPE
 
 _CHUNK_ROWS = 4096
+
+
+def _unwritten(dtype: np.dtype, field: str) -> np.ndarray:
+    row = np.zeros((), dtype)
+    row[field] = -1
+    return row
+
+
+#: The fill value of rows that were allocated but never written (a killed or failed write).
+UNWRITTEN_ROUND = _unwritten(ROUND_DTYPE, "index")
+UNWRITTEN_HERALD = _unwritten(HERALD_DTYPE, "nclicks")
 
 
 @dataclass
@@ -37,83 +55,146 @@ class RoundsData:
     heralds: np.ndarray | None = None
     histograms: dict = field(default_factory=dict)
     path: Path | None = None
+    completion: Completion = Completion.COMPLETE
+    completion_reason: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.completion is Completion.COMPLETE
+
+
+def _storage_error(path, exc: BaseException) -> StorageError:
+    # h5py reports a failed write(2) as RuntimeError or OSError with the errno buried in its message
+    text = str(exc)
+    for errno_text in ("No space left on device", "Disk quota exceeded", "Input/output error",
+                       "Read-only file system"):
+        if errno_text in text:
+            return StorageError(f"{path}: {errno_text}")
+    return StorageError(f"{path}: write failed ({text.splitlines()[0] if text else type(exc).__name__})")
 
 
 class RoundsWriter:
-    """Append-only writer; use as a context manager."""
+    """Append-only writer of a new rounds file (never an existing one); use as a context manager.
+
+    ``on_storage_error``: called once when a write fails (e.g. to free reserved disk space so that the file can
+    still be closed); the rows written before the failure stay, the failing ones are dropped at ``close``.
+    """
 
     def __init__(self, path, *, lab: str, role: str, provenance: dict | None = None, setup_hash: str = "",
-                 with_heralds: bool = True):
+                 with_heralds: bool = True, on_storage_error=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = h5py.File(self.path, "w", libver="latest")
+        self._on_storage_error = on_storage_error
+        self.failure: StorageError | None = None
+        try:
+            self._f = h5py.File(self.path, "w-", libver="latest")
+        except FileExistsError:
+            raise FormatError("exists; a rounds file is only ever written new", path=self.path) from None
         self._f.attrs["lab"] = lab
         self._f.attrs["role"] = role
-        self._f.attrs["setup_hash"] = setup_hash
         write_h5_provenance(self._f, provenance or {"setup_hash": setup_hash})
         self._f.attrs["setup_hash"] = setup_hash or (provenance or {}).get("setup_hash", "")
+        write_state(self._f.attrs, Completion.RUNNING, "being written (SWMR: open with swmr=True to read it now)")
         self._rounds = self._f.create_dataset("rounds", shape=(0,), maxshape=(None,), dtype=ROUND_DTYPE,
-                                              chunks=(_CHUNK_ROWS,))
+                                              chunks=(_CHUNK_ROWS,), fillvalue=UNWRITTEN_ROUND)
         self._heralds = (self._f.create_dataset("heralds", shape=(0,), maxshape=(None,), dtype=HERALD_DTYPE,
-                                                chunks=(_CHUNK_ROWS,)) if with_heralds else None)
+                                                chunks=(_CHUNK_ROWS,), fillvalue=UNWRITTEN_HERALD)
+                         if with_heralds else None)
+        self._written = {"rounds": 0, "heralds": 0}
         # Single-writer/multiple-reader: readers (live view, another process) may open the file while it grows.
         self._f.swmr_mode = True
 
-    @staticmethod
-    def _append(ds, arr):
+    def _append(self, name, ds, arr):
         if arr is None or len(arr) == 0:
             return
-        n = ds.shape[0]
+        n = self._written[name]
         ds.resize((n + len(arr),))
         ds[n:] = arr
+        self._written[name] = n + len(arr)
+
+    def _guarded(self, action, *args) -> None:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            action(*args)
+        except (OSError, RuntimeError) as exc:
+            self.failure = _storage_error(self.path, exc)
+            if self._on_storage_error is not None:
+                self._on_storage_error()
+            raise self.failure from None
 
     def append(self, rounds: np.ndarray, heralds: np.ndarray | None = None) -> None:
-        self._append(self._rounds, rounds)
+        self._guarded(self._append, "rounds", self._rounds, rounds)
         if self._heralds is not None:
-            self._append(self._heralds, heralds)
+            self._guarded(self._append, "heralds", self._heralds, heralds)
 
     def flush(self) -> None:
-        self._f.flush()
+        self._guarded(self._f.flush)
 
     @property
     def n_rounds(self) -> int:
-        return int(self._rounds.shape[0])
+        return int(self._written["rounds"])
 
     def close(self, *, summary: dict | None = None, histograms: dict | None = None,
-              provenance: dict | None = None) -> None:
-        """Finish the file; summary, histograms and a completed provenance record (e.g. with the
-        checksums computed meanwhile) are written here (not possible under SWMR)."""
+              provenance: dict | None = None, state: Completion = Completion.COMPLETE, reason: str = "") -> None:
+        """Finish the file: summary, histograms and a completed provenance record (e.g. with the checksums
+        computed meanwhile) are written here (not possible under SWMR), and the completion state last.
+
+        After a storage failure the file is cut back to the rows that were written and marked failed.
+        """
         if not self._f.id.valid:
             return
+        if self.failure is not None:
+            state, reason = Completion.FAILED, str(self.failure)
+            self._rounds.resize((self._written["rounds"],))
+            if self._heralds is not None:
+                self._heralds.resize((self._written["heralds"],))
         self._f.flush()
         self._f.close()
-        if summary is not None or histograms or provenance is not None:
-            with h5py.File(self.path, "r+") as f:
-                if provenance is not None:
-                    write_h5_provenance(f, provenance)
-                if summary is not None:
-                    f.attrs["summary"] = json.dumps(summary)
-                for name, value in (histograms or {}).items():
-                    f.create_dataset(f"histograms/{name}", data=np.asarray(value), compression="gzip")
+        with h5py.File(self.path, "r+") as f:
+            if provenance is not None:
+                write_h5_provenance(f, provenance)
+            if summary is not None:
+                f.attrs["summary"] = json.dumps(summary)
+            for name, value in (histograms or {}).items():
+                f.create_dataset(f"histograms/{name}", data=np.asarray(value), compression="gzip")
+            write_state(f.attrs, state, reason)
+            f.flush()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.close(state=Completion.FAILED, reason=f"{exc_type.__name__}: {exc}")
 
 
 def write_rounds(path, rounds: np.ndarray, *, lab: str, role: str, setup_hash: str = "", provenance: dict | None = None,
-                 heralds: np.ndarray | None = None, summary: dict | None = None, histograms: dict | None = None) -> Path:
-    """Write a whole rounds file at once (tests, estimators' hand-made rounds, merges)."""
-    w = RoundsWriter(path, lab=lab, role=role, setup_hash=setup_hash, provenance=provenance,
-                     with_heralds=heralds is not None)
-    w.append(np.asarray(rounds, dtype=ROUND_DTYPE), heralds)
-    w.close(summary=summary, histograms=histograms)
+                 heralds: np.ndarray | None = None, summary: dict | None = None, histograms: dict | None = None,
+                 force: bool = False) -> Path:
+    """Write a whole rounds file at once (tests, estimators' hand-made rounds, merges), atomically: an existing
+    file is replaced only with ``force``, and only once the new one is complete."""
+    with AtomicOutput(path, force=force) as out:
+        w = RoundsWriter(out.partial, lab=lab, role=role, setup_hash=setup_hash, provenance=provenance,
+                         with_heralds=heralds is not None)
+        w.append(np.asarray(rounds, dtype=ROUND_DTYPE), heralds)
+        w.close(summary=summary, histograms=histograms)
     return Path(path)
 
 
-def read_rounds(path) -> RoundsData:
+def _written_rows(ds, field: str) -> np.ndarray:
+    """The dataset's rows up to the first never-written one (see the module docstring)."""
+    data = ds[()]
+    unwritten = np.flatnonzero(data[field] == -1)
+    return data[: unwritten[0]] if unwritten.size else data
+
+
+def read_rounds(path, *, accept_incomplete: bool = False) -> RoundsData:
+    """Read a rounds file.  A file whose run did not complete (interrupted, failed, killed, recovered) raises
+    :class:`IncompleteError` naming its state, unless ``accept_incomplete``: then its rounds are returned and
+    ``completion`` / ``completion_reason`` say what it is."""
     path = Path(path)
     if path.is_dir():
         raise FormatError("is a directory, expected a rounds file (HDF5)", path=path)
@@ -130,10 +211,22 @@ def read_rounds(path) -> RoundsData:
         missing = [n for n in ROUND_DTYPE.names if n not in (ds.dtype.names or ())]
         if missing:
             raise FormatError(f"/rounds lacks fields {missing}", path=path)
-        rounds = ds[()].astype(ROUND_DTYPE)
-        heralds = f["heralds"][()] if "heralds" in f else None
+        state, reason = read_state(f.attrs)
+        rounds = _written_rows(ds, "index").astype(ROUND_DTYPE)
+        if state is not Completion.COMPLETE and not accept_incomplete:
+            raise IncompleteError(incomplete_message(path, state, reason, rounds.size))
+        heralds = _written_rows(f["heralds"], "nclicks") if "heralds" in f else None
         hist = {k: f["histograms"][k][()] for k in f["histograms"]} if "histograms" in f else {}
         summary = json.loads(f.attrs["summary"]) if "summary" in f.attrs else {}
         return RoundsData(rounds=rounds, lab=str(f.attrs.get("lab", "")), role=str(f.attrs.get("role", "")),
                           setup_hash=str(f.attrs.get("setup_hash", "")), provenance=read_h5_provenance(f),
-                          summary=summary, heralds=heralds, histograms=hist, path=path)
+                          summary=summary, heralds=heralds, histograms=hist, path=path, completion=state,
+                          completion_reason=reason)
+
+
+def incomplete_message(path, state: Completion, reason: str, n_rounds: int) -> str:
+    path = Path(path)
+    msg = f"{path}: incomplete rounds file, {n_rounds} rounds ({describe(state, reason)})"
+    if state is Completion.RUNNING and path.name.endswith(PARTIAL_SUFFIX):
+        return msg + f"; if its writer is gone, save its rounds with `timetag recover {path}`"
+    return msg + "; pass --accept-incomplete to use its rounds anyway (the result then says so)"

@@ -39,14 +39,15 @@ def register(app):
         speedup: Optional[float] = typer.Option(None, "--speedup", help="sim / swabian-fake: multiply the "
                                                 "entanglement (herald) rate of the simulated link, for demos."),
         serial: str = typer.Option("", "--serial", help="Serial number of the Time Tagger (default: the first found)."),
-        idle_timeout: float = typer.Option(5.0, "--idle-timeout", help="follow: stop after this many seconds "
-                                           "without the file growing (0 = never)."),
+        idle_timeout: float = typer.Option(0.0, "--idle-timeout", min=0, help="follow: end the run after this "
+                                           "many seconds without the file growing (default 0 = wait as long as the "
+                                           "acquisition runs; the status shows 'idle for N s')."),
         inject_overflow: List[str] = typer.Option([], "--inject-overflow", help="swabian-fake: an overflow interval "
                                                   "BEGIN_S:END_S in device seconds (repeatable)."),
     ):
         """Process tags live: rounds are appended to the rounds files and flushed at least every second.
 
-        Ctrl-C stops cleanly and prints the run summary; a killed process (even SIGKILL) leaves rounds files holding every round up to the last flush. Falling behind the device (backlog, device overflows) is measured and shown. Examples:
+        Rounds go to <out>/<lab>_rounds.h5.partial while the run goes on and are renamed to <lab>_rounds.h5 at the end, with how the run ended (complete, interrupted, failed) written last. Ctrl-C stops cleanly, prints what was kept and exits 130 (the files are marked interrupted); an error exits non-zero (marked failed). A killed process (even SIGKILL) leaves the .partial file holding every round up to the last flush: `timetag recover` saves it. An existing output is never overwritten. Falling behind the device (backlog, device overflows) is measured and shown. Examples:
 
           timetag live --source sim --out demo --speed 20 --speedup 1000
 
@@ -56,6 +57,7 @@ def register(app):
 
           timetag live --source follow:/data/today.dump --setup setup.toml --lab bob --out live --json-lines
         """
+        from ..custody import Completion
         from ..errors import TimetagError
         from ..live.factory import build_source, parse_overflows, parse_speed
         from ..live.jsonlines import JsonLinesWriter
@@ -73,8 +75,10 @@ def register(app):
             from ..live.simdevice import SimDevice
 
             st = SimDevice(preset=preset, seed=seed, sim_params=sim_params).matching_setup()
-            out.mkdir(parents=True, exist_ok=True)
-            st.save(out / "setup.toml")
+            from ..custody import AtomicOutput
+
+            with AtomicOutput(out / "setup.toml", flag="choose another --out (a live run never replaces its files)") as o:
+                o.partial.write_text(st.dumps())
         else:
             st = load_setup(setup)
         src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
@@ -98,7 +102,7 @@ def register(app):
         def _on_signal(signum, frame):
             if runner._stop_requested:  # second Ctrl-C: stop at once (the files are still closed properly)
                 raise KeyboardInterrupt
-            runner.stop()
+            runner.stop("interrupted (Ctrl-C)" if signum == signal.SIGINT else f"stopped by signal {signum}")
 
         old_int = signal.signal(signal.SIGINT, _on_signal)
         old_term = signal.signal(signal.SIGTERM, _on_signal)
@@ -114,15 +118,21 @@ def register(app):
         if jl is not None:
             jl.write({"kind": "summary", "rounds": result.rounds, "paths": {k: str(v) for k, v in result.paths.items()},
                       "wall_s": result.wall_s, "tags": result.tags, "interrupted": result.interrupted,
+                      "completion": str(result.state), "reason": result.reason,
                       "latency_s": result.final_status.get("latency_s"), "lag_s_max": result.final_status.get("lag_s_max"),
                       "alarms": result.final_status.get("alarms", [])})
         stream = sys.stderr if jl is not None else sys.stdout
         for line in result.summary_lines():
             print(line, file=stream)
+        if result.state is Completion.INTERRUPTED:
+            raise typer.Exit(130 if "Ctrl-C" in result.reason else 143)
 
 
 def _plain_line(status: dict) -> None:
     parts = [f"t={status['wall_s']:.1f}s"]
+    idle = (status.get("source_stats") or {}).get("idle_s")
+    if idle is not None and idle >= 1.0:
+        parts.append(f"idle for {idle:.0f} s")
     for lab, snap in status["labs"].items():
         rate = snap.get("tag_rate")
         parts.append(f"{lab}: {snap['tags']} tags ({(rate or 0) / 1e3:.1f} k/s), {snap['rounds']} rounds")

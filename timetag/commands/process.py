@@ -56,6 +56,13 @@ def register(app):
                                        help="Tags per chunk (memory ~ 60 bytes x chunk size)."),
         format: Optional[str] = typer.Option(None, "--format", help="Input format (default: detected)."),
         no_checksum: bool = typer.Option(False, "--no-checksum", help="Skip input checksums in the provenance."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing output (the old file stays whole "
+                                   "until the new one is complete). An input file is never replaced."),
+        on_bad_record: str = typer.Option("fail", "--on-bad-record", help="What a bad record (time going "
+                                          "backwards, negative time, unknown record type) does: 'fail' stops "
+                                          "there, keeping the rounds made before it in a file marked failed; "
+                                          "'lost' turns it into lost data (the rounds it touches are flagged "
+                                          "lost_data) and goes on."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
         dask: Optional[str] = typer.Option(None, "--dask", help="Process in partitions on Dask: local, local:N "
                                            "or tcp://scheduler:8786 (files on a shared file system; dump files "
@@ -67,16 +74,22 @@ def register(app):
         """
         from rich.console import Console
 
+        from ..errors import SetupError
         from ..process import process_files
 
+        if on_bad_record not in ("fail", "lost"):
+            raise SetupError(f"--on-bad-record must be 'fail' or 'lost' (got {on_bad_record!r})", key="on_bad_record")
         if dask:
             from ..distributed.run import process_files_dask
 
+            if on_bad_record != "fail":
+                raise SetupError("--on-bad-record lost is not available with --dask yet", key="on_bad_record")
             summary = process_files_dask(files, setup, lab, out, dask=dask, chunk_size=chunk_size,
-                                         checksum=not no_checksum)
+                                         checksum=not no_checksum, force=force)
         else:
             summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=not quiet,
-                                    format=format, checksum=not no_checksum)
+                                    format=format, checksum=not no_checksum, force=force,
+                                    on_bad_record=on_bad_record)
         if not quiet:
             console = Console()
             console.print(summary_table(summary))

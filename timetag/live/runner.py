@@ -1,11 +1,14 @@
 """The live loop: source -> per-lab pipelines -> rounds files (flushed at least every second) -> status.
 
 ``LiveRunner(source, setup, out_dir).run()`` processes batches as they arrive.  Rounds are appended to
-``<out>/<lab>_rounds.h5`` (:class:`~timetag.roundsfile.RoundsWriter`, SWMR) as the pipelines emit them, and the
-files are flushed whenever ``flush_interval`` has passed — so a process killed at any instant (even SIGKILL)
-leaves files that open and hold every round up to the last flush.  At the end (source exhausted, ``duration``
-reached, ``stop()`` or Ctrl-C) the pipelines are flushed, the files closed with the run summary and histograms,
-and a :class:`LiveResult` is returned.
+``<out>/<lab>_rounds.h5.partial`` (:class:`~timetag.roundsoutput.RoundsOutput`: locked, SWMR) as the pipelines
+emit them, and the files are flushed whenever ``flush_interval`` of wall time has passed (sources send empty
+heartbeat batches while idle) — so a process killed at any instant (even SIGKILL) leaves a partial file holding
+every round up to the last flush, which ``timetag recover`` saves.  At the end (source exhausted, ``duration``
+reached, ``stop()``, Ctrl-C, or an error) the pipelines are flushed and the files closed with the run summary,
+histograms and their completion state (complete / interrupted / failed, with the reason), then renamed to
+``<lab>_rounds.h5``.  An existing output is never overwritten: a run on an ``--out`` that holds rounds files
+(or the partial file of a killed run) is refused.
 
 Falling behind is measured, not hidden: ``lag_s`` is how far the processed device time trails the wall clock
 (paced sources), ``load`` the fraction of wall time spent processing, and the source's own counters (device
@@ -21,10 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import TimetagError
+from ..custody import Completion
+from ..errors import RunStopped, StorageError, TimetagError
 from ..provenance import jsonable, provenance
 from ..records import empty_rounds
-from ..roundsfile import RoundsWriter
+from ..roundsoutput import RoundsOutput
 from ..setupfile import LabSetup, Setup
 from .sources import Batch, Source
 from .status import LabStats, alarms
@@ -50,12 +54,17 @@ class LiveResult:
     final_status: dict
     latencies_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     flushes: int = 0
+    state: Completion = Completion.COMPLETE
+    reason: str = ""
 
     def summary_lines(self) -> list[str]:
-        lines = [f"live run {'interrupted' if self.interrupted else 'finished'} after {self.wall_s:.1f} s: "
+        how = {Completion.COMPLETE: "finished", Completion.INTERRUPTED: "interrupted"}.get(self.state, str(self.state))
+        lines = [f"live run {how} after {self.wall_s:.1f} s{': ' + self.reason if self.reason else ''}; "
                  f"{self.tags} tags processed"]
         for lab, n in self.rounds.items():
-            lines.append(f"  {lab}: {n} rounds -> {self.paths[lab]}")
+            where = self.paths.get(lab)
+            lines.append(f"  {lab}: {n} rounds kept -> {where if where is not None else 'nothing could be kept'}"
+                         + ("" if self.state is Completion.COMPLETE else f" (marked {self.state})"))
         st = self.final_status
         if st.get("lag_s_max") is not None:
             lines.append(f"  max lag behind the device: {st['lag_s_max']:.2f} s; processing load {st.get('load', 0):.0%}")
@@ -117,12 +126,31 @@ class LiveRunner:
         self.paths = {lab: self.out_dir / f"{lab}_rounds.h5" for lab in self.labs}
         self.latencies: collections.deque = collections.deque(maxlen=max_latency_samples)
         self._stop_requested = False
+        self.stop_reason = ""
         self.flushes = 0
 
-    def stop(self) -> None:
-        """Stop soon and finish cleanly (thread- and signal-safe)."""
+    def stop(self, reason: str = "stopped on request") -> None:
+        """Stop soon and finish cleanly, marking the files interrupted (thread- and signal-safe)."""
+        self.stop_reason = self.stop_reason or reason
         self._stop_requested = True
         self.source.stop()
+
+    def _open_outputs(self, prov: dict) -> dict[str, RoundsOutput]:
+        """Every lab's output opened (checked, locked) before the source starts; all or none."""
+        inputs = [p for p in (getattr(self.source, "path", None),) if p is not None]
+        outputs: dict[str, RoundsOutput] = {}
+        try:
+            for lab in self.labs:
+                outputs[lab] = RoundsOutput(
+                    self.paths[lab], lab=lab, role=self.setup.lab(lab).role, provenance=prov,
+                    setup_hash=self.setup.hash, with_heralds=self.with_heralds, inputs=inputs, keep_partial=True,
+                    flag="choose another --out (a live run never replaces rounds files)").open()
+        except BaseException:
+            for out in outputs.values():
+                out.finish(Completion.FAILED, "another lab's output was refused")
+                out.partial.unlink(missing_ok=True)
+            raise
+        return outputs
 
     # ------------------------------------------------------------------
     def run(self) -> LiveResult:
@@ -135,9 +163,7 @@ class LiveRunner:
         self._pending: dict[str, list[np.ndarray]] = {lab: [] for lab in self.labs}  # round triggers not yet flushed
         self._est_rounds: dict[str, list[np.ndarray]] = {lab: [] for lab in self.labs}
         prov = provenance(setup=setup, mode="live", source=self.source.description)
-        self.writers = {lab: RoundsWriter(self.paths[lab], lab=lab, role=setup.lab(lab).role, provenance=prov,
-                                          setup_hash=setup.hash, with_heralds=self.with_heralds)
-                        for lab in self.labs}
+        self.writers = self._open_outputs(prov)
         self.t_start = time.monotonic()
         self._busy = 0.0
         self._busy_interval = 0.0
@@ -147,33 +173,47 @@ class LiveRunner:
         self._lag_max = 0.0
         self._ignored_labs: set[str] = set()
         self._flushed = {lab: 0 for lab in self.labs}
-        interrupted = False
+        state, reason, error = Completion.COMPLETE, "", None
         status: dict = {}
         try:
-            for batch in self.source:
-                self._process(batch)
-                now = time.monotonic()
-                if now - self._last_flush >= self.flush_interval:
-                    self._flush(now)
-                if now - self._last_status >= self.status_interval:
-                    status = self._emit_status(now)
-                if self.duration is not None and now - self.t_start >= self.duration:
-                    break
-                if self._stop_requested:
-                    break
-            # A stop request ends the source's iteration too: either way the run was cut short.
-            interrupted = self._stop_requested
+            state, reason = self._loop()
         except KeyboardInterrupt:
-            interrupted = True
+            state, reason = Completion.INTERRUPTED, self.stop_reason or "interrupted (Ctrl-C)"
+        except (TimetagError, OSError) as exc:
+            state, reason, error = Completion.FAILED, str(exc), exc
         finally:
             try:
                 self.source.close()
             finally:
-                status = self._finish(interrupted)
-        return LiveResult(rounds=dict(self._flushed), paths=dict(self.paths),
-                          wall_s=time.monotonic() - self.t_start, tags=sum(s.tags for s in self.stats.values()),
-                          interrupted=interrupted, final_status=status, latencies_s=np.asarray(self.latencies),
-                          flushes=self.flushes)
+                status, paths = self._finish(state, reason)
+        result = LiveResult(rounds=dict(self._flushed), paths=paths,
+                            wall_s=time.monotonic() - self.t_start, tags=sum(s.tags for s in self.stats.values()),
+                            interrupted=state is Completion.INTERRUPTED, final_status=status,
+                            latencies_s=np.asarray(self.latencies), flushes=self.flushes, state=state, reason=reason)
+        if error is not None:
+            kept = ", ".join(f"{n} rounds of {lab} in {paths[lab]}" for lab, n in result.rounds.items()
+                             if paths.get(lab) is not None) or "nothing"
+            code = 2 if isinstance(error, TimetagError) and not isinstance(error, StorageError) else 1
+            raise RunStopped(f"{error}; kept {kept} (marked failed)", kept=paths, exit_code=code) from None
+        return result
+
+    def _loop(self) -> tuple[Completion, str]:
+        """Batches until the source ends or a stop; how the run ended."""
+        for batch in self.source:
+            self._process(batch)
+            now = time.monotonic()
+            if now - self._last_flush >= self.flush_interval:
+                self._flush(now)
+            if now - self._last_status >= self.status_interval:
+                self._emit_status(now)
+            if self.duration is not None and now - self.t_start >= self.duration:
+                return Completion.COMPLETE, f"ran for the requested {self.duration:g} s"
+            if self._stop_requested:
+                break
+        # A stop request ends the source's iteration too: either way the run was cut short.
+        if self._stop_requested:
+            return Completion.INTERRUPTED, self.stop_reason or "stopped on request"
+        return Completion.COMPLETE, getattr(self.source, "end_reason", None) or "the source ended"
 
     def _process(self, batch: Batch) -> None:
         t0 = time.perf_counter()
@@ -212,7 +252,8 @@ class LiveRunner:
 
     def _flush(self, now: float) -> None:
         for w in self.writers.values():
-            w.flush()
+            if w.failure is None:
+                w.flush()
         done = time.monotonic()
         self.flushes += 1
         self._last_flush = now
@@ -276,26 +317,40 @@ class LiveRunner:
         self._est_last = (now, time.monotonic() - now, est)
         return est
 
-    def _finish(self, interrupted: bool) -> dict:
+    def _finish(self, state: Completion, reason: str) -> tuple[dict, dict[str, Path | None]]:
+        """Flush the pipelines (when their state is whole) and close every file with how the run ended."""
         self._finishing = True
-        for lab, pipe in self.pipelines.items():
-            out = pipe.flush()
-            if out is not None:
-                rounds, heralds = out
-                self._take(lab, rounds, heralds)
+        try:
+            if state is not Completion.FAILED or all(w.failure is None for w in self.writers.values()):
+                for lab, pipe in self.pipelines.items():
+                    out = pipe.flush()
+                    if out is not None:
+                        rounds, heralds = out
+                        self._take(lab, rounds, heralds)
+            self._flush(time.monotonic())
+        except StorageError as exc:
+            state, reason = Completion.FAILED, reason or str(exc)
         now = time.monotonic()
-        self._flush(now)
         status = self._emit_status(now)
-        status["interrupted"] = interrupted
+        status["interrupted"] = state is Completion.INTERRUPTED
+        status["completion"] = {"state": str(state), "reason": reason}
+        paths: dict[str, Path | None] = {}
         for lab, w in self.writers.items():
             pipe = self.pipelines[lab]
             summary = dict(_json_status(getattr(pipe, "summary", {}) or {}))
-            summary["live"] = {"wall_s": now - self.t_start, "interrupted": interrupted, "lag_s_max": self._lag_max,
+            summary["live"] = {"wall_s": now - self.t_start, "completion": str(state), "reason": reason,
+                               "interrupted": state is Completion.INTERRUPTED, "lag_s_max": self._lag_max,
                                "busy_s": self._busy, "flushes": self.flushes, "source": self.source.description,
                                "source_stats": self.source.stats(), "latency_s": _latency_summary(self.latencies)}
             hist = getattr(pipe, "histograms", None) or {}
-            w.close(summary=summary, histograms={k: np.asarray(v) for k, v in dict(hist).items()})
-        return status
+            if w.failure is not None:
+                state_lab, reason_lab = Completion.FAILED, str(w.failure)
+            else:
+                state_lab, reason_lab = state, reason
+            paths[lab] = w.finish(state_lab, reason_lab, summary=summary,
+                                  histograms={k: np.asarray(v) for k, v in dict(hist).items()})
+            self._flushed[lab] = w.n_rounds
+        return status, paths
 
 
 def running_estimate(ra: np.ndarray, rb: np.ndarray) -> dict:
