@@ -118,10 +118,13 @@ class RoundsWriter:
         try:
             action(*args)
         except (OSError, RuntimeError) as exc:
-            self.failure = _storage_error(self.path, exc)
-            if self._on_storage_error is not None:
-                self._on_storage_error()
+            self._fail(exc)
             raise self.failure from None
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = _storage_error(self.path, exc)
+        if self._on_storage_error is not None:
+            self._on_storage_error()
 
     def append(self, rounds: np.ndarray, heralds: np.ndarray | None = None) -> None:
         self._guarded(self._append, "rounds", self._rounds, rounds)
@@ -144,12 +147,19 @@ class RoundsWriter:
         """
         if not self._f.id.valid:
             return
+        if self.failure is None:
+            try:
+                self._f.flush()
+            except (OSError, RuntimeError) as exc:
+                self._fail(exc)
         if self.failure is not None:
+            # the storage error handler has made room (released the reserve): the cached rows and metadata can
+            # now reach the disk, without the rows whose write failed
             state, reason = Completion.FAILED, str(self.failure)
             self._rounds.resize((self._written["rounds"],))
             if self._heralds is not None:
                 self._heralds.resize((self._written["heralds"],))
-        self._f.flush()
+            self._f.flush()
         self._f.close()
         with h5py.File(self.path, "r+") as f:
             if provenance is not None:

@@ -21,7 +21,8 @@ from ..errors import OutputError
 from .lock import OutputLock
 
 PARTIAL_SUFFIX = ".partial"
-DEFAULT_RESERVE_BYTES = 4 << 20
+#: Disk space held back while an HDF5 output is written (``TIMETAG_DISK_RESERVE`` bytes overrides it).
+DEFAULT_RESERVE_BYTES = int(os.environ.get("TIMETAG_DISK_RESERVE", 4 << 20))
 
 
 def partial_path(target, suffix: str = PARTIAL_SUFFIX) -> Path:

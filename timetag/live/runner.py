@@ -186,6 +186,9 @@ class LiveRunner:
                 self.source.close()
             finally:
                 status, paths = self._finish(state, reason)
+        failures = [w.failure for w in self.writers.values() if w.failure is not None]
+        if failures and error is None:
+            state, reason, error = Completion.FAILED, str(failures[0]), failures[0]
         result = LiveResult(rounds=dict(self._flushed), paths=paths,
                             wall_s=time.monotonic() - self.t_start, tags=sum(s.tags for s in self.stats.values()),
                             interrupted=state is Completion.INTERRUPTED, final_status=status,
