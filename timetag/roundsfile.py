@@ -212,7 +212,7 @@ def read_rounds(path, *, accept_incomplete: bool = False) -> RoundsData:
         raise FormatError("no such file", path=path)
     try:
         f = h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # h5py raises either for a damaged file
         raise FormatError(f"not a readable HDF5 rounds file ({exc})", path=path) from None
     with f:
         if "rounds" not in f:

@@ -116,7 +116,7 @@ def recover_rounds(partial, out=None, *, force: bool = False, keep: bool = False
     target = Path(out) if out is not None else recovered_target(partial)
     try:
         f = h5py.File(partial, "r", libver="latest", swmr=True)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # h5py raises either for a damaged file
         raise FormatError(f"nothing to recover: not a readable HDF5 file ({str(exc).splitlines()[0]}); the writer "
                           "was killed before its first flush", path=partial) from None
     with f:
