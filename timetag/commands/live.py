@@ -130,7 +130,7 @@ def register(app):
 
 def _plain_line(status: dict) -> None:
     parts = [f"t={status['wall_s']:.1f}s"]
-    idle = (status.get("source_stats") or {}).get("idle_s")
+    idle = status.get("idle_s")
     if idle is not None and idle >= 1.0:
         parts.append(f"idle for {idle:.0f} s")
     for lab, snap in status["labs"].items():

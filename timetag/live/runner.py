@@ -167,7 +167,7 @@ class LiveRunner:
         self.t_start = time.monotonic()
         self._busy = 0.0
         self._busy_interval = 0.0
-        self._last_flush = self._last_status = self.t_start
+        self._last_flush = self._last_status = self._last_data = self.t_start
         self._anchor: tuple[float, int] | None = None
         self._lag = 0.0
         self._lag_max = 0.0
@@ -220,6 +220,8 @@ class LiveRunner:
 
     def _process(self, batch: Batch) -> None:
         t0 = time.perf_counter()
+        if any(len(c) or c.lost.size for c in batch.chunks.values()):
+            self._last_data = time.monotonic()
         for lab, chunk in batch.chunks.items():
             if lab not in self.pipelines:
                 self._ignored_labs.add(lab)
@@ -281,6 +283,7 @@ class LiveRunner:
             "source_stats": self.source.stats(),
             "labs": labs,
             "rounds_on_disk": dict(self._flushed),  # as of the last flush: what a reader is guaranteed to see
+            "idle_s": now - self._last_data,  # wall time since the source last delivered data
             "rounds_made": {lab: w.n_rounds for lab, w in self.writers.items()},
             "flushes": self.flushes,
             "lag_s": self._lag if self.source.speed else None,

@@ -114,6 +114,8 @@ def render(status: dict):
         head.append(f"load {status['load']:.0%}   ", style="red" if status["load"] > 0.9 else "")
     if lat:
         head.append(f"latency median {lat['median']:.2f} s p99 {lat['p99']:.2f} s   ")
+    if (status.get("idle_s") or 0) >= 1.0:
+        head.append(f"idle for {status['idle_s']:.0f} s   ", style="yellow")
     disk = status.get("rounds_on_disk", {})
     head.append("on disk: " + ", ".join(f"{k} {v}" for k, v in disk.items()))
     parts = [head]
