@@ -43,7 +43,7 @@ def _numpy_engine():
 def lab_dict(trigger="herald"):
     return {"role": "alice", "sync_channel": 1, "ready_channel": 6, "setting_channels": [7, 8, 9, 10],
             "fluorescence_channels": [2, 3, 4, 5],
-            "delays_ps": {"2": 120, "3": 80, "4": 40, "5": 0, "6": 30, "7": 10},
+            "delays_ps": {"1": 0, "2": 120, "3": 80, "4": 40, "5": 0, "6": 30, "7": 10, "8": 0, "9": 0, "10": 0},
             "bsm": [{"channel": 2, "arm": "a", "pol": "H"}, {"channel": 3, "arm": "a", "pol": "V"},
                     {"channel": 4, "arm": "b", "pol": "H"}, {"channel": 5, "arm": "b", "pol": "V"}],
             "herald": {"sync_reference": "previous", "window_start_ps": 50, "window_stop_ps": 400,

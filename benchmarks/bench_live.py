@@ -29,7 +29,7 @@ SYNC, BSM, READY, SETTINGS = 1, (2, 3, 4, 5), 6, (7, 8, 9, 10)
 def bench_setup():
     return setup_from_dict({"labs": {"alice": {
         "role": "alice", "sync_channel": SYNC, "ready_channel": READY, "setting_channels": list(SETTINGS),
-        "fluorescence_channels": list(BSM),
+        "fluorescence_channels": list(BSM), "delays_ps": {str(c): 0 for c in (SYNC, *BSM, READY, *SETTINGS)},
         "bsm": [{"channel": 2, "arm": "a", "pol": "H"}, {"channel": 3, "arm": "a", "pol": "V"},
                 {"channel": 4, "arm": "b", "pol": "H"}, {"channel": 5, "arm": "b", "pol": "V"}],
         "herald": {"sync_reference": "previous", "window_start_ps": 30_000, "window_stop_ps": 110_000,

@@ -102,7 +102,7 @@ def make_streams(p: SynthParams) -> tuple[TagChunk, TagChunk, dict]:
 
 def make_setup(p: SynthParams, *, delays=None, window=None, thresholds=(4, 3)):
     """A setup for the synthetic streams (delays default to the true ones)."""
-    delays = dict(p.delays if delays is None else delays)
+    delays = {**{c: 0 for c in range(1, 11)}, **dict(p.delays if delays is None else delays)}
     ref = "previous" if p.sync_mode == "every" else "next"
     if window is None:
         window = (32_000, 122_000) if ref == "previous" else (32_000 - p.period_ps, 122_000 - p.period_ps)
@@ -115,15 +115,16 @@ def make_setup(p: SynthParams, *, delays=None, window=None, thresholds=(4, 3)):
                 "fluorescence_channels": list(BSM), "delays_ps": {str(k): int(v) for k, v in delays.items()},
                 "bsm": [{"channel": 2, "arm": "a", "pol": "H"}, {"channel": 3, "arm": "a", "pol": "V"},
                         {"channel": 4, "arm": "b", "pol": "H"}, {"channel": 5, "arm": "b", "pol": "V"}],
-                "herald": {"sync_reference": ref, "window_start_ps": int(window[0]), "window_stop_ps": int(window[1])},
-                "round": {"trigger": "ready", "fluorescence_window_ps": list(p.fluo_window_ps),
+                "herald": {"sync_reference": ref, "window_start_ps": int(window[0]), "window_stop_ps": int(window[1]),
+                           "coincidence_ps": 100_000},
+                "round": {"trigger": "ready", "setting_window_ps": [0, 2_000_000], "fluorescence_window_ps": list(p.fluo_window_ps),
                           "threshold": int(thresholds[0])},
                 "histograms": {"arrival_bin_ps": 500, "arrival_range_ps": list(rng_)},
             },
             "bob": {
                 "role": "bob", "ready_channel": 2, "setting_channels": [3, 4], "fluorescence_channels": [1],
-                "delays_ps": {str(k): int(v) for k, v in p.bob_delays.items()},
-                "round": {"trigger": "ready", "fluorescence_window_ps": list(p.fluo_window_ps),
+                "delays_ps": {str(k): int(v) for k, v in {1: 0, 2: 0, 3: 0, 4: 0, **p.bob_delays}.items()},
+                "round": {"trigger": "ready", "setting_window_ps": [0, 2_000_000], "fluorescence_window_ps": list(p.fluo_window_ps),
                           "threshold": int(thresholds[1])},
             },
         },

@@ -17,7 +17,8 @@ def alice_dict(ref="previous", trigger="both", delays=None, **round_over):
     rnd.update(round_over)
     return {"role": "alice", "sync_channel": SYNC, "ready_channel": READY,
             "setting_channels": [S0, S1, S2, S3], "fluorescence_channels": [A_H, A_V, B_H, B_V],
-            "delays_ps": {str(k): v for k, v in (delays if delays is not None else {A_H: 3, A_V: -2, READY: 5}).items()},
+            "delays_ps": {str(k): v for k, v in {**{c: 0 for c in range(SYNC, S3 + 1)},
+                                                  **(delays if delays is not None else {A_H: 3, A_V: -2, READY: 5})}.items()},
             "bsm": [{"channel": A_H, "arm": "a", "pol": "H"}, {"channel": A_V, "arm": "a", "pol": "V"},
                     {"channel": B_H, "arm": "b", "pol": "H"}, {"channel": B_V, "arm": "b", "pol": "V"}],
             "herald": {"sync_reference": ref, "window_start_ps": window[0], "window_stop_ps": window[1],
@@ -28,7 +29,7 @@ def alice_dict(ref="previous", trigger="both", delays=None, **round_over):
 
 def bob_dict():
     return {"role": "bob", "ready_channel": BOB_READY, "setting_channels": [BOB_S0, BOB_S1],
-            "fluorescence_channels": [BOB_FLUO], "delays_ps": {str(BOB_FLUO): 4},
+            "fluorescence_channels": [BOB_FLUO], "delays_ps": {str(BOB_FLUO): 4, str(BOB_READY): 0, str(BOB_S0): 0, str(BOB_S1): 0},
             "round": {"trigger": "ready", "setting_window_ps": [0, 40], "fluorescence_window_ps": [-20, 100],
                       "threshold": 2}}
 

@@ -124,3 +124,64 @@ def test_convert_swmr_refuses_non_hdf5(tmp_path):
     write_tags(src, [TagChunk([1, 2], [0, 1])], format="dump")
     with pytest.raises(SetupError, match="HDF5 output only"):
         convert(src, tmp_path / "b.dump", swmr=True)
+
+
+# --- info: time-order problems (regression: a dump going backwards was "no lost data", rc 0, and process refused it)
+
+def _backward_dump(path):
+    t = np.array([0, 10, 20, 15, 30, 5, 40, 50], np.int64)   # two steps back: 20 -> 15, 30 -> 5
+    write_dump(path, TagChunk(t, np.ones(t.size, np.int32)))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 1000])
+def test_info_json_reports_backward_steps_whatever_the_chunking(tmp_path, capsys, chunk_size):
+    fn = tmp_path / "back.dump"
+    _backward_dump(fn)
+    code, out, _ = _run(["info", str(fn), "--json", "--chunk-size", str(chunk_size)], capsys)
+    o = json.loads(out)["order"]
+    assert code == 0
+    assert o["backward_steps"] == 2 and o["max_backward_ps"] == 25
+    assert o["first_backward"] == {"tag_index": 3, "before_ps": 20, "after_ps": 15}
+    assert o["negative_times"] == 0 and o["first_negative"] is None
+    assert o["process_checks_order"] is True
+
+
+def test_info_says_process_will_refuse_a_backward_dump(tmp_path, capsys):
+    from timetag.errors import DataValidationError
+
+    fn = tmp_path / "back.dump"
+    _backward_dump(fn)
+    code, out, _ = _run(["info", str(fn)], capsys)
+    assert code == 0
+    assert "time goes backwards 2 times (largest step 25 ps); first at tag 3" in out
+    assert "15 ps after 20 ps" in out and "timetag process will refuse this file" in out
+    assert "no lost data\n" not in out
+    with pytest.raises(DataValidationError, match="backwards"):   # what info promises
+        read_all(fn)
+
+
+def test_info_reports_negative_times(tmp_path, capsys):
+    fn = tmp_path / "neg.dump"
+    t = np.array([-30, -20, 5, 6], np.int64)
+    write_dump(fn, TagChunk(t, np.zeros(t.size, np.int32)))
+    code, out, _ = _run(["info", str(fn), "--json", "--chunk-size", "1"], capsys)
+    o = json.loads(out)["order"]
+    assert code == 0 and o["negative_times"] == 2 and o["first_negative"] == {"tag_index": 0, "time_ps": -30}
+    assert o["backward_steps"] == 0
+    code, out, _ = _run(["info", str(fn)], capsys)
+    assert "2 tags have negative times (first: tag 0, -30 ps)" in out
+
+
+def test_info_clean_file_has_no_order_problems(tmp_path, capsys):
+    fn = tmp_path / "a.dump"
+    _dump_with_lost(fn)
+    code, out, _ = _run(["info", str(fn)], capsys)
+    assert code == 0 and "time order: no backward steps, no negative times" in out
+
+
+def test_info_order_counts_agree_with_the_qutag_reader(real_data, capsys):
+    code, out, _ = _run(["info", str(real_data / "eta_19_qutag_80MHz_HBT_sync_filtered.qutag"), "--json",
+                         "--chunk-size", "7777"], capsys)
+    s = json.loads(out)
+    assert s["order"]["backward_steps"] == s["meta"]["backward_steps"] == 173
+    assert s["order"]["max_backward_ps"] == s["meta"]["max_backward_ps"] and s["order"]["process_checks_order"]

@@ -37,7 +37,7 @@ SETUP = {
     "meta": {"name": "distributed test", "schema": 1},
     "labs": {"alice": {
         "role": "alice", "sync_channel": 1, "ready_channel": 6, "setting_channels": [7, 8, 9, 10],
-        "fluorescence_channels": [2, 3, 4, 5], "delays_ps": {"2": 1000, "3": -500},
+        "fluorescence_channels": [2, 3, 4, 5], "delays_ps": {"1": 0, "2": 1000, "3": -500, "4": 0, "5": 0, "6": 0, "7": 0, "8": 0, "9": 0, "10": 0},
         "bsm": [{"channel": 2, "arm": "a", "pol": "H"}, {"channel": 3, "arm": "a", "pol": "V"},
                 {"channel": 4, "arm": "b", "pol": "H"}, {"channel": 5, "arm": "b", "pol": "V"}],
         "herald": {"sync_reference": "previous", "window_start_ps": 30000, "window_stop_ps": 110000,

@@ -222,6 +222,7 @@ def test_stage_api_and_validation_message():
         hs.process(stream([]))
     bad = alice_dict()
     bad["setting_channels"] = [7, 8, 9, 100000]
+    bad["delays_ps"]["100000"] = 0
     lab = setup_from_dict({"labs": {"alice": bad}}).lab("alice")
     with pytest.raises(SetupError, match=r"labs\.alice.*herald stage"):
         HeraldStage(lab)
@@ -427,6 +428,7 @@ def test_vector_and_scalar_split_agree_with_the_reference(ready, settings, split
     16 and from a table beyond.  Every combination against the reference, chunked."""
     d = alice_dict(ref="previous", trigger="both")
     d["ready_channel"], d["setting_channels"] = ready, settings
+    d["delays_ps"].update({str(c): 0 for c in (ready, *settings) if str(c) not in d["delays_ps"]})
     lab = setup_from_dict({"labs": {"alice": d}}).lab("alice")
     chans = (1, 2, 3, 4, 5, ready, *settings, 11)
     n_rounds = 0

@@ -23,7 +23,7 @@ INF = np.iinfo(np.int64).max
 def toy_setup(threshold: int = 3):
     lab = lambda role, n: {  # noqa: E731
         "role": role, "ready_channel": 6, "setting_channels": list(range(7, 7 + n)),
-        "fluorescence_channels": [2, 3], "round": {"trigger": "ready", "setting_window_ps": [0, 2_000_000],
+        "fluorescence_channels": [2, 3], "delays_ps": {str(c): 0 for c in (2, 3, 6, *range(7, 7 + n))}, "round": {"trigger": "ready", "setting_window_ps": [0, 2_000_000],
                                                    "fluorescence_window_ps": [5_000_000, 25_000_000],
                                                    "threshold": threshold}}
     return setup_from_dict({"labs": {"alice": lab("alice", 4), "bob": lab("bob", 2)}})

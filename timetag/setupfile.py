@@ -13,7 +13,8 @@ and ``timetag process`` reads it.  Example (all times in picoseconds)::
     ready_channel = 6                   # hardware 'event ready' tag
     setting_channels = [7, 8, 9, 10]    # channel of input value 0, 1, 2, 3
     fluorescence_channels = [2, 3, 4, 5]
-    delays_ps = { "2" = 0, "3" = 0 }    # cable delay of that channel: corrected time = raw time - delay
+    delays_ps = { "1" = 0, "2" = 61230, ... }  # cable delay of every channel used (0 written out):
+                                               # corrected time = raw time - delay
     bsm = [ { channel = 2, arm = "a", pol = "H" }, ... ]
 
     [labs.alice.herald]
@@ -36,11 +37,15 @@ Windows are half-open intervals ``[start, stop)`` relative to their reference
 time, always on delay-corrected times (``raw - delays_ps[channel]``).  The herald
 time is the corrected time of the later of the two clicks; the round's trigger is
 the 'ready' tag (trigger 'ready'/'both') or the herald time + ``ready_delay_ps``
-(trigger 'herald', or 'both' when the ready is missing).  Every mistake found on load is reported as a :class:`SetupError` with the
-key path and the offending value.
+(trigger 'herald', or 'both' when the ready is missing).  Every mistake found on load is reported as a
+:class:`SetupError` with the key path and the offending value.
+
+Keys that decide which tags make a round or which bit it yields have no default: :func:`required_keys`
+says which a lab must give (it depends on the trigger and on the BSM detectors).  Unknown keys are errors.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
@@ -186,6 +191,65 @@ def _plain(d: dict) -> dict:
 
 
 # --- loading and validation -------------------------------------------------
+#
+# Strict on purpose: a key whose value decides which tags make a round, or which bit a round yields, has no
+# default.  A forgotten threshold or delay must stop the run with its name, not quietly borrow a number that
+# suits some other lab.  Only bookkeeping may be left out: histogram binning, the heralding patterns (the
+# paper's psi+), the meta table.
+
+META_KEYS = ("name", "schema")
+LAB_KEYS = ("role", "sync_channel", "ready_channel", "setting_channels", "fluorescence_channels", "delays_ps",
+            "bsm", "herald", "round", "histograms")
+BSM_KEYS = ("channel", "arm", "pol")
+HERALD_KEYS = ("sync_reference", "window_start_ps", "window_stop_ps", "coincidence_ps", "patterns")
+ROUND_KEYS = ("trigger", "ready_delay_ps", "ready_tolerance_ps", "setting_window_ps", "fluorescence_window_ps",
+              "threshold")
+HISTOGRAM_KEYS = ("arrival_bin_ps", "arrival_range_ps", "max_count")
+# Other top-level tables are kept as they are (Setup.extra); these names only serve to catch typos of them.
+TOP_LEVEL_TABLES = ("meta", "labs", "clock", "simulation")
+
+# Keys (under [labs.<name>]) every lab must give, and why each has no default.
+ALWAYS_REQUIRED = {
+    "role": "it decides the number of inputs and whether the lab heralds",
+    "setting_channels": "they turn setting tags into input values",
+    "fluorescence_channels": "their clicks are counted for the output bit",
+    "delays_ps": "every window lies on delay-corrected times",
+    "round.trigger": "it decides what makes a round",
+    "round.setting_window_ps": "it decides which setting tag belongs to a round",
+    "round.fluorescence_window_ps": "it decides which clicks are counted for the output bit",
+    "round.threshold": "it decides the output bits",
+}
+# Keys a lab with BSM detectors must give: they decide which clicks herald.
+HERALD_REQUIRED = {
+    "sync_channel": "the BSM clicks are time-filtered against the sync",
+    "herald.sync_reference": "it decides which sync the acceptance window is measured from",
+    "herald.window_start_ps": "the acceptance window decides which clicks can herald",
+    "herald.window_stop_ps": "the acceptance window decides which clicks can herald",
+    "herald.coincidence_ps": "it decides which pairs of clicks are heralds",
+}
+
+
+def required_keys(lab_raw: dict) -> dict[str, str]:
+    """Every key (path under ``[labs.<name>]``) this lab must give, with the reason it has no default.
+
+    What is needed depends on the lab's trigger and on whether it has BSM detectors.  A trigger that is
+    present but not valid adds nothing here: its own check names it.
+    """
+    rnd = lab_raw.get("round")
+    trigger = rnd.get("trigger") if isinstance(rnd, dict) else None
+    heralds = trigger in ("herald", "both")
+    need = dict(ALWAYS_REQUIRED)
+    if trigger in ("ready", "both"):
+        need["ready_channel"] = f"trigger {trigger!r} takes the rounds from the 'ready' tags"
+    if heralds:
+        need["bsm"] = f"trigger {trigger!r} heralds on the BSM detectors"
+        need["round.ready_delay_ps"] = f"trigger {trigger!r} places a round without its 'ready' at herald + this delay"
+    if trigger == "both":
+        need["round.ready_tolerance_ps"] = "trigger 'both' matches a 'ready' to a herald within this tolerance"
+    if heralds or lab_raw.get("bsm"):
+        need.update(HERALD_REQUIRED)
+    return need
+
 
 def load_setup(path) -> Setup:
     path = Path(path)
@@ -208,7 +272,9 @@ def loads_setup(text: str, path=None) -> Setup:
 
 def setup_from_dict(data: dict, path=None) -> Setup:
     v = _Validator(path)
-    meta = data.get("meta", {})
+    _check_top_level_names(v, data)
+    meta = v.table("meta", data.get("meta", {}))
+    v.known("meta", meta, META_KEYS)
     schema = meta.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
         v.fail("meta.schema", schema, f"unsupported schema version (this timetag reads {SCHEMA_VERSION})")
@@ -220,12 +286,33 @@ def setup_from_dict(data: dict, path=None) -> Setup:
     return Setup(labs=labs, name=str(meta.get("name", "")), extra=extra)
 
 
+def _check_top_level_names(v: "_Validator", data: dict) -> None:
+    # unknown top-level tables are legitimate (kept for round trips), but '[lab.alice]' or '[clok]' is a typo
+    for name in data:
+        if name in TOP_LEVEL_TABLES:
+            continue
+        near = difflib.get_close_matches(name, TOP_LEVEL_TABLES, n=1, cutoff=0.75)
+        if near:
+            raise SetupError(f"unknown table (did you mean [{near[0]}]?)", key=name, path=v.path)
+
+
 class _Validator:
     def __init__(self, path):
         self.path = path
 
     def fail(self, key, value, why):
         raise SetupError(f"{why} (got {value!r})", key=key, path=self.path)
+
+    def missing(self, key, why, also=(), table=None):
+        """``also``: more missing keys, relative to ``table`` (default: the table that holds ``key``)."""
+        table = table or key.rpartition(".")[0]
+        more = f"; also missing in [{table}]: {', '.join(also)}" if also else ""
+        raise SetupError(f"is required (no default: {why}){more}", key=key, path=self.path)
+
+    def table(self, key, value) -> dict:
+        if not isinstance(value, dict):
+            self.fail(key, value, "must be a table")
+        return value
 
     def int_(self, key, value, *, min_=None, allow_none=False):
         if value is None and allow_none:
@@ -252,58 +339,90 @@ class _Validator:
     def known(self, key, raw: dict, allowed):
         for k in raw:
             if k not in allowed:
-                self.fail(f"{key}.{k}", raw[k], f"unknown key (known: {', '.join(sorted(allowed))})")
+                near = difflib.get_close_matches(str(k), allowed, n=2, cutoff=0.6)
+                hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+                raise SetupError(f"unknown key ({hint}known here: {', '.join(allowed)})",
+                                 key=f"{key}.{k}", path=self.path)
 
 
 def _lab_from_dict(v: _Validator, name: str, raw: dict) -> LabSetup:
     k = f"labs.{name}"
-    if not isinstance(raw, dict):
-        v.fail(k, raw, "must be a table")
-    v.known(k, raw, {"role", "sync_channel", "ready_channel", "setting_channels", "fluorescence_channels",
-                     "delays_ps", "bsm", "herald", "round", "histograms"})
-    role = v.choice(f"{k}.role", raw.get("role", name), ROLES)
+    v.table(k, raw)
+    _check_known_keys(v, k, raw)
+    _check_required(v, k, raw)
+    role = v.choice(f"{k}.role", raw["role"], ROLES)
     sync = v.int_(f"{k}.sync_channel", raw.get("sync_channel"), allow_none=True)
     ready = v.int_(f"{k}.ready_channel", raw.get("ready_channel"), allow_none=True)
-    settings = tuple(v.int_(f"{k}.setting_channels", c) for c in _list(v, f"{k}.setting_channels", raw.get("setting_channels", [])))
+    settings = _channel_list(v, f"{k}.setting_channels", raw["setting_channels"])
     n_expected = 4 if role == "alice" else 2
     if len(settings) != n_expected:
-        v.fail(f"{k}.setting_channels", list(settings), f"role {role!r} needs {n_expected} setting channels (input 0..{n_expected - 1})")
-    fluo = tuple(v.int_(f"{k}.fluorescence_channels", c) for c in _list(v, f"{k}.fluorescence_channels", raw.get("fluorescence_channels", [])))
+        v.fail(f"{k}.setting_channels", list(settings),
+               f"role {role!r} needs {n_expected} setting channels (input 0..{n_expected - 1})")
+    fluo = _channel_list(v, f"{k}.fluorescence_channels", raw["fluorescence_channels"])
     if not fluo:
         v.fail(f"{k}.fluorescence_channels", [], "at least one fluorescence channel is needed for the read-out")
-    delays_raw = raw.get("delays_ps", {})
-    if not isinstance(delays_raw, dict):
-        v.fail(f"{k}.delays_ps", delays_raw, "must be a table channel -> delay in ps")
-    delays = {}
-    for ch, d in delays_raw.items():
-        try:
-            chn = int(ch)
-        except ValueError:
-            v.fail(f"{k}.delays_ps", ch, "keys must be channel numbers")
-        delays[chn] = v.int_(f"{k}.delays_ps.{ch}", d)
-    bsm = []
-    for i, d in enumerate(_list(v, f"{k}.bsm", raw.get("bsm", []))):
-        kk = f"{k}.bsm[{i}]"
-        if not isinstance(d, dict):
-            v.fail(kk, d, "must be a table {channel, arm, pol}")
-        v.known(kk, d, {"channel", "arm", "pol"})
-        bsm.append(BsmDetector(v.int_(f"{kk}.channel", d.get("channel")), v.choice(f"{kk}.arm", d.get("arm"), ARMS),
-                               v.choice(f"{kk}.pol", d.get("pol"), POLS)))
-    bsm = tuple(bsm)
+    bsm = _bsm_from_list(v, f"{k}.bsm", raw.get("bsm", []))
     herald = _herald_from_dict(v, f"{k}.herald", raw.get("herald", {}))
-    rnd = _round_from_dict(v, f"{k}.round", raw.get("round", {}))
+    rnd = _round_from_dict(v, f"{k}.round", raw["round"])
     hist = _hist_from_dict(v, f"{k}.histograms", raw.get("histograms", {}))
+    if rnd.trigger in ("herald", "both") and len(bsm) < 2:
+        v.fail(f"{k}.bsm", len(bsm), f"trigger {rnd.trigger!r} needs the BSM detectors (at least 2)")
+    _check_channel_overlaps(v, k, sync, ready, settings, fluo, bsm)
+    used = _used_channels(sync, ready, settings, fluo, bsm)
+    delays = _delays_from_dict(v, f"{k}.delays_ps", raw["delays_ps"], used)
+    return LabSetup(name=name, role=role, ready_channel=ready, sync_channel=sync, setting_channels=settings,
+                    fluorescence_channels=fluo, bsm=bsm, delays_ps=delays, herald=herald, round=rnd, histograms=hist)
 
-    if rnd.trigger in ("herald", "both"):
-        if sync is None:
-            v.fail(f"{k}.sync_channel", None, f"trigger {rnd.trigger!r} needs a sync channel for the time filter")
-        if len(bsm) < 2:
-            v.fail(f"{k}.bsm", len(bsm), f"trigger {rnd.trigger!r} needs the BSM detectors (at least 2)")
-        combos = {(d.arm, d.pol) for d in bsm}
-        if len(combos) != len(bsm):
-            v.fail(f"{k}.bsm", [asdict(d) for d in bsm], "two BSM detectors share the same arm and polarisation")
-    if rnd.trigger in ("ready", "both") and ready is None:
-        v.fail(f"{k}.ready_channel", None, f"trigger {rnd.trigger!r} needs a ready channel")
+
+def _check_known_keys(v: _Validator, k: str, raw: dict) -> None:
+    # before the required keys: 'treshold' is better reported as a typo than as a missing 'threshold'
+    v.known(k, raw, LAB_KEYS)
+    for sub, allowed in (("herald", HERALD_KEYS), ("round", ROUND_KEYS), ("histograms", HISTOGRAM_KEYS)):
+        if sub in raw:
+            v.known(f"{k}.{sub}", v.table(f"{k}.{sub}", raw[sub]), allowed)
+    for i, d in enumerate(_list(v, f"{k}.bsm", raw.get("bsm", []))):
+        v.known(f"{k}.bsm[{i}]", v.table(f"{k}.bsm[{i}]", d), BSM_KEYS)
+
+
+def _check_required(v: _Validator, k: str, raw: dict) -> None:
+    need = required_keys(raw)
+    missing = [key for key in need if not _has(raw, key)]
+    if missing:
+        v.missing(f"{k}.{missing[0]}", need[missing[0]], also=missing[1:], table=k)
+
+
+def _has(raw: dict, dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    if head not in raw:
+        return False
+    return not rest or not isinstance(raw[head], dict) or _has(raw[head], rest)
+
+
+def _list(v, key, value):
+    if not isinstance(value, (list, tuple)):
+        v.fail(key, value, "must be a list")
+    return value
+
+
+def _channel_list(v, key, value) -> tuple[int, ...]:
+    return tuple(v.int_(key, c) for c in _list(v, key, value))
+
+
+def _bsm_from_list(v, key, value) -> tuple[BsmDetector, ...]:
+    bsm = []
+    for i, d in enumerate(_list(v, key, value)):
+        kk = f"{key}[{i}]"
+        for name in BSM_KEYS:
+            if name not in d:
+                v.missing(f"{kk}.{name}", "it places the detector in the Bell-state measurement")
+        bsm.append(BsmDetector(v.int_(f"{kk}.channel", d["channel"]), v.choice(f"{kk}.arm", d["arm"], ARMS),
+                               v.choice(f"{kk}.pol", d["pol"], POLS)))
+    if len({(d.arm, d.pol) for d in bsm}) != len(bsm):
+        v.fail(key, [asdict(d) for d in bsm], "two BSM detectors share the same arm and polarisation")
+    return tuple(bsm)
+
+
+def _check_channel_overlaps(v, k, sync, ready, settings, fluo, bsm) -> None:
     roles = {}
     for label, chans in (("sync_channel", [sync]), ("ready_channel", [ready]), ("setting_channels", settings),
                          ("bsm", [d.channel for d in bsm])):
@@ -316,19 +435,42 @@ def _lab_from_dict(v: _Validator, name: str, raw: dict) -> LabSetup:
     for c in settings:
         if c in fluo:
             v.fail(f"{k}.setting_channels", c, "a setting channel cannot also be a fluorescence channel")
-    return LabSetup(name=name, role=role, ready_channel=ready, sync_channel=sync, setting_channels=settings,
-                    fluorescence_channels=fluo, bsm=bsm, delays_ps=delays, herald=herald, round=rnd, histograms=hist)
 
 
-def _list(v, key, value):
-    if not isinstance(value, (list, tuple)):
-        v.fail(key, value, "must be a list")
-    return value
+def _used_channels(sync, ready, settings, fluo, bsm) -> dict[int, str]:
+    """Channel -> the key that uses it (the first one, for messages)."""
+    used: dict[int, str] = {}
+    for label, chans in (("sync_channel", [sync]), ("ready_channel", [ready]), ("setting_channels", settings),
+                         ("fluorescence_channels", fluo), ("bsm", [d.channel for d in bsm])):
+        for c in chans:
+            if c is not None:
+                used.setdefault(c, label)
+    return used
+
+
+def _delays_from_dict(v, k, raw, used: dict[int, str]) -> dict[int, int]:
+    if not isinstance(raw, dict):
+        v.fail(k, raw, "must be a table channel -> delay in ps")
+    delays: dict[int, int] = {}
+    for ch, d in raw.items():
+        try:
+            chn = int(ch)
+        except ValueError:
+            v.fail(k, ch, "keys must be channel numbers")
+        if chn in delays:
+            v.fail(f"{k}.{ch}", ch, f"channel {chn} has two delays")
+        delays[chn] = v.int_(f"{k}.{ch}", d)
+    # a missing entry would silently mean 0, and a forgotten cable delay shifts every window: 0 is written out
+    missing = [c for c in sorted(used) if c not in delays]
+    if missing:
+        c = missing[0]
+        v.missing(f"{k}.{c}", f"every channel the lab uses needs its delay, and channel {c} is in {used[c]}; "
+                  f"write \"{c}\" = 0 if it has none", also=[str(m) for m in missing[1:]])
+    return delays
 
 
 def _herald_from_dict(v, k, raw) -> HeraldConfig:
-    v.known(k, raw, {"sync_reference", "window_start_ps", "window_stop_ps", "coincidence_ps", "patterns"})
-    d = HeraldConfig()
+    d = HeraldConfig()  # the window defaults only reach labs without BSM detectors (no heralds); patterns may default
     ref = v.choice(f"{k}.sync_reference", raw.get("sync_reference", d.sync_reference), SYNC_REFERENCES)
     start = v.int_(f"{k}.window_start_ps", raw.get("window_start_ps", d.window_start_ps))
     stop = v.int_(f"{k}.window_stop_ps", raw.get("window_stop_ps", d.window_stop_ps))
@@ -348,22 +490,19 @@ def _herald_from_dict(v, k, raw) -> HeraldConfig:
 
 
 def _round_from_dict(v, k, raw) -> RoundConfig:
-    v.known(k, raw, {"trigger", "ready_delay_ps", "ready_tolerance_ps", "setting_window_ps",
-                     "fluorescence_window_ps", "threshold"})
-    d = RoundConfig()
+    d = RoundConfig()  # only the 'ready' latency and tolerance fall back, where the trigger does not use them
     return RoundConfig(
-        trigger=v.choice(f"{k}.trigger", raw.get("trigger", d.trigger), TRIGGERS),
+        trigger=v.choice(f"{k}.trigger", raw["trigger"], TRIGGERS),
         ready_delay_ps=v.int_(f"{k}.ready_delay_ps", raw.get("ready_delay_ps", d.ready_delay_ps), min_=0),
-        ready_tolerance_ps=v.int_(f"{k}.ready_tolerance_ps", raw.get("ready_tolerance_ps", d.ready_tolerance_ps), min_=0),
-        setting_window_ps=v.window(f"{k}.setting_window_ps", raw.get("setting_window_ps", list(d.setting_window_ps))),
-        fluorescence_window_ps=v.window(f"{k}.fluorescence_window_ps",
-                                        raw.get("fluorescence_window_ps", list(d.fluorescence_window_ps))),
-        threshold=v.int_(f"{k}.threshold", raw.get("threshold", d.threshold), min_=1),
+        ready_tolerance_ps=v.int_(f"{k}.ready_tolerance_ps", raw.get("ready_tolerance_ps", d.ready_tolerance_ps),
+                                  min_=0),
+        setting_window_ps=v.window(f"{k}.setting_window_ps", raw["setting_window_ps"]),
+        fluorescence_window_ps=v.window(f"{k}.fluorescence_window_ps", raw["fluorescence_window_ps"]),
+        threshold=v.int_(f"{k}.threshold", raw["threshold"], min_=1),
     )
 
 
 def _hist_from_dict(v, k, raw) -> HistogramConfig:
-    v.known(k, raw, {"arrival_bin_ps", "arrival_range_ps", "max_count"})
     d = HistogramConfig()
     return HistogramConfig(
         arrival_bin_ps=v.int_(f"{k}.arrival_bin_ps", raw.get("arrival_bin_ps", d.arrival_bin_ps), min_=1),

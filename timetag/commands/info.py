@@ -1,6 +1,10 @@
-"""`timetag info FILE`: what is in a time-tag file (format, tags per channel, rates, lost data)."""
+"""`timetag info FILE`: what is in a time-tag file (format, tags per channel, rates, lost data, time order).
+
+Info reads with the order check off, so that it can describe a file ``timetag process`` refuses: backward time
+steps and negative times are counted and shown (exit code 0 all the same: describing is info's job)."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Optional
@@ -13,23 +17,23 @@ from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_KIND_NAMES, MISSED, OVERFLOW
 
 def summarize(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None) -> dict:
     """One streaming pass: counts per channel, first/last time, lost-data intervals, order problems."""
+    from ..channels import ChannelTally
     from ..formats import open_tags
 
+    # order check off: info describes a broken file instead of stopping at its first backward step
     reader = open_tags(path, chunk_size=chunk_size, format=format, check_order=False)
-    counts: dict[int, int] = {}
+    tally = ChannelTally()
+    order = OrderWatch()
     first = last = None
-    n_tags = 0
     lost: list[dict] = []
     open_overflow = None
     for chunk in reader:
+        tally.process(chunk)
+        order.process(chunk)
         if len(chunk):
-            ch, n = np.unique(chunk.channel, return_counts=True)
-            for c, k in zip(ch.tolist(), n.tolist()):
-                counts[c] = counts.get(c, 0) + k
             lo, hi = int(chunk.time.min()), int(chunk.time.max())
             first = lo if first is None else min(first, lo)
             last = hi if last is None else max(last, hi)
-            n_tags += len(chunk)
         for ev in chunk.lost.tolist():
             t, kind, channel, count = ev
             if kind == OVERFLOW_BEGIN:
@@ -43,6 +47,8 @@ def summarize(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = N
                              "count": count})
     if open_overflow is not None:
         lost.append({"kind": "overflow", "start_ps": open_overflow, "end_ps": None, "note": "no overflow end"})
+    n_tags = tally.tags
+    counts = tally.counts
     duration = (last - first) if n_tags else 0
     meta = {k: v for k, v in reader.meta.items() if _jsonable(v)}
     return {
@@ -54,11 +60,70 @@ def summarize(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = N
         "last_ps": last,
         "duration_ps": duration,
         "resolution_ps": reader.resolution_ps,
-        "channels": {str(c): counts[c] for c in sorted(counts)},
-        "rates_hz": {str(c): (counts[c] / (duration * 1e-12) if duration else None) for c in sorted(counts)},
+        "channels": {str(c): n for c, n in counts.items()},
+        "rates_hz": {str(c): (n / (duration * 1e-12) if duration else None) for c, n in counts.items()},
         "lost": lost,
+        "order": {**order.summary(), "process_checks_order": _process_checks_order(reader)},
         "meta": meta,
     }
+
+
+class OrderWatch:
+    """Time-order problems of a stream as read: steps back between consecutive tags (the first one and the
+    largest), and negative times.  Indices count tags from 0 across chunks, lost-data records not included."""
+
+    def __init__(self):
+        self.tags = 0
+        self.backward_steps = 0
+        self.max_backward_ps = 0
+        self.first_backward: dict | None = None
+        self.negative_times = 0
+        self.first_negative: dict | None = None
+        self._prev: int | None = None
+
+    def process(self, chunk) -> None:
+        t = chunk.time
+        if t.size:
+            self._steps(t)
+            self._negatives(t)
+            self._prev = int(t[-1])
+        self.tags += t.size
+
+    def _steps(self, t: np.ndarray) -> None:
+        back = np.flatnonzero(t[1:] < t[:-1])  # tag back + 1 is earlier than tag back
+        before, after = t[back], t[back + 1]
+        if self._prev is not None and t[0] < self._prev:  # the step across the chunk boundary
+            back = np.concatenate(([-1], back))
+            before = np.concatenate(([self._prev], before))
+            after = np.concatenate((t[:1], after))
+        if not back.size:
+            return
+        self.backward_steps += int(back.size)
+        self.max_backward_ps = max(self.max_backward_ps, int((before - after).max()))
+        if self.first_backward is None:
+            self.first_backward = {"tag_index": self.tags + int(back[0]) + 1, "before_ps": int(before[0]),
+                                   "after_ps": int(after[0])}
+
+    def _negatives(self, t: np.ndarray) -> None:
+        if t.min() >= 0:  # the usual case costs one min pass
+            return
+        neg = t < 0
+        self.negative_times += int(np.count_nonzero(neg))
+        if self.first_negative is None:
+            i = int(np.argmax(neg))
+            self.first_negative = {"tag_index": self.tags + i, "time_ps": int(t[i])}
+
+    def summary(self) -> dict:
+        return {"backward_steps": self.backward_steps, "max_backward_ps": self.max_backward_ps,
+                "first_backward": self.first_backward, "negative_times": self.negative_times,
+                "first_negative": self.first_negative}
+
+
+def _process_checks_order(reader) -> bool:
+    """Does ``timetag process`` (which opens files with the format's default) refuse a backward step?"""
+    # the reader class's own default, so that this follows the formats rather than a copy of their list
+    param = inspect.signature(type(reader)).parameters.get("check_order")
+    return bool(param is not None and param.default is True)
 
 
 def _jsonable(v) -> bool:
@@ -71,6 +136,7 @@ def _jsonable(v) -> bool:
 
 def _human(s: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = Console()
@@ -90,9 +156,8 @@ def _human(s: dict) -> None:
         r = s["rates_hz"][c]
         t.add_row(c, str(n), "-" if r is None else f"{r:.6g}")
     con.print(t)
-    if meta.get("backward_steps"):
-        con.print(f"[yellow]time goes backwards {meta['backward_steps']} times (largest step "
-                  f"{meta['max_backward_ps']} ps)[/yellow]")
+    for line, style in order_lines(s):
+        con.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     if s["lost"]:
         con.print(f"[red]lost data: {len(s['lost'])} interval(s)/event(s)[/red]")
         for ev in s["lost"][:20]:
@@ -101,7 +166,31 @@ def _human(s: dict) -> None:
         if len(s["lost"]) > 20:
             con.print(f"  ... {len(s['lost']) - 20} more (use --json)")
     else:
-        con.print("no lost data")
+        con.print("no lost-data events (overflows, missed events, device errors)")
+
+
+def order_lines(s: dict) -> list[tuple[str, str]]:
+    """(text, rich style) lines describing the time-order problems of a summary."""
+    o = s["order"]
+    if not o["backward_steps"] and not o["negative_times"]:
+        return [("time order: no backward steps, no negative times", "")]
+    out = []
+    if o["backward_steps"]:
+        fb = o["first_backward"]
+        out.append((f"time goes backwards {o['backward_steps']} times (largest step {o['max_backward_ps']} ps); first "
+                    f"at tag {fb['tag_index']} (from 0, lost-data records not counted): {fb['after_ps']} ps after "
+                    f"{fb['before_ps']} ps", "red"))
+        if o["process_checks_order"]:
+            out.append((f"timetag process will refuse this file ({s['format']} files are read with the order check "
+                        "on)", "red"))
+        else:
+            out.append((f"timetag process reads {s['format']} files without an order check: the engine would get "
+                        "these tags out of order", "red"))
+    if o["negative_times"]:
+        fn = o["first_negative"]
+        out.append((f"{o['negative_times']} tags have negative times (first: tag {fn['tag_index']}, "
+                    f"{fn['time_ps']} ps)", "yellow"))
+    return out
 
 
 def register(app):
@@ -110,7 +199,7 @@ def register(app):
         file: Path = typer.Argument(..., help="Tag file: .ptu, .ht3, .qutag, .h5 (timetag or Photon-HDF5), "
                                               ".dump (Swabian), .txt (channel time_ps)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables "
-                                      "(keys: format, records, duration_ps, channels, lost, ...)."),
+                                      "(keys: format, records, duration_ps, channels, lost, order, ...)."),
         chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
                                        help="Records per chunk (memory use is about 30 bytes x this)."),
         format: Optional[str] = typer.Option(None, "--format", help="Force the input format instead of sniffing "
