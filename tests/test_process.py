@@ -177,3 +177,26 @@ def test_cli_user_mistakes_are_one_line(clean, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["process", str(res.bob), "--setup", str(res.setup), "--lab", "carol", "--out", str(tmp_path / "x.h5")])
     assert exc.value.code == 2
+
+
+def test_mis_signed_bsm_channels_are_reported_with_a_hint(tmp_path):
+    """Regression: Swabian falling edges are negative channels; a setup with the wrong sign gave BSM clicks 0 and
+    300 ready_without_herald without a word."""
+    import warnings as _warnings
+
+    from timetag.formats.dump import RECORD_DTYPE
+
+    simulator = pytest.importorskip("timetag.simulator")
+    simulator.simulate(simulator.load_preset("lmu2022").with_overrides(speedup=20000), 30, 4, tmp_path / "sim")
+    rec = np.fromfile(tmp_path / "sim" / "alice.dump", RECORD_DTYPE)
+    flip = (rec["type"] == 0) & np.isin(rec["channel"], [2, 3, 4, 5])
+    rec["channel"][flip] *= -1
+    rec.tofile(tmp_path / "neg.dump")
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        summary = process_files([tmp_path / "neg.dump"], tmp_path / "sim" / "setup.toml", "alice",
+                                tmp_path / "r.h5", progress=False, checksum=False)
+    text = [str(w.message) for w in caught]
+    assert any("saw no tags" in t and "-2, -3, -4, -5" in t and "falling edges" in t for t in text), text
+    unused = {c["channel"]: c["tags"] for c in summary["channels"]["channels"] if c["roles"] == ["unused"]}
+    assert set(unused) == {-2, -3, -4, -5} and sum(unused.values()) == int(flip.sum())

@@ -10,13 +10,15 @@ every round up to the last chunk), then writes histograms, summary and provenanc
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .engine import LabPipeline
 from .custody import Completion
-from .errors import RunStopped, SetupError, StorageError, TimetagError
+from .channels import ChannelTally, channel_report
+from .errors import RunStopped, SetupError, StorageError, TimetagError, TimetagWarning
 from .provenance import BackgroundChecksums
 from .provenance import provenance as make_provenance
 from .roundsoutput import RoundsOutput
@@ -121,13 +123,23 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     pl = LabPipeline(lab_setup)
     out_file.open()  # every check (output exists, is an input, has a writer) before any work
     progress_bar = _Progress(progress, lab_setup.name, total)
+    tally = ChannelTally()
+
+    def on_chunk(chunk: TagChunk, pipeline: LabPipeline) -> None:
+        tally.process(chunk)
+        progress_bar.on_chunk(chunk, pipeline)
+
     # the checksums are computed on another core while the engine runs
     sums = BackgroundChecksums(paths) if checksum else None
     t0 = time.perf_counter()
     try:
         stream = _guarded_stream(iter_stream(paths, chunk_size=chunk_size, format=format, **reader_opts))
-        process_chunks(stream, lab_setup, out_file, progress_bar.on_chunk, pipeline=pl)
+        process_chunks(stream, lab_setup, out_file, on_chunk, pipeline=pl)
         summary = _with_timing(pl.summary, time.perf_counter() - t0, paths, out)
+        report = channel_report(tally.counts, lab_setup)
+        summary["channels"] = report.as_dict()
+        for line in report.warnings:
+            warnings.warn(line, TimetagWarning, stacklevel=2)
         if sums is not None:
             for entry, value in zip(prov["inputs"], sums.result()):
                 entry["checksum"] = value

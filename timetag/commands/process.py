@@ -36,6 +36,10 @@ def summary_table(s: dict):
     lost = s.get("lost", {})
     if any(lost.values()):
         t.add_row("lost-data events", ", ".join(f"{k} {v}" for k, v in lost.items() if v), "", style="red")
+    for line in (s.get("channels") or {}).get("channels", []):
+        if line["roles"] == ["unused"]:
+            t.add_row(f"tags on unused channel {line['channel']}", f"{line['tags']:,}", rate(line["tags"]),
+                      style="yellow")
     if s.get("pending_dropped"):
         t.add_row("pending clicks dropped", f"{s['pending_dropped']:,}", "", style="red")
     if s.get("elapsed_s"):
