@@ -266,11 +266,13 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
                   steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE, reference: int | None = None,
                   pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
                   strict: bool = False, plots_dir=None,
-                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS) -> tuple[Setup, CalibrationReport]:
+                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS, force: bool = False) -> tuple[Setup, CalibrationReport]:
     """Calibrate from the tags of both labs (either may be None for a one-lab calibration).
 
     Returns the updated setup and the report.  The clock offset/drift (both labs given) goes to the
     setup's ``[clock]`` table: ``t_bob = t_alice + offset_ps + drift * t_alice`` on corrected 'ready' times.
+    ``plots_dir``: the figures are written there (through custody; existing ones replaced only with ``force``);
+    :func:`save_calibration` writes the setup and the figures together instead.
     """
     steps = tuple(steps)
     for s in steps:
@@ -317,5 +319,60 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
     if plots_dir is not None:
         from .plots import write_plots
 
-        write_plots(plots_dir, new_setup, setup, rep)
+        inputs = [p for ps in (alice_paths, bob_paths) if ps is not None
+                  for p in ([ps] if isinstance(ps, (str, Path)) else ps)]
+        write_plots(plots_dir, new_setup, setup, rep, force=force, inputs=inputs)
     return new_setup, rep
+
+
+def calibration_targets(out, plots_dir=None, labs=()) -> list[Path]:
+    """The files :func:`save_calibration` may write: the setup, then every figure the labs may get."""
+    targets = [Path(out)]
+    if plots_dir is not None:
+        from .plots import plot_names
+
+        targets += [Path(plots_dir) / n for n in plot_names(labs)]
+    return targets
+
+
+def check_calibration_targets(out, plots_dir=None, labs=(), *, inputs=(), force: bool = False) -> None:
+    """Refuse the outputs before the calibration runs: the setup or a figure that is an input, a folder, or
+    exists (unless ``force``); figures asked for without matplotlib."""
+    from timetag.custody import check_target
+
+    if plots_dir is not None:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+    for t in calibration_targets(out, plots_dir, labs):
+        check_target(t, inputs=inputs, force=force)
+
+
+def save_calibration(out, new_setup: Setup, old_setup: Setup, report: CalibrationReport, *, plots_dir=None,
+                     inputs=(), force: bool = False) -> list[Path]:
+    """Write the calibrated setup to ``out`` and (with ``plots_dir``) the figures, all together through custody:
+    each as ``<name>.partial``, renamed when every one is complete; none of them is ever an input (the setup the
+    calibration started from, the tag files); existing files are replaced only with ``force``."""
+    from timetag.custody import AtomicOutputs
+
+    figs = []
+    if plots_dir is not None:
+        from .plots import figures
+
+        figs = figures(new_setup, old_setup, report)
+    targets = [Path(out)] + [Path(plots_dir) / name for name, _ in figs]
+    try:
+        with AtomicOutputs(targets, inputs=list(inputs), force=force) as outs:
+            outs[0].partial.write_text(new_setup.dumps())
+            if figs:
+                from timetag.estimators.plots import savefig_into
+
+                for i, (_, fig) in enumerate(figs, start=1):
+                    savefig_into(fig, outs[i], dpi=100)
+    finally:
+        if figs:
+            import matplotlib.pyplot as plt
+
+            for _, fig in figs:
+                plt.close(fig)
+    return targets

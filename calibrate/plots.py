@@ -1,7 +1,12 @@
-"""PNG figures of a calibration (matplotlib, Agg backend, imported only when plots are asked for)."""
+"""PNG figures of a calibration (matplotlib, Agg backend, imported only when plots are asked for).
+
+The figures are drawn first and saved together through custody (see :func:`timetag.estimators.plots.save_figures`):
+each as ``<name>.partial``, renamed when all are complete; existing figures are replaced only with ``force``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -11,35 +16,61 @@ from timetag.errors import CalibrationError
 def _plt():
     try:
         import matplotlib
-    except ImportError:  # pragma: no cover - matplotlib is an optional dependency
-        raise CalibrationError("--plots needs matplotlib (pip install 'timetag[plot]')") from None
+    except ImportError:  # matplotlib is an optional dependency
+        raise CalibrationError("--plots needs matplotlib, which is not installed (pip install 'timetag[plot]' or "
+                               "pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def write_plots(out_dir, new_setup, old_setup, report) -> list[Path]:
-    """Arrival histograms with the window, FOM curve, count histograms with fit and threshold, clock residuals."""
+def require_matplotlib() -> None:
+    _plt()
+
+
+def plot_names(lab_names: Iterable[str]) -> list[str]:
+    """Every file name :func:`write_plots` may write for these labs (for checks before a calibration runs)."""
+    names = []
+    for lab in lab_names:
+        names += [f"{lab}_arrival.png", f"{lab}_fom.png", f"{lab}_counts.png"]
+    return names + ["clock_residuals.png"]
+
+
+def figures(new_setup, old_setup, report) -> list[tuple[str, object]]:
+    """(file name, figure) of every plot the calibration supports: arrival histograms with the window, FOM curve,
+    count histograms with fit and threshold, clock residuals."""
     plt = _plt()
+    figs = []
+    try:
+        for name, cal in report.results.items():
+            if name == "clock":
+                figs.append(_clock(plt, cal))
+                continue
+            d = cal.data
+            if d is not None and d.arrival is not None and cal.delays is not None:
+                figs.append(_arrival(plt, name, cal, old_setup.lab(name), new_setup.lab(name)))
+            if cal.window is not None:
+                figs.append(_fom(plt, name, cal.window))
+            if cal.threshold is not None and d is not None and d.counts is not None:
+                figs.append(_counts(plt, name, cal.threshold, d.counts.counts))
+    except BaseException:
+        for _, fig in figs:
+            plt.close(fig)
+        raise
+    return figs
+
+
+def write_plots(out_dir, new_setup, old_setup, report, *, force: bool = False, inputs: Iterable = ()) -> list[Path]:
+    """Draw and save every figure into ``out_dir`` (created), all together through custody."""
+    from timetag.estimators.plots import save_figures
+
+    figs = figures(new_setup, old_setup, report)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, cal in report.results.items():
-        if name == "clock":
-            written.append(_clock(plt, out, cal))
-            continue
-        d = cal.data
-        if d is not None and d.arrival is not None and cal.delays is not None:
-            written.append(_arrival(plt, out, name, cal, old_setup.lab(name), new_setup.lab(name)))
-        if cal.window is not None:
-            written.append(_fom(plt, out, name, cal.window))
-        if cal.threshold is not None and d is not None and d.counts is not None:
-            written.append(_counts(plt, out, name, cal.threshold, d.counts.counts))
-    return written
+    return save_figures([f for _, f in figs], [out / n for n, _ in figs], inputs=inputs, force=force, dpi=100)
 
 
-def _arrival(plt, out, name, cal, old_lab, new_lab):
+def _arrival(plt, name, cal, old_lab, new_lab):
     h = cal.data.arrival
     edges = h.edges.astype(float)
     x = 0.5 * (edges[1:] + edges[:-1]) / 1000
@@ -57,10 +88,10 @@ def _arrival(plt, out, name, cal, old_lab, new_lab):
     ax.set_ylabel(f"clicks / {h.bin_ps} ps")
     ax.set_title(f"{name}: arrival times; window old (dotted) -> new (dashed)")
     ax.legend(fontsize=7)
-    return _save(plt, fig, out / f"{name}_arrival.png")
+    return _named(fig, f"{name}_arrival.png")
 
 
-def _fom(plt, out, name, w):
+def _fom(plt, name, w):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, xs, ys, lbl, chosen in ((a1, w.stops, w.curve_stop, "window stop", w.stop),
                                     (a2, w.starts, w.curve_start, "window start", w.start)):
@@ -71,10 +102,10 @@ def _fom(plt, out, name, w):
         ax.set_ylabel("FOM / max (relative key rate per time)")
     a1.set_title(f"{name}: FOM vs stop (start {w.start / 1000:.1f} ns)")
     a2.set_title(f"FOM vs start (stop {w.stop / 1000:.1f} ns)")
-    return _save(plt, fig, out / f"{name}_fom.png")
+    return _named(fig, f"{name}_fom.png")
 
 
-def _counts(plt, out, name, t, counts):
+def _counts(plt, name, t, counts):
     fit = t.fit
     top = int(max(counts.max() if counts.size else 0, fit.mean_bright * 2)) + 1
     k = np.arange(top + 1)
@@ -90,21 +121,19 @@ def _counts(plt, out, name, t, counts):
     ax.set_yscale("symlog", linthresh=1)
     ax.set_title(f"{name}: read-out counts")
     ax.legend(fontsize=7)
-    return _save(plt, fig, out / f"{name}_counts.png")
+    return _named(fig, f"{name}_counts.png")
 
 
-def _clock(plt, out, clk):
+def _clock(plt, clk):
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(clk.t_alice / 1e12, clk.residuals_ps / 1000, ".", ms=3)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("Alice time (s)")
     ax.set_ylabel("mapped Alice - Bob (ns)")
     ax.set_title(f"clock: offset {clk.offset_ps / 1e3:.3f} ns, drift {clk.drift * 1e6:.5f} ppm, {clk.n_pairs} pairs")
-    return _save(plt, fig, out / "clock_residuals.png")
+    return _named(fig, "clock_residuals.png")
 
 
-def _save(plt, fig, path):
+def _named(fig, name):
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return name, fig

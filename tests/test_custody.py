@@ -94,20 +94,36 @@ def _check_after_kill(out: Path, before_sha: str, ref: np.ndarray) -> str:
     return f"recovered {len(data.rounds)}"
 
 
+def _wait_for(path: Path, proc, timeout=60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def test_sigkill_during_process_never_harms_the_old_output(run, tmp_path):
     out = tmp_path / "a.h5"
     shutil.copy(run["dir"] / "ref.h5", out)  # a good earlier output, replaced with --force
+    partial = out.with_name("a.h5.partial")
+    t0 = time.monotonic()
+    assert _run(*_process_args(run, tmp_path / "timed.h5", "--chunk-size", "1000")).returncode == 0
+    whole = time.monotonic() - t0
     rng = random.Random(7)
     outcomes = []
-    for _ in range(20):
+    for i in range(24):
         before = sha256(out)
-        proc = subprocess.Popen(_cli(*_process_args(run, out, "--force")), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.0, 2.0))
+        proc = subprocess.Popen(_cli(*_process_args(run, out, "--force", "--chunk-size", "1000")),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i % 4 == 0:  # anywhere, start-up included
+            time.sleep(rng.uniform(0.0, whole))
+        elif _wait_for(partial, proc):  # while the rounds are being written
+            time.sleep(rng.uniform(0.0, 0.5 * whole))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         outcomes.append(_check_after_kill(out, before, run["ref"].rounds))
-    assert any(o.startswith("recovered") for o in outcomes), outcomes  # kills landed mid-run, not only around it
+    assert sum(o.startswith("recovered") for o in outcomes) >= 5, outcomes  # kills landed mid-run
     r = _run(*_process_args(run, out, "--force"))  # the lock died with its holders
     assert r.returncode == 0, r.stderr
     assert np.array_equal(read_rounds(out).rounds, run["ref"].rounds)

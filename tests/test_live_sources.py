@@ -6,7 +6,7 @@ import pytest
 
 from test_live_toy import make_stream
 from timetag.chunk import MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, concat, split
-from timetag.errors import FormatError, TimetagError
+from timetag.errors import DataValidationError, FormatError, TimetagError
 from timetag.formats.dump import encode_chunk, write_dump
 from timetag.live.factory import build_source, parse_speed
 from timetag.live.replay import FollowSource, ReplaySource, _time_slices
@@ -71,13 +71,15 @@ def test_follow_ends_after_idle_timeout_and_rejects_a_shrinking_file(tmp_path):
     whole = make_stream(3, seed=4)
     path = tmp_path / "f.dump"
     write_dump(path, whole)
-    got = [b.chunks["alice"] for b in FollowSource(path, poll_interval=0.001, idle_timeout=0.01)]
+    src = FollowSource(path, poll_interval=0.001, idle_timeout=0.01)
+    got = [b.chunks["alice"] for b in src]
     _same(concat(got), whole)
+    assert src.end_reason.startswith("idle timeout") and src.stats()["ended"] == src.end_reason
     src = FollowSource(path, poll_interval=0.0, idle_timeout=None)
     it = iter(src)
     next(it)
     path.write_bytes(b"")
-    with pytest.raises(FormatError, match="shrank"):
+    with pytest.raises(DataValidationError, match=f"truncated from {len(whole) * 16} to 0 bytes"):
         next(it)
 
 

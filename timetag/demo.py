@@ -5,9 +5,16 @@ the entanglement efficiency raised by ``speedup`` so that thousands of rounds ta
 seconds) writes both labs' raw tag files; calibration starts from a deliberately
 mis-set setup (cable delays and thresholds off) and recovers them from the data; the
 engine turns each lab's tags into rounds; the estimators compute the paper's numbers.
+
+Outputs: the demo is re-run often, so it replaces its own files in its own folder without asking.  Its folder
+is marked by a file :data:`MARKER` written at the first run; every file goes through custody (written as
+``<name>.partial``, renamed when complete), so an interrupted re-run leaves the previous run's files whole.
+A folder that exists, holds files and has no marker is someone else's: it is refused unless ``force`` (then
+only the files with the demo's names are replaced; nothing else in it is touched).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +37,8 @@ DEFAULT_ROUNDS = 3000
 DEFAULT_SEED = 2022
 DEFAULT_SPEEDUP = 2e4
 DEMO_CALIBRATION_STEPS = ("delays", "thresholds", "darkcounts", "clock")
+#: The file that marks a folder as the demo's own (its files are replaced by the next run without --force).
+MARKER = ".timetag-demo"
 
 
 @dataclass
@@ -58,23 +67,69 @@ def missetup(setup: Setup, delay_error_ps: int = 900, threshold_shift: int = 3) 
     return out
 
 
-def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = DEFAULT_SEED,
-             speedup: float = DEFAULT_SPEEDUP, plots: bool = True, progress=None) -> DemoResult:
-    """Run the chain; ``progress(step_name)`` is called before every step."""
-    from calibrate.api import calibrate_run
+def claim_folder(out: Path, force: bool = False) -> bool:
+    """Make ``out`` the demo's folder; True when it is (now) the demo's own.
 
+    A missing or empty folder becomes the demo's (marked); a marked folder is the demo's; any other folder is
+    refused (:class:`~timetag.errors.OutputError`) unless ``force``, which writes the demo's files into it
+    without marking it (so the next run asks again).
+    """
+    from .errors import OutputError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, not a folder; --out takes the folder for the demo's files")
+    marker = out / MARKER
+    if marker.is_file():
+        return True
+    if out.is_dir() and any(out.iterdir()) and not _earlier_demo_folder(out):
+        if not force:
+            raise OutputError(f"{out}: exists and was not made by `timetag demo` (no {MARKER} in it); choose "
+                              "another --out, or pass --force to write the demo's files into it (files with the "
+                              "demo's names are replaced, nothing else is touched)")
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    from ._version import __version__
+
+    marker.write_text(json.dumps({"written_by": "timetag demo", "version": __version__,
+                                  "note": "this folder is the demo's: `timetag demo` replaces its files"}) + "\n")
+    return True
+
+
+#: What a demo folder holds (besides lock files), to recognise one written before the marker existed.
+DEMO_ENTRIES = frozenset({"raw", "plots", "setup-uncalibrated.toml", "setup-calibrated.toml", "alice_rounds.h5",
+                          "bob_rounds.h5"})
+
+
+def _earlier_demo_folder(out: Path) -> bool:
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    return {"raw", "setup-uncalibrated.toml"} <= names and names <= DEMO_ENTRIES
+
+
+def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = DEFAULT_SEED,
+             speedup: float = DEFAULT_SPEEDUP, plots: bool = True, progress=None, force: bool = False) -> DemoResult:
+    """Run the chain; ``progress(step_name)`` is called before every step.
+
+    Outputs (see the module docstring): the demo's own folder is overwritten file by file, each file only
+    when its replacement is complete; a folder that is not the demo's is refused unless ``force``.
+    """
+    from calibrate.api import calibrate_run, save_calibration
+
+    from .custody import AtomicOutput
     from .estimators import estimate
     from .process import process_files
     from .simulator import load_preset, simulate
 
     step = progress or (lambda name: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, force)
+    replace_ok = True  # past claim_folder: the demo's own folder (or --force): the demo's files are replaced
     res = DemoResult(out_dir=out)
     t0 = time.perf_counter()
 
     step("simulate both labs")
-    sim = simulate(load_preset("lmu2022"), n_rounds=rounds, seed=seed, out_dir=out / "raw", speedup=speedup)
+    sim = simulate(load_preset("lmu2022"), n_rounds=rounds, seed=seed, out_dir=out / "raw", speedup=speedup,
+                   force=replace_ok)
     res.files.update(alice_tags=sim.alice, bob_tags=sim.bob, true_setup=sim.setup, truth=sim.truth)
     res.timings["simulate"] = time.perf_counter() - t0
 
@@ -82,15 +137,17 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     t = time.perf_counter()
     start_setup = missetup(load_setup(sim.setup))
     start_path = out / "setup-uncalibrated.toml"
-    start_setup.save(start_path)
+    with AtomicOutput(start_path, inputs=[sim.setup], force=replace_ok) as slot:
+        slot.partial.write_text(start_setup.dumps())
     plots_dir = out / "plots" if plots else None
     # The acceptance window is left to the hardware filter here: with trigger 'both' the 'ready' tags
     # come from the hardware's own window, and a software window wider than it makes heralds without
     # 'ready'.  `timetag calibrate` (all steps) reports the figure-of-merit optimum for retuning both.
-    calibrated, report = calibrate_run([sim.alice], [sim.bob], start_setup, plots_dir=plots_dir,
+    calibrated, report = calibrate_run([sim.alice], [sim.bob], start_setup, plots_dir=None,
                                        steps=DEMO_CALIBRATION_STEPS)
     cal_path = out / "setup-calibrated.toml"
-    calibrated.save(cal_path)
+    save_calibration(cal_path, calibrated, start_setup, report, plots_dir=plots_dir,
+                     inputs=[start_path, sim.alice, sim.bob], force=replace_ok)
     res.files.update(uncalibrated_setup=start_path, calibrated_setup=cal_path)
     res.calibration_changes = list(getattr(report, "changes", []))
     res.timings["calibrate"] = time.perf_counter() - t
@@ -99,7 +156,8 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     t = time.perf_counter()
     for lab, tags in (("alice", sim.alice), ("bob", sim.bob)):
         path = out / f"{lab}_rounds.h5"
-        process_files([tags], calibrated, lab, path, progress=False)
+        # the rounds appear under their name only when complete; the previous run's stay until then
+        process_files([tags], calibrated, lab, path, progress=False, force=replace_ok)
         res.files[f"{lab}_rounds"] = path
     res.timings["process"] = time.perf_counter() - t
 
@@ -109,7 +167,8 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     if plots:
         from .estimators.plots import write_plots
 
-        write_plots(res.estimate, plots_dir)
+        write_plots(res.estimate, plots_dir, force=replace_ok,
+                    inputs=[res.files["alice_rounds"], res.files["bob_rounds"]])
         res.files["plots"] = plots_dir
     res.timings["estimate"] = time.perf_counter() - t
     res.timings["total"] = time.perf_counter() - t0

@@ -33,11 +33,16 @@ def register(app):
                                        "emissions (pulse envelope) per good photon (placeholder)."),
         strict: bool = typer.Option(False, "--strict", help="Fail when a step cannot be calibrated "
                                     "(default: keep its old values and warn)."),
+        force: bool = typer.Option(False, "--force", help="Replace existing outputs (the --out setup, the "
+                                   "figures); the old files stay until the new ones are complete."),
     ):
         """Calibrate a run: per-detector delays, the post-pulse window, fluorescence thresholds, dark
         counts and the clock offset/drift between the labs; writes the updated setup and reports every
-        changed value (old -> new +- uncertainty)."""
-        from calibrate.api import calibrate_run
+        changed value (old -> new +- uncertainty).
+
+        The setup and the figures are written together when the calibration is complete (an existing file is
+        replaced only with --force); the output is never one of the inputs (the --setup file, the tag files)."""
+        from calibrate.api import calibrate_run, check_calibration_targets, save_calibration
         from calibrate.window import FomParams
         from timetag.errors import CalibrationError
         from timetag.setupfile import load_setup
@@ -56,11 +61,15 @@ def register(app):
             a, b = [tags[0]], [tags[1]]
             names = {l.role: n for n, l in s.labs.items()}
             kw = {"alice_lab": names.get("alice", "alice"), "bob_lab": names.get("bob", "bob")}
+        inputs = [setup, *tags]
+        labs = [n for n in kw.values()]
+        # refused now, not after the calibration: an input as output, an existing file without --force, ...
+        check_calibration_targets(out, plots, labs, inputs=inputs, force=force)
         new, rep = calibrate_run(a, b, s, steps=[x.strip() for x in steps.split(",") if x.strip()],
                                  reference=reference, pulse_position_ps=pulse_position_ps,
                                  fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
                                                p_double=p_double), count_model=count_model, strict=strict,
-                                 plots_dir=plots, **kw)
-        new.save(out)
+                                 plots_dir=None, **kw)
+        written = save_calibration(out, new, s, rep, plots_dir=plots, inputs=inputs, force=force)
         typer.echo(rep.text())
-        typer.echo(f"wrote {out}")
+        typer.echo(f"wrote {out}" + (f" and {len(written) - 1} figures in {plots}" if plots is not None else ""))

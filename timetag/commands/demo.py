@@ -49,12 +49,18 @@ def register(app):
                                       help="Factor on the entanglement efficiency: the paper's 1 event / 82 s "
                                            "becomes many per second; nothing else changes."),
         plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures (needs matplotlib)."),
+        force: bool = typer.Option(False, "--force", help="Write into an OUT that is not the demo's own folder "
+                                   "(files with the demo's names are replaced; the old file stays until the new "
+                                   "one is complete). The demo's own folder is always refreshed without it."),
     ):
         """Run the whole chain on a simulated link: simulate -> calibrate -> process -> estimate.
 
         Uses the simulator's lmu2022 preset (the paper's set-up, with the entanglement efficiency raised
         by --speedup so that it takes seconds), starts calibration from a deliberately mis-set setup,
         and prints the paper-style result table next to the paper's own values.
+
+        Re-running replaces the files of the demo's own folder (marked by a .timetag-demo file), each only when
+        its replacement is complete; a folder that holds other things is refused unless --force.
         """
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -71,7 +77,7 @@ def register(app):
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True) as prog:
             task = prog.add_task("starting", total=None)
-            res = run_demo(out, rounds=rounds, seed=seed, speedup=speedup, plots=plots,
+            res = run_demo(out, rounds=rounds, seed=seed, speedup=speedup, plots=plots, force=force,
                            progress=lambda name: prog.update(task, description=name))
         console.print(comparison_table(res.estimate))
         j = res.estimate.get("join", {})

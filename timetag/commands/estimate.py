@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 
-
 def register(app):
     @app.command("estimate")
     def estimate_cmd(
@@ -27,6 +26,12 @@ def register(app):
         patterns: str | None = typer.Option(None, "--patterns",
                                             help="Use only these herald patterns, e.g. 'psi+' (default: all; "
                                                  "psi- rounds are relabelled into the psi+ frame)."),
+        accept_incomplete: bool = typer.Option(False, "--accept-incomplete",
+                                               help="Use a rounds file whose run did not complete (interrupted, "
+                                                    "failed, recovered); the result then names it and says why "
+                                                    "(JSON: incomplete_inputs). Without it such a file is refused."),
+        force: bool = typer.Option(False, "--force", help="Replace existing outputs (the --plots figures); the "
+                                   "old file stays until the new one is complete."),
     ):
         """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
         from ..errors import EstimationError
@@ -34,13 +39,25 @@ def register(app):
 
         if flagged not in ("keep", "drop"):
             raise EstimationError(f"--flagged must be 'keep' or 'drop', got {flagged!r}")
+        inputs = [p for p in (alice_rounds, bob_rounds, setup) if p is not None]
+        if plots is not None:
+            # refused before the (slow) estimate, not after it
+            from ..custody import check_target
+            from ..estimators.plots import plot_targets, require_matplotlib
+
+            require_matplotlib("--plots")
+            for target in plot_targets(plots):
+                check_target(target, inputs=inputs, force=force)
         res = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
-                       offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns)
+                       offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns,
+                       accept_incomplete=accept_incomplete)
         if plots is not None:
             from ..estimators.plots import write_plots
 
-            res["plots"] = [str(p) for p in write_plots(res, plots)]
+            res["plots"] = [str(p) for p in write_plots(res, plots, force=force, inputs=inputs)]
         if as_json:
+            for inc in res["incomplete_inputs"]:
+                typer.secho(f"! {inc['message']}", err=True, fg="red")
             typer.echo(json.dumps(res, allow_nan=False))
             return
         from rich.console import Console
@@ -50,6 +67,8 @@ def register(app):
 
         con = Console(width=max(100, Console().width))
         con.print(render_table(res))
+        for inc in res["incomplete_inputs"]:
+            con.print(f"[bold red]![/] {escape(inc['message'])}")
         j, s = res["join"], res["sift"]
         con.print(f"joined {j['pairs']} pairs (clock: {escape(j['clock']['label'])}; offset {j['offset_ps'] / 1e12:.6f} s, "
                   f"drift {j['drift']:.3g}); unmatched Alice {j['unmatched_alice']}, Bob {j['unmatched_bob']}; "

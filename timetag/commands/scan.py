@@ -19,8 +19,13 @@ def register(app):
         dask: str | None = typer.Option(None, "--dask", help="Run on Dask: local, local:N or tcp://scheduler:8786."),
         bob_files: int = typer.Option(1, "--bob-files", help="How many of the trailing files are Bob's."),
         chunk_size: int = typer.Option(1_000_000, "--chunk-size", help="Tags per chunk."),
+        force: bool = typer.Option(False, "--force", help="Replace existing outputs in OUT; the old files stay "
+                                   "until the new ones are complete."),
     ):
-        """Re-process both labs for every parameter combination; table and plot of herald rate, S, Q, key rate."""
+        """Re-process both labs for every parameter combination; table and plot of herald rate, S, Q, key rate.
+
+        Existing outputs in OUT are refused (all named) unless --force; every file appears only when complete.
+        scan.png needs matplotlib (without it the scan writes the table files only, and says so)."""
         from rich.console import Console
 
         from ..distributed.scan import parse_vary, rich_table, run_scan
@@ -33,7 +38,15 @@ def register(app):
         for p in alice_tags:
             if not p.is_file():
                 raise SetupError(f"tag file not found: {p}", key="files")
-        rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size)
+        from ..estimators.plots import have_matplotlib
+
+        plot = have_matplotlib()
+        rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size, force=force,
+                        plot=plot)
         keys = [v.split("=", 1)[0].strip() for v in vary]
         Console().print(rich_table(rows, keys))
-        typer.echo(f"wrote {out / 'scan.csv'} and {out / 'scan.png'}")
+        if plot:
+            typer.echo(f"wrote {out / 'scan.csv'}, {out / 'scan.json'} and {out / 'scan.png'}")
+        else:
+            typer.echo(f"wrote {out / 'scan.csv'} and {out / 'scan.json'} (no scan.png: matplotlib is not "
+                       "installed; pip install 'timetag[plot]')")

@@ -15,7 +15,9 @@ HELP = (
     "and afterpulses; Bob's clock has its own offset and drift.\n\n"
     "Writes into OUT: alice.<ext> and bob.<ext> (raw tags), setup.toml (channel map, delays, windows and "
     "thresholds for `timetag process`), truth.h5 (per round: true Bell state, inputs, atom outcomes, photon "
-    "counts; per coincidence: which clicks were signal and which noise). Same seed -> byte-identical raw files."
+    "counts; per coincidence: which clicks were signal and which noise). Same seed -> byte-identical raw files.\n\n"
+    "Existing files of those names in OUT are refused unless --force; all four files appear together when the "
+    "simulation is complete (an interrupted run leaves the old ones, or none)."
 )
 
 
@@ -45,6 +47,8 @@ def register(app):
                  "bob_ready_missing_prob=0.05, setting_double_prob=0.02, overflow_rate_hz=0.01, "
                  "afterpulse_burst_prob=0.001. See `timetag.simulator.SimParams` for all."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, only the summary line."),
+        force: bool = typer.Option(False, "--force", help="Replace existing files in OUT; the old files stay "
+                                   "until the new ones are complete."),
     ):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,12 +70,12 @@ def register(app):
         exp = expected_stats(params)
         console = Console(stderr=True)
         if quiet:
-            res = simulate(params, rounds, seed, out, fmt=fmt)
+            res = simulate(params, rounds, seed, out, fmt=fmt, force=force)
         else:
             with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} rounds"),
                           TimeElapsedColumn(), console=console) as prog:
                 task = prog.add_task("sim", total=rounds)
-                res = simulate(params, rounds, seed, out, fmt=fmt,
+                res = simulate(params, rounds, seed, out, fmt=fmt, force=force,
                                progress=lambda done, total: prog.update(task, completed=done))
         st = res.stats
         typer.echo(

@@ -57,6 +57,11 @@ def check_target(target, *, inputs: Iterable = (), force: bool = False, flag: st
     check_not_input(target, inputs, partial)
     if target.is_dir():
         raise OutputError(f"{target}: is a folder; give a file name for the output")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{target}: {parent} is a file, not a folder")
+            break
     if target.exists() and not force:
         if not flag.startswith("-"):  # no option replaces this output: the flag text is the advice
             raise OutputError(f"{target}: exists; {flag}")

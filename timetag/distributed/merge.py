@@ -3,18 +3,19 @@
 Partition files hold the rounds and heralds each partition owns, with partition-local round indices
 0..n-1.  The merge appends them in partition (= time) order, renumbers the indices into one gap-free
 sequence, and combines the summaries (counts add up) and histograms (bin contents add up).  The merged
-file is written under a temporary name and renamed into place only when complete, so a reader never
-sees a partial merge under the final name.
+file goes through custody (:class:`~timetag.custody.AtomicOutput`): written as ``<out>.partial`` and renamed
+into place only when complete, so a reader never sees a partial merge under the final name; a failed merge
+leaves nothing; an existing ``out`` is replaced only with ``force``, an input never.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import h5py
 import numpy as np
 
+from ..custody import Completion
 from ..errors import DataValidationError
 from ..records import ROUND_DTYPE
 from ..roundsfile import RoundsWriter, read_rounds
@@ -160,10 +161,27 @@ def merge_histograms(hists: Sequence[dict], names: Sequence[str] = ()) -> dict:
 
 def merge_partition_files(part_files: Sequence, out, *, lab: str, role: str, setup_hash: str = "",
                           provenance: dict | None = None, names: Sequence[str] = (),
-                          extra_summary: dict | None = None, sync_reference: str | None = None) -> dict:
-    """Merge partition rounds files (given in time order) into ``out``; returns the merged summary."""
-    out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
+                          extra_summary: dict | None = None, sync_reference: str | None = None,
+                          inputs: Sequence = (), force: bool = False) -> dict:
+    """Merge partition rounds files (given in time order) into ``out``; returns the merged summary.
+
+    ``out`` is written through custody; neither a partition file nor one of ``inputs`` (the run's tag files)
+    can be it, and an existing ``out`` is replaced only with ``force``.
+    """
+    from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
+
+    with AtomicOutput(out, inputs=[*part_files, *inputs], force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
+        return merge_into(part_files, slot.partial, lab=lab, role=role, setup_hash=setup_hash,
+                          provenance=provenance, names=names, extra_summary=extra_summary,
+                          sync_reference=sync_reference, on_storage_error=slot.release_reserve)
+
+
+def merge_into(part_files: Sequence, dest, *, lab: str, role: str, setup_hash: str = "",
+               provenance: dict | None = None, names: Sequence[str] = (), extra_summary: dict | None = None,
+               sync_reference: str | None = None, on_storage_error=None) -> dict:
+    """The merge itself, into ``dest``: a new file (the partial file of an open
+    :class:`~timetag.custody.AtomicOutput`, which the caller commits or discards)."""
+    dest = Path(dest)
     summaries, hists = [], []
     offset = 0
     last_time = None
@@ -171,8 +189,8 @@ def merge_partition_files(part_files: Sequence, out, *, lab: str, role: str, set
     for p in part_files:
         with h5py.File(p, "r") as f:
             with_heralds &= "heralds" in f
-    w = RoundsWriter(tmp, lab=lab, role=role, provenance=provenance, setup_hash=setup_hash,
-                     with_heralds=with_heralds)
+    w = RoundsWriter(dest, lab=lab, role=role, provenance=provenance, setup_hash=setup_hash,
+                     with_heralds=with_heralds, on_storage_error=on_storage_error)
     try:
         for i, p in enumerate(part_files):
             label = names[i] if i < len(names) else str(p)
@@ -197,9 +215,7 @@ def merge_partition_files(part_files: Sequence, out, *, lab: str, role: str, set
         summary = fix_derived(merge_summaries(fix_boundary_counters(summaries, sync_reference)))
         summary.update((extra_summary(summary) if callable(extra_summary) else extra_summary) or {})
         w.close(summary=summary, histograms=merge_histograms(hists, names))
-    except BaseException:
-        w.close()
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        w.close(state=Completion.FAILED, reason=f"{type(exc).__name__}: {exc}")
         raise
-    os.replace(tmp, out)
     return summary

@@ -6,6 +6,11 @@ the rounds and heralds it owns to a scratch directory next to the output; the cl
 A task that raises an unexpected error (a worker killed, a flaky file system) is retried by Dask; data
 errors (:class:`~timetag.errors.TimetagError`) are deterministic and reported at once, by partition name.
 The merged file appears only when every partition succeeded.
+
+Custody: the output is checked and locked before any work starts (never an input; an existing file only with
+``force``; one writer at a time, which also guards the scratch directory); partition files and the merged file
+are written as ``.partial`` files and renamed when complete, so a failure leaves neither a half file nor a
+changed old output.
 """
 from __future__ import annotations
 
@@ -13,19 +18,21 @@ import os
 import re
 import shutil
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..channels import ChannelTally, channel_report
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
-from ..errors import SetupError, TimetagError
+from ..errors import SetupError, TimetagError, TimetagWarning
 from ..provenance import BackgroundChecksums, jsonable
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
-from .merge import merge_partition_files, subtract_histograms, subtract_summary
+from .merge import merge_into, subtract_histograms, subtract_summary
 from .partition import Partition, Segment, is_dump, plan_partitions
 
 
@@ -105,12 +112,15 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
     A :class:`TimetagError` (bad data) is returned as ``{'error': ...}`` rather than raised, so Dask does not
     retry a deterministic failure; anything else propagates and is retried.
     """
+    from ..custody import AtomicOutput
+
     out = Path(scratch) / f"part{part.index:04d}.h5"
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     try:
         pipe = (pipeline_factory or default_pipeline)(lab)
         kept = 0
-        with RoundsWriter(tmp, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
+        # force: the partial file of an attempt that died (retried here) is discarded
+        with AtomicOutput(out, inputs=[seg.path for seg in part.segments], force=True) as slot, \
+                RoundsWriter(slot.partial, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
             def keep(rounds, heralds):
                 nonlocal kept
                 rounds = np.asarray(rounds)
@@ -125,8 +135,10 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
                     kept += r.size
                 w.append(r, h)
 
+            tally = ChannelTally()  # the partition's own records only (not its lookahead)
             for seg in part.segments:
                 for chunk in iter_segment(seg, chunk_size):
+                    tally.process(chunk)
                     keep(*pipe.process(chunk))
             summary, hists = None, None
             if part.lookahead:
@@ -151,14 +163,9 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
                 keep(*pipe.flush())
                 summary, hists = jsonable(pipe.summary), _histograms(pipe)
             w.close(summary=summary, histograms=hists)
-        os.replace(tmp, out)
     except TimetagError as exc:
-        tmp.unlink(missing_ok=True)
         return {"name": part.name, "error": f"{type(exc).__name__}: {exc}"}
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return {"name": part.name, "path": str(out), "rounds": kept}
+    return {"name": part.name, "path": str(out), "rounds": kept, "channel_counts": tally.counts}
 
 
 def _histograms(pipe) -> dict:
@@ -204,7 +211,7 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
                        chunk_size: int = DEFAULT_CHUNK_SIZE, n_partitions: int | None = None,
                        cuts: Sequence[int] | None = None, retries: int = 2, keep_scratch: bool = False,
                        gap_ps: int | None = None, checksum: bool = True,
-                       pipeline_factory: Callable | None = None) -> dict:
+                       pipeline_factory: Callable | None = None, force: bool = False) -> dict:
     """Process one lab's run (``paths`` in time order) on Dask; write the rounds file ``out``; return its summary.
 
     ``dask``: 'local', 'local:N', a scheduler address 'tcp://host:port', or a ``distributed.Client``.
@@ -213,13 +220,25 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     ``checksum``: input checksums in the provenance (one read of every file on the client, while the workers run).
     ``gap_ps`` overrides the safe gap length (experts and tests only: too short breaks that equality);
     ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
+    ``force``: replace an existing ``out`` (it stays whole until the merged file is complete).
     """
+    from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
+
     setup, lab_setup = resolve_lab(setup, lab)
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.is_file():
             raise SetupError(f"input file not found: {p}", key="paths")
     out = Path(out)
+    # checked and locked before the cluster starts; the lock also keeps a second run off the scratch directory
+    with AtomicOutput(out, inputs=paths, force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
+        return _run_locked(paths, setup, lab, lab_setup, out, slot, dask=dask, chunk_size=chunk_size,
+                           n_partitions=n_partitions, cuts=cuts, retries=retries, keep_scratch=keep_scratch,
+                           gap_ps=gap_ps, checksum=checksum, pipeline_factory=pipeline_factory)
+
+
+def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_partitions, cuts, retries,
+                keep_scratch, gap_ps, checksum, pipeline_factory) -> dict:
     scratch = out.with_name(out.name + ".parts")
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -241,14 +260,23 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
             for entry, value in zip(prov["inputs"], sums.result()):
                 entry["checksum"] = value
         elapsed = time.perf_counter() - t0
+        # tags per channel, as the single-process run reports them (timetag.channels)
+        counts: dict[int, int] = {}
+        for r in reports:
+            for c, n in r.get("channel_counts", {}).items():
+                counts[int(c)] = counts.get(int(c), 0) + int(n)
+        channels = channel_report(dict(sorted(counts.items())), lab_setup)
+        for line in channels.warnings:
+            warnings.warn(line, TimetagWarning, stacklevel=3)
+
         # the keys timetag.process.process_files adds to the single-process summary
         def extra(merged):
             return {"elapsed_s": elapsed, "tags_per_s": merged.get("tags", 0) / elapsed if elapsed > 0 else None,
-                    "inputs": [str(p) for p in paths], "out": str(out)}
-        summary = merge_partition_files([r["path"] for r in reports], out, lab=lab, role=lab_setup.role,
-                                        setup_hash=setup.hash, provenance=prov, names=[p.name for p in parts],
-                                        sync_reference=lab_setup.herald.sync_reference if lab_setup.sync_channel
-                                        is not None else None, extra_summary=extra)
+                    "inputs": [str(p) for p in paths], "out": str(out), "channels": channels.as_dict()}
+        summary = merge_into([r["path"] for r in reports], slot.partial, lab=lab, role=lab_setup.role,
+                             setup_hash=setup.hash, provenance=prov, names=[p.name for p in parts],
+                             sync_reference=lab_setup.herald.sync_reference if lab_setup.sync_channel
+                             is not None else None, extra_summary=extra, on_storage_error=slot.release_reserve)
     except BaseException:
         if sums is not None:
             sums.cancel()

@@ -163,10 +163,13 @@ def _lab_key(setup: Setup, lab: str) -> str:
 
 # --- tasks (run on workers or locally) ------------------------------------------
 
-def process_lab_task(paths: list[str], setup: Setup, lab: str, out: str, chunk_size: int) -> dict:
+def process_lab_task(paths: list[str], setup: Setup, lab: str, out: str, chunk_size: int,
+                     force: bool = False) -> dict:
+    """Process one lab into ``out``, through custody as `timetag process` (:func:`timetag.process.process_files`)."""
     from ..process import process_files
 
-    return process_files(paths, setup, lab, out, chunk_size=chunk_size, progress=False, checksum=False)
+    return process_files(paths, setup, lab, out, chunk_size=chunk_size, progress=False, checksum=False,
+                         force=force)
 
 
 def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_out: str, params: dict) -> dict:
@@ -199,9 +202,20 @@ def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_ou
     return row
 
 
+SCAN_FILES = ("scan.csv", "scan.png", "scan.json")
+
+
 def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence[str], out_dir, *,
-             dask=None, chunk_size: int = 1_000_000, alice: str = "alice", bob: str = "bob") -> list[dict]:
-    """Process and estimate every scan point; writes ``scan.csv`` and ``scan.png`` in ``out_dir``; returns rows."""
+             dask=None, chunk_size: int = 1_000_000, alice: str = "alice", bob: str = "bob",
+             force: bool = False, plot: bool | None = None) -> list[dict]:
+    """Process and estimate every scan point; writes ``scan.csv``, ``scan.png`` and ``scan.json`` (and the
+    rounds files under ``rounds/``) in ``out_dir``; returns rows.
+
+    Every file goes through custody: written as ``<name>.partial`` and renamed when complete, never over an
+    input; existing files are refused up front (all named) unless ``force``, and stay whole until replaced.
+    ``plot``: draw ``scan.png`` (None: when matplotlib is installed; True without it: a clear error).
+    """
+    setup_path = None if isinstance(setup, Setup) else Path(setup)
     setup = setup if isinstance(setup, Setup) else load_setup(setup)
     for name in (alice, bob):
         setup.lab(name)
@@ -211,8 +225,14 @@ def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence
         raise SetupError("a scan needs at least one --vary KEY=VALUES", key="vary")
     points = scan_points(setup, vs)
     out_dir = Path(out_dir)
-    (out_dir / "rounds").mkdir(parents=True, exist_ok=True)
     a_paths, b_paths = [str(p) for p in alice_paths], [str(p) for p in bob_paths]
+    inputs = [*a_paths, *b_paths] + ([setup_path] if setup_path is not None else [])
+    from ..estimators.plots import have_matplotlib, require_matplotlib
+
+    if plot is None:
+        plot = have_matplotlib()
+    elif plot:
+        require_matplotlib("scan.png")
 
     jobs: dict[tuple[str, str], tuple] = {}  # (lab, lab key) -> (paths, setup, lab, out)
     point_jobs = []
@@ -224,24 +244,73 @@ def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence
                 jobs[k] = (paths, s, lab, str(out_dir / "rounds" / f"{lab}-{k[1]}.h5"))
             keys.append(k)
         point_jobs.append((params, keys))
+    summary_files = [out_dir / n for n in SCAN_FILES if plot or n != "scan.png"]
+    check_scan_outputs(out_dir, summary_files + [Path(job[3]) for job in jobs.values()], inputs=inputs,
+                       force=force)
 
     if dask is None:
-        summaries = {k: process_lab_task(*job, chunk_size) for k, job in jobs.items()}
+        summaries = {k: process_lab_task(*job, chunk_size, force) for k, job in jobs.items()}
         rows = [estimate_task(summaries[ka], summaries[kb], jobs[ka][3], jobs[kb][3], params)
                 for params, (ka, kb) in point_jobs]
     else:
         from .run import dask_client
 
         with dask_client(dask) as client:
-            futs = {k: client.submit(process_lab_task, *job, chunk_size, pure=False) for k, job in jobs.items()}
+            futs = {k: client.submit(process_lab_task, *job, chunk_size, force, pure=False)
+                    for k, job in jobs.items()}
             est = [client.submit(estimate_task, futs[ka], futs[kb], jobs[ka][3], jobs[kb][3], params, pure=False)
                    for params, (ka, kb) in point_jobs]
             rows = client.gather(est)
-    write_csv(rows, out_dir / "scan.csv")
-    plot_scan(rows, [v.key for v in vs], out_dir / "scan.png")
-    (out_dir / "scan.json").write_text(json.dumps({"varies": [v.__dict__ for v in vs], "rows": rows},
-                                                  default=list, indent=1))
+    write_summary_files(rows, vs, summary_files, inputs=inputs, force=force)
     return rows
+
+
+def check_scan_outputs(out_dir: Path, targets: Sequence[Path], *, inputs: Sequence = (), force: bool = False) -> None:
+    """Refuse the scan's outputs before anything is processed: one line naming every file that exists (unless
+    ``force``); an output that is an input or a folder; ``out_dir`` a file."""
+    from ..custody import check_not_input, check_target
+    from ..errors import OutputError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file, not a folder; --out takes the folder of the scan's outputs")
+    for t in targets:
+        check_not_input(t, inputs)
+    existing = [str(t.relative_to(out_dir)) for t in targets if t.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 5} more)" if len(existing) > 5 else ""
+        raise OutputError(f"{out_dir}: {', '.join(existing[:5])}{more} exist already; pass --force to replace "
+                          "them (the old files stay until the new ones are complete), or choose another --out")
+    for t in targets:
+        check_target(t, inputs=inputs, force=True)  # folders in the way
+
+
+def write_summary_files(rows: Sequence[dict], vs: Sequence[Vary], targets: Sequence[Path], *,
+                        inputs: Sequence = (), force: bool = False) -> list[Path]:
+    """scan.csv, scan.png (when in ``targets``) and scan.json, together through custody."""
+    from ..custody import AtomicOutputs
+
+    fig = None
+    if any(Path(t).name == "scan.png" for t in targets):
+        fig = scan_figure(rows, [v.key for v in vs])
+    try:
+        with AtomicOutputs(list(targets), inputs=list(inputs), force=force) as outs:
+            for out in outs.outputs:
+                name = out.target.name
+                if name == "scan.csv":
+                    write_csv(rows, out.partial)
+                elif name == "scan.png":
+                    from ..estimators.plots import savefig_into
+
+                    savefig_into(fig, out, dpi=110)
+                elif name == "scan.json":
+                    out.partial.write_text(json.dumps({"varies": [v.__dict__ for v in vs], "rows": rows},
+                                                      default=list, indent=1))
+    finally:
+        if fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+    return [Path(t) for t in targets]
 
 
 def columns(rows: Sequence[dict]) -> list[str]:
@@ -261,8 +330,18 @@ def write_csv(rows: Sequence[dict], path) -> Path:
     return path
 
 
-def plot_scan(rows: Sequence[dict], keys: Sequence[str], path) -> Path:
+def plot_scan(rows: Sequence[dict], keys: Sequence[str], path, *, force: bool = False, inputs: Sequence = ()) -> Path:
+    """scan.png (see :func:`scan_figure`), saved through custody."""
+    from ..estimators.plots import save_figure
+
+    return save_figure(scan_figure(rows, keys), path, inputs=inputs, force=force, dpi=110)
+
+
+def scan_figure(rows: Sequence[dict], keys: Sequence[str]):
     """One panel per metric against the first varied key; one line per combination of the other keys."""
+    from ..estimators.plots import require_matplotlib
+
+    require_matplotlib("scan.png")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,9 +365,7 @@ def plot_scan(rows: Sequence[dict], keys: Sequence[str], path) -> Path:
         axes[0].legend(fontsize="small")
     axes[-1].set_xlabel(x_key)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def rich_table(rows: Sequence[dict], keys: Sequence[str]):

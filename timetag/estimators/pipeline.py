@@ -10,14 +10,36 @@ from .counts import tally
 from .report import estimate_from_counts
 
 
-def _load(obj, what: str):
-    from ..roundsfile import RoundsData, read_rounds
+def _load(obj, what: str, accept_incomplete: bool = False):
+    from ..errors import IncompleteError
+    from ..roundsfile import RoundsData, incomplete_message, read_rounds
 
     if isinstance(obj, RoundsData):
+        if not obj.complete and not accept_incomplete:
+            raise IncompleteError(incomplete_message(_name(obj), obj.completion, obj.completion_reason,
+                                                     len(obj.rounds)))
         return obj
     if isinstance(obj, (str, Path)):
-        return read_rounds(obj)
+        return read_rounds(obj, accept_incomplete=accept_incomplete)
     raise EstimationError(f"{what}: expected a rounds file path or RoundsData, got {type(obj).__name__}")
+
+
+def incomplete_inputs(*datas) -> list[dict]:
+    """The inputs whose run did not complete (accepted with ``accept_incomplete``): file, lab, state, reason,
+    the rounds it holds, and one sentence saying so (the ``!`` line of `timetag estimate`)."""
+    from ..custody import describe
+
+    out = []
+    for d in datas:
+        if d.complete:
+            continue
+        name = _name(d)
+        short = Path(name).name if getattr(d, "path", None) is not None else name
+        out.append({"file": name, "role": d.role, "state": str(d.completion), "reason": d.completion_reason,
+                    "rounds": int(len(d.rounds)),
+                    "message": f"{short} is incomplete ({describe(d.completion, d.completion_reason)}); the result "
+                               f"covers only its {len(d.rounds)} rounds"})
+    return out
 
 
 def _name(d) -> str:
@@ -111,7 +133,7 @@ def resolve_clock(offset_ps=None, drift=None, clock: dict | None = None, clock_n
 def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int | None = 0, *,
              offset_ps: float | None = None, drift: float | None = None, tolerance_ps: float | None = None,
              prob_error: float = 0.03, finite_key: dict | None = None, strict: bool = True,
-             clock: dict | None = None, setup=None, patterns=None) -> dict:
+             clock: dict | None = None, setup=None, patterns=None, accept_incomplete: bool = False) -> dict:
     """Join, sift and estimate; returns the JSON-ready dict (see :func:`estimate_from_counts`) plus
     ``join``, ``sift`` and ``flagged_other_policy`` (S, Q, rates with the other flag policy).
 
@@ -119,10 +141,15 @@ def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int 
     with ``offset_ps`` and ``drift``), then the ``[clock]`` table of ``setup`` (path or Setup, as written by
     ``timetag calibrate``), else estimated from the trigger times.  ``join['clock']`` reports the choice.
     Psi- rounds are relabelled into the Psi+ frame (see :mod:`.patterns`); ``patterns`` selects heralds.
+
+    An input whose run did not complete (interrupted, failed, recovered) raises
+    :class:`~timetag.errors.IncompleteError` unless ``accept_incomplete``; then ``incomplete_inputs`` lists it
+    (file, state, reason, rounds) -- the key is always there, empty when every input is complete.
     """
     from ..join import join_rounds, sift
 
-    a, b = check_pair(_load(alice, "alice"), _load(bob, "bob"))
+    a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete))
+    incomplete = incomplete_inputs(a, b)
     notes = []
     clock_name = ""
     if clock is not None:
@@ -171,6 +198,7 @@ def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int 
         res["join"]["notes"].append(f"{sf.stats['pattern_conflicts']} pairs carry different herald patterns in the "
                                     "two files; Alice's (the BSM's) was used")
     res["files"] = {"alice": _name(a), "bob": _name(b), "setup_hash": a.setup_hash or b.setup_hash}
+    res["incomplete_inputs"] = incomplete
     return res
 
 

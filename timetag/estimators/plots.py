@@ -1,18 +1,43 @@
 """Figures like the paper's Fig. 4 (correlation probabilities) and Fig. 5 (finite-key rate vs block length).
 
 matplotlib is imported lazily with the Agg backend so that the estimators never need a display.
+
+Figures are saved through custody (:func:`save_figure`, :func:`save_figures`): drawn to ``<target>.partial`` with
+the format given explicitly (the partial name's extension says nothing), renamed over the target when complete,
+never over an input, and an existing figure is replaced only with ``force``.  The same helpers serve
+``calibrate`` and ``scan``.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import TimetagError
 from .chsh import ALPHA_DEG, BETA_DEG
 from .finitekey import FK_DEFAULTS, finite_key_length, min_block_length
 
+PLOT_NAMES = ("correlations.png", "finite_key.png")
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_matplotlib(what: str = "--plots") -> None:
+    """One clear line (a :class:`TimetagError`) instead of an ImportError traceback when plots cannot be drawn."""
+    if not have_matplotlib():
+        raise TimetagError(f"{what} needs matplotlib, which is not installed (pip install 'timetag[plot]' or "
+                           "pip install matplotlib)")
+
 
 def _plt():
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -21,7 +46,40 @@ def _plt():
     return plt
 
 
-def plot_correlations(res: dict, path) -> Path:
+def figure_format(target) -> str:
+    """The image format a figure file's name asks for (``png`` when it has no extension)."""
+    return Path(target).suffix.lstrip(".").lower() or "png"
+
+
+def savefig_into(fig, out, **kw) -> Path:
+    """Save ``fig`` into an open :class:`~timetag.custody.AtomicOutput`: at its partial path, in the target's format."""
+    fig.savefig(out.partial, format=figure_format(out.target), **kw)
+    return out.target
+
+
+def save_figures(figs: Sequence, targets: Sequence, *, inputs: Iterable = (), force: bool = False,
+                 dpi: int = 120) -> list[Path]:
+    """Save figures to their targets together (all or none), each through its partial file; closes the figures."""
+    from ..custody import AtomicOutputs
+
+    import matplotlib.pyplot as plt
+
+    try:
+        with AtomicOutputs(list(targets), inputs=list(inputs), force=force) as outs:
+            for i, fig in enumerate(figs):
+                savefig_into(fig, outs[i], dpi=dpi)
+    finally:
+        for fig in figs:
+            plt.close(fig)
+    return [Path(t) for t in targets]
+
+
+def save_figure(fig, target, *, inputs: Iterable = (), force: bool = False, dpi: int = 120) -> Path:
+    """Save one figure through custody (see the module docstring); closes it."""
+    return save_figures([fig], [target], inputs=inputs, force=force, dpi=dpi)[0]
+
+
+def correlations_figure(res: dict):
     """P(A = B) and P(A != B) for the 8 input pairs with the fitted sinusoids of the fidelity estimate."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
@@ -50,13 +108,14 @@ def plot_correlations(res: dict, path) -> Path:
     fig.suptitle(f"Correlation probabilities, {res['rounds']} rounds, S = {res['S']:.3f}" if res["S"] is not None
                  else "Correlation probabilities")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_finite_key(res: dict, path) -> Path:
+def plot_correlations(res: dict, path, *, force: bool = False, inputs: Iterable = ()) -> Path:
+    return save_figure(correlations_figure(res), path, inputs=inputs, force=force)
+
+
+def finite_key_figure(res: dict):
     """Key rate per event l(N)/N versus block length N, with the asymptotic rate and N_min marked."""
     plt = _plt()
     fk = dict(FK_DEFAULTS, **res.get("finite_key", {}))
@@ -80,13 +139,30 @@ def plot_finite_key(res: dict, path) -> Path:
     ax.set_title(f"Finite key (collective attacks, ε = {fk['eps']:g}, f_EC = {fk['f_ec']:g})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def write_plots(res: dict, directory) -> list[Path]:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    return [plot_correlations(res, d / "correlations.png"), plot_finite_key(res, d / "finite_key.png")]
+def plot_finite_key(res: dict, path, *, force: bool = False, inputs: Iterable = ()) -> Path:
+    return save_figure(finite_key_figure(res), path, inputs=inputs, force=force)
+
+
+def plot_targets(directory) -> list[Path]:
+    """The files :func:`write_plots` writes into ``directory``."""
+    return [Path(directory) / n for n in PLOT_NAMES]
+
+
+def write_plots(res: dict, directory, *, force: bool = False, inputs: Iterable = ()) -> list[Path]:
+    """correlations.png and finite_key.png in ``directory`` (created), written together through custody:
+    an existing figure is replaced only with ``force`` and stays whole until the new ones are complete."""
+    require_matplotlib()
+    figs = []
+    try:
+        figs.append(correlations_figure(res))
+        figs.append(finite_key_figure(res))
+    except BaseException:
+        import matplotlib.pyplot as plt
+
+        for f in figs:
+            plt.close(f)
+        raise
+    return save_figures(figs, plot_targets(directory), inputs=inputs, force=force)

@@ -136,7 +136,9 @@ def render_table(res: dict):
     """A rich Table in the layout of the paper's results (E_xy, S, Q0, Q1, Q, rates, block length)."""
     from rich.table import Table
 
-    t = Table(title=f"DIQKD estimate — {res['rounds']} rounds", show_header=True, header_style="bold")
+    incomplete = res.get("incomplete_inputs") or []
+    title = f"DIQKD estimate — {res['rounds']} rounds" + (" (INCOMPLETE INPUT)" if incomplete else "")
+    t = Table(title=title, show_header=True, header_style="bold")  # the '!' lines below it say which and why
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_column("N / note", justify="right")

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk, concat
+import numpy as np
+
+from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_END, TagChunk, concat
 from ..errors import DataValidationError, FormatError
-from ._common import check_readable, read_head
+from ._common import check_bad_record_options, check_readable, overflow_event, read_head
 
 
 @dataclass(frozen=True)
@@ -85,22 +87,34 @@ def sniff(path) -> str:
 
 
 def open_tags(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None, check_order: bool | None = None,
-              **opts):
+              on_bad_record: str = "fail", max_jump_ps: int | None = None, **opts):
     """Open a tag file for chunked reading.
 
     ``check_order``: None = the format's default (dump, qutag, text, h5: raise on time going backwards;
     ptu/ht3: no check, markers may be slightly out of order); False = pass through and count backward steps
     (readers that police order report them in ``meta``).  Extra ``opts`` go to the reader (e.g.
     ``tolerance_ps`` for quTAG).
+
+    Bad records (dump, qutag, text, h5; see :class:`~timetag.formats._common.OrderGuard` and
+    :class:`~timetag.formats.dump.DumpDecoder`): a time going backwards, a negative time, a time more than
+    ``max_jump_ps`` (default None: no limit) after the latest good tag, and in a dump file an unknown record type
+    or a nonzero reserved byte.  ``on_bad_record='fail'`` (default): the reader yields the tags before the bad
+    record, then raises an error naming the file, the record, its byte offset and the value.  ``'lost'``: the
+    bad record is dropped, the gap from the latest good tag to the next one becomes a lost-data interval (the
+    engine flags every round whose windows touch it) and reading goes on; ``meta['bad_records']`` counts them and
+    ``meta['bad_record_examples']`` lists the first few with index, byte offset and reason.  PTU and HT3 readers
+    make none of these checks.  Invalid option values raise :class:`~timetag.errors.SetupError`.
     """
+    on_bad_record, max_jump_ps = check_bad_record_options(on_bad_record, max_jump_ps)
     p = check_readable(path)
     fmt = _check_format_name(format) if format else sniff(p)
     mod = _module(fmt)
-    kw = dict(opts)
+    kw = dict(opts, on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
     if check_order is not None:
         kw["check_order"] = check_order
     if fmt == "dump":
-        reader = mod.DumpReader(p, chunk_size, check_order=True if check_order is None else check_order)
+        kw["check_order"] = True if check_order is None else check_order
+        reader = mod.DumpReader(p, chunk_size, **kw)
     else:
         reader = mod.open_reader(p, chunk_size=chunk_size, **kw)
     if not hasattr(reader, "path"):
@@ -114,27 +128,43 @@ def read_all(path, format: str | None = None, **opts) -> TagChunk:
 
 
 def iter_stream(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None, **opts) -> Iterator[TagChunk]:
-    """Several files of one run as one stream; each file must start no earlier than the previous one ended."""
+    """Several files of one run as one stream; each file must start no earlier than the previous one ended.
+
+    ``opts`` go to :func:`open_tags` (``on_bad_record``, ``max_jump_ps``, ...).  A file that ends inside a
+    lost-data interval of bad records ('lost' mode) has it closed at the next file's first tag or event.
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     offset = 0
     last = None
     prev_path = None
+    close_interval = False
     for p in paths:
         first_in_file = True
-        for chunk in open_tags(p, chunk_size=chunk_size, format=format, **opts):
+        reader = open_tags(p, chunk_size=chunk_size, format=format, **opts)
+        for chunk in reader:
             if first_in_file and len(chunk):
                 if last is not None and chunk.time[0] < last:
                     raise DataValidationError(
                         f"file starts at {int(chunk.time[0])} ps, before the previous file {prev_path} ended "
                         f"({last} ps): files out of order or from different runs", path=p, index=0)
                 first_in_file = False
+            if close_interval and (len(chunk) or chunk.lost.size):
+                chunk.lost = np.concatenate([_interval_end(chunk), chunk.lost])
+                close_interval = False
             chunk.offset = offset
             offset += len(chunk)
             if len(chunk):
                 last = int(chunk.time[-1])
             yield chunk
+        close_interval = close_interval or bool(getattr(reader, "lost_interval_open", False))
         prev_path = p
+
+
+def _interval_end(chunk: TagChunk) -> np.ndarray:
+    """An OVERFLOW_END at the first tag or event of ``chunk``."""
+    firsts = [int(x[0]) for x in (chunk.time, chunk.lost["time"]) if x.size]
+    return overflow_event(OVERFLOW_END, min(firsts))
 
 
 def writer_for(path, format: str | None = None, **meta):

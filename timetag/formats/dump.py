@@ -2,7 +2,9 @@
 
 Record: ``uint8 type, uint8 reserved, uint16 missed_events, int32 channel, int64 time`` (ps).
 Types: 0 TimeTag, 1 Error, 2 OverflowBegin, 3 OverflowEnd, 4 MissedEvents.
-Non-tag records become lost-data events of the stream (:mod:`timetag.chunk`).
+Non-tag records become lost-data events of the stream (:mod:`timetag.chunk`).  Every record is checked on the
+way (:class:`DumpDecoder`: unknown type, nonzero reserved byte, time order); a bad record raises after the good
+records before it, or becomes lost data (``on_bad_record``).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ._common import TagWriter
-from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
+from ._common import (INT64_MIN, BadRecords, TagWriter, check_bad_record_options, first_time_fault, growing_blocks,
+                      time_fault, times_ok)
+from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
 from ..errors import DataValidationError, FormatError, TimetagWarning
 
 NAME = "dump"
@@ -47,6 +50,154 @@ WINDOW_RECORDS = 1 << 19
 READ_RECORDS = 1 << 16
 
 
+class DumpDecoder:
+    """Dump records -> tags and lost-data events, with the checks of a dump stream; keeps its state across calls.
+
+    A record is bad when its type code is unknown (> 4) or its reserved byte is not 0 (:class:`FormatError`),
+    or, with ``check_order``, when it is a tag whose time is negative, earlier than the latest good tag (time
+    going backwards) or, with ``max_jump_ps``, later than it by more than that (:class:`DataValidationError`;
+    see :class:`~timetag.formats._common.OrderGuard` for why a jump counts).  Non-tag records (overflows, missed
+    events, errors) are the device's own account of lost data and are not time-checked.  What a bad record does
+    is ``on_bad_record``'s (:class:`~timetag.formats._common.BadRecords`): 'fail' stops there, 'lost' drops it
+    and brackets the gap as lost data.  ``check_reserved=False`` skips the reserved-byte test (it costs a pass
+    over the records, about 0.5 ns each).  :class:`DumpReader` and the live ``follow:`` source both decode
+    through this class, so a file and a followed file are checked alike.
+    """
+
+    def __init__(self, path, check_order: bool = True, on_bad_record: str = "fail", max_jump_ps: int | None = None,
+                 check_reserved: bool = True):
+        self.check_order = check_order
+        self.check_reserved = check_reserved
+        self.bad = BadRecords(path, on_bad_record, max_jump_ps)
+        self.last = INT64_MIN          # latest time of the good tags decoded
+        self._lost_i = np.empty(0, np.int64)
+
+    @property
+    def path(self):
+        return self.bad.path
+
+    @path.setter
+    def path(self, value) -> None:     # a followed sequence of files names the one being read
+        self.bad.path = value
+
+    def split(self, rec: np.ndarray, index: int, out_t: np.ndarray, out_c: np.ndarray):
+        """Decode ``rec`` (records ``index``, ``index + 1``, ... of the file) into ``out_t`` / ``out_c``.
+
+        Returns (tags written, lost events, error): in 'fail' mode the error of the first bad record, to be
+        raised once the caller has passed on the tags and events before it (those returned); else None.
+        """
+        if self._lost_i.size < rec.size:
+            self._lost_i = np.empty(rec.size, np.int64)
+        w, pos = 0, 0
+        events: list[tuple[np.ndarray, bool]] = []
+        while pos < rec.size:
+            k, lost, lead, fault = self._split_good(rec[pos:], index + pos, out_t[w:], out_c[w:])
+            if k:    # the END of a gap goes after the events recorded before its next good tag
+                events += [(lost[:lead], False), (self.bad.close(int(out_t[w])), True), (lost[lead:], False)]
+            else:
+                events.append((lost, False))
+            w += k
+            if fault is None:
+                break
+            at, reason, cls = pos + fault[0], fault[1], fault[2]
+            if not self.bad.lost:
+                return w, self._events(events), self.bad.error(index + at, reason, (index + at) * RECORD_SIZE, cls)
+            end = self._next_good(rec, at + 1)
+            self.bad.note_run(end - at, lambda j: self._describe(rec[at + j], index + at + j))
+            events.append((self.bad.open(self.last), True))
+            pos = end
+        return w, self._events(events), None
+
+    def decode(self, rec: np.ndarray, index: int, offset: int = 0):
+        """(chunk of the good records, error or None): :meth:`split` into fresh arrays."""
+        out_t, out_c = np.empty(rec.size, np.int64), np.empty(rec.size, np.int32)
+        w, lost, error = self.split(rec, index, out_t, out_c)
+        return TagChunk(out_t[:w], out_c[:w], lost, offset), error
+
+    def lose(self, index: int, reason: str, offset: int | None, cls=FormatError):
+        """A bad record found by the caller (a partial record left behind, ...): (events to pass on, error)."""
+        if not self.bad.lost:
+            return empty_lost(), self.bad.error(index, reason, offset, cls)
+        self.bad.note_run(1, lambda j: (index, reason, offset))
+        return self._events([(self.bad.open(self.last), True)]), None
+
+    def _split_good(self, rec: np.ndarray, index: int, out_t: np.ndarray, out_c: np.ndarray):
+        """The records up to the first bad one: (tags written, lost events, how many of those come before the
+        first tag, (position, reason, error class) of the bad record or None)."""
+        from .._cext.fmt_dump import split_records
+
+        li = self._lost_i
+        k, m, bad_type, back, last = split_records(rec, self.last, self.check_order, out_t, out_c, li)
+        stop = min([x for x in (bad_type, back) if x >= 0], default=rec.size)
+        if stop < rec.size:
+            faults = [(stop, *self._fault(rec[stop], index + stop, last))]
+        else:
+            faults = []
+        if self.check_reserved:
+            reserved = rec["reserved"][:stop]
+            if np.count_nonzero(reserved):
+                r = int(np.flatnonzero(reserved)[0])
+                faults.append((r, *self._fault(rec[r], index + r, self.last)))
+        if self.check_order and k:
+            j, _ = first_time_fault(out_t[:k], self.last, 0, self.bad.max_jump_ps, ordered=True)
+            if j >= 0:
+                r = _record_of_tag(li[:m], j)
+                before = int(out_t[j - 1]) if j else self.last    # the tags are in order: the latest is the one before
+                faults.append((r, *self._fault(rec[r], index + r, before)))
+        fault = min(faults, key=lambda f: f[0]) if faults else None
+        if fault is not None and fault[0] < stop:     # an earlier fault than the kernel's: keep what is before it
+            m = int(np.searchsorted(li[:m], fault[0]))
+            k = fault[0] - m
+            last = self.last if not k else max(self.last, int(out_t[:k].max()))
+        self.last = last
+        lead = _record_of_tag(li[:m], 0) if self.bad.is_open and k else 0
+        return k, _lost_events(rec[li[:m]]), lead, fault
+
+    def _fault(self, r, index: int, last: int) -> tuple[str, type]:
+        """(reason, error class) of one record known to be bad, judged after good tags up to ``last``."""
+        code = int(r["type"])
+        if code > TYPE_MISSED:
+            return (f"unknown event type code {code} in record {index} (known: 0 TimeTag, 1 Error, "
+                    "2 OverflowBegin, 3 OverflowEnd, 4 MissedEvents)", FormatError)
+        if self.check_reserved and int(r["reserved"]):
+            return (f"reserved byte is {int(r['reserved'])} in record {index}, not 0 (damaged or not a dump file?)",
+                    FormatError)
+        return time_fault(int(r["time"]), last, 0, self.bad.max_jump_ps), DataValidationError
+
+    def _describe(self, r, index: int) -> tuple[int, str, int]:
+        return index, self._fault(r, index, self.last)[0], index * RECORD_SIZE
+
+    def _next_good(self, rec: np.ndarray, start: int) -> int:
+        """Position of the first good record at or after ``start`` (``last`` stays that of the good records)."""
+        for lo, hi in growing_blocks(start, rec.size):
+            block = rec[lo:hi]
+            ok = block["type"] <= TYPE_MISSED
+            if self.check_reserved:
+                ok &= block["reserved"] == 0
+            if self.check_order:
+                ok &= (block["type"] != TYPE_TAG) | times_ok(block["time"], self.last, 0, self.bad.max_jump_ps)
+            good = np.flatnonzero(ok)
+            if good.size:
+                return lo + int(good[0])
+        return rec.size
+
+    def _events(self, parts: list[tuple[np.ndarray, bool]]) -> np.ndarray:
+        parts = [(e, ours) for e, ours in parts if e.size]
+        if not parts:
+            return empty_lost()
+        events = np.concatenate([e for e, _ in parts]) if len(parts) > 1 else parts[0][0]
+        if not self.bad.lost:
+            return events
+        ours = np.concatenate([np.full(e.size, flag) for e, flag in parts])
+        return self.bad.union(events, ours)
+
+
+def _record_of_tag(lost_index: np.ndarray, j: int) -> int:
+    """Record position of the ``j``-th tag among records whose non-tag positions are ``lost_index`` (sorted)."""
+    # the s-th non-tag record has lost_index[s] - s tags before it
+    return j + int(np.searchsorted(lost_index - np.arange(lost_index.size), j, side="right"))
+
+
 class DumpReader:
     """Chunked reader of the records (64-bit offsets throughout).
 
@@ -56,6 +207,12 @@ class DumpReader:
     The file size is checked before each window, so a file truncated while it is read gives an error rather
     than a bus error, except in the unavoidable race of a truncation during the window's own split.
 
+    Records are checked by :class:`DumpDecoder` (unknown types, nonzero reserved bytes and, with ``check_order``,
+    negative times, time going backwards and, with ``max_jump_ps``, far jumps forward).  ``on_bad_record='fail'``
+    yields the chunk of the records before a bad one, then raises an error naming the file, the record index,
+    its byte offset and the value; ``'lost'`` drops bad records, brackets the gap as lost data and reads on
+    (``meta['bad_records']``, ``meta['bad_record_examples']``).
+
     Each chunk gets fresh tag arrays, which the consumer may keep.  (A pool reusing them across chunks was
     measured: no gain once a file is under way, because malloc already hands the freed blocks of earlier
     chunks back without new page faults; only the first two chunks of a file pay first-touch faults.)
@@ -64,11 +221,15 @@ class DumpReader:
     format = NAME
     resolution_ps = 1
 
-    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, use_mmap: bool = True):
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, use_mmap: bool = True,
+                 on_bad_record: str = "fail", max_jump_ps: int | None = None, check_reserved: bool = True,
+                 **_ignored):
         self.path = Path(path)
         self.chunk_size = max(int(chunk_size), 1)
         self.check_order = check_order
         self.use_mmap = use_mmap
+        self.on_bad_record, self.max_jump_ps = check_bad_record_options(on_bad_record, max_jump_ps)
+        self.check_reserved = check_reserved
         size = self.path.stat().st_size
         if size == 0:
             raise FormatError("file is empty (a dump file holds 16-byte records)", path=self.path)
@@ -77,54 +238,53 @@ class DumpReader:
             warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
                           TimetagWarning, stacklevel=2)
         self.records = size // RECORD_SIZE
+        self._decoder = self._new_decoder()
+
+    def _new_decoder(self) -> DumpDecoder:
+        return DumpDecoder(self.path, self.check_order, self.on_bad_record, self.max_jump_ps, self.check_reserved)
 
     @property
     def meta(self) -> dict:
-        return {"trailing_bytes_ignored": self.trailing_bytes}
+        return {"trailing_bytes_ignored": self.trailing_bytes, **self._decoder.bad.meta}
+
+    @property
+    def lost_interval_open(self) -> bool:
+        """True when the chunks read end inside a lost-data interval of bad records (closed by the next good tag
+        of a following file: :func:`timetag.formats.iter_stream`)."""
+        return self._decoder.bad.interval_open
 
     def __iter__(self) -> Iterator[TagChunk]:
         return self.iter_chunks()
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
         """Chunks of records [start, stop) (record indices; the dump format has no carried state)."""
-        from .._cext.fmt_dump import split_records
-
         start = max(int(start), 0)
         stop = self.records if stop is None else min(int(stop), self.records)
         if stop <= start:
             return
+        dec = self._decoder = self._new_decoder()
         size = min(self.chunk_size, stop - start)
         window = min(WINDOW_RECORDS if self.use_mmap else READ_RECORDS, size)
-        lost_i = np.empty(window, np.int64)
-        last = np.iinfo(np.int64).min
         with open(self.path, "rb", buffering=0) as fh:
             windows = _Windows(fh, self.path, window, self.use_mmap)
             for lo in range(start, stop, self.chunk_size):
                 hi = min(lo + self.chunk_size, stop)
                 out_t, out_c = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int32)
-                w, lost = 0, []
+                w, lost, error = 0, [], None
                 for b in range(lo, hi, window):
                     rec = windows.open(b, min(b + window, hi))
-                    k, m, bad, back, new_last = split_records(rec, last, self.check_order, out_t[w:], out_c[w:],
-                                                              lost_i)
-                    if bad >= 0:
-                        bad_rec = rec[bad:bad + 1].copy()
-                        del rec
-                        windows.close()
-                        decode_records(bad_rec, offset=b + bad, path=self.path)   # raises, naming the code
-                    if back >= 0:
-                        t_back = int(rec["time"][back])
-                        del rec
-                        windows.close()
-                        raise DataValidationError(f"time goes backwards: {t_back} ps after {new_last} ps",
-                                                  path=self.path, index=b + back)
-                    if m:
-                        lost.append(_lost_events(rec[lost_i[:m]]))
+                    k, events, error = dec.split(rec, b, out_t[w:], out_c[w:])
                     del rec
                     windows.close()
                     w += k
-                    last = new_last
-                yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
+                    if events.size:
+                        lost.append(events)
+                    if error is not None:
+                        break
+                if w or lost or error is None:
+                    yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
+                if error is not None:
+                    raise error
 
 
 class _Windows:

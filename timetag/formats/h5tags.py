@@ -22,7 +22,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk, empty_lost
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, check_readable, TagWriter
+from ._common import OrderGuard, TagWriter, check_bad_record_options, check_readable
 
 NAME = "h5"
 EXTENSIONS = (".h5", ".hdf5", ".hdf")
@@ -44,12 +44,14 @@ class H5TagReader:
     format = NAME
 
     def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True,
-                 timestamps_unit_s: float | None = None, **_ignored):
+                 timestamps_unit_s: float | None = None, on_bad_record: str = "fail",
+                 max_jump_ps: int | None = None, **_ignored):
         import h5py
 
         self.path = check_readable(path)
         self.chunk_size = max(int(chunk_size), 1)
         self.check_order = check_order
+        self.on_bad_record, self.max_jump_ps = check_bad_record_options(on_bad_record, max_jump_ps)
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as exc:
@@ -100,6 +102,10 @@ class H5TagReader:
             m.update(self._guard.meta)
         return m
 
+    @property
+    def lost_interval_open(self) -> bool:
+        return self._guard is not None and self._guard.bad.interval_open
+
     def _to_ps(self, raw: np.ndarray, lo: int) -> np.ndarray:
         if raw.dtype.kind == "u" and raw.size and int(raw.max()) > np.iinfo(np.int64).max:
             raise FormatError(f"timestamp beyond int64 near record {lo}", path=self.path)
@@ -116,7 +122,8 @@ class H5TagReader:
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
         stop = self.records if stop is None else min(int(stop), self.records)
         start = max(0, int(start))
-        guard = self._guard = OrderGuard(self.path, check=self.check_order, index_of=lambda i: i + start)
+        guard = self._guard = OrderGuard(self.path, check=self.check_order, index_of=lambda i: i + start,
+                                         on_bad_record=self.on_bad_record, max_jump_ps=self.max_jump_ps)
         lost, lt = self.lost, self.lost["time"]
         li = 0 if start == 0 else int(np.searchsorted(lt, self._to_ps(self._ts[start - 1:start], start)[0],
                                                      side="right"))
@@ -130,7 +137,7 @@ class H5TagReader:
             # each lost event travels in the chunk holding the last tag at or before it (the rest in the last)
             lj = lt.size if hi == stop else int(np.searchsorted(lt, t[-1], side="right"))
             lj = max(lj, li)
-            yield guard.process(TagChunk(t, c, lost[li:lj], offset=lo - start))
+            yield from guard.checked(TagChunk(t, c, lost[li:lj], offset=lo - start))
             li = lj
 
     def close(self) -> None:

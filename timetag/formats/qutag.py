@@ -8,6 +8,8 @@ Real quTAG files are not always monotonic (one sample has 173 backward steps of 
 reader raises :class:`DataValidationError` at the first backward step, naming the record.  Options:
 ``tolerance_ps=N`` reorders tags displaced by at most N ps (stable sort by time), ``check_order=False`` passes
 them through unchanged and counts them (``meta['backward_steps']``, ``meta['max_backward_ps']``).
+``on_bad_record='lost'`` turns bad tags (backward steps beyond the tolerance, times beyond int64, jumps beyond
+``max_jump_ps``) into lost-data intervals instead of raising (:class:`~timetag.formats._common.OrderGuard`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, check_readable
+from ._common import OrderGuard, check_bad_record_options, check_readable
 
 NAME = "qutag"
 EXTENSIONS = (".qutag",)
@@ -38,11 +40,12 @@ class QutagReader:
     resolution_ps = 1
 
     def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, tolerance_ps: int = 0,
-                 **_ignored):
+                 on_bad_record: str = "fail", max_jump_ps: int | None = None, **_ignored):
         self.path = check_readable(path)
         self.chunk_size = max(int(chunk_size), 1)
         self.check_order = check_order
         self.tolerance_ps = int(tolerance_ps)
+        self.on_bad_record, self.max_jump_ps = check_bad_record_options(on_bad_record, max_jump_ps)
         size = self.path.stat().st_size
         with open(self.path, "rb") as fh:
             head = fh.read(HEADER_SIZE)
@@ -73,6 +76,10 @@ class QutagReader:
             m.update(self._guard.meta)
         return m
 
+    @property
+    def lost_interval_open(self) -> bool:
+        return self._guard is not None and self._guard.bad.interval_open
+
     def _mm(self):
         if self.records == 0:
             return np.zeros(0, RECORD_DTYPE)
@@ -86,20 +93,27 @@ class QutagReader:
         stop = self.records if stop is None else min(int(stop), self.records)
         start = max(0, int(start))
         guard = self._guard = OrderGuard(self.path, check=self.check_order, tolerance_ps=self.tolerance_ps,
-                                         index_of=lambda i: i + start)
+                                         index_of=lambda i: i + start, on_bad_record=self.on_bad_record,
+                                         max_jump_ps=self.max_jump_ps,
+                                         offset_of=lambda i: HEADER_SIZE + i * RECORD_SIZE)
         for lo in range(start, stop, self.chunk_size):
             rec = mm[lo:min(lo + self.chunk_size, stop)]
             t = rec["time"].astype(np.int64)
-            if t.size and int(t.min()) < 0:
+            c = rec["channel"].astype(np.int32)
+            # a time beyond int64 turns negative: a bad record the guard drops in 'lost' mode, else an error
+            dropped_by_guard = guard.bad.lost and (guard.check or guard.tolerance)
+            if not dropped_by_guard and t.size and int(t.min()) < 0:
                 i = int(np.flatnonzero(t < 0)[0])
+                yield from guard.checked(TagChunk(t[:i], c[:i], offset=lo - start))
+                yield from _present(guard.flush())
                 raise FormatError(f"record {lo + i}: time {int(rec['time'][i])} does not fit in int64 ps",
                                   path=self.path, offset=HEADER_SIZE + (lo + i) * RECORD_SIZE)
-            out = guard.process(TagChunk(t, rec["channel"].astype(np.int32), offset=lo - start))
-            if len(out) or not self.tolerance_ps:
-                yield out
-        tail = guard.flush()
-        if tail is not None:
-            yield tail
+            yield from guard.checked(TagChunk(t, c, offset=lo - start))
+        yield from _present(guard.flush())
+
+
+def _present(chunk: TagChunk | None) -> list[TagChunk]:
+    return [] if chunk is None else [chunk]
 
 
 def write_qutag_raw(path, time: np.ndarray, channel: np.ndarray, header_words=(2048, 115)) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, LOST_KIND_NAMES, TagChunk, empty_lost
 from ..errors import FormatError
-from ._common import OrderGuard, check_readable, TagWriter
+from ._common import OrderGuard, TagWriter, check_bad_record_options, check_readable
 
 NAME = "text"
 EXTENSIONS = (".txt", ".csv", ".tsv", ".dat")
@@ -28,10 +28,12 @@ class TextReader:
     format = NAME
     resolution_ps = 1
 
-    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True, **_ignored):
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True,
+                 on_bad_record: str = "fail", max_jump_ps: int | None = None, **_ignored):
         self.path = check_readable(path)
         self.chunk_size = max(int(chunk_size), 1)
         self.check_order = check_order
+        self.on_bad_record, self.max_jump_ps = check_bad_record_options(on_bad_record, max_jump_ps)
         self._guard = None
         self.records = None   # unknown until read (counting would mean a full pass)
 
@@ -39,11 +41,16 @@ class TextReader:
     def meta(self) -> dict:
         return dict(self._guard.meta) if self._guard else {}
 
+    @property
+    def lost_interval_open(self) -> bool:
+        return self._guard is not None and self._guard.bad.interval_open
+
     def __iter__(self) -> Iterator[TagChunk]:
         return self.iter_chunks()
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
-        guard = self._guard = OrderGuard(self.path, check=self.check_order)   # index = tag number, not line
+        guard = self._guard = OrderGuard(self.path, check=self.check_order, on_bad_record=self.on_bad_record,
+                                         max_jump_ps=self.max_jump_ps)   # index = tag number, not line
         n_tags = 0
         with open(self.path, "r", encoding="utf-8", errors="replace") as fh:
             lineno = 0
@@ -73,7 +80,7 @@ class TextReader:
                 lost_arr = np.array(lost, LOST_DTYPE) if lost else empty_lost()
                 chunk = TagChunk(np.array(t, np.int64), np.array(ch, np.int32), lost_arr, offset=n_tags)
                 n_tags += len(chunk)
-                yield guard.process(chunk)
+                yield from guard.checked(chunk)
         self.records = n_tags
 
     def _parse_lost(self, s: str, lineno: int):

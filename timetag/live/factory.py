@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SetupError, TimetagError
+from ..formats._common import check_bad_record_options
 from ..setupfile import Setup
 from .sources import Source
 
@@ -62,9 +63,15 @@ def parse_overflows(specs) -> list[tuple[int, int]]:
 
 
 def build_source(spec: str, setup: Setup, *, lab: str | None = None, speed: float | None = 1.0, seed: int = 1,
-                 preset: str = "lmu2022", serial: str = "", idle_timeout: float | None = 5.0,
-                 overflows=(), sim_params: dict | None = None) -> tuple[Source, tuple[str, ...]]:
-    """(source, labs to process) for a ``--source`` value."""
+                 preset: str = "lmu2022", serial: str = "", idle_timeout: float | None = None,
+                 overflows=(), sim_params: dict | None = None, on_bad_record: str = "fail",
+                 max_jump_ps: int | None = None) -> tuple[Source, tuple[str, ...]]:
+    """(source, labs to process) for a ``--source`` value.
+
+    ``idle_timeout`` (follow): None or 0 waits for data as long as the acquisition runs.  ``on_bad_record``,
+    ``max_jump_ps`` (replay, follow): what a bad record does, as for :func:`timetag.formats.open_tags`.
+    """
+    bad_opts = dict(zip(("on_bad_record", "max_jump_ps"), check_bad_record_options(on_bad_record, max_jump_ps)))
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     if kind in ("replay", "follow") and not arg:
@@ -79,12 +86,12 @@ def build_source(spec: str, setup: Setup, *, lab: str | None = None, speed: floa
         from .replay import ReplaySource
 
         name = single_lab(setup, lab, "a replayed file")
-        return ReplaySource(_existing(arg), lab=name, speed=speed), (name,)
+        return ReplaySource(_existing(arg), lab=name, speed=speed, **bad_opts), (name,)
     if kind == "follow":
         from .replay import follow_source
 
         name = single_lab(setup, lab, "a followed file")
-        return follow_source(Path(arg), lab=name, idle_timeout=idle_timeout), (name,)
+        return follow_source(Path(arg), lab=name, idle_timeout=idle_timeout or None, **bad_opts), (name,)
     if kind in ("swabian", "swabian-fake"):
         from .swabian import SwabianSource
 

@@ -78,13 +78,43 @@ def _floor(x, m):
     return int(x) // m * m
 
 
+def output_names(fmt: str = "dump") -> tuple[str, str, str, str]:
+    """The files ``simulate`` writes into its folder: Alice's and Bob's raw tags, the setup, the truth."""
+    return f"alice{EXT[fmt]}", f"bob{EXT[fmt]}", "setup.toml", "truth.h5"
+
+
+def check_outputs(out_dir, fmt: str = "dump", *, force: bool = False) -> list[Path]:
+    """The four targets in ``out_dir``, refused up front (one line naming every file that exists, unless
+    ``force``; ``out_dir`` a file) before any simulation is run."""
+    from ..errors import OutputError
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, not a folder; --out takes the folder to write the simulation into")
+    targets = [out / n for n in output_names(fmt)]
+    for t in targets:
+        if t.is_dir():
+            raise OutputError(f"{t}: is a folder; simulate writes a file of that name into {out}")
+    existing = [t.name for t in targets if t.exists()]
+    if existing and not force:
+        raise OutputError(f"{out}: {', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'} already; "
+                          "pass --force to replace (the old files stay until the new ones are complete), or "
+                          "choose another --out")
+    return targets
+
+
 def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "dump", speedup: float | None = None,
-             progress=None) -> SimResult:
+             progress=None, *, force: bool = False) -> SimResult:
     """Simulate ``n_rounds`` heralded rounds and write both labs' raw files, ``setup.toml`` and ``truth.h5``.
 
     ``speedup`` (if given) replaces ``params.speedup``.  ``progress(rounds_done, n_rounds)`` is called
     after every generation block.
+
+    The four files are written together through custody (:class:`~timetag.custody.AtomicOutputs`): each as
+    ``<name>.partial``, all renamed when the simulation is complete; any failure (or Ctrl-C) removes them all.
+    Existing files are refused (naming them) unless ``force``, and stay untouched until the new ones are complete.
     """
+    from ..custody import AtomicOutputs
     from ..formats import writer_for
 
     if n_rounds < 1:
@@ -94,14 +124,13 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
     if speedup is not None:
         params = params.with_overrides(speedup=float(speedup))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    targets = check_outputs(out, fmt, force=force)
     exp = expected_stats(params)
     # the dump path writes each chunk at once, so the generator may hand out views of its reused buffers
     sim = LinkSimulator(params, seed, n_rounds=n_rounds, reuse_buffers=fmt == "dump")
     setup = build_setup(params, sim.thresholds)
-    setup_path = out / "setup.toml"
-    setup.save(setup_path)
-    pa, pb = out / f"alice{EXT[fmt]}", out / f"bob{EXT[fmt]}"
+    pa, pb, setup_path, truth_path = targets
+
     def meta(lab):
         if fmt == "h5":
             return {"lab": lab}
@@ -109,48 +138,52 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
             return {"drop_lost": True, "comment": f"timetag simulate: {params.name}, lab {lab}, seed {seed}"}
         return {}
 
-    t_start = time.perf_counter()
-    rows = []
-    n_a = n_b = 0
-    if fmt == "dump":
-        wa, wb = _DumpOut(pa), _DumpOut(pb)
-    else:
-        wa = writer_for(pa, fmt, **meta("alice"))
-        wb = writer_for(pb, fmt, **meta("bob"))
-    try:
-        for ca, cb, r in sim.stream():
-            wa.write(ca)
-            wb.write(cb)
-            n_a += len(ca)
-            n_b += len(cb)
-            rows.extend(r)
-            if progress is not None:
-                progress(min(sim.rounds, n_rounds), n_rounds)
-    finally:
-        wa.close()
-        wb.close()
-    elapsed = time.perf_counter() - t_start
-    truth = np.array(rows, dtype=TRUTH_DTYPE) if rows else np.zeros(0, TRUTH_DTYPE)
-    stats = {
-        "rounds": int(truth.size), "alice_tags": n_a, "bob_tags": n_b, "seconds": elapsed,
-        "tags_per_second": (n_a + n_b) / elapsed if elapsed > 0 else float("inf"),
-        "simulated_seconds": (sim.t_block - sim.t0) * 1e-12, "expected": _plain(exp),
-        "alice_sources": sim.outA.sources.tolist(), "bob_sources": sim.outB.sources.tolist(),
-        "overflow_intervals_alice": len(sim.outA.intervals), "overflow_intervals_bob": len(sim.outB.intervals),
-    }
-    attrs = {
-        "params": params.to_dict(), "seed": int(seed), "expected_S": exp["expected_S"], "expected_Q": exp["expected_Q"],
-        "expected": _plain(exp), "bob_clock_offset_ps": int(params.bob_clock_offset_ps),
-        "bob_clock_drift_ppm": float(params.bob_clock_drift_ppm), "sync_mode": params.sync_mode,
-        "thresholds": list(sim.thresholds), "format": fmt,
-        "provenance": provenance(setup=setup, command="simulate", preset=params.name, seed=int(seed),
-                                 n_rounds=int(n_rounds)),
-        "overflow_intervals_alice_raw": [list(iv) for iv in sim.outA.intervals],
-        "overflow_intervals_bob_raw": [list(iv) for iv in sim.outB.intervals],
-        "stats": {k: v for k, v in stats.items() if k != "expected"},
-    }
-    truth_path = out / "truth.h5"
-    write_truth(truth_path, truth, sim.heralds_all_array(), attrs)
+    with AtomicOutputs(targets, force=force) as outs:
+        out_a, out_b, out_setup, out_truth = (outs[i].partial for i in range(4))
+        out_setup.write_text(setup.dumps())
+        t_start = time.perf_counter()
+        rows = []
+        n_a = n_b = 0
+        # the partial files' extension is '.partial': the writers get the format explicitly
+        if fmt == "dump":
+            wa, wb = _DumpOut(out_a), _DumpOut(out_b)
+        else:
+            wa = writer_for(out_a, fmt, **meta("alice"))
+            wb = writer_for(out_b, fmt, **meta("bob"))
+        try:
+            for ca, cb, r in sim.stream():
+                wa.write(ca)
+                wb.write(cb)
+                n_a += len(ca)
+                n_b += len(cb)
+                rows.extend(r)
+                if progress is not None:
+                    progress(min(sim.rounds, n_rounds), n_rounds)
+        finally:
+            wa.close()
+            wb.close()
+        elapsed = time.perf_counter() - t_start
+        truth = np.array(rows, dtype=TRUTH_DTYPE) if rows else np.zeros(0, TRUTH_DTYPE)
+        stats = {
+            "rounds": int(truth.size), "alice_tags": n_a, "bob_tags": n_b, "seconds": elapsed,
+            "tags_per_second": (n_a + n_b) / elapsed if elapsed > 0 else float("inf"),
+            "simulated_seconds": (sim.t_block - sim.t0) * 1e-12, "expected": _plain(exp),
+            "alice_sources": sim.outA.sources.tolist(), "bob_sources": sim.outB.sources.tolist(),
+            "overflow_intervals_alice": len(sim.outA.intervals), "overflow_intervals_bob": len(sim.outB.intervals),
+        }
+        attrs = {
+            "params": params.to_dict(), "seed": int(seed), "expected_S": exp["expected_S"],
+            "expected_Q": exp["expected_Q"],
+            "expected": _plain(exp), "bob_clock_offset_ps": int(params.bob_clock_offset_ps),
+            "bob_clock_drift_ppm": float(params.bob_clock_drift_ppm), "sync_mode": params.sync_mode,
+            "thresholds": list(sim.thresholds), "format": fmt,
+            "provenance": provenance(setup=setup, command="simulate", preset=params.name, seed=int(seed),
+                                     n_rounds=int(n_rounds)),
+            "overflow_intervals_alice_raw": [list(iv) for iv in sim.outA.intervals],
+            "overflow_intervals_bob_raw": [list(iv) for iv in sim.outB.intervals],
+            "stats": {k: v for k, v in stats.items() if k != "expected"},
+        }
+        write_truth(out_truth, truth, sim.heralds_all_array(), attrs)
     return SimResult(out, pa, pb, setup_path, truth_path, stats)
 
 
