@@ -16,12 +16,13 @@ cdef enum:
 
 
 cdef bint _all_tags_in_order(const int64_t* q, Py_ssize_t n, int64_t* last, int64_t* out_time,
-                             int32_t* out_channel) noexcept nogil:
+                             int32_t* out_channel, uint64_t head_mask) noexcept nogil:
     """Fast path for a block of tags only, non-negative and non-decreasing in time (almost every block).
 
     False, with the outputs garbage, when the block is not like that: the caller then runs the general loop.
     Written so that the compiler vectorises it with plain SSE2: a record is read as two little-endian int64
-    words (type in the low byte and channel in the high half of the first, time the second); the checks are
+    words (type in the low byte, the reserved byte next, channel in the high half of the first, time the
+    second); ``head_mask`` picks the bytes that must be 0 (the type, and the reserved byte if checked); the checks are
     OR-reductions, and with times >= 0 the step t[i] - t[i-1] cannot overflow, so its sign bit says "goes
     backwards".  (The general loop's branches are well predicted, but its loop-carried running maximum
     keeps it scalar.)
@@ -41,7 +42,7 @@ cdef bint _all_tags_in_order(const int64_t* q, Py_ssize_t n, int64_t* last, int6
             times |= <uint64_t> q[2 * i + 1]
         for i in range(j + 1 if j == 0 else j, j + m):
             steps |= <uint64_t> out_time[i] - <uint64_t> out_time[i - 1]
-        if (head & 0xFF) or (times >> 63) or (steps >> 63):
+        if (head & head_mask) or (times >> 63) or (steps >> 63):
             return False
         j += m
     last[0] = out_time[n - 1]
@@ -49,26 +50,32 @@ cdef bint _all_tags_in_order(const int64_t* q, Py_ssize_t n, int64_t* last, int6
 
 
 def split_records(const DumpRec[::1] rec, int64_t previous, bint check_order,
-                  int64_t[::1] out_time, int32_t[::1] out_channel, int64_t[::1] lost_index):
+                  int64_t[::1] out_time, int32_t[::1] out_channel, int64_t[::1] lost_index,
+                  bint check_reserved=False):
     """Tags go to out_time/out_channel, indices of non-tag records to lost_index.
 
-    Returns (n_tags, n_lost, first record with an unknown type or -1, first tag record going backwards or -1,
-    running maximum time).  Stops at the first problem so the caller can name it; the running maximum returned
-    then is the one just before that record.
+    Returns (n_tags, n_lost, first record with an unknown type (or, with ``check_reserved``, a nonzero reserved
+    byte) or -1, first tag record going backwards or -1, running maximum time).  Stops at the first problem so
+    the caller can name it; the running maximum returned then is the one just before that record.
     """
     cdef Py_ssize_t i, n = rec.shape[0], w = 0, m = 0, bad = -1, back = -1
     cdef int64_t last = previous, t
     cdef uint8_t ty
+    cdef uint64_t head_mask = 0xFFFF if check_reserved else 0xFF
     if out_time.shape[0] < n or out_channel.shape[0] < n or lost_index.shape[0] < n:
         raise ValueError(f"output arrays shorter than the {n} records")
     if n == 0:
         return 0, 0, -1, -1, last
     with nogil:
-        if check_order and _all_tags_in_order(<const int64_t*> &rec[0], n, &last, &out_time[0], &out_channel[0]):
+        if check_order and _all_tags_in_order(<const int64_t*> &rec[0], n, &last, &out_time[0], &out_channel[0],
+                                              head_mask):
             w = n
             n = 0   # done: skip the general loop
         for i in range(n):
             ty = rec[i].type
+            if check_reserved and rec[i].reserved != 0:
+                bad = i
+                break
             if ty == 0:
                 t = rec[i].time
                 if check_order and t < last:

@@ -134,12 +134,14 @@ print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
     assert int(out[1]) < 32, f"peak RSS grew by {out[1]} MB reading a 64 MB file"
 
 
-def _split_reference(rec, previous, check_order):
+def _split_reference(rec, previous, check_order, check_reserved=False):
     """The contract of split_records, record by record in plain Python."""
     t_out, c_out, lost = [], [], []
     last = previous
     for i, r in enumerate(rec.tolist()):
-        ty, _, _, ch, t = r
+        ty, reserved, _, ch, t = r
+        if check_reserved and reserved:
+            return t_out, c_out, lost, i, -1, last
         if ty == 0:
             if check_order and t < last:
                 return t_out, c_out, lost, -1, i, last
@@ -153,8 +155,8 @@ def _split_reference(rec, previous, check_order):
     return t_out, c_out, lost, -1, -1, last
 
 
-@given(data=st.data(), n=st.integers(0, 5000), check_order=st.booleans())
-def test_split_kernel_matches_a_plain_loop(data, n, check_order):
+@given(data=st.data(), n=st.integers(0, 5000), check_order=st.booleans(), check_reserved=st.booleans())
+def test_split_kernel_matches_a_plain_loop(data, n, check_order, check_reserved):
     from timetag._cext.fmt_dump import split_records
 
     seed = data.draw(st.integers(0, 10**6))
@@ -162,7 +164,8 @@ def test_split_kernel_matches_a_plain_loop(data, n, check_order):
     rec = np.zeros(n, RECORD_DTYPE)
     rec["time"] = np.cumsum(rng.integers(0, 50, n)) + data.draw(st.sampled_from([0, -500, 2**62]))
     rec["channel"] = rng.integers(-(2**31), 2**31, n)
-    rec["reserved"] = rng.integers(0, 256, n)   # ignored by the format, must not disturb the split
+    # unchecked, the reserved byte must not disturb the split; checked, a rare nonzero one is a bad record
+    rec["reserved"] = rng.integers(0, 256, n) if not check_reserved else (rng.random(n) < 2 / max(n, 1)) * 7
     for _ in range(data.draw(st.integers(0, 3))):   # a few disturbances anywhere, often none
         if n:
             i = int(rng.integers(0, n))
@@ -173,7 +176,8 @@ def test_split_kernel_matches_a_plain_loop(data, n, check_order):
                 rec["type"][i] = rng.integers(1, 5) if what == "lost" else 5 + rng.integers(0, 200)
     previous = data.draw(st.sampled_from([np.iinfo(np.int64).min, -10, int(rec["time"][0]) if n else 0]))
     out_t, out_c, lost_i = np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int64)
-    w, m, bad, back, last = split_records(rec, previous, check_order, out_t, out_c, lost_i)
-    t_ref, c_ref, lost_ref, bad_ref, back_ref, last_ref = _split_reference(rec, previous, check_order)
+    w, m, bad, back, last = split_records(rec, previous, check_order, out_t, out_c, lost_i, check_reserved)
+    t_ref, c_ref, lost_ref, bad_ref, back_ref, last_ref = _split_reference(rec, previous, check_order,
+                                                                           check_reserved)
     assert (w, m, bad, back, last) == (len(t_ref), len(lost_ref), bad_ref, back_ref, last_ref)
     assert out_t[:w].tolist() == t_ref and out_c[:w].tolist() == c_ref and lost_i[:m].tolist() == lost_ref
