@@ -90,7 +90,7 @@ def _total_records(paths, chunk_size, format) -> int | None:
 
 def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, progress=True,
                   format: str | None = None, checksum: bool = True, force: bool = False,
-                  on_bad_record: str = "fail") -> dict:
+                  on_bad_record: str = "fail", max_jump_ps: int | None = None) -> dict:
     """Process the files of one run (in order) for one lab into the rounds file ``out``; returns the run summary.
 
     ``setup``: a :class:`Setup` or a path to the setup TOML; ``lab``: its lab name (or a
@@ -101,7 +101,7 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     existing ``out`` is refused unless ``force``, and an input never is an output.  A run stopped by a bad record
     (``on_bad_record="fail"``), an OS error or Ctrl-C raises :class:`RunStopped` after keeping the rounds made so
     far in a file marked failed / interrupted (``on_bad_record="lost"``: the bad record becomes lost data and the
-    run goes on).
+    run goes on; ``max_jump_ps``: a tag that far after the previous one is a bad record).
     """
     from .formats import iter_stream
 
@@ -111,7 +111,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     setup_obj, lab_setup = resolve_lab(setup, lab)
     if int(chunk_size) < 1:
         raise SetupError(f"chunk size must be >= 1 (got {chunk_size})", key="chunk_size")
-    reader_opts = {} if on_bad_record == "fail" else {"on_bad_record": on_bad_record}
+    reader_opts = {k: v for k, v in (("on_bad_record", on_bad_record), ("max_jump_ps", max_jump_ps))
+                   if v not in ("fail", None)}
     prov = make_provenance(inputs=paths if checksum else (), setup=setup_obj, checksum=False, lab=lab_setup.name,
                            role=lab_setup.role, chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}))
@@ -132,12 +133,15 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     # the checksums are computed on another core while the engine runs
     sums = BackgroundChecksums(paths) if checksum else None
     t0 = time.perf_counter()
+    readers: list = []
     try:
-        stream = _guarded_stream(iter_stream(paths, chunk_size=chunk_size, format=format, **reader_opts))
+        stream = _guarded_stream(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
+                                             **reader_opts))
         process_chunks(stream, lab_setup, out_file, on_chunk, pipeline=pl)
         summary = _with_timing(pl.summary, time.perf_counter() - t0, paths, out)
         report = channel_report(tally.counts, lab_setup)
         summary["channels"] = report.as_dict()
+        summary["bad_records"] = _bad_records(readers)
         for line in report.warnings:
             warnings.warn(line, TimetagWarning, stacklevel=2)
         if sums is not None:
@@ -230,6 +234,17 @@ class _Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def _bad_records(readers) -> dict:
+    """Bad records the readers turned into lost data ('lost' mode): how many, and the first few, per file."""
+    out = {"count": 0, "examples": []}
+    for r in readers:
+        meta = getattr(r, "meta", {}) or {}
+        out["count"] += int(meta.get("bad_records", 0) or 0)
+        out["examples"] += [{"file": str(getattr(r, "path", "")), **e}
+                            for e in (meta.get("bad_record_examples") or [])][:10 - len(out["examples"])]
+    return out
 
 
 def _json_summary(pl: LabPipeline) -> dict | None:

@@ -42,6 +42,13 @@ def register(app):
         idle_timeout: float = typer.Option(0.0, "--idle-timeout", min=0, help="follow: end the run after this "
                                            "many seconds without the file growing (default 0 = wait as long as the "
                                            "acquisition runs; the status shows 'idle for N s')."),
+        on_bad_record: str = typer.Option("fail", "--on-bad-record", help="replay/follow: what a bad record "
+                                          "(time going backwards, negative or too far ahead, unknown record type) "
+                                          "does: 'fail' ends the run there (rounds kept, files marked failed); "
+                                          "'lost' turns it into lost data (rounds it touches flagged) and goes on."),
+        max_jump_ps: Optional[int] = typer.Option(None, "--max-jump-ps", min=1, help="replay/follow: a tag later "
+                                                  "than the previous one by more than this is a bad record "
+                                                  "(default: no limit)."),
         inject_overflow: List[str] = typer.Option([], "--inject-overflow", help="swabian-fake: an overflow interval "
                                                   "BEGIN_S:END_S in device seconds (repeatable)."),
     ):
@@ -83,7 +90,8 @@ def register(app):
             st = load_setup(setup)
         src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
                                  serial=serial, idle_timeout=idle_timeout or None,
-                                 overflows=parse_overflows(inject_overflow), sim_params=sim_params)
+                                 overflows=parse_overflows(inject_overflow), sim_params=sim_params,
+                                 on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
         callbacks = []
         jl = JsonLinesWriter(sys.stdout) if json_lines else None
         view = None

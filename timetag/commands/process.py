@@ -40,6 +40,9 @@ def summary_table(s: dict):
         if line["roles"] == ["unused"]:
             t.add_row(f"tags on unused channel {line['channel']}", f"{line['tags']:,}", rate(line["tags"]),
                       style="yellow")
+    bad = (s.get("bad_records") or {}).get("count", 0)
+    if bad:
+        t.add_row("bad records made lost data", f"{bad:,}", "", style="red")
     if s.get("pending_dropped"):
         t.add_row("pending clicks dropped", f"{s['pending_dropped']:,}", "", style="red")
     if s.get("elapsed_s"):
@@ -67,6 +70,9 @@ def register(app):
                                           "there, keeping the rounds made before it in a file marked failed; "
                                           "'lost' turns it into lost data (the rounds it touches are flagged "
                                           "lost_data) and goes on."),
+        max_jump_ps: Optional[int] = typer.Option(None, "--max-jump-ps", min=1, help="A tag later than the "
+                                                  "previous one by more than this is a bad record (default: no "
+                                                  "limit)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
         dask: Optional[str] = typer.Option(None, "--dask", help="Process in partitions on Dask: local, local:N "
                                            "or tcp://scheduler:8786 (files on a shared file system; dump files "
@@ -83,6 +89,8 @@ def register(app):
 
         if on_bad_record not in ("fail", "lost"):
             raise SetupError(f"--on-bad-record must be 'fail' or 'lost' (got {on_bad_record!r})", key="on_bad_record")
+        if dask and max_jump_ps is not None:
+            raise SetupError("--max-jump-ps is not available with --dask yet", key="max_jump_ps")
         if dask:
             from ..distributed.run import process_files_dask
 
@@ -93,7 +101,7 @@ def register(app):
         else:
             summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=not quiet,
                                     format=format, checksum=not no_checksum, force=force,
-                                    on_bad_record=on_bad_record)
+                                    on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
         if not quiet:
             console = Console()
             console.print(summary_table(summary))
