@@ -20,7 +20,6 @@ import os
 import sys
 import warnings
 
-import click
 import typer
 
 from ._version import __version__
@@ -84,6 +83,11 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# typer carries its own copy of click in recent versions (and uses the click package in older ones): its usage
+# errors are found through a class typer exports rather than by importing click
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main(argv=None) -> None:
     warnings.showwarning = _one_line_warning
     try:
@@ -92,10 +96,12 @@ def main(argv=None) -> None:
         _fail(str(exc), exc.exit_code)
     except TimetagError as exc:
         _fail(str(exc), 2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted (Ctrl-C)", 130)
-    except click.ClickException as exc:
+    except _USAGE_ERROR as exc:
         exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except OSError as exc:
         _fail(os_error_line(exc), 1)
