@@ -21,6 +21,7 @@ from .channels import ChannelTally, channel_report
 from .errors import RunStopped, SetupError, StorageError, TimetagError, TimetagWarning
 from .provenance import BackgroundChecksums
 from .provenance import provenance as make_provenance
+from .formats._common import check_readable
 from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
 
@@ -33,6 +34,11 @@ def resolve_lab(setup, lab) -> tuple[Setup | None, LabSetup]:
         raise SetupError("a setup is needed to look up the lab by name", key="labs")
     s = setup if isinstance(setup, Setup) else load_setup(setup)
     return s, s.lab(str(lab))
+
+
+def setup_paths(setup) -> list[Path]:
+    """The setup file among a run's inputs (never to be overwritten by its output), when given as a path."""
+    return [Path(setup)] if isinstance(setup, (str, Path)) else []
 
 
 def process_chunks(chunks: Iterable[TagChunk], lab: LabSetup, writer=None,
@@ -108,6 +114,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = [Path(p) for p in paths]
+    for p in paths:  # a missing input is a user mistake (exit 2), not an OS error met on the way
+        check_readable(p)
     setup_obj, lab_setup = resolve_lab(setup, lab)
     if int(chunk_size) < 1:
         raise SetupError(f"chunk size must be >= 1 (got {chunk_size})", key="chunk_size")
@@ -119,7 +127,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     for entry in prov["inputs"]:
         entry["checksum"] = "pending"  # until the end: computed alongside the run
     out_file = RoundsOutput(out, lab=lab_setup.name, role=lab_setup.role, provenance=prov,
-                            setup_hash=setup_obj.hash if setup_obj is not None else "", inputs=paths, force=force)
+                            setup_hash=setup_obj.hash if setup_obj is not None else "",
+                            inputs=[*paths, *setup_paths(setup)], force=force)
     total = _total_records(paths, chunk_size, format)
     pl = LabPipeline(lab_setup)
     out_file.open()  # every check (output exists, is an input, has a writer) before any work
@@ -141,7 +150,9 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
         summary = _with_timing(pl.summary, time.perf_counter() - t0, paths, out)
         report = channel_report(tally.counts, lab_setup)
         summary["channels"] = report.as_dict()
-        summary["bad_records"] = _bad_records(readers)
+        bad = _bad_records(readers)
+        if bad["count"]:  # only in 'lost' mode: 'fail' stops at the first
+            summary["bad_records"] = bad
         for line in report.warnings:
             warnings.warn(line, TimetagWarning, stacklevel=2)
         if sums is not None:
