@@ -338,13 +338,15 @@ def calibration_targets(out, plots_dir=None, labs=()) -> list[Path]:
 def check_calibration_targets(out, plots_dir=None, labs=(), *, inputs=(), force: bool = False) -> None:
     """Refuse the outputs before the calibration runs: the setup or a figure that is an input, a folder, or
     exists (unless ``force``); figures asked for without matplotlib."""
-    from timetag.custody import check_target
+    from timetag.custody import check_distinct, check_target
 
     if plots_dir is not None:
         from .plots import require_matplotlib
 
         require_matplotlib()
-    for t in calibration_targets(out, plots_dir, labs):
+    targets = calibration_targets(out, plots_dir, labs)
+    check_distinct(targets)
+    for t in targets:
         check_target(t, inputs=inputs, force=force)
 
 

@@ -88,10 +88,18 @@ def _fail(message: str, code: int) -> None:
 _USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+def _invoke(argv) -> object:
+    """Parse and run the command line without typer's own error handling, which turns Ctrl-C into a silent
+    exit 130 (recent typer) or 'Aborted!' (older ones): here every error, Ctrl-C included, is said in one line."""
+    command = typer.main.get_command(app)
+    with command.make_context("timetag", list(sys.argv[1:] if argv is None else argv)) as ctx:
+        return command.invoke(ctx)
+
+
 def main(argv=None) -> None:
     warnings.showwarning = _one_line_warning
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = _invoke(argv)
     except RunStopped as exc:
         _fail(str(exc), exc.exit_code)
     except TimetagError as exc:

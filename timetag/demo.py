@@ -116,20 +116,24 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     from calibrate.api import calibrate_run, save_calibration
 
     from .custody import AtomicOutput
+    from .errors import SetupError
     from .estimators import estimate
     from .process import process_files
     from .simulator import load_preset, simulate
 
     step = progress or (lambda name: None)
     out = Path(out_dir)
+    # the arguments are checked before the folder is claimed: a refused run leaves nothing behind
+    if rounds < 1:
+        raise SetupError(f"--rounds must be >= 1 (got {rounds})", key="rounds")
+    params = load_preset("lmu2022").with_overrides(speedup=float(speedup))
     claim_folder(out, force)
     replace_ok = True  # past claim_folder: the demo's own folder (or --force): the demo's files are replaced
     res = DemoResult(out_dir=out)
     t0 = time.perf_counter()
 
     step("simulate both labs")
-    sim = simulate(load_preset("lmu2022"), n_rounds=rounds, seed=seed, out_dir=out / "raw", speedup=speedup,
-                   force=replace_ok)
+    sim = simulate(params, n_rounds=rounds, seed=seed, out_dir=out / "raw", force=replace_ok)
     res.files.update(alice_tags=sim.alice, bob_tags=sim.bob, true_setup=sim.setup, truth=sim.truth)
     res.timings["simulate"] = time.perf_counter() - t0
 

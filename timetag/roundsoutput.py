@@ -111,6 +111,8 @@ def recover_rounds(partial, out=None, *, force: bool = False, keep: bool = False
     The partial file is deleted once the recovered file is complete and holds the same rows (``keep`` keeps it).
     """
     partial = Path(partial)
+    if partial.is_dir():
+        raise FormatError("is a directory, expected the partial rounds file of a killed run", path=partial)
     if not partial.is_file():
         raise FormatError("no such file", path=partial)
     target = Path(out) if out is not None else recovered_target(partial)
@@ -123,6 +125,9 @@ def recover_rounds(partial, out=None, *, force: bool = False, keep: bool = False
         if "rounds" not in f:
             raise FormatError("nothing to recover: no /rounds dataset", path=partial)
         state, reason = read_state(f.attrs)
+        if state in (Completion.COMPLETE, Completion.RECOVERED):  # nothing to save, and the file must not go
+            raise FormatError(f"nothing to recover: the file is {state} (a rounds file to use as it is)",
+                              path=partial)
         rounds = _written_rows(f["rounds"], "index")
         heralds = _written_rows(f["heralds"], "nclicks") if "heralds" in f else None
         attrs = {k: f.attrs[k] for k in ("lab", "role", "setup_hash") if k in f.attrs}

@@ -259,6 +259,9 @@ def load_setup(path) -> Setup:
         text = path.read_text()
     except OSError as exc:
         raise SetupError(f"cannot read setup file: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:  # a tag or rounds file given as --setup, say
+        raise SetupError(f"not a text (TOML) file: byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}, "
+                         "not UTF-8 text", path=path) from None
     return loads_setup(text, path=path)
 
 
@@ -429,7 +432,7 @@ def _check_channel_overlaps(v, k, sync, ready, settings, fluo, bsm) -> None:
         for c in chans:
             if c is None:
                 continue
-            if c in roles and not (label == "bsm" and roles[c] == "bsm"):
+            if c in roles:  # also two BSM detectors on one channel: one click cannot be two detectors
                 v.fail(f"{k}.{label}", c, f"channel already used as {roles[c]}")
             roles[c] = label
     for c in settings:

@@ -23,13 +23,14 @@ def register(app):
                                                           help="Absolute pulse centre after the sync (instead "
                                                                "of relative delays)."),
         count_model: str = typer.Option("auto", "--count-model", help="poisson, negbin or auto."),
-        v0: Optional[float] = typer.Option(None, "--fom-v0", help="FOM: visibility of a clean herald incl. "
-                                           "read-out (default: v-state x ionisation^2 x fitted count contrasts)."),
-        v_state: float = typer.Option(0.94, "--fom-v-state", help="FOM: atom-atom state visibility of a clean "
-                                      "herald (placeholder)."),
-        ion_eff: float = typer.Option(0.98, "--fom-ionisation", help="FOM: state-selective ionisation "
-                                      "efficiency per lab (literature > 98 %)."),
-        p_double: float = typer.Option(0.07, "--fom-p-double", help="FOM: first photons of two-photon "
+        v0: Optional[float] = typer.Option(None, "--fom-v0", min=0.0, max=1.0, help="FOM: visibility of a clean "
+                                           "herald incl. read-out (default: v-state x ionisation^2 x fitted count "
+                                           "contrasts)."),
+        v_state: float = typer.Option(0.94, "--fom-v-state", min=0.0, max=1.0, help="FOM: atom-atom state "
+                                      "visibility of a clean herald (placeholder)."),
+        ion_eff: float = typer.Option(0.98, "--fom-ionisation", min=0.0, max=1.0, help="FOM: state-selective "
+                                      "ionisation efficiency per lab (literature > 98 %)."),
+        p_double: float = typer.Option(0.07, "--fom-p-double", min=0.0, help="FOM: first photons of two-photon "
                                        "emissions (pulse envelope) per good photon (placeholder)."),
         strict: bool = typer.Option(False, "--strict", help="Fail when a step cannot be calibrated "
                                     "(default: keep its old values and warn)."),
@@ -61,11 +62,13 @@ def register(app):
             a, b = [tags[0]], [tags[1]]
             names = {l.role: n for n, l in s.labs.items()}
             kw = {"alice_lab": names.get("alice", "alice"), "bob_lab": names.get("bob", "bob")}
+        step_list = [x.strip() for x in steps.split(",") if x.strip()]
+        _check_options(s, kw.get("alice_lab"), step_list, count_model, reference)
         inputs = [setup, *tags]
         labs = [n for n in kw.values()]
         # refused now, not after the calibration: an input as output, an existing file without --force, ...
         check_calibration_targets(out, plots, labs, inputs=inputs, force=force)
-        new, rep = calibrate_run(a, b, s, steps=[x.strip() for x in steps.split(",") if x.strip()],
+        new, rep = calibrate_run(a, b, s, steps=step_list,
                                  reference=reference, pulse_position_ps=pulse_position_ps,
                                  fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
                                                p_double=p_double), count_model=count_model, strict=strict,
@@ -73,3 +76,21 @@ def register(app):
         written = save_calibration(out, new, s, rep, plots_dir=plots, inputs=inputs, force=force)
         typer.echo(rep.text())
         typer.echo(f"wrote {out}" + (f" and {len(written) - 1} figures in {plots}" if plots is not None else ""))
+
+
+def _check_options(setup, alice_lab, steps: list[str], count_model: str, reference) -> None:
+    """Option mistakes refused before any data is read (a calibration step would only warn and keep old values)."""
+    from calibrate.api import STEPS
+    from timetag.errors import CalibrationError
+
+    unknown = [x for x in steps if x not in STEPS]
+    if unknown or not steps:
+        raise CalibrationError(f"--steps: {'unknown step ' + repr(unknown[0]) if unknown else 'no step given'} "
+                               f"(steps: {', '.join(STEPS)})")
+    if count_model not in ("auto", "poisson", "negbin"):
+        raise CalibrationError(f"--count-model must be poisson, negbin or auto (got {count_model!r})")
+    if reference is not None and alice_lab is not None:
+        channels = [d.channel for d in setup.lab(alice_lab).bsm]
+        if reference not in channels:
+            raise CalibrationError(f"--reference {reference} is not a BSM detector channel of lab {alice_lab!r} "
+                                   f"({', '.join(map(str, channels)) or 'none'})")

@@ -33,7 +33,10 @@ def convert(src, dst, format: str | None = None, in_format: str | None = None, c
     n = 0
     with AtomicOutput(dst, inputs=[src], force=force) as out:
         reader = open_tags(src, chunk_size=chunk_size, format=in_format, **opts)
-        meta = {"resolution_ps": reader.resolution_ps,
+        if tolerance_ps and reader.format != "qutag":  # the other readers would ignore it without a word
+            raise SetupError(f"--tolerance-ps reorders quTAG files only; {src} is {reader.format}",
+                             key="tolerance_ps")
+        meta = {"resolution_ps": reader.resolution_ps, "name": dst,  # name: for messages, not the partial file's
                 "provenance": provenance(inputs=[src], converted_from=reader.format)}
         if drop_lost:
             meta["drop_lost"] = True

@@ -44,7 +44,7 @@ def register(app):
     def demo_cmd(
         out: Path = typer.Option(Path("timetag-demo"), "--out", help="Folder for every file the demo writes."),
         rounds: int = typer.Option(3000, "--rounds", help="Heralded rounds to simulate (the paper had 3342)."),
-        seed: int = typer.Option(2022, "--seed", help="Seed of the simulation (same seed, same files)."),
+        seed: int = typer.Option(2022, "--seed", min=0, help="Seed of the simulation (same seed, same files)."),
         speedup: float = typer.Option(2e4, "--speedup",
                                       help="Factor on the entanglement efficiency: the paper's 1 event / 82 s "
                                            "becomes many per second; nothing else changes."),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -15,8 +16,9 @@ def register(app):
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
         plots: Path | None = typer.Option(None, "--plots", help="Write correlations.png and finite_key.png here."),
         flagged: str = typer.Option("keep", "--flagged", help="Flagged rounds: keep (default, DI) or drop."),
-        samples: int = typer.Option(20000, "--samples", help="Posterior samples for the Bayesian errors (0: none)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the posterior sampling."),
+        samples: int = typer.Option(20000, "--samples", min=0,
+                                    help="Posterior samples for the Bayesian errors (0: none)."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the posterior sampling."),
         offset_ps: float | None = typer.Option(None, "--offset-ps", help="Bob clock - Alice clock (default: estimated)."),
         drift: float | None = typer.Option(None, "--drift", help="Relative clock drift (default: estimated)."),
         setup: Path | None = typer.Option(None, "--setup", "-s",
@@ -39,6 +41,9 @@ def register(app):
 
         if flagged not in ("keep", "drop"):
             raise EstimationError(f"--flagged must be 'keep' or 'drop', got {flagged!r}")
+        for option, value in (("--offset-ps", offset_ps), ("--drift", drift)):
+            if value is not None and not math.isfinite(value):  # nan/inf: no pairs, and numpy warnings on the way
+                raise EstimationError(f"{option} must be a finite number, got {value}")
         inputs = [p for p in (alice_rounds, bob_rounds, setup) if p is not None]
         if plots is not None:
             # refused before the (slow) estimate, not after it

@@ -34,7 +34,7 @@ def register(app):
         flush_interval: float = typer.Option(0.5, "--flush-interval", help="Seconds between flushes of the rounds "
                                              "files (at most 1 s: a killed run loses at most this much)."),
         status_interval: float = typer.Option(1.0, "--status-interval", help="Seconds between status updates."),
-        seed: int = typer.Option(1, "--seed", help="Random seed of the simulated device."),
+        seed: int = typer.Option(1, "--seed", min=0, help="Random seed of the simulated device."),
         preset: str = typer.Option("lmu2022", "--preset", help="Simulator preset for sim / swabian-fake."),
         speedup: Optional[float] = typer.Option(None, "--speedup", help="sim / swabian-fake: multiply the "
                                                 "entanglement (herald) rate of the simulated link, for demos."),
@@ -73,8 +73,11 @@ def register(app):
 
         if not 0 < flush_interval <= 1.0:
             raise TimetagError(f"--flush-interval must be in (0, 1] seconds (got {flush_interval})")
-        if status_interval <= 0:
+        # 'not x > 0' also refuses nan, which passes every comparison
+        if not status_interval > 0:
             raise TimetagError(f"--status-interval must be > 0 (got {status_interval})")
+        if duration is not None and not duration > 0:
+            raise TimetagError(f"--duration must be > 0 seconds (got {duration})")
         sim_params = {"speedup": speedup} if speedup is not None else {}
         if setup is None:
             if source.strip().lower() != "sim":
@@ -82,16 +85,17 @@ def register(app):
             from ..live.simdevice import SimDevice
 
             st = SimDevice(preset=preset, seed=seed, sim_params=sim_params).matching_setup()
-            from ..custody import AtomicOutput
-
-            with AtomicOutput(out / "setup.toml", flag="choose another --out (a live run never replaces its files)") as o:
-                o.partial.write_text(st.dumps())
         else:
             st = load_setup(setup)
         src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
                                  serial=serial, idle_timeout=idle_timeout or None,
                                  overflows=parse_overflows(inject_overflow), sim_params=sim_params,
                                  on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
+        if setup is None:  # written once the source is accepted: a refused run leaves no setup behind
+            from ..custody import AtomicOutput
+
+            with AtomicOutput(out / "setup.toml", flag="choose another --out (a live run never replaces its files)") as o:
+                o.partial.write_text(st.dumps())
         callbacks = []
         jl = JsonLinesWriter(sys.stdout) if json_lines else None
         view = None

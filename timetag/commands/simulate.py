@@ -31,7 +31,8 @@ def register(app):
         rounds: int = typer.Option(100, "--rounds", "-n",
                                    help="Heralded rounds to simulate. At the paper's efficiency one round takes "
                                         "~82 s of simulated time (3342 rounds = 75 h of data)."),
-        seed: int = typer.Option(1, "--seed", "-s", help="Random seed; the same seed gives byte-identical files."),
+        seed: int = typer.Option(1, "--seed", "-s", min=0,
+                                 help="Random seed; the same seed gives byte-identical files."),
         fmt: str = typer.Option("dump", "--format", "-f",
                                 help="Raw file format: dump (Swabian 16-byte records, keeps lost-data events), "
                                      "ptu (PicoQuant T2; lost-data events are dropped), h5, text."),

@@ -70,6 +70,22 @@ def check_target(target, *, inputs: Iterable = (), force: bool = False, flag: st
     return target
 
 
+def check_distinct(targets: Iterable) -> None:
+    """Refuse outputs of one run where one is named twice, or one would be the folder of another (``--out x
+    --plots x``): a file and a folder of one name cannot both be made."""
+    seen: list[tuple[Path, Path]] = []
+    for t in map(Path, targets):
+        r = t.resolve()
+        for u, q in seen:
+            if r == q:
+                raise OutputError(f"{t}: named twice as an output ({u}); give each output its own name")
+            if q in r.parents or r in q.parents:
+                outer, inner = (u, t) if q in r.parents else (t, u)
+                raise OutputError(f"{outer}: asked for both as an output file and as the folder of {inner}; "
+                                  "give them different names")
+        seen.append((t, r))
+
+
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -222,6 +238,7 @@ class AtomicOutputs:
         self.outputs = [AtomicOutput(t, **kw) for t in targets]
 
     def __enter__(self):
+        check_distinct(o.target for o in self.outputs)
         for o in self.outputs:  # every check before the first lock: nothing is left held by a refused run
             o.check()
         opened = []
@@ -238,10 +255,16 @@ class AtomicOutputs:
         return self.outputs[i]
 
     def __exit__(self, exc_type, exc, tb):
-        for o in self.outputs:
-            if o.done:
-                continue
-            if exc_type is None:
-                o.commit()
-            else:
-                o.discard()
+        try:
+            for o in self.outputs:
+                if o.done:
+                    continue
+                if exc_type is None:
+                    o.commit()
+                else:
+                    o.discard()
+        except BaseException:
+            for o in self.outputs:  # a commit failed: the outputs not yet renamed go, and no lock stays held
+                if not o.done:
+                    o.discard()
+            raise

@@ -52,6 +52,7 @@ class OutputLock:
         try:
             self._lock.acquire()
         except filelock.Timeout:
+            self._raise_if_uncreatable()
             raise OutputError(f"{self.target}: another writer is writing it: {describe_holder(self.path)}; "
                               "wait for it to finish or choose another output") from None
         fd = os.open(self.path, os.O_WRONLY)
@@ -61,6 +62,19 @@ class OutputLock:
         finally:
             os.close(fd)
         return self
+
+    def _raise_if_uncreatable(self) -> None:
+        """filelock reports a lock file it cannot create (no such folder, /proc, a read-only disk) as taken by
+        another writer; creating it ourselves gives the OSError that says why (exit 1, not a phantom writer)."""
+        if self.path.exists():
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot create its lock file {self.path.name}: {exc.strerror}",
+                          str(self.target)) from None
+        os.close(fd)
+        self.path.unlink(missing_ok=True)
 
     def release(self) -> None:
         """Release, removing the lock file first (a writer that opened it meanwhile sees it unlinked and retries,

@@ -224,6 +224,7 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     """
     from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
 
+    inputs = [Path(setup)] if isinstance(setup, (str, Path)) else []  # the setup file is an input: never the output
     setup, lab_setup = resolve_lab(setup, lab)
     paths = [Path(p) for p in paths]
     for p in paths:
@@ -231,7 +232,7 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
             raise SetupError(f"input file not found: {p}", key="paths")
     out = Path(out)
     # checked and locked before the cluster starts; the lock also keeps a second run off the scratch directory
-    with AtomicOutput(out, inputs=paths, force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
+    with AtomicOutput(out, inputs=[*paths, *inputs], force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
         return _run_locked(paths, setup, lab, lab_setup, out, slot, dask=dask, chunk_size=chunk_size,
                            n_partitions=n_partitions, cuts=cuts, retries=retries, keep_scratch=keep_scratch,
                            gap_ps=gap_ps, checksum=checksum, pipeline_factory=pipeline_factory)

@@ -138,6 +138,17 @@ def parse_vary(spec: str, setup_dict: dict) -> Vary:
     return Vary(key, resolve_key(setup_dict, key), parse_values(values, key))
 
 
+def _check_distinct(varies: Sequence[Vary]) -> None:
+    """Two --vary setting one setup key would overwrite each other in every point (rows labelled wrongly)."""
+    seen: dict[str, str] = {}
+    for v in varies:
+        for path in v.paths:
+            if path in seen:
+                raise SetupError(f"--vary {v.key} and --vary {seen[path]} both set {path}: give each key once",
+                                 key="vary")
+            seen[path] = v.key
+
+
 def scan_points(setup: Setup, varies: Sequence[Vary]) -> list[tuple[dict, Setup]]:
     """Every combination: (values by key, the validated setup). A bad combination raises SetupError naming it."""
     base = setup.to_dict()
@@ -223,6 +234,7 @@ def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence
     vs = [parse_vary(s, base) for s in varies]
     if not vs:
         raise SetupError("a scan needs at least one --vary KEY=VALUES", key="vary")
+    _check_distinct(vs)
     points = scan_points(setup, vs)
     out_dir = Path(out_dir)
     a_paths, b_paths = [str(p) for p in alice_paths], [str(p) for p in bob_paths]

@@ -69,8 +69,8 @@ def check_pair(a, b):
 
 def _clock_number(table: dict, key: str, where: str) -> float:
     v = table.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-        raise EstimationError(f"{where}: [clock] {key} must be a number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise EstimationError(f"{where}: [clock] {key} must be a finite number, got {v!r}")
     return float(v)
 
 

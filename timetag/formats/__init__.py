@@ -204,6 +204,9 @@ def _format_from_extension(path) -> str:
     for f in FORMATS.values():
         if ext in f.extensions and f.writable:
             return f.name
+        if ext in f.extensions:  # a known format, but one timetag only reads
+            raise FormatError(f"extension {ext} is {f.name}, which timetag can read but not write; writable: "
+                              + ", ".join(f.name for f in FORMATS.values() if f.writable), path=path)
     raise FormatError(f"cannot tell the output format from extension {ext or '(none)'!r}; pass --format "
                       "(writable: " + ", ".join(f.name for f in FORMATS.values() if f.writable) + ")", path=path)
 

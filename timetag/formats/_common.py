@@ -264,12 +264,15 @@ class OrderGuard:
       ``max_backward_ps`` count what was seen (``timetag info`` reports them).
     * ``tolerance_ps > 0``: tags are reordered (stable sort by time) as long as no tag is earlier than an
       earlier-read tag by more than the tolerance.  The output is the stable sort of the whole stream, whatever
-      the chunking, because a tag is only released once no later tag can sort before it.
+      the chunking, because a tag is only released once no later tag can sort before it.  ``reorders``: the
+      reader offers that option (quTAG), so a backward step's message suggests it.
     """
 
     def __init__(self, path, check: bool = True, tolerance_ps: int = 0, index_of=None,
-                 on_bad_record: str = "fail", max_jump_ps: int | None = None, offset_of=None):
+                 on_bad_record: str = "fail", max_jump_ps: int | None = None, offset_of=None,
+                 reorders: bool = False):
         self.path = path
+        self.reorders = reorders
         self.check = check
         self.tolerance = int(tolerance_ps)
         if self.tolerance < 0:
@@ -367,8 +370,8 @@ class OrderGuard:
 
     def _error(self, t: np.ndarray, i: int) -> Exception:
         index, reason, offset = self._describe(t, i)
-        if not self.tolerance and "backwards" in reason:
-            reason += "; to reorder small steps use tolerance_ps=N (CLI: --tolerance-ps N)"
+        if not self.tolerance and self.reorders and "backwards" in reason:  # only where the option exists
+            reason += "; to reorder small steps use tolerance_ps=N (CLI: timetag convert --tolerance-ps N)"
         return self.bad.error(index, reason, offset)
 
     def _merge(self, lost: np.ndarray, marks: list[np.ndarray]) -> np.ndarray:

@@ -65,8 +65,13 @@ class H5TagReader:
             warnings.warn(f"{self.path}: nonconforming Photon-HDF5: using /photon_data0 (no /photon_data group)",
                           TimetagWarning, stacklevel=3)
         else:
-            raise FormatError(f"no /photon_data group (top-level entries: {', '.join(f.keys()) or 'none'}); "
-                              "not a Photon-HDF5 or timetag tag file", path=self.path)
+            entries, rounds_file = ", ".join(f.keys()) or "none", "rounds" in f
+            f.close()
+            if rounds_file:  # the output of `timetag process`, given where tags are read
+                raise FormatError(f"a timetag rounds file (/rounds: the output of `timetag process`), not a tag "
+                                  f"file (top-level entries: {entries})", path=self.path)
+            raise FormatError(f"no /photon_data group (top-level entries: {entries}); not a Photon-HDF5 or "
+                              "timetag tag file", path=self.path)
         g = f[self.group]
         for name in ("timestamps", "detectors"):
             if name not in g:

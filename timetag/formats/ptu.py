@@ -331,11 +331,13 @@ class PtuWriter(TagWriter):
 
     Channels: 0..63 photons, 64 -> sync special record, 100..103 -> marker bits.  Times must be >= 0 and
     non-decreasing.  PTU cannot represent lost-data events: a chunk carrying them raises FormatError unless
-    ``drop_lost=True`` (then they are counted in ``lost_dropped``).
+    ``drop_lost=True`` (then they are counted in ``lost_dropped``).  ``meta['name']``: the file's name in
+    messages when ``path`` is a temporary one (``OUT.partial`` while ``timetag convert`` writes ``OUT``).
     """
 
     def __init__(self, path, drop_lost: bool = False, comment: str = "", **meta):
         self.path = Path(path)
+        self.name = Path(meta.get("name") or path)
         self.drop_lost = drop_lost
         self.lost_dropped = 0
         self.records = 0
@@ -365,8 +367,8 @@ class PtuWriter(TagWriter):
         if chunk.lost.size:
             if not self.drop_lost:
                 raise FormatError(f"{chunk.lost.size} lost-data event(s) (overflow/missed/error) cannot be "
-                                  "represented in PTU; write h5 or dump instead, or pass drop_lost=True",
-                                  path=self.path)
+                                  "represented in PTU; write h5 or dump instead, or drop them (drop_lost=True; "
+                                  "CLI: --drop-lost)", path=self.name)
             self.lost_dropped += int(chunk.lost.size)
         rec = self._encode(chunk)
         rec.tofile(self._fh)
@@ -382,13 +384,13 @@ class PtuWriter(TagWriter):
         if bad.size:
             i = int(bad[0])
             raise FormatError(f"tag {chunk.offset + i}: time {int(t[i])} ps is negative or earlier than the "
-                              f"previous tag ({int(prev[i])} ps); PTU T2 needs non-decreasing times", path=self.path)
+                              f"previous tag ({int(prev[i])} ps); PTU T2 needs non-decreasing times", path=self.name)
         ok = (c >= 0) & (c < 64) | (c == SYNC_CHANNEL) | ((c >= MARKER_BASE) & (c < MARKER_BASE + 4))
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
             raise FormatError(f"tag {chunk.offset + i}: channel {int(c[i])} cannot be written to HydraHarp T2 "
                               f"(photons 0..63, sync {SYNC_CHANNEL}, markers {MARKER_BASE}..{MARKER_BASE + 3})",
-                              path=self.path)
+                              path=self.name)
         wraps = t // _T2_WRAP
         word = np.empty(t.size, np.uint32)
         tf = (t - wraps * _T2_WRAP).astype(np.uint32)

@@ -95,7 +95,7 @@ class QutagReader:
         guard = self._guard = OrderGuard(self.path, check=self.check_order, tolerance_ps=self.tolerance_ps,
                                          index_of=lambda i: i + start, on_bad_record=self.on_bad_record,
                                          max_jump_ps=self.max_jump_ps,
-                                         offset_of=lambda i: HEADER_SIZE + i * RECORD_SIZE)
+                                         offset_of=lambda i: HEADER_SIZE + i * RECORD_SIZE, reorders=True)
         for lo in range(start, stop, self.chunk_size):
             rec = mm[lo:min(lo + self.chunk_size, stop)]
             t = rec["time"].astype(np.int64)

@@ -23,7 +23,7 @@ def parse_speed(text: str | float | None) -> float | None:
         raise TimetagError(f"--speed must be a positive number or 'max' (got {text!r})") from None
     if v == 0 or v == float("inf"):
         return None
-    if v < 0:
+    if not v > 0:  # negative, or nan (which no comparison catches)
         raise TimetagError(f"--speed must be positive (got {text!r})")
     return v
 
@@ -80,13 +80,16 @@ def build_source(spec: str, setup: Setup, *, lab: str | None = None, speed: floa
         from .simdevice import SimDevice
 
         labs = lab_roles(setup)
+        if lab:
+            setup.lab(lab)
         src = SimDevice(speed=speed, preset=preset, seed=seed, labs=labs, sim_params=sim_params)
+        src.simulator()  # built now: a bad preset or parameter is refused before the run makes its files
         return src, ((lab,) if lab else labs)
     if kind == "replay":
         from .replay import ReplaySource
 
         name = single_lab(setup, lab, "a replayed file")
-        return ReplaySource(_existing(arg), lab=name, speed=speed, **bad_opts), (name,)
+        return ReplaySource(_openable(arg, bad_opts), lab=name, speed=speed, **bad_opts), (name,)
     if kind == "follow":
         from .replay import follow_source
 
@@ -103,6 +106,8 @@ def build_source(spec: str, setup: Setup, *, lab: str | None = None, speed: floa
         elif overflows:
             raise TimetagError("--inject-overflow only applies to --source swabian-fake")
         src = SwabianSource(channels, lab=name, serial=serial, module=module)
+        if kind == "swabian":
+            src.connect()  # a missing package or device is refused before the run makes its files
         if kind == "swabian-fake":
             src.speed = module._clock.speed  # the fake device's clock pace: lag is measured against it
             src.description = f"fake Swabian Time Tagger ({arg or 'simulated tags'}), channels {list(channels)}"
@@ -114,6 +119,18 @@ def _existing(path: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise TimetagError(f"{p}: no such file")
+    return p
+
+
+def _openable(path: str, read_opts: dict) -> Path:
+    """A replayed file, opened once before the run: a file that cannot be read (empty, unknown format, damaged
+    header) is refused before the run makes a rounds file."""
+    from .replay import open_tag_reader
+
+    p = _existing(path)
+    close = getattr(open_tag_reader(p, chunk_size=1, **read_opts), "close", None)
+    if close:
+        close()
     return p
 
 

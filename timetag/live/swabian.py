@@ -131,14 +131,12 @@ class SwabianSource(Source):
         if self._stream is not None:
             return
         super().start()
-        mod = self._module if self._module is not None else import_timetagger()
-        self._module = mod
+        self.connect()
+        mod = self._module
         self._codes = _type_codes(mod)
         tt = getattr(mod, "TagType", None)
         self._tag_code = int(getattr(getattr(tt, "TimeTag", TT_TIMETAG), "value", getattr(tt, "TimeTag", TT_TIMETAG))) \
             if tt is not None else TT_TIMETAG
-        if self._tagger is None:
-            self._tagger = mod.createTimeTagger(self.serial) if self.serial else mod.createTimeTagger()
         if self.conditional_filter is not None:
             trig, filt = self.conditional_filter
             self._tagger.setConditionalFilter(trigger=list(trig), filtered=list(filt))
@@ -177,12 +175,25 @@ class SwabianSource(Source):
     def stats(self) -> dict:
         return dict(self._stats)
 
-    def close(self) -> None:
-        if self._stream is not None:
+    def connect(self) -> None:
+        """Load the vendor module and open the device (once; :meth:`start` does it too).  The CLI calls it before
+        the run makes its files, so that a missing package or device is refused with nothing left behind."""
+        if self._module is None:
+            self._module = import_timetagger()
+        if self._tagger is None:
+            mod = self._module
             try:
+                self._tagger = mod.createTimeTagger(self.serial) if self.serial else mod.createTimeTagger()
+            except RuntimeError as exc:  # the vendor library's word for: no device attached, or it is in use
+                raise TimetagError(f"cannot open the Swabian Time Tagger{(' ' + self.serial) if self.serial else ''}"
+                                   f": {exc}") from None
+
+    def close(self) -> None:
+        try:
+            if self._stream is not None:
                 self._stream.stop()
-            finally:
-                self._stream = None
-                if self._own_tagger and self._tagger is not None:
-                    self._module.freeTimeTagger(self._tagger)
-                    self._tagger = None
+        finally:
+            self._stream = None
+            if self._own_tagger and self._tagger is not None:  # also a device opened by connect() but not run
+                self._module.freeTimeTagger(self._tagger)
+                self._tagger = None

@@ -212,6 +212,8 @@ def _coerce(f, key, value, current):
     if isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SetupError(f"expects a number (got {value!r})", key=key)
+        if not math.isfinite(value):  # nan passes every range check below and would simulate nonsense
+            raise SetupError(f"expects a finite number (got {value!r})", key=key)
         return float(value)
     if isinstance(current, dict):
         return dict(value)
@@ -234,6 +236,9 @@ def load_preset(name: str) -> SimParams:
             raw = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise SetupError(f"preset is not valid TOML: {exc}", path=path) from None
+        except UnicodeDecodeError as exc:  # a tag file given as --preset, say
+            raise SetupError(f"preset is not a text (TOML) file: byte {exc.start} is not UTF-8 text",
+                             path=path) from None
     flat: dict[str, Any] = {}
     for key, val in raw.items():
         if isinstance(val, dict):
