@@ -346,3 +346,21 @@ def test_stale_partial_is_refused_then_recovered(run, tmp_path):
     assert r.returncode == 2 and "nothing to recover" in r.stderr and "Traceback" not in r.stderr
     r = _run(*_process_args(run, out, "--force"))
     assert r.returncode == 0 and not partial.exists()
+
+
+def test_sigterm_during_process_keeps_rounds_and_exits_143(run, tmp_path):
+    out = tmp_path / "a.h5"
+    proc = subprocess.Popen(_cli(*_process_args(run, out, "--chunk-size", "300")), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(out.with_name("a.h5.partial"), proc)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "kept" in err and "Traceback" not in err
+    data = read_rounds(out, accept_incomplete=True)
+    assert data.completion is Completion.INTERRUPTED and "SIGTERM" in data.completion_reason
+    _assert_prefix(data.rounds, run["ref"].rounds)
+    assert not out.with_name("a.h5.partial").exists()

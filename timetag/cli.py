@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 import typer
 
 from ._version import __version__
-from .errors import RunStopped, TimetagError
+from .errors import RunStopped, Terminated, TimetagError
 
 # Order = order in --help.
 COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "live", "recover", "scan", "demo"]
@@ -96,21 +98,40 @@ def _invoke(argv) -> object:
         return command.invoke(ctx)
 
 
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> None:
     warnings.showwarning = _one_line_warning
+    # `kill` ends a run like Ctrl-C does (outputs kept and marked, partial files cleaned up); `live` installs its
+    # own handler for a graceful stop
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        sys.exit(_run(argv))
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv) -> int:
+    """The command's exit code; every error said in one line."""
     try:
         code = _invoke(argv)
     except RunStopped as exc:
         _fail(str(exc), exc.exit_code)
     except TimetagError as exc:
         _fail(str(exc), 2)
+    except Terminated as exc:
+        _fail(str(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted (Ctrl-C)", 130)
     except _USAGE_ERROR as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except OSError as exc:
         _fail(os_error_line(exc), 1)
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -90,3 +90,12 @@ class RunStopped(TimetagError):
         self.kept = kept
         self.rounds = rounds
         self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a run stopped by ``kill`` keeps and marks what it made too."""
+
+    exit_code = 143
+
+    def __str__(self) -> str:
+        return "terminated (SIGTERM)"

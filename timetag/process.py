@@ -18,7 +18,7 @@ from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .engine import LabPipeline
 from .custody import Completion
 from .channels import ChannelTally, channel_report
-from .errors import RunStopped, SetupError, StorageError, TimetagError, TimetagWarning
+from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
 from .provenance import BackgroundChecksums
 from .provenance import provenance as make_provenance
 from .formats._common import check_readable
@@ -190,7 +190,8 @@ def _stop_incomplete(out_file: RoundsOutput, pl: LabPipeline, exc: BaseException
             pass
         state, reason, code = Completion.FAILED, f"{cause} ({at})", 2
     elif isinstance(exc, KeyboardInterrupt):
-        cause, state, reason, code = None, Completion.INTERRUPTED, f"interrupted (Ctrl-C) {at}", 130
+        how = str(exc) if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        cause, state, reason, code = how, Completion.INTERRUPTED, f"{how} {at}", getattr(exc, "exit_code", 130)
     elif isinstance(exc, StorageError):
         out_file.finish(Completion.FAILED, f"{exc} ({at})", summary=_json_summary(pl))
         _raise_storage(out_file, out_file.where)
