@@ -7,6 +7,7 @@ Every reader has ``format``, ``path``, ``records`` (raw records in the file), ``
 information and counters; counters are complete once iteration has finished), ``__iter__`` and
 ``iter_chunks(start=0, stop=None)`` yielding :class:`~timetag.chunk.TagChunk` with bounded memory.
 
+Read-only: ht3, qutag, ttbin (Swabian FileWriter, through the vendor's ``FileReader``: the ``swabian`` extra).
 Writable formats: dump, h5, ptu (T2), text.  ``writer_for(path, format)`` returns a streaming writer with
 ``write(chunk)`` / ``close()`` (context manager).
 """
@@ -39,6 +40,8 @@ FORMATS: dict[str, FormatInfo] = {f.name: f for f in [
                "TimeHarp 260, MultiHarp, PicoHarp 330)"),
     FormatInfo("ht3", "ht3", (".ht3",), b"HydraHarp", False, "PicoQuant legacy HydraHarp HT3 (v1.0, v2.0)"),
     FormatInfo("qutag", "qutag", (".qutag",), b"\x87\xb3\x91\xfa", False, "qutools quTAG binary"),
+    FormatInfo("ttbin", "ttbin", (".ttbin",), b"SITT", False, "Swabian Time Tagger FileWriter recording (read "
+               'through the vendor\'s FileReader: pip install "timetag[swabian]")'),
     FormatInfo("h5", "h5tags", (".h5", ".hdf5", ".hdf"), b"\x89HDF\r\n\x1a\n", True,
                "timetag HDF5 tag file / Photon-HDF5"),
     FormatInfo("dump", "dump", (".dump", ".ttdump", ".bin"), None, True, "Swabian Time Tagger Dump (16-byte records)"),
@@ -70,6 +73,8 @@ def sniff(path) -> str:
         return "qutag"
     if head[:8] == FORMATS["h5"].magic:
         return "h5"
+    if head[:4] == FORMATS["ttbin"].magic:
+        return "ttbin"
     if head[:16].startswith(b"HydraHarp"):
         return "ht3"
     ext = p.suffix.lower()
@@ -90,12 +95,12 @@ def open_tags(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = N
               on_bad_record: str = "fail", max_jump_ps: int | None = None, **opts):
     """Open a tag file for chunked reading.
 
-    ``check_order``: None = the format's default (dump, qutag, text, h5: raise on time going backwards;
+    ``check_order``: None = the format's default (dump, ttbin, qutag, text, h5: raise on time going backwards;
     ptu/ht3: no check, markers may be slightly out of order); False = pass through and count backward steps
     (readers that police order report them in ``meta``).  Extra ``opts`` go to the reader (e.g.
     ``tolerance_ps`` for quTAG).
 
-    Bad records (dump, qutag, text, h5; see :class:`~timetag.formats._common.OrderGuard` and
+    Bad records (dump, ttbin, qutag, text, h5; see :class:`~timetag.formats._common.OrderGuard` and
     :class:`~timetag.formats.dump.DumpDecoder`): a time going backwards, a negative time, a time more than
     ``max_jump_ps`` (default None: no limit) after the latest good tag, and in a dump file an unknown record type
     or a nonzero reserved byte.  ``on_bad_record='fail'`` (default): the reader yields the tags before the bad

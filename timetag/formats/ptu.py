@@ -18,6 +18,7 @@ import datetime as _dt
 import math
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -147,6 +148,41 @@ def _split_unit(seconds: float) -> tuple[int, float, float]:
     return int(whole), round(ps - whole, 6), ps
 
 
+@dataclass(frozen=True)
+class RecordLayout:
+    """How the records of a PTU file decode, from its header: record type, device, family, T2/T3, resolutions."""
+
+    rectype: int
+    device: str
+    family: int
+    is_t3: bool
+    global_resolution_s: float
+    resolution_s: float
+
+    @classmethod
+    def from_tags(cls, tags: dict, path=None) -> "RecordLayout":
+        """FormatError (naming ``path``) for a header whose records timetag cannot decode."""
+        rectype = tags.get("TTResultFormat_TTTRRecType")
+        if rectype is None:
+            raise FormatError("header has no TTResultFormat_TTTRRecType tag (is this a histogram file?)", path=path)
+        if rectype not in RECORD_TYPES:
+            raise FormatError(f"unsupported record type 0x{rectype:08X} (supported: "
+                              + ", ".join(f"0x{k:08X} {v[0]}" for k, v in RECORD_TYPES.items()) + ")", path=path)
+        device, family, is_t3 = RECORD_TYPES[rectype]
+        bits = tags.get("TTResultFormat_BitsPerRecord", 32)
+        if bits != 32:
+            raise FormatError(f"TTResultFormat_BitsPerRecord is {bits}, only 32-bit records are supported", path=path)
+        global_res = float(tags.get("MeasDesc_GlobalResolution", 0) or 0)
+        if not global_res > 0:
+            raise FormatError(f"MeasDesc_GlobalResolution is {global_res!r}, must be > 0", path=path)
+        res = float(tags.get("MeasDesc_Resolution", global_res) or global_res)
+        return cls(rectype, device, family, is_t3, global_res, res)
+
+    def decoder(self) -> "_RecordDecoder":
+        """A fresh record decoder (overflow state at zero: the file's first record)."""
+        return _RecordDecoder(self.family, self.is_t3, self.global_resolution_s, self.resolution_s)
+
+
 class _RecordDecoder:
     """Streams raw 32-bit records through the Cython kernel, carrying the overflow state."""
 
@@ -208,26 +244,9 @@ class PtuReader:
     def _parse_header(self) -> None:
         with open(self.path, "rb") as fh:
             self.tags, self.version, self.data_offset = parse_header(fh, self.path)
-        rectype = self.tags.get("TTResultFormat_TTTRRecType")
-        if rectype is None:
-            raise FormatError("header has no TTResultFormat_TTTRRecType tag (is this a histogram file?)",
-                              path=self.path)
-        if rectype not in RECORD_TYPES:
-            raise FormatError(f"unsupported record type 0x{rectype:08X} (supported: "
-                              + ", ".join(f"0x{k:08X} {v[0]}" for k, v in RECORD_TYPES.items()) + ")",
-                              path=self.path)
-        self.rectype = rectype
-        self.device, self.family, self.is_t3 = RECORD_TYPES[rectype]
-        bits = self.tags.get("TTResultFormat_BitsPerRecord", 32)
-        if bits != 32:
-            raise FormatError(f"TTResultFormat_BitsPerRecord is {bits}, only 32-bit records are supported",
-                              path=self.path)
-        self.global_resolution_s = float(self.tags.get("MeasDesc_GlobalResolution", 0) or 0)
-        if not self.global_resolution_s > 0:
-            raise FormatError(f"MeasDesc_GlobalResolution is {self.global_resolution_s!r}, must be > 0",
-                              path=self.path)
-        self.resolution_s = float(self.tags.get("MeasDesc_Resolution", self.global_resolution_s) or
-                                  self.global_resolution_s)
+        layout = RecordLayout.from_tags(self.tags, self.path)
+        self.rectype, self.device, self.family, self.is_t3 = layout.rectype, layout.device, layout.family, layout.is_t3
+        self.global_resolution_s, self.resolution_s = layout.global_resolution_s, layout.resolution_s
         self.declared_records = self.tags.get("TTResult_NumberOfRecords")
 
     def _count_records(self) -> None:

@@ -92,24 +92,52 @@ class QutagReader:
         mm = self._mm()
         stop = self.records if stop is None else min(int(stop), self.records)
         start = max(0, int(start))
-        guard = self._guard = OrderGuard(self.path, check=self.check_order, tolerance_ps=self.tolerance_ps,
-                                         index_of=lambda i: i + start, on_bad_record=self.on_bad_record,
-                                         max_jump_ps=self.max_jump_ps,
-                                         offset_of=lambda i: HEADER_SIZE + i * RECORD_SIZE, reorders=True)
+        dec = QutagDecoder(self.path, check_order=self.check_order, tolerance_ps=self.tolerance_ps,
+                           on_bad_record=self.on_bad_record, max_jump_ps=self.max_jump_ps, first_record=start)
+        self._guard = dec.guard
         for lo in range(start, stop, self.chunk_size):
-            rec = mm[lo:min(lo + self.chunk_size, stop)]
-            t = rec["time"].astype(np.int64)
-            c = rec["channel"].astype(np.int32)
-            # a time beyond int64 turns negative: a bad record the guard drops in 'lost' mode, else an error
-            dropped_by_guard = guard.bad.lost and (guard.check or guard.tolerance)
-            if not dropped_by_guard and t.size and int(t.min()) < 0:
-                i = int(np.flatnonzero(t < 0)[0])
-                yield from guard.checked(TagChunk(t[:i], c[:i], offset=lo - start))
-                yield from _present(guard.flush())
-                raise FormatError(f"record {lo + i}: time {int(rec['time'][i])} does not fit in int64 ps",
-                                  path=self.path, offset=HEADER_SIZE + (lo + i) * RECORD_SIZE)
-            yield from guard.checked(TagChunk(t, c, offset=lo - start))
-        yield from _present(guard.flush())
+            yield from dec.chunks(mm[lo:min(lo + self.chunk_size, stop)], lo)
+        yield from dec.flush()
+
+
+class QutagDecoder:
+    """quTAG records -> checked chunks, keeping the order state across calls (the file reader and the live
+    ``follow:`` source both decode through it, so a file and a followed file are checked alike).
+
+    A time beyond int64 is an error (in 'lost' mode, with checks on, a bad record the guard drops); the rest is
+    :class:`~timetag.formats._common.OrderGuard`'s.  ``first_record``: the record index of the first record given
+    (messages name records by their index in the file).
+    """
+
+    def __init__(self, path, check_order: bool = True, tolerance_ps: int = 0, on_bad_record: str = "fail",
+                 max_jump_ps: int | None = None, first_record: int = 0):
+        self.path = path
+        self.guard = OrderGuard(path, check=check_order, tolerance_ps=tolerance_ps,
+                                index_of=lambda i: i + first_record, on_bad_record=on_bad_record,
+                                max_jump_ps=max_jump_ps, offset_of=lambda i: HEADER_SIZE + i * RECORD_SIZE,
+                                reorders=True)
+        self.first_record = first_record
+
+    def chunks(self, rec: np.ndarray, index: int) -> Iterator[TagChunk]:
+        """The checked chunks of records ``rec`` (``index``: the file's record index of ``rec[0]``); in 'fail'
+        mode the error of a bad record is raised after the chunks of the good records before it."""
+        guard = self.guard
+        offset = index - self.first_record
+        t = rec["time"].astype(np.int64)
+        c = rec["channel"].astype(np.int32)
+        # a time beyond int64 turns negative: a bad record the guard drops in 'lost' mode, else an error
+        dropped_by_guard = guard.bad.lost and (guard.check or guard.tolerance)
+        if not dropped_by_guard and t.size and int(t.min()) < 0:
+            i = int(np.flatnonzero(t < 0)[0])
+            yield from guard.checked(TagChunk(t[:i], c[:i], offset=offset))
+            yield from self.flush()
+            raise FormatError(f"record {index + i}: time {int(rec['time'][i])} does not fit in int64 ps",
+                              path=self.path, offset=HEADER_SIZE + (index + i) * RECORD_SIZE)
+        yield from guard.checked(TagChunk(t, c, offset=offset))
+
+    def flush(self) -> list[TagChunk]:
+        """The tags a tolerance still holds back (end of the stream)."""
+        return _present(self.guard.flush())
 
 
 def _present(chunk: TagChunk | None) -> list[TagChunk]:
