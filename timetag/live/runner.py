@@ -10,6 +10,15 @@ histograms and their completion state (complete / interrupted / failed, with the
 ``<lab>_rounds.h5``.  An existing output is never overwritten: a run on an ``--out`` that holds rounds files
 (or the partial file of a killed run) is refused.
 
+Raw tags: unless turned off, every chunk a lab's pipeline processes is first appended to ``<out>/raw/<lab>.dump``
+(:class:`~timetag.live.rawtags.RawTagSink`: rotated into ``<lab>.1.dump``, ...), so that ``timetag process`` on
+those files re-derives the run's rounds byte for byte.  Default: on, except for a replayed file (it is the raw
+record already).  The raw files are opened with the rounds files (all or none), flushed with them, and closed
+and renamed to their final names however the run ends; their names go into each rounds file's provenance
+(``raw_tags``).  A source that records its raw tags itself says so with ``writes_own_raw_tags = True``: the
+runner then sets its ``raw_path`` to ``<out>/raw/<lab>.ttbin`` (and ``raw_max_file_size``, when the source has
+that attribute unset, to the rotation size) before starting it, and writes no dump.
+
 Falling behind is measured, not hidden: ``lag_s`` is how far the processed device time trails the wall clock
 (paced sources), ``load`` the fraction of wall time spent processing, and the source's own counters (device
 overflows, full stream buffers) and the lost-data events in the stream are reported in every status snapshot.
@@ -30,6 +39,7 @@ from ..provenance import jsonable, provenance
 from ..records import empty_rounds
 from ..roundsoutput import RoundsOutput
 from ..setupfile import LabSetup, Setup
+from .rawtags import DEFAULT_ROTATE_BYTES, RAW_FOLDER, RawTagSink, VendorRawFiles
 from .sources import Batch, Source
 from .status import LabStats, alarms
 
@@ -56,6 +66,9 @@ class LiveResult:
     flushes: int = 0
     state: Completion = Completion.COMPLETE
     reason: str = ""
+    #: each lab's raw tag files, in stream order (empty when none were kept: see ``raw_note``)
+    raw_files: dict[str, list[Path]] = field(default_factory=dict)
+    raw_note: str = ""
 
     def summary_lines(self) -> list[str]:
         how = {Completion.COMPLETE: "finished", Completion.INTERRUPTED: "interrupted"}.get(self.state, str(self.state))
@@ -65,6 +78,10 @@ class LiveResult:
             where = self.paths.get(lab)
             lines.append(f"  {lab}: {n} rounds kept -> {where if where is not None else 'nothing could be kept'}"
                          + ("" if self.state is Completion.COMPLETE else f" (marked {self.state})"))
+            if lab in self.raw_files:
+                lines.append(f"  {lab}: raw tags -> {describe_raw_files(self.raw_files[lab])}")
+        if self.raw_note:
+            lines.append(f"  raw tags not kept: {self.raw_note}")
         st = self.final_status
         if st.get("lag_s_max") is not None:
             lines.append(f"  max lag behind the device: {st['lag_s_max']:.2f} s; processing load {st.get('load', 0):.0%}")
@@ -74,6 +91,28 @@ class LiveResult:
         for a in st.get("alarms", []):
             lines.append(f"  ! {a}")
         return lines
+
+
+def describe_raw_files(files: list[Path]) -> str:
+    """``out/raw/alice.dump`` or ``out/raw/alice.dump .. alice.3.dump (4 files)``: the stream in order."""
+    if not files:
+        return "none (no tags)"
+    if len(files) == 1:
+        return str(files[0])
+    return f"{files[0]} .. {files[-1].name} ({len(files)} files, in this order)"
+
+
+def raw_tags_by_default(source: Source) -> tuple[bool, str]:
+    """(keep raw tags?, why not) for a source when the caller does not say.
+
+    A replayed file is the raw record already (keeping it would copy it); every other source -- a device, the
+    simulated device, a followed file (which may be rotated away or rewritten after the run) -- is kept.
+    """
+    from .replay import ReplaySource
+
+    if isinstance(source, ReplaySource):
+        return False, "the replayed file is the raw record (--raw keeps a copy)"
+    return True, ""
 
 
 class _ArrivalLog:
@@ -107,7 +146,11 @@ class LiveRunner:
                  duration: float | None = None, flush_interval: float = 0.5, status_interval: float = 1.0,
                  on_status: StatusCallback | list[StatusCallback] | None = None,
                  pipeline_factory: Callable[[LabSetup], object] = default_pipeline_factory,
-                 with_heralds: bool = True, estimate: bool = True, max_latency_samples: int = 200_000):
+                 with_heralds: bool = True, estimate: bool = True, max_latency_samples: int = 200_000,
+                 raw_tags: bool | None = None, raw_format: str = "dump",
+                 raw_rotate_bytes: int = DEFAULT_ROTATE_BYTES):
+        """``raw_tags``: keep the raw tag stream in ``<out>/raw/`` (None: :func:`raw_tags_by_default`);
+        ``raw_format``: 'dump' or 'h5'; ``raw_rotate_bytes``: a new file after this many bytes of records."""
         if not flush_interval > 0:
             raise ValueError(f"flush_interval must be > 0 (got {flush_interval})")
         self.source = source
@@ -124,6 +167,21 @@ class LiveRunner:
         self.with_heralds = with_heralds
         self.estimate = estimate
         self.paths = {lab: self.out_dir / f"{lab}_rounds.h5" for lab in self.labs}
+        self.raw_dir = self.out_dir / RAW_FOLDER
+        if raw_tags is None:
+            self.keep_raw, self.raw_note = raw_tags_by_default(source)
+        else:
+            self.keep_raw = bool(raw_tags)
+            self.raw_note = "" if self.keep_raw else "--no-raw: the rounds cannot be re-derived from this run's tags"
+        self.raw_format, self.raw_rotate_bytes = raw_format, raw_rotate_bytes
+        self.vendor_raw = self.keep_raw and bool(getattr(source, "writes_own_raw_tags", False))
+        if self.vendor_raw and len(self.labs) != 1:
+            raise TimetagError(f"{source.description}: a source that writes its own raw tags feeds one lab "
+                               f"(got {', '.join(self.labs)})")
+        if self.keep_raw:
+            self._raw_sinks((), None)  # a bad format or rotation size is refused before anything starts
+        self.raw: dict[str, RawTagSink | VendorRawFiles] = {}  # opened with the rounds files
+        self.raw_files: dict[str, list[Path]] = {}
         self.latencies: collections.deque = collections.deque(maxlen=max_latency_samples)
         self._stop_requested = False
         self.stop_reason = ""
@@ -135,21 +193,50 @@ class LiveRunner:
         self._stop_requested = True
         self.source.stop()
 
+    def _raw_sinks(self, inputs, prov: dict | None) -> dict[str, RawTagSink | VendorRawFiles]:
+        if self.vendor_raw:
+            return {lab: VendorRawFiles(self.raw_dir, lab, inputs=inputs) for lab in self.labs}
+        return {lab: RawTagSink(self.raw_dir, lab, format=self.raw_format, rotate_bytes=self.raw_rotate_bytes,
+                                inputs=inputs, provenance=prov) for lab in self.labs}
+
+    def _lab_provenance(self, lab: str, raw_files: list[Path] | None = None) -> dict:
+        """The run's provenance for one lab's rounds file, naming its raw tag files (relative to the rounds file;
+        while the run goes on: the first file, which the numbered ones continue)."""
+        if lab not in self.raw:
+            return dict(self._prov, raw_tags=[])
+        files = raw_files if raw_files is not None else [self.raw[lab].first]
+        return dict(self._prov, raw_tags=[_relative(p, self.out_dir) for p in files],
+                    raw_tags_format="ttbin" if self.vendor_raw else self.raw_format)
+
     def _open_outputs(self, prov: dict) -> dict[str, RoundsOutput]:
-        """Every lab's output opened (checked, locked) before the source starts; all or none."""
+        """Every lab's outputs (rounds file, raw tags) opened -- checked, locked -- before the source starts; all
+        or none: a refused run leaves no file behind."""
         inputs = [p for p in (getattr(self.source, "path", None),) if p is not None]
-        outputs: dict[str, RoundsOutput] = {}
+        self._prov = prov
+        self.raw = self._raw_sinks(inputs, prov) if self.keep_raw else {}
+        outputs = {lab: RoundsOutput(
+            self.paths[lab], lab=lab, role=self.setup.lab(lab).role, provenance=self._lab_provenance(lab),
+            setup_hash=self.setup.hash, with_heralds=self.with_heralds, inputs=inputs, keep_partial=True,
+            flag="choose another --out (a live run never replaces rounds files)") for lab in self.labs}
+        for out in outputs.values():  # every check before the first file is made
+            out.slot.check()
+        for sink in self.raw.values():
+            sink.check()
+        opened: list = []
         try:
-            for lab in self.labs:
-                outputs[lab] = RoundsOutput(
-                    self.paths[lab], lab=lab, role=self.setup.lab(lab).role, provenance=prov,
-                    setup_hash=self.setup.hash, with_heralds=self.with_heralds, inputs=inputs, keep_partial=True,
-                    flag="choose another --out (a live run never replaces rounds files)").open()
-        except BaseException:
             for out in outputs.values():
-                out.finish(Completion.FAILED, "another lab's output was refused")
-                out.partial.unlink(missing_ok=True)
+                opened.append(out.open())
+            for sink in self.raw.values():
+                opened.append(sink.open())
+        except BaseException:
+            for item in opened:
+                _abandon(item)
             raise
+        if self.vendor_raw:
+            (sink,) = self.raw.values()
+            self.source.raw_path = sink.target
+            if getattr(self.source, "raw_max_file_size", None) is None and hasattr(self.source, "raw_max_file_size"):
+                self.source.raw_max_file_size = self.raw_rotate_bytes  # the vendor's files rotate alike
         return outputs
 
     # ------------------------------------------------------------------
@@ -186,18 +273,21 @@ class LiveRunner:
                 self.source.close()
             finally:
                 status, paths = self._finish(state, reason)
-        failures = [w.failure for w in self.writers.values() if w.failure is not None]
+        failures = [w.failure for w in [*self.writers.values(), *self.raw.values()] if w.failure is not None]
         if failures and error is None:
             state, reason, error = Completion.FAILED, str(failures[0]), failures[0]
         result = LiveResult(rounds=dict(self._flushed), paths=paths,
                             wall_s=time.monotonic() - self.t_start, tags=sum(s.tags for s in self.stats.values()),
                             interrupted=state is Completion.INTERRUPTED, final_status=status,
-                            latencies_s=np.asarray(self.latencies), flushes=self.flushes, state=state, reason=reason)
+                            latencies_s=np.asarray(self.latencies), flushes=self.flushes, state=state, reason=reason,
+                            raw_files=dict(self.raw_files), raw_note=self.raw_note)
         if error is not None:
             kept = ", ".join(f"{n} rounds of {lab} in {paths[lab]}" for lab, n in result.rounds.items()
                              if paths.get(lab) is not None) or "nothing"
+            raw = "".join(f"; raw tags of {lab} in {describe_raw_files(files)}"
+                          for lab, files in self.raw_files.items() if files)
             code = 2 if isinstance(error, TimetagError) and not isinstance(error, StorageError) else 1
-            raise RunStopped(f"{error}; kept {kept} (marked failed)", kept=paths, exit_code=code) from None
+            raise RunStopped(f"{error}; kept {kept} (marked failed){raw}", kept=paths, exit_code=code) from None
         return result
 
     def _loop(self) -> tuple[Completion, str]:
@@ -226,6 +316,9 @@ class LiveRunner:
             if lab not in self.pipelines:
                 self._ignored_labs.add(lab)
                 continue
+            raw = self.raw.get(lab)
+            if raw is not None:  # before processing: the raw files hold every tag a round was made of
+                raw.write(chunk)
             rounds, heralds = self.pipelines[lab].process(chunk)
             self._arrivals[lab].add(_end_time(chunk, batch.device_time_ps), batch.arrival)
             self._take(lab, rounds, heralds)
@@ -259,6 +352,8 @@ class LiveRunner:
         for w in self.writers.values():
             if w.failure is None:
                 w.flush()
+        for sink in self.raw.values():
+            sink.flush()
         done = time.monotonic()
         self.flushes += 1
         self._last_flush = now
@@ -292,6 +387,7 @@ class LiveRunner:
             "busy_s": self._busy,
             "latency_s": _latency_summary(self.latencies),
             "estimate": self._estimate() if self.estimate else None,
+            "raw_tags": {lab: sink.status() for lab, sink in self.raw.items()},
             "alarms": al,
         }
         if self._lag > max(2.0, 2 * self.flush_interval):
@@ -326,6 +422,10 @@ class LiveRunner:
     def _finish(self, state: Completion, reason: str) -> tuple[dict, dict[str, Path | None]]:
         """Flush the pipelines (when their state is whole) and close every file with how the run ended."""
         self._finishing = True
+        if any(sink.failure is not None for sink in self.raw.values()):
+            # the disk is full (or failing) under the raw tags: the rounds files' reserve is what lets them close
+            for w in self.writers.values():
+                w.slot.release_reserve()
         try:
             if state is not Completion.FAILED or all(w.failure is None for w in self.writers.values()):
                 for lab, pipe in self.pipelines.items():
@@ -336,6 +436,11 @@ class LiveRunner:
             self._flush(time.monotonic())
         except StorageError as exc:
             state, reason = Completion.FAILED, reason or str(exc)
+        finally:
+            self.raw_files = self._close_raw()
+        failed_raw = next((s.failure for s in self.raw.values() if s.failure is not None), None)
+        if failed_raw is not None and state is not Completion.FAILED:
+            state, reason = Completion.FAILED, str(failed_raw)
         now = time.monotonic()
         status = self._emit_status(now)
         status["interrupted"] = state is Completion.INTERRUPTED
@@ -354,9 +459,21 @@ class LiveRunner:
             else:
                 state_lab, reason_lab = state, reason
             paths[lab] = w.finish(state_lab, reason_lab, summary=summary,
-                                  histograms={k: np.asarray(v) for k, v in dict(hist).items()})
+                                  histograms={k: np.asarray(v) for k, v in dict(hist).items()},
+                                  provenance=self._lab_provenance(lab, self.raw_files.get(lab, [])))
             self._flushed[lab] = w.n_rounds
         return status, paths
+
+    def _close_raw(self) -> dict[str, list[Path]]:
+        """Every raw file closed and renamed, whatever else fails: they are the irreplaceable part of the run."""
+        files: dict[str, list[Path]] = {}
+        for lab, sink in self.raw.items():
+            try:
+                files[lab] = sink.close()
+            except (TimetagError, OSError) as exc:
+                sink.failure = sink.failure or StorageError(f"{exc}")
+                files[lab] = list(sink.files)
+        return files
 
 
 def running_estimate(ra: np.ndarray, rb: np.ndarray) -> dict:
@@ -410,6 +527,23 @@ def compact_estimate(est: dict, protocol: str = "random_basis") -> dict:
     out["key_rate_ci"] = bayes.get("ci")
     out["key_rate_protocol"] = protocol
     return _json_status(out)
+
+
+def _abandon(output) -> None:
+    """Undo the opening of an output of a run refused before it started (no file, lock or reserve left)."""
+    if isinstance(output, RoundsOutput):
+        output.writer.close(state=Completion.FAILED, reason="another output of the run was refused")
+        output.slot.discard()
+        output.partial.unlink(missing_ok=True)
+    else:
+        output.discard()
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 def _detectors(lab: LabSetup) -> tuple[int, ...]:
