@@ -33,6 +33,16 @@ and ``timetag process`` reads it.  Example (all times in picoseconds)::
     fluorescence_window_ps = [5000000, 25000000]
     threshold = 4               # output 'up' (1) when count >= threshold
 
+    [labs.alice.device]         # optional: how `timetag live --source swabian` sets up the Time Tagger
+    serial = "2138000ABC"       # default: the first one found
+    resolution = "Standard"     # 'Standard', 'HighResA', 'HighResB', 'HighResC' (HighRes needs its licence)
+    trigger_level_v = { "1" = 0.5, "2" = 0.08 }      # per channel, volts
+    deadtime_ps = { "2" = 20000 }                    # per channel
+    hardware_delay_ps = { "1" = 0 }                  # per channel, applied on the device (before the filter)
+    event_divider = { "1" = 1 }                      # per channel, 1..65535
+    conditional_filter = { trigger = [2, 3, 4, 5], filtered = [1] }  # record the sync only after a click
+    test_signal_channels = [2, 3]                    # internal test signal, only for dry runs
+
 Windows are half-open intervals ``[start, stop)`` relative to their reference
 time, always on delay-corrected times (``raw - delays_ps[channel]``).  The herald
 time is the corrected time of the later of the two clicks; the round's trigger is
@@ -63,6 +73,7 @@ ARMS = ("a", "b")
 POLS = ("H", "V")
 TRIGGERS = ("herald", "ready", "both")
 SYNC_REFERENCES = ("previous", "next")
+RESOLUTIONS = ("Standard", "HighResA", "HighResB", "HighResC")  # the vendor's Resolution names
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,50 @@ class HistogramConfig:
 
 
 @dataclass(frozen=True)
+class ConditionalFilter:
+    """The Time Tagger's hardware conditional filter: each click on a trigger channel lets the next event of
+    every filtered channel through; the filtered channels' other events are dropped on the device."""
+
+    trigger: tuple[int, ...]
+    filtered: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """How a lab's Swabian Time Tagger is set up for a live run (``[labs.<name>.device]``, optional).
+
+    Per-channel maps hold only the channels given; the others keep the device's defaults.  Without
+    ``conditional_filter`` the filter is switched off; ``test_signal_channels`` get the internal test signal only
+    in a dry run (``timetag live --test-signal``).
+    """
+
+    serial: str = ""
+    resolution: str = "Standard"
+    trigger_level_v: dict[int, float] = field(default_factory=dict)
+    deadtime_ps: dict[int, int] = field(default_factory=dict)
+    hardware_delay_ps: dict[int, int] = field(default_factory=dict)
+    event_divider: dict[int, int] = field(default_factory=dict)
+    conditional_filter: ConditionalFilter | None = None
+    test_signal_channels: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {}
+        if self.serial:
+            d["serial"] = self.serial
+        d["resolution"] = self.resolution
+        for name in DEVICE_CHANNEL_MAPS:
+            values = getattr(self, name)
+            if values:
+                d[name] = {str(k): v for k, v in sorted(values.items())}
+        if self.conditional_filter is not None:
+            d["conditional_filter"] = {"trigger": list(self.conditional_filter.trigger),
+                                       "filtered": list(self.conditional_filter.filtered)}
+        if self.test_signal_channels:
+            d["test_signal_channels"] = list(self.test_signal_channels)
+        return d
+
+
+@dataclass(frozen=True)
 class LabSetup:
     name: str
     role: str
@@ -117,6 +172,7 @@ class LabSetup:
     herald: HeraldConfig = field(default_factory=HeraldConfig)
     round: RoundConfig = field(default_factory=RoundConfig)
     histograms: HistogramConfig = field(default_factory=HistogramConfig)
+    device: DeviceConfig | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -164,6 +220,8 @@ class Setup:
             d["herald"] = _plain(asdict(lab.herald))
             d["round"] = _plain(asdict(lab.round))
             d["histograms"] = _plain(asdict(lab.histograms))
+            if lab.device is not None:
+                d["device"] = lab.device.to_dict()
             out["labs"][key] = d
         out.update(self.extra)
         return out
@@ -199,12 +257,20 @@ def _plain(d: dict) -> dict:
 
 META_KEYS = ("name", "schema")
 LAB_KEYS = ("role", "sync_channel", "ready_channel", "setting_channels", "fluorescence_channels", "delays_ps",
-            "bsm", "herald", "round", "histograms")
+            "bsm", "herald", "round", "histograms", "device")
 BSM_KEYS = ("channel", "arm", "pol")
 HERALD_KEYS = ("sync_reference", "window_start_ps", "window_stop_ps", "coincidence_ps", "patterns")
 ROUND_KEYS = ("trigger", "ready_delay_ps", "ready_tolerance_ps", "setting_window_ps", "fluorescence_window_ps",
               "threshold")
 HISTOGRAM_KEYS = ("arrival_bin_ps", "arrival_range_ps", "max_count")
+DEVICE_CHANNEL_MAPS = ("trigger_level_v", "deadtime_ps", "hardware_delay_ps", "event_divider")
+DEVICE_KEYS = ("serial", "resolution", *DEVICE_CHANNEL_MAPS, "conditional_filter", "test_signal_channels")
+CONDITIONAL_FILTER_KEYS = ("trigger", "filtered")
+# Bounds that hold for every Time Tagger model (the device's own ranges are checked when it is opened, before
+# anything is set): a value outside them is a typo, refused when the setup is read.
+TRIGGER_LEVEL_LIMIT_V = 5.0
+MAX_DEADTIME_PS = 2**31 - 1  # the longest dead time of any model is 2147 us
+MAX_EVENT_DIVIDER = 65535    # a 16-bit divider on the device
 # Other top-level tables are kept as they are (Setup.extra); these names only serve to catch typos of them.
 TOP_LEVEL_TABLES = ("meta", "labs", "clock", "simulation")
 
@@ -373,8 +439,13 @@ def _lab_from_dict(v: _Validator, name: str, raw: dict) -> LabSetup:
     _check_channel_overlaps(v, k, sync, ready, settings, fluo, bsm)
     used = _used_channels(sync, ready, settings, fluo, bsm)
     delays = _delays_from_dict(v, f"{k}.delays_ps", raw["delays_ps"], used)
-    return LabSetup(name=name, role=role, ready_channel=ready, sync_channel=sync, setting_channels=settings,
-                    fluorescence_channels=fluo, bsm=bsm, delays_ps=delays, herald=herald, round=rnd, histograms=hist)
+    device = _device_from_dict(v, f"{k}.device", raw["device"]) if "device" in raw else None
+    lab = LabSetup(name=name, role=role, ready_channel=ready, sync_channel=sync, setting_channels=settings,
+                   fluorescence_channels=fluo, bsm=bsm, delays_ps=delays, herald=herald, round=rnd, histograms=hist,
+                   device=device)
+    if device is not None and device.conditional_filter is not None:
+        _check_conditional_filter(v, k, lab, device.conditional_filter)
+    return lab
 
 
 def _check_known_keys(v: _Validator, k: str, raw: dict) -> None:
@@ -385,6 +456,12 @@ def _check_known_keys(v: _Validator, k: str, raw: dict) -> None:
             v.known(f"{k}.{sub}", v.table(f"{k}.{sub}", raw[sub]), allowed)
     for i, d in enumerate(_list(v, f"{k}.bsm", raw.get("bsm", []))):
         v.known(f"{k}.bsm[{i}]", v.table(f"{k}.bsm[{i}]", d), BSM_KEYS)
+    if "device" in raw:
+        dev = v.table(f"{k}.device", raw["device"])
+        v.known(f"{k}.device", dev, DEVICE_KEYS)
+        if "conditional_filter" in dev:
+            v.known(f"{k}.device.conditional_filter",
+                    v.table(f"{k}.device.conditional_filter", dev["conditional_filter"]), CONDITIONAL_FILTER_KEYS)
 
 
 def _check_required(v: _Validator, k: str, raw: dict) -> None:
@@ -512,3 +589,119 @@ def _hist_from_dict(v, k, raw) -> HistogramConfig:
         arrival_range_ps=v.window(f"{k}.arrival_range_ps", raw.get("arrival_range_ps", list(d.arrival_range_ps))),
         max_count=v.int_(f"{k}.max_count", raw.get("max_count", d.max_count), min_=1),
     )
+
+
+# --- the device table ---------------------------------------------------------
+
+
+def _device_from_dict(v, k, raw) -> DeviceConfig:
+    serial = raw.get("serial", "")
+    if not isinstance(serial, str):
+        v.fail(f"{k}.serial", serial, "must be a string (the serial number printed on the Time Tagger)")
+    resolution = v.choice(f"{k}.resolution", raw.get("resolution", "Standard"), RESOLUTIONS)
+    levels = _channel_map(v, f"{k}.trigger_level_v", raw.get("trigger_level_v", {}),
+                          lambda key, x: _trigger_level(v, key, x))
+    dead = _channel_map(v, f"{k}.deadtime_ps", raw.get("deadtime_ps", {}),
+                        lambda key, x: _int_in(v, key, x, 1, MAX_DEADTIME_PS))
+    delay = _channel_map(v, f"{k}.hardware_delay_ps", raw.get("hardware_delay_ps", {}), v.int_)
+    divider = _channel_map(v, f"{k}.event_divider", raw.get("event_divider", {}),
+                           lambda key, x: _int_in(v, key, x, 1, MAX_EVENT_DIVIDER))
+    cf = None
+    if "conditional_filter" in raw:
+        ck = f"{k}.conditional_filter"
+        cf_raw = raw["conditional_filter"]
+        for name in CONDITIONAL_FILTER_KEYS:
+            if name not in cf_raw:
+                v.missing(f"{ck}.{name}", "the filter needs both its trigger and its filtered channels")
+        trig = _device_channels(v, f"{ck}.trigger", cf_raw["trigger"], non_empty=True)
+        filt = _device_channels(v, f"{ck}.filtered", cf_raw["filtered"], non_empty=True)
+        both = sorted(set(trig) & set(filt))
+        if both:
+            v.fail(f"{ck}.filtered", both, "a channel cannot be both a trigger and a filtered channel")
+        cf = ConditionalFilter(trig, filt)
+    test = _device_channels(v, f"{k}.test_signal_channels", raw.get("test_signal_channels", []))
+    return DeviceConfig(serial=serial, resolution=resolution, trigger_level_v=levels, deadtime_ps=dead,
+                        hardware_delay_ps=delay, event_divider=divider, conditional_filter=cf,
+                        test_signal_channels=test)
+
+
+def _device_channel(v, key, value) -> int:
+    # rising edges are channels 1, 2, ...; falling edges -1, -2, ...: there is no channel 0
+    c = v.int_(key, value)
+    if c == 0:
+        v.fail(key, value, "is not a Time Tagger channel (inputs are 1, 2, ...; falling edges -1, -2, ...)")
+    return c
+
+
+def _device_channels(v, key, value, non_empty=False) -> tuple[int, ...]:
+    chans = tuple(_device_channel(v, key, c) for c in _list(v, key, value))
+    if non_empty and not chans:
+        v.fail(key, [], "needs at least one channel")
+    if len(set(chans)) != len(chans):
+        v.fail(key, list(chans), "names a channel twice")
+    return chans
+
+
+def _channel_map(v, k, raw, convert) -> dict:
+    if not isinstance(raw, dict):
+        v.fail(k, raw, 'must be a table channel -> value, e.g. { "1" = ... }')
+    out: dict[int, Any] = {}
+    for ch, value in raw.items():
+        try:
+            chn = int(ch)
+        except ValueError:
+            v.fail(k, ch, "keys must be channel numbers")
+        chn = _device_channel(v, f"{k}.{ch}", chn)
+        if chn in out:
+            v.fail(f"{k}.{ch}", ch, f"channel {chn} is given twice")
+        out[chn] = convert(f"{k}.{ch}", value)
+    return out
+
+
+def _int_in(v, key, value, lo, hi) -> int:
+    x = v.int_(key, value, min_=lo)
+    if x > hi:
+        v.fail(key, value, f"must be <= {hi}")
+    return x
+
+
+def _trigger_level(v, key, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        v.fail(key, value, "must be a number of volts")
+    x = float(value)
+    if not abs(x) <= TRIGGER_LEVEL_LIMIT_V:  # also refuses nan
+        v.fail(key, value, f"must be within +-{TRIGGER_LEVEL_LIMIT_V:g} V")
+    return x
+
+
+def _check_conditional_filter(v, k, lab: LabSetup, cf: ConditionalFilter) -> None:
+    """The filter decides which tags exist at all, so it must agree with how the lab's rounds are made."""
+    ck = f"{k}.device.conditional_filter"
+    roles = _used_channels(lab.sync_channel, lab.ready_channel, lab.setting_channels, lab.fluorescence_channels,
+                           lab.bsm)
+    for c in cf.filtered:
+        if c in roles and c != lab.sync_channel:
+            v.fail(f"{ck}.filtered", c, f"channel {c} is the lab's {roles[c]}: the filter would drop tags that "
+                   "decide rounds (only the sync may be filtered)")
+    if lab.sync_channel is None or lab.sync_channel not in cf.filtered:
+        return
+    # Only the first sync after a click is recorded: the acceptance window can only be measured from it.
+    if lab.herald.sync_reference != "next":
+        v.fail(f"{k}.herald.sync_reference", lab.herald.sync_reference,
+               "the conditional filter on the sync channel records only the sync after a click: "
+               "the window must be measured from it ('next')")
+    missing = [d.channel for d in lab.bsm if d.channel not in cf.trigger]
+    if missing:
+        v.fail(f"{ck}.trigger", list(cf.trigger), f"every BSM detector must open the filter, or its clicks have no "
+               f"sync to be measured from (missing: {', '.join(map(str, missing))})")
+    # The device lets through the first sync after the click in the stream's own time (before the delay
+    # correction): a click the window accepts must come before its sync there too, or that sync is dropped.
+    stop = lab.herald.window_stop_ps
+    for d in lab.bsm:
+        shift = lab.delay(d.channel) - lab.delay(lab.sync_channel)
+        if stop + shift > 0:
+            v.fail(f"{k}.herald.window_stop_ps", stop,
+                   f"with the conditional filter, a click of channel {d.channel} accepted at the end of the window "
+                   f"lies after its sync on the device (delays_ps: {lab.delay(d.channel)} for the click, "
+                   f"{lab.delay(lab.sync_channel)} for the sync), so the device drops that sync: the window must "
+                   f"stop at or before {-shift}")

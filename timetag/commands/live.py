@@ -38,7 +38,15 @@ def register(app):
         preset: str = typer.Option("lmu2022", "--preset", help="Simulator preset for sim / swabian-fake."),
         speedup: Optional[float] = typer.Option(None, "--speedup", help="sim / swabian-fake: multiply the "
                                                 "entanglement (herald) rate of the simulated link, for demos."),
-        serial: str = typer.Option("", "--serial", help="Serial number of the Time Tagger (default: the first found)."),
+        serial: str = typer.Option("", "--serial", help="Serial number of the Time Tagger (default: the lab's "
+                                   "[device] serial, else the first found)."),
+        test_signal: bool = typer.Option(False, "--test-signal", help="swabian / swabian-fake: a dry run on the "
+                                         "Time Tagger's internal test signal, fed into the lab's [device] "
+                                         "test_signal_channels (without it, a test signal found on a streamed "
+                                         "channel stops the run)."),
+        stream_buffer: Optional[int] = typer.Option(None, "--stream-buffer", help="swabian / swabian-fake: events "
+                                                    "the time-tag stream holds between two polls (default 20000000; "
+                                                    "a full buffer loses tags: the rounds they touch are flagged)."),
         idle_timeout: float = typer.Option(0.0, "--idle-timeout", min=0, help="follow: end the run after this "
                                            "many seconds without the file growing (default 0 = wait as long as the "
                                            "acquisition runs; the status shows 'idle for N s')."),
@@ -51,10 +59,21 @@ def register(app):
                                                   "(default: no limit)."),
         inject_overflow: List[str] = typer.Option([], "--inject-overflow", help="swabian-fake: an overflow interval "
                                                   "BEGIN_S:END_S in device seconds (repeatable)."),
+        raw: Optional[bool] = typer.Option(None, "--raw/--no-raw", help="Keep the raw tag stream in <out>/raw/ "
+                                           "(<lab>.dump, then <lab>.1.dump, ...), from which `timetag process` "
+                                           "re-derives every round. Default: on, except for replay: (the replayed "
+                                           "file is the raw record already). With --no-raw the rounds of this run "
+                                           "cannot be re-derived or re-processed later."),
+        raw_format: str = typer.Option("dump", "--raw-format", help="Format of the raw tag files: 'dump' (Swabian "
+                                       "16-byte records, with the lost-data events; readable as it is after a "
+                                       "kill) or 'h5' (timetag HDF5 tags)."),
+        raw_rotate_mb: float = typer.Option(1024.0, "--raw-rotate-mb", help="Start the next raw tag file "
+                                            "(<lab>.1.dump, <lab>.2.dump, ...) once one holds this many MiB of "
+                                            "records."),
     ):
         """Process tags live: rounds are appended to the rounds files and flushed at least every second.
 
-        Rounds go to <out>/<lab>_rounds.h5.partial while the run goes on and are renamed to <lab>_rounds.h5 at the end, with how the run ended (complete, interrupted, failed) written last. Ctrl-C stops cleanly, prints what was kept and exits 130 (the files are marked interrupted); an error exits non-zero (marked failed). A killed process (even SIGKILL) leaves the .partial file holding every round up to the last flush: `timetag recover` saves it. An existing output is never overwritten. Falling behind the device (backlog, device overflows) is measured and shown. Examples:
+        Rounds go to <out>/<lab>_rounds.h5.partial while the run goes on and are renamed to <lab>_rounds.h5 at the end, with how the run ended (complete, interrupted, failed) written last. The raw tags go to <out>/raw/<lab>.dump (rotated into <lab>.1.dump, ...; not for replay: unless --raw), from which `timetag process` re-derives the same rounds. Ctrl-C stops cleanly, prints what was kept and exits 130 (the files are marked interrupted); an error exits non-zero (marked failed). A killed process (even SIGKILL) leaves the .partial file holding every round up to the last flush: `timetag recover` saves it (its raw tags are in raw/<lab>.dump.partial, plain records: rename it). An existing output is never overwritten. Falling behind the device (backlog, device overflows) is measured and shown. Examples:
 
           timetag live --source sim --out demo --speed 20 --speedup 1000
 
@@ -78,6 +97,10 @@ def register(app):
             raise TimetagError(f"--status-interval must be > 0 (got {status_interval})")
         if duration is not None and not duration > 0:
             raise TimetagError(f"--duration must be > 0 seconds (got {duration})")
+        if not 0 < raw_rotate_mb < float("inf"):
+            raise TimetagError(f"--raw-rotate-mb must be a positive number of MiB (got {raw_rotate_mb})")
+        if raw_format not in ("dump", "h5"):
+            raise TimetagError(f"--raw-format must be 'dump' or 'h5' (got {raw_format!r})")
         sim_params = {"speedup": speedup} if speedup is not None else {}
         if setup is None:
             if source.strip().lower() != "sim":
@@ -90,7 +113,8 @@ def register(app):
         src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
                                  serial=serial, idle_timeout=idle_timeout or None,
                                  overflows=parse_overflows(inject_overflow), sim_params=sim_params,
-                                 on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
+                                 on_bad_record=on_bad_record, max_jump_ps=max_jump_ps, test_signal=test_signal,
+                                 stream_buffer=stream_buffer)
         if setup is None:  # written once the source is accepted: a refused run leaves no setup behind
             from ..custody import AtomicOutput
 
@@ -109,7 +133,8 @@ def register(app):
             view = LiveView()
             callbacks.append(view)
         runner = LiveRunner(src, st, out, labs=labs, duration=duration, flush_interval=flush_interval,
-                            status_interval=status_interval, on_status=callbacks)
+                            status_interval=status_interval, on_status=callbacks, raw_tags=raw,
+                            raw_format=raw_format, raw_rotate_bytes=max(int(raw_rotate_mb * 2**20), 16))
 
         def _on_signal(signum, frame):
             if runner._stop_requested:  # second Ctrl-C: stop at once (the files are still closed properly)
@@ -132,7 +157,8 @@ def register(app):
                       "wall_s": result.wall_s, "tags": result.tags, "interrupted": result.interrupted,
                       "completion": str(result.state), "reason": result.reason,
                       "latency_s": result.final_status.get("latency_s"), "lag_s_max": result.final_status.get("lag_s_max"),
-                      "alarms": result.final_status.get("alarms", [])})
+                      "alarms": result.final_status.get("alarms", []),
+                      "raw_tags": {k: [str(p) for p in v] for k, v in result.raw_files.items()}})
         stream = sys.stderr if jl is not None else sys.stdout
         for line in result.summary_lines():
             print(line, file=stream)

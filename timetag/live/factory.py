@@ -65,11 +65,14 @@ def parse_overflows(specs) -> list[tuple[int, int]]:
 def build_source(spec: str, setup: Setup, *, lab: str | None = None, speed: float | None = 1.0, seed: int = 1,
                  preset: str = "lmu2022", serial: str = "", idle_timeout: float | None = None,
                  overflows=(), sim_params: dict | None = None, on_bad_record: str = "fail",
-                 max_jump_ps: int | None = None) -> tuple[Source, tuple[str, ...]]:
+                 max_jump_ps: int | None = None, test_signal: bool = False,
+                 stream_buffer: int | None = None) -> tuple[Source, tuple[str, ...]]:
     """(source, labs to process) for a ``--source`` value.
 
     ``idle_timeout`` (follow): None or 0 waits for data as long as the acquisition runs.  ``on_bad_record``,
     ``max_jump_ps`` (replay, follow): what a bad record does, as for :func:`timetag.formats.open_tags`.
+    ``test_signal`` (swabian, swabian-fake): a dry run on the device's internal test signal (the lab's
+    ``device.test_signal_channels``); ``stream_buffer``: events the device's stream holds between two polls.
     """
     bad_opts = dict(zip(("on_bad_record", "max_jump_ps"), check_bad_record_options(on_bad_record, max_jump_ps)))
     kind, _, arg = spec.partition(":")
@@ -100,14 +103,24 @@ def build_source(spec: str, setup: Setup, *, lab: str | None = None, speed: floa
 
         name = single_lab(setup, lab, "a time tagger")
         channels = setup.lab(name).channels
+        device = setup.lab(name).device
+        if test_signal and (device is None or not device.test_signal_channels):
+            raise SetupError("--test-signal needs the channels to feed: test_signal_channels = [...] in this table",
+                             key=f"labs.{name}.device")
+        if stream_buffer is not None and not stream_buffer >= 1:
+            raise TimetagError(f"--stream-buffer must be >= 1 event (got {stream_buffer})")
         module = None
         if kind == "swabian-fake":
-            module = _fake_module(setup, name, arg, speed, seed, preset, overflows, sim_params)
+            module = _fake_module(setup, name, arg, speed, seed, preset, overflows, sim_params,
+                                  serial=serial or (device.serial if device is not None else ""))
         elif overflows:
             raise TimetagError("--inject-overflow only applies to --source swabian-fake")
-        src = SwabianSource(channels, lab=name, serial=serial, module=module)
-        if kind == "swabian":
-            src.connect()  # a missing package or device is refused before the run makes its files
+        buffer_opt = {"n_max_events": int(stream_buffer)} if stream_buffer is not None else {}
+        src = SwabianSource(channels, lab=name, serial=serial, device=device, dry_run=test_signal, module=module,
+                            **buffer_opt)
+        # the device opened and set up now: a missing package or device, or a set-up it refuses, ends the run
+        # before it makes its files
+        src.connect()
         if kind == "swabian-fake":
             src.speed = module._clock.speed  # the fake device's clock pace: lag is measured against it
             src.description = f"fake Swabian Time Tagger ({arg or 'simulated tags'}), channels {list(channels)}"
@@ -134,7 +147,7 @@ def _openable(path: str, read_opts: dict) -> Path:
     return p
 
 
-def _fake_module(setup, name, arg, speed, seed, preset, overflows, sim_params=None):
+def _fake_module(setup, name, arg, speed, seed, preset, overflows, sim_params=None, serial=""):
     from .fake_swabian import FakeTimeTaggerModule, WallClock
 
     if arg:
@@ -150,4 +163,4 @@ def _fake_module(setup, name, arg, speed, seed, preset, overflows, sim_params=No
     # speed None (unpaced) has no meaning for a device clock: run it fast instead.  A file-fed fake
     # reports itself finished once the file is used up (end_time_ps=0); a simulator-fed one runs on.
     return FakeTimeTaggerModule(tags, overflows=overflows, clock=WallClock(speed or 100.0),
-                                end_time_ps=0 if arg else None)
+                                end_time_ps=0 if arg else None, devices=(serial or "1740000FAK",))

@@ -249,7 +249,9 @@ class LiveRunner:
         self._arrivals = {lab: _ArrivalLog() for lab in self.labs}
         self._pending: dict[str, list[np.ndarray]] = {lab: [] for lab in self.labs}  # round triggers not yet flushed
         self._est_rounds: dict[str, list[np.ndarray]] = {lab: [] for lab in self.labs}
-        prov = provenance(setup=setup, mode="live", source=self.source.description)
+        # a device source adds what it was set up with and its own configuration record (before any output exists)
+        device = self.source.provenance() if hasattr(self.source, "provenance") else {}
+        prov = provenance(setup=setup, mode="live", source=self.source.description, **device)
         self.writers = self._open_outputs(prov)
         self.t_start = time.monotonic()
         self._busy = 0.0
