@@ -16,7 +16,8 @@ def register(app):
             "Where tags come from: 'sim' (simulated two-lab device, paced to the wall clock), 'swabian' "
             "(a connected Swabian Time Tagger; needs `pip install Swabian-TimeTagger`), 'swabian-fake[:FILE]' "
             "(a stand-in device fed by the simulator or FILE), 'replay:FILE' (a recorded file at --speed), "
-            "'follow:FILE' (a dump file still being written, read as it grows).")),
+            "'follow:FILE' (a dump, PTU, quTAG or SWMR HDF5 file still being written, read as it grows; "
+            "name.dump -> name.1.dump -> ... followed).")),
         setup: Optional[Path] = typer.Option(None, "--setup", help="Setup TOML (channel map, windows, thresholds). "
                                              "Required, except with --source sim, which then uses the setup that "
                                              "fits the simulated link (saved as <out>/setup.toml)."),
