@@ -319,12 +319,12 @@ def test_existing_output_refused_without_force(run, tmp_path):
 
 def test_ctrl_c_during_process_keeps_rounds_and_exits_130(run, tmp_path):
     out = tmp_path / "a.h5"
-    proc = subprocess.Popen(_cli(*_process_args(run, out, "--chunk-size", "300")), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cli(*_process_args(run, out, "--chunk-size", "100")), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not out.with_name("a.h5.partial").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.3)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
@@ -350,10 +350,10 @@ def test_stale_partial_is_refused_then_recovered(run, tmp_path):
 
 def test_sigterm_during_process_keeps_rounds_and_exits_143(run, tmp_path):
     out = tmp_path / "a.h5"
-    proc = subprocess.Popen(_cli(*_process_args(run, out, "--chunk-size", "300")), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cli(*_process_args(run, out, "--chunk-size", "100")), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _wait_for(out.with_name("a.h5.partial"), proc)
-    time.sleep(0.3)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
