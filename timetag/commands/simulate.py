@@ -56,6 +56,7 @@ def register(app):
 
         from ..errors import SetupError
         from ..simulator import expected_stats, load_preset, simulate
+        from ..simulator.run import check_outputs
 
         params = load_preset(preset)
         overrides = {}
@@ -69,6 +70,7 @@ def register(app):
         if speedup is not None:
             params = params.with_overrides(speedup=speedup)
         exp = expected_stats(params)
+        check_outputs(out, fmt, force=force)  # refused before a progress bar starts
         console = Console(stderr=True)
         if quiet:
             res = simulate(params, rounds, seed, out, fmt=fmt, force=force)
