@@ -80,6 +80,8 @@ def _floor(x, m):
 
 def output_names(fmt: str = "dump") -> tuple[str, str, str, str]:
     """The files ``simulate`` writes into its folder: Alice's and Bob's raw tags, the setup, the truth."""
+    if fmt not in EXT:
+        raise SetupError(f"unknown output format {fmt!r} (simulate writes: {', '.join(EXT)})", key="format")
     return f"alice{EXT[fmt]}", f"bob{EXT[fmt]}", "setup.toml", "truth.h5"
 
 
@@ -119,8 +121,7 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
 
     if n_rounds < 1:
         raise SetupError(f"--rounds must be >= 1 (got {n_rounds})", key="rounds")
-    if fmt not in EXT:
-        raise SetupError(f"unknown output format {fmt!r} (simulate writes: {', '.join(EXT)})", key="format")
+    output_names(fmt)  # an unknown format is refused here
     if speedup is not None:
         params = params.with_overrides(speedup=float(speedup))
     out = Path(out_dir)
