@@ -142,6 +142,7 @@ def test_a_full_stream_buffer_flags_exactly_the_rounds_whose_windows_touch_the_g
     live = read_rounds(res.paths["alice"]).rounds
     assert mod.full_buffers >= 3 and sum(len(d) for d in mod.discarded_tags) > 20
     assert res.final_status["source_stats"]["full_stream_buffers"] >= mod.full_buffers
+    assert any("stream buffer filled" in a for a in res.final_status["alarms"])  # the operator is told
 
     # the same delivered tags, with the gaps given as lost intervals, processed offline in one chunk
     gaps = _gaps_by_definition(buffers, n_max)

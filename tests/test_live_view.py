@@ -97,3 +97,11 @@ def test_live_view_updates_a_terminal(tmp_path):
     with LiveView(console) as view:
         view(status)
     assert "lab alice" in buf.getvalue() and f"on disk: alice {status['rounds_on_disk']['alice']}" in buf.getvalue()
+
+
+def test_view_says_where_raw_tags_go_and_when_none_are_kept():
+    status = {"wall_s": 1.0, "source": "sim", "labs": {}, "alarms": [],
+              "raw_tags": {"alice": {"files": 2, "current": "alice.1.dump", "bytes": 3e6, "tags": 10}}}
+    assert "raw tags: alice -> alice.1.dump (2 file(s), 3 MB)" in render_text(status)
+    status["raw_tags"] = {}
+    assert "raw tags: none kept by this run" in render_text(status)

@@ -396,6 +396,10 @@ class LiveRunner:
             status["alarms"].append(f"falling behind the device: {self._lag:.1f} s of backlog")
         if self._ignored_labs:
             status["alarms"].append(f"data of lab(s) {sorted(self._ignored_labs)} ignored (not in --lab)")
+        full = (status["source_stats"] or {}).get("full_stream_buffers")
+        if full:
+            status["alarms"].append(f"the device's stream buffer filled {full} time(s): tags were lost there (the "
+                                    "rounds they touch are flagged lost_data); read faster or raise --stream-buffer")
         self._busy_interval = 0.0
         self._last_status = now
         self.last_status = status

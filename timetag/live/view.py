@@ -125,6 +125,13 @@ def render(status: dict):
     est = _estimate_panel(status.get("estimate"))
     if est is not None:
         parts.append(est)
+    raw = {lab: r for lab, r in (status.get("raw_tags") or {}).items() if r}
+    if raw:
+        parts.append(Text("raw tags: " + "; ".join(
+            f"{lab} -> {r['current']}" + (f" ({r['files']} file(s), {r['bytes'] / 1e6:,.0f} MB)" if r.get("bytes")
+                                          is not None else "") for lab, r in raw.items()), style="dim"))
+    elif status.get("raw_tags") is not None:
+        parts.append(Text("raw tags: none kept by this run", style="yellow"))
     src = status.get("source_stats") or {}
     if src:
         parts.append(Text("device: " + ", ".join(f"{k} {v}" for k, v in src.items()), style="dim"))
