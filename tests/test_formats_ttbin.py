@@ -389,3 +389,15 @@ def test_real_logger_of_the_user_keeps_working(TT, tmp_path):
         assert any("Incorrect Header" in m for m in mine)
     finally:
         TT.setLogger(None)
+
+
+def test_without_the_vendor_package_one_line_names_the_extra(tmp_path, monkeypatch):
+    """Runs whether or not the package is installed: the reader is told it is missing."""
+    from timetag.formats import ttbin
+
+    monkeypatch.setattr(ttbin, "vendor_module", lambda: None)
+    path = tmp_path / "run.ttbin"
+    path.write_bytes(STUB_HEAD)
+    with pytest.raises(FormatError, match=r'run\.ttbin: .*not installed: pip install "timetag\[swabian\]"') as info:
+        read_all(path)
+    assert "\n" not in str(info.value)

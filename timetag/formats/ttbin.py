@@ -52,6 +52,7 @@ from typing import Iterator
 import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk
+from .swabian_vendor import vendor_module
 from ..errors import FormatError, TimetagWarning
 from ._common import OrderGuard, check_bad_record_options, check_readable
 from .dump import _LOST_KIND, TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_TAG
@@ -75,21 +76,12 @@ def sniff(path, head: bytes) -> bool:
 
 
 def import_vendor(path=None):
-    """The vendor module (``Swabian.TimeTagger``, or ``TimeTagger`` of older installers); FormatError naming the
-    extra to install when neither is there."""
-    try:
-        from Swabian import TimeTagger  # type: ignore[import-not-found]
-
-        return TimeTagger
-    except ImportError:
-        pass
-    try:
-        import TimeTagger  # type: ignore[import-not-found]
-
-        return TimeTagger
-    except ImportError:
+    """The vendor module; FormatError naming the extra to install when it is not there."""
+    module = vendor_module()
+    if module is None:
         raise FormatError(f"reading Swabian .ttbin files needs the vendor's Time Tagger software, which is not "
-                          f"installed: {EXTRA}", path=path) from None
+                          f"installed: {EXTRA}", path=path)
+    return module
 
 
 def series_files(path: Path) -> list[Path]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..chunk import ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
 from ..errors import FormatError, OutputError, TimetagError
+from ..formats.swabian_vendor import vendor_module
 from ..setupfile import DeviceConfig
 from . import device as device_setup
 from .sources import Batch, Source
@@ -46,20 +47,12 @@ _DEFAULT_CODES = {TT_ERROR: ERROR, TT_OVERFLOW_BEGIN: OVERFLOW_BEGIN, TT_OVERFLO
 
 
 def import_timetagger():
-    """The vendor module: ``Swabian.TimeTagger`` (current packages) or ``TimeTagger`` (older installers)."""
-    try:
-        from Swabian import TimeTagger  # type: ignore[import-not-found]
-
-        return TimeTagger
-    except ImportError:
-        pass
-    try:
-        import TimeTagger  # type: ignore[import-not-found]
-
-        return TimeTagger
-    except ImportError:
+    """The vendor module (see :mod:`timetag.formats.swabian_vendor`); a one-line error when it is not installed."""
+    module = vendor_module()
+    if module is None:
         raise TimetagError("the Swabian Time Tagger software is not installed: `pip install Swabian-TimeTagger` "
-                           "(or use --source swabian-fake for a demonstration without hardware)") from None
+                           "(or use --source swabian-fake for a demonstration without hardware)")
+    return module
 
 
 def type_codes(module) -> tuple[int, dict[int, int]]:
