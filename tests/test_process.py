@@ -200,3 +200,26 @@ def test_mis_signed_bsm_channels_are_reported_with_a_hint(tmp_path):
     assert any("saw no tags" in t and "-2, -3, -4, -5" in t and "falling edges" in t for t in text), text
     unused = {c["channel"]: c["tags"] for c in summary["channels"]["channels"] if c["roles"] == ["unused"]}
     assert set(unused) == {-2, -3, -4, -5} and sum(unused.values()) == int(flip.sum())
+
+
+def test_a_globbed_rotated_series_is_read_in_recording_order(tmp_path):
+    """Regression: `timetag process raw/alice*.dump` lists alice.dump last and the run stopped 'out of order'."""
+    from timetag.formats import order_series
+    from timetag.formats.dump import RECORD_DTYPE
+
+    simulator = pytest.importorskip("timetag.simulator")
+    simulator.simulate(simulator.load_preset("lmu2022").with_overrides(speedup=20000), 30, 5, tmp_path / "sim")
+    rec = np.fromfile(tmp_path / "sim" / "alice.dump", RECORD_DTYPE)
+    (tmp_path / "raw").mkdir()
+    for i, part in enumerate(np.array_split(rec, 3)):
+        part.tofile(tmp_path / "raw" / ("alice.dump" if i == 0 else f"alice.{i}.dump"))
+    globbed = sorted((tmp_path / "raw").glob("alice*.dump"))
+    assert [p.name for p in globbed] == ["alice.1.dump", "alice.2.dump", "alice.dump"]
+    assert [p.name for p in order_series(globbed)] == ["alice.dump", "alice.1.dump", "alice.2.dump"]
+    assert order_series([tmp_path / "b.dump", tmp_path / "a.dump"]) == [tmp_path / "b.dump", tmp_path / "a.dump"]
+    r = CliRunner().invoke(app, ["process", *map(str, globbed), "--setup", str(tmp_path / "sim" / "setup.toml"),
+                                 "--lab", "alice", "--out", str(tmp_path / "r.h5"), "-q"])
+    assert r.exit_code == 0, r.output
+    process_files([tmp_path / "sim" / "alice.dump"], tmp_path / "sim" / "setup.toml", "alice", tmp_path / "ref.h5",
+                  progress=False, checksum=False)
+    assert read_rounds(tmp_path / "r.h5").rounds.tobytes() == read_rounds(tmp_path / "ref.h5").rounds.tobytes()

@@ -85,8 +85,13 @@ def register(app):
         from rich.console import Console
 
         from ..errors import SetupError
+        from ..formats import order_series
         from ..process import process_files
 
+        ordered = order_series(files)
+        if ordered != list(files):  # a shell glob (raw/alice*.dump) lists a rotated series out of order
+            typer.echo("reading the rotated series in recording order: " + ", ".join(p.name for p in ordered), err=True)
+            files = ordered
         if on_bad_record not in ("fail", "lost"):
             raise SetupError(f"--on-bad-record must be 'fail' or 'lost' (got {on_bad_record!r})", key="on_bad_record")
         if dask and max_jump_ps is not None:

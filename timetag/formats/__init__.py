@@ -14,6 +14,7 @@ Writable formats: dump, h5, ptu (T2), text.  ``writer_for(path, format)`` return
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -216,5 +217,27 @@ def _format_from_extension(path) -> str:
                       "(writable: " + ", ".join(f.name for f in FORMATS.values() if f.writable) + ")", path=path)
 
 
-__all__ = ["FORMATS", "FormatInfo", "sniff", "open_tags", "read_all", "iter_stream", "writer_for", "write_tags",
+__all__ = ["order_series", "series_position", "FORMATS", "FormatInfo", "sniff", "open_tags", "read_all", "iter_stream", "writer_for", "write_tags",
            "supported"]
+
+
+_SERIES_NUMBER = re.compile(r"(.*)\.([1-9][0-9]{0,5})")
+
+
+def series_position(path) -> tuple[str, str, int]:
+    """(base, extension, number) of a file in a rotated series: ``name.dump`` is 0, ``name.3.dump`` is 3 (the
+    numbering of Swabian's FileWriter, of ``follow:`` and of live mode's raw tags)."""
+    p = Path(path)
+    stem, ext = p.stem, p.suffix
+    m = _SERIES_NUMBER.fullmatch(stem)
+    return (str(p.parent / m.group(1)), ext, int(m.group(2))) if m else (str(p.parent / stem), ext, 0)
+
+
+def order_series(paths) -> list[Path]:
+    """The files of ONE rotated series in recording order (``a.dump a.1.dump a.2.dump ...``), as a shell glob
+    such as ``a*.dump`` lists them out of order; any other list is returned as given."""
+    paths = [Path(p) for p in paths]
+    keys = [series_position(p) for p in paths]
+    if len(paths) < 2 or len({k[:2] for k in keys}) != 1 or len({k[2] for k in keys}) != len(keys):
+        return paths
+    return [p for _, p in sorted(zip((k[2] for k in keys), paths))]
