@@ -334,7 +334,7 @@ def columns(rows: Sequence[dict]) -> list[str]:
 
 def write_csv(rows: Sequence[dict], path) -> Path:
     path = Path(path)
-    with open(path, "w", newline="") as fh:
+    with open(path, "x", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns(rows))
         w.writeheader()
         for r in rows:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_END, TagChunk, concat
 from ..errors import DataValidationError, FormatError
-from ._common import check_bad_record_options, check_readable, overflow_event, read_head
+from ._common import check_bad_record_options, check_readable, overflow_event, read_head, write_new
 
 
 @dataclass(frozen=True)
@@ -193,15 +193,23 @@ def writer_for(path, format: str | None = None, **meta):
     return _module(fmt).open_writer(path, **meta)
 
 
-def write_tags(path, chunks: Iterable[TagChunk] | TagChunk, format: str | None = None, **meta) -> int:
-    """Write a stream to a file; returns the number of tags written."""
+def write_tags(path, chunks: Iterable[TagChunk] | TagChunk, format: str | None = None, *, force: bool = False,
+               **meta) -> int:
+    """Write a stream to a new file through custody (``force`` replaces an existing one once the new one is
+    complete); returns the number of tags written."""
     if isinstance(chunks, TagChunk):
         chunks = [chunks]
+    fmt = format or _format_from_extension(path)  # the partial file's own extension says nothing
     n = 0
-    with writer_for(path, format, **meta) as w:
-        for c in chunks:
-            w.write(c)
-            n += len(c)
+
+    def write(partial):
+        nonlocal n
+        with writer_for(partial, fmt, **meta) as w:
+            for c in chunks:
+                w.write(c)
+                n += len(c)
+
+    write_new(path, write, force=force)
     return n
 
 

@@ -140,6 +140,16 @@ def growing_blocks(start: int, stop: int, first: int = 1 << 12) -> Iterator[tupl
         size *= 2
 
 
+def write_new(target, write, *, force: bool = False) -> Path:
+    """Write ``target`` through custody: ``write(partial_path)`` fills a new file, renamed over ``target`` when it
+    returns (an existing ``target`` only with ``force``, and untouched until then)."""
+    from ..custody import AtomicOutput
+
+    with AtomicOutput(target, force=force) as out:
+        write(out.partial)
+    return Path(target)
+
+
 def overflow_event(kind: int, time: int) -> np.ndarray:
     ev = np.zeros(1, LOST_DTYPE)
     ev["kind"] = kind
@@ -429,7 +439,11 @@ def _take(a: np.ndarray, spans: list[tuple[int, int]], n: int) -> np.ndarray:
 
 
 class TagWriter(abc.ABC):
-    """Base of the streaming writers: ``write(chunk)`` appends, ``close()`` finishes; a context manager."""
+    """Base of the streaming writers: ``write(chunk)`` appends, ``close()`` finishes; a context manager.
+
+    A writer only ever creates a new file (exclusive create: an existing file is an error, never truncated);
+    outputs under their final names go through :class:`~timetag.custody.AtomicOutput`, as :func:`write_new` does.
+    """
 
     @abc.abstractmethod
     def write(self, chunk) -> None:

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ._common import (INT64_MIN, BadRecords, TagWriter, check_bad_record_options, first_time_fault, growing_blocks,
-                      time_fault, times_ok)
+                      time_fault, times_ok, write_new)
 from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
 from ..errors import DataValidationError, FormatError, TimetagWarning
 
@@ -322,7 +322,12 @@ class _Windows:
 
     def close(self) -> None:
         if self._mm is not None:
-            self._mm.close()
+            try:
+                self._mm.close()
+            except BufferError:
+                # a view is still alive somewhere (seen once in a Dask worker, held by a reference cycle): the
+                # window is unmapped when that view is freed, instead of failing the read
+                pass
             self._mm = None
 
 
@@ -377,7 +382,7 @@ class DumpWriter(TagWriter):
 
     def __init__(self, path):
         self.path = Path(path)
-        self._fh = open(self.path, "wb")
+        self._fh = open(self.path, "xb")
         self.records = 0
 
     def write(self, chunk: TagChunk) -> None:
@@ -390,10 +395,16 @@ class DumpWriter(TagWriter):
 
 
 
-def write_dump(path, chunks: Iterable[TagChunk] | TagChunk) -> int:
+def write_dump(path, chunks: Iterable[TagChunk] | TagChunk, *, force: bool = False) -> int:
     if isinstance(chunks, TagChunk):
         chunks = [chunks]
-    with DumpWriter(path) as w:
-        for c in chunks:
-            w.write(c)
-    return w.records
+    records = []
+
+    def write(partial):
+        with DumpWriter(partial) as w:
+            for c in chunks:
+                w.write(c)
+        records.append(w.records)
+
+    write_new(path, write, force=force)
+    return records[0]

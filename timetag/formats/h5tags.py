@@ -167,7 +167,7 @@ class H5TagWriter(TagWriter):
 
         self.path = Path(path)
         self.swmr = bool(swmr)
-        self._f = f = h5py.File(self.path, "w", **({"libver": "latest"} if self.swmr else {}))
+        self._f = f = h5py.File(self.path, "w-", **({"libver": "latest"} if self.swmr else {}))
         try:
             f.attrs["format"] = FORMAT_TAG
             f.attrs["format_version"] = FORMAT_VERSION

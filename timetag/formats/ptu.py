@@ -26,7 +26,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import check_readable, TagWriter
+from ._common import TagWriter, check_readable, write_new
 
 NAME = "ptu"
 EXTENSIONS = (".ptu",)
@@ -363,7 +363,7 @@ class PtuWriter(TagWriter):
         self.tags_written = 0
         self._ofl = 0          # wraps accounted so far
         self._last = 0
-        self._fh = open(self.path, "wb")
+        self._fh = open(self.path, "xb")
         now = (_dt.datetime.now() - _dt.datetime(1899, 12, 30)).total_seconds() / 86400.0
         head = [MAGIC, b"1.0.00\0\0"]
         head.append(_tag("File_Comment", TY_ANSISTRING, comment or "written by timetag"))
@@ -446,13 +446,20 @@ class PtuWriter(TagWriter):
 
 
 
-def write_ptu(path, chunks: Iterable[TagChunk] | TagChunk, drop_lost: bool = False, **meta) -> int:
+def write_ptu(path, chunks: Iterable[TagChunk] | TagChunk, drop_lost: bool = False, *, force: bool = False,
+              **meta) -> int:
     if isinstance(chunks, TagChunk):
         chunks = [chunks]
-    with PtuWriter(path, drop_lost=drop_lost, **meta) as w:
-        for c in chunks:
-            w.write(c)
-    return w.records
+    records = []
+
+    def write(partial):
+        with PtuWriter(partial, drop_lost=drop_lost, **meta) as w:
+            for c in chunks:
+                w.write(c)
+        records.append(w.records)
+
+    write_new(path, write, force=force)
+    return records[0]
 
 
 def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> PtuReader:

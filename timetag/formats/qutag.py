@@ -21,7 +21,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, check_bad_record_options, check_readable
+from ._common import OrderGuard, check_bad_record_options, check_readable, write_new
 
 NAME = "qutag"
 EXTENSIONS = (".qutag",)
@@ -144,7 +144,8 @@ def _present(chunk: TagChunk | None) -> list[TagChunk]:
     return [] if chunk is None else [chunk]
 
 
-def write_qutag_raw(path, time: np.ndarray, channel: np.ndarray, header_words=(2048, 115)) -> None:
+def write_qutag_raw(path, time: np.ndarray, channel: np.ndarray, header_words=(2048, 115), *,
+                    force: bool = False) -> None:
     """Write a quTAG-like binary file (for tests and fixtures; the vendor header is undocumented)."""
     rec = np.zeros(len(time), RECORD_DTYPE)
     rec["time"] = time
@@ -152,9 +153,12 @@ def write_qutag_raw(path, time: np.ndarray, channel: np.ndarray, header_words=(2
     size = HEADER_SIZE + rec.nbytes
     head = MAGIC + struct.pack("<I", size & 0xFFFFFFFF) + struct.pack("<2I", *header_words)
     head = head.ljust(HEADER_SIZE, b"\0")
-    with open(path, "wb") as fh:
-        fh.write(head)
-        rec.tofile(fh)
+    def write(partial):
+        with open(partial, "xb") as fh:
+            fh.write(head)
+            rec.tofile(fh)
+
+    write_new(path, write, force=force)
 
 
 def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> QutagReader:

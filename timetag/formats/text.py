@@ -96,7 +96,7 @@ class TextReader:
 class TextWriter(TagWriter):
     def __init__(self, path, **meta):
         self.path = Path(path)
-        self._fh = open(self.path, "w", encoding="utf-8")
+        self._fh = open(self.path, "x", encoding="utf-8")
         self._fh.write("# timetag tags: channel time_ps\n")
         self.records = 0
 

@@ -196,7 +196,7 @@ class _DumpOut:
     """
 
     def __init__(self, path):
-        self._fh = open(path, "wb")
+        self._fh = open(path, "xb")  # the custody partial of the target (AtomicOutputs in simulate)
         self._buf = np.empty((0, 2), np.uint64)
 
     def write(self, chunk) -> None:
