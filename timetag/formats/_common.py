@@ -438,6 +438,20 @@ def _take(a: np.ndarray, spans: list[tuple[int, int]], n: int) -> np.ndarray:
     return np.concatenate([a[lo:hi] for lo, hi in spans])
 
 
+class GuardedReader:
+    """Readers whose tags pass an :class:`OrderGuard` (``_guard``, set when reading starts): its counts for
+    ``meta`` and whether a lost-data interval of bad records is still open at the end (see ``iter_stream``)."""
+
+    _guard = None
+
+    def guard_meta(self) -> dict:
+        return dict(self._guard.meta) if self._guard is not None else {}
+
+    @property
+    def lost_interval_open(self) -> bool:
+        return self._guard is not None and self._guard.bad.interval_open
+
+
 class TagWriter(abc.ABC):
     """Base of the streaming writers: ``write(chunk)`` appends, ``close()`` finishes; a context manager.
 

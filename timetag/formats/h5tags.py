@@ -22,7 +22,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk, empty_lost
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, TagWriter, check_bad_record_options, check_readable
+from ._common import GuardedReader, OrderGuard, TagWriter, check_bad_record_options, check_readable
 
 NAME = "h5"
 EXTENSIONS = (".h5", ".hdf5", ".hdf")
@@ -40,7 +40,7 @@ def _attr_str(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
-class H5TagReader:
+class H5TagReader(GuardedReader):
     format = NAME
 
     def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True,
@@ -103,13 +103,8 @@ class H5TagReader:
              "lab": _attr_str(self._f.attrs.get("lab")), "lost_events": int(self.lost.size)}
         if self.own:
             m["provenance"] = read_h5_provenance(self._f)
-        if self._guard is not None:
-            m.update(self._guard.meta)
+        m.update(self.guard_meta())
         return m
-
-    @property
-    def lost_interval_open(self) -> bool:
-        return self._guard is not None and self._guard.bad.interval_open
 
     def _to_ps(self, raw: np.ndarray, lo: int) -> np.ndarray:
         if raw.dtype.kind == "u" and raw.size and int(raw.max()) > np.iinfo(np.int64).max:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, check_bad_record_options, check_readable, write_new
+from ._common import GuardedReader, OrderGuard, check_bad_record_options, check_readable, write_new
 
 NAME = "qutag"
 EXTENSIONS = (".qutag",)
@@ -35,7 +35,7 @@ def sniff(path, head: bytes) -> bool:
     return head[:4] == MAGIC
 
 
-class QutagReader:
+class QutagReader(GuardedReader):
     format = NAME
     resolution_ps = 1
 
@@ -72,13 +72,8 @@ class QutagReader:
         m = {"header_size_field": struct.unpack_from("<I", self.header, 4)[0],
              "header_words": list(struct.unpack_from("<8I", self.header, 8)),
              "trailing_bytes_ignored": self.trailing_bytes}
-        if self._guard is not None:
-            m.update(self._guard.meta)
+        m.update(self.guard_meta())
         return m
-
-    @property
-    def lost_interval_open(self) -> bool:
-        return self._guard is not None and self._guard.bad.interval_open
 
     def _mm(self):
         if self.records == 0:

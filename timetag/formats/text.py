@@ -13,7 +13,7 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, LOST_KIND_NAMES, TagChunk, empty_lost
 from ..errors import FormatError
-from ._common import OrderGuard, TagWriter, check_bad_record_options, check_readable
+from ._common import GuardedReader, OrderGuard, TagWriter, check_bad_record_options, check_readable
 
 NAME = "text"
 EXTENSIONS = (".txt", ".csv", ".tsv", ".dat")
@@ -24,7 +24,7 @@ def sniff(path, head: bytes) -> bool:
     return Path(path).suffix.lower() in EXTENSIONS
 
 
-class TextReader:
+class TextReader(GuardedReader):
     format = NAME
     resolution_ps = 1
 
@@ -39,11 +39,7 @@ class TextReader:
 
     @property
     def meta(self) -> dict:
-        return dict(self._guard.meta) if self._guard else {}
-
-    @property
-    def lost_interval_open(self) -> bool:
-        return self._guard is not None and self._guard.bad.interval_open
+        return self.guard_meta()
 
     def __iter__(self) -> Iterator[TagChunk]:
         return self.iter_chunks()

@@ -54,7 +54,7 @@ import numpy as np
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk
 from .swabian_vendor import vendor_module
 from ..errors import FormatError, TimetagWarning
-from ._common import OrderGuard, check_bad_record_options, check_readable
+from ._common import GuardedReader, OrderGuard, check_bad_record_options, check_readable
 from .dump import _LOST_KIND, TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_TAG
 
 NAME = "ttbin"
@@ -160,7 +160,7 @@ def check_type_codes(module, path=None) -> None:
                               "update for this version", path=path)
 
 
-class TtbinReader:
+class TtbinReader(GuardedReader):
     """Chunked reader of a ``.ttbin`` recording (and the split files that continue it) through ``FileReader``.
 
     ``module``: the vendor module or a stand-in offering ``FileReader`` (and optionally ``setLogger``, ``Tag``,
@@ -241,13 +241,8 @@ class TtbinReader:
         m = {"files": [p.name for p in self.files], "configuration": self.configuration, "channels": self.channels,
              "reader": "Swabian FileReader" + (f" {version()}" if callable(version) else ""),
              "t_start_ps": self._t_start, "last_marker": self._last_marker, **self._counts}
-        if self._guard is not None:
-            m.update(self._guard.meta)
+        m.update(self.guard_meta())
         return m
-
-    @property
-    def lost_interval_open(self) -> bool:
-        return self._guard is not None and self._guard.bad.interval_open
 
     def _event_index(self, i: int) -> int:
         """Event index in the recording of the ``i``-th tag given to the order guard."""
