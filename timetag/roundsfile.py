@@ -26,6 +26,7 @@ import numpy as np
 
 from .custody import AtomicOutput, Completion, describe, read_state, write_state
 from .custody.atomic import PARTIAL_SUFFIX
+from .custody.storage import storage_error
 from .errors import FormatError, IncompleteError, StorageError
 from .provenance import read_h5_provenance, write_h5_provenance
 from .records import HERALD_DTYPE, ROUND_DTYPE
@@ -61,16 +62,6 @@ class RoundsData:
     @property
     def complete(self) -> bool:
         return self.completion is Completion.COMPLETE
-
-
-def _storage_error(path, exc: BaseException) -> StorageError:
-    # h5py reports a failed write(2) as RuntimeError or OSError with the errno buried in its message
-    text = str(exc)
-    for errno_text in ("No space left on device", "Disk quota exceeded", "Input/output error",
-                       "Read-only file system"):
-        if errno_text in text:
-            return StorageError(f"{path}: {errno_text}")
-    return StorageError(f"{path}: write failed ({text.splitlines()[0] if text else type(exc).__name__})")
 
 
 class RoundsWriter:
@@ -122,9 +113,9 @@ class RoundsWriter:
             raise self.failure from None
 
     def _fail(self, exc: BaseException) -> None:
-        self.failure = _storage_error(self.path, exc)
+        self.failure = storage_error(self.path, exc)
         if self._on_storage_error is not None:
-            self._on_storage_error()
+            self._onstorage_error()
 
     def append(self, rounds: np.ndarray, heralds: np.ndarray | None = None) -> None:
         self._guarded(self._append, "rounds", self._rounds, rounds)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterable
 
 import h5py
-import numpy as np
 
 from .custody import DEFAULT_RESERVE_BYTES, AtomicOutput, Completion, partial_path, read_state, write_state
 from .custody.atomic import PARTIAL_SUFFIX

@@ -34,7 +34,7 @@ from ..chunk import TagChunk
 from ..custody import AtomicOutput, OutputLock
 from ..errors import OutputError, StorageError, TimetagError
 from ..formats.dump import RECORD_SIZE, encode_chunk
-from ..roundsfile import _storage_error
+from ..custody.storage import storage_error
 
 RAW_FOLDER = "raw"
 RAW_FORMATS = {"dump": ".dump", "h5": ".h5"}
@@ -203,7 +203,7 @@ class RawTagSink:
                 self._rotate()
             self._file.write(chunk)
         except (OSError, RuntimeError) as exc:  # h5py reports a failed write as either
-            self.failure = _storage_error(self._slot.partial, exc)
+            self.failure = storage_error(self._slot.partial, exc)
             raise self.failure from None
         self._file_bytes += n * RECORD_SIZE
         self.bytes += n * RECORD_SIZE
@@ -221,7 +221,7 @@ class RawTagSink:
         try:
             self._file.flush()
         except (OSError, RuntimeError) as exc:
-            self.failure = _storage_error(self._slot.partial, exc)
+            self.failure = storage_error(self._slot.partial, exc)
             raise self.failure from None
 
     def close(self) -> list[Path]:
@@ -235,7 +235,7 @@ class RawTagSink:
         try:
             self._file.close()
         except (OSError, RuntimeError) as exc:
-            self.failure = self.failure or _storage_error(slot.partial, exc)
+            self.failure = self.failure or storage_error(slot.partial, exc)
         if self._file_bytes == 0:
             slot.partial.unlink(missing_ok=True)
             slot.discard()
@@ -245,7 +245,7 @@ class RawTagSink:
         try:
             slot.commit()
         except OSError as exc:  # e.g. fsync after a full disk: still rename, the records in it are whole
-            self.failure = self.failure or _storage_error(slot.partial, exc)
+            self.failure = self.failure or storage_error(slot.partial, exc)
             try:
                 os.replace(slot.partial, slot.target)
             except OSError:
