@@ -115,7 +115,7 @@ class RoundsWriter:
     def _fail(self, exc: BaseException) -> None:
         self.failure = storage_error(self.path, exc)
         if self._on_storage_error is not None:
-            self._onstorage_error()
+            self._on_storage_error()
 
     def append(self, rounds: np.ndarray, heralds: np.ndarray | None = None) -> None:
         self._guarded(self._append, "rounds", self._rounds, rounds)
