@@ -51,11 +51,11 @@ from typing import Iterator
 
 import numpy as np
 
-from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk
-from .swabian_vendor import vendor_module
+from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from .swabian_vendor import events_to_chunk, vendor_module
 from ..errors import FormatError, TimetagWarning
 from ._common import GuardedReader, OrderGuard, check_bad_record_options, check_readable
-from .dump import _LOST_KIND, TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_TAG
+from .dump import TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_TAG
 
 NAME = "ttbin"
 EXTENSIONS = (".ttbin",)
@@ -289,7 +289,9 @@ class TtbinReader(GuardedReader):
                     t, c, y, m = t[lo:], c[lo:], y[lo:], m[lo:]
                     bad = np.flatnonzero(y > TYPE_MISSED)
                     cut = int(bad[0]) if bad.size else t.size
-                    chunk, is_tag = _to_chunk(t[:cut], c[:cut], y[:cut], m[:cut], offset=tags_in)
+                    # the codes before ``cut`` are known: the vendor's TagType values, the dump type byte's too
+                    chunk = events_to_chunk(t[:cut], c[:cut], y[:cut], m[:cut], offset=tags_in)
+                    is_tag = y[:cut] == TYPE_TAG
                     self._map = (tags_in, first, is_tag)
                     tags_in += len(chunk)
                     self._count(chunk, cut)
@@ -323,20 +325,6 @@ class TtbinReader(GuardedReader):
         self._counts["events"] += events
         self._counts["tags"] += len(chunk)
         self._counts["lost_events"] += int(chunk.lost.size)
-
-
-def _to_chunk(t, c, y, m, offset: int = 0) -> tuple[TagChunk, np.ndarray]:
-    """(tags and lost-data events of one buffer's events of known type, the tag mask)."""
-    is_tag = y == TYPE_TAG
-    if is_tag.all():
-        return TagChunk(t, c, offset=offset), is_tag
-    other = ~is_tag
-    lost = np.zeros(int(other.sum()), LOST_DTYPE)
-    lost["time"] = t[other]
-    lost["kind"] = _LOST_KIND[y[other]]
-    lost["channel"] = c[other]
-    lost["count"] = m[other]
-    return TagChunk(t[is_tag], c[is_tag], lost, offset), is_tag
 
 
 def open_reader(path, chunk_size: int = DEFAULT_CHUNK_SIZE, **opts) -> TtbinReader:
