@@ -16,6 +16,7 @@ from timetag.formats import iter_stream, open_tags, read_all, write_tags
 from timetag.formats.dump import RECORD_DTYPE, RECORD_SIZE
 from timetag.formats.qutag import HEADER_SIZE, write_qutag_raw
 from timetag.records import FLAG_LOST_DATA
+from timetag.stream import LabEngine, ReportProgress, StreamBroke, run_stream
 
 INT64_MIN = np.iinfo(np.int64).min
 _KIND = {1: ERROR, 2: OVERFLOW_BEGIN, 3: OVERFLOW_END, 4: MISSED}
@@ -388,8 +389,9 @@ def test_lost_mode_flags_the_rounds_around_a_bad_record_and_no_others(run, how, 
 def test_fail_mode_processes_every_tag_before_the_bad_record(run, chunk_size):
     fn, i = _bad_file(run, 7, "inserted")
     seen = []
-    with pytest.raises(DataValidationError, match=rf"record {i}: time goes backwards: 5 ps .*byte {i * RECORD_SIZE}"):
-        run["process"](iter_stream(fn, chunk_size=chunk_size), run["lab"],
-                       on_chunk=lambda chunk, pipe: seen.append(len(chunk)))
+    counted = ReportProgress(lambda done, rounds: seen.append(done), LabEngine(run["lab"]))
+    with pytest.raises(StreamBroke, match=rf"record {i}: time goes backwards: 5 ps .*byte {i * RECORD_SIZE}") as e:
+        run_stream(iter_stream(fn, chunk_size=chunk_size), counted)
+    assert isinstance(e.value.__cause__, DataValidationError)
     n_tags_before = int(np.count_nonzero(run["rec"]["type"][:i] == 0))
-    assert sum(seen) == n_tags_before
+    assert seen[-1] == n_tags_before

@@ -154,10 +154,18 @@ def test_several_files_are_one_stream(clean, tmp_path):
 def test_process_chunks_on_any_iterable(clean):
     setup = load_setup(clean["res"].setup)
     whole = read_all(clean["res"].bob)
-    seen = []
-    pl = process_chunks(split(whole, range(0, len(whole), 1000)), setup.lab("bob"),
-                        on_chunk=lambda ch, p: seen.append(len(ch)))
-    assert sum(seen) == len(whole) and pl.summary["rounds"] == len(clean["bob"].rounds)
+    rounds = []
+
+    class Keep:
+        def append(self, r, h):
+            rounds.append(r)
+
+        def flush(self):
+            pass
+
+    pl = process_chunks(split(whole, range(0, len(whole), 1000)), setup.lab("bob"), Keep())
+    assert pl.summary["rounds"] == len(clean["bob"].rounds)
+    assert np.concatenate(rounds).tolist() == clean["bob"].rounds.tolist()
 
 
 def test_cli_process(clean, tmp_path):

@@ -1,7 +1,8 @@
 """Process tag files (or any stream of chunks) of one lab into a rounds file.
 
 ``process_files(paths, setup, lab, out)`` reads the files as one continuous stream
-(:func:`timetag.formats.iter_stream`), runs :class:`~timetag.engine.LabPipeline`,
+(:func:`timetag.formats.iter_stream`) through the chain ``CountChannels -> ReportProgress -> LabEngine ->
+WriteRounds`` (:mod:`timetag.stream`),
 appends rounds and heralds to ``out`` as they are made (a run killed midway leaves
 every round up to the last chunk), then writes histograms, summary and provenance.
 ``process_chunks`` is the same on any iterable of :class:`~timetag.chunk.TagChunk`
@@ -12,18 +13,23 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
+from .channels import channel_report
 from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
-from .engine import LabPipeline
 from .custody import Completion
-from .channels import ChannelTally, channel_report
+from .engine import LabPipeline
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
+from .formats import iter_stream, open_tags
+from .formats._common import check_readable
 from .provenance import BackgroundChecksums
 from .provenance import provenance as make_provenance
-from .formats._common import check_readable
 from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
+from .stream import CountChannels, LabEngine, ReportProgress, StreamBroke, WriteRounds, run_stream
+
+#: ``progress(records_done, records_total or None, rounds_done)``, called after every chunk
+ProgressCallback = Callable[[int, "int | None", int], None]
 
 
 def resolve_lab(setup, lab) -> tuple[Setup | None, LabSetup]:
@@ -42,49 +48,22 @@ def setup_paths(setup) -> list[Path]:
 
 
 def process_chunks(chunks: Iterable[TagChunk], lab: LabSetup, writer=None,
-                   on_chunk: Callable[[TagChunk, LabPipeline], None] | None = None,
                    pipeline: LabPipeline | None = None) -> LabPipeline:
-    """Run the pipeline over a stream; append each chunk's rounds/heralds to ``writer`` (anything with
-    ``append(rounds, heralds)`` and ``flush()``).
+    """The engine over any stream, rounds and heralds appended to ``writer`` (anything with ``append(rounds,
+    heralds)`` and ``flush()``) as they are made; returns the pipeline (``.summary``, ``.histograms``).
 
-    Returns the pipeline (``.summary``, ``.histograms``); the writer is flushed but not closed.  When the stream
-    raises (a bad record), the rounds made so far are in the writer and ``pipeline`` (pass your own to keep it)
-    still holds the state before the failing chunk.
+    The chain ``LabEngine -> WriteRounds`` under :func:`~timetag.stream.run_stream`: when the stream raises (a
+    bad record) the open rounds are decided and written, then the stream's own error is raised.
     """
-    pl = pipeline if pipeline is not None else LabPipeline(lab)
-    for chunk in chunks:
-        rounds, heralds = pl.process(chunk)
-        if writer is not None and (rounds.size or heralds.size):
-            writer.append(rounds, heralds)
-            writer.flush()
-        if on_chunk is not None:
-            on_chunk(chunk, pl)
-    rounds, heralds = pl.flush()
-    if writer is not None:
-        writer.append(rounds, heralds)
-        writer.flush()
-    return pl
-
-
-class _StreamBroke(Exception):
-    """The input stream raised (bad record, unreadable file): distinguished from errors inside the engine."""
-
-
-def _guarded_stream(chunks: Iterable[TagChunk]) -> Iterator[TagChunk]:
-    it = iter(chunks)
-    while True:
-        try:
-            chunk = next(it)
-        except StopIteration:
-            return
-        except TimetagError as exc:
-            raise _StreamBroke(exc) from exc
-        yield chunk
+    engine = LabEngine(lab, WriteRounds(writer) if writer is not None else None, pipeline=pipeline)
+    try:
+        run_stream(chunks, engine)
+    except StreamBroke as broke:
+        raise broke.__cause__ from None
+    return engine.pipeline
 
 
 def _total_records(paths, chunk_size, format) -> int | None:
-    from .formats import open_tags
-
     total = 0
     for p in paths:
         n = getattr(open_tags(p, chunk_size=chunk_size, format=format), "records", None)
@@ -94,14 +73,15 @@ def _total_records(paths, chunk_size, format) -> int | None:
     return total
 
 
-def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, progress=True,
+def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                  progress: ProgressCallback | bool | None = None,
                   format: str | None = None, checksum: bool = True, force: bool = False,
                   on_bad_record: str = "fail", max_jump_ps: int | None = None) -> dict:
     """Process the files of one run (in order) for one lab into the rounds file ``out``; returns the run summary.
 
     ``setup``: a :class:`Setup` or a path to the setup TOML; ``lab``: its lab name (or a
-    :class:`LabSetup`).  ``progress``: True for a rich progress bar on stderr, False for
-    none, or a callable ``f(records_done, records_total)``.
+    :class:`LabSetup`).  ``progress``: called after every chunk with (records done, records in all the inputs or
+    None when a format cannot tell, rounds made); the CLI draws its bar from it.
 
     Custody (:mod:`timetag.roundsoutput`): ``out`` is written as ``out.partial`` and renamed when complete; an
     existing ``out`` is refused unless ``force``, and an input never is an output.  A run stopped by a bad record
@@ -109,8 +89,6 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     far in a file marked failed / interrupted (``on_bad_record="lost"``: the bad record becomes lost data and the
     run goes on; ``max_jump_ps``: a tag that far after the previous one is a bad record).
     """
-    from .formats import iter_stream
-
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = [Path(p) for p in paths]
@@ -130,25 +108,23 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
                             setup_hash=setup_obj.hash if setup_obj is not None else "",
                             inputs=[*paths, *setup_paths(setup)], force=force)
     total = _total_records(paths, chunk_size, format)
-    pl = LabPipeline(lab_setup)
     out_file.open()  # every check (output exists, is an input, has a writer) before any work
-    progress_bar = _Progress(progress, lab_setup.name, total)
-    tally = ChannelTally()
 
-    def on_chunk(chunk: TagChunk, pipeline: LabPipeline) -> None:
-        tally.process(chunk)
-        progress_bar.on_chunk(chunk, pipeline)
+    def on_progress(done: int, rounds: int) -> None:
+        if callable(progress):  # False/None: no report (the library draws no bar: the CLI does)
+            progress(done, total, rounds)
 
+    engine = LabEngine(lab_setup, WriteRounds(out_file))
+    counter = ReportProgress(on_progress, engine)
+    chain = CountChannels(counter)
     # the checksums are computed on another core while the engine runs
     sums = BackgroundChecksums(paths) if checksum else None
     t0 = time.perf_counter()
     readers: list = []
     try:
-        stream = _guarded_stream(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
-                                             **reader_opts))
-        process_chunks(stream, lab_setup, out_file, on_chunk, pipeline=pl)
-        summary = _with_timing(pl.summary, time.perf_counter() - t0, paths, out)
-        report = channel_report(tally.counts, lab_setup)
+        run_stream(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers, **reader_opts), chain)
+        summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
+        report = channel_report(chain.counts, lab_setup)
         summary["channels"] = report.as_dict()
         bad = _bad_records(readers)
         if bad["count"]:  # only in 'lost' mode: 'fail' stops at the first
@@ -161,10 +137,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE, 
     except BaseException as exc:
         if sums is not None:
             sums.cancel()
-        progress_bar.stop()
-        _stop_incomplete(out_file, pl, exc, progress_bar.done, total)
-    progress_bar.stop()
-    where = out_file.finish(Completion.COMPLETE, "", summary=summary, histograms=pl.histograms, provenance=prov)
+        _stop_incomplete(out_file, engine, exc, counter.records, total)
+    where = out_file.finish(Completion.COMPLETE, "", summary=summary, histograms=engine.histograms, provenance=prov)
     if out_file.failure is not None:
         _raise_storage(out_file, where)
     return summary
@@ -178,30 +152,25 @@ def _with_timing(summary: dict, elapsed: float, paths, out) -> dict:
     return summary
 
 
-def _stop_incomplete(out_file: RoundsOutput, pl: LabPipeline, exc: BaseException, done: int, total) -> None:
+def _stop_incomplete(out_file: RoundsOutput, engine: LabEngine, exc: BaseException, done: int, total) -> None:
     """Keep what the run made, marked with how it ended, and raise :class:`RunStopped` saying so."""
     at = f"after {done:,} of {total:,} records" if total else f"after {done:,} records"
-    if isinstance(exc, _StreamBroke):
+    if isinstance(exc, StreamBroke):  # the driver has decided and written the rounds still open
         cause = exc.__cause__
-        try:  # the engine's state is whole (the stream broke between chunks): close the rounds still open
-            rounds, heralds = pl.flush()
-            out_file.append(rounds, heralds)
-        except StorageError:
-            pass
         state, reason, code = Completion.FAILED, f"{cause} ({at})", 2
     elif isinstance(exc, KeyboardInterrupt):
         how = str(exc) if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
         cause, state, reason, code = how, Completion.INTERRUPTED, f"{how} {at}", getattr(exc, "exit_code", 130)
     elif isinstance(exc, StorageError):
-        out_file.finish(Completion.FAILED, f"{exc} ({at})", summary=_json_summary(pl))
+        out_file.finish(Completion.FAILED, f"{exc} ({at})", summary=_json_summary(engine))
         _raise_storage(out_file, out_file.where)
     elif isinstance(exc, (TimetagError, OSError)):
         cause, state, reason, code = exc, Completion.FAILED, f"{exc} ({at})", 2 if isinstance(exc, TimetagError) else 1
     else:  # a bug: keep the rounds, say so, and let the traceback through
         out_file.finish(Completion.FAILED, f"internal error {type(exc).__name__}: {exc} ({at})",
-                        summary=_json_summary(pl))
+                        summary=_json_summary(engine))
         raise exc
-    where = out_file.finish(state, reason, summary=_json_summary(pl))
+    where = out_file.finish(state, reason, summary=_json_summary(engine))
     head = str(cause) if cause is not None else "interrupted"
     if where is None:
         raise RunStopped(f"{head}; nothing could be kept", kept=None, rounds=0, exit_code=code) from None
@@ -217,37 +186,6 @@ def _raise_storage(out_file: RoundsOutput, where) -> None:
                      kept=where, rounds=out_file.n_rounds, exit_code=1) from None
 
 
-class _Progress:
-    """Records done so far, shown as a rich bar on stderr (``progress=True``) or passed to a callable."""
-
-    def __init__(self, progress, label: str, total: int | None):
-        self.done = 0
-        self.total = total
-        self._callback = progress if callable(progress) else None
-        self._bar = None
-        if progress is True:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rounds]} rounds"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
-            self._task = self._bar.add_task(label, total=total, rounds=0)
-            self._bar.start()
-
-    def on_chunk(self, chunk: TagChunk, pl: LabPipeline) -> None:
-        self.done += len(chunk) + len(chunk.lost)
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, rounds=pl.summary["rounds"])
-        if self._callback is not None:
-            self._callback(self.done, self.total)
-
-    def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
 def _bad_records(readers) -> dict:
     """Bad records the readers turned into lost data ('lost' mode): how many, and the first few, per file."""
     out = {"count": 0, "examples": []}
@@ -259,8 +197,8 @@ def _bad_records(readers) -> dict:
     return out
 
 
-def _json_summary(pl: LabPipeline) -> dict | None:
+def _json_summary(engine: LabEngine) -> dict | None:
     try:
-        return pl.summary
+        return engine.summary
     except Exception:  # the summary of a broken pipeline is not worth failing the rescue of its rounds
         return None

@@ -87,6 +87,7 @@ def register(app):
         from ..errors import SetupError
         from ..formats import order_series
         from ..process import process_files
+        from .progress import RecordsBar
 
         ordered = order_series(files)
         if ordered != list(files):  # a shell glob (raw/alice*.dump) lists a rotated series out of order
@@ -104,9 +105,10 @@ def register(app):
             summary = process_files_dask(files, setup, lab, out, dask=dask, chunk_size=chunk_size,
                                          checksum=not no_checksum, force=force)
         else:
-            summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=not quiet,
-                                    format=format, checksum=not no_checksum, force=force,
-                                    on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
+            with RecordsBar(str(lab), enabled=not quiet) as bar:
+                summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=bar,
+                                        format=format, checksum=not no_checksum, force=force,
+                                        on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
         if not quiet:
             console = Console()
             console.print(summary_table(summary))

@@ -20,18 +20,24 @@ import shutil
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..channels import ChannelTally, channel_report
+from ..channels import channel_report
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
+from ..engine import LabPipeline
 from ..errors import SetupError, TimetagError, TimetagWarning
 from ..provenance import BackgroundChecksums, jsonable
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
+from ..formats import open_tags
+from ..formats.dump import DumpReader
+from ..stream import CountChannels, KeepOwned, LabEngine, Processor, Stage, StreamBroke, Tee, WriteRounds, run_stream
 from .merge import merge_into, subtract_histograms, subtract_summary
 from .partition import Partition, Segment, is_dump, plan_partitions
 
@@ -89,87 +95,106 @@ def n_workers(client) -> int:
 # --- the worker side ----------------------------------------------------------
 
 def default_pipeline(lab: LabSetup):
-    from ..engine import LabPipeline
-
     return LabPipeline(lab)
 
 
 def iter_segment(seg: Segment, chunk_size: int) -> Iterator[TagChunk]:
     if is_dump(seg.path):
-        from ..formats.dump import DumpReader
-
         yield from DumpReader(seg.path, chunk_size=chunk_size).iter_chunks(seg.start, seg.stop)
     else:
-        from ..formats import open_tags
+        yield from open_tags(seg.path, chunk_size=chunk_size).iter_chunks()
 
-        yield from open_tags(seg.path).iter_chunks()
+
+@dataclass
+class LookaheadBegins:
+    """Event: the chunks after it are the partition's lookahead (read past its end to complete its rounds)."""
+
+
+class _Gate(Stage):
+    """Forwards tag chunks only before (``lookahead=False``) or only after (``True``) :class:`LookaheadBegins`;
+    every other event, and the end of the stream, always."""
+
+    def __init__(self, lookahead: bool, downstream: Processor | None = None):
+        super().__init__(downstream)
+        self.lookahead = lookahead
+        self.in_lookahead = False
+
+    def handle(self, event) -> None:
+        if isinstance(event, LookaheadBegins):
+            self.in_lookahead = True
+        elif isinstance(event, TagChunk) and self.in_lookahead != self.lookahead:
+            return
+        self.emit(event)
+
+
+class _SummaryAtLookahead(Stage):
+    """Keeps ``engine.summary`` as it was when the lookahead began (a sink)."""
+
+    def __init__(self, engine: LabEngine):
+        super().__init__(None)
+        self.engine = engine
+        self.summary: dict | None = None
+
+    def handle(self, event) -> None:
+        if isinstance(event, LookaheadBegins):
+            self.summary = jsonable(self.engine.summary)
+
+
+def _partition_events(part: Partition, chunk_size: int) -> Iterator:
+    for seg in part.segments:
+        yield from iter_segment(seg, chunk_size)
+    if part.lookahead:
+        yield LookaheadBegins()
+        for seg in part.lookahead:
+            yield from iter_segment(seg, chunk_size)
 
 
 def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                       setup_hash: str = "", pipeline_factory: Callable | None = None) -> dict:
     """Run a fresh pipeline over one partition; write its own rounds to ``scratch``; return a small report.
 
+    The chain: the partition's own records are counted (``CountChannels``); every record, lookahead included,
+    goes through ``LabEngine -> KeepOwned -> WriteRounds``; with a lookahead, a second, fresh engine runs on
+    the lookahead alone, and its counts are subtracted from the summary and histograms (the lookahead follows
+    a quiet gap, so it acts on a running pipeline exactly as on a fresh one).
+
     A :class:`TimetagError` (bad data) is returned as ``{'error': ...}`` rather than raised, so Dask does not
     retry a deterministic failure; anything else propagates and is retried.
     """
-    from ..custody import AtomicOutput
-
     out = Path(scratch) / f"part{part.index:04d}.h5"
+    make = pipeline_factory or default_pipeline
     try:
-        pipe = (pipeline_factory or default_pipeline)(lab)
-        kept = 0
         # force: the partial file of an attempt that died (retried here) is discarded
         with AtomicOutput(out, inputs=[seg.path for seg in part.segments], force=True) as slot, \
                 RoundsWriter(slot.partial, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
-            def keep(rounds, heralds):
-                nonlocal kept
-                rounds = np.asarray(rounds)
-                r = rounds[part.owns(rounds["trigger_time"])] if rounds.size else rounds
-                h = None
-                if heralds is not None and len(heralds):
-                    heralds = np.asarray(heralds)
-                    h = heralds[part.owns(heralds["time"])]
-                if r.size:
-                    r = r.copy()
-                    r["index"] = np.arange(kept, kept + r.size)
-                    kept += r.size
-                w.append(r, h)
-
-            tally = ChannelTally()  # the partition's own records only (not its lookahead)
-            for seg in part.segments:
-                for chunk in iter_segment(seg, chunk_size):
-                    tally.process(chunk)
-                    keep(*pipe.process(chunk))
-            summary, hists = None, None
-            if part.lookahead:
-                # The lookahead follows a quiet gap, so it acts on a running pipeline exactly as on a fresh
-                # one: a fresh pipeline over it alone measures its share of the counts, which is removed.
-                alone = (pipeline_factory or default_pipeline)(lab)
-                before = jsonable(pipe.summary)
-                for seg in part.lookahead:
-                    for chunk in iter_segment(seg, chunk_size):
-                        keep(*pipe.process(chunk))
-                        alone.process(chunk)
-                alone.flush()
-                keep(*pipe.flush())
-                empty = jsonable((pipeline_factory or default_pipeline)(lab).summary)
-                summary = subtract_summary(jsonable(pipe.summary), jsonable(alone.summary), empty)
-                if lab.herald.sync_reference == "previous" and "clicks_without_sync" in before:
+            owned = KeepOwned(part.owns, WriteRounds(w, durable="end"))
+            engine = LabEngine(lab, owned, pipeline=make(lab))
+            own_records = CountChannels()
+            alone = LabEngine(lab, pipeline=make(lab)) if part.lookahead else None
+            before = _SummaryAtLookahead(engine)
+            run_stream(_partition_events(part, chunk_size),
+                       Tee(_Gate(False, own_records), before, engine, _Gate(True, alone) if alone else None))
+            if alone is not None:
+                empty = jsonable(make(lab).summary)
+                summary = subtract_summary(jsonable(engine.summary), jsonable(alone.summary), empty)
+                if lab.herald.sync_reference == "previous" and "clicks_without_sync" in (before.summary or {}):
                     # a click after the gap has no sync in a fresh pipeline but a (distant) one in this
                     # pipeline: the lookahead cannot change the count of the partition's own clicks
-                    summary["clicks_without_sync"] = before["clicks_without_sync"]
-                hists = subtract_histograms(_histograms(pipe), _histograms(alone))
+                    summary["clicks_without_sync"] = before.summary["clicks_without_sync"]
+                hists = subtract_histograms(_histograms(engine), _histograms(alone))
             else:
-                keep(*pipe.flush())
-                summary, hists = jsonable(pipe.summary), _histograms(pipe)
+                summary, hists = jsonable(engine.summary), _histograms(engine)
             w.close(summary=summary, histograms=hists)
+    except StreamBroke as exc:
+        cause = exc.__cause__
+        return {"name": part.name, "error": f"{type(cause).__name__}: {cause}"}
     except TimetagError as exc:
         return {"name": part.name, "error": f"{type(exc).__name__}: {exc}"}
-    return {"name": part.name, "path": str(out), "rounds": kept, "channel_counts": tally.counts}
+    return {"name": part.name, "path": str(out), "rounds": owned.kept, "channel_counts": own_records.counts}
 
 
-def _histograms(pipe) -> dict:
-    return {str(k): np.asarray(v) for k, v in (getattr(pipe, "histograms", None) or {}).items()}
+def _histograms(engine: LabEngine) -> dict:
+    return {str(k): np.asarray(v) for k, v in (engine.histograms or {}).items()}
 
 
 # --- the client side ----------------------------------------------------------
@@ -222,8 +247,6 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
     ``force``: replace an existing ``out`` (it stays whole until the merged file is complete).
     """
-    from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
-
     inputs = [Path(setup)] if isinstance(setup, (str, Path)) else []  # the setup file is an input: never the output
     setup, lab_setup = resolve_lab(setup, lab)
     paths = [Path(p) for p in paths]

@@ -34,12 +34,15 @@ from typing import Callable
 import numpy as np
 
 from ..custody import Completion
+from ..engine import LabPipeline
 from ..errors import RunStopped, StorageError, TimetagError
 from ..provenance import jsonable, provenance
 from ..records import empty_rounds
 from ..roundsoutput import RoundsOutput
 from ..setupfile import LabSetup, Setup
 from .rawtags import DEFAULT_ROTATE_BYTES, RAW_FOLDER, RawTagSink, VendorRawFiles
+from ..stream import Checkpoint, LabEngine, RecordRawTags, RoundsEvent, Stage, WriteRounds, run_stream
+from ..chunk import TagChunk
 from .sources import Batch, Source
 from .status import LabStats, alarms
 
@@ -49,9 +52,39 @@ _EST_DTYPE = np.dtype([("index", "<i8"), ("setting", "i1"), ("output", "i1"), ("
 
 
 def default_pipeline_factory(lab_setup: LabSetup):
-    from ..engine import LabPipeline
-
     return LabPipeline(lab_setup)
+
+
+class _Router:
+    """The live chain's head: each :class:`Batch` split into its labs' chunks, each lab's chunk to that lab's
+    chain (``RecordRawTags -> LabEngine -> WriteRounds -> _LabWatch``); the end of the stream to every chain."""
+
+    def __init__(self, runner: "LiveRunner"):
+        self.runner = runner
+        self.flushed = False
+
+    def handle(self, batch: Batch) -> None:
+        self.runner._process(batch)
+
+    def flush(self) -> None:
+        self.flushed = True
+        for chain in self.runner.chains.values():
+            chain.flush()
+
+
+class _LabWatch(Stage):
+    """The end of a lab's live chain: the status counters, the running estimate's rounds and the latency log
+    (:class:`RoundsEvent`), the tag counters (:class:`~timetag.chunk.TagChunk`)."""
+
+    def __init__(self, runner: "LiveRunner", lab: str):
+        super().__init__(None)
+        self.runner, self.lab = runner, lab
+
+    def handle(self, event) -> None:
+        if isinstance(event, RoundsEvent):
+            self.runner._take(self.lab, event.rounds, event.heralds)
+        elif isinstance(event, TagChunk):
+            self.runner.stats[self.lab].add_chunk(event, self.runner._device_time)
 
 
 @dataclass
@@ -242,7 +275,6 @@ class LiveRunner:
     # ------------------------------------------------------------------
     def run(self) -> LiveResult:
         setup = self.setup
-        self.pipelines = {lab: self.pipeline_factory(setup.lab(lab)) for lab in self.labs}
         self.stats = {lab: LabStats(lab, setup.lab(lab).channels, setup.lab(lab).histograms.max_count,
                                     setup.lab(lab).round.threshold, detectors=_detectors(setup.lab(lab)))
                       for lab in self.labs}
@@ -253,6 +285,16 @@ class LiveRunner:
         device = self.source.provenance() if hasattr(self.source, "provenance") else {}
         prov = provenance(setup=setup, mode="live", source=self.source.description, **device)
         self.writers = self._open_outputs(prov)
+        self.engines = {lab: LabEngine(setup.lab(lab), WriteRounds(self.writers[lab], _LabWatch(self, lab),
+                                                                   with_heralds=self.with_heralds,
+                                                                   durable="checkpoint"),
+                                       pipeline=self.pipeline_factory(setup.lab(lab)))
+                        for lab in self.labs}
+        self.pipelines = {lab: engine.pipeline for lab, engine in self.engines.items()}
+        self.chains = {lab: RecordRawTags(self.raw[lab], engine) if lab in self.raw else engine
+                       for lab, engine in self.engines.items()}
+        self._device_time: int | None = None
+        self._chains_flushed = False
         self.t_start = time.monotonic()
         self._busy = 0.0
         self._busy_interval = 0.0
@@ -294,37 +336,43 @@ class LiveRunner:
 
     def _loop(self) -> tuple[Completion, str]:
         """Batches until the source ends or a stop; how the run ended."""
-        for batch in self.source:
-            self._process(batch)
-            now = time.monotonic()
-            if now - self._last_flush >= self.flush_interval:
-                self._flush(now)
-            if now - self._last_status >= self.status_interval:
-                self._emit_status(now)
-            if self.duration is not None and now - self.t_start >= self.duration:
-                return Completion.COMPLETE, f"ran for the requested {self.duration:g} s"
-            if self._stop_requested:
-                break
-        # A stop request ends the source's iteration too: either way the run was cut short.
-        if self._stop_requested:
+        head = _Router(self)
+        try:
+            exhausted = run_stream(self.source, head, until=self._should_stop)
+        finally:
+            self._chains_flushed = head.flushed
+        if not exhausted and self._duration_reached() is not None:
+            return Completion.COMPLETE, f"ran for the requested {self.duration:g} s"
+        if self._stop_requested or not exhausted:
+            # a stop request ends the source's iteration too: either way the run was cut short
             return Completion.INTERRUPTED, self.stop_reason or "stopped on request"
         return Completion.COMPLETE, getattr(self.source, "end_reason", None) or "the source ended"
+
+    def _duration_reached(self) -> float | None:
+        now = time.monotonic()
+        return now if self.duration is not None and now - self.t_start >= self.duration else None
+
+    def _should_stop(self) -> bool:
+        """After every batch: the periodic flush and status, then whether the run is over."""
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_interval:
+            self._flush(now)
+        if now - self._last_status >= self.status_interval:
+            self._emit_status(now)
+        return self._stop_requested or self._duration_reached() is not None
 
     def _process(self, batch: Batch) -> None:
         t0 = time.perf_counter()
         if any(len(c) or c.lost.size for c in batch.chunks.values()):
             self._last_data = time.monotonic()
+        self._device_time = batch.device_time_ps
         for lab, chunk in batch.chunks.items():
-            if lab not in self.pipelines:
+            chain = self.chains.get(lab)
+            if chain is None:
                 self._ignored_labs.add(lab)
                 continue
-            raw = self.raw.get(lab)
-            if raw is not None:  # before processing: the raw files hold every tag a round was made of
-                raw.write(chunk)
-            rounds, heralds = self.pipelines[lab].process(chunk)
             self._arrivals[lab].add(_end_time(chunk, batch.device_time_ps), batch.arrival)
-            self._take(lab, rounds, heralds)
-            self.stats[lab].add_chunk(chunk, batch.device_time_ps)
+            chain.handle(chunk)
         dt = time.perf_counter() - t0
         self._busy += dt
         self._busy_interval += dt
@@ -337,12 +385,8 @@ class LiveRunner:
             self._lag_max = max(self._lag_max, self._lag)
 
     def _take(self, lab: str, rounds, heralds) -> None:
-        has_r = rounds is not None and len(rounds) > 0
-        has_h = heralds is not None and len(heralds) > 0
-        if has_r or (has_h and self.with_heralds):
-            self.writers[lab].append(rounds if rounds is not None else empty_rounds(),
-                                     heralds if self.with_heralds else None)
-        if has_r:
+        """What the live view and the latency log keep of a lab's rounds (the writer has them already)."""
+        if len(rounds):
             self._pending[lab].append(np.asarray(rounds["trigger_time"]))
             self.stats[lab].add_rounds(rounds)
             if self.estimate:
@@ -351,11 +395,11 @@ class LiveRunner:
         self.stats[lab].add_heralds(heralds)
 
     def _flush(self, now: float) -> None:
-        for w in self.writers.values():
-            if w.failure is None:
-                w.flush()
-        for sink in self.raw.values():
-            sink.flush()
+        for lab, chain in self.chains.items():
+            if self.writers[lab].failure is None:
+                chain.handle(Checkpoint(now))
+            elif lab in self.raw:
+                self.raw[lab].flush()
         done = time.monotonic()
         self.flushes += 1
         self._last_flush = now
@@ -433,12 +477,11 @@ class LiveRunner:
             for w in self.writers.values():
                 w.slot.release_reserve()
         try:
-            if state is not Completion.FAILED or all(w.failure is None for w in self.writers.values()):
-                for lab, pipe in self.pipelines.items():
-                    out = pipe.flush()
-                    if out is not None:
-                        rounds, heralds = out
-                        self._take(lab, rounds, heralds)
+            if not self._chains_flushed and (state is not Completion.FAILED
+                                             or all(w.failure is None for w in self.writers.values())):
+                self._chains_flushed = True
+                for chain in self.chains.values():
+                    chain.flush()
             self._flush(time.monotonic())
         except StorageError as exc:
             state, reason = Completion.FAILED, reason or str(exc)
