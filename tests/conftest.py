@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parent.parent
+# tests/ mirrors the package in folders (tests/engine/test_herald.py, ...) imported by file path (importlib mode,
+# so equal file names in two folders do not clash); the shared helpers (reference_engine, engine_cases) live here
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 REAL_DATA = Path(os.environ.get("TIMETAG_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
