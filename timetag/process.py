@@ -19,10 +19,11 @@ from .channels import channel_report
 from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .custody import Completion
 from .engine import LabPipeline
+from .engine.summary import RunSummary
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
 from .formats import iter_stream, open_tags
 from .formats._common import check_readable
-from .provenance import BackgroundChecksums
+from .provenance import BackgroundChecksums, jsonable
 from .provenance import provenance as make_provenance
 from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
@@ -76,7 +77,7 @@ def _total_records(paths, chunk_size, format) -> int | None:
 def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   progress: ProgressCallback | bool | None = None,
                   format: str | None = None, checksum: bool = True, force: bool = False,
-                  on_bad_record: str = "fail", max_jump_ps: int | None = None) -> dict:
+                  on_bad_record: str = "fail", max_jump_ps: int | None = None) -> RunSummary:
     """Process the files of one run (in order) for one lab into the rounds file ``out``; returns the run summary.
 
     ``setup``: a :class:`Setup` or a path to the setup TOML; ``lab``: its lab name (or a
@@ -125,10 +126,10 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
         run_stream(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers, **reader_opts), chain)
         summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
         report = channel_report(chain.counts, lab_setup)
-        summary["channels"] = report.as_dict()
+        summary.channels = report.as_dict()
         bad = _bad_records(readers)
         if bad["count"]:  # only in 'lost' mode: 'fail' stops at the first
-            summary["bad_records"] = bad
+            summary.bad_records = bad
         for line in report.warnings:
             warnings.warn(line, TimetagWarning, stacklevel=2)
         if sums is not None:
@@ -138,17 +139,18 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
         if sums is not None:
             sums.cancel()
         _stop_incomplete(out_file, engine, exc, counter.records, total)
-    where = out_file.finish(Completion.COMPLETE, "", summary=summary, histograms=engine.histograms, provenance=prov)
+    where = out_file.finish(Completion.COMPLETE, "", summary=summary.to_json(), histograms=engine.histograms,
+                            provenance=prov)
     if out_file.failure is not None:
         _raise_storage(out_file, where)
     return summary
 
 
-def _with_timing(summary: dict, elapsed: float, paths, out) -> dict:
-    summary["elapsed_s"] = elapsed
-    summary["tags_per_s"] = summary["tags"] / elapsed if elapsed > 0 else None
-    summary["inputs"] = [str(p) for p in paths]
-    summary["out"] = str(out)
+def _with_timing(summary: RunSummary, elapsed: float, paths, out) -> RunSummary:
+    summary.elapsed_s = elapsed
+    summary.tags_per_s = summary.tags / elapsed if elapsed > 0 else None
+    summary.inputs = [str(p) for p in paths]
+    summary.out = str(out)
     return summary
 
 
@@ -199,6 +201,6 @@ def _bad_records(readers) -> dict:
 
 def _json_summary(engine: LabEngine) -> dict | None:
     try:
-        return engine.summary
+        return jsonable(engine.summary)
     except Exception:  # the summary of a broken pipeline is not worth failing the rescue of its rounds
         return None

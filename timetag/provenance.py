@@ -110,6 +110,8 @@ def jsonable(obj, max_array: int | None = None):
     """Plain JSON types from nested dicts/lists/numpy values; arrays longer than ``max_array`` are elided."""
     import numpy as np
 
+    if hasattr(obj, "to_json"):
+        return jsonable(obj.to_json(), max_array)
     if isinstance(obj, dict):
         return {str(k): jsonable(v, max_array) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

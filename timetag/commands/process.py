@@ -60,7 +60,8 @@ def register(app):
         out: Path = typer.Option(..., "--out", "-o", help="Rounds file to write (HDF5: /rounds, /heralds, "
                                                           "/histograms, summary and provenance)."),
         chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
-                                       help="Tags per chunk (memory ~ 60 bytes x chunk size)."),
+                                       help="Records read per chunk (a chunk holds at most this many tags; "
+                                            "memory ~ 60 bytes x chunk size)."),
         format: Optional[str] = typer.Option(None, "--format", help="Input format (default: detected)."),
         no_checksum: bool = typer.Option(False, "--no-checksum", help="Skip input checksums in the provenance."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output (the old file stays whole "

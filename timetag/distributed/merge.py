@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from ..custody import Completion
+from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput, Completion
 from ..errors import DataValidationError
 from ..records import ROUND_DTYPE
 from ..roundsfile import RoundsWriter, read_rounds
@@ -168,7 +168,6 @@ def merge_partition_files(part_files: Sequence, out, *, lab: str, role: str, set
     ``out`` is written through custody; neither a partition file nor one of ``inputs`` (the run's tag files)
     can be it, and an existing ``out`` is replaced only with ``force``.
     """
-    from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
 
     with AtomicOutput(out, inputs=[*part_files, *inputs], force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
         return merge_into(part_files, slot.partial, lab=lab, role=role, setup_hash=setup_hash,

@@ -22,8 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import EstimationError, SetupError, TimetagError
+from ..chunk import DEFAULT_CHUNK_SIZE
+from ..custody import AtomicOutputs, check_not_input, check_target
+from ..errors import EstimationError, OutputError, SetupError, TimetagError
+from ..estimators.pipeline import estimate
+from ..process import process_files
+from ..roundsfile import read_rounds
 from ..setupfile import Setup, load_setup, setup_from_dict
+from .run import dask_client
 
 ALIASES = {
     "window.start": "herald.window_start_ps",
@@ -177,14 +183,12 @@ def _lab_key(setup: Setup, lab: str) -> str:
 def process_lab_task(paths: list[str], setup: Setup, lab: str, out: str, chunk_size: int,
                      force: bool = False) -> dict:
     """Process one lab into ``out``, through custody as `timetag process` (:func:`timetag.process.process_files`)."""
-    from ..process import process_files
 
     return process_files(paths, setup, lab, out, chunk_size=chunk_size, progress=False, checksum=False,
                          force=force)
 
 
 def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_out: str, params: dict) -> dict:
-    from ..estimators.pipeline import estimate
 
     row: dict = dict(params)
     dur = alice_summary.get("duration_ps") or 0
@@ -193,7 +197,6 @@ def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_ou
     row["rounds_alice"] = alice_summary.get("rounds")
     row["rounds_bob"] = bob_summary.get("rounds")
     row["herald_rate_hz"] = heralding / (dur * 1e-12) if dur else None
-    from ..roundsfile import read_rounds
 
     a, b = read_rounds(alice_out), read_rounds(bob_out)
     # A lab's rounds are shared by every point that sets its parameters alike, so the two files of one
@@ -217,7 +220,7 @@ SCAN_FILES = ("scan.csv", "scan.png", "scan.json")
 
 
 def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence[str], out_dir, *,
-             dask=None, chunk_size: int = 1_000_000, alice: str = "alice", bob: str = "bob",
+             dask=None, chunk_size: int = DEFAULT_CHUNK_SIZE, alice: str = "alice", bob: str = "bob",
              force: bool = False, plot: bool | None = None) -> list[dict]:
     """Process and estimate every scan point; writes ``scan.csv``, ``scan.png`` and ``scan.json`` (and the
     rounds files under ``rounds/``) in ``out_dir``; returns rows.
@@ -265,7 +268,6 @@ def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence
         rows = [estimate_task(summaries[ka], summaries[kb], jobs[ka][3], jobs[kb][3], params)
                 for params, (ka, kb) in point_jobs]
     else:
-        from .run import dask_client
 
         with dask_client(dask) as client:
             futs = {k: client.submit(process_lab_task, *job, chunk_size, force, pure=False)
@@ -280,8 +282,6 @@ def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence
 def check_scan_outputs(out_dir: Path, targets: Sequence[Path], *, inputs: Sequence = (), force: bool = False) -> None:
     """Refuse the scan's outputs before anything is processed: one line naming every file that exists (unless
     ``force``); an output that is an input or a folder; ``out_dir`` a file."""
-    from ..custody import check_not_input, check_target
-    from ..errors import OutputError
 
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: is a file, not a folder; --out takes the folder of the scan's outputs")
@@ -299,7 +299,6 @@ def check_scan_outputs(out_dir: Path, targets: Sequence[Path], *, inputs: Sequen
 def write_summary_files(rows: Sequence[dict], vs: Sequence[Vary], targets: Sequence[Path], *,
                         inputs: Sequence = (), force: bool = False) -> list[Path]:
     """scan.csv, scan.png (when in ``targets``) and scan.json, together through custody."""
-    from ..custody import AtomicOutputs
 
     fig = None
     if any(Path(t).name == "scan.png" for t in targets):

@@ -10,7 +10,7 @@ from ..records import HERALD_DTYPE, ROUND_DTYPE
 from .herald import HeraldOutput, HeraldStage
 from .params import compile_lab
 from .rounds import RoundStage
-from .summary import SummaryCounter
+from .summary import RunSummary, SummaryCounter
 
 
 class LabPipeline:
@@ -62,36 +62,36 @@ class LabPipeline:
             np.concatenate(hs) if hs else np.zeros(0, HERALD_DTYPE)
 
     @property
-    def summary(self) -> dict:
+    def summary(self) -> RunSummary:
         hs, c = self.herald, self._count
         first, last = hs.first_raw, hs.last_raw
         singles = {int(ch): int(n) for ch, n in zip(self.params.slot_channel, hs.singles[:-1])}
         heralding = sum(c.heralds[name] for name in self.lab.herald.patterns)
-        return {
-            "lab": self.lab.name,
-            "role": self.lab.role,
-            "trigger": self.lab.round.trigger,
-            "tags": hs.n_tags,
-            "tags_other_channels": int(hs.singles[-1]),
-            "first_time_ps": first,
-            "last_time_ps": last,
-            "duration_ps": (last - first) if first is not None else 0,
+        return RunSummary(
+            lab=self.lab.name,
+            role=self.lab.role,
+            trigger=self.lab.round.trigger,
+            tags=hs.n_tags,
+            tags_other_channels=int(hs.singles[-1]),
+            first_time_ps=first,
+            last_time_ps=last,
+            duration_ps=(last - first) if first is not None else 0,
             **hs.counters,
-            "heralds": dict(c.heralds),
-            "heralds_heralding": heralding,
-            "readies": c.readies,
-            "setting_tags": c.setting_tags,
-            "fluorescence_tags": c.fluorescence_tags,
-            "triggers": c.rounds + self.round.pending,
-            "rounds": c.rounds,
-            "rounds_pending": self.round.pending,
-            "rounds_up": c.rounds_up,
-            "rounds_flagged": c.rounds_flagged,
-            "flags": dict(c.flags),
-            "settings": {str(k): v for k, v in sorted(c.setting_counts.items())},
-            "lost": dict(self.round.lost_counts),
-            "singles": singles,
-        }
+            heralds=dict(c.heralds),
+            heralds_heralding=heralding,
+            readies=c.readies,
+            setting_tags=c.setting_tags,
+            fluorescence_tags=c.fluorescence_tags,
+            triggers=c.rounds + self.round.pending,
+            rounds=c.rounds,
+            rounds_pending=self.round.pending,
+            rounds_up=c.rounds_up,
+            rounds_flagged=c.rounds_flagged,
+            flags=dict(c.flags),
+            settings={str(k): v for k, v in sorted(c.setting_counts.items())},
+            lost=dict(self.round.lost_counts),
+            singles=singles,
+        )
 
     @property
     def histograms(self) -> dict:

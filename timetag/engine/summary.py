@@ -1,5 +1,9 @@
-"""Run summary of one lab: counts accumulated while the stages run (plain dict, JSON-serialisable)."""
+"""Run summary of one lab: counts accumulated while the stages run (:class:`SummaryCounter`) and the typed
+result they make (:class:`RunSummary`, JSON through ``to_json()``)."""
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -53,3 +57,76 @@ class SummaryCounter:
         up, flagged = _k.tally_rounds(rounds, self._flag_bits, self._settings)
         self.rounds_up += up
         self.rounds_flagged += flagged
+
+
+@dataclass
+class RunSummary(Mapping):
+    """What one lab's run did, by name (:meth:`LabPipeline.summary`), and what the driver adds (timing, inputs,
+    the channel report...).  ``to_json()`` is the dict stored in the rounds file's ``summary`` attribute; the
+    summary also reads as that mapping (``s["rounds"]``) for code written against the JSON."""
+
+    lab: str
+    role: str
+    trigger: str
+    tags: int = 0
+    tags_other_channels: int = 0
+    first_time_ps: int | None = None
+    last_time_ps: int | None = None
+    duration_ps: int = 0
+    syncs: int = 0
+    clicks: int = 0
+    clicks_accepted: int = 0
+    clicks_without_sync: int = 0
+    heralds: dict[str, int] = field(default_factory=dict)
+    heralds_heralding: int = 0
+    readies: int = 0
+    setting_tags: int = 0
+    fluorescence_tags: int = 0
+    triggers: int = 0
+    rounds: int = 0
+    rounds_pending: int = 0
+    rounds_up: int = 0
+    rounds_flagged: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)
+    singles: dict[int, int] = field(default_factory=dict)
+    # added by the driver (absent from the JSON while None)
+    elapsed_s: float | None = None
+    tags_per_s: float | None = None
+    inputs: list[str] | None = None
+    out: str | None = None
+    channels: dict | None = None
+    bad_records: dict | None = None
+    #: keys a driver adds that have no field (a custom pipeline's counters, live-mode details)
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name in _OPTIONAL:
+                continue
+            out[f.name] = value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunSummary":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in d.items() if k in known}, extra={k: v for k, v in d.items() if k not in known})
+
+    # the mapping view of to_json()
+    def __getitem__(self, key):
+        return self.to_json()[key]
+
+    def __iter__(self):
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
+_OPTIONAL = {"elapsed_s", "tags_per_s", "inputs", "out", "channels", "bad_records"}

@@ -43,7 +43,7 @@ class ReplaySource(Source):
     """Replay a recorded file; ``on_bad_record`` / ``max_jump_ps`` as for :func:`timetag.formats.open_tags` (in
     'fail' mode the tags before a bad record are replayed, then its error ends the run)."""
 
-    def __init__(self, path, *, lab: str = "alice", speed: float | None = None, chunk_size: int = 1_000_000,
+    def __init__(self, path, *, lab: str = "alice", speed: float | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  slice_s: float = 0.1, on_bad_record: str = "fail", max_jump_ps: int | None = None):
         super().__init__()
         self.path = Path(path)

@@ -37,12 +37,12 @@ from ..custody import Completion
 from ..engine import LabPipeline
 from ..errors import RunStopped, StorageError, TimetagError
 from ..provenance import jsonable, provenance
-from ..records import empty_rounds
 from ..roundsoutput import RoundsOutput
 from ..setupfile import LabSetup, Setup
 from .rawtags import DEFAULT_ROTATE_BYTES, RAW_FOLDER, RawTagSink, VendorRawFiles
 from ..stream import Checkpoint, LabEngine, RecordRawTags, RoundsEvent, Stage, WriteRounds, run_stream
 from ..chunk import TagChunk
+from .replay import ReplaySource
 from .sources import Batch, Source
 from .status import LabStats, alarms
 
@@ -141,8 +141,6 @@ def raw_tags_by_default(source: Source) -> tuple[bool, str]:
     A replayed file is the raw record already (keeping it would copy it); every other source -- a device, the
     simulated device, a followed file (which may be rotated away or rewritten after the run) -- is kept.
     """
-    from .replay import ReplaySource
-
     if isinstance(source, ReplaySource):
         return False, "the replayed file is the raw record (--raw keeps a copy)"
     return True, ""

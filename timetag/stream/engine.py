@@ -41,7 +41,8 @@ class LabEngine(Stage):
         super().flush()
 
     @property
-    def summary(self) -> dict:
+    def summary(self):
+        """The pipeline's :class:`~timetag.engine.summary.RunSummary` (a custom pipeline's dict)."""
         return getattr(self.pipeline, "summary", None) or {}
 
     @property
