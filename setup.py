@@ -1,7 +1,9 @@
 """Build the Cython kernels in cext/ into the timetag._cext package.
 
 Every ``cext/*.pyx`` becomes ``timetag._cext.<name>``.  For development, set
-``TIMETAG_ONLY_EXT=name1,name2`` to rebuild a subset in place quickly.
+``TIMETAG_ONLY_EXT=name1,name2`` to rebuild a subset in place quickly.  The shared headers
+(``cext/tt_*.h``, with their Cython views ``cext/tt_*.pxd``) are a dependency of every module:
+editing one rebuilds them all.
 """
 import os
 from pathlib import Path
@@ -12,6 +14,8 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 only = {s for s in os.environ.get("TIMETAG_ONLY_EXT", "").split(",") if s}
+CEXT = HERE / "cext"
+shared = sorted(str(p.relative_to(HERE)) for pattern in ("tt_*.h", "tt_*.pxd") for p in CEXT.glob(pattern))
 
 extensions = []
 for pyx in sorted((HERE / "cext").glob("*.pyx")):
@@ -22,7 +26,7 @@ for pyx in sorted((HERE / "cext").glob("*.pyx")):
             f"timetag._cext.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
             include_dirs=[np.get_include(), "cext"],
-            depends=[str(h.relative_to(HERE)) for h in (HERE / "cext").glob(f"{pyx.stem}*.h")],
+            depends=shared + [str(h.relative_to(HERE)) for h in CEXT.glob(f"{pyx.stem}*.h")],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=["-O3"],
         )
@@ -31,6 +35,7 @@ for pyx in sorted((HERE / "cext").glob("*.pyx")):
 setup(
     ext_modules=cythonize(
         extensions,
+        include_path=["cext"],
         language_level=3,
         compiler_directives={
             "boundscheck": False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from timetag.constants import INF
 from timetag.records import (FLAG_SETTING_AMBIGUOUS, FLAG_SETTING_MISSING, FLAG_TRUNCATED, HERALD_DTYPE,
                              PATTERN_NONE, PATTERN_OTHER, PATTERN_PSI_MINUS, PATTERN_PSI_PLUS, ROUND_DTYPE,
                              SETTING_NONE)
@@ -86,7 +87,7 @@ def numpy_process(time: np.ndarray, channel: np.ndarray, lab):
         x = ct[c == lab.ready_channel]
         htime = np.full(x.size, -1, np.int64)
         pat = np.full(x.size, PATTERN_NONE, np.int8)
-        hwin_hi = np.full(x.size, -(1 << 62), np.int64)
+        hwin_hi = np.full(x.size, -INF, np.int64)
     set_mask = np.isin(c, lab.setting_channels)
     st, sc = ct[set_mask], c[set_mask]
     set_index = np.zeros(int(max(lab.setting_channels)) + 1, np.int8)
@@ -101,7 +102,7 @@ def numpy_process(time: np.ndarray, channel: np.ndarray, lab):
     ft = ct[np.isin(c, lab.fluorescence_channels)]
     count = np.searchsorted(ft, x + f1) - np.searchsorted(ft, x + f0)
     max_delay = max([lab.delay(int(ch)) for ch in chans] + [0])
-    horizon = int(time[-1]) - max_delay if time.size else -(1 << 62)
+    horizon = int(time[-1]) - max_delay if time.size else -INF
     close = np.maximum(np.maximum(x + s1, x + f1), hwin_hi)
     flags |= np.where(close > horizon, FLAG_TRUNCATED, 0)
     order = np.lexsort((htime, x))

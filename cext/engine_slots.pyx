@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Herald-stage kernels over per-channel rows: split a raw chunk by channel, then find heralds.
 
-Pure functions over (parameters, state, chunk arrays, preallocated outputs).
+Functions over (the lab's tables, state records, chunk arrays, preallocated outputs); the
+records are declared once, in ``tt_records.h``.
 
 Why rows and not one re-sorted stream: a channel's tags are already in time order and a
 delay shifts all of them alike, so splitting the chunk by channel gives every channel's
@@ -21,19 +22,12 @@ from libc.string cimport memmove
 
 import numpy as np
 
+from tt_constants cimport TT_INF, TT_MAX_SLOTS, TT_PAD, TT_PATTERN_OTHER, TT_PATTERN_PSI_MINUS
+from tt_records cimport record_layouts_of_all, tt_agg, tt_her, tt_herald_io, tt_herald_params, tt_herald_record, \
+    tt_herald_state
+
 cdef extern from "engine_slots_kernels.h":
-    enum: TT_MAX_SLOTS
-    enum: TT_PAD
-    ctypedef struct tt_agg:
-        int64_t k1
-        int64_t k2
-        int64_t n
-        int64_t pad
-    ctypedef struct tt_her:
-        int64_t k1
-        int64_t k2
-        int64_t n
-        int64_t sync
+    # the chunk driver's working struct, internal to this module (see the header)
     ctypedef struct tt_chunk:
         Py_ssize_t ns
         int64_t chan_lo
@@ -100,172 +94,214 @@ def set_vector_split(bint on):
     _vector_split = on
     return prev
 
+
+def record_layouts():
+    """The records of ``tt_records.h`` as this module was compiled with them (tests/engine/test_kernel_records.py)."""
+    return record_layouts_of_all()
+
+
 ctypedef tt_agg Agg  # one attempt: accepted clicks, keys of the first and last one
 ctypedef tt_her Her  # a herald-to-be: an Agg and its sync's raw time
 
-# herald state (int64 record; mirrored in timetag/engine/herald.py HERALD_STATE_FIELDS)
-cdef enum: S_CARRY = 0       # 1: the attempt of the first sync of the row is open, aggregate below
-cdef enum: S_CN = 1
-cdef enum: S_CK1 = 2
-cdef enum: S_CK2 = 3
-cdef enum: S_N_ACCEPTED = 4
-cdef enum: S_N_NOSYNC = 5
 
-# io slots of process_chunk (mirrored in timetag/engine/herald.py)
-cdef enum: IO_LAST_RAW = 0
-cdef enum: IO_HORIZON = 1
-cdef enum: IO_K = 2
-cdef enum: IO_CLOSED = 3
-cdef enum: IO_NIDX = 4
-cdef enum: IO_S_LO = 5
+cdef class HeraldTables:
+    """One lab's herald-stage tables, checked here once (each chunk's call then checks only its buffers).
 
-cdef enum: PAT_PSI_PLUS = 1
-cdef enum: PAT_PSI_MINUS = 2
-cdef enum: PAT_OTHER = 3
+    Taken by keyword, copied (later changes to the arrays do not reach the kernels):
 
-# Matches timetag.records.HERALD_DTYPE (an unaligned numpy dtype = a packed struct)
-cdef packed struct HeraldRec:
-    int64_t time
-    int64_t sync_time
-    int8_t pattern
-    int32_t det1
-    int32_t det2
-    int64_t dt1
-    int64_t dt2
-    int32_t nclicks
+    * ``params``: one ``tt_herald_params`` record (``timetag.engine.records.HERALD_PARAMS_DTYPE``);
+    * per slot (nslots + 1, the last the junk slot for channels the lab does not use): ``slot_delay``;
+      ``slot_of[channel - chan_lo]`` = slot, one last entry for channels outside the table;
+      ``max_delay``: the horizon lags the latest raw time by this;
+    * the attempts' rows: ``sync_slot`` and per BSM row ``bsm_slot``, ``bsm_det`` (its detector); a lab
+      without heralds passes -1 and empty tables;
+    * per detector ``det_arm``, ``det_pol``, ``det_chan``; ``patterns``: the pattern codes that herald;
+    * ``lut``: the arrival-histogram bin of every ps of its span, or empty to compute bins by a reciprocal
+      multiplication;
+    * the vector split's tables (``slots.SlotRows``): ``lane_slot`` (<= 7 slots), ``scal_slot``,
+      ``split_code`` (per ``slot_of`` entry: 0-6 a lane, 7 the junk slot, 8 + q ``scal_slot[q]``).
+    """
+    cdef tt_herald_params par
+    cdef Py_ssize_t ns, nb, sync_slot, ndet, nbins
+    cdef int64_t chan_lo, max_delay, hspan
+    cdef const int32_t[::1] slot_of
+    cdef const int64_t[::1] slot_delay
+    cdef const int64_t[::1] bsm_slot
+    cdef const int64_t[::1] bsm_det
+    cdef const int64_t[::1] row_det
+    cdef const int8_t[::1] det_arm
+    cdef const int8_t[::1] det_pol
+    cdef const int32_t[::1] det_chan
+    cdef const int8_t[::1] pat_ok
+    cdef const int32_t[::1] lut
+    cdef const int64_t[::1] lane_slot
+    cdef const int64_t[::1] scal_slot
+    cdef const uint8_t[::1] split_code
+
+    def __init__(self, const tt_herald_params[::1] params, *, int64_t chan_lo, slot_of, slot_delay,
+                 int64_t max_delay, Py_ssize_t sync_slot, bsm_slot, bsm_det, det_arm, det_pol, det_chan, patterns,
+                 lut, lane_slot, scal_slot, split_code):
+        cdef Py_ssize_t i, s
+        if params.shape[0] != 1:
+            raise ValueError("params is one record")
+        self.par = params[0]
+        self.chan_lo, self.max_delay, self.sync_slot = chan_lo, max_delay, sync_slot
+        self.slot_of = np.array(slot_of, np.int32)
+        self.slot_delay = np.array(slot_delay, np.int64)
+        self.bsm_slot = np.array(bsm_slot, np.int64)
+        self.bsm_det = np.array(bsm_det, np.int64)
+        self.det_arm = np.array(det_arm, np.int8)
+        self.det_pol = np.array(det_pol, np.int8)
+        self.det_chan = np.array(det_chan, np.int32)
+        self.lut = np.array(lut, np.int32)
+        self.lane_slot = np.array(lane_slot, np.int64)
+        self.scal_slot = np.array(scal_slot, np.int64)
+        self.split_code = np.array(split_code, np.uint8)
+        self.ns = ns = self.slot_delay.shape[0]
+        self.nb = nb = self.bsm_slot.shape[0]
+        self.ndet = self.det_arm.shape[0]
+        if ns < 1 or ns > TT_MAX_SLOTS or self.slot_of.shape[0] < 1:
+            raise ValueError("per-slot tables of the wrong length")
+        for i in range(self.slot_of.shape[0]):
+            if self.slot_of[i] < 0 or self.slot_of[i] >= ns:
+                raise ValueError("slot table out of range")
+        if self.lane_slot.shape[0] > 7 or self.scal_slot.shape[0] > TT_MAX_SLOTS \
+                or self.split_code.shape[0] != self.slot_of.shape[0]:
+            raise ValueError("vector split tables of the wrong length")
+        for i in range(self.split_code.shape[0]):
+            s = self.split_code[i]
+            if not ((s < self.lane_slot.shape[0] and self.lane_slot[s] == self.slot_of[i])
+                    or (s == 7 and self.slot_of[i] == ns - 1)
+                    or (8 <= s < 8 + self.scal_slot.shape[0] and self.scal_slot[s - 8] == self.slot_of[i])):
+                raise ValueError("vector split code disagrees with the slot table")
+        # the arrival histogram's bins by a reciprocal are exact below 2**31 ps; a bin of 0 would divide by 0
+        cdef int64_t hlo = self.par.arrival_start_ps, hhi = self.par.arrival_stop_ps, hbin = self.par.arrival_bin_ps
+        if hhi - hlo >= (1 << 31) or hbin < 1:
+            raise ValueError("arrival histogram span or bin out of the kernel's range")
+        self.hspan = hhi - hlo if hhi > hlo else 0
+        self.nbins = (self.hspan + hbin - 1) // hbin
+        if self.lut.shape[0]:
+            if self.lut.shape[0] != self.hspan:
+                raise ValueError("histogram lookup table does not match the span")
+            for i in range(self.lut.shape[0]):
+                if self.lut[i] < 0 or self.lut[i] >= self.nbins:
+                    raise ValueError("histogram lookup table out of the bins")
+        if self.det_pol.shape[0] != self.ndet or self.det_chan.shape[0] != self.ndet:
+            raise ValueError("per-detector tables disagree in length")
+        row_det = np.zeros(256, np.int64)
+        if nb:
+            if sync_slot < 0 or sync_slot >= ns - 1 or nb >= 256 or self.bsm_det.shape[0] != nb:
+                raise ValueError("BSM tables disagree with the slots")
+            for i in range(nb):
+                if not (0 <= self.bsm_slot[i] < ns - 1 and 0 <= self.bsm_det[i] < self.ndet):
+                    raise ValueError("BSM row or detector out of range")
+            row_det[:nb] = self.bsm_det
+        self.row_det = row_det
+        pat_ok = np.zeros(256, np.int8)
+        pat_ok[np.asarray(patterns, np.uint8)] = 1
+        self.pat_ok = pat_ok
 
 
-def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
-                  int64_t chan_lo, const int32_t[::1] slot_of, const int64_t[::1] slot_delay,
-                  int64_t[:, ::1] rows, int64_t[::1] hi, int64_t max_delay, int64_t[::1] io, int64_t[::1] st,
-                  const int64_t[::1] par, Py_ssize_t sync_slot, const int64_t[::1] bsm_slot,
-                  const int64_t[::1] bsm_det, int64_t[::1] bsm_lo, Agg[::1] agg, Her[::1] her,
-                  int64_t[:, ::1] arrival, const int32_t[::1] lut, const int64_t[::1] lane_slot,
-                  const int64_t[::1] scal_slot, const uint8_t[::1] split_code):
+def process_chunk(HeraldTables t not None, const int64_t[::1] time, const int32_t[::1] channel, int mode,
+                  int64_t[:, ::1] rows, int64_t[::1] hi, tt_herald_io[::1] io, tt_herald_state[::1] state,
+                  int64_t[::1] bsm_lo, Agg[::1] agg, Her[::1] her, int64_t[:, ::1] arrival):
     """Split a raw chunk into the rows and advance the attempts, sub-block by sub-block (each
     sub-block is split and its clicks added while it is in cache).
 
     ``mode`` 1: the normal path; stops before a sub-block whose raw times step back and
     returns the tags taken (the caller sorts the rest and comes back with mode 0, then 1
     with no tags).  Mode 0: split only.  Mode 2: no tags, the end of the data: every
-    attempt is closed.  Per slot (nslots + 1, the last the junk slot for channels the lab
-    does not use): ``slot_of[channel - chan_lo]`` = slot (one last entry for channels
-    outside the table), ``slot_delay``, ``rows[s, :hi[s]]`` its raw times (room for the
-    chunk and TT_PAD more columns, set to INT64_MAX on return).  ``io`` = [last raw time, horizon, attempts
-    initialised, attempts closed, heralds found, first sync of the call]; attempt j is
-    the sync ``rows[sync_slot, io[5] + j]``; ``agg[j]``: its clicks, keys (dt - window
-    start) * 256 + BSM row, unsigned; ``her[:io[4]]``: the closed attempts with >= 2 accepted clicks.  ``par`` =
-    [sync_next, window_start, window_stop, coincidence, hist_lo, hist_hi, hist_bin].  A lab
-    without sync or BSM rows passes ``sync_slot`` = -1 and empty BSM tables.  ``lut``: the
-    arrival-histogram bin of every ps of its span (hist_hi - hist_lo entries), or empty to
-    compute bins by a reciprocal multiplication.  ``lane_slot`` (<= 7 slots), ``scal_slot``,
-    ``split_code`` (one per ``slot_of`` entry: 0-6 lane, 7 junk, 8 + q ``scal_slot[q]``): the
-    vector split's tables (``slots.SlotRows``), checked against ``slot_of``.
+    attempt is closed.  ``t``: the lab's tables.  ``rows[s, :hi[s]]``: slot s's raw times (room
+    for the chunk and TT_PAD more columns, set to INT64_MAX on return).  ``io``, ``state``: one
+    record each (``tt_herald_io``, ``tt_herald_state``); attempt j is the sync
+    ``rows[sync_slot, io.sync_lo + j]``; ``bsm_lo``: per BSM row, its first click not yet added;
+    ``agg[j]``: attempt j's clicks, keys (dt - window start) * 256 + BSM row, unsigned;
+    ``her[:io.heralds]``: the closed attempts with >= 2 accepted clicks; ``arrival[det, bin]``:
+    the arrival histograms.
     """
     cdef tt_chunk c
-    cdef Py_ssize_t i, s, n = time.shape[0], ns = hi.shape[0], nb = bsm_slot.shape[0], taken
+    cdef Py_ssize_t i, s, n = time.shape[0], ns = t.ns, nb = t.nb, taken
     cdef Py_ssize_t cap = rows.shape[1], nbins = arrival.shape[1], n_s
-    cdef int64_t w0 = par[1], w1 = par[2], hlo = par[4], hhi = par[5], hbin = par[6], no_bins = 0
+    cdef int64_t no_bins = 0
     cdef Agg carry
-    if channel.shape[0] != n or io.shape[0] < 6 or st.shape[0] < 6 or par.shape[0] < 7:
-        raise ValueError("chunk, io, state or parameter arrays of the wrong length")
+    if channel.shape[0] != n or io.shape[0] != 1 or state.shape[0] != 1:
+        raise ValueError("chunk arrays of unequal length, or io and state not one record each")
     if mode == 2 and n:
         raise ValueError("mode 2 takes no tags")
-    if slot_delay.shape[0] != ns or rows.shape[0] != ns or ns > TT_MAX_SLOTS or ns < 1 or slot_of.shape[0] < 1:
-        raise ValueError("per-slot tables disagree in length")
+    if rows.shape[0] != ns or hi.shape[0] != ns:
+        raise ValueError("row buffers disagree with the tables")
     for s in range(ns):
         if hi[s] < 0 or hi[s] + n + TT_PAD > cap:
             raise ValueError(f"row {s} has no room for {n} tags and the padding")
-    for i in range(slot_of.shape[0]):
-        if slot_of[i] < 0 or slot_of[i] >= ns:
-            raise ValueError("slot table out of range")
-    if lane_slot.shape[0] > 7 or scal_slot.shape[0] > TT_MAX_SLOTS or split_code.shape[0] != slot_of.shape[0]:
-        raise ValueError("vector split tables of the wrong length")
-    for i in range(split_code.shape[0]):
-        s = split_code[i]
-        if not ((s < lane_slot.shape[0] and lane_slot[s] == slot_of[i]) or (s == 7 and slot_of[i] == ns - 1)
-                or (8 <= s < 8 + scal_slot.shape[0] and scal_slot[s - 8] == slot_of[i])):
-            raise ValueError("vector split code disagrees with the slot table")
     c.ns = ns
-    c.chan_lo = chan_lo
-    c.nspan = slot_of.shape[0] - 1
-    c.slot_of = &slot_of[0]
+    c.chan_lo = t.chan_lo
+    c.nspan = t.slot_of.shape[0] - 1
+    c.slot_of = &t.slot_of[0]
     for s in range(ns):
         c.row[s] = &rows[s, 0]
         c.hi[s] = hi[s]
     c.vec = 0
     if _vector_split and tt_have_avx2() and ns * cap < (1 << 31):
-        c.vec = 2 if slot_of.shape[0] <= 16 else 1
+        c.vec = 2 if t.slot_of.shape[0] <= 16 else 1
         c.base = &rows[0, 0]
         c.stride = cap
-        c.nlane = lane_slot.shape[0]
-        for i in range(lane_slot.shape[0]):
-            c.lane_slot[i] = lane_slot[i]
-        for i in range(scal_slot.shape[0]):
-            c.scal_slot[i] = scal_slot[i]
-        c.code = &split_code[0]
-    c.last_raw = io[IO_LAST_RAW]
-    c.max_delay = max_delay
-    c.horizon = io[IO_HORIZON]
+        c.nlane = t.lane_slot.shape[0]
+        for i in range(t.lane_slot.shape[0]):
+            c.lane_slot[i] = t.lane_slot[i]
+        for i in range(t.scal_slot.shape[0]):
+            c.scal_slot[i] = t.scal_slot[i]
+        c.code = &t.split_code[0]
+    c.last_raw = io[0].last_raw
+    c.max_delay = t.max_delay
+    c.horizon = io[0].horizon
     c.nb = 0
-    c.nxt = par[0] != 0
-    c.K = io[IO_K]
-    c.closed = io[IO_CLOSED]
-    c.nidx = io[IO_NIDX]
-    c.s_lo = io[IO_S_LO]
+    c.nxt = t.par.sync_next != 0
+    c.K = io[0].attempts
+    c.closed = io[0].closed
+    c.nidx = io[0].heralds
+    c.s_lo = io[0].sync_lo
     c.n_acc = 0
     c.n_nosync = 0
     c.carry = NULL
     if nb:
-        if sync_slot < 0 or sync_slot >= ns - 1 or nb >= 256 or bsm_det.shape[0] != nb or bsm_lo.shape[0] != nb:
-            raise ValueError("BSM tables disagree with the slots")
-        if not (-(1 << 31) < w0 <= w1 < (1 << 31)):
-            raise ValueError("the acceptance window must lie within +-2**31 ps of the sync")
-        if hhi - hlo >= (1 << 31) or hbin < 1:
-            raise ValueError("the arrival histogram must span < 2**31 ps in bins >= 1 ps")
-        n_s = hi[sync_slot] - c.s_lo
-        if c.s_lo < 0 or n_s < 0 or agg.shape[0] < n_s + n + 1 or her.shape[0] < n_s + n + 1 or c.K > n_s:
-            raise ValueError("attempt arrays too small for the syncs")
+        n_s = hi[t.sync_slot] - c.s_lo
+        if c.s_lo < 0 or n_s < 0 or agg.shape[0] < n_s + n + 1 or her.shape[0] < n_s + n + 1 or c.K > n_s \
+                or c.closed < 0 or c.closed > c.K or c.nidx < 0 or c.nidx > c.closed:
+            raise ValueError("attempt arrays too small for the syncs, or attempt counts out of range")
+        if bsm_lo.shape[0] != nb or arrival.shape[0] < t.ndet or nbins < t.nbins:
+            raise ValueError("BSM or histogram buffers disagree with the tables")
         for i in range(nb):
-            s = bsm_slot[i]
-            if s < 0 or s >= ns - 1 or bsm_lo[i] < 0 or bsm_lo[i] > hi[s] or bsm_det[i] < 0 \
-                    or bsm_det[i] >= arrival.shape[0]:
-                raise ValueError("BSM row or detector out of range")
+            s = t.bsm_slot[i]
+            if bsm_lo[i] < 0 or bsm_lo[i] > hi[s]:
+                raise ValueError("BSM row position out of range")
             c.bsm_slot[i] = s
             c.bsm_lo[i] = bsm_lo[i]
-            c.bsm_det[i] = bsm_det[i]
-            c.bsm_off[i] = slot_delay[s] - slot_delay[sync_slot]
+            c.bsm_det[i] = t.bsm_det[i]
+            c.bsm_off[i] = t.slot_delay[s] - t.slot_delay[t.sync_slot]
             c.bsm_a[i] = 0
         c.nb = nb
-        c.sync_slot = sync_slot
-        c.sync_delay = slot_delay[sync_slot]
-        c.w0 = w0
-        c.w1 = w1
-        c.lower = w0 if w0 < hlo else hlo
-        c.wspan = <uint64_t>(w1 - w0) if w1 > w0 else 0
-        c.hlo = hlo
-        c.hbin = hbin
-        c.hspan = <uint64_t>(hhi - hlo) if hhi > hlo else 0
-        c.hist = &arrival[0, 0] if nbins > 0 else &no_bins
+        c.sync_slot = t.sync_slot
+        c.sync_delay = t.slot_delay[t.sync_slot]
+        c.w0 = t.par.window_start_ps
+        c.w1 = t.par.window_stop_ps
+        c.hlo = t.par.arrival_start_ps
+        c.lower = c.w0 if c.w0 < c.hlo else c.hlo
+        c.wspan = <uint64_t>(c.w1 - c.w0) if c.w1 > c.w0 else 0
+        c.hbin = t.par.arrival_bin_ps
+        c.hspan = <uint64_t>t.hspan
+        c.hist = &arrival[0, 0] if nbins > 0 and arrival.shape[0] > 0 else &no_bins
         c.nbins = nbins
-        c.lut = NULL
-        if lut.shape[0]:
-            if lut.shape[0] != hhi - hlo:
-                raise ValueError("histogram lookup table does not match the span")
-            for i in range(lut.shape[0]):
-                if lut[i] < 0 or lut[i] >= nbins:
-                    raise ValueError("histogram lookup table out of the bins")
-            c.lut = &lut[0]
+        c.lut = &t.lut[0] if t.lut.shape[0] else NULL
         c.AG = &agg[0]
         c.her = &her[0]
-        if not c.nxt and st[S_CARRY]:
-            carry.n = st[S_CN]
-            carry.k1 = st[S_CK1]
-            carry.k2 = st[S_CK2]
+        if not c.nxt and state[0].carry:
+            carry.n = state[0].carry_n
+            carry.k1 = state[0].carry_k1
+            carry.k2 = state[0].carry_k2
             c.carry = &carry
     with nogil:
         if mode == 2:
-            tt_advance(&c, 1LL << 62, 1)
+            tt_advance(&c, TT_INF, 1)
             taken = 0
         else:
             taken = tt_process(&c, &time[0] if n else NULL, &channel[0] if n else NULL, n, mode == 1)
@@ -278,39 +314,39 @@ def process_chunk(const int64_t[::1] time, const int32_t[::1] channel, int mode,
             rows[s, hi[s] + i] = INT64_MAX
     for i in range(c.nb):
         bsm_lo[i] = c.bsm_lo[i]
-    io[IO_LAST_RAW] = c.last_raw
-    io[IO_HORIZON] = c.horizon
-    io[IO_K] = c.K
-    io[IO_CLOSED] = c.closed
-    io[IO_NIDX] = c.nidx
-    st[S_N_ACCEPTED] += c.n_acc
-    st[S_N_NOSYNC] += c.n_nosync
+    io[0].last_raw = c.last_raw
+    io[0].horizon = c.horizon
+    io[0].attempts = c.K
+    io[0].closed = c.closed
+    io[0].heralds = c.nidx
+    state[0].clicks_accepted += c.n_acc
+    state[0].clicks_without_sync += c.n_nosync
     return taken
 
 
-def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay, const int64_t[::1] row_det,
-                 const int8_t[::1] det_arm, const int8_t[::1] det_pol, const int32_t[::1] det_chan,
-                 const int8_t[::1] pat_ok, HeraldRec[::1] out, int64_t[::1] trig_time, int64_t[::1] trig_sync,
-                 int8_t[::1] trig_pat, int64_t[::1] pattern_counts):
-    """Herald records of ``her`` (sync raw times corrected by ``sync_delay``; a key's low byte
-    is a BSM row, ``row_det`` its detector); the heralding ones (``pat_ok[pattern]``) also as
-    trigger columns; ``pattern_counts[pattern] += 1``.  Returns the number of heralding heralds."""
+def emit_heralds(HeraldTables t not None, const Her[::1] her, tt_herald_record[::1] out, int64_t[::1] trig_time,
+                 int64_t[::1] trig_sync, int8_t[::1] trig_pat, int64_t[::1] pattern_counts):
+    """Herald records of ``her`` (sync raw times corrected by the sync's delay; a key's low byte
+    is a BSM row); the heralding ones (a pattern of ``t``'s ``patterns``) also as trigger columns;
+    ``pattern_counts[pattern] += 1``.  Returns the number of heralding heralds."""
     cdef Py_ssize_t k, nt = 0, n = her.shape[0]
-    cdef int64_t coin = par[3], w0 = par[1], sync, nn, d1, d2, pattern, dt1, dt2, ok
+    cdef int64_t coin = t.par.coincidence_ps, w0 = t.par.window_start_ps, sync, nn, d1, d2, pattern, dt1, dt2, ok
+    cdef int64_t sync_delay
     cdef const Her* g
+    if t.nb == 0:
+        raise ValueError("the lab has no heralds")
     if out.shape[0] < n or trig_time.shape[0] < n or trig_sync.shape[0] < n or trig_pat.shape[0] < n:
         raise ValueError("herald outputs too small")
-    if pat_ok.shape[0] < 4 or row_det.shape[0] != 256 or pattern_counts.shape[0] < 4:
-        raise ValueError("pattern tables too small, or row_det without 256 entries")
-    for k in range(256):
-        if row_det[k] < 0 or row_det[k] >= det_arm.shape[0] or row_det[k] >= det_pol.shape[0] \
-                or row_det[k] >= det_chan.shape[0]:
-            raise ValueError("row_det names a detector out of range")
+    if pattern_counts.shape[0] < 4:
+        raise ValueError("pattern counts need an entry per pattern")
     if n == 0:
         return 0
-    cdef const int8_t* ARM = &det_arm[0]
-    cdef const int8_t* POL = &det_pol[0]
-    cdef const int32_t* DCH = &det_chan[0]
+    sync_delay = t.slot_delay[t.sync_slot]
+    cdef const int64_t* ROW_DET = &t.row_det[0]
+    cdef const int8_t* PAT_OK = &t.pat_ok[0]
+    cdef const int8_t* ARM = &t.det_arm[0]
+    cdef const int8_t* POL = &t.det_pol[0]
+    cdef const int32_t* DCH = &t.det_chan[0]
     with nogil:
         for k in range(n):
             g = &her[k]
@@ -318,12 +354,12 @@ def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay,
             nn = g.n
             dt1 = <int64_t>(<uint64_t>g.k1 >> 8) + w0
             dt2 = <int64_t>(<uint64_t>g.k2 >> 8) + w0
-            d1 = row_det[g.k1 & 255]
-            d2 = row_det[g.k2 & 255]
+            d1 = ROW_DET[g.k1 & 255]
+            d2 = ROW_DET[g.k2 & 255]
             # psi+/psi-: two clicks, different detectors, orthogonal polarisations, within the
             # coincidence time; same arm -> psi+.  Arithmetic, not branches (random per herald).
             ok = (nn == 2) & (d1 != d2) & (dt2 - dt1 <= coin) & (POL[d1] != POL[d2])
-            pattern = PAT_OTHER - ok * (PAT_OTHER - PAT_PSI_MINUS + (ARM[d1] == ARM[d2]))
+            pattern = TT_PATTERN_OTHER - ok * (TT_PATTERN_OTHER - TT_PATTERN_PSI_MINUS + (ARM[d1] == ARM[d2]))
             out[k].time = sync + dt2
             out[k].sync_time = sync
             out[k].pattern = <int8_t>pattern
@@ -335,7 +371,7 @@ def emit_heralds(const int64_t[::1] par, const Her[::1] her, int64_t sync_delay,
             trig_time[nt] = sync + dt2
             trig_sync[nt] = sync
             trig_pat[nt] = <int8_t>pattern
-            nt += pat_ok[pattern]
+            nt += PAT_OK[pattern]
             pattern_counts[pattern] += 1
     return nt
 

@@ -16,21 +16,16 @@
 #define TT_X86 0
 #endif
 
-#define TT_MAX_SLOTS 256
-#define TT_PAD 8       /* padding columns after a row's tags: the sync search reads 8 at a time */
+#include "tt_constants.h"  /* TT_MAX_SLOTS, TT_PAD */
+#include "tt_records.h"    /* tt_agg (an attempt), tt_her (a closed attempt with >= 2 accepted clicks) */
+
 #define TT_SUB 8192    /* tags per sub-block: split, then attempts, while the sub-block is in cache */
 
-/* One attempt: accepted clicks and the keys of the first and last one, key = (dt - window
- * start) * 256 + r as an unsigned number (dt relative to the sync, r the BSM row in ascending
- * channel order), so that one integer comparison orders clicks by (time, channel).  No click
- * yet: k1 = UINT64_MAX, k2 = 0.  Mirrors engine_slots.pyx. */
-typedef struct { int64_t k1, k2, n, pad; } tt_agg;  /* 32 bytes: an index is one shift */
-
-/* A closed attempt with >= 2 accepted clicks, copied while its block is in cache. */
-typedef struct { int64_t k1, k2, n, sync; } tt_her;
-
-/* Everything the chunk driver reads and updates.  Rows hold raw times: a row's delay is
- * applied by whoever reads it (one subtraction per row, not per tag). */
+/* Everything the chunk driver reads and updates: internal to engine_slots.pyx, which fills it from the
+ * lab's tables (HeraldTables) and the call's buffers and records (tt_herald_io, tt_herald_state), and
+ * copies the results back.  One flat struct, not the records themselves, so that the hot loops read
+ * locals the compiler can keep in registers.  Rows hold raw times: a row's delay is applied by whoever
+ * reads it (one subtraction per row, not per tag). */
 typedef struct {
     /* split: per slot (ns of them, the last the junk slot for channels the lab does not use) */
     ptrdiff_t ns;

@@ -1,14 +1,17 @@
 # cython: language_level=3
-"""One-pass split of Swabian dump records into contiguous tag arrays, with type and order checks."""
+"""Swabian dump records: one-pass split into contiguous tag arrays, with type and order checks, and the one
+encoder of tags and lost events into records."""
 from libc.stdint cimport uint8_t, uint16_t, int32_t, int64_t, uint64_t
 
+from tt_constants cimport TT_DUMP_MISSED, TT_DUMP_TAG
+from tt_records cimport record_layouts_of_all, tt_dump_record
 
-cdef packed struct DumpRec:
-    uint8_t type
-    uint8_t reserved
-    uint16_t missed_events
-    int32_t channel
-    int64_t time
+ctypedef tt_dump_record DumpRec
+
+
+def record_layouts():
+    """The records of ``tt_records.h`` as this module was compiled with them (tests/engine/test_kernel_records.py)."""
+    return record_layouts_of_all()
 
 
 cdef enum:
@@ -76,7 +79,7 @@ def split_records(const DumpRec[::1] rec, int64_t previous, bint check_order,
             if check_reserved and rec[i].reserved != 0:
                 bad = i
                 break
-            if ty == 0:
+            if ty == TT_DUMP_TAG:
                 t = rec[i].time
                 if check_order and t < last:
                     back = i
@@ -86,10 +89,43 @@ def split_records(const DumpRec[::1] rec, int64_t previous, bint check_order,
                 out_time[w] = t
                 out_channel[w] = rec[i].channel
                 w += 1
-            elif ty <= 4:
+            elif ty <= TT_DUMP_MISSED:
                 lost_index[m] = i
                 m += 1
             else:
                 bad = i
                 break
     return w, m, bad, back, last
+
+
+def encode_records(const int64_t[::1] time, const int32_t[::1] channel, const int64_t[::1] lost_time,
+                   const uint8_t[::1] lost_type, const int32_t[::1] lost_channel, const int64_t[::1] lost_count,
+                   DumpRec[::1] out):
+    """Tags and lost events (record types ``lost_type``) as dump records in ``out``, merged in time order: a lost
+    event goes after the tags of equal time.  ``missed_events`` is the count, at most 65535.  Returns the number
+    of records."""
+    cdef Py_ssize_t i = 0, j = 0, k = 0, n = time.shape[0], m = lost_time.shape[0]
+    cdef int64_t cnt
+    if channel.shape[0] != n or lost_type.shape[0] != m or lost_channel.shape[0] != m or lost_count.shape[0] != m:
+        raise ValueError("tag or lost-event columns of unequal length")
+    if out.shape[0] < n + m:
+        raise ValueError(f"output shorter than the {n + m} records")
+    with nogil:
+        while i < n or j < m:
+            if j >= m or (i < n and time[i] <= lost_time[j]):
+                out[k].type = TT_DUMP_TAG
+                out[k].reserved = 0
+                out[k].missed_events = 0
+                out[k].channel = channel[i]
+                out[k].time = time[i]
+                i += 1
+            else:
+                cnt = lost_count[j]
+                out[k].type = lost_type[j]
+                out[k].reserved = 0
+                out[k].missed_events = <uint16_t>(cnt if cnt < 65535 else 65535)
+                out[k].channel = lost_channel[j]
+                out[k].time = lost_time[j]
+                j += 1
+            k += 1
+    return k

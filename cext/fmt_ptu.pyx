@@ -11,12 +11,15 @@ marker bit m -> 100 + m (one tag per set bit, at the record's time).
 from libc.stdint cimport uint32_t, int64_t, int32_t
 from libc.math cimport floor
 
+from tt_constants cimport TT_PTU_FAMILY_HYDRAHARP1, TT_PTU_FAMILY_PICOHARP, TT_PTU_MARKER_BASE, TT_PTU_SYNC_CHANNEL, \
+    TT_PTU_T2_WRAP_HYDRAHARP1, TT_PTU_T2_WRAP_HYDRAHARP2, TT_PTU_T2_WRAP_PICOHARP, TT_PTU_T3_WRAP_HYDRAHARP, \
+    TT_PTU_T3_WRAP_PICOHARP
+
 cdef enum:
-    FAM_PICOHARP = 0
-    FAM_HH1 = 1
-    FAM_HH2 = 2   # HydraHarp v2, TimeHarp 260 N/P, MultiHarp / PicoHarp 330 (generic)
-    SYNC_CHANNEL = 64
-    MARKER_BASE = 100
+    FAM_PICOHARP = TT_PTU_FAMILY_PICOHARP
+    FAM_HH1 = TT_PTU_FAMILY_HYDRAHARP1   # else: the HydraHarp v2 family (TimeHarp 260 N/P, MultiHarp, PicoHarp 330)
+    SYNC_CHANNEL = TT_PTU_SYNC_CHANNEL
+    MARKER_BASE = TT_PTU_MARKER_BASE
     # state slots
     S_OVERFLOW = 0    # accumulated overflow, in time units (T2) or sync periods (T3)
     S_N_OVERFLOW = 1
@@ -76,7 +79,7 @@ def decode_t2(const uint32_t[::1] rec, int family, int64_t unit_int, double unit
                 tf = r & 0x0FFFFFFF
                 if ch == 15:
                     if (tf & 0xF) == 0:
-                        ofl += 210698240
+                        ofl += TT_PTU_T2_WRAP_PICOHARP
                         n_ofl += 1
                     else:
                         w = emit_markers(tf & 0xF, to_ps(ofl + tf, unit_int, unit_frac), out_time, out_channel, w)
@@ -94,11 +97,11 @@ def decode_t2(const uint32_t[::1] rec, int family, int64_t unit_int, double unit
                 if r >> 31:
                     if ch == 63:
                         if family == FAM_HH1:
-                            ofl += 33552000
+                            ofl += TT_PTU_T2_WRAP_HYDRAHARP1
                         elif tf == 0:
-                            ofl += 33554432   # count 0 is written by some firmware: treat as one wrap
+                            ofl += TT_PTU_T2_WRAP_HYDRAHARP2   # count 0 is written by some firmware: one wrap
                         else:
-                            ofl += 33554432 * <int64_t>tf
+                            ofl += TT_PTU_T2_WRAP_HYDRAHARP2 * <int64_t>tf
                         n_ofl += 1
                     elif ch == 0:
                         out_time[w] = to_ps(ofl + tf, unit_int, unit_frac)
@@ -142,7 +145,7 @@ def decode_t3(const uint32_t[::1] rec, int family, int64_t sync_int, double sync
                 ns = r & 0xFFFF
                 if ch == 15:
                     if dt == 0:
-                        ofl += 65536
+                        ofl += TT_PTU_T3_WRAP_PICOHARP
                         n_ofl += 1
                     else:
                         w0 = w
@@ -165,9 +168,9 @@ def decode_t3(const uint32_t[::1] rec, int family, int64_t sync_int, double sync
                 if r >> 31:
                     if ch == 63:
                         if family == FAM_HH1 or ns == 0:
-                            ofl += 1024
+                            ofl += TT_PTU_T3_WRAP_HYDRAHARP
                         else:
-                            ofl += 1024 * <int64_t>ns
+                            ofl += TT_PTU_T3_WRAP_HYDRAHARP * <int64_t>ns
                         n_ofl += 1
                     elif 1 <= ch <= 15:
                         w0 = w

@@ -32,12 +32,11 @@ import bisect
 import numpy as np
 
 from timetag.chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, concat
+from timetag.constants import INF
 from timetag.records import (FLAG_HERALD_WITHOUT_READY, FLAG_LOST_DATA, FLAG_READY_WITHOUT_HERALD,
                              FLAG_SETTING_AMBIGUOUS, FLAG_SETTING_MISSING, FLAG_TRUNCATED, HERALD_DTYPE,
                              PATTERN_NONE, PATTERN_OTHER, PATTERN_PSI_MINUS, PATTERN_PSI_PLUS, ROUND_DTYPE,
                              SETTING_NONE)
-
-INF = 1 << 62
 
 
 def reference_process(chunks, lab):

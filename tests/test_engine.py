@@ -499,9 +499,11 @@ def test_times_beyond_the_key_range_are_refused():
 @given(rows=st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), max_size=8))
 def test_triggers_in_order_matches_lexicographic_order(rows):
     from timetag._cext import engine_rounds
+    from timetag.engine.records import TRIGGER_DTYPE
 
-    trig = np.zeros((len(rows), 6), np.int64)
-    trig[:, :2] = np.array(rows, np.int64).reshape(-1, 2)
+    trig = np.zeros(len(rows), TRIGGER_DTYPE)
+    pairs = np.array(rows, np.int64).reshape(-1, 2)
+    trig["time"], trig["herald_time"] = pairs[:, 0], pairs[:, 1]
     assert engine_rounds.triggers_in_order(trig) == (sorted(rows) == rows)
 
 
@@ -521,8 +523,8 @@ def test_out_of_order_trigger_batches_are_sorted(monkeypatch):
         @staticmethod
         def make_triggers(par, *args):
             res = kernels.make_triggers(par, *args)
-            t = args[-1][: res[0]]
-            in_order = (t[:-1, 0] < t[1:, 0]) | ((t[:-1, 0] == t[1:, 0]) & (t[:-1, 1] <= t[1:, 1]))
+            t, h = args[-1]["time"][: res[0]], args[-1]["herald_time"][: res[0]]
+            in_order = (t[:-1] < t[1:]) | ((t[:-1] == t[1:]) & (h[:-1] <= h[1:]))
             unsorted.append(not bool(np.all(in_order)))
             return res
 

@@ -21,10 +21,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-OVERFLOW_BEGIN = 1
-OVERFLOW_END = 2
-MISSED = 3
-ERROR = 4
+from .constants import LostKind
+
+OVERFLOW_BEGIN = LostKind.OVERFLOW_BEGIN
+OVERFLOW_END = LostKind.OVERFLOW_END
+MISSED = LostKind.MISSED
+ERROR = LostKind.ERROR
 LOST_KIND_NAMES = {OVERFLOW_BEGIN: "overflow_begin", OVERFLOW_END: "overflow_end", MISSED: "missed", ERROR: "error"}
 
 LOST_DTYPE = np.dtype([("time", "<i8"), ("kind", "u1"), ("channel", "<i4"), ("count", "<i8")])

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunk import ERROR, LOST_KIND_NAMES, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
+from .constants import INF as _INF
 
 __all__ = ["LostLog", "LostSpan"]
 
-_INF = 1 << 62
 _E64 = np.zeros(0, np.int64)
 
 

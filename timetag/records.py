@@ -1,27 +1,31 @@
 """Record layouts shared by the engine, the rounds file, the estimators and live mode.
 
-Kept in one place so that every producer and consumer agrees on field names,
-codes and flag bits.
+Kept in one place so that every producer and consumer agrees on field names; the codes and flag bits
+are :mod:`timetag.constants`' (defined with the kernels, in ``cext/tt_constants.h``).  The kernels write
+these records as the packed structs ``tt_herald_record`` and ``tt_round_record`` of ``cext/tt_records.h``
+(tests/engine/test_kernel_records.py holds the two to the same layout).
 """
 from __future__ import annotations
 
 import numpy as np
 
-# --- herald patterns -------------------------------------------------------
-PATTERN_NONE = 0      # round triggered without a BSM herald (Bob, or 'ready' with no herald)
-PATTERN_PSI_PLUS = 1  # two detectors of the same arm, orthogonal polarisations
-PATTERN_PSI_MINUS = 2 # detectors in different arms, orthogonal polarisations
-PATTERN_OTHER = 3     # any other click pattern in one attempt (equal polarisation, 3+ clicks, ...)
+from .constants import SETTING_NONE, Pattern, RoundFlag
+
+# --- herald patterns (timetag.constants.Pattern; these names are kept for their many users) ---------------
+PATTERN_NONE = Pattern.NONE
+PATTERN_PSI_PLUS = Pattern.PSI_PLUS
+PATTERN_PSI_MINUS = Pattern.PSI_MINUS
+PATTERN_OTHER = Pattern.OTHER
 PATTERN_NAMES = {PATTERN_NONE: "none", PATTERN_PSI_PLUS: "psi+", PATTERN_PSI_MINUS: "psi-", PATTERN_OTHER: "other"}
 PATTERN_CODES = {v: k for k, v in PATTERN_NAMES.items()}
 
-# --- round flags (bit mask) -------------------------------------------------
-FLAG_LOST_DATA = 1 << 0            # a window of the round overlaps lost data (overflow, missed events, error)
-FLAG_SETTING_MISSING = 1 << 1      # no setting tag in the setting window
-FLAG_SETTING_AMBIGUOUS = 1 << 2    # more than one setting tag in the setting window
-FLAG_HERALD_WITHOUT_READY = 1 << 3 # software herald but no hardware 'ready' tag (trigger = 'both')
-FLAG_READY_WITHOUT_HERALD = 1 << 4 # 'ready' tag but no matching software herald (trigger = 'both')
-FLAG_TRUNCATED = 1 << 5            # a window is cut by the end of the data
+# --- round flags (timetag.constants.RoundFlag) --------------------------------------------------------------
+FLAG_LOST_DATA = RoundFlag.LOST_DATA
+FLAG_SETTING_MISSING = RoundFlag.SETTING_MISSING
+FLAG_SETTING_AMBIGUOUS = RoundFlag.SETTING_AMBIGUOUS
+FLAG_HERALD_WITHOUT_READY = RoundFlag.HERALD_WITHOUT_READY
+FLAG_READY_WITHOUT_HERALD = RoundFlag.READY_WITHOUT_HERALD
+FLAG_TRUNCATED = RoundFlag.TRUNCATED
 FLAG_NAMES = {
     FLAG_LOST_DATA: "lost_data",
     FLAG_SETTING_MISSING: "setting_missing",
@@ -30,8 +34,6 @@ FLAG_NAMES = {
     FLAG_READY_WITHOUT_HERALD: "ready_without_herald",
     FLAG_TRUNCATED: "truncated",
 }
-
-SETTING_NONE = -1  # setting field value when missing or ambiguous
 
 # One record per excitation attempt that passed the time filter with >= 2 clicks.
 HERALD_DTYPE = np.dtype(

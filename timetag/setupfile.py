@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import numbers
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,7 @@ POLS = ("H", "V")
 TRIGGERS = ("herald", "ready", "both")
 SYNC_REFERENCES = ("previous", "next")
 RESOLUTIONS = ("Standard", "HighResA", "HighResB", "HighResC")  # the vendor's Resolution names
+WINDOW_LIMIT_PS = 1 << 31  # the acceptance window lies within +-2**31 ps (2.1 ms) of its sync
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,8 @@ class _Validator:
     def int_(self, key, value, *, min_=None, allow_none=False):
         if value is None and allow_none:
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
+        # Integral: a setup built in Python may hold numpy integers (validate_lab)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             self.fail(key, value, "must be an integer")
         if min_ is not None and value < min_:
             self.fail(key, value, f"must be >= {min_}")
@@ -551,17 +554,45 @@ def _delays_from_dict(v, k, raw, used: dict[int, str]) -> dict[int, int]:
 
 def _herald_from_dict(v, k, raw) -> HeraldConfig:
     d = HeraldConfig()  # the window defaults only reach labs without BSM detectors (no heralds); patterns may default
-    ref = v.choice(f"{k}.sync_reference", raw.get("sync_reference", d.sync_reference), SYNC_REFERENCES)
-    start = v.int_(f"{k}.window_start_ps", raw.get("window_start_ps", d.window_start_ps))
-    stop = v.int_(f"{k}.window_stop_ps", raw.get("window_stop_ps", d.window_stop_ps))
+    pats = tuple(_list(v, f"{k}.patterns", raw.get("patterns", list(d.patterns))))
+    return _check_herald(v, k, HeraldConfig(raw.get("sync_reference", d.sync_reference),
+                                            raw.get("window_start_ps", d.window_start_ps),
+                                            raw.get("window_stop_ps", d.window_stop_ps),
+                                            raw.get("coincidence_ps", d.coincidence_ps), pats))
+
+
+def _round_from_dict(v, k, raw) -> RoundConfig:
+    d = RoundConfig()  # only the 'ready' latency and tolerance fall back, where the trigger does not use them
+    return _check_round(v, k, RoundConfig(raw["trigger"], raw.get("ready_delay_ps", d.ready_delay_ps),
+                                          raw.get("ready_tolerance_ps", d.ready_tolerance_ps),
+                                          raw["setting_window_ps"], raw["fluorescence_window_ps"], raw["threshold"]))
+
+
+def _hist_from_dict(v, k, raw) -> HistogramConfig:
+    d = HistogramConfig()
+    return _check_histograms(v, k, HistogramConfig(raw.get("arrival_bin_ps", d.arrival_bin_ps),
+                                                   raw.get("arrival_range_ps", list(d.arrival_range_ps)),
+                                                   raw.get("max_count", d.max_count)))
+
+
+# The rules of the [herald], [round] and [histograms] tables, written once: the loader applies them to what it
+# read, validate_lab to a setup built in Python.  Each returns the table with its values normalised.
+
+def _check_herald(v, k, h: HeraldConfig) -> HeraldConfig:
+    ref = v.choice(f"{k}.sync_reference", h.sync_reference, SYNC_REFERENCES)
+    start = v.int_(f"{k}.window_start_ps", h.window_start_ps)
+    stop = v.int_(f"{k}.window_stop_ps", h.window_stop_ps)
     if stop <= start:
         v.fail(f"{k}.window_stop_ps", stop, f"acceptance window must end after it starts ({start})")
     if ref == "previous" and start < 0:
         v.fail(f"{k}.window_start_ps", start, "with sync_reference 'previous' the window lies after the sync (>= 0)")
     if ref == "next" and stop > 0:
         v.fail(f"{k}.window_stop_ps", stop, "with sync_reference 'next' the window lies before the sync (<= 0)")
-    coin = v.int_(f"{k}.coincidence_ps", raw.get("coincidence_ps", d.coincidence_ps), min_=0)
-    pats = tuple(_list(v, f"{k}.patterns", raw.get("patterns", list(d.patterns))))
+    for key, val in (("window_start_ps", start), ("window_stop_ps", stop)):
+        if abs(val) >= WINDOW_LIMIT_PS:
+            v.fail(f"{k}.{key}", val, "the acceptance window must lie within +-2**31 ps (2.1 ms) of the sync")
+    coin = v.int_(f"{k}.coincidence_ps", h.coincidence_ps, min_=0)
+    pats = tuple(h.patterns)
     for p in pats:
         v.choice(f"{k}.patterns", p, ("psi+", "psi-"))
     if not pats:
@@ -569,26 +600,34 @@ def _herald_from_dict(v, k, raw) -> HeraldConfig:
     return HeraldConfig(ref, start, stop, coin, pats)
 
 
-def _round_from_dict(v, k, raw) -> RoundConfig:
-    d = RoundConfig()  # only the 'ready' latency and tolerance fall back, where the trigger does not use them
+def _check_round(v, k, r: RoundConfig) -> RoundConfig:
     return RoundConfig(
-        trigger=v.choice(f"{k}.trigger", raw["trigger"], TRIGGERS),
-        ready_delay_ps=v.int_(f"{k}.ready_delay_ps", raw.get("ready_delay_ps", d.ready_delay_ps), min_=0),
-        ready_tolerance_ps=v.int_(f"{k}.ready_tolerance_ps", raw.get("ready_tolerance_ps", d.ready_tolerance_ps),
-                                  min_=0),
-        setting_window_ps=v.window(f"{k}.setting_window_ps", raw["setting_window_ps"]),
-        fluorescence_window_ps=v.window(f"{k}.fluorescence_window_ps", raw["fluorescence_window_ps"]),
-        threshold=v.int_(f"{k}.threshold", raw["threshold"], min_=1),
+        trigger=v.choice(f"{k}.trigger", r.trigger, TRIGGERS),
+        ready_delay_ps=v.int_(f"{k}.ready_delay_ps", r.ready_delay_ps, min_=0),
+        ready_tolerance_ps=v.int_(f"{k}.ready_tolerance_ps", r.ready_tolerance_ps, min_=0),
+        setting_window_ps=v.window(f"{k}.setting_window_ps", r.setting_window_ps),
+        fluorescence_window_ps=v.window(f"{k}.fluorescence_window_ps", r.fluorescence_window_ps),
+        threshold=v.int_(f"{k}.threshold", r.threshold, min_=1),
     )
 
 
-def _hist_from_dict(v, k, raw) -> HistogramConfig:
-    d = HistogramConfig()
+def _check_histograms(v, k, g: HistogramConfig) -> HistogramConfig:
     return HistogramConfig(
-        arrival_bin_ps=v.int_(f"{k}.arrival_bin_ps", raw.get("arrival_bin_ps", d.arrival_bin_ps), min_=1),
-        arrival_range_ps=v.window(f"{k}.arrival_range_ps", raw.get("arrival_range_ps", list(d.arrival_range_ps))),
-        max_count=v.int_(f"{k}.max_count", raw.get("max_count", d.max_count), min_=1),
+        arrival_bin_ps=v.int_(f"{k}.arrival_bin_ps", g.arrival_bin_ps, min_=1),
+        arrival_range_ps=v.window(f"{k}.arrival_range_ps", g.arrival_range_ps),
+        max_count=v.int_(f"{k}.max_count", g.max_count, min_=1),
     )
+
+
+def validate_lab(lab: LabSetup, path=None) -> None:
+    """The setup file's rules for the windows, thresholds and histograms of a lab, for a :class:`LabSetup` built
+    in Python (a loaded one has passed them already): :class:`SetupError` naming ``labs.<name>.<key>``.  The
+    engine runs it before compiling a lab, so no value the loader would refuse reaches a kernel."""
+    v = _Validator(path)
+    k = f"labs.{lab.name}"
+    _check_herald(v, f"{k}.herald", lab.herald)
+    _check_round(v, f"{k}.round", lab.round)
+    _check_histograms(v, f"{k}.histograms", lab.histograms)
 
 
 # --- the device table ---------------------------------------------------------

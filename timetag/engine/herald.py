@@ -22,16 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..chunk import LOST_DTYPE, TagChunk
+from ..constants import INF, Pattern, Role
 from ..errors import DataValidationError
 from ..records import HERALD_DTYPE
-from .params import INF, R_FLUO, R_READY, R_SETTING, LabParams, compile_lab
+from .params import LabParams, compile_lab
+from .records import ATTEMPT_DTYPE, CLOSED_ATTEMPT_DTYPE, HERALD_IO_DTYPE, HERALD_STATE_DTYPE
 from .slots import HERALD, SlotRows, _k, with_headroom
 
-HERALD_STATE_FIELDS = ("carry", "carry_n", "carry_k1", "carry_k2", "clicks_accepted", "clicks_without_sync")
-HERALD_STATE_DTYPE = np.dtype([(name, "<i8") for name in HERALD_STATE_FIELDS])
-AGG_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8"), ("pad", "<i8")])  # engine_slots.process_chunk
 LUT_MAX_SPAN = 1 << 16  # arrival-histogram spans up to this many ps get a bin lookup table
-HER_DTYPE = np.dtype([("k1", "<i8"), ("k2", "<i8"), ("n", "<i8"), ("sync", "<i8")])
 RAW_LIMIT = (1 << 61) - (1 << 51)  # |raw time|: room for any delay and window (< 2**50) below INF = 2**62
 
 
@@ -64,28 +62,31 @@ class HeraldStage:
     def __init__(self, lab, params: LabParams | None = None):
         self.params = p = params or compile_lab(lab, self.name)
         self.state = np.zeros(1, HERALD_STATE_DTYPE)
-        self._st = self.state.view(np.int64)
         self.rows = SlotRows(p)
         self.singles = np.zeros(p.nslots + 1, np.int64)  # last = channels the lab does not use
         self.arrival = np.zeros((len(p.det_chan), p.arrival_edges.size - 1), np.int64)
         r = self.rows
         self._heralds = r.sync_slot >= 0 and r.bsm_slots.size > 0
-        self._bsm_det = p.slot_det[r.bsm_slots].astype(np.int64)
-        self._row_det = np.zeros(256, np.int64)
-        self._row_det[:r.bsm_slots.size] = self._bsm_det
-        self._pat_ok = np.zeros(256, np.int8)
-        self._pat_ok[p.pattern_codes.astype(np.uint8)] = 1
+        self._bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
         # new tags per role, as one product with the tags per row (a chunk's fixed cost counts)
         self._role_sel = np.zeros((p.nslots + 1, 3), np.int64)
-        for col, role in enumerate((R_READY, R_SETTING, R_FLUO)):
+        for col, role in enumerate((Role.READY, Role.SETTING, Role.FLUORESCENCE)):
             self._role_sel[p.slots(role), col] = 1
-        self._agg = np.zeros(0, AGG_DTYPE)
-        self._her = np.zeros(0, HER_DTYPE)
-        self._io = np.zeros(6, np.int64)
-        lo_h, hi_h, bin_h = (int(x) for x in p.herald_par[4:7])
-        span = hi_h - lo_h
+        self._agg = np.zeros(0, ATTEMPT_DTYPE)
+        self._her = np.zeros(0, CLOSED_ATTEMPT_DTYPE)
+        self._io = np.zeros(1, HERALD_IO_DTYPE)
+        hp = p.herald_params[0]
+        self._sync_next = bool(hp["sync_next"])
+        self._window_start = int(hp["window_start_ps"])
+        bin_h = int(hp["arrival_bin_ps"])
+        span = int(hp["arrival_stop_ps"]) - int(hp["arrival_start_ps"])
         self._lut = ((np.arange(span) // bin_h).astype(np.int32) if 0 < span <= LUT_MAX_SPAN and self.arrival.shape[1]
                      else np.zeros(0, np.int32))
+        self._tables = _k.HeraldTables(
+            p.herald_params, chan_lo=r.chan_lo, slot_of=r.slot_of, slot_delay=r.delay, max_delay=p.max_delay,
+            sync_slot=r.sync_slot if self._heralds else -1, bsm_slot=self._bsm, bsm_det=p.slot_det[self._bsm],
+            det_arm=p.det_arm, det_pol=p.det_pol, det_chan=p.det_chan, patterns=p.pattern_codes, lut=self._lut,
+            lane_slot=r.lane_slot, scal_slot=r.scal_slot, split_code=r.split_code)
         self.horizon = -INF
         self.first_raw: int | None = None
         self.last_raw: int | None = None
@@ -130,46 +131,47 @@ class HeraldStage:
         n_s = int(r.hi[ss]) - s_lo if self._heralds else 0
         need = n_s + n + 1
         if self._agg.size < need:
-            self._agg = np.empty(max(with_headroom(need), 2 * self._agg.size), AGG_DTYPE)
-            self._her = np.empty(self._agg.size, HER_DTYPE)
-        bsm = r.bsm_slots if self._heralds else r.bsm_slots[:0]
+            self._agg = np.empty(max(with_headroom(need), 2 * self._agg.size), ATTEMPT_DTYPE)
+            self._her = np.empty(self._agg.size, CLOSED_ATTEMPT_DTYPE)
+        bsm = self._bsm
         bsm_lo = r.ptr[HERALD, bsm].copy()
-        io = self._io
-        io[:] = (r.last_raw if r.last_raw is not None else np.iinfo(np.int64).min, max(self.horizon, -INF),
-                 0, 0, 0, s_lo)
-        args = (r.chan_lo, r.slot_of, r.delay, r.rows, r.hi, p.max_delay, io, self._st, p.herald_par,
-                ss if self._heralds else -1, bsm, self._bsm_det[:bsm.size], bsm_lo, self._agg, self._her,
-                self.arrival, self._lut, r.lane_slot, r.scal_slot, r.split_code)
-        taken = _k.process_chunk(time, channel, mode, *args)
+        io = self._io[0]
+        io["last_raw"] = r.last_raw if r.last_raw is not None else np.iinfo(np.int64).min
+        io["horizon"] = max(self.horizon, -INF)
+        io["attempts"] = io["closed"] = io["heralds"] = 0
+        io["sync_lo"] = s_lo
+        bufs = dict(rows=r.rows, hi=r.hi, io=self._io, state=self.state, bsm_lo=bsm_lo, agg=self._agg, her=self._her,
+                    arrival=self.arrival)
+        taken = _k.process_chunk(self._tables, time, channel, mode, **bufs)
         if taken < n:
             # the raw times step back (some readers do, a little): sort the rest, split it, re-sort
             # the rows' unread tails, then carry on
             rest_t, rest_c = time[taken:], channel[taken:]
             order = np.argsort(rest_t, kind="stable")
-            _k.process_chunk(np.ascontiguousarray(rest_t[order]), np.ascontiguousarray(rest_c[order]), 0, *args)
+            _k.process_chunk(self._tables, np.ascontiguousarray(rest_t[order]), np.ascontiguousarray(rest_c[order]), 0,
+                             **bufs)
             r.sort_unread()
-            io[1] = max(int(io[1]), int(io[0]) - p.max_delay)
-            _k.process_chunk(time[:0], channel[:0], 1, *args)
+            io["horizon"] = max(int(io["horizon"]), int(io["last_raw"]) - p.max_delay)
+            _k.process_chunk(self._tables, time[:0], channel[:0], 1, **bufs)
         if n:
-            r.last_raw = self.last_raw = int(io[0])
-        self.horizon = INF if mode == 2 else int(io[1])
+            r.last_raw = self.last_raw = int(io["last_raw"])
+        self.horizon = INF if mode == 2 else int(io["horizon"])
         got = r.hi - hi0
         got[-1] = n - int(got[:-1].sum())
         self.singles += got
-        k, nh = int(io[2]), int(io[4])
+        k, nh = int(io["attempts"]), int(io["heralds"])
         watermark = self.horizon
         her = np.empty(nh, HERALD_DTYPE)
-        pattern_counts = np.zeros(4, np.int64)
+        pattern_counts = np.zeros(len(Pattern), np.int64)
         trig_time, trig_sync, trig_pat = np.empty(nh, np.int64), np.empty(nh, np.int64), np.empty(nh, np.int8)
         nt = 0
         if self._heralds:
             r.ptr[HERALD, bsm] = bsm_lo
             syncs = r.rows[ss, s_lo:s_lo + k]
             d_sync = int(r.delay[ss])
-            nt = _k.emit_heralds(p.herald_par, self._her[:nh], d_sync, self._row_det, p.det_arm, p.det_pol,
-                                 p.det_chan, self._pat_ok, her, trig_time, trig_sync, trig_pat, pattern_counts)
-            still_open = int(io[3]) < k
-            if p.herald_par[0]:  # 'next': every sync before the horizon is done with
+            nt = _k.emit_heralds(self._tables, self._her[:nh], her, trig_time, trig_sync, trig_pat, pattern_counts)
+            still_open = int(io["closed"]) < k
+            if self._sync_next:  # every sync before the horizon is done with
                 r.ptr[HERALD, ss] = s_lo + k
                 if mode != 2:
                     firsts = [int(r.rows[s, r.ptr[HERALD, s]]) - int(r.delay[s])
@@ -179,12 +181,12 @@ class HeraldStage:
                 # keep the latest sync before the horizon: later clicks may still refer to it
                 r.ptr[HERALD, ss] = s_lo + max(k - 1, 0)
                 if k:
-                    st = self._st
-                    st[0] = int(still_open)
+                    st = self.state[0]
+                    st["carry"] = int(still_open)
                     if still_open:
                         g = self._agg[k - 1]
-                        st[1], st[2], st[3] = int(g["n"]), int(g["k1"]), int(g["k2"])
-                        watermark = min(self.horizon, int(syncs[-1]) - d_sync + int(p.herald_par[1]))
+                        st["carry_n"], st["carry_k1"], st["carry_k2"] = int(g["n"]), int(g["k1"]), int(g["k2"])
+                        watermark = min(self.horizon, int(syncs[-1]) - d_sync + self._window_start)
         else:
             r.ptr[HERALD, r.uses[HERALD]] = r.hi[r.uses[HERALD]]
         new_ready, new_settings, new_fluo = (got @ self._role_sel).tolist()

@@ -27,14 +27,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
+from ..constants import INF, Role
 from ..records import ROUND_DTYPE
 from .herald import HeraldOutput
-from .params import INF, R_FLUO, R_READY, R_SETTING, LabParams, clamp, compile_lab
+from .params import LabParams, clamp, compile_lab
+from .records import TRIGGER_DTYPE
 from .slots import READY, ROUND
 from .slots import _k as _rows_k
 
 try:
     from .._cext import engine_rounds as _k
+    from .._cext.engine_rounds import RoundTables
 except ImportError as exc:  # pragma: no cover - build problem
     raise ImportError("timetag._cext.engine_rounds is not built: run `pip install -e .`") from exc
 
@@ -52,11 +55,13 @@ class RoundStage:
         self._readies = rc.trigger in ("ready", "both")
         self._h_time, self._h_sync, self._h_pat = _E64, _E64, np.zeros(0, np.int8)
         self._ready = _E64
-        self._trig = np.zeros((0, 6), np.int64)
-        self._fl_row, self._set_row = p.slots(R_FLUO), p.slots(R_SETTING)
-        self._set_idx = p.slot_setting[self._set_row].astype(np.int8)
-        self._win_rows = np.concatenate([self._fl_row, self._set_row])
-        ready = p.slots(R_READY)
+        self._trig = np.zeros(0, TRIGGER_DTYPE)  # made, waiting for their windows to close
+        fl_row, set_row = p.slots(Role.FLUORESCENCE), p.slots(Role.SETTING)
+        self._tables = RoundTables(p.round_params, fluorescence_rows=fl_row, fluorescence_delay=p.slot_delay[fl_row],
+                                   setting_rows=set_row, setting_index=p.slot_setting[set_row],
+                                   setting_delay=p.slot_delay[set_row])
+        self._win_rows = np.concatenate([fl_row, set_row])
+        ready = p.slots(Role.READY)
         self._ready_slot = int(ready[0]) if ready.size else -1
         self._ready_which = ready[:1].astype(np.int64)
         self._iv: list[tuple[int, int]] = []   # closed or open ([begin, INF)) overflow intervals
@@ -127,8 +132,8 @@ class RoundStage:
         final = h.final
         herald_known = INF if final else clamp(h.watermark)
         ready_known = INF if final else clamp(h.horizon)
-        out = np.empty((self._h_time.size + self._ready.size, 6), np.int64)
-        n, used_h, used_r, wm = _k.make_triggers(p.trigger_par, self._h_time, self._h_sync, self._h_pat,
+        out = np.empty(self._h_time.size + self._ready.size, TRIGGER_DTYPE)
+        n, used_h, used_r, wm = _k.make_triggers(p.trigger_params, self._h_time, self._h_sync, self._h_pat,
                                                  self._ready, herald_known, ready_known, out)
         self._h_time, self._h_sync, self._h_pat = self._h_time[used_h:], self._h_sync[used_h:], self._h_pat[used_h:]
         self._ready = self._ready[used_r:]
@@ -136,17 +141,13 @@ class RoundStage:
             trig = np.concatenate([self._trig, out[:n]])
             # usually already in order (always with trigger 'herald'): skip the sort then
             if not _k.triggers_in_order(trig):
-                trig = trig[np.lexsort((trig[:, 1], trig[:, 0]))]
+                trig = trig[np.lexsort((trig["herald_time"], trig["time"]))]
             self._trig = np.ascontiguousarray(trig)
 
         horizon = clamp(h.data_end) if final else clamp(h.horizon)
         iv_lo, iv_hi, pts = self._lost_arrays()
-        ptr, hi = rows.ptr[ROUND], rows.hi
-        out = np.empty(self._trig.shape[0], ROUND_DTYPE)
-        k = _k.eval_rounds(p.round_par, self._trig, clamp(wm), horizon, final, rows.rows,
-                           self._fl_row, rows.delay[self._fl_row], ptr[self._fl_row], hi[self._fl_row],
-                           self._set_row, self._set_idx, rows.delay[self._set_row], ptr[self._set_row],
-                           hi[self._set_row],
+        out = np.empty(self._trig.size, ROUND_DTYPE)
+        k = _k.eval_rounds(self._tables, self._trig, clamp(wm), horizon, final, rows.rows, rows.hi, rows.ptr[ROUND],
                            iv_lo, iv_hi, pts, self.next_index, out)
         self._trig = self._trig[k:]
         self.next_index += k
@@ -163,7 +164,7 @@ class RoundStage:
 
     def _prune(self, watermark: int, rows) -> None:
         """Release tags and forget lost events that no open or future window can reach."""
-        first = int(self._trig[0, 0]) if self._trig.shape[0] else INF
+        first = int(self._trig["time"][0]) if self._trig.size else INF
         keep = clamp(min(first, watermark) + self._min_start)
         _rows_k.release_before(rows.rows, rows.hi, rows.ptr[ROUND], rows.delay, self._win_rows, keep)
         keep_lost = keep - self._herald_margin
@@ -175,4 +176,4 @@ class RoundStage:
     @property
     def pending(self) -> int:
         """Triggers made but not yet emitted as rounds."""
-        return int(self._trig.shape[0])
+        return int(self._trig.size)

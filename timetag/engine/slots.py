@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .params import R_BSM, R_FLUO, R_READY, R_SETTING, R_SYNC, LabParams
+from ..constants import PAD, Role
+from .params import LabParams
 
 try:
     from .._cext import engine_slots as _k
@@ -20,8 +21,7 @@ except ImportError as exc:  # pragma: no cover - build problem
     raise ImportError("timetag._cext.engine_slots is not built: run `pip install -e .` "
                       "(or setup.py build_ext --inplace)") from exc
 
-HERALD, ROUND, READY = 0, 1, 2  # consumers: attempts, round windows, trigger source
-PAD = 8  # columns after a row's tags the sync search may read (engine_slots_kernels.h TT_PAD)
+HERALD, ROUND, READY = 0, 1, 2  # consumers (rows of ``ptr``): attempts, round windows, trigger source
 
 
 def with_headroom(need: int) -> int:
@@ -32,11 +32,11 @@ def with_headroom(need: int) -> int:
 
 
 def _split_tables(p: LabParams, slot_of: np.ndarray):
-    """The vector split's tables (engine_slots.process_chunk): 7 slots get a vector lane, by
+    """The vector split's tables (engine_slots.HeraldTables): 7 slots get a vector lane, by
     role in the order of their usual rates (sync, BSM, fluorescence, ready, settings); the
     others are counted behind a branch."""
     order = []
-    for role in (R_SYNC, R_BSM, R_FLUO, R_READY, R_SETTING):
+    for role in (Role.SYNC, Role.BSM, Role.FLUORESCENCE, Role.READY, Role.SETTING):
         order += [int(s) for s in p.slots(role) if int(s) not in order]
     order += [s for s in range(p.nslots) if s not in order]
     lanes, rest = order[:7], order[7:]
@@ -55,11 +55,12 @@ class SlotRows:
         ns = p.nslots
         self.nrows = ns + 1
         self.uses = np.zeros((3, self.nrows), bool)  # the junk row (last) has no reader
-        for consumer, roles in ((HERALD, R_SYNC | R_BSM), (ROUND, R_SETTING | R_FLUO), (READY, R_READY)):
+        for consumer, roles in ((HERALD, Role.SYNC | Role.BSM), (ROUND, Role.SETTING | Role.FLUORESCENCE),
+                                (READY, Role.READY)):
             self.uses[consumer, p.slots(roles)] = True
         self._uses8 = self.uses.view(np.uint8)
-        self.bsm_slots = p.slots(R_BSM)
-        sync = p.slots(R_SYNC)
+        self.bsm_slots = p.slots(Role.BSM)
+        sync = p.slots(Role.SYNC)
         self.sync_slot = int(sync[0]) if sync.size else -1
         self.delay = np.append(p.slot_delay, 0).astype(np.int64)
         self.slot_of = np.append(np.where(p.slot_of < 0, ns, p.slot_of), ns).astype(np.int32)

@@ -10,7 +10,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .._cext.streamcheck import first_backward_step
 from ..chunk import LOST_DTYPE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
+from ..custody import AtomicOutput
 from ..errors import DataValidationError, FormatError, SetupError, TimetagWarning
 
 
@@ -87,8 +89,6 @@ def first_time_fault(t: np.ndarray, last: int, tolerance: int = 0, max_jump_ps: 
     Each tag is judged against the latest good time before it (:func:`time_fault`).  ``ordered``: the caller has
     already found that no tag goes backwards (the dump kernel checks that as it splits).
     """
-    from .._cext.streamcheck import first_backward_step
-
     n = t.size
     end = n
     if not ordered and n:
@@ -143,8 +143,6 @@ def growing_blocks(start: int, stop: int, first: int = 1 << 12) -> Iterator[tupl
 def write_new(target, write, *, force: bool = False) -> Path:
     """Write ``target`` through custody: ``write(partial_path)`` fills a new file, renamed over ``target`` when it
     returns (an existing ``target`` only with ``force``, and untouched until then)."""
-    from ..custody import AtomicOutput
-
     with AtomicOutput(target, force=force) as out:
         write(out.partial)
     return Path(target)

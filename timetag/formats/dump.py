@@ -1,7 +1,8 @@
 """Swabian Instruments Time Tagger legacy ``Dump`` file: 16-byte records, no header.
 
-Record: ``uint8 type, uint8 reserved, uint16 missed_events, int32 channel, int64 time`` (ps).
-Types: 0 TimeTag, 1 Error, 2 OverflowBegin, 3 OverflowEnd, 4 MissedEvents.
+Record: ``uint8 type, uint8 reserved, uint16 missed_events, int32 channel, int64 time`` (ps), the struct
+``tt_dump_record`` of ``cext/tt_records.h``.  Types (:class:`timetag.constants.DumpType`): 0 TimeTag, 1 Error,
+2 OverflowBegin, 3 OverflowEnd, 4 MissedEvents.
 Non-tag records become lost-data events of the stream (:mod:`timetag.chunk`).  Every record is checked on the
 way (:class:`DumpDecoder`: unknown type, nonzero reserved byte, time order); a bad record raises after the good
 records before it, or becomes lost data (``on_bad_record``).
@@ -18,7 +19,8 @@ import numpy as np
 
 from ._common import (INT64_MIN, BadRecords, TagWriter, check_bad_record_options, first_time_fault, growing_blocks,
                       time_fault, times_ok, write_new)
-from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
+from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk, empty_lost
+from ..constants import DumpType, LostKind
 from ..errors import DataValidationError, FormatError, TimetagWarning
 
 NAME = "dump"
@@ -26,8 +28,14 @@ EXTENSIONS = (".dump", ".ttdump", ".bin")
 RECORD_DTYPE = np.dtype([("type", "u1"), ("reserved", "u1"), ("missed_events", "<u2"), ("channel", "<i4"), ("time", "<i8")])
 RECORD_SIZE = RECORD_DTYPE.itemsize  # 16
 
-TYPE_TAG, TYPE_ERROR, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_MISSED = 0, 1, 2, 3, 4
-_LOST_KIND = np.array([0, ERROR, OVERFLOW_BEGIN, OVERFLOW_END, MISSED], dtype=np.uint8)
+TYPE_TAG, TYPE_ERROR, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_MISSED = DumpType  # their former names
+# a lost-data event's kind <-> the record type that carries it
+_KINDS = {LostKind.ERROR: DumpType.ERROR, LostKind.OVERFLOW_BEGIN: DumpType.OVERFLOW_BEGIN,
+          LostKind.OVERFLOW_END: DumpType.OVERFLOW_END, LostKind.MISSED: DumpType.MISSED}
+_LOST_KIND = np.zeros(len(DumpType), np.uint8)
+_LOST_KIND[list(_KINDS.values())] = list(_KINDS)
+KIND_TO_TYPE = np.zeros(256, np.uint8)  # by LOST_DTYPE's uint8 kind; 0 (a tag) for kinds that are not lost data
+KIND_TO_TYPE[list(_KINDS)] = list(_KINDS.values())
 
 
 def sniff(path, head: bytes) -> bool:
@@ -355,44 +363,54 @@ def decode_records(rec: np.ndarray, offset: int = 0, path=None) -> TagChunk:
     return TagChunk(rec["time"][is_tag], rec["channel"][is_tag], _lost_events(rec[~is_tag]), offset=offset)
 
 
+def encode_records(time, channel, lost_time, lost_type, lost_channel, lost_count, out) -> int:
+    """Tags and lost events (their record types ``lost_type``) as dump records in ``out``, merged in time order:
+    a lost event goes after the tags of equal time.  ``out``: RECORD_DTYPE records, or any C-contiguous buffer
+    of whole records (e.g. uint64 pairs).  Returns the number of records.  The one record encoder: the writer
+    and the simulator's output both go through it."""
+    from .._cext.fmt_dump import encode_records as encode
+
+    rec = out if out.dtype == RECORD_DTYPE else out.reshape(-1).view(RECORD_DTYPE)
+    return encode(np.ascontiguousarray(time, np.int64), np.ascontiguousarray(channel, np.int32),
+                  np.ascontiguousarray(lost_time, np.int64), np.ascontiguousarray(lost_type, np.uint8),
+                  np.ascontiguousarray(lost_channel, np.int32), np.ascontiguousarray(lost_count, np.int64), rec)
+
+
+def _encode_into(chunk: TagChunk, out: np.ndarray) -> int:
+    lost = chunk.lost
+    types = KIND_TO_TYPE[lost["kind"]]
+    if not types.all():
+        raise ValueError(f"lost-data event of unknown kind {int(lost['kind'][types == 0][0])}")
+    return encode_records(chunk.time, chunk.channel, lost["time"], types, lost["channel"], lost["count"], out)
+
+
 def encode_chunk(chunk: TagChunk) -> np.ndarray:
     """Tags and lost events of one chunk as dump records, merged in time order (lost events after equal-time tags)."""
-    n, m = len(chunk), chunk.lost.size
-    rec = np.zeros(n + m, RECORD_DTYPE)
-    if m == 0:
-        rec["time"] = chunk.time
-        rec["channel"] = chunk.channel
-        return rec
-    kind_to_type = np.zeros(5, np.uint8)
-    kind_to_type[[ERROR, OVERFLOW_BEGIN, OVERFLOW_END, MISSED]] = [TYPE_ERROR, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END, TYPE_MISSED]
-    pos = np.searchsorted(chunk.time, chunk.lost["time"], side="right") + np.arange(m)
-    is_lost = np.zeros(n + m, bool)
-    is_lost[pos] = True
-    rec["time"][~is_lost] = chunk.time
-    rec["channel"][~is_lost] = chunk.channel
-    rec["time"][is_lost] = chunk.lost["time"]
-    rec["channel"][is_lost] = chunk.lost["channel"]
-    rec["type"][is_lost] = kind_to_type[chunk.lost["kind"]]
-    rec["missed_events"][is_lost] = np.minimum(chunk.lost["count"], 65535)
+    rec = np.empty(len(chunk) + chunk.lost.size, RECORD_DTYPE)
+    _encode_into(chunk, rec)
     return rec
 
 
 class DumpWriter(TagWriter):
-    """Streaming writer: ``write(chunk)`` appends; use as a context manager."""
+    """Streaming writer: ``write(chunk)`` appends; use as a context manager.  Records are encoded into one
+    reused buffer (fresh record arrays per chunk would dominate at simulator rates)."""
 
     def __init__(self, path):
         self.path = Path(path)
         self._fh = open(self.path, "xb")
+        self._buf = np.empty(0, RECORD_DTYPE)
         self.records = 0
 
     def write(self, chunk: TagChunk) -> None:
-        rec = encode_chunk(chunk)
-        rec.tofile(self._fh)
-        self.records += rec.size
+        n = len(chunk) + chunk.lost.size
+        if self._buf.size < n:
+            self._buf = np.empty(n + n // 4 + 1024, RECORD_DTYPE)
+        k = _encode_into(chunk, self._buf)
+        self._fh.write(self._buf[:k].view(np.uint8))
+        self.records += k
 
     def close(self) -> None:
         self._fh.close()
-
 
 
 def write_dump(path, chunks: Iterable[TagChunk] | TagChunk, *, force: bool = False) -> int:

@@ -18,10 +18,12 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+import h5py
 import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk, empty_lost
 from ..errors import FormatError, TimetagWarning
+from ..provenance import provenance as make_prov, read_h5_provenance, write_h5_provenance
 from ._common import GuardedReader, OrderGuard, TagWriter, check_bad_record_options, check_readable
 
 NAME = "h5"
@@ -46,8 +48,6 @@ class H5TagReader(GuardedReader):
     def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE, check_order: bool = True,
                  timestamps_unit_s: float | None = None, on_bad_record: str = "fail",
                  max_jump_ps: int | None = None, **_ignored):
-        import h5py
-
         self.path = check_readable(path)
         self.chunk_size = max(int(chunk_size), 1)
         self.check_order = check_order
@@ -97,8 +97,6 @@ class H5TagReader(GuardedReader):
 
     @property
     def meta(self) -> dict:
-        from ..provenance import read_h5_provenance
-
         m = {"group": self.group, "timetag_file": self.own, "timestamps_unit_s": self.timestamps_unit_s,
              "lab": _attr_str(self._f.attrs.get("lab")), "lost_events": int(self.lost.size)}
         if self.own:
@@ -156,10 +154,6 @@ class H5TagWriter(TagWriter):
 
     def __init__(self, path, lab: str | None = None, resolution_ps: float = 1, provenance: dict | None = None,
                  compression: str | None = "gzip", swmr: bool = False, **_ignored):
-        import h5py
-
-        from ..provenance import provenance as make_prov, write_h5_provenance
-
         self.path = Path(path)
         self.swmr = bool(swmr)
         self._f = f = h5py.File(self.path, "w-", **({"libver": "latest"} if self.swmr else {}))

@@ -25,18 +25,19 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from ..constants import PTU_MARKER_BASE, PTU_SYNC_CHANNEL, PtuFamily, PtuWrap
 from ..errors import FormatError, TimetagWarning
 from ._common import TagWriter, check_readable, write_new
 
 NAME = "ptu"
 EXTENSIONS = (".ptu",)
 MAGIC = b"PQTTTR\0\0"
-SYNC_CHANNEL = 64
-MARKER_BASE = 100
+SYNC_CHANNEL = PTU_SYNC_CHANNEL
+MARKER_BASE = PTU_MARKER_BASE
 
 STATE_FIELDS = ("overflow", "n_overflow", "n_marker", "n_sync", "n_invalid", "n_photon")
 
-FAM_PICOHARP, FAM_HH1, FAM_HH2 = 0, 1, 2
+FAM_PICOHARP, FAM_HH1, FAM_HH2 = PtuFamily.PICOHARP, PtuFamily.HYDRAHARP1, PtuFamily.HYDRAHARP2
 # record type code -> (device, family, is_t3)
 RECORD_TYPES = {
     0x00010203: ("PicoHarp 300 T2", FAM_PICOHARP, False),
@@ -328,7 +329,7 @@ def _acq_time(tags: dict):
 
 # ----------------------------------------------------------------------------------------------------------- writer
 WRITE_RECTYPE = 0x01010204          # HydraHarp v2 T2: readable by every PTU reader we know
-_T2_WRAP = 33554432
+_T2_WRAP = int(PtuWrap.T2_HYDRAHARP2)
 # The format allows counts up to 2**25-1, but some readers (ptufile 2026.2) multiply the count by the wrap
 # in 32 bits; at most 127 wraps per record keeps every reader right at the cost of more records for long gaps.
 _MAX_OFL_COUNT = 127

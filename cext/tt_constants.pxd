@@ -1,0 +1,48 @@
+# Cython's view of tt_constants.h (the values live there only).
+from libc.stdint cimport int64_t
+
+cdef extern from "tt_constants.h":
+    const int64_t TT_INF
+    enum:
+        TT_PAD
+        TT_MAX_SLOTS
+        TT_MAX_LAB_CHANNELS
+        TT_MAX_BSM_DETECTORS
+        TT_PATTERN_NONE
+        TT_PATTERN_PSI_PLUS
+        TT_PATTERN_PSI_MINUS
+        TT_PATTERN_OTHER
+        TT_SETTING_NONE
+        TT_FLAG_LOST_DATA
+        TT_FLAG_SETTING_MISSING
+        TT_FLAG_SETTING_AMBIGUOUS
+        TT_FLAG_HERALD_WITHOUT_READY
+        TT_FLAG_READY_WITHOUT_HERALD
+        TT_FLAG_TRUNCATED
+        TT_TRIGGER_HERALD
+        TT_TRIGGER_READY
+        TT_TRIGGER_BOTH
+        TT_ROLE_SYNC
+        TT_ROLE_BSM
+        TT_ROLE_READY
+        TT_ROLE_SETTING
+        TT_ROLE_FLUORESCENCE
+        TT_LOST_OVERFLOW_BEGIN
+        TT_LOST_OVERFLOW_END
+        TT_LOST_MISSED
+        TT_LOST_ERROR
+        TT_DUMP_TAG
+        TT_DUMP_ERROR
+        TT_DUMP_OVERFLOW_BEGIN
+        TT_DUMP_OVERFLOW_END
+        TT_DUMP_MISSED
+        TT_PTU_FAMILY_PICOHARP
+        TT_PTU_FAMILY_HYDRAHARP1
+        TT_PTU_FAMILY_HYDRAHARP2
+        TT_PTU_SYNC_CHANNEL
+        TT_PTU_MARKER_BASE
+        TT_PTU_T2_WRAP_PICOHARP
+        TT_PTU_T2_WRAP_HYDRAHARP1
+        TT_PTU_T2_WRAP_HYDRAHARP2
+        TT_PTU_T3_WRAP_PICOHARP
+        TT_PTU_T3_WRAP_HYDRAHARP
