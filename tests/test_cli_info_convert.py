@@ -100,7 +100,7 @@ def test_convert_swmr_output_is_followable(tmp_path):
 
     src = tmp_path / "a.dump"
     write_tags(src, [TagChunk(np.arange(1, 1001) * 10, np.arange(1000) % 3)], format="dump")
-    from timetag.commands.convert import convert
+    from timetag.formats.convert import convert
 
     convert(src, tmp_path / "a.h5", swmr=True)
     convert(src, tmp_path / "plain.h5")
@@ -116,7 +116,7 @@ def test_convert_swmr_refuses_non_hdf5(tmp_path):
     import pytest
 
     from timetag.chunk import TagChunk
-    from timetag.commands.convert import convert
+    from timetag.formats.convert import convert
     from timetag.errors import SetupError
     from timetag.formats import write_tags
 

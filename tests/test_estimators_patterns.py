@@ -6,7 +6,7 @@ import pytest
 
 from timetag.estimators import chsh, correlators, estimate, estimate_from_pairs, qber, tally, to_psi_plus_frame
 from timetag.estimators.model import p_same, sample_pairs
-from timetag.join import join_rounds, sift
+from timetag.estimators.join import join_rounds, sift
 from timetag.records import PATTERN_NONE, PATTERN_OTHER, PATTERN_PSI_MINUS, PATTERN_PSI_PLUS, ROUND_DTYPE
 
 # the paper's angles, written out here so the checks do not lean on the package's own tables

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from timetag.errors import EstimationError
-from timetag.join import estimate_clock, join_rounds, map_alice_to_bob, sift
+from timetag.estimators.join import estimate_clock, join_rounds, map_alice_to_bob, sift
 from timetag.records import FLAG_LOST_DATA, ROUND_DTYPE, SETTING_NONE
 
 

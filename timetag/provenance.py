@@ -8,6 +8,8 @@ import platform
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from ._version import __version__
 
 
@@ -107,9 +109,8 @@ def read_h5_provenance(h5obj) -> dict:
 
 
 def jsonable(obj, max_array: int | None = None):
-    """Plain JSON types from nested dicts/lists/numpy values; arrays longer than ``max_array`` are elided."""
-    import numpy as np
-
+    """Plain JSON types from nested dicts/lists/numpy values and typed results (``to_json()``); arrays longer than
+    ``max_array`` are elided."""
     if hasattr(obj, "to_json"):
         return jsonable(obj.to_json(), max_array)
     if isinstance(obj, dict):

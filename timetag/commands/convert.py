@@ -1,71 +1,16 @@
-"""`timetag convert IN OUT`: stream a tag file into another format."""
+"""`timetag convert IN OUT`: stream a tag file into another format (:func:`timetag.formats.convert.convert`),
+with a progress bar on stderr."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..chunk import DEFAULT_CHUNK_SIZE
-
-
-def convert(src, dst, format: str | None = None, in_format: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-            drop_lost: bool = False, tolerance_ps: int = 0, progress: bool = False, swmr: bool = False,
-            force: bool = False) -> dict:
-    """Convert ``src`` to ``dst`` chunk by chunk; returns a small summary (tags written, formats).
-
-    The output goes through custody (:class:`~timetag.custody.AtomicOutput`): written as ``<dst>.partial`` and
-    renamed to ``dst`` when complete; ``dst`` is never the input (also through a link), an existing ``dst`` is
-    replaced only with ``force`` (and stays whole until then), and a failed conversion leaves nothing behind.
-    With ``swmr`` the partial file is the one to follow while it grows.
-    """
-    from ..custody import AtomicOutput
-    from ..errors import SetupError
-    from ..formats import _check_format_name, _format_from_extension, open_tags, writer_for
-    from ..provenance import provenance
-
-    src, dst = Path(src), Path(dst)
-    # the partial file's extension is '.partial': the format comes from the target, decided here
-    fmt = _check_format_name(format.lower()) if format else _format_from_extension(dst)
-    if swmr and fmt != "h5":
-        raise SetupError("--swmr applies to HDF5 output only", key="swmr")
-    opts = {"tolerance_ps": tolerance_ps} if tolerance_ps else {}
-    n = 0
-    with AtomicOutput(dst, inputs=[src], force=force) as out:
-        reader = open_tags(src, chunk_size=chunk_size, format=in_format, **opts)
-        if tolerance_ps and reader.format != "qutag":  # the other readers would ignore it without a word
-            raise SetupError(f"--tolerance-ps reorders quTAG files only; {src} is {reader.format}",
-                             key="tolerance_ps")
-        meta = {"resolution_ps": reader.resolution_ps, "name": dst,  # name: for messages, not the partial file's
-                "provenance": provenance(inputs=[src], converted_from=reader.format)}
-        if drop_lost:
-            meta["drop_lost"] = True
-        if swmr:
-            meta["swmr"] = True
-        writer = writer_for(out.partial, fmt, **meta)
-        if swmr and progress:
-            import typer
-
-            typer.echo(f"writing {out.partial} (SWMR: follow it while it grows; renamed to {dst} when complete)",
-                       err=True)
-        with writer:
-            if progress:
-                from rich.console import Console
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-                cols = [TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-                with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
-                    task = bar.add_task("convert", total=reader.records)
-                    for chunk in reader:
-                        writer.write(chunk)
-                        n += len(chunk)
-                        bar.update(task, completed=n)
-            else:
-                for chunk in reader:
-                    writer.write(chunk)
-                    n += len(chunk)
-    return {"tags": n, "from": reader.format, "to": fmt, "output": str(dst),
-            "lost_dropped": getattr(writer, "lost_dropped", 0)}
+from ..formats.convert import convert
 
 
 def register(app):
@@ -96,8 +41,21 @@ def register(app):
         A progress bar is shown on stderr. The output is written as OUT.partial and renamed when complete;
         an existing OUT is replaced only with --force, and the input is never overwritten.
         """
-        s = convert(src, dst, format=format, in_format=in_format, chunk_size=chunk_size, drop_lost=drop_lost,
-                    tolerance_ps=tolerance_ps, progress=True, swmr=swmr, force=force)
+        cols = [TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("convert", total=None, start=False)
+
+            def opened(partial: Path) -> None:
+                if swmr:
+                    bar.console.print(f"writing {partial} (SWMR: follow it while it grows; renamed to {dst} when "
+                                      "complete)", markup=False, highlight=False, soft_wrap=True)
+
+            def advanced(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+                bar.start_task(task)
+
+            s = convert(src, dst, format=format, in_format=in_format, chunk_size=chunk_size, drop_lost=drop_lost,
+                        tolerance_ps=tolerance_ps, swmr=swmr, force=force, progress=advanced, on_open=opened)
         msg = f"{s['tags']} tags {s['from']} -> {s['output']}"
         if s["lost_dropped"]:
             msg += f" ({s['lost_dropped']} lost-data events dropped)"

@@ -6,6 +6,14 @@ import math
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..custody import check_target
+from ..errors import EstimationError
+
+PROTOCOL_LABELS = (("random_basis", "random key basis"), ("original", "original protocol"))
 
 
 def register(app):
@@ -36,8 +44,9 @@ def register(app):
                                    "old file stays until the new one is complete."),
     ):
         """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
-        from ..errors import EstimationError
+        # the estimators pull in scipy (most of a second): loaded when the command runs, not for `timetag --help`
         from ..estimators.pipeline import estimate
+        from ..estimators.plots import plot_targets, require_matplotlib, write_plots
 
         if flagged not in ("keep", "drop"):
             raise EstimationError(f"--flagged must be 'keep' or 'drop', got {flagged!r}")
@@ -47,29 +56,20 @@ def register(app):
         inputs = [p for p in (alice_rounds, bob_rounds, setup) if p is not None]
         if plots is not None:
             # refused before the (slow) estimate, not after it
-            from ..custody import check_target
-            from ..estimators.plots import plot_targets, require_matplotlib
-
             require_matplotlib("--plots")
             for target in plot_targets(plots):
                 check_target(target, inputs=inputs, force=force)
-        res = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
+        est = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
                        offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns,
                        accept_incomplete=accept_incomplete)
         if plots is not None:
-            from ..estimators.plots import write_plots
-
-            res["plots"] = [str(p) for p in write_plots(res, plots, force=force, inputs=inputs)]
+            est.plots = [str(p) for p in write_plots(est, plots, force=force, inputs=inputs)]
+        res = est.to_json()
         if as_json:
             for inc in res["incomplete_inputs"]:
                 typer.secho(f"! {inc['message']}", err=True, fg="red")
             typer.echo(json.dumps(res, allow_nan=False))
             return
-        from rich.console import Console
-        from rich.markup import escape
-
-        from ..estimators.report import render_table
-
         con = Console(width=max(100, Console().width))
         con.print(render_table(res))
         for inc in res["incomplete_inputs"]:
@@ -90,3 +90,54 @@ def register(app):
 
 def _f3(v):
     return "-" if v is None else f"{v:.3f}"
+
+
+def _fmt(v, err=None, digits=3):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    s = f"{v:.{digits}f}"
+    if err is not None:
+        s += f" ± {err:.{digits}f}"
+    return s
+
+
+def render_table(res: dict) -> Table:
+    """A rich Table in the layout of the paper's results (E_xy, S, Q0, Q1, Q, rates, block length), from the
+    JSON object of an estimate."""
+    incomplete = res.get("incomplete_inputs") or []
+    title = f"DIQKD estimate — {res['rounds']} rounds" + (" (INCOMPLETE INPUT)" if incomplete else "")
+    t = Table(title=title, show_header=True, header_style="bold")  # the '!' lines below it say which and why
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_column("N / note", justify="right")
+    for xy in ("2,0", "3,0", "2,1", "3,1"):
+        t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy]), str(res["N"][xy]))
+    t.add_row("S", _fmt(res["S"], res["S_err"]), str(res["test_rounds"]), end_section=True)
+    t.add_row("Q0", _fmt(res["Q0"], res["Q0_err"], 4), str(res["N"]["0,0"]))
+    t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4), str(res["N"]["1,1"]))
+    t.add_row("Q", _fmt(res["Q"], res["Q_err"], 4), str(res["key_rounds"]), end_section=True)
+    bay = res.get("bayes", {})
+    for p, label in PROTOCOL_LABELS:
+        note = ""
+        if p in bay.get("key_rate_per_event", {}):
+            ci = bay["key_rate_per_event"][p]["ci"]
+            note = f"{int(100 * bay['key_rate_per_event'][p]['level'])}% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
+        t.add_row(f"key rate / event ({label})", _fmt(res["key_rate_per_event"][p]), note)
+    th = res["thresholds_depolarising"]
+    t.add_row("depolarising threshold Q", f"{100 * th['random_basis']['Q']:.2f} % / {100 * th['original']['Q']:.2f} %",
+              "random basis / original")
+    if "worst_case" in res:
+        wc = res["worst_case"]
+        shown = {p for p, _ in PROTOCOL_LABELS}
+        pos = ", ".join(f"{k}: {'+' if v else '-'}" for k, v in wc["positive"].items() if k in shown)
+        t.add_row(f"worst case ({100 * wc['prob_error']:.0f} %)",
+                  f"S {wc['S']:.4f}, Q {max(wc['Q0'], wc['Q1']):.3f}", pos)
+    mbl = res["min_block_length"]
+    t.add_row("finite-key min. block length", "-" if mbl is None else (mbl if isinstance(mbl, str) else f"{mbl:.3g}"),
+              f"eps {res['finite_key']['eps']:g}, f_EC {res['finite_key']['f_ec']:g}", end_section=True)
+    fid = res["fidelity"]
+    t.add_row("fidelity bound F >=", _fmt(fid["F"], fid["F_err"]),
+              "V = " + ", ".join(_fmt(v) for v in fid["V"]))
+    return t

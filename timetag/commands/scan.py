@@ -4,6 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from ..distributed.scan import rich_table, run_scan
+from ..errors import SetupError
 
 
 def register(app):
@@ -26,10 +30,8 @@ def register(app):
 
         Existing outputs in OUT are refused (all named) unless --force; every file appears only when complete.
         scan.png needs matplotlib (without it the scan writes the table files only, and says so)."""
-        from rich.console import Console
-
-        from ..distributed.scan import parse_vary, rich_table, run_scan
-        from ..errors import SetupError
+        # the estimators package pulls in scipy (most of a second): not for `timetag --help`
+        from ..estimators.plots import have_matplotlib
 
         if bob_files < 1 or bob_files >= len(alice_tags):
             raise SetupError(f"give Alice's tag file(s) then Bob's {bob_files} file(s) "
@@ -38,8 +40,6 @@ def register(app):
         for p in alice_tags:
             if not p.is_file():
                 raise SetupError(f"tag file not found: {p}", key="files")
-        from ..estimators.plots import have_matplotlib
-
         plot = have_matplotlib()
         rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size, force=force,
                         plot=plot)

@@ -5,6 +5,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import SetupError
 
 HELP = (
     "Simulate the two-lab DIQKD link and write what the two time taggers would record.\n\n"
@@ -51,10 +55,7 @@ def register(app):
         force: bool = typer.Option(False, "--force", help="Replace existing files in OUT; the old files stay "
                                    "until the new ones are complete."),
     ):
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ..errors import SetupError
+        # the simulator compiles numba kernels on import (seconds on a cold cache): not for `timetag --help`
         from ..simulator import expected_stats, load_preset, simulate
         from ..simulator.run import check_outputs
 

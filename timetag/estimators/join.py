@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import EstimationError
-from .records import PATTERN_CODES, PATTERN_NAMES, ROUND_DTYPE, SETTING_NONE
+from ..errors import EstimationError
+from ..records import PATTERN_CODES, PATTERN_NAMES, ROUND_DTYPE, SETTING_NONE
+from .patterns import pattern_counts, round_patterns, to_psi_plus_frame
 
 DEFAULT_MAX_DRIFT = 2e-6     # relative clock drift bound (rubidium/quartz references: <~1 ppm)
 DEFAULT_JITTER_PS = 20_000   # absolute slack on an interval (trigger jitter is ~ns)
@@ -266,8 +267,6 @@ def sift(alice, bob, join: JoinResult, flagged: str = "keep", patterns=None) -> 
     Bob's input of Psi- pairs is returned in the Psi+ frame (y -> 1 - y); ``patterns`` (names such as
     ``["psi+"]`` or ``"psi+,psi-"``; default all) selects pairs by herald pattern.
     """
-    from .estimators.patterns import pattern_counts, round_patterns, to_psi_plus_frame
-
     if flagged not in ("keep", "drop"):
         raise EstimationError(f"flagged policy must be 'keep' or 'drop', got {flagged!r}")
     sel = _pattern_filter(patterns)

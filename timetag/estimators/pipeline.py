@@ -1,19 +1,21 @@
-"""Two rounds files (or RoundsData) -> join -> sift -> every estimator: the JSON object of `timetag estimate`."""
+"""Two rounds files (or RoundsData) -> join -> sift -> every estimator: the :class:`~.result.Estimate` of
+`timetag estimate` (its ``to_json()`` is the command's JSON object)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-
-from ..errors import EstimationError
+from ..custody import describe
+from ..errors import EstimationError, IncompleteError
+from ..roundsfile import RoundsData, incomplete_message, read_rounds
+from ..setupfile import Setup, load_setup
 from .counts import tally
+from .join import join_rounds, sift
 from .report import estimate_from_counts
+from .result import Clock, Estimate, Files, IncompleteInput, JoinSummary, OtherPolicy, SiftStats
 
 
 def _load(obj, what: str, accept_incomplete: bool = False):
-    from ..errors import IncompleteError
-    from ..roundsfile import RoundsData, incomplete_message, read_rounds
-
     if isinstance(obj, RoundsData):
         if not obj.complete and not accept_incomplete:
             raise IncompleteError(incomplete_message(_name(obj), obj.completion, obj.completion_reason,
@@ -27,8 +29,6 @@ def _load(obj, what: str, accept_incomplete: bool = False):
 def incomplete_inputs(*datas) -> list[dict]:
     """The inputs whose run did not complete (accepted with ``accept_incomplete``): file, lab, state, reason,
     the rounds it holds, and one sentence saying so (the ``!`` line of `timetag estimate`)."""
-    from ..custody import describe
-
     out = []
     for d in datas:
         if d.complete:
@@ -80,8 +80,6 @@ def clock_from_setup(setup) -> tuple[dict | None, str, str]:
     Returns (table or None, the setup's name for messages, its hash).  The table must give ``offset_ps``
     and ``drift`` (model ``t_bob = t_alice + offset_ps + drift * t_alice``).
     """
-    from ..setupfile import Setup, load_setup
-
     if isinstance(setup, (str, Path)):
         where = str(setup)
         setup = load_setup(setup)
@@ -133,9 +131,10 @@ def resolve_clock(offset_ps=None, drift=None, clock: dict | None = None, clock_n
 def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int | None = 0, *,
              offset_ps: float | None = None, drift: float | None = None, tolerance_ps: float | None = None,
              prob_error: float = 0.03, finite_key: dict | None = None, strict: bool = True,
-             clock: dict | None = None, setup=None, patterns=None, accept_incomplete: bool = False) -> dict:
-    """Join, sift and estimate; returns the JSON-ready dict (see :func:`estimate_from_counts`) plus
-    ``join``, ``sift`` and ``flagged_other_policy`` (S, Q, rates with the other flag policy).
+             clock: dict | None = None, setup=None, patterns=None, accept_incomplete: bool = False) -> Estimate:
+    """Join, sift and estimate: the numbers of :func:`estimate_from_counts` plus ``join``, ``sift``, ``files``
+    and ``flagged_other_policy`` (S, Q, rates with the other flag policy), as an :class:`~.result.Estimate`
+    (``to_json()``: the JSON object of ``timetag estimate --json``; ``est["S"]`` works too).
 
     Clock for the join, per parameter: explicit ``offset_ps`` / ``drift`` first, then ``clock`` (a dict
     with ``offset_ps`` and ``drift``), then the ``[clock]`` table of ``setup`` (path or Setup, as written by
@@ -146,8 +145,6 @@ def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int 
     :class:`~timetag.errors.IncompleteError` unless ``accept_incomplete``; then ``incomplete_inputs`` lists it
     (file, state, reason, rounds) -- the key is always there, empty when every input is complete.
     """
-    from ..join import join_rounds, sift
-
     a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete))
     incomplete = incomplete_inputs(a, b)
     notes = []
@@ -183,23 +180,24 @@ def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int 
     if strict and sf.stats["key"] == 0:
         raise EstimationError(f"no key rounds (X = Y in {{0,1}}) among {j.n_pairs} joined rounds of "
                               f"{_name(a)} and {_name(b)}: the QBER cannot be estimated")
-    res = estimate_from_counts(tally(sf.x, sf.y, sf.a, sf.b), samples=samples, seed=seed, prob_error=prob_error,
-                               finite_key=finite_key)
+    report = estimate_from_counts(tally(sf.x, sf.y, sf.a, sf.b), samples=samples, seed=seed,
+                                  prob_error=prob_error, finite_key=finite_key)
     other = "drop" if flagged == "keep" else "keep"
     so = sift(a, b, j, other, patterns)
     ro = estimate_from_counts(tally(so.x, so.y, so.a, so.b), samples=0)
-    res["flagged_other_policy"] = {"policy": other, "rounds": ro["rounds"], "S": ro["S"], "Q": ro["Q"],
-                                   "key_rate_per_event": ro["key_rate_per_event"]}
-    res["join"] = j.summary()
     clock_info.update(offset_ps=float(j.offset_ps), drift=float(j.drift), label=_clock_label(clock_info, j))
-    res["join"]["clock"] = clock_info
-    res["sift"] = sf.stats
+    joined = JoinSummary(**j.summary(), clock=Clock(**clock_info))
     if sf.stats["pattern_conflicts"]:
-        res["join"]["notes"].append(f"{sf.stats['pattern_conflicts']} pairs carry different herald patterns in the "
-                                    "two files; Alice's (the BSM's) was used")
-    res["files"] = {"alice": _name(a), "bob": _name(b), "setup_hash": a.setup_hash or b.setup_hash}
-    res["incomplete_inputs"] = incomplete
-    return res
+        joined.notes.append(f"{sf.stats['pattern_conflicts']} pairs carry different herald patterns in the "
+                            "two files; Alice's (the BSM's) was used")
+    return Estimate.from_report(
+        report,
+        flagged_other_policy=OtherPolicy(policy=other, rounds=ro["rounds"], S=ro["S"], Q=ro["Q"],
+                                         key_rate_per_event=ro["key_rate_per_event"]),
+        join=joined,
+        sift=SiftStats(**sf.stats),
+        files=Files(alice=_name(a), bob=_name(b), setup_hash=a.setup_hash or b.setup_hash),
+        incomplete_inputs=[IncompleteInput(**inc) for inc in incomplete])
 
 
 def _clock_label(info: dict, j) -> str:

@@ -1,6 +1,9 @@
 """Figures like the paper's Fig. 4 (correlation probabilities) and Fig. 5 (finite-key rate vs block length).
 
-matplotlib is imported lazily with the Agg backend so that the estimators never need a display.
+matplotlib is optional and imported only when a figure is drawn.  The figures are plain
+:class:`matplotlib.figure.Figure` objects, never pyplot's: drawing one needs no display and leaves the caller's
+backend and pyplot state alone (a notebook keeps its inline backend), and the ``*_figure`` functions return the
+figure for the caller to show or save.
 
 Figures are saved through custody (:func:`save_figure`, :func:`save_figures`): drawn to ``<target>.partial`` with
 the format given explicitly (the partial name's extension says nothing), renamed over the target when complete,
@@ -9,11 +12,13 @@ never over an input, and an existing figure is replaced only with ``force``.  Th
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..custody import AtomicOutputs
 from ..errors import TimetagError
 from .chsh import ALPHA_DEG, BETA_DEG
 from .finitekey import FK_DEFAULTS, finite_key_length, min_block_length
@@ -36,14 +41,22 @@ def require_matplotlib(what: str = "--plots") -> None:
                            "pip install matplotlib)")
 
 
-def _plt():
+def new_figure(**kw):
+    """A :class:`matplotlib.figure.Figure` outside pyplot (``kw`` as for ``Figure``): no backend is chosen or
+    changed; it is saved through its own canvas and freed when no longer referenced."""
     require_matplotlib()
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    return Figure(**kw)
 
-    return plt
+
+def _release(figs) -> None:
+    # figures drawn through pyplot by other callers stay registered there until closed; ours never are.  pyplot
+    # is only consulted if the caller imported it (importing it here would pick a backend)
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        for fig in figs:
+            plt.close(fig)
 
 
 def figure_format(target) -> str:
@@ -59,30 +72,32 @@ def savefig_into(fig, out, **kw) -> Path:
 
 def save_figures(figs: Sequence, targets: Sequence, *, inputs: Iterable = (), force: bool = False,
                  dpi: int = 120) -> list[Path]:
-    """Save figures to their targets together (all or none), each through its partial file; closes the figures."""
-    from ..custody import AtomicOutputs
-
-    import matplotlib.pyplot as plt
-
+    """Save figures to their targets together (all or none), each through its partial file; closes figures that
+    were drawn through pyplot."""
     try:
         with AtomicOutputs(list(targets), inputs=list(inputs), force=force) as outs:
             for i, fig in enumerate(figs):
                 savefig_into(fig, outs[i], dpi=dpi)
     finally:
-        for fig in figs:
-            plt.close(fig)
+        _release(figs)
     return [Path(t) for t in targets]
 
 
 def save_figure(fig, target, *, inputs: Iterable = (), force: bool = False, dpi: int = 120) -> Path:
-    """Save one figure through custody (see the module docstring); closes it."""
+    """Save one figure through custody (see the module docstring)."""
     return save_figures([fig], [target], inputs=inputs, force=force, dpi=dpi)[0]
 
 
-def correlations_figure(res: dict):
+def _as_json(res) -> dict:
+    """The estimate's JSON object (an :class:`~.result.Estimate` or that object already)."""
+    return res.to_json() if hasattr(res, "to_json") else res
+
+
+def correlations_figure(res):
     """P(A = B) and P(A != B) for the 8 input pairs with the fitted sinusoids of the fidelity estimate."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    res = _as_json(res)
+    fig = new_figure(figsize=(9, 3.6))
+    axes = fig.subplots(1, 2, sharey=True)
     vis = res["fidelity"]["V"]
     for y, ax in enumerate(axes):
         order = [2, 0, 3, 1]  # the paper's order: increasing alpha + beta for y = 0
@@ -111,16 +126,13 @@ def correlations_figure(res: dict):
     return fig
 
 
-def plot_correlations(res: dict, path, *, force: bool = False, inputs: Iterable = ()) -> Path:
-    return save_figure(correlations_figure(res), path, inputs=inputs, force=force)
-
-
-def finite_key_figure(res: dict):
+def finite_key_figure(res):
     """Key rate per event l(N)/N versus block length N, with the asymptotic rate and N_min marked."""
-    plt = _plt()
+    res = _as_json(res)
     fk = dict(FK_DEFAULTS, **res.get("finite_key", {}))
     S, Q0, Q1 = res["S"], res["Q0"], res["Q1"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = new_figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     if None not in (S, Q0, Q1):
         N = np.logspace(3, 10, 300)
         r = finite_key_length(N, S, Q0, Q1, **fk) / N
@@ -142,27 +154,15 @@ def finite_key_figure(res: dict):
     return fig
 
 
-def plot_finite_key(res: dict, path, *, force: bool = False, inputs: Iterable = ()) -> Path:
-    return save_figure(finite_key_figure(res), path, inputs=inputs, force=force)
-
-
 def plot_targets(directory) -> list[Path]:
     """The files :func:`write_plots` writes into ``directory``."""
     return [Path(directory) / n for n in PLOT_NAMES]
 
 
-def write_plots(res: dict, directory, *, force: bool = False, inputs: Iterable = ()) -> list[Path]:
-    """correlations.png and finite_key.png in ``directory`` (created), written together through custody:
-    an existing figure is replaced only with ``force`` and stays whole until the new ones are complete."""
-    require_matplotlib()
-    figs = []
-    try:
-        figs.append(correlations_figure(res))
-        figs.append(finite_key_figure(res))
-    except BaseException:
-        import matplotlib.pyplot as plt
-
-        for f in figs:
-            plt.close(f)
-        raise
+def write_plots(res, directory, *, force: bool = False, inputs: Iterable = ()) -> list[Path]:
+    """Draw correlations.png and finite_key.png from an estimate (:class:`~.result.Estimate` or its JSON object)
+    and save them in ``directory`` (created) together through custody: an existing figure is replaced only with
+    ``force`` and stays whole until the new ones are complete."""
+    res = _as_json(res)
+    figs = [correlations_figure(res), finite_key_figure(res)]
     return save_figures(figs, plot_targets(directory), inputs=inputs, force=force)

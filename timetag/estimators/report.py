@@ -1,7 +1,8 @@
-"""The paper-style result: one JSON-ready dict from counts, and its rich table.
+"""The paper-style result: one JSON-ready dict from counts (the table is drawn by ``timetag estimate``).
 
 ``estimate_from_counts(n)`` is the single place that assembles every estimator; ``estimate_from_pairs``
-feeds it from plain per-round arrays (live mode's running S and Q).  Values that cannot be computed
+feeds it from plain per-round arrays that are already paired (rounds files go through the join and sift of
+:mod:`.pipeline`, live mode's through :mod:`.running`).  Values that cannot be computed
 (no rounds for an input pair, ...) are ``None`` in the dict, never NaN, so it serialises as strict JSON.
 """
 from __future__ import annotations
@@ -120,53 +121,3 @@ def estimate_from_pairs(x, y, a, b, pattern=None, **kw) -> dict:
         y = to_psi_plus_frame(y, pattern)
     return estimate_from_counts(tally(x, y, a, b), **kw)
 
-
-def _fmt(v, err=None, digits=3):
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    s = f"{v:.{digits}f}"
-    if err is not None:
-        s += f" ± {err:.{digits}f}"
-    return s
-
-
-def render_table(res: dict):
-    """A rich Table in the layout of the paper's results (E_xy, S, Q0, Q1, Q, rates, block length)."""
-    from rich.table import Table
-
-    incomplete = res.get("incomplete_inputs") or []
-    title = f"DIQKD estimate — {res['rounds']} rounds" + (" (INCOMPLETE INPUT)" if incomplete else "")
-    t = Table(title=title, show_header=True, header_style="bold")  # the '!' lines below it say which and why
-    t.add_column("quantity")
-    t.add_column("value", justify="right")
-    t.add_column("N / note", justify="right")
-    for xy in ("2,0", "3,0", "2,1", "3,1"):
-        t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy]), str(res["N"][xy]))
-    t.add_row("S", _fmt(res["S"], res["S_err"]), str(res["test_rounds"]), end_section=True)
-    t.add_row("Q0", _fmt(res["Q0"], res["Q0_err"], 4), str(res["N"]["0,0"]))
-    t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4), str(res["N"]["1,1"]))
-    t.add_row("Q", _fmt(res["Q"], res["Q_err"], 4), str(res["key_rounds"]), end_section=True)
-    bay = res.get("bayes", {})
-    for p, label in (("random_basis", "random key basis"), ("original", "original protocol")):
-        note = ""
-        if p in bay.get("key_rate_per_event", {}):
-            ci = bay["key_rate_per_event"][p]["ci"]
-            note = f"{int(100 * bay['key_rate_per_event'][p]['level'])}% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
-        t.add_row(f"key rate / event ({label})", _fmt(res["key_rate_per_event"][p]), note)
-    th = res["thresholds_depolarising"]
-    t.add_row("depolarising threshold Q", f"{100 * th['random_basis']['Q']:.2f} % / {100 * th['original']['Q']:.2f} %",
-              "random basis / original")
-    if "worst_case" in res:
-        wc = res["worst_case"]
-        pos = ", ".join(f"{k}: {'+' if v else '-'}" for k, v in wc["positive"].items() if k in PROTOCOLS_KEYS)
-        t.add_row(f"worst case ({100 * wc['prob_error']:.0f} %)",
-                  f"S {wc['S']:.4f}, Q {max(wc['Q0'], wc['Q1']):.3f}", pos)
-    mbl = res["min_block_length"]
-    t.add_row("finite-key min. block length", "-" if mbl is None else (mbl if isinstance(mbl, str) else f"{mbl:.3g}"),
-              f"eps {res['finite_key']['eps']:g}, f_EC {res['finite_key']['f_ec']:g}", end_section=True)
-    fid = res["fidelity"]
-    t.add_row("fidelity bound F >=", _fmt(fid["F"], fid["F_err"]),
-              "V = " + ", ".join(_fmt(v) for v in fid["V"]))
-    return t
