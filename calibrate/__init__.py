@@ -2,13 +2,32 @@
 
 ``calibrate_run(alice_paths, bob_paths, setup) -> (new_setup, report)`` does it all in one pass over each lab's
 tags; the pieces (histograms, fits, figure of merit) are usable on their own.
+
+A plugin of timetag (which never imports it): ``timetag calibrate`` (:mod:`calibrate.cli`) and the demo's
+calibrator (:func:`calibrate.api.calibrate_files`) are registered as entry points.
 """
 from __future__ import annotations
 
+import importlib
+
 import timetag  # noqa: F401  (first: it points numba's cache at the user's cache folder)
 
-from .api import STEPS, calibrate_lab, calibrate_run, collect
-from .report import CalibrationReport, Change
-from .window import FomParams
-
 __all__ = ["STEPS", "calibrate_run", "calibrate_lab", "collect", "CalibrationReport", "Change", "FomParams"]
+
+# `timetag` imports calibrate.cli at every start-up (its command plugin), which imports this package first: the
+# names below load their modules (scipy, numba) on first use instead
+_LAZY = {"STEPS": "api", "calibrate_run": "api", "calibrate_lab": "api", "collect": "api",
+         "CalibrationReport": "report", "Change": "report", "FomParams": "window"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,9 @@
-"""calibrate_run: one pass over each lab's tags, fits, and the updated setup."""
+"""calibrate_run: one pass over each lab's tags, fits, and the updated setup.
+
+The pass is one chain of stream processors (:func:`collect`): the engine itself measures the arrival histograms
+and the read-out counts that the fits turn into new delays, window and thresholds (see
+:mod:`calibrate.histograms`), beside the dark-count counter and the conditional-sync edge histogram.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -7,14 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from timetag.chunk import DEFAULT_CHUNK_SIZE
-from timetag.errors import CalibrationError, TimetagError
+from timetag.custody import AtomicOutputs, check_distinct, check_target
+from timetag.errors import CalibrationError
+from timetag.estimators.plots import savefig_into
+from timetag.formats import iter_stream
 from timetag.setupfile import LabSetup, Setup
+from timetag.stream import CountChannels, CountHistogram, LabEngine, StreamBroke, Tee, run_stream
 
 from .clock import ClockResult, calibrate_clock
 from .darkcounts import DarkCounter, DarkCountResult
-from .pulse import FWHM_TO_SIGMA, PULSE_FWHM_PS
 from .delays import DelayResult, calibrate_delays
-from .histograms import ArrivalHistogrammer, CountHistogrammer, count_histogram
+from .histograms import (ArrivalHistogram, GuardedArrivalHistogram, ReadoutCounts, SyncPeriod, measurement_lab,
+                         trimmed)
+from .plots import figures, plot_names, require_matplotlib, write_plots
+from .pulse import FWHM_TO_SIGMA, PULSE_FWHM_PS
 from .report import CalibrationReport
 from .thresholds import ThresholdResult, choose_threshold
 from .window import DetectorProfile, FomParams, WindowResult, choose_window, psi_minus_pairs, \
@@ -29,12 +40,13 @@ EDGE_GUARD_PS = 10_000             # ... leaving out clicks this close after a r
 
 @dataclass
 class LabData:
-    """What one pass over a lab's tags collects."""
+    """What one pass over a lab's tags measured."""
 
     lab: LabSetup
-    arrival: ArrivalHistogrammer | None = None
-    edge: ArrivalHistogrammer | None = None     # fine, guarded histogram for the conditional-sync edge
-    counts: CountHistogrammer | None = None
+    arrival: ArrivalHistogram | None = None
+    edge: GuardedArrivalHistogram | None = None   # fine, guarded histogram for the conditional-sync edge
+    counts: ReadoutCounts | None = None           # read-outs of whole windows, one per 'ready' tag
+    count_hist: np.ndarray | None = None          # their histogram (counts 0 .. the largest)
     dark: DarkCounter | None = None
     ready_times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     n_tags: int = 0
@@ -66,58 +78,93 @@ def arrival_range(lab: LabSetup) -> tuple[int, int]:
 
 
 def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE,
-            bin_ps: int | None = None, edge: bool = True) -> LabData:
-    """One streaming pass over a lab's tag files.
-
-    ``edge``: with ``sync_reference = 'next'`` (conditional-sync recording) also collect the finely
-    binned, guarded histogram in which :func:`calibrate.delays.locate_edge` finds each detector's
-    conditional-sync edge (see :mod:`calibrate.delays`).
-    """
-    from timetag.formats import iter_stream
-
-    data = LabData(lab)
-    has_bsm = lab.sync_channel is not None and len(lab.bsm) >= 2
-    rng = arrival_range(lab) if has_bsm else None
-    if has_bsm and ({"delays", "window"} & set(steps)):
-        data.arrival = ArrivalHistogrammer(lab, bin_ps=bin_ps, range_ps=rng)
-        if edge and "delays" in steps and lab.herald.sync_reference == "next":
-            data.edge = ArrivalHistogrammer(lab, bin_ps=EDGE_BIN_PS, range_ps=rng, guard_ps=EDGE_GUARD_PS)
-    if "thresholds" in steps and lab.ready_channel is not None:
-        data.counts = CountHistogrammer(lab)
-    if "darkcounts" in steps:
-        exclude: dict[int, list[tuple[int, int]]] = {}
-        if lab.ready_channel is not None:
-            f0, f1 = lab.round.fluorescence_window_ps
-            exclude[lab.ready_channel] = [(min(f0, 0) - _MARGIN_PS, f1 + _MARGIN_PS)]
-        ap_exclude: dict[int, list[tuple[int, int]]] = {}
-        if has_bsm:
-            # the pulse region, and the sync itself: a pulse that straddles the sync tag puts part of its
-            # photons next to the sync whichever sync_reference the histograms use
-            pulse = (rng[0] - _MARGIN_PS // 10, rng[1] + _MARGIN_PS // 10)
-            near = (-_MARGIN_PS // 5, _MARGIN_PS // 5)
-            exclude[lab.sync_channel] = [(a, b + AFTERPULSE_GUARD_PS) for a, b in (pulse, near)]
-            ap_exclude[lab.sync_channel] = [pulse, near]
-        dets = sorted({d.channel for d in lab.bsm} | set(lab.fluorescence_channels))
-        # conditional sync recording: a sync exists because of a click, so the excluded regions go on the
-        # whole attempt grid (recorded or not) instead of the recorded syncs (see calibrate.darkcounts)
-        grid = lab.sync_channel if has_bsm and lab.herald.sync_reference == "next" else None
-        data.dark = DarkCounter(dets, exclude, afterpulse_exclude=ap_exclude, grid_channel=grid)
-    ready = []
-    for chunk in iter_stream(paths, chunk_size=chunk_size):
-        data.n_tags += len(chunk)
-        for stage in (data.arrival, data.edge, data.counts, data.dark):
-            if stage is not None:
-                stage.process(chunk)
-        if lab.ready_channel is not None:
-            ready.append(chunk.time[chunk.channel == lab.ready_channel])
-    for stage in (data.arrival, data.edge, data.counts, data.dark):
-        if stage is not None:
-            stage.flush()
-    if ready:
-        data.ready_times = np.concatenate(ready) - lab.delay(lab.ready_channel)
+            bin_ps: int | None = None, edge: bool = True, delays: dict[int, int] | None = None) -> LabData:
+    """One streaming pass over a lab's tag files (:func:`measure` over them)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    data = measure(iter_stream(paths, chunk_size=chunk_size), lab, steps=steps, bin_ps=bin_ps, edge=edge,
+                   delays=delays)
     if data.n_tags == 0:
         raise CalibrationError(f"lab {lab.name!r}: no tags in {', '.join(map(str, paths))}")
     return data
+
+
+def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, edge: bool = True,
+            delays: dict[int, int] | None = None) -> LabData:
+    """Everything ``steps`` need from one lab's stream ``source`` (TagChunks), in one :func:`run_stream` pass.
+
+    The chain: the tags are counted, then go to each measurement in turn (:class:`~timetag.stream.Tee`):
+
+    * the engine (:class:`~timetag.stream.LabEngine`) over :func:`~calibrate.histograms.measurement_lab`:
+      its arrival histogram (range :func:`arrival_range`, ``bin_ps``), and rounds triggered by every 'ready'
+      tag, whose read-out counts :class:`~calibrate.histograms.ReadoutCounts` keeps (a
+      :class:`~timetag.stream.CountHistogram` bins them);
+    * the attempt period (:class:`~calibrate.histograms.SyncPeriod`), which bounds the histogram's fitted bins;
+    * with ``edge`` and ``sync_reference = 'next'`` (conditional-sync recording): the finely binned, guarded
+      histogram in which :func:`calibrate.delays.locate_edge` finds each detector's conditional-sync edge;
+    * the dark-count and afterpulse counter (:class:`~calibrate.darkcounts.DarkCounter`).
+
+    ``delays``: every channel's delay to measure with (default: the lab's).  A source error ends the pass with
+    that error (nothing of a broken pass is used).
+    """
+    steps = set(steps)
+    data = LabData(lab)
+    has_bsm = lab.sync_channel is not None and len(lab.bsm) >= 2
+    rng = arrival_range(lab) if has_bsm else None
+    want_arrival = has_bsm and bool({"delays", "window"} & steps)
+    want_readout = lab.ready_channel is not None and bool({"thresholds", "clock"} & steps)
+    branches = []
+    engine = period = readouts = hist = None
+    if want_arrival or want_readout:
+        if want_readout:
+            hist = CountHistogram(lab.histograms.max_count)
+            readouts = ReadoutCounts(hist)
+        engine = LabEngine(measurement_lab(lab, arrival_range_ps=rng if want_arrival else None,
+                                           arrival_bin_ps=bin_ps if want_arrival else None, delays=delays,
+                                           ready_trigger=want_readout), readouts)
+        branches.append(engine)
+    if want_arrival:
+        period = SyncPeriod(lab.sync_channel)
+        branches.append(period)
+        if edge and "delays" in steps and lab.herald.sync_reference == "next":
+            data.edge = GuardedArrivalHistogram(lab, bin_ps=EDGE_BIN_PS, range_ps=rng, delays=delays,
+                                                guard_ps=EDGE_GUARD_PS)
+            branches.append(data.edge)
+    if "darkcounts" in steps:
+        data.dark = _dark_counter(lab, rng)
+        branches.append(data.dark)
+    tags = CountChannels(Tee(*branches))
+    try:
+        run_stream(source, tags)
+    except StreamBroke as exc:
+        raise exc.__cause__ from None
+    data.n_tags = tags.tally.tags
+    if want_arrival:
+        data.arrival = ArrivalHistogram.of_engine(engine, period.period_ps)
+    if want_readout:
+        data.counts = readouts
+        data.count_hist = trimmed(hist.histogram)
+        data.ready_times = readouts.ready_times
+    return data
+
+
+def _dark_counter(lab: LabSetup, rng) -> DarkCounter:
+    exclude: dict[int, list[tuple[int, int]]] = {}
+    if lab.ready_channel is not None:
+        f0, f1 = lab.round.fluorescence_window_ps
+        exclude[lab.ready_channel] = [(min(f0, 0) - _MARGIN_PS, f1 + _MARGIN_PS)]
+    ap_exclude: dict[int, list[tuple[int, int]]] = {}
+    if rng is not None:
+        # the pulse region, and the sync itself: a pulse that straddles the sync tag puts part of its
+        # photons next to the sync whichever sync_reference the histograms use
+        pulse = (rng[0] - _MARGIN_PS // 10, rng[1] + _MARGIN_PS // 10)
+        near = (-_MARGIN_PS // 5, _MARGIN_PS // 5)
+        exclude[lab.sync_channel] = [(a, b + AFTERPULSE_GUARD_PS) for a, b in (pulse, near)]
+        ap_exclude[lab.sync_channel] = [pulse, near]
+    dets = sorted({d.channel for d in lab.bsm} | set(lab.fluorescence_channels))
+    # conditional sync recording: a sync exists because of a click, so the excluded regions go on the
+    # whole attempt grid (recorded or not) instead of the recorded syncs (see calibrate.darkcounts)
+    grid = lab.sync_channel if rng is not None and lab.herald.sync_reference == "next" else None
+    return DarkCounter(dets, exclude, afterpulse_exclude=ap_exclude, grid_channel=grid)
 
 
 def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
@@ -214,6 +261,9 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
                     float(max(t.threshold - lo, hi - t.threshold)), "counts",
                     f"16-84 % range {lo}..{hi}")
             f = t.fit
+            if data.counts.n_lost:
+                rep.warnings.append(f"{lab.name}: {data.counts.n_lost} read-out windows touch lost data: left out "
+                                    "of the count histogram")
             rep.measure(f"{lab.name}.readout", f"fidelity {t.fidelity:.4f} (dark {t.fidelity_dark:.4f}, bright "
                         f"{t.fidelity_bright:.4f}); {f.model} mixture: bright fraction {f.w_bright:.3f}, means "
                         f"{f.mean_dark:.2f} +- {f.err['mean_dark']:.2f} / {f.mean_bright:.2f} +- "
@@ -238,11 +288,10 @@ def _count_hist(data: LabData) -> np.ndarray:
     lab = data.lab
     if data.counts is None:
         raise CalibrationError(f"lab {lab.name!r}: fluorescence counts need a ready channel")
-    counts = data.counts.counts
-    if counts.size == 0:
+    if data.counts.counts.size == 0:
         raise CalibrationError(f"lab {lab.name!r}: no complete read-out windows (no 'ready' tags with a "
                                "full fluorescence window): too few counts for a threshold")
-    return count_histogram(counts)
+    return data.count_hist
 
 
 def _with_readout_contrast(fom: FomParams, datas: dict, count_model: str, rep: CalibrationReport) -> FomParams:
@@ -289,7 +338,6 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
     if "window" in steps and fom.v0 is None:
         fom = _with_readout_contrast(fom, datas, count_model, rep)
     for name, data in datas.items():
-        lab = data.lab
         new_lab, cal = calibrate_lab(data, steps=steps, reference=reference if name == alice_lab else None,
                                      pulse_position_ps=pulse_position_ps, fom=fom, count_model=count_model,
                                      report=rep, strict=strict, pulse_fwhm_ps=pulse_fwhm_ps)
@@ -305,20 +353,15 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
         else:
             rep.results["clock"] = clk
             old = dict(setup.extra.get("clock", {}))
-            table = {"offset_ps": int(round(clk.offset_ps)), "drift": float(clk.drift),
-                     "offset_err_ps": float(clk.offset_err_ps), "drift_err": float(clk.drift_err),
-                     "pairs": clk.n_pairs,
-                     "model": "t_bob = t_alice + offset_ps + drift * t_alice (delay-corrected 'ready' tags)"}
-            rep.add("clock", "offset_ps", old.get("offset_ps"), table["offset_ps"], clk.offset_err_ps, "ps")
-            rep.add("clock", "drift", old.get("drift"), table["drift"], clk.drift_err, "",
+            model = clk.model
+            rep.add("clock", "offset_ps", old.get("offset_ps"), model.offset_ps, clk.offset_err_ps, "ps")
+            rep.add("clock", "drift", old.get("drift"), model.drift, clk.drift_err, "",
                     f"{clk.drift * 1e6:.4f} +- {clk.drift_err * 1e6:.4f} ppm; {clk.n_pairs} of "
                     f"{clk.n_alice}/{clk.n_bob} triggers paired")
             extra = dict(new_setup.extra)
-            extra["clock"] = table
+            extra["clock"] = model.to_json()
             new_setup = replace(new_setup, extra=extra)
     if plots_dir is not None:
-        from .plots import write_plots
-
         inputs = [p for ps in (alice_paths, bob_paths) if ps is not None
                   for p in ([ps] if isinstance(ps, (str, Path)) else ps)]
         write_plots(plots_dir, new_setup, setup, rep, force=force, inputs=inputs)
@@ -329,8 +372,6 @@ def calibration_targets(out, plots_dir=None, labs=()) -> list[Path]:
     """The files :func:`save_calibration` may write: the setup, then every figure the labs may get."""
     targets = [Path(out)]
     if plots_dir is not None:
-        from .plots import plot_names
-
         targets += [Path(plots_dir) / n for n in plot_names(labs)]
     return targets
 
@@ -338,11 +379,7 @@ def calibration_targets(out, plots_dir=None, labs=()) -> list[Path]:
 def check_calibration_targets(out, plots_dir=None, labs=(), *, inputs=(), force: bool = False) -> None:
     """Refuse the outputs before the calibration runs: the setup or a figure that is an input, a folder, or
     exists (unless ``force``); figures asked for without matplotlib."""
-    from timetag.custody import check_distinct, check_target
-
     if plots_dir is not None:
-        from .plots import require_matplotlib
-
         require_matplotlib()
     targets = calibration_targets(out, plots_dir, labs)
     check_distinct(targets)
@@ -354,27 +391,14 @@ def save_calibration(out, new_setup: Setup, old_setup: Setup, report: Calibratio
                      inputs=(), force: bool = False) -> list[Path]:
     """Write the calibrated setup to ``out`` and (with ``plots_dir``) the figures, all together through custody:
     each as ``<name>.partial``, renamed when every one is complete; none of them is ever an input (the setup the
-    calibration started from, the tag files); existing files are replaced only with ``force``."""
-    from timetag.custody import AtomicOutputs
+    calibration started from, the tag files); existing files are replaced only with ``force``.
 
-    figs = []
-    if plots_dir is not None:
-        from .plots import figures
-
-        figs = figures(new_setup, old_setup, report)
+    The figures are drawn outside pyplot (:mod:`calibrate.plots`): nothing to close, they go with their last
+    reference."""
+    figs = figures(new_setup, old_setup, report) if plots_dir is not None else []
     targets = [Path(out)] + [Path(plots_dir) / name for name, _ in figs]
-    try:
-        with AtomicOutputs(targets, inputs=list(inputs), force=force) as outs:
-            outs[0].partial.write_text(new_setup.dumps())
-            if figs:
-                from timetag.estimators.plots import savefig_into
-
-                for i, (_, fig) in enumerate(figs, start=1):
-                    savefig_into(fig, outs[i], dpi=100)
-    finally:
-        if figs:
-            import matplotlib.pyplot as plt
-
-            for _, fig in figs:
-                plt.close(fig)
+    with AtomicOutputs(targets, inputs=list(inputs), force=force) as outs:
+        outs[0].partial.write_text(new_setup.dumps())
+        for i, (_, fig) in enumerate(figs, start=1):
+            savefig_into(fig, outs[i], dpi=100)
     return targets

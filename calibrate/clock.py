@@ -1,6 +1,6 @@
 """Clock offset and drift between the labs from their 'ready' tag sequences.
 
-Thin layer over :func:`timetag.join.estimate_clock` (robust to missing and extra
+Thin layer over :func:`timetag.estimators.join.estimate_clock` (robust to missing and extra
 triggers): that gives the line ``t_bob = t_alice + offset + drift * t_alice``;
 here the triggers are then paired through it and the line is refitted by least
 squares on the pairs, which gives the uncertainties and the residuals to plot.
@@ -15,8 +15,53 @@ from dataclasses import dataclass
 import numpy as np
 
 from timetag.errors import CalibrationError, EstimationError
+from timetag.estimators.join import estimate_clock
 
 MIN_PAIRS = 3
+MODEL = "t_bob = t_alice + offset_ps + drift * t_alice (delay-corrected 'ready' tags)"
+
+
+@dataclass(frozen=True)
+class ClockModel:
+    """The clock offset/drift between the labs as the setup's ``[clock]`` table holds it: the estimators' join
+    reads ``offset_ps`` and ``drift``, the rest says how well they are known and what they mean.  ``None``: not
+    given (a table written by hand may hold the two numbers only)."""
+
+    offset_ps: int | float
+    drift: float
+    offset_err_ps: float | None = None
+    drift_err: float | None = None
+    pairs: int | None = None
+    model: str | None = MODEL
+
+    @classmethod
+    def from_result(cls, clk: "ClockResult") -> "ClockModel":
+        return cls(int(round(clk.offset_ps)), float(clk.drift), float(clk.offset_err_ps), float(clk.drift_err),
+                   int(clk.n_pairs))
+
+    def to_json(self) -> dict:
+        """The ``[clock]`` table: plain numbers and text, keys in the order the setup file shows them."""
+        table = {"offset_ps": self.offset_ps, "drift": self.drift, "offset_err_ps": self.offset_err_ps,
+                 "drift_err": self.drift_err, "pairs": self.pairs, "model": self.model}
+        return {k: v for k, v in table.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, table: dict) -> "ClockModel":
+        """Back from a ``[clock]`` table (numbers kept as written, so that ``to_json`` gives the table again)."""
+        if not isinstance(table, dict):
+            raise CalibrationError(f"[clock] must be a table with offset_ps and drift (got {table!r})")
+
+        def number(key, required=False):
+            v = table.get(key)
+            if v is None and not required:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise CalibrationError(f"[clock] {key} must be a number (got {v!r})")
+            return v
+
+        model = table.get("model")
+        return cls(number("offset_ps", True), number("drift", True), number("offset_err_ps"), number("drift_err"),
+                   number("pairs"), None if model is None else str(model))
 
 
 @dataclass(frozen=True)
@@ -32,11 +77,13 @@ class ClockResult:
     residuals_ps: np.ndarray # mapped Alice - Bob per pair after the final fit
     method: str
 
+    @property
+    def model(self) -> ClockModel:
+        return ClockModel.from_result(self)
+
 
 def calibrate_clock(t_alice, t_bob, *, max_drift: float = 2e-6, jitter_ps: float = 20_000.0,
                     tolerance_ps: float | None = None) -> ClockResult:
-    from timetag.join import estimate_clock
-
     ta = np.sort(np.asarray(t_alice, dtype=np.int64))
     tb = np.sort(np.asarray(t_bob, dtype=np.int64))
     if ta.size < MIN_PAIRS or tb.size < MIN_PAIRS:

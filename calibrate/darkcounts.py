@@ -42,8 +42,10 @@ it is ``p / (1 - p)``.  ``dark_rate_hz`` removes the dark clicks' own
 afterpulses from the quiet-click rate: ``rate * (1 - p)``, exact whether or not
 afterpulses afterpulse again.
 
-Both are streaming (``process``/``flush``) and independent of chunk boundaries:
-tags are finalised only once no later tag can change their classification.
+Both are streaming and independent of chunk boundaries: tags are finalised only once
+no later tag can change their classification.  :class:`DarkCounter` is a stream
+processor (``handle``/``flush``, see :mod:`timetag.stream`) that forwards nothing: it
+is an end of a calibration chain.
 """
 from __future__ import annotations
 
@@ -298,6 +300,10 @@ class DarkCounter:
         self._gx: _Grid | None = None            # dark-count / afterpulse exclusions on the grid
         self._gap: _Grid | None = None
         self._n_grid = 0
+
+    def handle(self, event) -> None:
+        if isinstance(event, TagChunk):
+            self.process(event)
 
     def process(self, chunk: TagChunk, final: bool = False) -> None:
         if len(chunk):

@@ -138,8 +138,8 @@ def calibrate_delays(counts, edges, channels, old_delays: dict[int, int], *, ref
 
     ``edge_hist = (counts, edges)``: conditional-sync recording ('next' rule), whose histograms end
     sharply at the attempt's sync tick (module docstring); a finely binned histogram of the same clicks
-    (best with ``ArrivalHistogrammer(guard_ps=...)``) in which each detector's edge is located.  The
-    relative delays then come from the edges, the pulse model from a fit with the edges fixed.
+    (best :class:`calibrate.histograms.GuardedArrivalHistogram`) in which each detector's edge is located.
+    The relative delays then come from the edges, the pulse model from a fit with the edges fixed.
 
     ``fix_sigma``: hold the joint fits' Gaussian width (pulse and jitter in quadrature) at this value.
     The pulse's own width is set by the experiment (pulse shaper), while a free width absorbs the

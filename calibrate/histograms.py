@@ -1,64 +1,211 @@
-"""Histograms over raw tags for calibration (numba loops, streaming, chunk-independent).
+"""What calibration measures, as stream processors: the engine's own histograms and counts.
 
-* :class:`ArrivalHistogrammer` — per BSM detector, delay-corrected ``click - sync``
-  with the lab's ``sync_reference`` rule ('previous': last sync before the click,
-  'next': first sync after it), the same convention as the herald window.
-* :class:`CountHistogrammer` — fluorescence clicks per 'ready' trigger in the
-  read-out window (independent of the threshold).
+Calibration's results go back into the engine (delays, window, thresholds), so it measures with the engine's
+rules rather than with a copy of them that could drift apart:
 
-Both have ``process(chunk)`` / ``flush()`` and give the same result for any way
-the stream is cut into chunks.
+* arrival histograms: the herald stage's (:class:`~timetag.stream.LabEngine`, ``pipeline.herald.arrival``):
+  per BSM detector, delay-corrected click - sync with the lab's ``sync_reference`` rule, every click that has a
+  sync in the histogram's range (accepted by the window or not).  The engine runs over
+  :func:`measurement_lab`: the lab with the calibration's range and binning, and the delays to measure with.
+* read-out counts: the round stage's ``count`` (fluorescence clicks in the read-out window) of rounds triggered
+  by the 'ready' tags, whatever the lab's own trigger; :class:`ReadoutCounts` keeps each round's count and
+  trigger time (the threshold fit, its figure, the clock between the labs).
+* the attempt period (:class:`SyncPeriod`): the smallest spacing of recorded syncs, which bounds the bins where
+  every click lands on its own attempt's sync (:meth:`ArrivalHistogram.valid_bins`).
+* the conditional-sync edge (:class:`GuardedArrivalHistogram`): a finely binned arrival histogram without the
+  clicks that closely follow a recorded sync.  The engine's histogram has no such guard yet (see that class):
+  this one measurement is still made here.
+
+Every processor gives the same result for any way the stream is cut into chunks.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit
 
 from timetag.chunk import TagChunk
 from timetag.errors import CalibrationError
+from timetag.records import FLAG_LOST_DATA, FLAG_TRUNCATED
 from timetag.setupfile import LabSetup
+from timetag.stream import CountHistogram, LabEngine, RoundsEvent, Stage, run_stream
 
-_PREV_STATE = np.dtype([("last_sync", "<i8"), ("has_sync", "u1"), ("n_syncs", "<i8")])
+_NOT_WHOLE = FLAG_TRUNCATED | FLAG_LOST_DATA   # a read-out window cut by the data end or by lost data
+_E64 = np.zeros(0, np.int64)
 
 
-@njit(cache=True, nogil=True)
-def _arrival_prev(time, channel, sync_ch, sync_delay, lut, delays, lo, bin_ps, out, state):
-    """'previous' rule: state carries the last corrected sync time across chunks."""
-    nb = out.shape[1]
-    last = state[0]["last_sync"]
-    has = state[0]["has_sync"]
-    ns = state[0]["n_syncs"]
-    for i in range(time.size):
-        ch = channel[i]
-        if ch == sync_ch:
-            last = time[i] - sync_delay
-            has = 1
-            ns += 1
-            continue
-        if ch < 0 or ch >= lut.size:
-            continue
-        k = lut[ch]
-        if k < 0 or has == 0:
-            continue
-        dt = time[i] - delays[k] - last
-        if dt < lo:
-            continue
-        b = (dt - lo) // bin_ps
-        if b < nb:
-            out[k, b] += 1
-    state[0]["last_sync"] = last
-    state[0]["has_sync"] = has
-    state[0]["n_syncs"] = ns
+def measurement_lab(lab: LabSetup, *, arrival_range_ps: tuple[int, int] | None = None,
+                    arrival_bin_ps: int | None = None, delays: dict[int, int] | None = None,
+                    ready_trigger: bool = False) -> LabSetup:
+    """``lab`` as calibration runs the engine over it.
 
+    ``arrival_range_ps`` / ``arrival_bin_ps`` (default: the lab's): the arrival histogram's range, cut to the
+    side of the sync where clicks land ('previous': >= 0, 'next': <= 0) and to whole bins.  ``delays``: every
+    channel's delay to measure with (default: the lab's).  ``ready_trigger``: one round per 'ready' tag, so
+    that every read-out is counted, heralded by the software or not.
+    """
+    changes = {}
+    if arrival_range_ps is not None or arrival_bin_ps is not None:
+        bin_ps = int(arrival_bin_ps or lab.histograms.arrival_bin_ps)
+        lo, hi = (int(x) for x in (arrival_range_ps or lab.histograms.arrival_range_ps))
+        if lab.herald.sync_reference == "previous":
+            lo = max(lo, 0)
+        else:
+            hi = min(hi, 0)
+        nb = max(1, (hi - lo) // bin_ps)
+        changes["histograms"] = replace(lab.histograms, arrival_bin_ps=bin_ps, arrival_range_ps=(lo, lo + nb * bin_ps))
+    if delays is not None:
+        changes["delays_ps"] = {int(c): int(d) for c, d in delays.items()}
+    if ready_trigger:
+        if lab.ready_channel is None:
+            raise CalibrationError(f"lab {lab.name!r}: read-out counts need a ready channel")
+        changes["round"] = replace(lab.round, trigger="ready")
+    return replace(lab, **changes)
+
+
+@dataclass
+class ArrivalHistogram:
+    """Arrival histograms of a lab's BSM detectors (``counts[k]`` for ``channels[k]``, bins ``edges`` in ps)."""
+
+    channels: tuple[int, ...]
+    reference: str                  # the lab's sync_reference
+    edges: np.ndarray               # int64 [nbins + 1]
+    counts: np.ndarray              # int64 [detectors, nbins]
+    period_ps: int | None = None    # attempt period (None: fewer than two syncs)
+
+    @classmethod
+    def of_engine(cls, engine: LabEngine, period_ps: int | None = None) -> "ArrivalHistogram":
+        p = engine.pipeline
+        return cls(tuple(int(c) for c in p.params.det_chan), p.lab.herald.sync_reference,
+                   p.params.arrival_edges.copy(), p.herald.arrival.copy(), period_ps)
+
+    @property
+    def bin_ps(self) -> int:
+        return int(self.edges[1] - self.edges[0])
+
+    def valid_bins(self) -> slice:
+        """Bins where every click of the attempt lands on this attempt's sync.
+
+        With 'next', a click at or before its own attempt's sync belongs to that sync (click - sync
+        near 0), so nothing reaches below -period; with 'previous', nothing reaches beyond +period.
+        The pulse of a sync tag that sits inside the pulse is therefore cut there: the fits use only
+        these bins (a truncated fit) so the cut does not bias them.
+        """
+        if self.period_ps is None:
+            return slice(0, self.counts.shape[1])
+        e = self.edges
+        if self.reference == "next":
+            i0 = int(np.searchsorted(e, -self.period_ps, "left"))
+            return slice(min(i0, e.size - 2), e.size - 1)
+        i1 = int(np.searchsorted(e, self.period_ps, "right")) - 1
+        return slice(0, max(i1, 1))
+
+
+class SyncPeriod(Stage):
+    """The smallest spacing of consecutive sync tags (raw), i.e. the attempt period also when only some
+    syncs are recorded.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded."""
+
+    def __init__(self, sync_channel: int, downstream=None):
+        super().__init__(downstream)
+        self.sync_channel = int(sync_channel)
+        self.period_ps: int | None = None
+        self.n_syncs = 0
+        self._last: int | None = None
+
+    def handle(self, event) -> None:
+        if isinstance(event, TagChunk) and len(event):
+            st = event.time[event.channel == self.sync_channel]
+            if st.size:
+                self.n_syncs += int(st.size)
+                d = np.diff(st if self._last is None else np.concatenate([[self._last], st]))
+                d = d[d > 0]
+                if d.size:
+                    m = int(d.min())
+                    self.period_ps = m if self.period_ps is None else min(self.period_ps, m)
+                self._last = int(st[-1])
+        self.emit(event)
+
+
+class ReadoutCounts(Stage):
+    """The read-outs of the engine's rounds: handles :class:`~timetag.stream.RoundsEvent`.
+
+    ``counts`` and ``trigger_times``: the rounds whose read-out window is whole -- not cut by the end of the data
+    (``n_truncated``) nor touching lost data (``n_lost``), both of which lose clicks -- and only those go on
+    downstream (a :class:`~timetag.stream.CountHistogram` there bins them).  ``ready_times``: every round's
+    trigger time (with trigger 'ready': every delay-corrected 'ready' tag), whole or not.
+    """
+
+    def __init__(self, downstream=None):
+        super().__init__(downstream)
+        self.n_truncated = 0
+        self.n_lost = 0
+        self._counts: list[np.ndarray] = []
+        self._times: list[np.ndarray] = []
+        self._ready: list[np.ndarray] = []
+
+    def handle(self, event) -> None:
+        if isinstance(event, RoundsEvent) and len(event.rounds):
+            r = event.rounds
+            self._ready.append(r["trigger_time"].astype(np.int64))
+            flags = r["flags"]
+            whole = (flags & _NOT_WHOLE) == 0
+            self.n_truncated += int(np.count_nonzero(flags & FLAG_TRUNCATED))
+            self.n_lost += int(np.count_nonzero(flags & FLAG_LOST_DATA))
+            if not whole.all():
+                r = r[whole]
+                event = RoundsEvent(r, event.heralds, event.final)
+            self._counts.append(r["count"].astype(np.int64))
+            self._times.append(r["trigger_time"].astype(np.int64))
+        self.emit(event)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.concatenate(self._counts) if self._counts else _E64
+
+    @property
+    def trigger_times(self) -> np.ndarray:
+        return np.concatenate(self._times) if self._times else _E64
+
+    @property
+    def ready_times(self) -> np.ndarray:
+        return np.concatenate(self._ready) if self._ready else _E64
+
+
+def trimmed(histogram: np.ndarray) -> np.ndarray:
+    """A count histogram up to its largest count: the fits read the top bin as 'this many or more'."""
+    nz = np.flatnonzero(histogram)
+    return histogram[: int(nz[-1]) + 1 if nz.size else 1]
+
+
+def arrival_histogram(chunks, lab: LabSetup, *, range_ps: tuple[int, int] | None = None, bin_ps: int | None = None,
+                      delays: dict[int, int] | None = None) -> ArrivalHistogram:
+    """The engine's arrival histograms of ``lab`` over the stream ``chunks`` (see :func:`measurement_lab`)."""
+    if lab.sync_channel is None or not lab.bsm:
+        raise CalibrationError(f"lab {lab.name!r}: arrival histograms need a sync channel and BSM detectors")
+    engine = LabEngine(measurement_lab(lab, arrival_range_ps=range_ps or lab.histograms.arrival_range_ps,
+                                       arrival_bin_ps=bin_ps, delays=delays))
+    period = SyncPeriod(lab.sync_channel, engine)
+    run_stream(chunks, period)
+    return ArrivalHistogram.of_engine(engine, period.period_ps)
+
+
+def readout_counts(chunks, lab: LabSetup, *, delays: dict[int, int] | None = None,
+                   max_count: int | None = None) -> tuple[ReadoutCounts, CountHistogram]:
+    """The engine's read-out counts per 'ready' tag of ``lab`` over ``chunks``, and their histogram."""
+    hist = CountHistogram(lab.histograms.max_count if max_count is None else max_count)
+    counts = ReadoutCounts(hist)
+    run_stream(chunks, LabEngine(measurement_lab(lab, delays=delays, ready_trigger=True), counts))
+    return counts, hist
+
+
+# --- the conditional-sync edge: the one histogram the engine cannot make yet ---------------------------------
 
 @njit(cache=True, nogil=True)
 def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out, guard):
-    """'next' rule over corrected click times ``ptime`` (sorted per call is not needed) and sorted syncs.
-
-    ``guard`` > 0: clicks with a recorded sync less than ``guard`` before them are left out (see
-    :class:`ArrivalHistogrammer`).  Returns the number of clicks with no sync after them (they wait
-    for the next chunk).
-    """
+    """'next' rule over corrected click times ``ptime`` and sorted corrected syncs: clicks with a sync less
+    than ``guard`` before them are left out.  Returns the number of clicks with no sync after them (they wait
+    for the next chunk)."""
     nb = out.shape[1]
     ns = sync_times.size
     waiting = 0
@@ -86,89 +233,63 @@ def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out, guard):
     return waiting
 
 
-class ArrivalHistogrammer:
-    """Arrival-time histograms of the BSM detectors relative to the sync, corrected with ``delays``."""
+class GuardedArrivalHistogram(Stage):
+    """Arrival histograms ('next' rule) without the clicks that follow a recorded sync by less than ``guard_ps``.
+
+    Conditional sync recording: the hardware refers a click before its attempt's sync tick to that tick; with
+    delay errors the software may see such a click just *after* the tick and refer it to the next one (when that
+    one happens to be recorded), filling the gap before the conditional-sync edge.  Those clicks always follow
+    the tick closely, so the guard removes them; clicks of other attempts lose the same fraction at every
+    detector (the chance that the tick was recorded anyway), which keeps the edge sharp and common.  Without the
+    guard the edge is not found, or found where the stray clicks begin: with delay errors of ~1 ns (lmu2022
+    simulation) the delays came out hundreds of ps off (measured for issue #17).
+
+    Made here, not by the engine, because the engine's arrival histogram has no guard: it needs an
+    ``arrival_guard_ps`` histogram parameter that leaves out of the histogram (not of the heralds) a click whose
+    previous recorded sync lies less than the guard before it.  Otherwise the same rule and binning as
+    :func:`measurement_lab` gives the engine.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded.
+    """
 
     def __init__(self, lab: LabSetup, *, bin_ps: int | None = None, range_ps: tuple[int, int] | None = None,
-                 delays: dict[int, int] | None = None, guard_ps: int = 0):
+                 delays: dict[int, int] | None = None, guard_ps: int = 0, downstream=None):
+        super().__init__(downstream)
         if lab.sync_channel is None or not lab.bsm:
             raise CalibrationError(f"lab {lab.name!r}: arrival histograms need a sync channel and BSM detectors")
-        self.lab = lab
-        self.reference = lab.herald.sync_reference
-        # 'next' only: leave out clicks that follow a recorded sync by less than guard_ps.  The hardware
-        # refers a click before its attempt's sync tick to that tick; with delay errors the software may
-        # see such a click just *after* the tick and refer it to the next one (when that one happens to be
-        # recorded), filling the gap before the conditional-sync edge.  Those clicks always follow the tick
-        # closely, so the guard removes them; clicks of other attempts lose the same fraction at every
-        # detector (the chance that the tick was recorded anyway), which keeps the edge sharp and common.
+        if lab.herald.sync_reference != "next":
+            raise CalibrationError(f"lab {lab.name!r}: the conditional-sync edge needs sync_reference 'next'")
+        m = measurement_lab(lab, arrival_range_ps=range_ps or lab.histograms.arrival_range_ps, arrival_bin_ps=bin_ps)
         self.guard_ps = int(guard_ps)
-        self.bin_ps = int(bin_ps or lab.histograms.arrival_bin_ps)
-        lo, hi = range_ps or lab.histograms.arrival_range_ps
-        if self.reference == "previous":
-            lo = max(int(lo), 0)
-        else:
-            hi = min(int(hi), 0)
-        nb = max(1, (int(hi) - int(lo)) // self.bin_ps)
-        self.lo = int(lo)
-        self.edges = self.lo + self.bin_ps * np.arange(nb + 1, dtype=np.int64)
-        self.hi = int(self.edges[-1])
+        self.bin_ps = int(m.histograms.arrival_bin_ps)
+        self.lo, self.hi = (int(x) for x in m.histograms.arrival_range_ps)
+        self.edges = self.lo + self.bin_ps * np.arange((self.hi - self.lo) // self.bin_ps + 1, dtype=np.int64)
         self.channels = tuple(d.channel for d in lab.bsm)
         dl = lab.delays_ps if delays is None else delays
         self.delays = np.array([int(dl.get(c, 0)) for c in self.channels], dtype=np.int64)
+        self.sync_channel = int(lab.sync_channel)
         self.sync_delay = int(dl.get(lab.sync_channel, 0))
         self.lut = np.full(max(max(self.channels), lab.sync_channel) + 1, -1, dtype=np.int64)
         for k, c in enumerate(self.channels):
             self.lut[c] = k
-        self.counts = np.zeros((len(self.channels), nb), dtype=np.int64)
-        self._state = np.zeros(1, dtype=_PREV_STATE)
-        self._pending_t = np.zeros(0, np.int64)
-        self._pending_d = np.zeros(0, np.int64)
-        self._recent_syncs = np.zeros(0, np.int64)
-        self.n_clicks = np.zeros(len(self.channels), dtype=np.int64)
-        self.first_time: int | None = None
-        self.last_time: int | None = None
-        # smallest spacing of consecutive syncs = the attempt period (also when only some syncs are recorded)
-        self.period_ps: int | None = None
-        self._last_sync_raw: int | None = None
+        self.counts = np.zeros((len(self.channels), self.edges.size - 1), dtype=np.int64)
+        self._pending_t = _E64
+        self._pending_d = _E64
+        self._recent_syncs = _E64
 
-    @property
-    def n_syncs(self) -> int:
-        return int(self._state[0]["n_syncs"])
+    def handle(self, event) -> None:
+        if isinstance(event, TagChunk) and len(event):
+            self._process(event.time, event.channel)
+        self.emit(event)
 
-    @property
-    def duration_ps(self) -> int:
-        return 0 if self.first_time is None else int(self.last_time - self.first_time)
-
-    def process(self, chunk: TagChunk) -> None:
-        t, ch = chunk.time, chunk.channel
-        if t.size == 0:
-            return
-        if self.first_time is None:
-            self.first_time = int(t[0])
-        self.last_time = int(t[-1])
-        lut_ch = np.where((ch >= 0) & (ch < self.lut.size), ch, 0)
-        det = np.where((ch >= 0) & (ch < self.lut.size), self.lut[lut_ch], -1)
-        det[ch == self.lab.sync_channel] = -1
-        self.n_clicks += np.bincount(det[det >= 0], minlength=len(self.channels))
-        st = t[ch == self.lab.sync_channel]
-        if st.size:
-            d = np.diff(np.concatenate([[self._last_sync_raw], st]) if self._last_sync_raw is not None else st)
-            d = d[d > 0]
-            if d.size:
-                m = int(d.min())
-                self.period_ps = m if self.period_ps is None else min(self.period_ps, m)
-            self._last_sync_raw = int(st[-1])
-        if self.reference == "previous":
-            _arrival_prev(t, ch, self.lab.sync_channel, self.sync_delay, self.lut, self.delays, self.lo,
-                          self.bin_ps, self.counts, self._state)
-            return
+    def _process(self, t, ch) -> None:
+        inside = (ch >= 0) & (ch < self.lut.size)
+        det = np.where(inside, self.lut[np.where(inside, ch, 0)], -1)
+        is_sync = ch == self.sync_channel
+        det[is_sync] = -1
         sel = det >= 0
         ct = np.concatenate([self._pending_t, t[sel] - self.delays[det[sel]]])
         cd = np.concatenate([self._pending_d, det[sel]])
-        new_syncs = t[ch == self.lab.sync_channel] - self.sync_delay
-        self._state[0]["n_syncs"] += new_syncs.size
         # recent syncs stay: a later tag, once delay-corrected, may lie before them
-        syncs = np.concatenate([self._recent_syncs, new_syncs])
+        syncs = np.concatenate([self._recent_syncs, t[is_sync] - self.sync_delay])
         _arrival_next(ct, cd, syncs, self.lo, self.hi, self.bin_ps, self.counts, self.guard_ps)
         spread = int(np.abs(self.delays).max()) + abs(self.sync_delay) + 1
         # the guard looks back from waiting clicks (all after the last sync): keep that sync too
@@ -184,108 +305,6 @@ class ArrivalHistogrammer:
         self._pending_t, self._pending_d = ct[keep], cd[keep]
 
     def flush(self) -> None:
-        self._pending_t = np.zeros(0, np.int64)
-        self._pending_d = np.zeros(0, np.int64)
-
-    def valid_bins(self) -> slice:
-        """Bins where every click of the attempt lands on this attempt's sync.
-
-        With 'next', a click at or before its own attempt's sync belongs to that sync (click - sync
-        near 0), so nothing reaches below -period; with 'previous', nothing reaches beyond +period.
-        The pulse of a sync tag that sits inside the pulse is therefore cut there: the fits use only
-        these bins (a truncated fit) so the cut does not bias them.
-        """
-        if self.period_ps is None:
-            return slice(0, self.counts.shape[1])
-        e = self.edges
-        if self.reference == "next":
-            i0 = int(np.searchsorted(e, -self.period_ps, "left"))
-            return slice(min(i0, e.size - 2), e.size - 1)
-        i1 = int(np.searchsorted(e, self.period_ps, "right")) - 1
-        return slice(0, max(i1, 1))
-
-
-def arrival_histograms(chunks, lab: LabSetup, **kw) -> ArrivalHistogrammer:
-    h = ArrivalHistogrammer(lab, **kw)
-    for c in chunks:
-        h.process(c)
-    h.flush()
-    return h
-
-
-class CountHistogrammer:
-    """Fluorescence counts per 'ready' trigger in ``lab.round.fluorescence_window_ps`` (delay-corrected).
-
-    A trigger whose window is not yet closed by the data waits for the next chunk; at the
-    end of the stream, triggers whose window runs past the last tag are dropped (truncated).
-    """
-
-    def __init__(self, lab: LabSetup, *, delays: dict[int, int] | None = None, window_ps=None):
-        if lab.ready_channel is None:
-            raise CalibrationError(f"lab {lab.name!r}: count histograms from tags need a ready channel "
-                                   "(use the engine's rounds for software-herald triggers)")
-        self.lab = lab
-        dl = lab.delays_ps if delays is None else delays
-        self.fl_channels = np.array(lab.fluorescence_channels, dtype=np.int64)
-        self.fl_delays = np.array([int(dl.get(int(c), 0)) for c in self.fl_channels], dtype=np.int64)
-        self.ready_delay = int(dl.get(lab.ready_channel, 0))
-        self.w0, self.w1 = (int(x) for x in (window_ps or lab.round.fluorescence_window_ps))
-        self._max_delay = int(np.abs(self.fl_delays).max()) + abs(self.ready_delay)
-        order = np.argsort(self.fl_channels)
-        self._sorted_ch, self._sorted_delay = self.fl_channels[order], self.fl_delays[order]
-        self._last_raw = np.iinfo(np.int64).min // 4
-        self.n_truncated = 0
-        self._fl = np.zeros(0, np.int64)        # sorted corrected fluorescence times still needed
-        self._trig = np.zeros(0, np.int64)      # corrected trigger times not yet closed
-        self._counts: list[np.ndarray] = []
-        self._triggers: list[np.ndarray] = []
-
-    def process(self, chunk: TagChunk) -> None:
-        t, ch = chunk.time, chunk.channel
-        if t.size == 0:
-            return
-        self._last_raw = int(t[-1])
-        k = np.searchsorted(self._sorted_ch, ch)
-        k = np.clip(k, 0, self._sorted_ch.size - 1)
-        is_fl = self._sorted_ch[k] == ch
-        fl_t = t[is_fl] - self._sorted_delay[k[is_fl]]
-        self._fl = np.sort(np.concatenate([self._fl, fl_t]), kind="stable")
-        self._trig = np.concatenate([self._trig, t[ch == self.lab.ready_channel] - self.ready_delay])
-        # every tag still to come has raw time >= t[-1]: corrected >= t[-1] - max|delay|
-        horizon = int(t[-1]) - self._max_delay
-        self._close(self._trig + self.w1 <= horizon)
-
-    def _close(self, done):
-        tr = self._trig[done]
-        if tr.size:
-            c = np.searchsorted(self._fl, tr + self.w1, "left") - np.searchsorted(self._fl, tr + self.w0, "left")
-            self._counts.append(c.astype(np.int64))
-            self._triggers.append(tr)
-        self._trig = self._trig[~done]
-        # clicks before every window still possible are no longer needed
-        keep_from = self._last_raw - self.ready_delay + self.w0
-        if self._trig.size:
-            keep_from = min(keep_from, int(self._trig.min()) + self.w0)
-        self._fl = self._fl[self._fl >= keep_from]
-
-    def flush(self) -> None:
-        # windows running past the end of the data are truncated: dropped, and counted
-        cut = self._trig + self.w1 > self._last_raw
-        self.n_truncated += int(np.count_nonzero(cut))
-        self._trig = self._trig[~cut]
-        self._close(np.ones(self._trig.size, dtype=bool))
-
-    @property
-    def counts(self) -> np.ndarray:
-        return np.concatenate(self._counts) if self._counts else np.zeros(0, np.int64)
-
-    @property
-    def trigger_times(self) -> np.ndarray:
-        return np.concatenate(self._triggers) if self._triggers else np.zeros(0, np.int64)
-
-
-def count_histogram(counts, max_count: int | None = None) -> np.ndarray:
-    counts = np.asarray(counts, dtype=np.int64)
-    top = int(counts.max()) if counts.size else 0
-    n = top + 1 if max_count is None else max_count + 1
-    return np.bincount(np.minimum(counts, n - 1), minlength=n)
+        # clicks still waiting have no sync after them: like the engine's, they are in no histogram
+        self._pending_t = self._pending_d = _E64
+        super().flush()

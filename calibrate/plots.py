@@ -1,7 +1,10 @@
-"""PNG figures of a calibration (matplotlib, Agg backend, imported only when plots are asked for).
+"""PNG figures of a calibration (matplotlib, imported only when plots are asked for).
 
-The figures are drawn first and saved together through custody (see :func:`timetag.estimators.plots.save_figures`):
-each as ``<name>.partial``, renamed when all are complete; existing figures are replaced only with ``force``.
+Figures are plain :class:`matplotlib.figure.Figure` objects outside pyplot (see :mod:`timetag.estimators.plots`):
+drawing them needs no display and never changes the caller's backend.  :func:`figures` returns them; saving is
+the caller's, or :func:`write_plots`': all drawn first, then saved together through custody (see
+:func:`timetag.estimators.plots.save_figures`): each as ``<name>.partial``, renamed when all are complete; existing
+figures are replaced only with ``force``.
 """
 from __future__ import annotations
 
@@ -11,22 +14,13 @@ from typing import Iterable
 import numpy as np
 
 from timetag.errors import CalibrationError
-
-
-def _plt():
-    try:
-        import matplotlib
-    except ImportError:  # matplotlib is an optional dependency
-        raise CalibrationError("--plots needs matplotlib, which is not installed (pip install 'timetag[plot]' or "
-                               "pip install matplotlib)") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from timetag.estimators.plots import have_matplotlib, new_figure, save_figures
 
 
 def require_matplotlib() -> None:
-    _plt()
+    if not have_matplotlib():  # matplotlib is an optional dependency
+        raise CalibrationError("--plots needs matplotlib, which is not installed (pip install 'timetag[plot]' or "
+                               "pip install matplotlib)")
 
 
 def plot_names(lab_names: Iterable[str]) -> list[str]:
@@ -40,41 +34,35 @@ def plot_names(lab_names: Iterable[str]) -> list[str]:
 def figures(new_setup, old_setup, report) -> list[tuple[str, object]]:
     """(file name, figure) of every plot the calibration supports: arrival histograms with the window, FOM curve,
     count histograms with fit and threshold, clock residuals."""
-    plt = _plt()
+    require_matplotlib()
     figs = []
-    try:
-        for name, cal in report.results.items():
-            if name == "clock":
-                figs.append(_clock(plt, cal))
-                continue
-            d = cal.data
-            if d is not None and d.arrival is not None and cal.delays is not None:
-                figs.append(_arrival(plt, name, cal, old_setup.lab(name), new_setup.lab(name)))
-            if cal.window is not None:
-                figs.append(_fom(plt, name, cal.window))
-            if cal.threshold is not None and d is not None and d.counts is not None:
-                figs.append(_counts(plt, name, cal.threshold, d.counts.counts))
-    except BaseException:
-        for _, fig in figs:
-            plt.close(fig)
-        raise
+    for name, cal in report.results.items():
+        if name == "clock":
+            figs.append(_clock(cal))
+            continue
+        d = cal.data
+        if d is not None and d.arrival is not None and cal.delays is not None:
+            figs.append(_arrival(name, cal, old_setup.lab(name), new_setup.lab(name)))
+        if cal.window is not None:
+            figs.append(_fom(name, cal.window))
+        if cal.threshold is not None and d is not None and d.counts is not None:
+            figs.append(_counts(name, cal.threshold, d.counts.counts))
     return figs
 
 
 def write_plots(out_dir, new_setup, old_setup, report, *, force: bool = False, inputs: Iterable = ()) -> list[Path]:
     """Draw and save every figure into ``out_dir`` (created), all together through custody."""
-    from timetag.estimators.plots import save_figures
-
     figs = figures(new_setup, old_setup, report)
     out = Path(out_dir)
     return save_figures([f for _, f in figs], [out / n for n, _ in figs], inputs=inputs, force=force, dpi=100)
 
 
-def _arrival(plt, name, cal, old_lab, new_lab):
+def _arrival(name, cal, old_lab, new_lab):
     h = cal.data.arrival
     edges = h.edges.astype(float)
     x = 0.5 * (edges[1:] + edges[:-1]) / 1000
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = new_figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     for k, f in enumerate(cal.delays.fits):
         shift = cal.delays.new[f.channel] - cal.delays.old[f.channel]
         ax.step(x - shift / 1000, h.counts[k], where="mid", lw=0.8, label=f"ch {f.channel} (new delays)")
@@ -91,8 +79,9 @@ def _arrival(plt, name, cal, old_lab, new_lab):
     return _named(fig, f"{name}_arrival.png")
 
 
-def _fom(plt, name, w):
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+def _fom(name, w):
+    fig = new_figure(figsize=(10, 4))
+    a1, a2 = fig.subplots(1, 2)
     for ax, xs, ys, lbl, chosen in ((a1, w.stops, w.curve_stop, "window stop", w.stop),
                                     (a2, w.starts, w.curve_start, "window start", w.start)):
         ok = np.isfinite(ys)
@@ -105,12 +94,13 @@ def _fom(plt, name, w):
     return _named(fig, f"{name}_fom.png")
 
 
-def _counts(plt, name, t, counts):
+def _counts(name, t, counts):
     fit = t.fit
     top = int(max(counts.max() if counts.size else 0, fit.mean_bright * 2)) + 1
     k = np.arange(top + 1)
     hist = np.bincount(np.minimum(counts, top), minlength=top + 1)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.bar(k, hist, width=1.0, color="0.75", label=f"{fit.n} rounds")
     ax.plot(k, fit.n * fit.pmf(k), "k-", label=f"{fit.model} mixture")
     ax.plot(k, fit.n * (1 - fit.w_bright) * fit.pmf(k, "dark"), "b--", lw=0.8, label="atom absent")
@@ -124,8 +114,9 @@ def _counts(plt, name, t, counts):
     return _named(fig, f"{name}_counts.png")
 
 
-def _clock(plt, clk):
-    fig, ax = plt.subplots(figsize=(7, 4))
+def _clock(clk):
+    fig = new_figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot(clk.t_alice / 1e12, clk.residuals_ps / 1000, ".", ms=3)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("Alice time (s)")

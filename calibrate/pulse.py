@@ -10,7 +10,7 @@ decay time ``tau``.  Background (dark counts, stray light) is flat.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr
+from scipy.special import log_ndtr, ndtr, ndtri
 
 PULSE_FWHM_PS = 21_000.0       # literature
 LIFETIME_PS = 26_200.0         # literature, 5P3/2
@@ -41,8 +41,6 @@ def pulse_remaining(t, mu, sigma):
 
 def pulse_end(mu, sigma, fraction: float = 0.01):
     """Time after which less than ``fraction`` of the pulse energy remains."""
-    from scipy.special import ndtri
-
     return mu - sigma * ndtri(fraction)
 
 

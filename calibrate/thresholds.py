@@ -8,8 +8,10 @@ efficiency).  ``model='auto'`` fits both and keeps the negative binomial only
 when it improves the likelihood significantly (likelihood-ratio test).
 
 The threshold t (output 'up' when count >= t) minimises the misclassification
-probability  P_err(t) = w_dark P(k >= t | dark) + w_bright P(k < t | bright);
-the read-out fidelity is 1 - P_err, also given per state.
+probability  P_err(t) = w_dark P(k >= t | dark) + w_bright P(k < t | bright)
+(the rule :func:`timetag.simulator.analytic.min_error_threshold`, which the simulator
+uses too, with the fitted mixture's weights); the read-out fidelity is 1 - P_err,
+also given per state.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from scipy import stats
 from scipy.special import expit, gammaln, logit
 
 from timetag.errors import CalibrationError
+from timetag.simulator.analytic import min_error_threshold
 
 from .fitting import poisson_fit
 
@@ -82,24 +85,32 @@ class ThresholdResult:
     fit: MixtureFit
 
 
+def _errors(params, t):
+    """P(up | dark) and P(down | bright) at thresholds ``t``."""
+    w, m0, m1, a0, a1 = params
+    return _sf(t, m0, a0), 1 - _sf(t, m1, a1)
+
+
 def misclassification(fit_or_params, t_max: int) -> np.ndarray:
     """P_err(t) for t = 0..t_max."""
     if isinstance(fit_or_params, MixtureFit):
-        w, m0, m1, a0, a1 = (fit_or_params.w_bright, fit_or_params.mean_dark, fit_or_params.mean_bright,
-                             fit_or_params.alpha_dark, fit_or_params.alpha_bright)
+        params = (fit_or_params.w_bright, fit_or_params.mean_dark, fit_or_params.mean_bright,
+                  fit_or_params.alpha_dark, fit_or_params.alpha_bright)
     else:
-        w, m0, m1, a0, a1 = fit_or_params
-    t = np.arange(t_max + 1)
-    return (1 - w) * _sf(t, m0, a0) + w * (1 - _sf(t, m1, a1))
+        params = fit_or_params
+    w = params[0]
+    e_dark, e_bright = _errors(params, np.arange(t_max + 1))
+    return (1 - w) * e_dark + w * e_bright
 
 
 def optimal_threshold(params, t_max: int | None = None) -> int:
-    """Threshold (>= 1) minimising the misclassification probability; ties go to the lowest."""
+    """Threshold (>= 1) minimising the misclassification probability (ties go to the lowest)."""
     w, m0, m1, a0, a1 = params
     if t_max is None:
         t_max = int(m1 + 10 * np.sqrt(m1 * (1 + a1 * m1)) + 10)
-    err = misclassification(params, t_max)
-    return int(np.argmin(err[1:]) + 1)
+    t = np.arange(1, t_max + 1)
+    e_dark, e_bright = _errors(params, t)
+    return min_error_threshold(t, e_dark, e_bright, w_dark=1 - w, w_bright=w)
 
 
 def fit_mixture(hist, model: str = "auto", *, what: str = "count histogram") -> MixtureFit:

@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import log_ndtr
 
 from timetag.errors import CalibrationError
 
@@ -121,8 +122,6 @@ def key_rate_per_round(v):
 
 def _pulse_terms(edges, p: DetectorProfile):
     """At each edge x: pulse-envelope CDF P(x) and Q(x) = int_{-inf}^x pulse_pdf(t) exp((t - mu)/tau) dt."""
-    from scipy.special import log_ndtr
-
     z = (edges - p.mu) / p.sigma
     r = p.sigma / p.tau
     P = 1.0 - pulse_remaining(edges, p.mu, p.sigma)

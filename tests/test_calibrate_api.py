@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 from calibrate.api import calibrate_run
 from calibrate.synthetic import SynthParams, make_setup, make_streams
 from calibrate.thresholds import misclassification, optimal_threshold
-from timetag.chunk import TagChunk
 from timetag.cli import app
 from timetag.errors import CalibrationError
 from timetag.formats.dump import write_dump

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from calibrate.darkcounts import DarkCounter, _grid_ticks, estimate_period
+from calibrate.darkcounts import DarkCounter, _Grid, _grid_ticks, _union, estimate_period
 from calibrate.synthetic import SynthParams, make_setup, make_streams
 from timetag.chunk import TagChunk, split
 from timetag.errors import CalibrationError
@@ -142,8 +142,6 @@ def test_afterpulses_right_after_the_dead_time():
 @pytest.mark.parametrize("T", [19_230_769.0, T_FRAC])
 def test_phase_grid_matches_listed_ticks(T):
     """The counter's phase representation against brute force: intervals around every listed tick."""
-    from calibrate.darkcounts import _Grid, _union
-
     rng = np.random.default_rng(4)
     offs = [(-int(T) - 150_000, -int(T) + 3_300_000), (-200_000, 3_200_000), (5_000_000, 5_000_100)]
     true = np.rint(3e9 + np.arange(4000) * T).astype(np.int64)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibrate.delays import calibrate_delays, fit_pulse
+from calibrate.delays import calibrate_delays, fit_pulse, locate_edge
 from calibrate.thresholds import choose_threshold, fit_mixture, misclassification, optimal_threshold
 from calibrate.window import DetectorProfile, FomParams, choose_window, fom_grid, key_rate_per_round
 from timetag.errors import CalibrationError
+from timetag.simulator import load_preset
+from timetag.simulator.analytic import _channel, _counts as _sim_counts, best_threshold, min_error_threshold
 
 SIGMA_P = 21_000 / 2.3548
 TAU = 26_200.0
@@ -152,6 +154,47 @@ def test_threshold_truth_optimal(w, m0, m1, a1, n):
         assert r.fit.model == "negbin" and abs(r.fit.alpha_bright - a1) < 4 * r.fit.err["alpha_bright"] + 0.01
 
 
+def _old_simulator_threshold(p, mu_atom, mu_bg):
+    """The simulator's rule before it was shared with calibration (kept to pin 'results unchanged')."""
+    thrs = np.arange(1, max(3, int(mu_atom + 10 * np.sqrt(mu_atom + 1)) + 2))
+    e0, e1 = _channel(p, mu_atom, mu_bg, thrs)
+    best, best_err = 1, 2.0
+    for thr, err in zip(thrs.tolist(), (e0 + e1).tolist()):
+        if err < best_err - 1e-15:
+            best, best_err = thr, err
+    return best
+
+
+def test_one_threshold_rule_for_simulator_and_calibration():
+    """Simulator and calibration choose their thresholds with one rule (min_error_threshold): the simulator's
+    choices are unchanged, and so are calibration's (the lowest argmin of its misclassification curve)."""
+    p = load_preset("lmu2022")
+    mus = _sim_counts(p)
+    for name in ("alice", "bob"):
+        assert best_threshold(p, *mus[name]) == _old_simulator_threshold(p, *mus[name])
+    for mu_atom in np.linspace(0.5, 60.0, 40):
+        for mu_bg in (0.0, 0.05, 0.6, 2.0, 5.0):
+            assert best_threshold(p, mu_atom, mu_bg) == _old_simulator_threshold(p, mu_atom, mu_bg)
+    for params in [(0.5, 1.5, 12.0, 0.0, 0.0), (0.3, 0.5, 35.0, 0.0, 0.0), (0.9, 0.3, 9.0, 0.01, 0.05),
+                   (0.05, 2.0, 6.0, 0.0, 0.2), (0.5, 1.49691, 36.60958, 0.0, 0.0)]:
+        err = misclassification(params, 200)
+        assert optimal_threshold(params, 200) == int(np.argmin(err[1:]) + 1)
+
+
+def test_min_error_threshold_weights_and_ties():
+    t = np.arange(1, 6)
+    e_dark = np.array([0.5, 0.2, 0.1, 0.05, 0.0])
+    e_bright = np.array([0.0, 0.05, 0.1, 0.2, 0.5])
+    assert min_error_threshold(t, e_dark, e_bright) == 3            # equal priors: the middle
+    # mostly bright: read 'up' readily (low threshold); mostly dark: the other way
+    assert min_error_threshold(t, e_dark, e_bright, w_dark=0.1, w_bright=0.9) == 1
+    assert min_error_threshold(t, e_dark, e_bright, w_dark=0.9, w_bright=0.1) == 5
+    # a tie, or a gain below rounding, goes to the lowest threshold
+    assert min_error_threshold(t, [0.2, 0.1, 0.1, 0.1, 0.3], np.zeros(5)) == 2
+    assert min_error_threshold(t, [0.2, 0.1, 0.1 - 1e-17, 0.1, 0.3], np.zeros(5)) == 2
+    assert min_error_threshold([4], [1.0], [1.0]) == 4
+
+
 def test_threshold_poisson_data_keeps_poisson_model():
     rng = np.random.default_rng(3)
     r = choose_threshold(_counts(rng, 3000, 0.5, 1.0, 15.0))
@@ -182,8 +225,6 @@ def test_fit_mixture_forced_models():
 
 def test_locate_edge_unbiased_with_honest_error():
     """A sharp step at a known place: the estimate scatters by ~1/density around it (no bias), as reported."""
-    from calibrate.delays import locate_edge
-
     rng = np.random.default_rng(3)
     edges = np.arange(-5_000, 5_001, 10).astype(float)
     rho = 0.05
@@ -201,8 +242,6 @@ def test_locate_edge_unbiased_with_honest_error():
 
 
 def test_locate_edge_refuses_a_smooth_rise():
-    from calibrate.delays import locate_edge
-
     rng = np.random.default_rng(4)
     edges = np.arange(-60_000, 60_001, 10).astype(float)
     t = rng.normal(0, 9_000, 100_000)           # a Gaussian pulse's rising side: no step anywhere

@@ -1,14 +1,22 @@
-"""Calibration histograms: numba kernels against plain-Python references, chunk-split invariance."""
+"""Calibration's measurements (the engine's arrival histogram and read-out counts, the guarded edge histogram,
+the dark-count counter) against plain-Python references, and chunk-split invariance."""
 from __future__ import annotations
+
+import bisect
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from calibrate.api import EDGE_BIN_PS, EDGE_GUARD_PS, arrival_range, measure
 from calibrate.darkcounts import DarkCounter
-from calibrate.histograms import ArrivalHistogrammer, CountHistogrammer, arrival_histograms, count_histogram
+from calibrate.histograms import (GuardedArrivalHistogram, ReadoutCounts, SyncPeriod, arrival_histogram,
+                                  measurement_lab, readout_counts, trimmed)
 from calibrate.synthetic import SynthParams, make_setup, make_streams
 from timetag.chunk import TagChunk, split
+from timetag.records import FLAG_LOST_DATA, FLAG_SETTING_MISSING, FLAG_TRUNCATED, empty_heralds, empty_rounds
+from timetag.stream import Collect, RoundsEvent, run_stream
 
 
 def _small(mode="every", seed=3):
@@ -18,26 +26,28 @@ def _small(mode="every", seed=3):
     return p, a, b, make_setup(p)
 
 
+_SMALL = {m: _small(m) for m in ("every", "conditional")}
+
+
 def _ref_arrival(chunk, lab, edges):
-    """Plain Python: corrected click - corrected sync, previous/next sync by corrected time order of syncs."""
+    """Plain Python, the engine's rule: corrected click - corrected sync, with the last sync at or before the
+    click ('previous') or the first at or after it ('next')."""
     d = lab.delays_ps
     chans = [x.channel for x in lab.bsm]
     syncs = sorted(int(t) - d.get(lab.sync_channel, 0) for t, c in zip(chunk.time, chunk.channel)
                    if c == lab.sync_channel)
     out = np.zeros((len(chans), len(edges) - 1), np.int64)
-    import bisect
     for t, c in zip(chunk.time.tolist(), chunk.channel.tolist()):
         if c not in chans:
             continue
         tc = t - d.get(c, 0)
         if lab.herald.sync_reference == "previous":
-            # the kernel picks the last sync *tag* before the click tag (raw order)
-            raw_syncs = [s for s in syncs if s + d.get(lab.sync_channel, 0) <= t]
-            if not raw_syncs:
-                continue
-            dt = tc - raw_syncs[-1]
-        else:
             i = bisect.bisect_right(syncs, tc)
+            if i == 0:
+                continue
+            dt = tc - syncs[i - 1]
+        else:
+            i = bisect.bisect_left(syncs, tc)
             if i == len(syncs):
                 continue
             dt = tc - syncs[i]
@@ -49,15 +59,27 @@ def _ref_arrival(chunk, lab, edges):
 
 @pytest.mark.parametrize("mode", ["every", "conditional"])
 def test_arrival_matches_reference(mode):
-    p, a, _, setup = _small(mode)
+    p, a, _, setup = _SMALL[mode]
     lab = setup.lab("alice")
     # keep it short for the quadratic reference
     n = 6000
     chunk = TagChunk(a.time[:n], a.channel[:n])
-    h = arrival_histograms([chunk], lab)
+    h = arrival_histogram([chunk], lab)
     ref = _ref_arrival(chunk, lab, h.edges)
     assert h.counts.sum() > 50
     np.testing.assert_array_equal(h.counts, ref)
+
+
+@pytest.mark.parametrize("mode", ["every", "conditional"])
+def test_arrival_range_cut_to_the_syncs_side_and_whole_bins(mode):
+    p, a, _, setup = _SMALL[mode]
+    lab = setup.lab("alice")
+    m = measurement_lab(lab, arrival_range_ps=(-100_100, 100_100), arrival_bin_ps=1_000)
+    lo, hi = m.histograms.arrival_range_ps
+    assert (lo, hi) == ((0, 100_000) if lab.herald.sync_reference == "previous" else (-100_100, -100))
+    assert m.histograms.arrival_bin_ps == 1_000 and m.delays_ps == lab.delays_ps and m.round == lab.round
+    h = arrival_histogram([a], lab, range_ps=(-100_100, 100_100), bin_ps=1_000)
+    np.testing.assert_array_equal(h.edges, np.arange(lo, hi + 1, 1_000))
 
 
 @pytest.mark.parametrize("mode", ["every", "conditional"])
@@ -65,13 +87,24 @@ def test_arrival_matches_reference(mode):
 def test_arrival_chunk_invariance(mode, cuts):
     p, a, _, setup = _SMALL[mode]
     lab = setup.lab("alice")
-    whole = arrival_histograms([a], lab)
-    parts = arrival_histograms(split(a, sorted(cuts)), lab)
+    whole = arrival_histogram([a], lab)
+    parts = arrival_histogram(split(a, sorted(cuts)), lab)
     np.testing.assert_array_equal(whole.counts, parts.counts)
-    assert whole.n_syncs == parts.n_syncs
+    assert whole.period_ps == parts.period_ps
 
 
-_SMALL = {m: _small(m) for m in ("every", "conditional")}
+def test_arrival_with_other_delays():
+    """``delays``: the histogram is that of the stream with those delays, not the lab's."""
+    p, a, _, setup = _SMALL["every"]
+    lab = setup.lab("alice")
+    shifted = dict(lab.delays_ps)
+    shifted[3] += 7_000
+    h = arrival_histogram([a], lab, delays=shifted)
+    ref = arrival_histogram([a], measurement_lab(lab, delays=shifted))
+    np.testing.assert_array_equal(h.counts, ref.counts)
+    plain = arrival_histogram([a], lab)
+    # a larger delay moves channel 3's clicks 7 ns earlier: 14 bins of 500 ps
+    np.testing.assert_array_equal(h.counts[1, :-14], plain.counts[1, 14:])
 
 
 @given(cuts=st.lists(st.integers(0, 40_000), max_size=6))
@@ -80,10 +113,16 @@ def test_arrival_guard_chunk_invariance_and_reference(cuts):
     p, a, _, setup = _SMALL["conditional"]
     lab = setup.lab("alice")
     guard = 10_000
-    whole = arrival_histograms([a], lab, guard_ps=guard)
-    parts = arrival_histograms(split(a, sorted(cuts)), lab, guard_ps=guard)
+
+    def guarded(chunks, g=guard):
+        h = GuardedArrivalHistogram(lab, guard_ps=g)
+        run_stream(chunks, h)
+        return h
+
+    whole = guarded([a])
+    parts = guarded(split(a, sorted(cuts)))
     np.testing.assert_array_equal(whole.counts, parts.counts)
-    plain = arrival_histograms([a], lab)
+    plain = guarded([a], 0)
     assert np.all(whole.counts <= plain.counts) and whole.counts.sum() < plain.counts.sum()
     # reference on a prefix: drop the guarded clicks, then the plain rule
     n = 6000
@@ -96,18 +135,43 @@ def test_arrival_guard_chunk_invariance_and_reference(cuts):
             tc = t - d.get(c, 0)
             k = np.searchsorted(syncs, tc, "right")
             keep[i] = not (k > 0 and tc - syncs[k - 1] < guard)
-    h = arrival_histograms([chunk], lab, guard_ps=guard)
+    h = guarded([chunk])
     np.testing.assert_array_equal(h.counts, _ref_arrival(TagChunk(chunk.time[keep], chunk.channel[keep]), lab,
                                                          h.edges))
+
+
+def test_guarded_histogram_without_guard_is_the_engines():
+    """The one histogram calibration still makes itself: without its guard, the engine's (same rule and bins)."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    rng = arrival_range(lab)
+    g = GuardedArrivalHistogram(lab, bin_ps=EDGE_BIN_PS, range_ps=rng, guard_ps=0)
+    run_stream(split(a, [len(a) // 3]), g)
+    e = arrival_histogram([a], lab, range_ps=rng, bin_ps=EDGE_BIN_PS)
+    np.testing.assert_array_equal(g.edges, e.edges)
+    np.testing.assert_array_equal(g.counts, e.counts)
+    assert g.counts.sum() > 500
 
 
 def test_arrival_empty_and_one_tag():
     p, a, _, setup = _SMALL["every"]
     lab = setup.lab("alice")
-    h = arrival_histograms([TagChunk(np.zeros(0, np.int64), np.zeros(0, np.int32))], lab)
-    assert h.counts.sum() == 0 and h.n_syncs == 0
-    h = arrival_histograms([TagChunk(np.array([5]), np.array([2]))], lab)
-    assert h.counts.sum() == 0 and h.n_clicks.sum() == 1
+    h = arrival_histogram([TagChunk(np.zeros(0, np.int64), np.zeros(0, np.int32))], lab)
+    assert h.counts.sum() == 0 and h.period_ps is None
+    h = arrival_histogram([TagChunk(np.array([5]), np.array([2], np.int32))], lab)
+    assert h.counts.sum() == 0
+    h = arrival_histogram([], lab)
+    assert h.counts.sum() == 0 and h.valid_bins() == slice(0, h.counts.shape[1])
+
+
+@given(cuts=st.lists(st.integers(0, 40_000), max_size=6))
+def test_sync_period_chunk_invariance(cuts):
+    p, a, _, setup = _SMALL["conditional"]
+    whole, parts = SyncPeriod(1), SyncPeriod(1)
+    run_stream([a], whole)
+    run_stream(split(a, sorted(cuts)), parts)
+    assert whole.period_ps == parts.period_ps == p.period_ps
+    assert whole.n_syncs == parts.n_syncs == int(np.count_nonzero(a.channel == 1))
 
 
 def _ref_counts(chunk, lab):
@@ -131,39 +195,83 @@ def test_counts_match_reference(lab_name):
     p, a, b, setup = _SMALL["every"]
     lab = setup.lab(lab_name)
     chunk = a if lab_name == "alice" else b
-    h = CountHistogrammer(lab)
-    h.process(chunk)
-    h.flush()
+    counts, hist = readout_counts([chunk], lab)
     ref = _ref_counts(chunk, lab)
     assert ref.size > 10 and ref.max() > 5
-    np.testing.assert_array_equal(h.counts, ref)
+    np.testing.assert_array_equal(counts.counts, ref)
+    ready = chunk.time[chunk.channel == lab.ready_channel] - lab.delay(lab.ready_channel)
+    np.testing.assert_array_equal(counts.ready_times, ready)
+    np.testing.assert_array_equal(counts.trigger_times, ready[: ref.size])
+    np.testing.assert_array_equal(trimmed(hist.histogram), np.bincount(ref))
+
+
+def test_counts_whatever_the_labs_trigger():
+    """Every 'ready' tag is read out, also for a lab whose rounds are triggered by the software herald."""
+    p, a, b, setup = _SMALL["every"]
+    lab = setup.lab("alice")
+    herald_lab = replace(lab, round=replace(lab.round, trigger="herald"))
+    got, _ = readout_counts([a], herald_lab)
+    ref, _ = readout_counts([a], lab)
+    np.testing.assert_array_equal(got.counts, ref.counts)
 
 
 @given(cuts=st.lists(st.integers(0, 40_000), max_size=6))
 def test_counts_chunk_invariance(cuts):
     p, a, b, setup = _SMALL["every"]
     lab = setup.lab("alice")
-    res = []
-    for chunks in ([a], list(split(a, sorted(cuts)))):
-        h = CountHistogrammer(lab)
-        for c in chunks:
-            h.process(c)
-        h.flush()
-        res.append(h.counts)
-    np.testing.assert_array_equal(res[0], res[1])
+    whole, _ = readout_counts([a], lab)
+    parts, _ = readout_counts(split(a, sorted(cuts)), lab)
+    np.testing.assert_array_equal(whole.counts, parts.counts)
+    np.testing.assert_array_equal(whole.trigger_times, parts.trigger_times)
 
 
-def test_count_histogram_overflow_bin():
-    h = count_histogram([0, 1, 1, 7, 30], max_count=5)
-    np.testing.assert_array_equal(h, [1, 2, 0, 0, 0, 2])
+def test_readout_counts_keep_whole_windows_only():
+    r = empty_rounds(4)
+    r["trigger_time"] = [10, 20, 30, 40]
+    r["count"] = [1, 2, 3, 4]
+    r["flags"] = [0, FLAG_TRUNCATED, FLAG_LOST_DATA, FLAG_SETTING_MISSING]
+    sink = Collect()
+    rc = ReadoutCounts(sink)
+    run_stream([RoundsEvent(r, empty_heralds()), RoundsEvent.empty()], rc)
+    np.testing.assert_array_equal(rc.counts, [1, 4])
+    np.testing.assert_array_equal(rc.trigger_times, [10, 40])
+    np.testing.assert_array_equal(rc.ready_times, [10, 20, 30, 40])
+    assert (rc.n_truncated, rc.n_lost) == (1, 1)
+    forwarded = sink.of_type(RoundsEvent)
+    assert [e.rounds["count"].tolist() for e in forwarded] == [[1, 4], []] and sink.flushed
+
+
+def test_trimmed_count_histogram():
+    np.testing.assert_array_equal(trimmed(np.array([1, 2, 0, 0, 1, 0, 0])), [1, 2, 0, 0, 1])
+    np.testing.assert_array_equal(trimmed(np.zeros(5, np.int64)), [0])
+
+
+def test_measure_is_one_pass_over_any_chunking():
+    """The whole chain (engine, period, edge, dark counts) gives the same data for any split of the stream."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    one = measure([a], lab)
+    many = measure(split(a, list(range(5_000, len(a), 7_919))), lab)
+    assert one.n_tags == many.n_tags == len(a)
+    for d in (one, many):
+        assert d.arrival is not None and d.edge is not None and d.counts is not None and d.dark is not None
+    np.testing.assert_array_equal(one.arrival.counts, many.arrival.counts)
+    np.testing.assert_array_equal(one.edge.counts, many.edge.counts)
+    np.testing.assert_array_equal(one.count_hist, many.count_hist)
+    np.testing.assert_array_equal(one.ready_times, many.ready_times)
+    np.testing.assert_array_equal(one.dark.result().quiet_clicks, many.dark.result().quiet_clicks)
+    assert one.edge.guard_ps == EDGE_GUARD_PS and one.edge.bin_ps == EDGE_BIN_PS
+    # the engine measured with the lab's rules: the arrival histogram is the plain one over the calibration range
+    np.testing.assert_array_equal(one.arrival.counts, arrival_histogram([a], lab, range_ps=arrival_range(lab)).counts)
+    # only what the steps need
+    d = measure([a], lab, steps=("thresholds",))
+    assert d.arrival is None and d.edge is None and d.dark is None and d.counts is not None
 
 
 def _dark(chunks, lab):
     ex = {lab.sync_channel: [(0, 200_000)], lab.ready_channel: [(-1_000_000, 26_000_000)]}
     d = DarkCounter([2, 3, 4, 5], ex, afterpulse_ps=(50_000, 500_000))
-    for c in chunks:
-        d.process(c)
-    d.flush()
+    run_stream(chunks, d)
     return d.result()
 
 
@@ -177,6 +285,14 @@ def test_darkcounts_chunk_invariance(cuts):
     np.testing.assert_array_equal(r1.clicks, r2.clicks)
     np.testing.assert_array_equal(r1.afterpulse_prob, r2.afterpulse_prob)
     assert r1.quiet_s == r2.quiet_s
+
+
+def test_darkcounts_as_processor_ignores_other_events():
+    p, a, _, setup = _SMALL["every"]
+    lab = setup.lab("alice")
+    r1 = _dark([a], lab)
+    r2 = _dark([RoundsEvent.empty(), a, RoundsEvent.empty()], lab)
+    np.testing.assert_array_equal(r1.quiet_clicks, r2.quiet_clicks)
 
 
 def test_darkcounts_recover_rate_and_afterpulses():

@@ -2,14 +2,23 @@
 and the round trip (process with the calibrated setup -> the same S and Q as with the true setup)."""
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from calibrate.api import calibrate_run
+from calibrate.api import calibrate_lab, calibrate_run, collect
+from calibrate.darkcounts import DarkCounter
+from calibrate.window import DetectorProfile, FomParams, choose_window, fom_value, psi_plus_pairs
+from timetag import process
+from timetag.estimators import pipeline as estimators
+from timetag.formats import iter_stream
 from timetag.setupfile import load_setup
-
-sim_run = pytest.importorskip("timetag.simulator.run", reason="the simulator is not in the tree")
-sim_params = pytest.importorskip("timetag.simulator.params")
+from timetag.simulator import params as sim_params
+from timetag.simulator import run as sim_run
+from timetag.simulator.analytic import _PARTNER, _channel, _counts, expected_stats
 
 DRIFT_PPM = 0.05
 
@@ -24,8 +33,6 @@ def sim(tmp_path_factory):
     bad_delays = dict(a.delays_ps)
     bad_delays[3] += 2_500
     bad_delays[5] -= 1_500
-    from dataclasses import replace
-
     bad = true.with_lab("alice", delays_ps=bad_delays, round=replace(a.round, threshold=3))
     bad = bad.with_lab("bob", round=replace(true.lab("bob").round, threshold=1))
     return p, r, true, bad
@@ -43,8 +50,6 @@ def test_simulator_truth_recovered(sim):
         assert abs(la.delays_ps[c] - true.lab("alice").delays_ps[c]) < 4 * cal.delays.err[c]
         assert cal.delays.err[c] < 400
     # thresholds: the simulator's truth-optimal ones, or one count away with the same true error
-    from timetag.simulator.analytic import _channel, _counts
-
     mus = _counts(p)
     for k, name in enumerate(("alice", "bob")):
         got = new.lab(name).round.threshold
@@ -62,8 +67,6 @@ def test_simulator_truth_recovered(sim):
 
 
 def test_round_trip_same_S_and_Q(sim, tmp_path):
-    estimators = pytest.importorskip("timetag.estimators.pipeline", reason="estimators not in the tree")
-    process = pytest.importorskip("timetag.process", reason="engine not in the tree")
     p, r, true, bad = sim
     new, rep = calibrate_run([r.alice], [r.bob], bad, steps=("delays", "thresholds"), strict=True)
 
@@ -94,8 +97,6 @@ def sim_long(tmp_path_factory):
     bad_delays[3] += 2_500
     bad_delays[4] -= 800
     bad_delays[5] -= 1_500
-    from dataclasses import replace
-
     herald = replace(a.herald, window_start_ps=a.herald.window_start_ps - 14_000)   # starts inside the pulse
     bad = true.with_lab("alice", delays_ps=bad_delays, herald=herald)
     new, rep = calibrate_run([r.alice], [r.bob], bad, steps=("delays", "window", "thresholds"), strict=True)
@@ -117,8 +118,6 @@ def test_simulator_delays_within_tenth_of_jitter(sim_long):
 
 
 def _true_profiles(p, cal, T):
-    from calibrate.window import DetectorProfile
-
     sigma = np.hypot(p.pulse_fwhm_ps / (2 * np.sqrt(2 * np.log(2))), p.jitter_ps)
     # shape from the simulator's parameters; photon number and flat level (dark counts, afterpulses) from
     # the fit: they set the scale, the shape sets where the window goes
@@ -127,8 +126,6 @@ def _true_profiles(p, cal, T):
 
 
 def test_simulator_window_within_one_bin_of_truth_optimal(sim_long):
-    from calibrate.window import FomParams, choose_window, fom_value, psi_plus_pairs
-
     p, r, true, new, rep = sim_long
     cal = rep.results["alice"]
     h = cal.data.arrival
@@ -150,11 +147,6 @@ def test_simulator_window_within_one_bin_of_truth_optimal(sim_long):
 
 def _analytic_key_rate(p, window, eta):
     """The simulator's own expected key rate per attempt (its analytic model) for another window, eta held."""
-    import dataclasses
-    import math
-
-    from timetag.simulator.analytic import _PARTNER, _channel, _counts, expected_stats
-
     q = dataclasses.replace(p, acceptance_window_ps=tuple(int(x) for x in window))
     f1, f2, g, gp = sim_params.time_filter_acceptance(q)
     pd = p.double_emission_prob
@@ -184,8 +176,6 @@ def _analytic_key_rate(p, window, eta):
 def test_simulator_window_is_physical(sim_long):
     """The default FOM starts the window after the pulse, where the simulator's own physics (two-photon
     emission during the pulse) puts the best key rate; without the contamination term it would not."""
-    from calibrate.window import DetectorProfile, FomParams, choose_window, psi_plus_pairs
-
     p, r, true, new, rep = sim_long
     cal = rep.results["alice"]
     T = p.attempt_period_ps
@@ -217,8 +207,6 @@ DARK_HZ, AP_PROB = 2_000.0, 0.05
 @pytest.fixture(scope="module")
 def sim_dark(tmp_path_factory):
     """Raised dark counts and afterpulsing, moderate speedup: ~8 s of attempts with sparse recorded syncs."""
-    from calibrate.api import calibrate_lab, collect
-
     p = sim_params.load_preset("lmu2022").with_overrides(dark_rate_hz_alice=(DARK_HZ,) * 4, afterpulse_prob=AP_PROB)
     assert p.sync_mode == "conditional"
     r = sim_run.simulate(p, n_rounds=10, seed=5, out_dir=tmp_path_factory.mktemp("simdark"), speedup=100.0)
@@ -230,9 +218,6 @@ def sim_dark(tmp_path_factory):
 
 
 def _recount(r, d, **kw):
-    from calibrate.darkcounts import DarkCounter
-    from timetag.formats import iter_stream
-
     args = dict(afterpulse_exclude=d.ap_exclude, afterpulse_ps=d.ap, grid_channel=d.grid)
     args.update(kw)
     c = DarkCounter(d.channels, d.exclude, **args)

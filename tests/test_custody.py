@@ -236,9 +236,13 @@ def test_second_writer_is_refused_naming_the_first(run, tmp_path):
         deadline = time.monotonic() + 60
         while not out.with_name("a.h5.partial").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        second = _run(*_process_args(run, out, "--force"))
-        reader = read_rounds(out.with_name("a.h5.partial"), accept_incomplete=True)  # a reader never hangs
-        assert reader.completion is Completion.RUNNING
+        first.send_signal(signal.SIGSTOP)  # the first writer holds its lock, paused, however fast it would finish
+        try:
+            second = _run(*_process_args(run, out, "--force"))
+            reader = read_rounds(out.with_name("a.h5.partial"), accept_incomplete=True)  # a reader never hangs
+            assert reader.completion is Completion.RUNNING
+        finally:
+            first.send_signal(signal.SIGCONT)
     finally:
         _, err = first.communicate(timeout=120)
     assert second.returncode == 2, second.stderr

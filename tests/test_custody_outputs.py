@@ -231,12 +231,12 @@ def test_calibrate_output_that_is_an_input_is_refused_even_with_force(sim, tmp_p
 
 
 def test_calibrate_failure_mid_write_keeps_the_old_setup(sim, tmp_path, capsys, monkeypatch):
-    from timetag.estimators import plots
+    import calibrate.api
 
     out = tmp_path / "cal.toml"
     out.write_text("# old\n")
     # the setup is written first, then the figures: the second figure fails
-    monkeypatch.setattr(plots, "savefig_into", fail_on_call(2)(plots.savefig_into))
+    monkeypatch.setattr(calibrate.api, "savefig_into", fail_on_call(2)(calibrate.api.savefig_into))
     with pytest.raises(RuntimeError, match="mid-write"):
         main([str(a) for a in _calibrate(sim, out, "--force", "--plots", tmp_path / "plots")])
     assert out.read_text() == "# old\n" and not partials(tmp_path)

@@ -15,7 +15,7 @@ Warnings print as one line each (``warning: ...``).
 """
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import signal
 import sys
@@ -26,8 +26,11 @@ import typer
 
 from ._version import __version__
 from .errors import RunStopped, Terminated, TimetagError
+from .plugins import command_plugins
 
-# Order = order in --help.
+# Order = order in --help.  A name without a module in timetag.commands is a plugin's (entry point group
+# 'timetag.commands', see timetag.plugins): `calibrate` comes with the calibrate package, and is left out when that
+# is not installed.  Installed plugins the list does not name come last.
 COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "live", "recover", "scan", "demo"]
 
 app = typer.Typer(
@@ -57,9 +60,15 @@ def _root(
     """timetag command line."""
 
 
+_plugins = command_plugins()
 for _name in COMMANDS:
-    _mod = importlib.import_module(f"timetag.commands.{_name}")
-    _mod.register(app)
+    if importlib.util.find_spec(f"timetag.commands.{_name}") is not None:
+        importlib.import_module(f"timetag.commands.{_name}").register(app)
+    elif _name in _plugins:
+        _plugins[_name].load()(app)
+for _name, _ep in _plugins.items():
+    if _name not in COMMANDS:  # a plugin never replaces a command of timetag's own
+        _ep.load()(app)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

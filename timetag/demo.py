@@ -5,6 +5,8 @@ the entanglement efficiency raised by ``speedup`` so that thousands of rounds ta
 seconds) writes both labs' raw tag files; calibration starts from a deliberately
 mis-set setup (cable delays and thresholds off) and recovers them from the data; the
 engine turns each lab's tags into rounds; the estimators compute the paper's numbers.
+The calibration is the installed calibrator plugin's (:func:`timetag.plugins.calibrator`:
+the calibrate package's), so that timetag does not import the package that builds on it.
 
 Outputs: the demo is re-run often, so it replaces its own files in its own folder without asking.  Its folder
 is marked by a file :data:`MARKER` written at the first run; every file goes through custody (written as
@@ -19,7 +21,15 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ._version import __version__
+from .custody import AtomicOutput
+from .errors import OutputError, SetupError
+from .estimators import estimate
+from .estimators.plots import write_plots
+from .plugins import calibrator
+from .process import process_files
 from .setupfile import Setup, load_setup
+from .simulator import load_preset, simulate
 
 # The paper's values (Zhang et al., Nature 607, 687 (2022)), for the side-by-side table.
 PAPER = {
@@ -74,8 +84,6 @@ def claim_folder(out: Path, force: bool = False) -> bool:
     refused (:class:`~timetag.errors.OutputError`) unless ``force``, which writes the demo's files into it
     without marking it (so the next run asks again).
     """
-    from .errors import OutputError
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file, not a folder; --out takes the folder for the demo's files")
@@ -89,8 +97,6 @@ def claim_folder(out: Path, force: bool = False) -> bool:
                               "demo's names are replaced, nothing else is touched)")
         return False
     out.mkdir(parents=True, exist_ok=True)
-    from ._version import __version__
-
     marker.write_text(json.dumps({"written_by": "timetag demo", "version": __version__,
                                   "note": "this folder is the demo's: `timetag demo` replaces its files"}) + "\n")
     return True
@@ -113,20 +119,13 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     Outputs (see the module docstring): the demo's own folder is overwritten file by file, each file only
     when its replacement is complete; a folder that is not the demo's is refused unless ``force``.
     """
-    from calibrate.api import calibrate_run, save_calibration
-
-    from .custody import AtomicOutput
-    from .errors import SetupError
-    from .estimators import estimate
-    from .process import process_files
-    from .simulator import load_preset, simulate
-
     step = progress or (lambda name: None)
     out = Path(out_dir)
     # the arguments are checked before the folder is claimed: a refused run leaves nothing behind
     if rounds < 1:
         raise SetupError(f"--rounds must be >= 1 (got {rounds})", key="rounds")
     params = load_preset("lmu2022").with_overrides(speedup=float(speedup))
+    calibrate = calibrator()
     claim_folder(out, force)
     replace_ok = True  # past claim_folder: the demo's own folder (or --force): the demo's files are replaced
     res = DemoResult(out_dir=out)
@@ -147,11 +146,11 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     # The acceptance window is left to the hardware filter here: with trigger 'both' the 'ready' tags
     # come from the hardware's own window, and a software window wider than it makes heralds without
     # 'ready'.  `timetag calibrate` (all steps) reports the figure-of-merit optimum for retuning both.
-    calibrated, report = calibrate_run([sim.alice], [sim.bob], start_setup, plots_dir=None,
-                                       steps=DEMO_CALIBRATION_STEPS)
+    calibrated, report = calibrate([sim.alice], [sim.bob], start_setup, steps=DEMO_CALIBRATION_STEPS,
+                                   plots_dir=plots_dir, force=replace_ok)
     cal_path = out / "setup-calibrated.toml"
-    save_calibration(cal_path, calibrated, start_setup, report, plots_dir=plots_dir,
-                     inputs=[start_path, sim.alice, sim.bob], force=replace_ok)
+    with AtomicOutput(cal_path, inputs=[start_path, sim.alice, sim.bob], force=replace_ok) as slot:
+        slot.partial.write_text(calibrated.dumps())
     res.files.update(uncalibrated_setup=start_path, calibrated_setup=cal_path)
     res.calibration_changes = list(getattr(report, "changes", []))
     res.timings["calibrate"] = time.perf_counter() - t
@@ -169,8 +168,6 @@ def run_demo(out_dir="timetag-demo", rounds: int = DEFAULT_ROUNDS, seed: int = D
     t = time.perf_counter()
     res.estimate = estimate(res.files["alice_rounds"], res.files["bob_rounds"], samples=20000, seed=seed)
     if plots:
-        from .estimators.plots import write_plots
-
         write_plots(res.estimate, plots_dir, force=replace_ok,
                     inputs=[res.files["alice_rounds"], res.files["bob_rounds"]])
         res.files["plots"] = plots_dir

@@ -32,7 +32,7 @@ import math
 import numpy as np
 from scipy.stats import poisson
 
-from .params import ALICE_BSM, BOB_SPD, SimParams, derived
+from .params import ALICE_BSM, ALPHA_DEG, BETA_DEG, BOB_SPD, SimParams, derived
 
 _PARTNER = {2: 3, 3: 2, 4: 5, 5: 4}
 
@@ -63,15 +63,30 @@ def _channel(p: SimParams, mu_atom: float, mu_bg: float, thr: int) -> tuple[floa
     return e0, e1
 
 
+def min_error_threshold(thresholds, e_dark, e_bright, w_dark: float = 1.0, w_bright: float = 1.0) -> int:
+    """The read-out threshold rule, one for the simulator and for calibration.
+
+    Read-out 'up' means count >= t.  For each candidate ``thresholds[i]`` the caller gives the two error
+    probabilities its count distributions imply -- ``e_dark[i]`` = P(up | dark state) and ``e_bright[i]`` =
+    P(down | bright state) -- whatever model they come from (Poisson, negative binomial, ionisation and atom
+    loss mixed in).  The threshold minimises ``w_dark e_dark + w_bright e_bright`` (weights: the states'
+    priors; only their ratio matters).  Ties go to the lowest threshold, and so do gains below 1e-15:
+    rounding must not move a threshold between runs or machines.
+    """
+    err = (w_dark * np.asarray(e_dark, np.float64) + w_bright * np.asarray(e_bright, np.float64)).tolist()
+    thrs = np.asarray(thresholds).tolist()
+    best, best_err = int(thrs[0]), w_dark + w_bright  # no error exceeds it: the first candidate stands until beaten
+    for thr, e in zip(thrs, err):
+        if e < best_err - 1e-15:
+            best, best_err = int(thr), e
+    return best
+
+
 def best_threshold(p: SimParams, mu_atom: float, mu_bg: float) -> int:
-    """Threshold minimising the mean misclassification e0 + e1 (equal priors)."""
+    """The simulator's threshold: :func:`min_error_threshold` of its read-out channel, equal priors."""
     thrs = np.arange(1, max(3, int(mu_atom + 10 * math.sqrt(mu_atom + 1)) + 2))
     e0, e1 = _channel(p, mu_atom, mu_bg, thrs)  # one vectorised call: scipy's per-call overhead dominates
-    best, best_err = 1, 2.0
-    for thr, err in zip(thrs.tolist(), (e0 + e1).tolist()):
-        if err < best_err - 1e-15:
-            best, best_err = thr, err
-    return best
+    return min_error_threshold(thrs, e0, e1)
 
 
 def expected_stats(p: SimParams) -> dict:
@@ -134,8 +149,6 @@ def expected_stats(p: SimParams) -> dict:
 
 def expected_correlator(p: SimParams, x: int, y: int, stats: dict | None = None) -> float:
     """E_xy of the output bits (+1 when equal) for psi+ rounds."""
-    from .params import ALPHA_DEG, BETA_DEG
-
     s = stats or expected_stats(p)
     c = s["correlator"]
     eq = -p.state_visibility * (1 - s["noise_fraction"]) * math.cos(2 * math.radians(ALPHA_DEG[x] + BETA_DEG[y]))

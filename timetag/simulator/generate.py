@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..constants import Pattern
 from . import kernel as K
 from .fastrng import emg_table, new_state
 from .output import LabOutput
@@ -253,7 +254,7 @@ class LinkSimulator:
         signal = srcs == {K.SRC_A_LAST, K.SRC_B_LAST}
         rid = self.rounds
         self.rounds += 1
-        self.stats["heralds_psi_plus"] += pattern == 1
+        self.stats["heralds_psi_plus"] += pattern == Pattern.PSI_PLUS
         last_round = self.n_rounds is not None and self.rounds >= self.n_rounds
         hi = K.BIG if last_round else -(-(th + p.readout_pause_ps - self.t0) // self.T)
         K.apply_pause(st, att + 1, hi, self.on, self.L, self.mode)
@@ -263,7 +264,7 @@ class LinkSimulator:
         x = int(rng.integers(0, 4))
         y = int(rng.integers(0, 2))
         al, be = math.radians(ALPHA_DEG[x]), math.radians(BETA_DEG[y])
-        state = (STATE_PSI_PLUS if pattern == 1 else STATE_PSI_MINUS) if signal else STATE_NOISE
+        state = (STATE_PSI_PLUS if pattern == Pattern.PSI_PLUS else STATE_PSI_MINUS) if signal else STATE_NOISE
         if state == STATE_PSI_PLUS:
             E = -p.state_visibility * math.cos(2 * (al + be))
         elif state == STATE_PSI_MINUS:

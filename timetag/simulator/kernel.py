@@ -25,6 +25,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..constants import INF, Pattern
 from .fastrng import emg as _emg, exponential as _rexp, next_u64 as _ru64, normal as _rnorm, uniform as _runi
 
 DONE, HERALD, OUT_FULL = 0, 1, 2
@@ -33,7 +34,7 @@ DONE, HERALD, OUT_FULL = 0, 1, 2
 SRC_DARK, SRC_A_LAST, SRC_B_LAST, SRC_A_EARLY, SRC_B_EARLY = 0, 1, 2, 3, 4
 SRC_AFTERPULSE, SRC_FLUO_ATOM, SRC_FLUO_STRAY, SRC_READY, SRC_SETTING, SRC_SYNC = 5, 6, 7, 8, 9, 10
 
-BIG = np.int64(1) << np.int64(62)
+BIG = np.int64(INF)  # 'never' (a tick, a time)
 
 # state indices
 (S_NEXT_TICK, S_SYNC_PEND, S_BLANK_LO, S_BLANK_HI, S_STOP, S_G_ATT, S_G_N, S_G_T1, S_G_CH1, S_G_SRC1, S_G_T2,
@@ -45,7 +46,8 @@ N_STATE = 28
 HALL_COLS = ("attempt", "t1", "t2", "ch1", "ch2", "src1", "src2", "nclicks", "pattern", "gated", "time")
 
 MODE_NONE, MODE_EVERY, MODE_CONDITIONAL = 0, 1, 2
-PATTERN_PSI_PLUS, PATTERN_PSI_MINUS, PATTERN_OTHER = 1, 2, 3
+# plain ints: numba freezes module globals into the compiled kernels
+PATTERN_PSI_PLUS, PATTERN_PSI_MINUS, PATTERN_OTHER = int(Pattern.PSI_PLUS), int(Pattern.PSI_MINUS), int(Pattern.OTHER)
 
 
 def new_state() -> np.ndarray:

@@ -5,7 +5,8 @@ Per lab: the lab's own clock (Bob: offset + drift), per-channel cable delays
 (a carry buffer holds tags that a later block may still precede), lost-data
 intervals (tags dropped, OVERFLOW_BEGIN/END events inserted) and the
 ground-truth fluorescence counts of the rounds, counted on the tags actually
-recorded.
+recorded.  The raw files are written by the formats' writers and record encoders
+(dump: :func:`timetag.formats.dump.encode_records`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numba as nb
 import numpy as np
 
 from ..chunk import LOST_DTYPE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
+from ..formats.dump import encode_records as encode_dump  # noqa: F401  the one dump encoder (simulator.run uses it)
 
 
 class LabOutput:
@@ -184,30 +186,3 @@ def _count_window(raw, chs, fluo, delay, lo, hi, min_delay, max_delay):
                 n += 1
         i += 1
     return n
-
-
-@nb.njit(cache=True)
-def encode_dump(time, channel, lost_time, lost_type, lost_channel, lost_count, out):
-    """Tags and lost events as 16-byte dump records in ``out`` (uint64 pairs, little-endian), in time order.
-
-    A lost event follows the tags of equal time (as :func:`timetag.formats.dump.encode_chunk`).  Returns the
-    number of records.
-    """
-    n = time.size
-    m = lost_time.size
-    i = 0
-    j = 0
-    k = 0
-    while i < n or j < m:
-        if j >= m or (i < n and time[i] <= lost_time[j]):
-            out[k, 0] = np.uint64(np.uint32(channel[i])) << np.uint64(32)
-            out[k, 1] = np.uint64(time[i])
-            i += 1
-        else:
-            cnt = min(lost_count[j], 65535)
-            out[k, 0] = (np.uint64(lost_type[j]) | (np.uint64(cnt) << np.uint64(16))
-                         | (np.uint64(np.uint32(lost_channel[j])) << np.uint64(32)))
-            out[k, 1] = np.uint64(lost_time[j])
-            j += 1
-        k += 1
-    return k

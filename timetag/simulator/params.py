@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import SetupError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -263,8 +265,6 @@ def time_filter_acceptance(p: SimParams) -> tuple[float, float, float, float]:
     Deterministic quadrature over the excitation time (Gaussian pulse) and, for a
     double emission, the first photon's emission time inside the pulse.
     """
-    import numpy as np
-
     sigma = p.pulse_fwhm_ps / (2 * math.sqrt(2 * math.log(2)))
     tau = p.lifetime_ps
     ws, we = p.acceptance_window_ps

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
-from ..errors import SetupError
+from ..custody import AtomicOutputs
+from ..errors import OutputError, SetupError
+from ..formats import writer_for
 from ..formats.dump import TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END
 from ..provenance import provenance
 from ..setupfile import BsmDetector, HeraldConfig, HistogramConfig, LabSetup, RoundConfig, Setup
@@ -88,8 +90,6 @@ def output_names(fmt: str = "dump") -> tuple[str, str, str, str]:
 def check_outputs(out_dir, fmt: str = "dump", *, force: bool = False) -> list[Path]:
     """The four targets in ``out_dir``, refused up front (one line naming every file that exists, unless
     ``force``; ``out_dir`` a file) before any simulation is run."""
-    from ..errors import OutputError
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file, not a folder; --out takes the folder to write the simulation into")
@@ -116,9 +116,6 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
     ``<name>.partial``, all renamed when the simulation is complete; any failure (or Ctrl-C) removes them all.
     Existing files are refused (naming them) unless ``force``, and stay untouched until the new ones are complete.
     """
-    from ..custody import AtomicOutputs
-    from ..formats import writer_for
-
     if n_rounds < 1:
         raise SetupError(f"--rounds must be >= 1 (got {n_rounds})", key="rounds")
     output_names(fmt)  # an unknown format is refused here

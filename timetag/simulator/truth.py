@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 TRUTH_DTYPE = np.dtype([
@@ -46,8 +47,6 @@ SRC_NAMES = {0: "dark", 1: "atom_a_last", 2: "atom_b_last", 3: "atom_a_early", 4
 
 
 def write_truth(path, rounds: np.ndarray, heralds_all: np.ndarray, attrs: dict) -> None:
-    import h5py
-
     with h5py.File(Path(path), "w", track_order=True) as f:
         f.create_dataset("rounds", data=rounds, track_times=False)
         f.create_dataset("heralds_all", data=heralds_all, track_times=False)
@@ -57,8 +56,6 @@ def write_truth(path, rounds: np.ndarray, heralds_all: np.ndarray, attrs: dict) 
 
 
 def read_truth(path) -> tuple[np.ndarray, np.ndarray, dict]:
-    import h5py
-
     with h5py.File(Path(path), "r") as f:
         attrs = {}
         for k, v in f.attrs.items():

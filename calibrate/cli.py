@@ -1,10 +1,18 @@
-"""`timetag calibrate`: delays, time-filter window, thresholds and clock offset from recorded tags."""
+"""`timetag calibrate`: delays, time-filter window, thresholds and clock offset from recorded tags.
+
+A plugin of the ``timetag`` command line (entry point group ``timetag.commands``, see :mod:`timetag.plugins`):
+timetag does not import this package; installing it adds the command.  Importing this module stays cheap (it is
+imported at every ``timetag`` start-up): the calibration itself (scipy, numba) is imported when the command runs.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from timetag.errors import CalibrationError
+from timetag.setupfile import load_setup
 
 
 def register(app):
@@ -43,10 +51,8 @@ def register(app):
 
         The setup and the figures are written together when the calibration is complete (an existing file is
         replaced only with --force); the output is never one of the inputs (the --setup file, the tag files)."""
-        from calibrate.api import calibrate_run, check_calibration_targets, save_calibration
-        from calibrate.window import FomParams
-        from timetag.errors import CalibrationError
-        from timetag.setupfile import load_setup
+        from .api import calibrate_run, check_calibration_targets, save_calibration
+        from .window import FomParams
 
         s = load_setup(setup)
         if lab is not None:
@@ -80,8 +86,7 @@ def register(app):
 
 def _check_options(setup, alice_lab, steps: list[str], count_model: str, reference) -> None:
     """Option mistakes refused before any data is read (a calibration step would only warn and keep old values)."""
-    from calibrate.api import STEPS
-    from timetag.errors import CalibrationError
+    from .api import STEPS
 
     unknown = [x for x in steps if x not in STEPS]
     if unknown or not steps:
