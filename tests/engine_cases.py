@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from timetag.chunk import LOST_DTYPE, TagChunk
+from reference_engine import reference_process
+from timetag.chunk import LOST_DTYPE, TagChunk, split
+from timetag.engine import LabPipeline
 from timetag.setupfile import setup_from_dict
 
 SYNC, A_H, A_V, B_H, B_V, READY, S0, S1, S2, S3, UNUSED = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
@@ -79,3 +81,52 @@ def herald_ready_stream(rng: np.random.Generator, n_attempts: int):
             tags.append((t + 140 + int(rng.integers(0, 40)), S0 + int(rng.integers(0, 4))))
         t += int(rng.integers(20, 200))
     return stream(tags)
+
+
+# --- shared by tests/engine/test_*.py ----------------------------------------------------
+
+END = (5000, UNUSED)  # a late tag on an unused channel: closes every window below
+
+
+
+def run(lab, tags, lost=(), cuts=None):
+    s = stream(tags, lost)
+    pl = LabPipeline(lab)
+    chunks = [s] if cuts is None else list(split(s, cuts))
+    rounds, heralds = pl.run(chunks)
+    return rounds, heralds, pl
+
+
+
+def psi_plus_round_tags():
+    return [(1000, SYNC), (1023, A_H), (1028, A_V),  # corrected 1020 and 1030: dt 20, 30
+            (1135, READY),                             # corrected 1130 = herald + 100
+            (1140, S2),
+            (1190, B_H), (1200, B_H), (1250, B_V),     # in [1180, 1280)
+            (1283, A_H),                               # corrected 1280: just outside
+            END]
+
+
+
+def herald_tags(t0):
+    """A psi+ herald at t0 + 30 (corrected) with the default delays."""
+    return [(t0, SYNC), (t0 + 23, A_H), (t0 + 28, A_V)]
+
+
+
+CONFIGS = [dict(ref=r, trigger=t) for r in ("previous", "next") for t in ("herald", "ready", "both")]
+
+
+
+def assert_same(lab, s, chunks):
+    r0, h0, extra = reference_process(s, lab)
+    pl = LabPipeline(lab)
+    r1, h1 = pl.run(chunks)
+    assert h1.tolist() == h0.tolist()
+    assert r1.tolist() == r0.tolist()
+    np.testing.assert_array_equal(pl.histograms["arrival"], extra["arrival"])
+    assert pl.summary["clicks_accepted"] == extra["clicks_accepted"]
+    singles = {c: n for c, n in pl.summary["singles"].items() if n}
+    assert singles == {c: n for c, n in extra["singles"].items() if c in lab.channels}
+    return r1, h1, pl
+

@@ -8,7 +8,8 @@ from test_live_toy import ToyPipeline, make_stream, run_toy, toy_setup
 from timetag.chunk import OVERFLOW_BEGIN, OVERFLOW_END, split
 from timetag.formats.dump import write_dump
 from timetag.live.replay import ReplaySource
-from timetag.live.runner import LiveRunner, running_estimate
+from timetag.estimators.running import running_estimate
+from timetag.live.runner import LiveRunner
 from timetag.live.sources import ChunkSource
 from timetag.records import FLAG_LOST_DATA
 from timetag.errors import IncompleteError
@@ -132,27 +133,3 @@ def test_unknown_lab_is_a_setup_error(tmp_path):
 
     with pytest.raises(SetupError, match="no lab 'carol'"):
         LiveRunner(ChunkSource([], lab="carol"), toy_setup(), tmp_path, pipeline_factory=ToyPipeline)
-
-
-def test_simulated_device_running_estimate_matches_the_files(tmp_path):
-    sim = pytest.importorskip("timetag.simulator")
-    from timetag.estimators import estimate_from_pairs
-    from timetag.join import join_rounds
-    from timetag.live.runner import compact_estimate
-    from timetag.live.simdevice import SimDevice
-
-    dev = SimDevice(speed=None, slice_ps=10**12, sim_params={"speedup": 1000}, seed=3, duration_device_s=40)
-    setup = dev.matching_setup()
-    res = LiveRunner(dev, setup, tmp_path).run()
-    assert res.rounds["alice"] > 100 and res.rounds["bob"] > 100
-    ra, rb = read_rounds(res.paths["alice"]).rounds, read_rounds(res.paths["bob"]).rounds
-    j = join_rounds(ra, rb)
-    a, b = ra[j.ia], rb[j.ib]
-    ok = (a["setting"] >= 0) & (b["setting"] >= 0)  # flagged rounds are kept, as in `timetag estimate`
-    ref = compact_estimate(estimate_from_pairs(a["setting"][ok], b["setting"][ok], a["output"][ok], b["output"][ok],
-                                               pattern=a["pattern"][ok], samples=5000))
-    est = res.final_status["estimate"]
-    assert est["pairs"] == int(ok.sum())
-    for k in ("S", "S_err", "Q0", "Q1", "key_rate"):
-        assert est[k] == pytest.approx(ref[k]), k
-    assert 1.5 < est["S"] < 2.9  # the preset's link violates CHSH clearly

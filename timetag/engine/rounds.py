@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
+from ..lost import LostLog
 from ..constants import INF, Role
 from ..records import ROUND_DTYPE
 from .herald import HeraldOutput
@@ -64,55 +64,19 @@ class RoundStage:
         ready = p.slots(Role.READY)
         self._ready_slot = int(ready[0]) if ready.size else -1
         self._ready_which = ready[:1].astype(np.int64)
-        self._iv: list[tuple[int, int]] = []   # closed or open ([begin, INF)) overflow intervals
-        self._open_begin: int | None = None
-        self._pts: list[int] = []
+        self.lost = LostLog()
         self.next_index = 0
-        self.lost_counts = {"overflow_begin": 0, "overflow_end": 0, "missed": 0, "error": 0, "missed_tags": 0}
         w_s, w_f = rc.setting_window_ps, rc.fluorescence_window_ps
         self._min_start = min(w_s[0], w_f[0], 0)
         self._herald_margin = rc.ready_delay_ps + rc.ready_tolerance_ps + (hc.window_stop_ps - hc.window_start_ps)
         self.finished = False
-
-    # --- lost data --------------------------------------------------------
-    def _add_lost(self, lost: np.ndarray) -> None:
-        # Lost events are rare (a handful per overflow); a Python loop over them is fine.
-        if not lost.size:
-            return
-        for t, kind, _ch, count in zip(lost["time"].tolist(), lost["kind"].tolist(), lost["channel"].tolist(),
-                                       lost["count"].tolist()):
-            if kind == OVERFLOW_BEGIN:
-                self.lost_counts["overflow_begin"] += 1
-                if self._open_begin is None:
-                    self._open_begin = t
-            elif kind == OVERFLOW_END:
-                self.lost_counts["overflow_end"] += 1
-                if self._open_begin is not None:
-                    self._iv.append((self._open_begin, t))
-                    self._open_begin = None
-                else:
-                    self._pts.append(t)  # stray END: only its instant is known to be bad
-            elif kind in (MISSED, ERROR):
-                self.lost_counts["missed" if kind == MISSED else "error"] += 1
-                self.lost_counts["missed_tags"] += int(count) if kind == MISSED else 0
-                self._pts.append(t)
-
-    def _lost_arrays(self):
-        if not self._iv and self._open_begin is None and not self._pts:
-            return _E64, _E64, _E64  # the usual case: nothing lost
-        iv = list(self._iv)
-        if self._open_begin is not None:
-            iv.append((self._open_begin, INF))
-        lo = np.array([a for a, _ in iv], np.int64)
-        hi = np.array([b for _, b in iv], np.int64)
-        return lo, hi, np.array(self._pts, np.int64)
 
     # --- processing -------------------------------------------------------
     def process(self, h: HeraldOutput) -> np.ndarray:
         if self.finished:
             raise RuntimeError(f"{self.name}: process() after flush()")
         p = self.params
-        self._add_lost(h.lost)
+        self.lost.add(h.lost)
         if self._heralds and h.trig_time.size:
             self._h_time = np.concatenate([self._h_time, h.trig_time])
             self._h_sync = np.concatenate([self._h_sync, h.trig_sync])
@@ -145,7 +109,7 @@ class RoundStage:
             self._trig = np.ascontiguousarray(trig)
 
         horizon = clamp(h.data_end) if final else clamp(h.horizon)
-        iv_lo, iv_hi, pts = self._lost_arrays()
+        iv_lo, iv_hi, pts = self.lost.arrays()
         out = np.empty(self._trig.size, ROUND_DTYPE)
         k = _k.eval_rounds(self._tables, self._trig, clamp(wm), horizon, final, rows.rows, rows.hi, rows.ptr[ROUND],
                            iv_lo, iv_hi, pts, self.next_index, out)
@@ -167,11 +131,12 @@ class RoundStage:
         first = int(self._trig["time"][0]) if self._trig.size else INF
         keep = clamp(min(first, watermark) + self._min_start)
         _rows_k.release_before(rows.rows, rows.hi, rows.ptr[ROUND], rows.delay, self._win_rows, keep)
-        keep_lost = keep - self._herald_margin
-        if self._iv:
-            self._iv = [(a, b) for a, b in self._iv if b > keep_lost]
-        if self._pts:
-            self._pts = [t for t in self._pts if t >= keep_lost]
+        self.lost.forget_before(keep - self._herald_margin)
+
+    @property
+    def lost_counts(self) -> dict[str, int]:
+        """Lost-data events seen so far, by kind (and the tags the MISSED records say were lost)."""
+        return self.lost.counts
 
     @property
     def pending(self) -> int:

@@ -11,7 +11,8 @@ import json
 import numpy as np
 
 from ..channels import ChannelTally
-from ..chunk import DEFAULT_CHUNK_SIZE, ERROR, LOST_KIND_NAMES, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
+from ..chunk import DEFAULT_CHUNK_SIZE
+from ..lost import LostLog, LostSpan
 from . import open_tags
 
 
@@ -23,7 +24,7 @@ def summarize(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = N
     order = OrderWatch()
     first = last = None
     lost: list[dict] = []
-    open_overflow = None
+    lost_log = LostLog()
     for chunk in reader:
         tally.process(chunk)
         order.process(chunk)
@@ -31,19 +32,9 @@ def summarize(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = N
             lo, hi = int(chunk.time.min()), int(chunk.time.max())
             first = lo if first is None else min(first, lo)
             last = hi if last is None else max(last, hi)
-        for ev in chunk.lost.tolist():
-            t, kind, channel, count = ev
-            if kind == OVERFLOW_BEGIN:
-                open_overflow = t if open_overflow is None else open_overflow
-            elif kind == OVERFLOW_END:
-                lost.append({"kind": "overflow", "start_ps": open_overflow if open_overflow is not None else t,
-                             "end_ps": t})
-                open_overflow = None
-            elif kind in (MISSED, ERROR):
-                lost.append({"kind": LOST_KIND_NAMES[kind], "start_ps": t, "end_ps": t, "channel": channel,
-                             "count": count})
-    if open_overflow is not None:
-        lost.append({"kind": "overflow", "start_ps": open_overflow, "end_ps": None, "note": "no overflow end"})
+        lost.extend(_span_json(span) for span in lost_log.add(chunk.lost))
+    if lost_log.open_span is not None:
+        lost.append({**_span_json(lost_log.open_span), "note": "no overflow end"})
     n_tags = tally.tags
     counts = tally.counts
     duration = (last - first) if n_tags else 0
@@ -63,6 +54,13 @@ def summarize(path, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = N
         "order": {**order.summary(), "process_checks_order": _process_checks_order(reader)},
         "meta": meta,
     }
+
+
+def _span_json(span: LostSpan) -> dict:
+    out = {"kind": span.kind, "start_ps": span.start_ps, "end_ps": span.end_ps}
+    if span.kind != "overflow":
+        out.update(channel=span.channel, count=span.count)
+    return out
 
 
 class OrderWatch:

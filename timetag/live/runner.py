@@ -36,6 +36,7 @@ import numpy as np
 from ..custody import Completion
 from ..engine import LabPipeline
 from ..errors import RunStopped, StorageError, TimetagError
+from ..estimators.running import running_estimate
 from ..provenance import jsonable, provenance
 from ..roundsoutput import RoundsOutput
 from ..setupfile import LabSetup, Setup
@@ -521,59 +522,6 @@ class LiveRunner:
                 sink.failure = sink.failure or StorageError(f"{exc}")
                 files[lab] = list(sink.files)
         return files
-
-
-def running_estimate(ra: np.ndarray, rb: np.ndarray) -> dict:
-    """S, Q0, Q1, key rate (with uncertainties) from the rounds of both labs seen so far.
-
-    Rounds are paired by :func:`timetag.join.join_rounds` (clock offset/drift from the trigger times), or by
-    index when the join is not available and both labs hold the same number of rounds.
-    Flagged rounds and rounds without a valid setting are left out.
-    """
-    if ra.size == 0 or rb.size == 0:
-        return {"pairs": 0, "note": "waiting for rounds of both labs"}
-    try:
-        from ..join import join_rounds
-    except ImportError:
-        join_rounds = None
-    if join_rounds is not None:
-        try:
-            j = join_rounds(ra, rb)
-            a, b = ra[j.ia], rb[j.ib]
-        except Exception as exc:  # the join refuses (e.g. too few rounds yet): show why, keep running
-            return {"pairs": 0, "note": f"join failed: {exc}"}
-    elif ra.size == rb.size:
-        a, b = ra, rb  # same number of rounds: pair by index
-    else:
-        return {"pairs": 0, "note": "round counts of the labs differ and the join is not available"}
-    # Flagged rounds are kept, as in `timetag estimate` (every heralded round counts in the DI setting);
-    # only rounds whose input is unknown cannot be assigned.
-    ok = (a["setting"] >= 0) & (b["setting"] >= 0)
-    a, b = a[ok], b[ok]
-    res: dict = {"pairs": int(a.size)}
-    if a.size == 0:
-        return res
-    from ..estimators import estimate_from_pairs
-
-    try:
-        est = estimate_from_pairs(a["setting"], b["setting"], a["output"], b["output"], pattern=a["pattern"],
-                                  samples=5000)
-    except (TimetagError, ValueError, FloatingPointError) as exc:  # too few rounds per setting pair yet
-        res["note"] = f"not enough rounds yet ({exc})"
-        return res
-    res.update(compact_estimate(est))
-    return res
-
-
-def compact_estimate(est: dict, protocol: str = "random_basis") -> dict:
-    """The few numbers the live view shows, from the estimators' full report."""
-    out = {k: est.get(k) for k in ("S", "S_err", "Q0", "Q0_err", "Q1", "Q1_err", "test_rounds", "key_rounds")}
-    out["key_rate"] = (est.get("key_rate_per_event") or {}).get(protocol)
-    bayes = ((est.get("bayes") or {}).get("key_rate_per_event") or {}).get(protocol) or {}
-    out["key_rate_err"] = bayes.get("std")
-    out["key_rate_ci"] = bayes.get("ci")
-    out["key_rate_protocol"] = protocol
-    return _json_status(out)
 
 
 def _abandon(output) -> None:
