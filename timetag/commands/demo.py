@@ -66,13 +66,11 @@ def register(app):
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from ..demo import run_demo
+        from ..estimators.plots import have_matplotlib
 
-        if plots:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                plots = False
-                typer.secho("matplotlib not installed: no plots (pip install 'timetag[plot]')", err=True)
+        if plots and not have_matplotlib():
+            plots = False
+            typer.secho("matplotlib not installed: no plots (pip install 'timetag[plot]')", err=True)
         console = Console()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True) as prog:

@@ -2,12 +2,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import typer
 from rich.console import Console
 
-from ..distributed.scan import rich_table, run_scan
+from ..distributed.scan import run_scan
 from ..errors import SetupError
+
+TABLE_COLUMNS = ("heralds", "herald_rate_hz", "pairs", "S", "Q", "key_rate_per_event")  # after the varied keys
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def rich_table(rows: Sequence[dict], keys: Sequence[str]):
+    """The scan's rows (:func:`timetag.distributed.scan.run_scan`) as a terminal table: the varied ``keys``, then
+    herald rate, pairs, S, Q and key rate."""
+    from rich.table import Table
+
+    t = Table(title="timetag scan")
+    cols = [*keys, *TABLE_COLUMNS]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in cols])
+    return t
 
 
 def register(app):

@@ -8,6 +8,10 @@ times may carry a unit (``20ns``, ``1.5us``; plain numbers are the key's own uni
 
 A lab is processed once per distinct setting of *its* parameters (varying Bob's threshold does not
 re-process Alice); processing tasks and estimates run on Dask when a cluster is given, else in turn.
+
+The scan returns its rows (plain dicts) and writes its files; it draws nothing itself and prints nothing: the
+figure is :func:`timetag.estimators.plots.scan_figure`, the terminal table is ``timetag scan``'s
+(:mod:`timetag.commands.scan`).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Sequence
 from ..chunk import DEFAULT_CHUNK_SIZE
 from ..custody import AtomicOutputs, check_not_input, check_target
 from ..errors import EstimationError, OutputError, SetupError, TimetagError
+from ..estimators import plots
 from ..estimators.pipeline import estimate
 from ..process import process_files
 from ..roundsfile import read_rounds
@@ -43,7 +48,7 @@ ALIASES = {
 }
 _UNITS = {"ps": 1, "ns": 1_000, "us": 1_000_000, "µs": 1_000_000, "ms": 1_000_000_000, "s": 1_000_000_000_000}
 _NUM = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zµ]*)\s*$")
-METRICS = ("herald_rate_hz", "S", "Q", "key_rate_per_event")
+METRICS = plots.SCAN_METRICS  # the panels of scan.png
 
 
 @dataclass(frozen=True)
@@ -242,12 +247,10 @@ def run_scan(alice_paths: Sequence, bob_paths: Sequence, setup, varies: Sequence
     out_dir = Path(out_dir)
     a_paths, b_paths = [str(p) for p in alice_paths], [str(p) for p in bob_paths]
     inputs = [*a_paths, *b_paths] + ([setup_path] if setup_path is not None else [])
-    from ..estimators.plots import have_matplotlib, require_matplotlib
-
     if plot is None:
-        plot = have_matplotlib()
+        plot = plots.have_matplotlib()
     elif plot:
-        require_matplotlib("scan.png")
+        plots.require_matplotlib("scan.png")
 
     jobs: dict[tuple[str, str], tuple] = {}  # (lab, lab key) -> (paths, setup, lab, out)
     point_jobs = []
@@ -302,25 +305,17 @@ def write_summary_files(rows: Sequence[dict], vs: Sequence[Vary], targets: Seque
 
     fig = None
     if any(Path(t).name == "scan.png" for t in targets):
-        fig = scan_figure(rows, [v.key for v in vs])
-    try:
-        with AtomicOutputs(list(targets), inputs=list(inputs), force=force) as outs:
-            for out in outs.outputs:
-                name = out.target.name
-                if name == "scan.csv":
-                    write_csv(rows, out.partial)
-                elif name == "scan.png":
-                    from ..estimators.plots import savefig_into
-
-                    savefig_into(fig, out, dpi=110)
-                elif name == "scan.json":
-                    out.partial.write_text(json.dumps({"varies": [v.__dict__ for v in vs], "rows": rows},
-                                                      default=list, indent=1))
-    finally:
-        if fig is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
+        fig = plots.scan_figure(rows, [v.key for v in vs])  # a Figure outside pyplot: nothing to close
+    with AtomicOutputs(list(targets), inputs=list(inputs), force=force) as outs:
+        for out in outs.outputs:
+            name = out.target.name
+            if name == "scan.csv":
+                write_csv(rows, out.partial)
+            elif name == "scan.png":
+                plots.savefig_into(fig, out, dpi=110)
+            elif name == "scan.json":
+                out.partial.write_text(json.dumps({"varies": [v.__dict__ for v in vs], "rows": rows},
+                                                  default=list, indent=1))
     return [Path(t) for t in targets]
 
 
@@ -342,58 +337,5 @@ def write_csv(rows: Sequence[dict], path) -> Path:
 
 
 def plot_scan(rows: Sequence[dict], keys: Sequence[str], path, *, force: bool = False, inputs: Sequence = ()) -> Path:
-    """scan.png (see :func:`scan_figure`), saved through custody."""
-    from ..estimators.plots import save_figure
-
-    return save_figure(scan_figure(rows, keys), path, inputs=inputs, force=force, dpi=110)
-
-
-def scan_figure(rows: Sequence[dict], keys: Sequence[str]):
-    """One panel per metric against the first varied key; one line per combination of the other keys."""
-    from ..estimators.plots import require_matplotlib
-
-    require_matplotlib("scan.png")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x_key, others = keys[0], list(keys[1:])
-    fig, axes = plt.subplots(len(METRICS), 1, figsize=(6.5, 2.2 * len(METRICS)), sharex=True)
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in others), []).append(r)
-    for ax, metric in zip(axes, METRICS):
-        for g, rs in groups.items():
-            rs = sorted(rs, key=lambda r: r[x_key])
-            xs = [r[x_key] for r in rs]
-            ys = [float("nan") if r.get(metric) is None else r[metric] for r in rs]
-            label = ", ".join(f"{k}={v}" for k, v in zip(others, g)) or None
-            ax.plot(xs, ys, marker="o", label=label)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    if others:
-        axes[0].legend(fontsize="small")
-    axes[-1].set_xlabel(x_key)
-    fig.tight_layout()
-    return fig
-
-
-def rich_table(rows: Sequence[dict], keys: Sequence[str]):
-    from rich.table import Table
-
-    t = Table(title="timetag scan")
-    cols = list(keys) + ["heralds", "herald_rate_hz", "pairs", "S", "Q", "key_rate_per_event"]
-    for c in cols:
-        t.add_column(c, justify="right")
-    for r in rows:
-        t.add_row(*[_fmt(r.get(c)) for c in cols])
-    return t
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    """scan.png (:func:`timetag.estimators.plots.scan_figure`), saved through custody."""
+    return plots.save_figure(plots.scan_figure(rows, keys), path, inputs=inputs, force=force, dpi=110)

@@ -8,7 +8,7 @@ figure for the caller to show or save.
 Figures are saved through custody (:func:`save_figure`, :func:`save_figures`): drawn to ``<target>.partial`` with
 the format given explicitly (the partial name's extension says nothing), renamed over the target when complete,
 never over an input, and an existing figure is replaced only with ``force``.  The same helpers serve
-``calibrate`` and ``scan``.
+``calibrate`` and ``scan`` (whose figure, :func:`scan_figure`, is drawn here too).
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from .chsh import ALPHA_DEG, BETA_DEG
 from .finitekey import FK_DEFAULTS, finite_key_length, min_block_length
 
 PLOT_NAMES = ("correlations.png", "finite_key.png")
+# the panels of scan.png: fields of a scan's rows (timetag.distributed.scan.estimate_task)
+SCAN_METRICS = ("herald_rate_hz", "S", "Q", "key_rate_per_event")
 
 
 def have_matplotlib() -> bool:
@@ -166,3 +168,30 @@ def write_plots(res, directory, *, force: bool = False, inputs: Iterable = ()) -
     res = _as_json(res)
     figs = [correlations_figure(res), finite_key_figure(res)]
     return save_figures(figs, plot_targets(directory), inputs=inputs, force=force)
+
+
+def scan_figure(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] = SCAN_METRICS):
+    """scan.png of a parameter scan (:func:`timetag.distributed.scan.run_scan`'s rows; ``keys``: the varied keys,
+    as given to ``--vary``): one panel per metric against the first varied key, one line per combination of the
+    other keys; a missing value (None) is a gap."""
+    require_matplotlib("scan.png")
+    x_key, others = keys[0], list(keys[1:])
+    fig = new_figure(figsize=(6.5, 2.2 * len(metrics)))
+    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in others), []).append(r)
+    for ax, metric in zip(axes, metrics):
+        for g, rs in groups.items():
+            rs = sorted(rs, key=lambda r: r[x_key])
+            xs = [r[x_key] for r in rs]
+            ys = [float("nan") if r.get(metric) is None else r[metric] for r in rs]
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, g)) or None
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    if others:
+        axes[0].legend(fontsize="small")
+    axes[-1].set_xlabel(x_key)
+    fig.tight_layout()
+    return fig

@@ -3,7 +3,7 @@
 :class:`FakeTimeTaggerModule` acts as the vendor module: pass it as ``module=`` to
 :class:`~timetag.live.swabian.SwabianSource`.  Every vendor name it offers (:data:`VENDOR_API`) has the real
 package's name, parameter names, defaults, property-or-method kind, enum values and return types (numpy dtypes of
-the buffer arrays included); ``tests/test_swabian_conformance.py`` introspects the installed package and fails on
+the buffer arrays included); ``tests/live/test_swabian_conformance.py`` introspects the installed package and fails on
 any difference.  Names that exist only here (clocks, the module's constructor and its inspection attributes) are
 listed in :data:`FAKE_ONLY`.
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 DRAW = """
 import sys
@@ -36,7 +36,7 @@ def test_figures_leave_the_backend_and_pyplot_alone(tmp_path):
 
 
 def test_write_plots_takes_an_estimate_or_its_json(tmp_path):
-    from test_cli_estimate import labs, write_pair
+    from estimate_cases import labs, write_pair
     from timetag.estimators import estimate
     from timetag.estimators.plots import PLOT_NAMES, write_plots
 

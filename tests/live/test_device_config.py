@@ -8,7 +8,7 @@ import json
 import pytest
 import tomli_w
 
-from test_live_toy import toy_setup
+from live_cases import toy_setup
 from timetag.cli import main
 from timetag.errors import SetupError, TimetagError
 from timetag.live.device import DeviceError, apply

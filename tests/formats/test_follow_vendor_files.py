@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from test_follow import POLL, _drain, _later, _n_tags, _tags
+from follow_cases import POLL, _drain, _later, _n_tags, _tags
 from timetag.chunk import TagChunk, concat
 from timetag.errors import DataValidationError, FormatError, TimetagWarning
 from timetag.formats import read_all
@@ -336,7 +336,7 @@ def test_follow_source_picks_the_follower_and_waits_for_the_file(tmp_path):
 
 
 def test_build_source_follows_ptu_with_the_cli_options(tmp_path):
-    from test_live_toy import toy_setup
+    from live_cases import toy_setup
     from timetag.live.factory import build_source
 
     write_ptu(tmp_path / "x.ptu", _stream(10, seed=8))

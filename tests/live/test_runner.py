@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_live_toy import ToyPipeline, make_stream, run_toy, toy_setup
+from live_cases import ToyPipeline, make_stream, run_toy, toy_setup
 from timetag.chunk import OVERFLOW_BEGIN, OVERFLOW_END, split
 from timetag.formats.dump import write_dump
 from timetag.live.replay import ReplaySource

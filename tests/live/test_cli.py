@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from test_live_toy import make_stream, toy_setup
+from live_cases import make_stream, toy_setup
 from timetag.chunk import OVERFLOW_BEGIN, OVERFLOW_END
 from timetag.formats.dump import DumpReader, write_dump
 from timetag.records import FLAG_LOST_DATA

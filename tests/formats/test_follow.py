@@ -4,77 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
 
 from timetag.chunk import OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, concat
-from timetag.errors import DataValidationError, FormatError, SetupError, TimetagWarning
-from timetag.formats.dump import RECORD_DTYPE
+from timetag.errors import DataValidationError, FormatError, SetupError
 from timetag.live.replay import FollowH5Source, FollowSource, follow_source
+from follow_cases import HOUR_PS, POLL, _append, _drain, _later, _n_tags, _quiet, _rec, _tags
 
-POLL = 0.01
-HOUR_PS = 3600 * 10**12
-
-
-def _rec(times, types=None) -> bytes:
-    rec = np.zeros(len(times), RECORD_DTYPE)
-    rec["time"] = times
-    rec["channel"] = 1
-    if types is not None:
-        rec["type"] = types
-    return rec.tobytes()
-
-
-def _append(path, times, types=None):
-    with open(path, "ab") as fh:
-        fh.write(_rec(times, types))
-
-
-def _later(*steps) -> threading.Thread:
-    """A writer in a background thread: each step is (seconds to wait, action)."""
-    def run():
-        for delay, action in steps:
-            time.sleep(delay)
-            action()
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th
-
-
-def _drain(src, until=lambda batches: False, timeout: float = 2.0):
-    """(batches, error or None): iterate until ``until(batches)``, an error, the source's end or the timeout."""
-    batches = []
-    deadline = time.monotonic() + timeout
-    try:
-        for b in src:
-            batches.append(b)
-            if until(batches) or time.monotonic() > deadline:
-                break
-    except (DataValidationError, FormatError) as exc:
-        return batches, exc
-    return batches, None
-
-
-def _tags(batches) -> list[int]:
-    return concat(b.chunks["alice"] for b in batches).time.tolist()
-
-
-def _n_tags(n):
-    return lambda batches: sum(b.n_tags for b in batches) >= n
-
-
-def _quiet(fn, *args, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TimetagWarning)
-        return fn(*args, **kw)
-
-
-# ------------------------------------------------------------------------------------------------- record checks
 @pytest.mark.parametrize("bad, message", [(25, r"time goes backwards: 25 ps after 70 ps"),
                                           (-5, r"negative time -5 ps")])
 def test_a_bad_tag_ends_the_run_after_the_tags_before_it(tmp_path, bad, message):
@@ -358,7 +297,7 @@ def test_h5_follow_reports_truncation(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- the factory
 def test_build_source_waits_by_default_and_passes_the_bad_record_options(tmp_path):
-    from test_live_toy import toy_setup
+    from live_cases import toy_setup
     from timetag.live.factory import build_source
 
     setup = toy_setup()
@@ -376,7 +315,7 @@ def test_build_source_waits_by_default_and_passes_the_bad_record_options(tmp_pat
 
 
 def test_follow_and_the_file_reader_agree_on_a_clean_stream(tmp_path):
-    from test_live_toy import make_stream
+    from live_cases import make_stream
 
     from timetag.formats import read_all
     from timetag.formats.dump import encode_chunk

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from test_live_toy import ToyPipeline, make_stream, toy_setup
+from live_cases import ToyPipeline, make_stream, toy_setup
 from timetag.chunk import OVERFLOW_BEGIN, split
 from timetag.live.jsonlines import JsonLinesWriter
 from timetag.live.runner import LiveRunner

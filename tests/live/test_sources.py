@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_live_toy import make_stream
+from live_cases import make_stream
 from timetag.chunk import MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, concat, split
 from timetag.errors import DataValidationError, FormatError, TimetagError
 from timetag.formats.dump import encode_chunk, write_dump
@@ -111,7 +111,7 @@ def test_chunk_source_stop_ends_iteration():
 
 
 def test_source_specs(tmp_path):
-    from test_live_toy import toy_setup
+    from live_cases import toy_setup
 
     setup = toy_setup()
     assert parse_speed("max") is None and parse_speed("2.5") == 2.5

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from test_cli_estimate import labs, run, write_pair
+from estimate_cases import labs, run, write_pair
 from timetag.errors import EstimationError
 from timetag.estimators import Estimate, estimate
 from timetag.estimators.result import Bayes, Clock, Fidelity, JoinSummary, Posterior, SiftStats, WorstCase

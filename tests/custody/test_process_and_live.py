@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from timetag.custody import Completion
-from timetag.errors import IncompleteError, RunStopped
+from timetag.errors import FormatError, IncompleteError, RunStopped
 from timetag.records import FLAG_TRUNCATED
 from timetag.roundsfile import read_rounds
 
@@ -228,13 +228,22 @@ def test_injected_enospc_keeps_the_rows_written_before_it(run, tmp_path, monkeyp
     assert not (tmp_path / ".a.h5.reserve").exists() and not (tmp_path / "a.h5.partial").exists()
 
 
+def _readable(partial: Path) -> bool:
+    """The writer has made the partial file and opened it to readers (SWMR)."""
+    try:
+        read_rounds(partial, accept_incomplete=True)
+        return True
+    except FormatError:
+        return False
+
+
 def test_second_writer_is_refused_naming_the_first(run, tmp_path):
     out = tmp_path / "a.h5"
     first = subprocess.Popen(_cli(*_process_args(run, out, "--chunk-size", "500")), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not out.with_name("a.h5.partial").exists() and time.monotonic() < deadline:
+        while not _readable(out.with_name("a.h5.partial")) and time.monotonic() < deadline:
             time.sleep(0.01)
         first.send_signal(signal.SIGSTOP)  # the first writer holds its lock, paused, however fast it would finish
         try:

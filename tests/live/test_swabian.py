@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_live_toy import ToyPipeline, make_stream, run_toy, toy_setup
+from live_cases import ToyPipeline, make_stream, run_toy, toy_setup
 from timetag.chunk import ERROR, LOST_DTYPE, MISSED, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, concat
 from timetag.cli import main
 from timetag.errors import FormatError, OutputError, TimetagError

@@ -153,7 +153,7 @@ def test_sniffed_by_magic_and_by_extension(tmp_path):
         sniff(q)
 
 
-def test_without_the_vendor_package_one_line_names_the_extra(tmp_path, monkeypatch, capsys):
+def test_without_the_vendor_package_info_says_which_extra_in_one_line(tmp_path, monkeypatch, capsys):
     from timetag.cli import main
 
     for name in ("Swabian", "Swabian.TimeTagger", "TimeTagger"):

@@ -148,7 +148,7 @@ def test_class_members_match_the_vendor(cls, name):
 
 
 def test_buffer_arrays_have_the_vendor_dtypes():
-    from test_live_toy import make_stream
+    from live_cases import make_stream
 
     mod = FakeTimeTaggerModule(make_stream(3), clock=StepClock(10**11, t0_ps=-(10**11)))
     buf = mod.TimeTagStream(mod.createTimeTagger(), 1000, [2, 3, 6]).getData()
@@ -227,7 +227,7 @@ def _wrap(value, log, owner_of_result=None):
 
 
 def test_every_vendor_name_the_adapter_uses_is_in_the_fake_and_compared(tmp_path):
-    from test_live_toy import make_stream
+    from live_cases import make_stream
     from timetag.live.swabian import SwabianSource
     from timetag.setupfile import ConditionalFilter, DeviceConfig
 

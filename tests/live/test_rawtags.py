@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from test_live_toy import ToyPipeline, make_stream, toy_setup
+from live_cases import ToyPipeline, make_stream, toy_setup
 from timetag.chunk import MISSED, OVERFLOW_BEGIN, OVERFLOW_END, concat, split
 from timetag.cli import main
 from timetag.errors import OutputError, RunStopped, TimetagError

@@ -16,7 +16,6 @@ import cloudpickle
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 import reference_engine  # noqa: E402
 
 from timetag.chunk import MISSED, OVERFLOW_BEGIN, OVERFLOW_END, LOST_DTYPE, TagChunk, concat  # noqa: E402
