@@ -87,6 +87,8 @@ def provenance(inputs=(), setup=None, checksum: bool = True, **extra) -> dict:
     }
     if setup is not None:
         rec["setup_hash"] = setup.hash
+        if getattr(setup, "run", ""):
+            rec["run"] = setup.run
     rec.update(extra)
     return rec
 
@@ -96,6 +98,8 @@ def write_h5_provenance(h5obj, prov: dict) -> None:
     h5obj.attrs["software_version"] = prov.get("version", __version__)
     if "setup_hash" in prov:
         h5obj.attrs["setup_hash"] = prov["setup_hash"]
+    if prov.get("run"):
+        h5obj.attrs["run"] = prov["run"]
     h5obj.attrs["provenance"] = json.dumps(prov)
 
 

@@ -58,6 +58,7 @@ class RoundsData:
     path: Path | None = None
     completion: Completion = Completion.COMPLETE
     completion_reason: str = ""
+    run: str = ""  # the setup's meta.run, when it names the run
 
     @property
     def complete(self) -> bool:
@@ -222,7 +223,7 @@ def read_rounds(path, *, accept_incomplete: bool = False) -> RoundsData:
         return RoundsData(rounds=rounds, lab=str(f.attrs.get("lab", "")), role=str(f.attrs.get("role", "")),
                           setup_hash=str(f.attrs.get("setup_hash", "")), provenance=read_h5_provenance(f),
                           summary=summary, heralds=heralds, histograms=hist, path=path, completion=state,
-                          completion_reason=reason)
+                          completion_reason=reason, run=str(f.attrs.get("run", "")))
 
 
 def incomplete_message(path, state: Completion, reason: str, n_rounds: int) -> str:

@@ -198,6 +198,7 @@ class Setup:
     labs: dict[str, LabSetup]
     name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level tables, kept for round trips
+    run: str = ""  # meta.run: names the run; setups that differ only by calibration share it
 
     def lab(self, name: str) -> LabSetup:
         try:
@@ -207,7 +208,10 @@ class Setup:
 
     # --- serialisation ---------------------------------------------------
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"meta": {"name": self.name, "schema": SCHEMA_VERSION}, "labs": {}}
+        meta: dict[str, Any] = {"name": self.name, "schema": SCHEMA_VERSION}
+        if self.run:
+            meta["run"] = self.run
+        out: dict[str, Any] = {"meta": meta, "labs": {}}
         for key, lab in self.labs.items():
             d: dict[str, Any] = {"role": lab.role}
             if lab.sync_channel is not None:
@@ -257,7 +261,7 @@ def _plain(d: dict) -> dict:
 # suits some other lab.  Only bookkeeping may be left out: histogram binning, the heralding patterns (the
 # paper's psi+), the meta table.
 
-META_KEYS = ("name", "schema")
+META_KEYS = ("name", "schema", "run")
 LAB_KEYS = ("role", "sync_channel", "ready_channel", "setting_channels", "fluorescence_channels", "delays_ps",
             "bsm", "herald", "round", "histograms", "device")
 BSM_KEYS = ("channel", "arm", "pol")
@@ -354,7 +358,10 @@ def setup_from_dict(data: dict, path=None) -> Setup:
         v.fail("labs", labs_raw, "the setup must define at least one lab under [labs.<name>]")
     labs = {name: _lab_from_dict(v, name, raw) for name, raw in labs_raw.items()}
     extra = {k: val for k, val in data.items() if k not in ("meta", "labs")}
-    return Setup(labs=labs, name=str(meta.get("name", "")), extra=extra)
+    run = meta.get("run", "")
+    if not isinstance(run, str):
+        v.fail("meta.run", run, "the run id is a string")
+    return Setup(labs=labs, name=str(meta.get("name", "")), extra=extra, run=run)
 
 
 def _check_top_level_names(v: "_Validator", data: dict) -> None:

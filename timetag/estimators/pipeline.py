@@ -46,8 +46,9 @@ def _name(d) -> str:
     return str(d.path) if getattr(d, "path", None) is not None else f"<{d.role or 'rounds'} data>"
 
 
-def check_pair(a, b):
-    """Order two RoundsData as (alice, bob) by role and refuse mismatched inputs with clear messages."""
+def check_pair(a, b, same_run: bool = False):
+    """Order two RoundsData as (alice, bob) by role and refuse mismatched inputs with clear messages
+    (``same_run``: the caller vouches that the two files are one run, whatever their setups say)."""
     roles = (a.role.lower(), b.role.lower())
     if roles == ("bob", "alice"):
         a, b = b, a
@@ -58,9 +59,8 @@ def check_pair(a, b):
         bad = [r for r in roles if r not in ("alice", "bob", "")]
         raise EstimationError(f"unknown role {bad[0]!r} in rounds file(s) {_name(a)}, {_name(b)}; "
                               "expected 'alice' and 'bob'")
-    if a.setup_hash and b.setup_hash and a.setup_hash != b.setup_hash:
-        raise EstimationError(f"rounds files come from different runs: setup hash {a.setup_hash} in {_name(a)} "
-                              f"but {b.setup_hash} in {_name(b)}")
+    if not same_run:
+        _check_same_run(a, b)
     for d in (a, b):
         if len(d.rounds) == 0:
             raise EstimationError(f"{_name(d)}: rounds file is empty (no rounds)")
@@ -131,23 +131,29 @@ def resolve_clock(offset_ps=None, drift=None, clock: dict | None = None, clock_n
 def estimate(alice, bob, flagged: str = "keep", samples: int = 20000, seed: int | None = 0, *,
              offset_ps: float | None = None, drift: float | None = None, tolerance_ps: float | None = None,
              prob_error: float = 0.03, finite_key: dict | None = None, strict: bool = True,
-             clock: dict | None = None, setup=None, patterns=None, accept_incomplete: bool = False) -> Estimate:
+             clock: dict | None = None, setup=None, patterns=None, accept_incomplete: bool = False,
+             same_run: bool = False) -> Estimate:
     """Join, sift and estimate: the numbers of :func:`estimate_from_counts` plus ``join``, ``sift``, ``files``
     and ``flagged_other_policy`` (S, Q, rates with the other flag policy), as an :class:`~.result.Estimate`
     (``to_json()``: the JSON object of ``timetag estimate --json``; ``est["S"]`` works too).
 
     Clock for the join, per parameter: explicit ``offset_ps`` / ``drift`` first, then ``clock`` (a dict
     with ``offset_ps`` and ``drift``), then the ``[clock]`` table of ``setup`` (path or Setup, as written by
-    ``timetag calibrate``), else estimated from the trigger times.  ``join['clock']`` reports the choice.
+    ``timetag calibrate``), else estimated from the trigger times.  The two files must be one run: their setups
+    name the same ``[meta] run`` or are the same setup, unless ``same_run`` says so.  ``join['clock']`` reports the choice.
     Psi- rounds are relabelled into the Psi+ frame (see :mod:`.patterns`); ``patterns`` selects heralds.
 
     An input whose run did not complete (interrupted, failed, recovered) raises
     :class:`~timetag.errors.IncompleteError` unless ``accept_incomplete``; then ``incomplete_inputs`` lists it
     (file, state, reason, rounds) -- the key is always there, empty when every input is complete.
     """
-    a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete))
+    a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete), same_run)
     incomplete = incomplete_inputs(a, b)
     notes = []
+    if a.setup_hash and b.setup_hash and a.setup_hash != b.setup_hash:
+        run = f"run {a.run!r}" if a.run and a.run == b.run else "one run (--same-run)"
+        notes.append(f"{run} processed with two setups: {a.setup_hash[:12]} ({_name(a)}) and "
+                     f"{b.setup_hash[:12]} ({_name(b)})")
     clock_name = ""
     if clock is not None:
         if not isinstance(clock, dict):
@@ -208,3 +214,18 @@ def _clock_label(info: dict, j) -> str:
         return "given" + (f" (overrides [clock] of {info['setup']})" if info["setup"] else "")
     src = f"[clock] of {info['setup']}" if info["setup"] else "calibrated"
     return src if info["source"] == "calibrated" else f"{src}, partly overridden"
+
+
+def _check_same_run(a, b) -> None:
+    """Two rounds files belong together when their setups name the same run (``[meta] run``, kept by
+    ``calibrate``), or, for setups that name none, when the setups are the same."""
+    if a.run and b.run:
+        if a.run != b.run:
+            raise EstimationError(f"rounds files come from different runs: run {a.run!r} in {_name(a)} "
+                                  f"but {b.run!r} in {_name(b)}")
+        return
+    if a.setup_hash and b.setup_hash and a.setup_hash != b.setup_hash:
+        raise EstimationError(f"rounds files come from different runs: setup hash {a.setup_hash[:12]} in {_name(a)} "
+                              f"but {b.setup_hash[:12]} in {_name(b)}; if they are one run processed with two "
+                              "setups (e.g. one recalibrated), name the run in both setups ([meta] run = \"...\") "
+                              "or pass --same-run")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +126,10 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
     exp = expected_stats(params)
     # the dump path writes each chunk at once, so the generator may hand out views of its reused buffers
     sim = LinkSimulator(params, seed, n_rounds=n_rounds, reuse_buffers=fmt == "dump")
-    setup = build_setup(params, sim.thresholds)
+    # the run's name travels with its setup (and through calibrate): rounds processed with a recalibrated
+    # setup still pair with the other lab's
+    setup = replace(build_setup(params, sim.thresholds),
+                    run=f"simulate {params.name} seed {seed} rounds {n_rounds} speedup {params.speedup:g}")
     pa, pb, setup_path, truth_path = targets
 
     def meta(lab):
