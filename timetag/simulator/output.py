@@ -14,7 +14,6 @@ import numba as nb
 import numpy as np
 
 from ..chunk import LOST_DTYPE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk, empty_lost
-from ..formats.dump import encode_records as encode_dump  # noqa: F401  the one dump encoder (simulator.run uses it)
 
 
 class LabOutput:

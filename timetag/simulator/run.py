@@ -12,11 +12,11 @@ from ..custody import AtomicOutputs
 from ..errors import OutputError, SetupError
 from ..formats import writer_for
 from ..formats.dump import TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END
+from ..formats.dump import encode_records as encode_dump
 from ..provenance import provenance
 from ..setupfile import BsmDetector, HeraldConfig, HistogramConfig, LabSetup, RoundConfig, Setup
 from .analytic import expected_stats
 from .generate import LinkSimulator
-from .output import encode_dump
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, BOB_READY, BOB_SETTINGS, BOB_SPD,
                      SimParams)
 from .truth import TRUTH_DTYPE, write_truth
