@@ -23,7 +23,7 @@ from .engine.summary import RunSummary
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
 from .formats import iter_stream, open_tags
 from .formats._common import check_readable
-from .provenance import BackgroundChecksums, jsonable
+from .provenance import DEFAULT_CHECKSUM, BackgroundChecksums, jsonable
 from .provenance import provenance as make_provenance
 from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
@@ -76,7 +76,7 @@ def _total_records(paths, chunk_size, format) -> int | None:
 
 def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   progress: ProgressCallback | bool | None = None,
-                  format: str | None = None, checksum: bool = True, force: bool = False,
+                  format: str | None = None, checksum: bool | str = True, force: bool = False,
                   on_bad_record: str = "fail", max_jump_ps: int | None = None) -> RunSummary:
     """Process the files of one run (in order) for one lab into the rounds file ``out``; returns the run summary.
 
@@ -119,7 +119,7 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     counter = ReportProgress(on_progress, engine)
     chain = CountChannels(counter)
     # the checksums are computed on another core while the engine runs
-    sums = BackgroundChecksums(paths) if checksum else None
+    sums = BackgroundChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum) if checksum else None
     t0 = time.perf_counter()
     readers: list = []
     try:

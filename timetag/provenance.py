@@ -9,21 +9,39 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
 from ._version import __version__
+from .errors import SetupError
 
 
-def file_checksum(path, algo: str = "sha256", block: int = 1 << 22, stop: threading.Event | None = None) -> str | None:
+# xxh3-128 hashes at memory speed (~20 GB/s per core against ~1.5 for sha256): the checksum of a campaign's
+# recordings costs less than reading them.  sha256 on request (--checksum sha256), e.g. for archives that index it.
+DEFAULT_CHECKSUM = "xxh3_128"
+CHECKSUMS = ("xxh3_128", "sha256", "blake2b")
+
+
+def _hasher(algo: str):
+    if algo == "xxh3_128":
+        return xxhash.xxh3_128()
+    if algo in ("sha256", "blake2b"):
+        return hashlib.new(algo)
+    raise SetupError(f"unknown checksum {algo!r} (known: {', '.join(CHECKSUMS)})", key="checksum")
+
+
+def file_checksum(path, algo: str = DEFAULT_CHECKSUM, block: int = 1 << 22,
+                  stop: threading.Event | None = None) -> str | None:
     """``algo:hexdigest`` of a file, or None when ``stop`` was set before the end."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
+    h = _hasher(algo)
+    buf = memoryview(bytearray(block))  # one buffer, refilled: no allocation per block
+    with open(path, "rb", buffering=0) as fh:
         while True:
             if stop is not None and stop.is_set():
                 return None
-            b = fh.read(block)
-            if not b:
+            n = fh.readinto(buf)
+            if not n:
                 break
-            h.update(b)
+            h.update(buf[:n])
     return f"{algo}:{h.hexdigest()}"
 
 
@@ -35,8 +53,10 @@ class BackgroundChecksums:
     thread with a stop flag: an interrupted run does not wait for a terabyte to be hashed.
     """
 
-    def __init__(self, paths):
+    def __init__(self, paths, algo: str = DEFAULT_CHECKSUM):
         self.paths = [Path(p) for p in paths]
+        self.algo = algo
+        _hasher(algo)  # an unknown algorithm is refused before the run starts
         self._stop = threading.Event()
         self._sums: list[str | None] = [None] * len(self.paths)
         self._error: BaseException | None = None
@@ -46,7 +66,7 @@ class BackgroundChecksums:
     def _run(self) -> None:
         try:
             for i, p in enumerate(self.paths):
-                self._sums[i] = file_checksum(p, stop=self._stop)
+                self._sums[i] = file_checksum(p, self.algo, stop=self._stop)
         except BaseException as exc:  # reported by result()
             self._error = exc
 
@@ -63,14 +83,14 @@ class BackgroundChecksums:
         self._stop.set()
 
 
-def describe_inputs(paths, checksum: bool = True) -> list[dict]:
-    """Name, path and size of each input; with ``checksum``, its checksum (computed now)."""
+def describe_inputs(paths, checksum: bool | str = True) -> list[dict]:
+    """Name, path and size of each input; with ``checksum`` (True or an algorithm), its checksum (computed now)."""
     out = []
     for p in paths:
         p = Path(p)
         entry = {"name": p.name, "path": str(p.resolve()), "size": p.stat().st_size}
         if checksum:
-            entry["checksum"] = file_checksum(p)
+            entry["checksum"] = file_checksum(p, DEFAULT_CHECKSUM if checksum is True else checksum)
         out.append(entry)
     return out
 

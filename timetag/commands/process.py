@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..chunk import DEFAULT_CHUNK_SIZE
+from ..provenance import CHECKSUMS, DEFAULT_CHECKSUM
 
 
 def summary_table(s: dict):
@@ -63,6 +64,9 @@ def register(app):
                                        help="Records read per chunk (a chunk holds at most this many tags; "
                                             "memory ~ 60 bytes x chunk size)."),
         format: Optional[str] = typer.Option(None, "--format", help="Input format (default: detected)."),
+        checksum: str = typer.Option(DEFAULT_CHECKSUM, "--checksum", help="Checksum of each input in the "
+                                     f"provenance: {', '.join(CHECKSUMS)} (computed on the second core while "
+                                     "the engine runs)."),
         no_checksum: bool = typer.Option(False, "--no-checksum", help="Skip input checksums in the provenance."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output (the old file stays whole "
                                    "until the new one is complete). An input file is never replaced."),
@@ -104,11 +108,11 @@ def register(app):
             if on_bad_record != "fail":
                 raise SetupError("--on-bad-record lost is not available with --dask yet", key="on_bad_record")
             summary = process_files_dask(files, setup, lab, out, dask=dask, chunk_size=chunk_size,
-                                         checksum=not no_checksum, force=force)
+                                         checksum=False if no_checksum else checksum, force=force)
         else:
             with RecordsBar(str(lab), enabled=not quiet) as bar:
                 summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=bar,
-                                        format=format, checksum=not no_checksum, force=force,
+                                        format=format, checksum=False if no_checksum else checksum, force=force,
                                         on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
         if not quiet:
             console = Console()

@@ -31,7 +31,7 @@ from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
 from ..engine import LabPipeline
 from ..errors import SetupError, TimetagError, TimetagWarning
-from ..provenance import BackgroundChecksums, jsonable
+from ..provenance import DEFAULT_CHECKSUM, BackgroundChecksums, jsonable
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
@@ -235,7 +235,7 @@ def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: P
 def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
                        chunk_size: int = DEFAULT_CHUNK_SIZE, n_partitions: int | None = None,
                        cuts: Sequence[int] | None = None, retries: int = 2, keep_scratch: bool = False,
-                       gap_ps: int | None = None, checksum: bool = True,
+                       gap_ps: int | None = None, checksum: bool | str = True,
                        pipeline_factory: Callable | None = None, force: bool = False) -> dict:
     """Process one lab's run (``paths`` in time order) on Dask; write the rounds file ``out``; return its summary.
 
@@ -269,7 +269,7 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
     scratch.mkdir(parents=True)
     t0 = time.perf_counter()
     # hashed on the client while the workers run (one read of every file)
-    sums = BackgroundChecksums(paths) if checksum else None
+    sums = BackgroundChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum) if checksum else None
     try:
         with dask_client(dask) as client:
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
