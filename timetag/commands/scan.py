@@ -7,7 +7,6 @@ from typing import Sequence
 import typer
 from rich.console import Console
 
-from ..distributed.scan import run_scan
 from ..errors import SetupError
 
 TABLE_COLUMNS = ("heralds", "herald_rate_hz", "pairs", "S", "Q", "key_rate_per_event")  # after the varied keys
@@ -66,6 +65,8 @@ def register(app):
             if not p.is_file():
                 raise SetupError(f"tag file not found: {p}", key="files")
         plot = have_matplotlib()
+        from ..distributed.scan import run_scan  # the engine and estimators load for this command only
+
         rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size, force=force,
                         plot=plot)
         keys = [v.split("=", 1)[0].strip() for v in vary]
