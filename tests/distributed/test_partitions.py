@@ -313,6 +313,8 @@ def test_parse_dask_spec():
     assert parse_dask_spec("local[2]") == ("local", 2)
     assert parse_dask_spec("local")[0] == "local"
     assert parse_dask_spec("tcp://10.0.0.1:8786") == ("remote", "tcp://10.0.0.1:8786")
+    assert parse_dask_spec("threads:2") == ("threads", 2)
+    assert parse_dask_spec("threads")[0] == "threads"
     from timetag.errors import SetupError
 
     with pytest.raises(SetupError, match="scheduler address"):
@@ -345,3 +347,21 @@ def test_simulated_run_on_two_workers_equals_single_process(client, tmp_path):
             {k: v for k, v in a.summary.items() if k not in volatile}
         for k, v in a.histograms.items():
             np.testing.assert_array_equal(b.histograms[k], v, err_msg=k)
+
+
+@pytest.mark.skipif(_engine_factory() is None, reason="engine not importable")
+def test_threads_in_one_process_equal_single_process(tmp_path):
+    """--dask threads:2: partitions on two threads of this process (no worker processes), same rounds."""
+    from timetag.process import process_files
+    from timetag.simulator import load_preset, simulate
+
+    p = load_preset("lmu2022")
+    sim = simulate(p, 25, 8, tmp_path / "sim", speedup=p.speedup * 20)
+    single = tmp_path / "single.h5"
+    process_files([sim.alice], sim.setup, "alice", single, progress=False, chunk_size=4096)
+    out = tmp_path / "threads.h5"
+    process_files_dask([sim.alice], sim.setup, "alice", out, dask="threads:2", n_partitions=4, chunk_size=4096)
+    a, b = read_rounds(single), read_rounds(out)
+    assert b.provenance["distributed"]["dask"] == "threads:2" and len(b.provenance["distributed"]["partitions"]) > 1
+    np.testing.assert_array_equal(b.rounds, a.rounds)
+    np.testing.assert_array_equal(b.heralds, a.heralds)

@@ -79,9 +79,10 @@ def register(app):
                                                   "previous one by more than this is a bad record (default: no "
                                                   "limit)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
-        dask: Optional[str] = typer.Option(None, "--dask", help="Process in partitions on Dask: local, local:N "
-                                           "or tcp://scheduler:8786 (files on a shared file system; dump files "
-                                           "are also cut inside at quiet gaps). Same output as without."),
+        dask: Optional[str] = typer.Option(None, "--dask", help="Process in partitions on Dask: local:N (N worker "
+                                           "processes), threads:N (N threads in this process), or "
+                                           "tcp://scheduler:8786 (files on a shared file system). Dump files "
+                                           "are also cut inside at quiet gaps. Same output as without."),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).
 

@@ -47,11 +47,19 @@ class PartitionError(TimetagError):
 
 
 _LOCAL = re.compile(r"^local(?:\[?:?(\d+)\]?)?$")
+_THREADS = re.compile(r"^threads(?::(\d+))?$")
 
 
 def parse_dask_spec(spec: str) -> tuple[str, int | str]:
-    """``local`` / ``local:N`` / ``local[N]`` -> ('local', N); ``tcp://host:port`` (any scheme) -> ('remote', spec)."""
+    """``local`` / ``local:N`` / ``local[N]`` -> ('local', N); ``threads`` / ``threads:N`` -> ('threads', N);
+    ``tcp://host:port`` (any scheme) -> ('remote', spec)."""
     s = str(spec).strip()
+    m = _THREADS.match(s)
+    if m:
+        n = int(m.group(1)) if m.group(1) else max(1, os.cpu_count() or 1)
+        if n < 1:
+            raise SetupError(f"--dask {spec!r}: the number of threads must be >= 1", key="dask")
+        return "threads", n
     m = _LOCAL.match(s)
     if m:
         n = int(m.group(1)) if m.group(1) else max(1, os.cpu_count() or 1)
@@ -60,7 +68,7 @@ def parse_dask_spec(spec: str) -> tuple[str, int | str]:
         return "local", n
     if "://" in s:
         return "remote", s
-    raise SetupError(f"--dask {spec!r}: expected 'local', 'local:N' or a scheduler address like "
+    raise SetupError(f"--dask {spec!r}: expected 'local', 'local:N', 'threads:N' or a scheduler address like "
                      "'tcp://host:8786'", key="dask")
 
 
@@ -77,6 +85,11 @@ def dask_client(spec="local:2") -> Iterator:
         # One single-threaded process per worker: the kernels hold the GIL in places, and processes keep
         # each partition's memory separate (as on a real cluster).
         with LocalCluster(n_workers=int(arg), threads_per_worker=1, processes=True, dashboard_address=None) \
+                as cluster, Client(cluster) as client:
+            yield client
+    elif kind == "threads":
+        # One worker in this process with N threads: the kernels release the GIL, no data crosses processes
+        with LocalCluster(n_workers=1, threads_per_worker=int(arg), processes=False, dashboard_address=None) \
                 as cluster, Client(cluster) as client:
             yield client
     else:
