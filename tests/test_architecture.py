@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("formats", ("timetag.formats", "timetag.setupfile", "timetag.channels")),
     ("engine", ("timetag.engine",)),
     ("stream", ("timetag.stream", "timetag.process", "timetag.roundsfile", "timetag.roundsoutput")),
-    ("analysis", ("timetag.estimators", "timetag.simulator")),
+    ("analysis", ("timetag.estimators", "timetag.simulator", "timetag.distill")),
     ("runtime", ("timetag.live", "timetag.distributed", "timetag.demo")),
     ("interface", ("timetag.commands", "timetag.cli", "timetag.__main__")),
 ]

@@ -31,7 +31,8 @@ from .plugins import command_plugins
 # Order = order in --help.  A name without a module in timetag.commands is a plugin's (entry point group
 # 'timetag.commands', see timetag.plugins): `calibrate` comes with the calibrate package, and is left out when that
 # is not installed.  Installed plugins the list does not name come last.
-COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "live", "recover", "scan", "demo"]
+COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "distill", "live", "recover", "scan",
+            "demo"]
 
 app = typer.Typer(
     name="timetag",

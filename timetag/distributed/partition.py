@@ -120,12 +120,19 @@ class _Stream:
         """
         if self._marks is None:
             pos, kind = [], []
-            block = 1 << 22
-            for lo in range(0, self.total, block):
-                t = self.read(lo, min(lo + block, self.total), "type")
-                idx = np.flatnonzero((t == _dump.TYPE_OVERFLOW_BEGIN) | (t == _dump.TYPE_OVERFLOW_END))
-                pos.append(lo + idx)
-                kind.append(t[idx])
+            block = 1 << 21
+            for path, start in zip(self.paths, self.starts[:-1].tolist()):
+                # read in blocks, not through the map: a mapped pass would hold the whole file in this process
+                with open(path, "rb") as fh:
+                    lo = start
+                    while True:
+                        t = np.fromfile(fh, dtype=_dump.RECORD_DTYPE, count=block)["type"]
+                        if not t.size:
+                            break
+                        idx = np.flatnonzero((t == _dump.TYPE_OVERFLOW_BEGIN) | (t == _dump.TYPE_OVERFLOW_END))
+                        pos.append(lo + idx)
+                        kind.append(t[idx])
+                        lo += t.size
             self._marks = (np.concatenate(pos) if pos else np.zeros(0, np.int64),
                            np.concatenate(kind) if kind else np.zeros(0, np.uint8))
         pos, kind = self._marks

@@ -89,7 +89,8 @@ def dask_client(spec="local:2") -> Iterator:
             yield client
     elif kind == "threads":
         # One worker in this process with N threads: the kernels release the GIL, no data crosses processes
-        with LocalCluster(n_workers=1, threads_per_worker=int(arg), processes=False, dashboard_address=None) \
+        with LocalCluster(n_workers=1, threads_per_worker=int(arg), processes=False, dashboard_address=None,
+                          worker_dashboard_address=None) \
                 as cluster, Client(cluster) as client:
             yield client
     else:

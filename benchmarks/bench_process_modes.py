@@ -1,0 +1,120 @@
+"""`timetag process` end to end on the full-scale Alice dump: one thread, Dask threads, Dask processes.
+
+What a user runs, as a user runs it: the CLI in a fresh process on the lmu2022 stream at full scale (3342 rounds,
+~130 M tags, a 2 GB dump), checksum included.  Each mode is timed ``repeat`` times, interleaved with the others and
+with the baseline ``read``: the same file read once in 8 MiB blocks (what any tool on this disk must pay).
+Reported: tags/s (best and median), the ratio against the single-thread run of the same round, peak RSS (from
+``wait4`` of that process alone).
+
+    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes single,threads:2,local:2]
+
+``--run DIR`` reuses a simulated run (``timetag simulate --preset lmu2022 --rounds 3342 --speedup 1 --out DIR``);
+without it one is simulated into a temporary folder (23 s, 2 GB).  Under ``benchmarks/run.py`` the quick mode
+skips it (too large for a quick pass).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROUNDS = 3342
+SEED = 2022
+
+
+def _timed(argv: list[str]) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def _read_pass(path: Path) -> tuple[float, int]:
+    code = ("import sys\nb = bytearray(8 << 20); v = memoryview(b)\n"
+            "with open(sys.argv[1], 'rb', buffering=0) as f:\n    while f.readinto(v): pass\n")
+    return _timed([sys.executable, "-c", code, str(path)])
+
+
+def simulate_full(out: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "timetag", "simulate", "--preset", "lmu2022", "--rounds", str(ROUNDS),
+                    "--seed", str(SEED), "--speedup", "1", "--out", str(out), "-q", "--force"], check=True)
+    return out
+
+
+def measure(run_dir: Path, modes: list[str], repeat: int, scratch: Path) -> dict:
+    alice, setup = run_dir / "alice.dump", run_dir / "setup.toml"
+    n_tags = (alice.stat().st_size // 16)  # records: tags plus a few lost-data events
+    results: dict[str, list[tuple[float, int]]] = {m: [] for m in ["read", *modes]}
+    for _ in range(repeat):
+        results["read"].append(_read_pass(alice))
+        for mode in modes:
+            argv = [sys.executable, "-m", "timetag", "process", str(alice), "--setup", str(setup), "--lab", "alice",
+                    "--out", str(scratch / f"{mode.replace(':', '_')}.h5"), "-q", "--force"]
+            if mode != "single":
+                argv += ["--dask", mode]
+            results[mode].append(_timed(argv))
+    out = {}
+    for mode, runs in results.items():
+        walls = [w for w, _ in runs]
+        out[mode] = {"best_s": min(walls), "median_s": statistics.median(walls),
+                     "best_tags_per_s": n_tags / min(walls), "median_tags_per_s": n_tags / statistics.median(walls),
+                     "peak_rss_mb": max(r for _, r in runs) / 2**20}
+    return {"records": n_tags, "modes": out}
+
+
+def run(quick: bool) -> list[dict]:
+    if quick:
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
+    try:
+        res = measure(simulate_full(tmp / "run"), ["single", "threads:2", "local:2"], 3, tmp)
+        return _rows(res)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rows(res: dict) -> list[dict]:
+    m = res["modes"]
+    single = m["single"]
+    rows = []
+    for mode, r in m.items():
+        rows.append({"name": f"process {mode} (full-scale Alice dump)" if mode != "read" else "read pass, 8 MiB blocks",
+                     "value": round(r["best_tags_per_s"] / 1e6, 1), "median": round(r["median_tags_per_s"] / 1e6, 1),
+                     "unit": "M records/s",
+                     "baseline": (f"x{single['best_s'] / r['best_s']:.2f} of single (best), "
+                                  f"x{single['median_s'] / r['median_s']:.2f} (median); peak RSS {r['peak_rss_mb']:.0f} MB"),
+                     "target": ">= 100 M tags/s on 2 cores, RSS <= 300 MB (issue 18)" if mode != "read" else "",
+                     "gross_regression": False})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, help="a simulated full-scale run to reuse")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", default="single,threads:2,local:2")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
+    try:
+        run_dir = a.run or simulate_full(tmp / "run")
+        res = measure(run_dir, a.modes.split(","), a.repeat, tmp)
+        print(f"{res['records']:,} records; load average {os.getloadavg()[0]:.1f}")
+        for row in _rows(res):
+            print(f"  {row['name']:<45} best {row['value']:7.1f}  median {row['median']:7.1f} {row['unit']}   "
+                  f"{row['baseline']}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

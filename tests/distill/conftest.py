@@ -1,0 +1,19 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+pytest.importorskip("ldpc")
+
+
+@pytest.fixture(scope="session")
+def labs():
+    from cases import rounds
+    return rounds(160_000, V=0.94, seed=11)
+
+
+@pytest.fixture(scope="session")
+def run(labs):
+    from timetag.distill import distill
+    return distill(*labs, seed=5)

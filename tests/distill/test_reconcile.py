@@ -1,0 +1,55 @@
+import numpy as np
+
+from timetag.distill.codes import load_family
+from timetag.distill.reconcile import BobDecoder, alice_syndromes, h2, plan_frames, puncture_candidates
+
+
+def _pair(n, q, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    return a, a ^ (rng.random(n) < q).astype(np.uint8)
+
+
+def test_shortened_frames_correct_every_error():
+    a, b = _pair(30_000, 0.04)
+    plan = plan_frames(len(a), 0.05)  # designed with a margin above the true error rate
+    assert plan.frames >= 3 and len(plan.shortened) > 0 and len(plan.punctured) == 0
+    syn = alice_syndromes(a, plan, np.random.default_rng(1))
+    corr, ok, nerr = BobDecoder(plan).correct(b, syn)
+    assert ok.all()
+    assert np.array_equal(corr.ravel(), a[:plan.frames * plan.key_bits])
+    n = plan.frames * plan.key_bits
+    assert nerr.sum() == np.count_nonzero(a[:n] != b[:n])
+
+
+def test_punctured_frames_at_low_qber():
+    a, b = _pair(20_000, 0.008, seed=2)
+    plan = plan_frames(len(a), 0.012)
+    assert len(plan.punctured) > 0
+    syn = alice_syndromes(a, plan, np.random.default_rng(1))
+    corr, ok, _ = BobDecoder(plan).correct(b, syn)
+    assert ok.all() and np.array_equal(corr.ravel(), a[:plan.frames * plan.key_bits])
+
+
+def test_puncturing_rule_gives_full_column_rank():
+    code = load_family()["R80"]
+    cand = puncture_candidates(code)
+    adj = code.var_adj[cand]
+    checks = adj[adj >= 0]
+    assert len(np.unique(checks)) == len(checks)  # no check shared by two punctured columns
+
+
+def test_plan_rate_follows_the_design_efficiency():
+    for q in (0.03, 0.06, 0.08):
+        plan = plan_frames(100_000, q, f_design=1.2)
+        leak = plan.leak_per_frame / plan.key_bits
+        # exact up to the tail spread over the frames (one more frame when the tail would cost more than m)
+        assert 1.2 - 0.01 < leak / h2(q) < 1.2 * (1 + 1.0 / plan.frames) + 0.01
+
+
+def test_undecodable_frame_is_failed_not_wrong():
+    a, b = _pair(9000, 0.15, seed=3)
+    plan = plan_frames(len(a), 0.03, f_design=1.2)
+    syn = alice_syndromes(a, plan, np.random.default_rng(1))
+    corr, ok, _ = BobDecoder(plan, max_iter=20).correct(b, syn)
+    assert not ok.any()
