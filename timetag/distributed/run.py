@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import shutil
 import time
 import warnings
@@ -177,6 +178,13 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
     """
     out = Path(scratch) / f"part{part.index:04d}.h5"
     make = pipeline_factory or default_pipeline
+    unseen = [seg.path for seg in (*part.segments, *part.lookahead) if not Path(seg.path).is_file()]
+    if unseen or not Path(scratch).is_dir():
+        where = f"{socket.gethostname()}:{os.getcwd()}"
+        what = f"input {unseen[0]}" if unseen else f"scratch folder {scratch}"
+        return {"name": part.name, "error": f"the worker ({where}) cannot see the {what}: Dask workers need the "
+                                            "inputs and the output's folder on a shared file system, at the "
+                                            "same path as on the client"}
     try:
         # force: the partial file of an attempt that died (retried here) is discarded
         with AtomicOutput(out, inputs=[seg.path for seg in part.segments], force=True) as slot, \
@@ -263,11 +271,12 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     """
     inputs = [Path(setup)] if isinstance(setup, (str, Path)) else []  # the setup file is an input: never the output
     setup, lab_setup = resolve_lab(setup, lab)
-    paths = [Path(p) for p in paths]
+    # workers may run in other folders (or machines): every path they see is absolute
+    paths = [Path(p).resolve() for p in paths]
     for p in paths:
         if not p.is_file():
             raise SetupError(f"input file not found: {p}", key="paths")
-    out = Path(out)
+    out = Path(out).resolve()
     # checked and locked before the cluster starts; the lock also keeps a second run off the scratch directory
     with AtomicOutput(out, inputs=[*paths, *inputs], force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
         return _run_locked(paths, setup, lab, lab_setup, out, slot, dask=dask, chunk_size=chunk_size,
