@@ -156,3 +156,24 @@ class PtuWrap(enum.IntEnum):
     """PicoHarp 300 T3: 2**16 syncs."""
     T3_HYDRAHARP = _c.PTU_T3_WRAP_HYDRAHARP
     """HydraHarp family T3: 2**10 syncs."""
+
+
+def _attach_member_docs() -> None:
+    """Give each enum member the string written under it as its ``__doc__`` (Python drops such strings at run
+    time): ``help(Pattern.PSI_PLUS)``, the legends of rounds files and ``timetag info`` read them."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    for node in tree.body:
+        cls = globals().get(getattr(node, "name", ""))
+        if not (isinstance(node, ast.ClassDef) and isinstance(cls, type) and issubclass(cls, enum.Enum)):
+            continue
+        for stmt, nxt in zip(node.body, node.body[1:]):
+            if (isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                cls[stmt.targets[0].id].__doc__ = nxt.value.value
+
+
+_attach_member_docs()

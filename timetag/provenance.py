@@ -109,6 +109,8 @@ def provenance(inputs=(), setup=None, checksum: bool = True, **extra) -> dict:
         rec["setup_hash"] = setup.hash
         if getattr(setup, "run", ""):
             rec["run"] = setup.run
+        if hasattr(setup, "dumps"):
+            rec["setup"] = setup.dumps()  # the whole text: a rounds file says how it was made
     rec.update(extra)
     return rec
 
@@ -120,7 +122,9 @@ def write_h5_provenance(h5obj, prov: dict) -> None:
         h5obj.attrs["setup_hash"] = prov["setup_hash"]
     if prov.get("run"):
         h5obj.attrs["run"] = prov["run"]
-    h5obj.attrs["provenance"] = json.dumps(prov)
+    if prov.get("setup"):
+        h5obj.attrs["setup"] = prov["setup"]
+    h5obj.attrs["provenance"] = json.dumps({k: v for k, v in prov.items() if k != "setup"})
 
 
 def read_h5_provenance(h5obj) -> dict:

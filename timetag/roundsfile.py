@@ -5,8 +5,13 @@ Layout::
     /rounds            compound dataset of :data:`timetag.records.ROUND_DTYPE`, chunked, resizable
     /heralds           compound dataset of :data:`timetag.records.HERALD_DTYPE` (optional)
     /histograms/...    side products (arrival-time histograms, count histogram, singles), optional
-    attrs: lab, role, setup_hash, software_version, provenance (JSON), summary (JSON),
-           completion, completion_reason (written last: see :mod:`timetag.custody.completion`)
+    attrs: format, format_version, lab, role, run, setup_hash, setup (the setup's TOML text), software_version,
+           provenance (JSON), summary (JSON), completion, completion_reason (written last: see
+           :mod:`timetag.custody.completion`)
+    /rounds, /heralds attrs: description, fields (JSON: name, unit, meaning), patterns and flags (JSON legends)
+    /histograms/* attrs: unit, description
+
+Every description comes from :mod:`timetag.roundsschema`; ``docs/rounds-format.md`` is the same for people.
 
 :class:`RoundsWriter` appends as records are made and flushes (HDF5 SWMR), so that a run killed at any moment
 leaves a file holding every round up to the last flush; ``timetag recover`` turns it into a plain HDF5 file.
@@ -30,6 +35,7 @@ from .custody.storage import storage_error
 from .errors import FormatError, IncompleteError, StorageError
 from .provenance import read_h5_provenance, write_h5_provenance
 from .records import HERALD_DTYPE, ROUND_DTYPE
+from .roundsschema import FORMAT_VERSION, dataset_attrs, histogram_attrs
 
 _CHUNK_ROWS = 4096
 
@@ -59,6 +65,8 @@ class RoundsData:
     completion: Completion = Completion.COMPLETE
     completion_reason: str = ""
     run: str = ""  # the setup's meta.run, when it names the run
+    setup_text: str = ""  # the setup the rounds were made with (TOML), from format 1.1 on
+    format_version: str = ""
 
     @property
     def complete(self) -> bool:
@@ -82,6 +90,8 @@ class RoundsWriter:
             self._f = h5py.File(self.path, "w-", libver="latest")
         except FileExistsError:
             raise FormatError("exists; a rounds file is only ever written new", path=self.path) from None
+        self._f.attrs["format"] = "timetag rounds"
+        self._f.attrs["format_version"] = FORMAT_VERSION
         self._f.attrs["lab"] = lab
         self._f.attrs["role"] = role
         write_h5_provenance(self._f, provenance or {"setup_hash": setup_hash})
@@ -92,6 +102,9 @@ class RoundsWriter:
         self._heralds = (self._f.create_dataset("heralds", shape=(0,), maxshape=(None,), dtype=HERALD_DTYPE,
                                                 chunks=(_CHUNK_ROWS,), fillvalue=UNWRITTEN_HERALD)
                          if with_heralds else None)
+        for name, ds in (("rounds", self._rounds), ("heralds", self._heralds)):
+            if ds is not None:
+                ds.attrs.update(dataset_attrs(name))
         self._written = {"rounds": 0, "heralds": 0}
         # Single-writer/multiple-reader: readers (live view, another process) may open the file while it grows.
         self._f.swmr_mode = True
@@ -159,7 +172,8 @@ class RoundsWriter:
             if summary is not None:
                 f.attrs["summary"] = json.dumps(summary)
             for name, value in (histograms or {}).items():
-                f.create_dataset(f"histograms/{name}", data=np.asarray(value), compression="gzip")
+                ds = f.create_dataset(f"histograms/{name}", data=np.asarray(value), compression="gzip")
+                ds.attrs.update(histogram_attrs(name))
             write_state(f.attrs, state, reason)
             f.flush()
 
@@ -223,7 +237,9 @@ def read_rounds(path, *, accept_incomplete: bool = False) -> RoundsData:
         return RoundsData(rounds=rounds, lab=str(f.attrs.get("lab", "")), role=str(f.attrs.get("role", "")),
                           setup_hash=str(f.attrs.get("setup_hash", "")), provenance=read_h5_provenance(f),
                           summary=summary, heralds=heralds, histograms=hist, path=path, completion=state,
-                          completion_reason=reason, run=str(f.attrs.get("run", "")))
+                          completion_reason=reason, run=str(f.attrs.get("run", "")),
+                          setup_text=str(f.attrs.get("setup", "")),
+                          format_version=str(f.attrs.get("format_version", "1.0")))
 
 
 def incomplete_message(path, state: Completion, reason: str, n_rounds: int) -> str:
@@ -232,3 +248,41 @@ def incomplete_message(path, state: Completion, reason: str, n_rounds: int) -> s
     if state is Completion.RUNNING and path.name.endswith(PARTIAL_SUFFIX):
         return msg + f"; if its writer is gone, save its rounds with `timetag recover {path}`"
     return msg + "; pass --accept-incomplete to use its rounds anyway (the result then says so)"
+
+
+def is_rounds_file(path) -> bool:
+    """An HDF5 file with a /rounds dataset (a timetag rounds file, whatever its format version)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get("rounds"), h5py.Dataset)
+    except (OSError, RuntimeError):
+        return False
+
+
+def describe_rounds(path) -> dict:
+    """What ``timetag info`` shows of a rounds file: identity, completion, counts per flag and pattern, the
+    fields with their units, the histograms, the setup text.  Files of format 1.0 (no self-description) are
+    described from :mod:`timetag.roundsschema`."""
+    from .roundsschema import HERALD_FIELDS, ROUND_FIELDS, flag_legend, histogram_attrs, pattern_legend
+
+    data = read_rounds(path, accept_incomplete=True)
+    r = data.rounds
+    flags = {leg["name"]: int(np.count_nonzero(r["flags"] & int(bit))) for bit, leg in flag_legend().items()}
+    patterns = {leg["name"]: int(np.count_nonzero(r["pattern"] == int(code))) for code, leg in pattern_legend().items()}
+    with h5py.File(path, "r") as f:
+        hists = {name: {"shape": list(ds.shape), **histogram_attrs(name), **{k: str(v) for k, v in ds.attrs.items()}}
+                 for name, ds in f["histograms"].items()} if "histograms" in f else {}
+    return {
+        "path": str(path), "format": "timetag rounds", "format_version": data.format_version,
+        "lab": data.lab, "role": data.role, "run": data.run, "setup_hash": data.setup_hash,
+        "completion": {"state": str(data.completion), "reason": data.completion_reason},
+        "rounds": int(r.size), "heralds": None if data.heralds is None else int(data.heralds.size),
+        "first_trigger_ps": int(r["trigger_time"][0]) if r.size else None,
+        "last_trigger_ps": int(r["trigger_time"][-1]) if r.size else None,
+        "flagged": int(np.count_nonzero(r["flags"])), "flags": flags, "patterns": patterns,
+        "flag_legend": flag_legend(), "pattern_legend": pattern_legend(),
+        "fields": {"rounds": {k: {"unit": u, "meaning": m} for k, (u, m) in ROUND_FIELDS.items()},
+                   "heralds": {k: {"unit": u, "meaning": m} for k, (u, m) in HERALD_FIELDS.items()}},
+        "histograms": hists, "software_version": data.provenance.get("version", ""),
+        "setup": data.setup_text,
+    }

@@ -74,11 +74,53 @@ def order_lines(s: dict) -> list[tuple[str, str]]:
     return out
 
 
+def _human_rounds(r: dict) -> None:
+    console = Console()
+    head = Table(show_header=False, box=None, title=f"{escape(r['path'])}: rounds file (format {r['format_version']})")
+    for key, value in (("lab / role", f"{r['lab']} / {r['role']}"), ("run", r["run"] or "(not named)"),
+                       ("setup hash", r["setup_hash"][:16]),
+                       ("completion", f"{r['completion']['state']} {r['completion']['reason']}".strip()),
+                       ("rounds", f"{r['rounds']:,} ({r['flagged']:,} flagged)"),
+                       ("heralds", "not kept" if r["heralds"] is None else f"{r['heralds']:,}"),
+                       ("software", r["software_version"])):
+        head.add_row(key, escape(str(value)))
+    console.print(head)
+    legend = Table(title="flags (bit mask of the 'flags' field)")
+    for col in ("bit", "name", "rounds", "meaning"):
+        legend.add_column(col, justify="right" if col in ("bit", "rounds") else "left")
+    for bit, leg in r["flag_legend"].items():
+        legend.add_row(bit, leg["name"], f"{r['flags'][leg['name']]:,}", leg["meaning"])
+    console.print(legend)
+    pats = Table(title="patterns (the 'pattern' field)")
+    for col in ("code", "name", "rounds", "meaning"):
+        pats.add_column(col, justify="right" if col in ("code", "rounds") else "left")
+    for code, leg in r["pattern_legend"].items():
+        pats.add_row(code, leg["name"], f"{r['patterns'][leg['name']]:,}", leg["meaning"])
+    console.print(pats)
+    fields = Table(title="/rounds fields")
+    for col in ("field", "unit", "meaning"):
+        fields.add_column(col)
+    for name, f in r["fields"]["rounds"].items():
+        fields.add_row(name, f["unit"], f["meaning"])
+    console.print(fields)
+    if r["histograms"]:
+        hist = Table(title="/histograms")
+        for col in ("name", "shape", "unit", "meaning"):
+            hist.add_column(col)
+        for name, h in r["histograms"].items():
+            hist.add_row(name, "x".join(map(str, h["shape"])), h["unit"], h["description"])
+        console.print(hist)
+    if r["setup"]:
+        console.print("[bold]setup[/bold] (the text the rounds were made with):")
+        console.print(escape(r["setup"]), highlight=False)
+
+
 def register(app):
     @app.command("info")
     def info(
         file: Path = typer.Argument(..., help="Tag file: .ptu, .ht3, .qutag, .h5 (timetag or Photon-HDF5), "
-                                              ".dump (Swabian), .txt (channel time_ps)."),
+                                              ".dump (Swabian), .txt (channel time_ps); or a rounds file "
+                                              "(what `process` writes)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables "
                                       "(keys: format, records, duration_ps, channels, lost, order, ...)."),
         chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
@@ -91,6 +133,15 @@ def register(app):
 
         Reads the file once, in chunks, so it works on files larger than memory.
         """
+        from ..roundsfile import describe_rounds, is_rounds_file
+
+        if format is None and is_rounds_file(file):
+            r = describe_rounds(file)
+            if json_out:
+                typer.echo(json.dumps(r))
+            else:
+                _human_rounds(r)
+            return
         s = summarize(file, chunk_size=chunk_size, format=format)
         if json_out:
             typer.echo(json.dumps(s))
