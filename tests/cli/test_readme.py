@@ -46,4 +46,6 @@ def test_readme_commands_and_python_api_run(tmp_path):
     proc = subprocess.run([sys.executable, "-c", api], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rounds, s = proc.stdout.split()
+    # the snippet keeps the rounds of every chunk (the file holds several chunks of 20 000 records)
+    assert (tmp_path / "run" / "alice.dump").stat().st_size // 16 > 3 * 20_000
     assert int(rounds) == 500 and 1.5 < float(s) < 2.9
