@@ -318,3 +318,19 @@ def test_writer_refuses_lost_data_unless_dropped(tmp_path):
 def test_writer_rejects_unrepresentable(tmp_path, time, channel, msg):
     with pytest.raises(FormatError, match=msg):
         P.write_ptu(tmp_path / "a.ptu", TagChunk(np.array(time), np.array(channel)))
+
+
+def test_written_file_is_described_by_ptufile_with_its_guid(tmp_path):
+    """PicoQuant files name themselves by a GUID; ptufile's description of a file needs it."""
+    ptufile = pytest.importorskip("ptufile")
+    ch = TagChunk(np.array([5, 1_000, 2**40], np.int64), np.array([1, 2, 1], np.int32))
+    P.write_ptu(tmp_path / "a.ptu", ch)
+    P.write_ptu(tmp_path / "b.ptu", ch)
+    guids = []
+    for name in ("a.ptu", "b.ptu"):
+        with ptufile.PtuFile(tmp_path / name) as f:
+            assert "HydraHarp2T2" in str(f)
+            guids.append(f.tags["File_GUID"])
+            np.testing.assert_array_equal(f.decode_records()["time"][f.decode_records()["channel"] >= 0][:3],
+                                          ch.time)
+    assert guids[0] != guids[1] and all(g.startswith("{") and len(g) == 38 for g in guids)

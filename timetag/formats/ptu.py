@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import struct
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,6 +370,8 @@ class PtuWriter(TagWriter):
         head = [MAGIC, b"1.0.00\0\0"]
         head.append(_tag("File_Comment", TY_ANSISTRING, comment or "written by timetag"))
         head.append(_TAG_HEAD.pack(b"File_CreatingTime".ljust(32, b"\0"), -1, TY_DATETIME) + struct.pack("<d", now))
+        # PicoQuant's own software names each file by a GUID in braces; readers (ptufile, for one) expect it
+        head.append(_tag("File_GUID", TY_ANSISTRING, "{" + str(uuid.uuid4()).upper() + "}"))
         head.append(_tag("CreatorSW_Name", TY_ANSISTRING, "timetag"))
         head.append(_tag("Measurement_Mode", TY_INT8, 2))
         head.append(_tag("Measurement_SubMode", TY_INT8, 0))
