@@ -19,13 +19,13 @@ from timetag.formats import iter_stream
 from timetag.setupfile import LabSetup, Setup
 from timetag.stream import CountChannels, CountHistogram, LabEngine, StreamBroke, Tee, run_stream
 
-from .clock import ClockResult, calibrate_clock
+from .clock import calibrate_clock
 from .darkcounts import DarkCounter, DarkCountResult
 from .delays import DelayResult, calibrate_delays
 from .histograms import (ArrivalHistogram, GuardedArrivalHistogram, ReadoutCounts, SyncPeriod, measurement_lab,
                          trimmed)
 from .plots import figures, plot_names, require_matplotlib, write_plots
-from .pulse import FWHM_TO_SIGMA, PULSE_FWHM_PS
+from .pulse import FWHM_TO_SIGMA, JITTER_PS, PULSE_FWHM_PS
 from .report import CalibrationReport
 from .thresholds import ThresholdResult, choose_threshold
 from .window import DetectorProfile, FomParams, WindowResult, choose_window, psi_minus_pairs, \
@@ -50,6 +50,25 @@ class LabData:
     dark: DarkCounter | None = None
     ready_times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     n_tags: int = 0
+    channel_counts: dict = field(default_factory=dict)   # tags per channel
+
+    def missing(self, role: str, channels) -> str | None:
+        """Why a fit needing ``channels`` (their ``role``) cannot succeed: none of their tags in the data."""
+        chans = [c for c in channels if c is not None]
+        if not chans or any(self.channel_counts.get(c, 0) for c in chans):
+            return None
+        return (f"no {role} tags (channel{'s' if len(chans) > 1 else ''} {', '.join(map(str, chans))}) in the "
+                f"{self.n_tags} tags read")
+
+    @property
+    def dead_time_ps(self) -> float | None:
+        """The BSM detectors' dead time: the shortest same-detector gap the dark counter saw (None: not
+        measured).  The pulse fits model the clicks it loses (:func:`calibrate.delays._blocked`)."""
+        if self.dark is None:
+            return None
+        gaps = self.dark.min_gap
+        seen = gaps[gaps < np.iinfo(np.int64).max]
+        return float(seen.min()) if seen.size else None
 
 
 @dataclass
@@ -138,6 +157,7 @@ def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, ed
     except StreamBroke as exc:
         raise exc.__cause__ from None
     data.n_tags = tags.tally.tags
+    data.channel_counts = dict(tags.counts)
     if want_arrival:
         data.arrival = ArrivalHistogram.of_engine(engine, period.period_ps)
     if want_readout:
@@ -181,7 +201,7 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
     """
     lab = data.lab
     rep = report if report is not None else CalibrationReport()
-    fix_sigma = None if pulse_fwhm_ps is None else float(pulse_fwhm_ps) * FWHM_TO_SIGMA
+    fix_sigma = None if pulse_fwhm_ps is None else float(np.hypot(float(pulse_fwhm_ps) * FWHM_TO_SIGMA, JITTER_PS))
     cal = LabCalibration(lab.name, data=data)
     new = lab
 
@@ -191,6 +211,13 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
         cal.skipped[step] = str(exc)
         rep.warnings.append(f"{lab.name}: {step} not calibrated: {exc}")
 
+    if data.arrival is not None and ({"delays", "window"} & set(steps)):
+        why = data.missing("sync", [lab.sync_channel]) or data.missing("BSM detector", [d.channel for d in lab.bsm])
+        if why is not None:
+            for step in ("delays", "window"):
+                if step in steps:
+                    skip(step, CalibrationError(f"lab {lab.name!r} {step}: {why}: no arrival histogram to fit"))
+            data = replace(data, arrival=None)
     if data.arrival is not None and "delays" in steps:
         h = data.arrival
         vb = h.valid_bins()
@@ -198,7 +225,7 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
         try:
             res = calibrate_delays(h.counts[:, vb], h.edges[vb.start:vb.stop + 1], h.channels,
                                    dict(lab.delays_ps), reference=reference, pulse_position_ps=pulse_position_ps,
-                                   edge_hist=eh, fix_sigma=fix_sigma)
+                                   edge_hist=eh, fix_sigma=fix_sigma, dead_time_ps=data.dead_time_ps)
         except CalibrationError as exc:
             skip("delays", CalibrationError(f"lab {lab.name!r} delays: {exc}"))
         else:
@@ -216,7 +243,17 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
                 rep.warnings.append(f"{lab.name}: {res.note}")
             if f0.cut is not None:
                 rep.measure(f"{lab.name}.edge", "delays from the conditional-sync edge (attempt sync tick); "
-                            f"pulse centre {f0.mu - f0.cut:.0f} ps after it")
+                            f"pulse centre {f0.mu - f0.cut:.0f} +- {f0.err['mu']:.0f} ps after it, "
+                            f"{f0.double:.3f} of the clicks from double emissions")
+            if res.reference is not None:
+                common = ""
+                if f0.cut is not None and h.period_ps is not None:
+                    # the edge is the attempt's own sync tick: -period on the 'next' rule with the right delays
+                    off = float(np.mean([f.cut for f in res.fits])) + h.period_ps
+                    common = (f"; the edges lie {off:+.0f} ps (mean) from the sync tick, i.e. the BSM delays are "
+                              f"{off:+.0f} ps off the sync's in common")
+                rep.measure(f"{lab.name}.delays", f"relative to detector {res.reference} (its delay kept){common}: "
+                            "a common shift of all BSM delays is not corrected here, it is left to the window")
     if data.arrival is not None and "window" in steps:
         h = data.arrival
         vb = h.valid_bins()
@@ -269,6 +306,15 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
                         f"{f.mean_dark:.2f} +- {f.err['mean_dark']:.2f} / {f.mean_bright:.2f} +- "
                         f"{f.err['mean_bright']:.2f} counts, {f.n} rounds")
     if data.dark is not None and "darkcounts" in steps:
+        why = data.missing("sync", [lab.sync_channel]) if data.dark.exclude.get(lab.sync_channel) else None
+        why = why or data.missing("detector", list(data.dark.channels))
+        if why is None and data.dark.quiet_ps <= 0:
+            why = "no quiet stretches (everything lies in a pulse or read-out region)"
+        if why is not None:
+            skip("darkcounts", CalibrationError(
+                f"lab {lab.name!r} dark counts: {why}" + (": the pulse photons cannot be told from dark counts"
+                                                         if "sync" in why else "")))
+    if data.dark is not None and "darkcounts" in steps and "darkcounts" not in cal.skipped:
         d = data.dark.result()
         cal.dark = d
         for k, c in enumerate(d.channels):
@@ -279,8 +325,6 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
         if d.period_ps is not None:
             rep.measure(f"{lab.name}.attempt_grid", f"dark-count exclusions on every attempt tick (conditional "
                         f"sync recording), period {d.period_ps:.1f} ps from the recorded syncs")
-        if d.quiet_s <= 0:
-            rep.warnings.append(f"{lab.name}: no quiet stretches for dark counts")
     return new, cal
 
 
@@ -361,6 +405,12 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
             extra = dict(new_setup.extra)
             extra["clock"] = model.to_json()
             new_setup = replace(new_setup, extra=extra)
+    done = sum(1 for c in rep.results.values() if isinstance(c, LabCalibration)
+               for x in (c.delays, c.window, c.threshold, c.dark) if x is not None) + ("clock" in rep.results)
+    if done == 0:
+        reasons = [w.split(" not calibrated: ", 1)[-1] for w in rep.warnings if " not calibrated: " in w]
+        raise CalibrationError("nothing calibrated (nothing written): " + ("; ".join(reasons) or
+                                                                          "no step applies to these labs"))
     if plots_dir is not None:
         inputs = [p for ps in (alice_paths, bob_paths) if ps is not None
                   for p in ([ps] if isinstance(ps, (str, Path)) else ps)]

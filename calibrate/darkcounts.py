@@ -172,6 +172,87 @@ def _grid_ticks(anchors, lo, hi, T, before):
     return np.concatenate(out)
 
 
+# --- the grid's arithmetic, compiled (one call per chunk over all its tags: at 52 kHz, numpy temporaries per
+# operation cost more than the rest of calibration together) -------------------------------------------------
+
+@njit(cache=True, nogil=True, inline="always")
+def _nb_tick(xv, a, k, T):
+    """Index j and time of the latest tick at or before xv in segment k (anchor a[k])."""
+    j = np.int64(np.floor((xv - a[k]) / T))
+    tick = a[k] + np.int64(np.rint(j * T))
+    if tick > xv:
+        j -= 1
+        tick = a[k] + np.int64(np.rint(j * T))
+    return j, tick
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nb_seg(a, xv, k):
+    """Segment of xv (latest anchor at or before it, >= 0); ``k``: the previous answer (sorted x walk on)."""
+    if k >= 0 and a[k] <= xv:
+        while k + 1 < a.size and a[k + 1] <= xv:
+            k += 1
+        return k
+    lo, hi = 0, a.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] <= xv:
+            lo = mid + 1
+        else:
+            hi = mid
+    return max(lo - 1, 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nb_part(ph, ps, pe, cum):
+    k = -1
+    for i in range(ps.size):
+        if ps[i] <= ph:
+            k = i
+        else:
+            break
+    if k < 0:
+        return np.int64(0)
+    return cum[k] + min(ph - ps[k], pe[k] - ps[k])
+
+
+@njit(cache=True, nogil=True)
+def _nb_base(a, T, ps, pe, cum, L):
+    base = np.zeros(a.size, np.int64)
+    for m in range(1, a.size):
+        j, tick = _nb_tick(a[m], a, m - 1, T)
+        base[m] = base[m - 1] + j * L + _nb_part(a[m] - tick, ps, pe, cum)
+    return base
+
+
+@njit(cache=True, nogil=True)
+def _nb_G(x, a, T, ps, pe, cum, L, base):
+    out = np.empty(x.size, np.int64)
+    k = -1
+    for i in range(x.size):
+        k = _nb_seg(a, x[i], k)
+        j, tick = _nb_tick(x[i], a, k, T)
+        out[i] = base[k] + j * L + _nb_part(x[i] - tick, ps, pe, cum)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _nb_inside(x, a, T, ps, pe):
+    out = np.zeros(x.size, np.bool_)
+    k = -1
+    for i in range(x.size):
+        k = _nb_seg(a, x[i], k)
+        _, tick = _nb_tick(x[i], a, k, T)
+        ph = x[i] - tick
+        for m in range(ps.size):
+            if ps[m] > ph:
+                break
+            if ph < pe[m]:
+                out[i] = True
+                break
+    return out
+
+
 class _Grid:
     """Excluded intervals around every attempt tick, as a set of phases within the period.
 
@@ -187,6 +268,7 @@ class _Grid:
         self.cum = np.concatenate([[0], np.cumsum(self.pe - self.ps)]).astype(np.int64)
         self.L = int(self.cum[-1])
         self.a = np.zeros(0, np.int64)
+        self._base = None
 
     @classmethod
     def from_offsets(cls, offsets, T):
@@ -203,7 +285,8 @@ class _Grid:
 
     def anchors_with(self, anchors, before):
         a = np.asarray(anchors, np.int64)
-        self.a = a if before is None else np.concatenate([[before], a]).astype(np.int64)
+        self.a = np.ascontiguousarray(a if before is None else np.concatenate([[before], a]).astype(np.int64))
+        self._base = None
         return self.a
 
     def seg(self, x):
@@ -229,26 +312,21 @@ class _Grid:
         return np.where(k >= 0, self.cum[kk] + inside, 0)
 
     def inside(self, x):
-        x = np.asarray(x, np.int64)
+        x = np.ascontiguousarray(x, np.int64)
         if self.a.size == 0 or self.ps.size == 0:
             return np.zeros(x.shape, bool)
-        _, _, tick = self._tick(x)
-        ph = x - tick
-        k = np.searchsorted(self.ps, ph, "right") - 1
-        return (k >= 0) & (ph < self.pe[np.clip(k, 0, self.ps.size - 1)])
+        return _nb_inside(x, self.a, self.T, self.ps, self.pe)
 
     def G(self, x):
         """Excluded time from an arbitrary origin to x (differences only)."""
-        x = np.asarray(x, np.int64)
+        x = np.ascontiguousarray(x, np.int64)
         if self.a.size == 0 or self.L == 0:
             return np.zeros(x.shape, np.int64)
         # each segment's own count from its anchor; chained at the anchors (with an exact grid the anchor
         # is a tick of the previous segment too, and the chaining is seamless)
-        k, j, tick = self._tick(self.a[1:], np.arange(self.a.size - 1))   # end of the previous segment
-        ends = j * self.L + self._part(self.a[1:] - tick)
-        base = np.concatenate([[0], np.cumsum(ends)])
-        k, j, tick = self._tick(x)
-        return base[k] + j * self.L + self._part(x - tick)
+        if self._base is None:
+            self._base = _nb_base(self.a, self.T, self.ps, self.pe, self.cum, self.L)
+        return _nb_G(x, self.a, self.T, self.ps, self.pe, self.cum, self.L, self._base)
 
     def measure(self, s, e):
         """Excluded time within each [s, e)."""
@@ -355,18 +433,20 @@ class DarkCounter:
         tt, dd = t[i0:i1], det[i0:i1]
         sel = dd >= 0
         self.clicks += np.bincount(dd[sel], minlength=len(self.channels))
-        out = _inside(tt, s, e)
+        # the exclusions are looked up for the detectors' clicks only (the syncs are half the tags)
+        ts, ds = tt[sel], dd[sel]
+        out = _inside(ts, s, e)
         if gx is not None:
-            out |= gx.inside(tt)
-        q = sel & ~out
-        self.quiet_clicks += np.bincount(dd[q], minlength=len(self.channels))
+            out |= gx.inside(ts)
+        self.quiet_clicks += np.bincount(ds[~out], minlength=len(self.channels))
         # afterpulse pairs for the final tags (their partners are all in the buffer: horizon leaves ap_span)
         ok = np.zeros(t.size - i0, bool)
-        clear = _span_clear(tt, self.ap_span, *self._intervals(t, c, self.ap_exclude))
+        clear = _span_clear(ts, self.ap_span, *self._intervals(t, c, self.ap_exclude))
         if gap is not None:
-            clear &= (gap.measure(tt, tt + self.ap_span) == 0) & ~gap.inside(tt)
-        ok[: i1 - i0] = clear & sel
-        self.ap_clicks += np.bincount(dd[ok[: i1 - i0]], minlength=len(self.channels))
+            clear &= ~gap.inside(ts)
+            clear[clear] = gap.measure(ts[clear], ts[clear] + self.ap_span) == 0
+        ok[np.flatnonzero(sel)[clear]] = True
+        self.ap_clicks += np.bincount(ds[clear], minlength=len(self.channels))
         _pairs(t[i0:], det[i0:], ok, i1 - i0, self.ap[0], self.ap[1], self.near, self.ctrl, self.min_gap)
         self._done_until = hi
         # keep what later anchors/pairs still need

@@ -209,16 +209,15 @@ def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out, guard):
     nb = out.shape[1]
     ns = sync_times.size
     waiting = 0
+    a = 0
     for i in range(ptime.size):
         t = ptime[i]
-        # first sync strictly after the click (binary search)
-        a, b = 0, ns
-        while a < b:
-            c = (a + b) // 2
-            if sync_times[c] <= t:
-                a = c + 1
-            else:
-                b = c
+        # first sync strictly after the click: walked from the previous click's (the clicks are in time order
+        # up to the delays' spread, far less than a sync period, so this is a step or two)
+        while a > 0 and sync_times[a - 1] > t:
+            a -= 1
+        while a < ns and sync_times[a] <= t:
+            a += 1
         if a == ns:
             waiting += 1
             continue
@@ -231,6 +230,35 @@ def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out, guard):
         if bb < nb:
             out[pdet[i], bb] += 1
     return waiting
+
+
+@njit(cache=True, nogil=True)
+def _split_clicks(t, ch, lut, delays, sync_channel, sync_delay):
+    """Delay-corrected clicks of the detectors (time, detector index) and corrected syncs of one chunk."""
+    n_c = 0
+    n_s = 0
+    for i in range(t.size):
+        c = ch[i]
+        if c == sync_channel:
+            n_s += 1
+        elif 0 <= c < lut.size and lut[c] >= 0:
+            n_c += 1
+    ct = np.empty(n_c, np.int64)
+    cd = np.empty(n_c, np.int64)
+    st = np.empty(n_s, np.int64)
+    n_c = 0
+    n_s = 0
+    for i in range(t.size):
+        c = ch[i]
+        if c == sync_channel:
+            st[n_s] = t[i] - sync_delay
+            n_s += 1
+        elif 0 <= c < lut.size and lut[c] >= 0:
+            d = lut[c]
+            ct[n_c] = t[i] - delays[d]
+            cd[n_c] = d
+            n_c += 1
+    return ct, cd, st
 
 
 class GuardedArrivalHistogram(Stage):
@@ -281,15 +309,11 @@ class GuardedArrivalHistogram(Stage):
         self.emit(event)
 
     def _process(self, t, ch) -> None:
-        inside = (ch >= 0) & (ch < self.lut.size)
-        det = np.where(inside, self.lut[np.where(inside, ch, 0)], -1)
-        is_sync = ch == self.sync_channel
-        det[is_sync] = -1
-        sel = det >= 0
-        ct = np.concatenate([self._pending_t, t[sel] - self.delays[det[sel]]])
-        cd = np.concatenate([self._pending_d, det[sel]])
+        ct, cd, st = _split_clicks(t, ch, self.lut, self.delays, self.sync_channel, self.sync_delay)
+        ct = np.concatenate([self._pending_t, ct])
+        cd = np.concatenate([self._pending_d, cd])
         # recent syncs stay: a later tag, once delay-corrected, may lie before them
-        syncs = np.concatenate([self._recent_syncs, t[is_sync] - self.sync_delay])
+        syncs = np.concatenate([self._recent_syncs, st])
         _arrival_next(ct, cd, syncs, self.lo, self.hi, self.bin_ps, self.counts, self.guard_ps)
         spread = int(np.abs(self.delays).max()) + abs(self.sync_delay) + 1
         # the guard looks back from waiting clicks (all after the last sync): keep that sync too

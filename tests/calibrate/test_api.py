@@ -148,10 +148,13 @@ def test_too_few_counts_is_a_clear_error(tmp_path):
         calibrate_run([tmp_path / "a.dump"], None, setup, steps=("delays",), strict=True)
     with pytest.raises(CalibrationError, match="rounds"):
         calibrate_run([tmp_path / "a.dump"], None, setup, steps=("thresholds",), strict=True)
-    # not strict: the step is skipped, values kept, the reason reported
-    new, rep = calibrate_run([tmp_path / "a.dump"], None, setup, steps=("delays", "thresholds"))
+    # not strict: a step that cannot succeed is skipped with its reason; when none succeeds, nothing is written:
+    # the run refuses with every reason (issue 21)
+    with pytest.raises(CalibrationError, match="nothing calibrated.*photons above background.*rounds"):
+        calibrate_run([tmp_path / "a.dump"], None, setup, steps=("delays", "thresholds"))
+    new, rep = calibrate_run([tmp_path / "a.dump"], None, setup, steps=("delays", "thresholds", "darkcounts"))
     assert new.lab("alice") == setup.lab("alice")
-    assert any("not calibrated" in w for w in rep.warnings)
+    assert any("delays not calibrated" in w for w in rep.warnings)
     res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "a.dump"), "--lab", "alice", "--setup",
                                    str(_save(setup, tmp_path)), "--out", str(tmp_path / "o.toml"), "--strict"])
     assert res.exit_code != 0
