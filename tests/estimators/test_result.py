@@ -12,7 +12,8 @@ from timetag.estimators.result import Bayes, Clock, Fidelity, JoinSummary, Poste
 TOP_KEYS = ["rounds", "test_rounds", "key_rounds", "N", "E", "E_err", "P_same", "S", "S_err", "Q0", "Q0_err", "Q1",
             "Q1_err", "Q", "Q_err", "H_key_given_E", "key_rate_per_event", "key_rate_per_key_round",
             "thresholds_depolarising", "min_block_length", "finite_key", "fidelity", "bayes", "worst_case",
-            "flagged_other_policy", "join", "sift", "files", "incomplete_inputs"]
+            "flagged_other_policy", "join", "sift", "files", "incomplete_inputs",
+            "intervals", "warnings"]  # added by issue 21 (keys are only ever appended)
 JOIN_KEYS = ["pairs", "unmatched_alice", "unmatched_bob", "offset_ps", "drift", "tolerance_ps", "method",
              "residual_rms_ps", "index_slips", "notes", "clock"]
 

@@ -78,6 +78,9 @@ def register(app):
             res = run_demo(out, rounds=rounds, seed=seed, speedup=speedup, plots=plots, force=force,
                            progress=lambda name: prog.update(task, description=name))
         console.print(comparison_table(res.estimate))
+        from .estimate import print_warnings
+
+        print_warnings(console, res.estimate.to_json() if hasattr(res.estimate, "to_json") else res.estimate)
         j = res.estimate.get("join", {})
         if j:
             console.print(f"join: {j.get('pairs', '?')} pairs, unmatched alice {j.get('unmatched_alice', '?')}, "

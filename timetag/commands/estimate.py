@@ -86,6 +86,17 @@ def register(app):
                       f"none {pu['none']}, other {pu['other']}{sel}")
         for n in j["notes"]:
             con.print(f"[yellow]note:[/] {escape(n)}")
+        print_warnings(con, res)
+
+
+def print_warnings(con, res: dict) -> None:
+    """One ``warning:`` line per fragile number of an estimate (few rounds, no error seen, S above 2 sqrt 2, an
+    interval outside the physical range); shared with `timetag demo`."""
+    for w in res.get("warnings") or []:
+        con.print(f"[bold yellow]warning:[/] {escape(w['message'])}")
+    iv = res.get("intervals") or {}
+    if iv.get("prior_text"):
+        con.print(f"[dim]intervals: central credible intervals, prior {escape(iv['prior_text'])}[/]")
 
 
 def _f3(v):
@@ -103,41 +114,54 @@ def _fmt(v, err=None, digits=3):
     return s
 
 
+def _ci(iv: dict | None, digits=3, label="95%"):
+    ci = (iv or {}).get(label)
+    return "-" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
 def render_table(res: dict) -> Table:
     """A rich Table in the layout of the paper's results (E_xy, S, Q0, Q1, Q, rates, block length), from the
-    JSON object of an estimate."""
+    JSON object of an estimate; the ``95 % interval`` column shows the central credible intervals (key rates
+    with their physical floor 0), which stay honest where +- errors do not (few rounds, no error seen)."""
     incomplete = res.get("incomplete_inputs") or []
     title = f"DIQKD estimate — {res['rounds']} rounds" + (" (INCOMPLETE INPUT)" if incomplete else "")
     t = Table(title=title, show_header=True, header_style="bold")  # the '!' lines below it say which and why
-    t.add_column("quantity")
+    t.add_column("quantity", no_wrap=True)
     t.add_column("value", justify="right")
+    t.add_column("95 % interval", justify="right")
     t.add_column("N / note", justify="right")
+    iv = res.get("intervals") or {}
     for xy in ("2,0", "3,0", "2,1", "3,1"):
-        t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy]), str(res["N"][xy]))
-    t.add_row("S", _fmt(res["S"], res["S_err"]), str(res["test_rounds"]), end_section=True)
-    t.add_row("Q0", _fmt(res["Q0"], res["Q0_err"], 4), str(res["N"]["0,0"]))
-    t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4), str(res["N"]["1,1"]))
-    t.add_row("Q", _fmt(res["Q"], res["Q_err"], 4), str(res["key_rounds"]), end_section=True)
+        t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy]), _ci((iv.get("E") or {}).get(xy)),
+                  str(res["N"][xy]))
+    t.add_row("S", _fmt(res["S"], res["S_err"]), _ci(iv.get("S")), str(res["test_rounds"]), end_section=True)
+    t.add_row("Q0", _fmt(res["Q0"], res["Q0_err"], 4), _ci(iv.get("Q0"), 4), str(res["N"]["0,0"]))
+    t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4), _ci(iv.get("Q1"), 4), str(res["N"]["1,1"]))
+    t.add_row("Q", _fmt(res["Q"], res["Q_err"], 4), _ci(iv.get("Q"), 4), str(res["key_rounds"]), end_section=True)
     bay = res.get("bayes", {})
     for p, label in PROTOCOL_LABELS:
-        note = ""
+        ci, note = "-", ""
         if p in bay.get("key_rate_per_event", {}):
-            ci = bay["key_rate_per_event"][p]["ci"]
-            note = f"{int(100 * bay['key_rate_per_event'][p]['level'])}% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
-        t.add_row(f"key rate / event ({label})", _fmt(res["key_rate_per_event"][p]), note)
+            post = bay["key_rate_per_event"][p]
+            lo, hi = post.get("ci_physical") or post["ci"]
+            ci = f"[{lo:.3f}, {hi:.3f}]"
+            if int(round(100 * post["level"])) != 95:
+                ci += f" ({100 * post['level']:g} %)"
+            note = "floor 0: no key not excluded" if post["ci"][0] < 0 else ""
+        t.add_row(f"key rate / event ({label})", _fmt(res["key_rate_per_event"][p]), ci, note)
     th = res["thresholds_depolarising"]
     t.add_row("depolarising threshold Q", f"{100 * th['random_basis']['Q']:.2f} % / {100 * th['original']['Q']:.2f} %",
-              "random basis / original")
-    if "worst_case" in res:
+              "", "random basis / original")
+    if res.get("worst_case"):
         wc = res["worst_case"]
         shown = {p for p, _ in PROTOCOL_LABELS}
         pos = ", ".join(f"{k}: {'+' if v else '-'}" for k, v in wc["positive"].items() if k in shown)
         t.add_row(f"worst case ({100 * wc['prob_error']:.0f} %)",
-                  f"S {wc['S']:.4f}, Q {max(wc['Q0'], wc['Q1']):.3f}", pos)
+                  f"S {wc['S']:.4f}, Q {max(wc['Q0'], wc['Q1']):.3f}", "", pos)
     mbl = res["min_block_length"]
     t.add_row("finite-key min. block length", "-" if mbl is None else (mbl if isinstance(mbl, str) else f"{mbl:.3g}"),
-              f"eps {res['finite_key']['eps']:g}, f_EC {res['finite_key']['f_ec']:g}", end_section=True)
+              "", f"eps {res['finite_key']['eps']:g}, f_EC {res['finite_key']['f_ec']:g}", end_section=True)
     fid = res["fidelity"]
-    t.add_row("fidelity bound F >=", _fmt(fid["F"], fid["F_err"]),
+    t.add_row("fidelity bound F >=", _fmt(fid["F"], fid["F_err"]), "",
               "V = " + ", ".join(_fmt(v) for v in fid["V"]))
     return t

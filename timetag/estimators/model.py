@@ -43,3 +43,25 @@ def sample_pairs(n: int, V: float, rng=None, pattern="psi+"):
     same = rng.random(n) < ps
     b = np.where(same, a, 1 - a)
     return x, y, a, b
+
+
+def sample_counts(n: int, p_same_xy, rng=None, runs: int | None = None) -> np.ndarray:
+    """Counts ``n[x, y, a, b]`` of n rounds with uniform inputs drawn directly (the same distribution as
+    ``tally(*sample_pairs(...))``, without the per-round arrays): rounds per input pair multinomial, equal outputs
+    binomial with ``p_same_xy`` (a (4, 2) array of P(A = B | x, y), e.g. :func:`p_same`), each outcome split
+    evenly at random between a = 0 and a = 1.  ``runs``: that many independent runs, shape (runs, 4, 2, 2, 2).
+    """
+    rng = np.random.default_rng(rng)
+    ps = np.asarray(p_same_xy, dtype=float)
+    if ps.shape != (4, 2) or not np.all((ps >= 0) & (ps <= 1)):
+        raise ValueError(f"sample_counts: p_same_xy must be a (4, 2) array of probabilities, got {ps!r}")
+    shape = () if runs is None else (int(runs),)
+    N = rng.multinomial(int(n), np.full(8, 1 / 8), size=shape).reshape(shape + (4, 2))
+    same = rng.binomial(N, ps)
+    diff = N - same
+    s1 = rng.binomial(same, 0.5)
+    d1 = rng.binomial(diff, 0.5)
+    out = np.zeros(shape + (4, 2, 2, 2), dtype=np.int64)
+    out[..., 1, 1], out[..., 0, 0] = s1, same - s1
+    out[..., 1, 0], out[..., 0, 1] = d1, diff - d1
+    return out

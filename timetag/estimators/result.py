@@ -97,6 +97,10 @@ class Posterior(_Part):
     median: float
     ci: list                     # central credible interval at ``level``
     level: float
+    ci_physical: list | None = None     # ``ci`` cut to ``physical_range`` (key rates: floor 0; S: +-2 sqrt 2)
+    physical_range: list | None = None  # [lo, hi], None for an open end
+
+    _optional: ClassVar[tuple[str, ...]] = ("ci_physical", "physical_range")
 
 
 @dataclass
@@ -109,7 +113,9 @@ class Bayes(_Part):
     key_rate_per_event: dict     # protocol -> Posterior
     samples: int
     seed: int | None
+    prior: str | None = None     # name of the Beta prior per input pair (timetag.estimators.uncertainty.PRIORS)
 
+    _optional: ClassVar[tuple[str, ...]] = ("prior",)
     _parts: ClassVar[dict[str, type]] = {"S": Posterior, "Q0": Posterior, "Q1": Posterior, "Q": Posterior}
     _part_maps: ClassVar[dict[str, type]] = {"key_rate_per_event": Posterior}
 
@@ -198,6 +204,14 @@ class IncompleteInput(_Part):
     message: str
 
 
+@dataclass
+class EstimateWarning(_Part):
+    """Something that makes the numbers fragile (few rounds per input pair, no error seen, S above 2 sqrt 2, an
+    interval outside the physical range); see :func:`~timetag.estimators.report.sample_warnings`."""
+    code: str
+    message: str
+
+
 @dataclass(kw_only=True)
 class Estimate(_Part):
     """Every number of ``timetag estimate``; see :func:`~timetag.estimators.report.estimate_from_counts` for the
@@ -232,13 +246,15 @@ class Estimate(_Part):
     sift: SiftStats
     files: Files
     incomplete_inputs: list = field(default_factory=list)  # of IncompleteInput; empty when every input completed
+    intervals: dict | None = None  # central credible intervals at 68.3 % and 95 %, with the prior that made them
+    warnings: list = field(default_factory=list)  # of EstimateWarning; empty when nothing is fragile
     plots: list | None = None    # figure files, when the caller drew them
 
     _parts: ClassVar[dict[str, type]] = {"fidelity": Fidelity, "bayes": Bayes, "worst_case": WorstCase,
                                          "flagged_other_policy": OtherPolicy, "join": JoinSummary,
                                          "sift": SiftStats, "files": Files}
-    _part_lists: ClassVar[dict[str, type]] = {"incomplete_inputs": IncompleteInput}
-    _optional: ClassVar[tuple[str, ...]] = ("bayes", "worst_case", "plots")
+    _part_lists: ClassVar[dict[str, type]] = {"incomplete_inputs": IncompleteInput, "warnings": EstimateWarning}
+    _optional: ClassVar[tuple[str, ...]] = ("bayes", "worst_case", "intervals", "plots")
 
     @classmethod
     def from_report(cls, report: dict, **parts: Any) -> "Estimate":
@@ -267,4 +283,4 @@ class Estimate(_Part):
 
 
 __all__ = ["Estimate", "Fidelity", "Bayes", "Posterior", "WorstCase", "OtherPolicy", "Clock", "JoinSummary",
-           "SiftStats", "Files", "IncompleteInput"]
+           "SiftStats", "Files", "IncompleteInput", "EstimateWarning"]
