@@ -73,3 +73,15 @@ def test_simulate_names_its_run(tmp_path):
     res = simulate(load_preset("lmu2022"), 20, seed=4, out_dir=tmp_path / "run", speedup=20000)
     run = loads_setup(res.setup.read_text()).run
     assert "seed 4" in run and "rounds 20" in run
+
+
+def test_the_command_line_vouches_with_same_run(tmp_path, capsys):
+    from timetag.cli import main
+
+    pa, pb = _pair(tmp_path, _setup(threshold=5), _setup())
+    with pytest.raises(SystemExit) as refused:
+        main(["estimate", str(pa), str(pb), "--samples", "0"])
+    assert refused.value.code == 2 and "--same-run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as ok:
+        main(["estimate", str(pa), str(pb), "--samples", "0", "--same-run"])
+    assert ok.value.code == 0 and "two setups" in capsys.readouterr().out

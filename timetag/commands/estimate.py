@@ -40,6 +40,9 @@ def register(app):
                                                help="Use a rounds file whose run did not complete (interrupted, "
                                                     "failed, recovered); the result then names it and says why "
                                                     "(JSON: incomplete_inputs). Without it such a file is refused."),
+        same_run: bool = typer.Option(False, "--same-run", help="Take the two files as one run although their "
+                                      "setups differ and name no common [meta] run (e.g. one lab recalibrated); "
+                                      "both setups are named in the result."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs (the --plots figures); the "
                                    "old file stays until the new one is complete."),
     ):
@@ -61,7 +64,7 @@ def register(app):
                 check_target(target, inputs=inputs, force=force)
         est = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
                        offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns,
-                       accept_incomplete=accept_incomplete)
+                       accept_incomplete=accept_incomplete, same_run=same_run)
         if plots is not None:
             est.plots = [str(p) for p in write_plots(est, plots, force=force, inputs=inputs)]
         res = est.to_json()
