@@ -15,9 +15,10 @@ from timetag.chunk import DEFAULT_CHUNK_SIZE
 from timetag.custody import AtomicOutputs, check_distinct, check_target
 from timetag.errors import CalibrationError
 from timetag.estimators.plots import savefig_into
-from timetag.formats import iter_stream
+from timetag.formats import iter_stream, total_records
 from timetag.setupfile import LabSetup, Setup
-from timetag.stream import CountChannels, CountHistogram, LabEngine, StreamBroke, Tee, run_stream
+from timetag.stream import (CountChannels, CountHistogram, LabEngine, ReportProgress, StreamBroke, Tee,
+                            run_stream)
 
 from .clock import calibrate_clock
 from .darkcounts import DarkCounter, DarkCountResult
@@ -97,17 +98,20 @@ def arrival_range(lab: LabSetup) -> tuple[int, int]:
 
 
 def collect(paths, lab: LabSetup, *, steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE,
-            bin_ps: int | None = None, edge: bool = True, delays: dict[int, int] | None = None) -> LabData:
-    """One streaming pass over a lab's tag files (:func:`measure` over them)."""
+            bin_ps: int | None = None, edge: bool = True, delays: dict[int, int] | None = None,
+            progress=None) -> LabData:
+    """One streaming pass over a lab's tag files (:func:`measure` over them).  ``progress(done, total)``:
+    records read so far and in all the files (None when a format cannot say), after every chunk."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    total = total_records(paths, chunk_size) if progress is not None else None
     data = measure(iter_stream(paths, chunk_size=chunk_size), lab, steps=steps, bin_ps=bin_ps, edge=edge,
-                   delays=delays)
+                   delays=delays, progress=None if progress is None else (lambda done: progress(done, total)))
     if data.n_tags == 0:
         raise CalibrationError(f"lab {lab.name!r}: no tags in {', '.join(map(str, paths))}")
     return data
 
 
-def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, edge: bool = True,
+def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, edge: bool = True, progress=None,
             delays: dict[int, int] | None = None) -> LabData:
     """Everything ``steps`` need from one lab's stream ``source`` (TagChunks), in one :func:`run_stream` pass.
 
@@ -152,8 +156,9 @@ def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, ed
         data.dark = _dark_counter(lab, rng)
         branches.append(data.dark)
     tags = CountChannels(Tee(*branches))
+    head = tags if progress is None else ReportProgress(lambda records, _rounds: progress(records), tags)
     try:
-        run_stream(source, tags)
+        run_stream(source, head)
     except StreamBroke as exc:
         raise exc.__cause__ from None
     data.n_tags = tags.tally.tags
@@ -359,13 +364,15 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
                   steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE, reference: int | None = None,
                   pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
                   strict: bool = False, plots_dir=None,
-                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS, force: bool = False) -> tuple[Setup, CalibrationReport]:
+                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS, force: bool = False,
+                  progress=None) -> tuple[Setup, CalibrationReport]:
     """Calibrate from the tags of both labs (either may be None for a one-lab calibration).
 
     Returns the updated setup and the report.  The clock offset/drift (both labs given) goes to the
     setup's ``[clock]`` table: ``t_bob = t_alice + offset_ps + drift * t_alice`` on corrected 'ready' times.
     ``plots_dir``: the figures are written there (through custody; existing ones replaced only with ``force``);
     :func:`save_calibration` writes the setup and the figures together instead.
+    ``progress(lab, done, total)``: records of that lab read so far (and in its files), after every chunk.
     """
     steps = tuple(steps)
     for s in steps:
@@ -378,7 +385,8 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
         if paths is None:
             continue
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        datas[name] = collect(paths, setup.lab(name), steps=steps, chunk_size=chunk_size)
+        on_chunk = None if progress is None else (lambda done, total, lab=name: progress(lab, done, total))
+        datas[name] = collect(paths, setup.lab(name), steps=steps, chunk_size=chunk_size, progress=on_chunk)
     if "window" in steps and fom.v0 is None:
         fom = _with_readout_contrast(fom, datas, count_model, rep)
     for name, data in datas.items():

@@ -44,6 +44,7 @@ def register(app):
                                     "(default: keep its old values and warn)."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs (the --out setup, the "
                                    "figures); the old files stay until the new ones are complete."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ):
         """Calibrate a run: per-detector delays, the post-pulse window, fluorescence thresholds, dark
         counts and the clock offset/drift between the labs; writes the updated setup and reports every
@@ -74,11 +75,12 @@ def register(app):
         labs = [n for n in kw.values()]
         # refused now, not after the calibration: an input as output, an existing file without --force, ...
         check_calibration_targets(out, plots, labs, inputs=inputs, force=force)
-        new, rep = calibrate_run(a, b, s, steps=step_list,
-                                 reference=reference, pulse_position_ps=pulse_position_ps,
-                                 fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
-                                               p_double=p_double), count_model=count_model, strict=strict,
-                                 plots_dir=None, **kw)
+        with _LabBars(enabled=not quiet) as bars:
+            new, rep = calibrate_run(a, b, s, steps=step_list,
+                                     reference=reference, pulse_position_ps=pulse_position_ps,
+                                     fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
+                                                   p_double=p_double), count_model=count_model, strict=strict,
+                                     plots_dir=None, progress=bars, **kw)
         written = save_calibration(out, new, s, rep, plots_dir=plots, inputs=inputs, force=force)
         typer.echo(rep.text())
         typer.echo(f"wrote {out}" + (f" and {len(written) - 1} figures in {plots}" if plots is not None else ""))
@@ -99,3 +101,35 @@ def _check_options(setup, alice_lab, steps: list[str], count_model: str, referen
         if reference not in channels:
             raise CalibrationError(f"--reference {reference} is not a BSM detector channel of lab {alice_lab!r} "
                                    f"({', '.join(map(str, channels)) or 'none'})")
+
+
+class _LabBars:
+    """One bar per lab of the records read (on stderr), then the fits; a ``progress(lab, done, total)`` callback."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bar = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "_LabBars":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("records"), TimeRemainingColumn(), console=Console(stderr=True),
+                                 transient=True)  # gone when the reading is: the report (or one error line) follows
+            self._bar.start()
+        return self
+
+    def __call__(self, lab: str, done: int, total: int | None) -> None:
+        if self._bar is None:
+            return
+        if lab not in self._tasks:
+            self._tasks[lab] = self._bar.add_task(f"{lab}: reading", total=total)
+        self._bar.update(self._tasks[lab], completed=done, total=total)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

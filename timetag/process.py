@@ -21,7 +21,7 @@ from .custody import Completion
 from .engine import LabPipeline
 from .engine.summary import RunSummary
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
-from .formats import iter_stream, open_tags
+from .formats import iter_stream, total_records
 from .formats._common import check_readable
 from .provenance import DEFAULT_CHECKSUM, BackgroundChecksums, jsonable
 from .provenance import provenance as make_provenance
@@ -64,16 +64,6 @@ def process_chunks(chunks: Iterable[TagChunk], lab: LabSetup, writer=None,
     return engine.pipeline
 
 
-def _total_records(paths, chunk_size, format) -> int | None:
-    total = 0
-    for p in paths:
-        n = getattr(open_tags(p, chunk_size=chunk_size, format=format), "records", None)
-        if n is None:
-            return None
-        total += int(n)
-    return total
-
-
 def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   progress: ProgressCallback | bool | None = None,
                   format: str | None = None, checksum: bool | str = True, force: bool = False,
@@ -108,7 +98,7 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     out_file = RoundsOutput(out, lab=lab_setup.name, role=lab_setup.role, provenance=prov,
                             setup_hash=setup_obj.hash if setup_obj is not None else "",
                             inputs=[*paths, *setup_paths(setup)], force=force)
-    total = _total_records(paths, chunk_size, format)
+    total = total_records(paths, chunk_size, format)
     out_file.open()  # every check (output exists, is an input, has a writer) before any work
 
     def on_progress(done: int, rounds: int) -> None:

@@ -169,3 +169,16 @@ def test_unknown_step():
     p = SynthParams()
     with pytest.raises(CalibrationError, match="unknown calibration step"):
         calibrate_run(None, None, make_setup(p), steps=("magic",))
+
+
+def test_progress_reports_every_record_of_each_lab(run_every):
+    _, d, setup, _ = run_every
+    calls = []
+    calibrate_run([d / "alice.dump"], [d / "bob.dump"], setup, steps=("thresholds",), chunk_size=2_000,
+                  progress=lambda lab, done, total: calls.append((lab, done, total)))
+    for lab in ("alice", "bob"):
+        mine = [(done, total) for name, done, total in calls if name == lab]
+        records = (d / f"{lab}.dump").stat().st_size // 16
+        assert len(mine) >= 2 and all(total == records for _, total in mine), (lab, mine[:3])
+        dones = [done for done, _ in mine]
+        assert dones == sorted(dones) and dones[-1] == records

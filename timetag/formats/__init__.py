@@ -133,6 +133,18 @@ def read_all(path, format: str | None = None, **opts) -> TagChunk:
     return concat(open_tags(path, format=format, **opts))
 
 
+def total_records(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None) -> int | None:
+    """Records in all ``paths`` from their headers or sizes (None when a format cannot say without reading):
+    the total of a progress bar."""
+    total = 0
+    for p in paths:
+        n = getattr(open_tags(p, chunk_size=chunk_size, format=format), "records", None)
+        if n is None:
+            return None
+        total += int(n)
+    return total
+
+
 def iter_stream(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None, readers: list | None = None,
                 **opts) -> Iterator[TagChunk]:
     """Several files of one run as one stream; each file must start no earlier than the previous one ended.
@@ -225,7 +237,7 @@ def _format_from_extension(path) -> str:
                       "(writable: " + ", ".join(f.name for f in FORMATS.values() if f.writable) + ")", path=path)
 
 
-__all__ = ["order_series", "series_position", "FORMATS", "FormatInfo", "sniff", "open_tags", "read_all", "iter_stream", "writer_for", "write_tags",
+__all__ = ["order_series", "series_position", "FORMATS", "FormatInfo", "sniff", "open_tags", "read_all", "iter_stream", "total_records", "writer_for", "write_tags",
            "supported"]
 
 
