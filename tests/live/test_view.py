@@ -51,6 +51,15 @@ def test_view_shows_estimate_panel_with_uncertainties():
     assert "pairs used: 1234" in text and "no alarms" in text
 
 
+def test_view_shows_the_key_rate_interval_and_small_sample_warnings():
+    status = {"wall_s": 3.0, "source": "test", "labs": {}, "rounds_on_disk": {},
+              "estimate": {"pairs": 40, "S": 2.9, "S_err": 0.3, "key_rate": 0.1, "key_rate_ci": [0.0, 0.31],
+                           "warnings": ["only 9 rounds for input pair (0, 1)"]}, "alarms": []}
+    text = render_text(status)
+    assert "key rate 95 % interval [0.0000, 0.3100] bit/event" in text
+    assert "warning: only 9 rounds for input pair (0, 1)" in text
+
+
 def test_alarms_for_dark_detector_rate_jump_and_no_heralds():
     snap = {"lab": "bob", "interval_s": 1.0, "channel_rates": {"2": 0.0, "3": 1000.0}, "detector_channels": ["2", "3"],
             "tag_rate": 1000.0, "rate_baseline": 10000.0, "lost": {}, "since_last_herald_s": 45.0, "heralds": {}}

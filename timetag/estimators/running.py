@@ -53,6 +53,9 @@ def compact_estimate(est, protocol: str = "random_basis") -> dict:
     out["key_rate"] = (est.get("key_rate_per_event") or {}).get(protocol)
     bayes = ((est.get("bayes") or {}).get("key_rate_per_event") or {}).get(protocol) or {}
     out["key_rate_err"] = bayes.get("std")
-    out["key_rate_ci"] = bayes.get("ci")
+    out["key_rate_ci"] = bayes.get("ci_physical") or bayes.get("ci")  # cut at the physical floor 0, as estimate
     out["key_rate_protocol"] = protocol
+    # what makes the numbers fragile (few rounds, no error seen, S above 2 sqrt 2), as estimate prints it
+    out["warnings"] = [w.get("message") if isinstance(w, dict) else getattr(w, "message", str(w))
+                       for w in (est.get("warnings") or [])]
     return jsonable(out, max_array=64)

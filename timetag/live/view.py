@@ -95,9 +95,13 @@ def _estimate_panel(est: dict | None):
         if s is not None and label not in seen:
             rows.append(f"{label} = {s}")
             seen.add(label)
+    ci = est.get("key_rate_ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+        rows.append(f"key rate 95 % interval [{ci[0]:.4f}, {ci[1]:.4f}] bit/event")
     rows.append(f"pairs used: {est.get('pairs', 0)}")
     if est.get("note"):
         rows.append(str(est["note"]))
+    rows.extend(f"warning: {w}" for w in est.get("warnings") or [])
     return Panel("\n".join(rows), title="running estimate (both labs)", expand=False)
 
 
