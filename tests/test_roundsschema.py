@@ -92,3 +92,12 @@ def test_the_schema_page_names_every_field_flag_and_histogram():
              *HISTOGRAMS, "format_version", "setup", "completion"]
     missing = [n for n in names if f"`{n}`" not in text]
     assert not missing, f"docs/rounds-format.md does not name {missing}"
+
+
+def test_readers_on_hdf5_1_14_open_the_rounds_file(processed):
+    """PyTables (its own HDF5 1.14) reads what h5py's newer HDF5 wrote: the file keeps the 1.10 format."""
+    tables = pytest.importorskip("tables")
+    _, out = processed
+    with tables.open_file(str(out)) as f:
+        assert f.root.rounds.nrows == read_rounds(out).rounds.size
+        assert f.root.rounds.attrs.description.startswith("one record per trigger")

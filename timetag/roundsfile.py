@@ -87,7 +87,9 @@ class RoundsWriter:
         self._on_storage_error = on_storage_error
         self.failure: StorageError | None = None
         try:
-            self._f = h5py.File(self.path, "w-", libver="latest")
+            # HDF5 1.10 file format: SWMR works, and readers built on HDF5 1.10-1.14 (PyTables, MATLAB, HDFView)
+            # open the file ("latest" would be the newest format of the HDF5 library h5py bundles)
+            self._f = h5py.File(self.path, "w-", libver=("v110", "v110"))
         except FileExistsError:
             raise FormatError("exists; a rounds file is only ever written new", path=self.path) from None
         self._f.attrs["format"] = "timetag rounds"

@@ -116,11 +116,7 @@ class _H5File:
         self._w.write(chunk)
 
     def flush(self) -> None:
-        flush = getattr(self._w, "flush", None)
-        if flush is not None:
-            flush()
-        else:  # the HDF5 tag writer has no flush() of its own yet: flush its file
-            self._w._f.flush()
+        self._w.flush()
 
     def close(self) -> None:
         self._w.close()

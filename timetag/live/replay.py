@@ -577,8 +577,8 @@ class _FileSequence:
 
 
 class FollowH5Source(_Follower):
-    """Tail a timetag HDF5 tag file (``/photon_data/timestamps``, ``detectors``, ``lost``) that another process
-    writes in SWMR mode (``h5py.File(..., libver='latest')`` then ``swmr_mode = True``).
+    """Tail a timetag HDF5 tag file (``/photon_data/timestamps``, ``detectors``; lost events in ``/user/timetag``)
+    that another process writes in SWMR mode (``h5py.File(..., libver='latest')`` then ``swmr_mode = True``).
 
     Rows are taken up to the shorter of the two tag datasets (the writer resizes them one after the other);
     lost-data events are released once a tag at or after their time has been read, so that they land in the
@@ -614,7 +614,9 @@ class FollowH5Source(_Follower):
                 ts, det = f["photon_data/timestamps"], f["photon_data/detectors"]
             except KeyError:
                 raise FormatError("no /photon_data/timestamps and /detectors: not a tag file", path=self.path) from None
-            lost_ds = f["photon_data/lost"] if "photon_data/lost" in f else None
+            # lost-data events: /user/timetag/lost (Photon-HDF5 tag files), /photon_data/lost (format 1)
+            lost_key = next((k for k in ("user/timetag/lost", "photon_data/lost") if k in f), None)
+            lost_ds = f[lost_key] if lost_key is not None else None
             lpos = 0
             held = np.zeros(0, LOST_DTYPE)
             while not self.stopped:
