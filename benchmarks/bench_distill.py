@@ -1,6 +1,10 @@
 """Distillation benchmark: measured efficiency f and frame error rate vs QBER, throughput of reconciliation and
 privacy amplification (one core).  ``python benchmarks/bench_distill.py [--bits N] [--json]``.
 
+``--simulated 1e6,1.5e6 [--two-party] [--preset lmu2022]``: instead, end to end on rounds-only simulated rounds
+(:mod:`timetag.simulator.rounds_only`): generation time, then ``distill`` (one process, or the two-party form over
+loopback TCP with HMAC) -- key length, time, measured f, S and QBER.
+
 Per QBER (0.03, 0.06, 0.08): N random key bits for Alice, Bob's with i.i.d. errors at that QBER, frames planned
 for the true QBER (design efficiency of :func:`timetag.distill.reconcile.default_f_design`), decoded by Bob.
 f = (syndrome bits - punctured credit) / (bits in frames * h(Q)).  Throughput = bits in frames / decoding time.
@@ -52,11 +56,68 @@ def pa_point(n, l, seed=0):
     return {"n": n, "l": l, "mbit_s": n / best / 1e6, "ratio_to_one_rfft": best / base}
 
 
+def simulated_point(n, preset="lmu2022", seed=1, two_party=False, folder=None):
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from timetag.distill import distill
+    from timetag.distill.party import Options, run_over_socket
+    from timetag.simulator import load_preset
+    from timetag.simulator.rounds_only import simulate_rounds
+
+    folder = Path(folder or tempfile.mkdtemp(prefix="bench_distill_"))
+    t0 = time.perf_counter()
+    sim = simulate_rounds(load_preset(preset), int(n), seed, folder / f"r{int(n)}", force=True)
+    t_gen = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if two_party:
+        psk, box, ready = bytes(range(32)), {}, threading.Event()
+
+        def alice():
+            box["a"] = run_over_socket("alice", sim.alice, "127.0.0.1:0", psk, Options(), seed=seed,
+                                       on_listening=lambda h, p: (box.setdefault("port", p), ready.set()))
+        th = threading.Thread(target=alice)
+        th.start()
+        ready.wait()
+        rb = run_over_socket("bob", sim.bob, f"127.0.0.1:{box['port']}", psk, Options())
+        th.join()
+        rep, ra = rb.report, box["a"].report
+        assert np.array_equal(box["a"].key, rb.key)
+        rep.timings_s = {**ra.timings_s, **{"bob_" + k: v for k, v in rb.report.timings_s.items()}}
+    else:
+        rep = distill(sim.alice, sim.bob, seed=seed).report
+        assert rep.keys_equal
+    t_dist = time.perf_counter() - t0
+    return {"rounds": int(n), "preset": preset, "two_party": two_party, "generate_s": t_gen,
+            "expected_S": sim.stats["expected_S"], "expected_Q": sim.stats["expected_Q"], "S": rep.S,
+            "qber_sample": rep.qber_sample, "qber_corrected": rep.qber_corrected, "key_rounds": rep.key_rounds,
+            "frames": rep.frames, "frames_failed": rep.frames_failed, "f": rep.f_measured, "leak": rep.leak_total,
+            "discarded": rep.discarded_bits, "bound": rep.bound, "final_length": rep.final_length,
+            "auth_bits": rep.auth_bits, "net_length": rep.net_length, "distill_s": t_dist,
+            "timings_s": rep.timings_s, "message": rep.message}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bits", type=int, default=400_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--simulated", default=None, help="comma-separated round counts, e.g. 1e6,1.5e6")
+    ap.add_argument("--two-party", action="store_true")
+    ap.add_argument("--preset", default="lmu2022")
     ns = ap.parse_args()
+    if ns.simulated:
+        for n in ns.simulated.split(","):
+            r = simulated_point(float(n), ns.preset, two_party=ns.two_party)
+            print(json.dumps(r) if ns.json else
+                  f"{r['rounds']:.3g} rounds ({r['preset']}, {'two-party TCP' if r['two_party'] else 'one process'})"
+                  f": generated in {r['generate_s']:.1f} s; S = {r['S']:.3f} (expected {r['expected_S']:.3f}), "
+                  f"QBER {r['qber_corrected'] or 0:.4f} (expected {r['expected_Q']:.4f}); {r['key_rounds']} key "
+                  f"rounds, {r['frames']} frames ({r['frames_failed']} failed), f = {r['f'] or float('nan'):.3f}; "
+                  f"leak {r['leak']} + {r['discarded']} dropped; final key {r['final_length']} bits (bound "
+                  f"{r['bound'] or float('nan'):.0f}; {r['auth_bits']} for authentication) in {r['distill_s']:.1f} s"
+                  f" {r['timings_s']}" + (f"; {r['message']}" if r["message"] else ""), flush=True)
+        return
     rows = [reconcile_point(q, ns.bits) for q in (0.03, 0.06, 0.08)]
     pa = [pa_point(n, n // 4) for n in (10**5, 10**6, 4 * 10**6)]
     if ns.json:

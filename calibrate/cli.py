@@ -21,13 +21,15 @@ def register(app):
         tags: list[Path] = typer.Argument(..., help="ALICE_TAGS BOB_TAGS (one file each), or one file with --lab."),
         setup: Path = typer.Option(..., "--setup", "-s", help="Current setup TOML."),
         out: Path = typer.Option(..., "--out", "-o", help="Write the calibrated setup here."),
-        lab: Optional[str] = typer.Option(None, "--lab", help="Calibrate one lab only (the single TAGS file)."),
-        plots: Optional[Path] = typer.Option(None, "--plots", help="Write PNG figures into this directory."),
+        lab: Optional[str] = typer.Option(None, "--lab", "-l", show_default="both labs",
+                                          help="Calibrate one lab only (the single TAGS file)."),
+        plots: Optional[Path] = typer.Option(None, "--plots", show_default="no figures",
+                                             help="Write PNG figures into this directory."),
         steps: str = typer.Option("delays,window,thresholds,darkcounts,clock", "--steps",
                                   help="Comma-separated calibration steps."),
         reference: Optional[int] = typer.Option(None, "--reference", help="Reference BSM detector channel "
                                                 "(keeps its delay; default: the first)."),
-        pulse_position_ps: Optional[float] = typer.Option(None, "--pulse-position-ps",
+        pulse_position_ps: Optional[float] = typer.Option(None, "--pulse-position-ps", show_default="relative delays",
                                                           help="Absolute pulse centre after the sync (instead "
                                                                "of relative delays)."),
         count_model: str = typer.Option("auto", "--count-model", help="poisson, negbin or auto."),
@@ -44,7 +46,7 @@ def register(app):
                                     "(default: keep its old values and warn)."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs (the --out setup, the "
                                    "figures); the old files stay until the new ones are complete."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the report is still printed)."),
     ):
         """Calibrate a run: per-detector delays, the post-pulse window, fluorescence thresholds, dark
         counts and the clock offset/drift between the labs; writes the updated setup and reports every

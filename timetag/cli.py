@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from ._version import __version__
 from .errors import RunStopped, Terminated, TimetagError
@@ -34,8 +36,29 @@ from .plugins import command_plugins
 COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "distill", "live", "recover", "scan",
             "demo"]
 
+
+def _flags_without_metavar(params: list) -> list:
+    """Typer shows every option's type in --help, ``<bool>`` for a flag, which takes no value: a flag shows none
+    (the one place that decides it, for the root and every command, plugins' included)."""
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx) -> list:
+        return _flags_without_metavar(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx) -> list:
+        return _flags_without_metavar(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="timetag",
+    cls=_Group,
     help=(
         "Time-tag processing for event-ready entanglement experiments (DIQKD with two trapped atoms).\n\n"
         "Raw detector time stamps -> heralds (BSM coincidences after the post-pulse time filter) -> "
@@ -70,12 +93,35 @@ for _name in COMMANDS:
 for _name, _ep in _plugins.items():
     if _name not in COMMANDS:  # a plugin never replaces a command of timetag's own
         _ep.load()(app)
+for _info in app.registered_commands:
+    if _info.cls in (None, TyperCommand):  # typer's default: a command that asked for its own class keeps it
+        _info.cls = _Command
+
+# The library's messages name its keyword arguments where the command line has a flag ("drop_lost=True; CLI:
+# --drop-lost"); said by the command line, they name the flag only.
+_CLI_WORDING = (
+    (re.compile(r"\((?:[a-z_]+=[^;()]*); CLI: ([^()]*)\)"), r"(\1)"),  # (drop_lost=True; CLI: --drop-lost)
+    (re.compile(r"\b[a-z_]+=N \(CLI: ([^()]*)\)"), r"\1"),  # use tolerance_ps=N (CLI: timetag convert --tolerance-ps N)
+    (re.compile(r"\bon_bad_record='(\w+)'"), r"--on-bad-record \1"),
+    (re.compile(r" in meta\['bad_records'\]"), " in the summary"),
+)
+# "[max_jump_ps] --max-jump-ps ...": a key in brackets (SetupError) before the flag it names says it twice
+_REDUNDANT_KEY = re.compile(r"\[([a-z_]+)\] (?=--)")
+
+
+def cli_wording(message: str) -> str:
+    """``message`` (an error or a warning of the library) in the words of the command line: flags, not keyword
+    arguments."""
+    for pattern, replacement in _CLI_WORDING:
+        message = pattern.sub(replacement, message)
+    return _REDUNDANT_KEY.sub(
+        lambda m: "" if message[m.end():].startswith("--" + m.group(1).replace("_", "-")) else m.group(0), message)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     stream = file if file is not None else sys.stderr
     try:
-        stream.write(f"warning: {message}\n")
+        stream.write(f"warning: {cli_wording(str(message))}\n")
     except OSError:
         pass
 
@@ -89,7 +135,7 @@ def os_error_line(exc: OSError) -> str:
 
 def _fail(message: str, code: int) -> None:
     try:
-        typer.secho(f"error: {message}", err=True, fg="red")
+        typer.secho(f"error: {cli_wording(message)}", err=True, fg="red")
     except OSError:
         pass
     sys.exit(code)

@@ -66,7 +66,7 @@ def test_info_bad_input_is_one_line_exit_2(tmp_path, capsys, make, msg):
 def test_convert_round_trip(tmp_path, capsys, real_data, fmt):
     src = real_data / "pqsd_hydraharp_v20_t3.ptu"
     dst = tmp_path / f"out.{fmt}"
-    code, _, err = _run(["convert", str(src), str(dst), "--format", fmt, "--chunk-size", "20000"], capsys)
+    code, _, err = _run(["convert", str(src), str(dst), "--out-format", fmt, "--chunk-size", "20000"], capsys)
     assert code == 0, err
     a, b = read_all(src), read_all(dst, format=fmt)
     np.testing.assert_array_equal(a.time, b.time)

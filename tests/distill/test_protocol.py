@@ -32,11 +32,15 @@ def test_same_seed_reproduces_other_seeds_do_not(labs, run):
     assert np.array_equal(again.alice_key, run.alice_key)
     other = distill(*labs, seed=6)
     secure = distill(*labs)  # os.urandom
-    n = min(len(other.alice_key), len(run.alice_key), len(secure.alice_key))
+    n = min(len(other.alice_key), len(run.alice_key))
     assert n > 1000
     assert np.mean(other.alice_key[:n] != run.alice_key[:n]) > 0.4
-    assert np.mean(secure.alice_key[:n] != run.alice_key[:n]) > 0.4
     assert secure.report.seeds["source"] == "os.urandom"
+    # an unseeded run's length depends on its random sample (the code design follows it): 3.4-10 kbit here,
+    # 0 now and then; where there is a key it shares nothing with the seeded one
+    m = min(len(secure.alice_key), len(run.alice_key))
+    if m >= 256:
+        assert np.mean(secure.alice_key[:m] != run.alice_key[:m]) > 0.4
 
 
 def test_paper_run_size_gives_no_key_and_says_why():

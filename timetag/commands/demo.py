@@ -42,8 +42,8 @@ def comparison_table(res: dict):
 def register(app):
     @app.command("demo")
     def demo_cmd(
-        out: Path = typer.Option(Path("timetag-demo"), "--out", help="Folder for every file the demo writes."),
-        rounds: int = typer.Option(3000, "--rounds", help="Heralded rounds to simulate (the paper had 3342)."),
+        out: Path = typer.Option(Path("timetag-demo"), "--out", "-o", help="Folder for every file the demo writes."),
+        rounds: int = typer.Option(3000, "--rounds", "-n", help="Heralded rounds to simulate (the paper had 3342)."),
         seed: int = typer.Option(2022, "--seed", min=0, help="Seed of the simulation (same seed, same files)."),
         speedup: float = typer.Option(2e4, "--speedup",
                                       help="Factor on the entanglement efficiency: the paper's 1 event / 82 s "
@@ -52,6 +52,7 @@ def register(app):
         force: bool = typer.Option(False, "--force", help="Write into an OUT that is not the demo's own folder "
                                    "(files with the demo's names are replaced; the old file stays until the new "
                                    "one is complete). The demo's own folder is always refreshed without it."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress: only the result table."),
     ):
         """Run the whole chain on a simulated link: simulate -> calibrate -> process -> estimate.
 
@@ -73,7 +74,7 @@ def register(app):
             typer.secho("matplotlib not installed: no plots (pip install 'timetag[plot]')", err=True)
         console = Console()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True) as prog:
+                      console=Console(stderr=True), transient=True, disable=quiet) as prog:
             task = prog.add_task("starting", total=None)
             res = run_demo(out, rounds=rounds, seed=seed, speedup=speedup, plots=plots, force=force,
                            progress=lambda name: prog.update(task, description=name))

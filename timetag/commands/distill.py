@@ -17,7 +17,7 @@ def register(app):
     @app.command("distill")
     def distill_cmd(
         alice_rounds: Path = typer.Argument(..., help="Alice's rounds file (HDF5, role 'alice')."),
-        bob_rounds: Path = typer.Argument(..., help="Bob's rounds file (HDF5, role 'bob')."),
+        bob_rounds: Path | None = typer.Argument(None, help="Bob's rounds file (HDF5, role 'bob'); not with --role."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for alice.key, bob.key (packed bits), "
                                  "report.json and transcript.h5."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -32,16 +32,30 @@ def register(app):
         seed: int | None = typer.Option(None, "--seed", min=0, help="Reproducible randomness for tests (NOT "
                                         "secure; default: os.urandom)."),
         flagged: str = typer.Option("keep", "--flagged", help="Flagged rounds: keep (default, DI) or drop."),
-        patterns: str | None = typer.Option(None, "--patterns", help="Use only these herald patterns."),
-        setup: Path | None = typer.Option(None, "--setup", "-s", help="Setup TOML with a [clock] table."),
-        offset_ps: float | None = typer.Option(None, "--offset-ps", help="Bob clock - Alice clock."),
-        drift: float | None = typer.Option(None, "--drift", help="Relative clock drift."),
+        patterns: str | None = typer.Option(None, "--patterns", show_default="all",
+                                            help="Use only these herald patterns."),
+        setup: Path | None = typer.Option(None, "--setup", "-s", show_default="none",
+                                          help="Setup TOML with a [clock] table."),
+        offset_ps: float | None = typer.Option(None, "--offset-ps", show_default="estimated",
+                                               help="Bob clock - Alice clock."),
+        drift: float | None = typer.Option(None, "--drift", show_default="estimated", help="Relative clock drift."),
         accept_incomplete: bool = typer.Option(False, "--accept-incomplete",
                                                help="Use rounds files whose run did not complete."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs (kept until the new are "
                                    "complete)."),
+        role: str | None = typer.Option(None, "--role", show_default="both labs in this process",
+                                        help="Two-party form: run one lab's side (alice or bob) "
+                                        "with only its rounds file, over TCP (docs/distill.md)."),
+        listen: str | None = typer.Option(None, "--listen", show_default="none",
+                                          help="Alice: HOST:PORT to listen on (port 0: any "
+                                          "free port, announced on stderr)."),
+        connect: str | None = typer.Option(None, "--connect", show_default="none", help="Bob: HOST:PORT of Alice."),
+        psk: Path | None = typer.Option(None, "--psk", show_default="none",
+                                        help="Pre-shared key file (>= 32 bytes) authenticating "
+                                        "every message (HMAC-SHA256); required with --role."),
     ):
-        """Distil a shared secret key from both labs' rounds (one process, both roles)."""
+        """Distil a shared secret key from both labs' rounds (one process, both roles), or run one lab's side
+        over TCP (--role alice --listen HOST:PORT / --role bob --connect HOST:PORT, with --psk)."""
         from ..distill.reconcile import require_ldpc
         require_ldpc()  # before the slow sift: one line naming the extra
         from ..distill import distill
@@ -51,6 +65,13 @@ def register(app):
         for option, value in (("--offset-ps", offset_ps), ("--drift", drift)):
             if value is not None and not math.isfinite(value):
                 raise EstimationError(f"{option} must be a finite number, got {value}")
+        if role is not None or bob_rounds is None:
+            from .distill_party import run_role
+            return run_role(role, alice_rounds, bob_rounds, out, listen=listen, connect=connect, psk=psk,
+                            as_json=as_json, force=force, eps_sec=eps_sec, eps_cor=eps_cor, qber=qber,
+                            sample_bits=sample_bits, f_design=f_design, seed=seed, flagged=flagged,
+                            patterns=patterns, setup=setup, offset_ps=offset_ps, drift=drift,
+                            accept_incomplete=accept_incomplete)
         targets = [out / name for name in OUTPUT_NAMES]
         inputs = [p for p in (alice_rounds, bob_rounds, setup) if p is not None]
         check_distinct(targets)

@@ -22,14 +22,15 @@ def register(app):
         alice_rounds: Path = typer.Argument(..., help="Alice's rounds file (HDF5, role 'alice')."),
         bob_rounds: Path = typer.Argument(..., help="Bob's rounds file (HDF5, role 'bob')."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
-        plots: Path | None = typer.Option(None, "--plots", help="Write correlations.png and finite_key.png here."),
+        plots: Path | None = typer.Option(None, "--plots", show_default="no figures",
+                                          help="Write correlations.png and finite_key.png here."),
         flagged: str = typer.Option("keep", "--flagged", help="Flagged rounds: keep (default, DI) or drop."),
         samples: int = typer.Option(20000, "--samples", min=0,
                                     help="Posterior samples for the Bayesian errors (0: none)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the posterior sampling."),
         offset_ps: float | None = typer.Option(None, "--offset-ps", help="Bob clock - Alice clock (default: estimated)."),
         drift: float | None = typer.Option(None, "--drift", help="Relative clock drift (default: estimated)."),
-        setup: Path | None = typer.Option(None, "--setup", "-s",
+        setup: Path | None = typer.Option(None, "--setup", "-s", show_default="none",
                                           help="Setup TOML; its clock table (written by timetag calibrate) "
                                                "gives the offset/drift of the join unless --offset-ps/--drift "
                                                "are given."),
@@ -45,6 +46,8 @@ def register(app):
                                       "both setups are named in the result."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs (the --plots figures); the "
                                    "old file stays until the new one is complete."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No table: only warnings and errors, on stderr "
+                                   "(for --plots alone; --json still prints its object)."),
     ):
         """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
         # the estimators pull in scipy (most of a second): loaded when the command runs, not for `timetag --help`
@@ -72,6 +75,13 @@ def register(app):
             for inc in res["incomplete_inputs"]:
                 typer.secho(f"! {inc['message']}", err=True, fg="red")
             typer.echo(json.dumps(res, allow_nan=False))
+            return
+        if quiet:
+            err = Console(stderr=True)
+            for inc in res["incomplete_inputs"]:
+                err.print(f"[bold red]![/] {escape(inc['message'])}")
+            for w in res.get("warnings") or []:
+                err.print(f"[bold yellow]warning:[/] {escape(w['message'])}")
             return
         con = Console(width=max(100, Console().width))
         con.print(render_table(res))

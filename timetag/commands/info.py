@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ..chunk import DEFAULT_CHUNK_SIZE
 from ..formats.summary import summarize
+from .options import deprecated_format_option, from_deprecated
 
 
 def _human(s: dict) -> None:
@@ -125,8 +126,10 @@ def register(app):
                                       "(keys: format, records, duration_ps, channels, lost, order, ...)."),
         chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
                                        help="Records per chunk (memory use is about 30 bytes x this)."),
-        format: Optional[str] = typer.Option(None, "--format", help="Force the input format instead of sniffing "
-                                             "it (ptu, ht3, qutag, h5, dump, text)."),
+        in_format: Optional[str] = typer.Option(None, "--in-format", show_default="detected",
+                                                help="Force the input format instead of sniffing it (ptu, ht3, "
+                                                     "qutag, h5, dump, text, ttbin)."),
+        format: Optional[str] = deprecated_format_option("--in-format"),
     ):
         """Show what a time-tag file holds: format and device, tags and rate per channel, measurement
         duration, lost-data intervals (overflows, missed events, device errors) and time-order problems.
@@ -135,14 +138,15 @@ def register(app):
         """
         from ..roundsfile import describe_rounds, is_rounds_file
 
-        if format is None and is_rounds_file(file):
+        in_format = from_deprecated(in_format, format, "--in-format")
+        if in_format is None and is_rounds_file(file):
             r = describe_rounds(file)
             if json_out:
                 typer.echo(json.dumps(r))
             else:
                 _human_rounds(r)
             return
-        s = summarize(file, chunk_size=chunk_size, format=format)
+        s = summarize(file, chunk_size=chunk_size, format=in_format)
         if json_out:
             typer.echo(json.dumps(s))
         else:

@@ -12,17 +12,18 @@ import typer
 def register(app):
     @app.command("live", no_args_is_help=True)
     def live(
-        source: str = typer.Option(..., "--source", "-s", help=(
+        source: str = typer.Option(..., "--source", help=(
             "Where tags come from: 'sim' (simulated two-lab device, paced to the wall clock), 'swabian' "
             "(a connected Swabian Time Tagger; needs `pip install Swabian-TimeTagger`), 'swabian-fake[:FILE]' "
             "(a stand-in device fed by the simulator or FILE), 'replay:FILE' (a recorded file at --speed), "
             "'follow:FILE' (a dump, PTU, quTAG or SWMR HDF5 file still being written, read as it grows; "
             "name.dump -> name.1.dump -> ... followed).")),
-        setup: Optional[Path] = typer.Option(None, "--setup", help="Setup TOML (channel map, windows, thresholds). "
+        setup: Optional[Path] = typer.Option(None, "--setup", "-s", show_default="none: sim only",
+                                             help="Setup TOML (channel map, windows, thresholds). "
                                              "Required, except with --source sim, which then uses the setup that "
                                              "fits the simulated link (saved as <out>/setup.toml)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: <lab>_rounds.h5 per lab processed."),
-        lab: Optional[str] = typer.Option(None, "--lab", help=(
+        lab: Optional[str] = typer.Option(None, "--lab", "-l", show_default="every lab of the source", help=(
             "Lab of the setup to process. A file or a tagger is one lab (required when the setup has several); "
             "with --source sim, restricts processing to that lab.")),
         duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop after this many wall-clock "
@@ -36,8 +37,9 @@ def register(app):
                                              "files (at most 1 s: a killed run loses at most this much)."),
         status_interval: float = typer.Option(1.0, "--status-interval", help="Seconds between status updates."),
         seed: int = typer.Option(1, "--seed", min=0, help="Random seed of the simulated device."),
-        preset: str = typer.Option("lmu2022", "--preset", help="Simulator preset for sim / swabian-fake."),
-        speedup: Optional[float] = typer.Option(None, "--speedup", help="sim / swabian-fake: multiply the "
+        preset: str = typer.Option("lmu2022", "--preset", "-p", help="Simulator preset for sim / swabian-fake."),
+        speedup: Optional[float] = typer.Option(None, "--speedup", show_default="1, or the preset's",
+                                                help="sim / swabian-fake: multiply the "
                                                 "entanglement (herald) rate of the simulated link, for demos."),
         serial: str = typer.Option("", "--serial", help="Serial number of the Time Tagger (default: the lab's "
                                    "[device] serial, else the first found)."),
@@ -100,6 +102,8 @@ def register(app):
             raise TimetagError(f"--duration must be > 0 seconds (got {duration})")
         if not 0 < raw_rotate_mb < float("inf"):
             raise TimetagError(f"--raw-rotate-mb must be a positive number of MiB (got {raw_rotate_mb})")
+        if on_bad_record not in ("fail", "lost"):  # said with the flag's name, as `process` says it
+            raise TimetagError(f"--on-bad-record must be 'fail' or 'lost' (got {on_bad_record!r})")
         if raw_format not in ("dump", "h5"):
             raise TimetagError(f"--raw-format must be 'dump' or 'h5' (got {raw_format!r})")
         sim_params = {"speedup": speedup} if speedup is not None else {}

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from ..chunk import DEFAULT_CHUNK_SIZE
 from ..provenance import CHECKSUMS, DEFAULT_CHECKSUM
+from .options import chunk_size_option, deprecated_format_option, from_deprecated, quiet_option
 
 
 def summary_table(s: dict):
@@ -60,10 +60,9 @@ def register(app):
         lab: str = typer.Option(..., "--lab", "-l", help="Which lab of the setup these files belong to (alice|bob)."),
         out: Path = typer.Option(..., "--out", "-o", help="Rounds file to write (HDF5: /rounds, /heralds, "
                                                           "/histograms, summary and provenance)."),
-        chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
-                                       help="Records read per chunk (a chunk holds at most this many tags; "
-                                            "memory ~ 60 bytes x chunk size)."),
-        format: Optional[str] = typer.Option(None, "--format", help="Input format (default: detected)."),
+        chunk_size: int = chunk_size_option(),
+        in_format: Optional[str] = typer.Option(None, "--in-format", show_default="detected",
+                                                help="Input format (ptu, ht3, qutag, h5, dump, text, ttbin)."),
         checksum: str = typer.Option(DEFAULT_CHECKSUM, "--checksum", help="Checksum of each input in the "
                                      f"provenance: {', '.join(CHECKSUMS)} (computed on the second core while "
                                      "the engine runs)."),
@@ -78,11 +77,13 @@ def register(app):
         max_jump_ps: Optional[int] = typer.Option(None, "--max-jump-ps", min=1, help="A tag later than the "
                                                   "previous one by more than this is a bad record (default: no "
                                                   "limit)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
-        dask: Optional[str] = typer.Option(None, "--dask", help="Process in partitions on Dask: local:N (N worker "
+        quiet: bool = quiet_option("No progress bar and no summary table."),
+        dask: Optional[str] = typer.Option(None, "--dask", show_default="no Dask: this process",
+                                           help="Process in partitions on Dask: local:N (N worker "
                                            "processes), threads:N (N threads in this process), or "
                                            "tcp://scheduler:8786 (files on a shared file system). Dump files "
                                            "are also cut inside at quiet gaps. Same output as without."),
+        format: Optional[str] = deprecated_format_option("--in-format"),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).
 
@@ -95,6 +96,7 @@ def register(app):
         from ..process import process_files
         from .progress import RecordsBar
 
+        in_format = from_deprecated(in_format, format, "--in-format")
         ordered = order_series(files)
         if ordered != list(files):  # a shell glob (raw/alice*.dump) lists a rotated series out of order
             typer.echo("reading the rotated series in recording order: " + ", ".join(p.name for p in ordered), err=True)
@@ -103,6 +105,8 @@ def register(app):
             raise SetupError(f"--on-bad-record must be 'fail' or 'lost' (got {on_bad_record!r})", key="on_bad_record")
         if dask and max_jump_ps is not None:
             raise SetupError("--max-jump-ps is not available with --dask yet", key="max_jump_ps")
+        if dask and in_format is not None:  # the partitions sniff each file's format
+            raise SetupError("--in-format is not available with --dask yet", key="in_format")
         if dask:
             from ..distributed.run import process_files_dask
 
@@ -113,7 +117,7 @@ def register(app):
         else:
             with RecordsBar(str(lab), enabled=not quiet) as bar:
                 summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=bar,
-                                        format=format, checksum=False if no_checksum else checksum, force=force,
+                                        format=in_format, checksum=False if no_checksum else checksum, force=force,
                                         on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
         if not quiet:
             console = Console()

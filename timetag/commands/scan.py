@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import SetupError
+from .options import chunk_size_option, quiet_option
 
 TABLE_COLUMNS = ("heralds", "herald_rate_hz", "pairs", "S", "Q", "key_rate_per_event")  # after the varied keys
 
@@ -39,16 +40,18 @@ def register(app):
     def scan_cmd(
         alice_tags: list[Path] = typer.Argument(..., metavar="ALICE_TAGS... BOB_TAGS",
                                                 help="Alice's tag file(s), then Bob's (see --bob-files)."),
-        setup: Path = typer.Option(..., "--setup", help="The setup TOML both labs are processed with."),
+        setup: Path = typer.Option(..., "--setup", "-s", help="The setup TOML both labs are processed with."),
         vary: list[str] = typer.Option(..., "--vary", help="KEY=start:stop:step or KEY=v1,v2 (units: ps ns us ms s). "
                                        "KEY: labs.alice.herald.window_stop_ps, herald.window_stop_ps, window.stop, "
                                        "window.start, threshold, coincidence, fluorescence.start/stop. Repeatable."),
-        out: Path = typer.Option(..., "--out", help="Output directory: scan.csv, scan.png, scan.json, rounds/."),
-        dask: str | None = typer.Option(None, "--dask", help="Run on Dask: local, local:N or tcp://scheduler:8786."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory: scan.csv, scan.png, scan.json, rounds/."),
+        dask: str | None = typer.Option(None, "--dask", show_default="no Dask: this process",
+                                        help="Run on Dask: local, local:N or tcp://scheduler:8786."),
         bob_files: int = typer.Option(1, "--bob-files", help="How many of the trailing files are Bob's."),
-        chunk_size: int = typer.Option(1_000_000, "--chunk-size", help="Tags per chunk."),
+        chunk_size: int = chunk_size_option(),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs in OUT; the old files stay "
                                    "until the new ones are complete."),
+        quiet: bool = quiet_option("No table and no summary: only warnings and errors (on stderr)."),
     ):
         """Re-process both labs for every parameter combination; table and plot of herald rate, S, Q, key rate.
 
@@ -59,16 +62,18 @@ def register(app):
 
         if bob_files < 1 or bob_files >= len(alice_tags):
             raise SetupError(f"give Alice's tag file(s) then Bob's {bob_files} file(s) "
-                             f"(got {len(alice_tags)} file(s))", key="files")
+                             f"(got {len(alice_tags)} file(s))")
         a_paths, b_paths = alice_tags[:-bob_files], alice_tags[-bob_files:]
         for p in alice_tags:
             if not p.is_file():
-                raise SetupError(f"tag file not found: {p}", key="files")
+                raise SetupError(f"tag file not found: {p}")
         plot = have_matplotlib()
         from ..distributed.scan import run_scan  # the engine and estimators load for this command only
 
         rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size, force=force,
                         plot=plot)
+        if quiet:
+            return
         keys = [v.split("=", 1)[0].strip() for v in vary]
         Console().print(rich_table(rows, keys))
         if plot:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import SetupError
+from .options import deprecated_format_option, from_deprecated
 
 HELP = (
     "Simulate the two-lab DIQKD link and write what the two time taggers would record.\n\n"
@@ -35,13 +36,13 @@ def register(app):
         rounds: int = typer.Option(100, "--rounds", "-n",
                                    help="Heralded rounds to simulate. At the paper's efficiency one round takes "
                                         "~82 s of simulated time (3342 rounds = 75 h of data)."),
-        seed: int = typer.Option(1, "--seed", "-s", min=0,
+        seed: int = typer.Option(1, "--seed", min=0,
                                  help="Random seed; the same seed gives byte-identical files."),
-        fmt: str = typer.Option("dump", "--format", "-f",
+        fmt: str = typer.Option("dump", "--out-format",
                                 help="Raw file format: dump (Swabian 16-byte records, keeps lost-data events), "
                                      "ptu (PicoQuant T2; lost-data events are dropped), h5, text."),
         speedup: Optional[float] = typer.Option(
-            None, "--speedup",
+            None, "--speedup", show_default="1, or the preset's",
             help="Multiply the entanglement efficiency (the single-photon detection probability by its square "
                  "root) so that many rounds take little simulated time; nothing else changes. E.g. 1e4 gives a "
                  "round every ~20 ms instead of ~82 s."),
@@ -54,11 +55,18 @@ def register(app):
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, only the summary line."),
         force: bool = typer.Option(False, "--force", help="Replace existing files in OUT; the old files stay "
                                    "until the new ones are complete."),
+        format: Optional[str] = deprecated_format_option("--out-format", short=True),
+        rounds_only: bool = typer.Option(False, "--rounds-only", help="Write only alice_rounds.h5 and "
+                                         "bob_rounds.h5 (rounds files from the same model, no raw tags; fast "
+                                         "enough for 1e7 rounds; timetag.simulator.rounds_only)."),
     ):
         # the simulator compiles numba kernels on import (seconds on a cold cache): not for `timetag --help`
         from ..simulator import expected_stats, load_preset, simulate
-        from ..simulator.run import check_outputs
+        from ..simulator.run import EXT, check_outputs
 
+        fmt = from_deprecated(fmt, format, "--out-format", default="dump")
+        if fmt not in EXT:  # said with the flag's name (the library names its keyword argument)
+            raise SetupError(f"--out-format: unknown output format {fmt!r} (simulate writes: {', '.join(EXT)})")
         params = load_preset(preset)
         overrides = {}
         for item in set_:
@@ -71,6 +79,14 @@ def register(app):
         if speedup is not None:
             params = params.with_overrides(speedup=speedup)
         exp = expected_stats(params)
+        if rounds_only:
+            from ..simulator.rounds_only import simulate_rounds
+            st = simulate_rounds(params, rounds, seed, out, force=force).stats
+            scale = "" if st["time_scale"] == 1 else f" (trigger times compressed x{st['time_scale']:.3g})"
+            typer.echo(f"{st['rounds']} rounds ({st['rounds_bob']} at Bob) in {st['seconds']:.2f} s; expected S = "
+                       f"{st['expected_S']:.3f}, Q = {st['expected_Q']:.4f}; {st['simulated_seconds']:.4g} s "
+                       f"simulated{scale}\nwrote alice_rounds.h5, bob_rounds.h5 in {out} (run {st['run']!r})")
+            return
         check_outputs(out, fmt, force=force)  # refused before a progress bar starts
         console = Console(stderr=True)
         if quiet:

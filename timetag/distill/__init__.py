@@ -3,7 +3,8 @@
 One module per step: :mod:`.sifting` (the join and sift of ``estimate``), :mod:`.parameters` (finite-key length
 with the measured leak), :mod:`.codes` (PEG LDPC family, versioned), :mod:`.reconcile` (syndrome reconciliation
 with rate adaptation), :mod:`.verify` (polynomial hash), :mod:`.amplify` (Toeplitz hashing), :mod:`.transcript`
-(every public message), :mod:`.protocol` (the driver), :mod:`.report` (the typed result).
+(every public message), :mod:`.party` (the two role drivers), :mod:`.channel` (framing, HMAC, transports),
+:mod:`.protocol` (the one-process form), :mod:`.cli` (the two-party command), :mod:`.report` (the typed result).
 """
 from .protocol import DistillResult, distill
 from .report import DistillReport

@@ -1,73 +1,30 @@
-"""The protocol driver: sift -> estimate -> disclose a sample -> reconcile -> verify -> amplify.
+"""The one-process form: both role drivers of :mod:`.party`, in two threads, over an in-memory channel.
 
-Both roles run in one process here, but each step uses only what its party holds plus the messages of the
-transcript (Alice: her raw key and coins; Bob: his raw key), so the messages are exactly those a two-party run
-exchanges.  Randomness: ``seed=None`` (the default, and the only secure choice) draws every random choice from
+One protocol, two transports: ``timetag distill ALICE BOB`` (this module) and ``timetag distill --role alice
+--listen`` / ``--role bob --connect`` (:func:`.party.run_over_socket`) run the same driver, exchange the same
+messages and produce the same transcript and keys for the same seed.  Each driver uses only its own party's rounds
+and the messages; this module adds what only an observer of both labs knows (the raw keys' error rates per basis,
+whether the final keys are equal) to Alice's report, with Bob's corrected QBER and measured f.
+
+Randomness: ``seed=None`` (the default, and the only secure choice) draws every random choice from
 ``os.urandom``; an integer seed makes a run reproducible (numpy PCG64 streams), for tests and benchmarks only --
 the report says which (``seeds``).
 """
 from __future__ import annotations
 
-import math
-import os
-import time
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from .amplify import toeplitz_hash
+from .channel import ChannelError, memory_pair
 from .codes import FAMILY_VERSION
-from .parameters import bound, expected_length, rounds_needed
-from .reconcile import BobDecoder, alice_syndromes, default_f_design, h2, plan_frames, require_ldpc
+from .party import Coins, Options, PartyResult, default_sample_bits, run_party
+from .reconcile import require_ldpc
 from .report import DistillReport
-from .sifting import sift_rounds
 from .transcript import Transcript
-from .verify import P61, TAG_BITS, collision_bound, n_points, tags
 
-
-class Coins:
-    """Random bits of one party: ``os.urandom`` (seed None) or a reproducible numpy stream (seed given)."""
-
-    def __init__(self, seed, stream: int):
-        self.secure = seed is None
-        self.rng = None if seed is None else np.random.default_rng([int(seed), stream])
-
-    def bits(self, n: int) -> np.ndarray:
-        if self.rng is not None:
-            return self.rng.integers(0, 2, n, dtype=np.uint8)
-        return np.unpackbits(np.frombuffer(os.urandom((n + 7) // 8), np.uint8), count=n)
-
-    def integers(self, n: int, shape) -> np.ndarray:
-        """uniform in [0, 2) ... used by alice_syndromes as rng.integers(0, 2, shape)."""
-        size = int(np.prod(shape))
-        return self.bits(size).reshape(shape)
-
-    def below(self, p: int) -> int:
-        if self.rng is not None:
-            return int(self.rng.integers(0, p))
-        while True:  # rejection sampling from 64 random bits
-            v = int.from_bytes(os.urandom(8), "little") >> 3
-            if v < p:
-                return v
-
-    def sample(self, n: int, k: int) -> np.ndarray:
-        if self.rng is not None:
-            return np.sort(self.rng.choice(n, k, replace=False))
-        keys = np.frombuffer(os.urandom(8 * n), np.uint64)
-        return np.sort(np.argsort(keys, kind="stable")[:k])
-
-    def describe(self, seed) -> str:
-        return "os.urandom" if seed is None else f"numpy PCG64 from seed {seed} (reproducible: NOT secure)"
-
-
-class _AliceCoins:
-    """Adapter: ``rng.integers(0, 2, shape, dtype)`` for alice_syndromes."""
-
-    def __init__(self, coins: Coins):
-        self.coins = coins
-
-    def integers(self, lo, hi, shape, dtype=np.uint8):
-        return self.coins.integers(2, shape).astype(dtype)
+__all__ = ["distill", "DistillResult", "Coins", "default_sample_bits", "run_both"]
 
 
 @dataclass
@@ -78,8 +35,39 @@ class DistillResult:
     transcript: Transcript
 
 
-def default_sample_bits(n_key: int) -> int:
-    return int(min(max(n_key // 50, 0), 10_000))
+def run_both(alice, bob, opts: Options, *, alice_kw: dict | None = None, bob_kw: dict | None = None
+             ) -> tuple[PartyResult, PartyResult]:
+    """Alice in this thread, Bob in another, over a :func:`~.channel.memory_pair`.  An error of either side
+    closes its end (the other then stops too); the first error that is not the consequence of the other side's
+    (a closed channel) is raised."""
+    ca, cb = memory_pair()
+    box: dict = {}
+
+    def bob_main():
+        try:
+            box["bob"] = run_party("bob", bob, cb, opts, **(bob_kw or {}))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the main thread
+            box["bob_exc"] = exc
+        finally:
+            cb.close()
+
+    th = threading.Thread(target=bob_main, name="distill-bob", daemon=True)
+    th.start()
+    exc_a = None
+    try:
+        box["alice"] = run_party("alice", alice, ca, opts, **(alice_kw or {}))
+    except BaseException as exc:  # noqa: BLE001
+        exc_a = exc
+    finally:
+        ca.close()
+        th.join()
+    exc_b = box.get("bob_exc")
+    for exc in (exc_a, exc_b):
+        if exc is not None and not isinstance(exc, ChannelError):
+            raise exc
+    if exc_a is not None or exc_b is not None:
+        raise exc_a if exc_a is not None else exc_b
+    return box["alice"], box["bob"]
 
 
 def distill(alice, bob, *, eps_sec: float = 1e-5, eps_cor: float = 1e-10, qber: float | None = None,
@@ -93,145 +81,21 @@ def distill(alice, bob, *, eps_sec: float = 1e-5, eps_cor: float = 1e-10, qber: 
     (default n_k / 50, at most 10000) is disclosed by both and charged.  ``tamper(bob_bits)`` (tests) may change
     Bob's corrected bits before verification.  Returns the keys (0/1 uint8 arrays), the report and the transcript.
     """
-    for name, e in (("eps_sec", eps_sec), ("eps_cor", eps_cor)):
-        if not 0 < e < 1:
-            from ..errors import TimetagError
-            raise TimetagError(f"{name} must be in (0, 1), got {e}")
+    from ..estimators.pipeline import _load, check_pair
+
+    opts = Options(eps_sec=eps_sec, eps_cor=eps_cor, qber=qber, sample_bits=sample_bits, f_design=f_design,
+                   flagged=flagged, patterns=patterns, family=family, max_iter=max_iter, ds_method=ds_method)
     require_ldpc()
-    t = {}
-    t0 = time.perf_counter()
-    sf = sift_rounds(alice, bob, flagged=flagged, patterns=patterns, offset_ps=offset_ps, drift=drift, setup=setup,
-                     accept_incomplete=accept_incomplete)
-    t["sift"] = time.perf_counter() - t0
-    tr = Transcript()
-    pub = sf.public
-    tr.send("alice", "inputs", {"round_index": pub["alice_index"], "x": pub["x"]})
-    tr.send("bob", "inputs", {"round_index": pub["bob_index"], "y": pub["y"]})
-    tr.send("alice", "test_outputs", {"a": pub["test_a"]}, packed=("a",))
-    tr.send("bob", "test_outputs", {"b": pub["test_b"]}, packed=("b",))
-    alice_c = Coins(seed, 1)  # Bob draws nothing: every random choice is Alice's, made public
-    ka, kb = sf.alice_key, sf.bob_key
-    n_key, n_test = sf.n_key, sf.n_test
-    rep = DistillReport(rounds_alice=-1, rounds_bob=-1, pairs=sf.n_pairs, used=sf.n_used, key_rounds=n_key,
-                        test_rounds=n_test, S=sf.S, qber_sample=None, qber_corrected=None,
-                        Q0=_num(sf.qber_true[0]), Q1=_num(sf.qber_true[1]), eps_sec=eps_sec, eps_cor=eps_cor)
-    rep.rounds_alice, rep.rounds_bob = sf.stats["rounds_alice"], sf.stats["rounds_bob"]
-    rep.seeds = {"source": alice_c.describe(seed), "chosen_by": "alice"}
-    p_key, p_test = n_key / sf.n_used, n_test / sf.n_used
-
-    # -- QBER for the code choice: given, or a disclosed sample --------------------------------------------
-    keep = np.ones(n_key, bool)
-    if qber is None:
-        s = default_sample_bits(n_key) if sample_bits is None else int(sample_bits)
-        s = min(max(s, 1), n_key)
-        pos = alice_c.sample(n_key, s)
-        tr.send("alice", "sample_choice", {"positions": pos})
-        tr.send("alice", "sample_bits", {"bits": ka[pos]}, leak_bits=s, packed=("bits",))
-        tr.send("bob", "sample_bits", {"bits": kb[pos]}, leak_bits=s, packed=("bits",))
-        q_hat = float(np.mean(ka[pos] != kb[pos]))
-        rep.qber_sample = q_hat
-        q_design = min(0.2, max(q_hat, 0.005) + math.sqrt(max(q_hat, 0.005) * (1 - q_hat) / s))
-        keep[pos] = False
-    else:
-        if not 0 < qber < 0.5:
-            from ..errors import TimetagError
-            raise TimetagError(f"qber must be in (0, 0.5), got {qber}")
-        q_design = float(qber)
-    rest_a, rest_b = ka[keep], kb[keep]
-    discarded = int(n_key - keep.sum())
-    f_d = default_f_design(q_design) if f_design is None else float(f_design)
-
-    def no_key(l_value, f_used, why):
-        need = rounds_needed(sf.S, q_design, f_used, eps_sec, p_key, p_test, ds_method)
-        rep.bound = float(l_value)
-        rep.rounds_needed = None if not math.isfinite(need) else float(need)
-        need_txt = ("no number of rounds gives a key at these S and QBER" if not math.isfinite(need)
-                    else f"a positive key needs about {need:.3g} rounds ({need * p_key:.3g} key rounds) at S = "
-                         f"{sf.S:.3f}, QBER {q_design:.3f}, f = {f_used:.3f}, eps_sec = {eps_sec:g}")
-        rep.message = (f"no key: {why}; the finite-key length for these {sf.n_used} rounds ({n_key} key rounds) is "
-                       f"l = {l_value:.0f} bits; {need_txt}")
-        return _finish(rep, tr, np.zeros(0, np.uint8), np.zeros(0, np.uint8), discarded, t)
-
-    l_pre = expected_length(n_key, n_test, sf.S, q_design, f_d, eps_sec, ds_method) - 2 * (n_key - keep.sum())
-    if l_pre <= 0:
-        return no_key(l_pre, f_d, "the run is too short (before error correction, with the design efficiency)")
-
-    # -- error correction ---------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    plan = plan_frames(len(rest_a), q_design, f_d, family)
-    if plan.frames == 0:
-        return no_key(l_pre, f_d, f"{len(rest_a)} key bits fill no frame of {plan.key_bits} bits")
-    tr.send("alice", "code_plan", {**{k: (v if isinstance(v, str) else np.asarray(v))
-                                       for k, v in plan.public().items()},
-                                    "shortened_positions": plan.shortened, "punctured_positions": plan.punctured})
-    F, k = plan.frames, plan.key_bits
-    syn = alice_syndromes(rest_a, plan, _AliceCoins(alice_c))
-    tr.send("alice", "syndromes", {"syndromes": syn}, leak_bits=F * plan.leak_per_frame, packed=("syndromes",))
-    corrected, ok, nerr = BobDecoder(plan, max_iter=max_iter).correct(rest_b, syn)
-    tr.send("bob", "frame_status", {"ok": ok.astype(np.uint8)}, leak_bits=F, packed=("ok",))
-    t["reconcile"] = time.perf_counter() - t0
-    A = rest_a[:F * k].reshape(F, k)[ok].ravel()
-    B = corrected[ok].ravel()
-    if tamper is not None:
-        B = tamper(B.copy())
-    discarded += len(rest_a) - len(A)
-    q_corr = float(nerr[ok].sum() / max(1, ok.sum() * k)) if ok.any() else None
-    rep.code = {**plan.public(), "decoder": "ldpc.BpDecoder product_sum parallel", "max_iter": max_iter}
-    rep.frames, rep.frames_failed = F, int((~ok).sum())
-    rep.syndrome_bits = int(F * plan.m)
-    rep.punctured_credit = int(F * len(plan.punctured))
-    rep.leak_ec = rep.syndrome_bits - rep.punctured_credit + F
-    rep.qber_corrected = q_corr
-    if q_corr:
-        rep.f_measured = (rep.syndrome_bits - rep.punctured_credit) / (F * k * h2(q_corr))
-
-    # -- verification -------------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    r = n_points(max(len(A), 1), eps_cor)
-    points = [alice_c.below(P61) for _ in range(r)]
-    tr.send("alice", "verify_points", {"points": np.array(points, np.uint64)})
-    tag_a = tags(A, points)
-    tr.send("alice", "verify_tags", {"tags": np.array(tag_a, np.uint64)}, leak_bits=TAG_BITS * r)
-    equal = tag_a == tags(B, points)
-    tr.send("bob", "verify_result", {"equal": np.uint8(equal)}, leak_bits=1)
-    t["verify"] = time.perf_counter() - t0
-    rep.verified = bool(equal)
-    rep.code["verify"] = {"hash": "polynomial over GF(2^61-1)", "points": r,
-                          "collision_bound": collision_bound(max(len(A), 1), r)}
-    if not equal:
-        rep.message = ("no key: verification failed (the corrected keys differ; collision bound "
-                       f"{collision_bound(max(len(A), 1), r):.2g}); the run is aborted")
-        rep.bound = None
-        return _finish(rep, tr, np.zeros(0, np.uint8), np.zeros(0, np.uint8), discarded, t)
-
-    # -- privacy amplification ----------------------------------------------------------------------------
-    l_val = bound(n_key, n_test, sf.S, q_design, tr.leak_bits + discarded, eps_sec, ds_method)
-    final = int(min(math.floor(l_val), len(A))) if l_val > 0 else 0
-    if final <= 0:
-        f_used = rep.f_measured or f_d
-        return no_key(l_val, f_used, "the measured leak leaves no secret bits")
-    t0 = time.perf_counter()
-    seed_bits = alice_c.bits(len(A) + final - 1)
-    tr.send("alice", "pa_seed", {"seed": seed_bits, "length": np.int64(final)}, packed=("seed",))
-    key_a = toeplitz_hash(A, seed_bits, final)
-    key_b = toeplitz_hash(B, seed_bits, final)
-    t["amplify"] = time.perf_counter() - t0
-    rep.bound = float(l_val)
-    rep.final_length = final
-    return _finish(rep, tr, key_a, key_b, discarded, t)
-
-
-def _finish(rep, tr, key_a, key_b, discarded, t):
-    by = tr.leak_by_kind()
-    rep.sample_bits = by.get("sample_bits", 0)
-    rep.hash_bits = by.get("verify_tags", 0) + by.get("verify_result", 0)
-    rep.discarded_bits = int(discarded)
-    rep.leak_total = tr.leak_bits
-    rep.keys_equal = bool(len(key_a) == len(key_b) and np.array_equal(key_a, key_b))
-    rep.timings_s = {k: round(v, 4) for k, v in t.items()}
-    rep.final_length = int(len(key_a))
-    return DistillResult(key_a, key_b, rep, tr)
-
-
-def _num(v):
-    return None if v is None or not math.isfinite(v) else float(v)
+    a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete))
+    ra, rb = run_both(a, b, opts, alice_kw={"seed": seed, "offset_ps": offset_ps, "drift": drift, "setup": setup,
+                                            "accept_incomplete": accept_incomplete},
+                      bob_kw={"tamper": tamper, "accept_incomplete": accept_incomplete})
+    rep = ra.report
+    rep.role = "both"
+    rep.qber_corrected, rep.f_measured = rb.report.qber_corrected, rb.report.f_measured
+    for basis, name in ((0, "Q0"), (1, "Q1")):  # an observer of both labs: the raw keys' error rate per basis
+        sel = ra.key_basis == basis
+        setattr(rep, name, float(np.mean(ra.raw_key[sel] != rb.raw_key[sel])) if sel.any() else None)
+    rep.keys_equal = bool(len(ra.key) == len(rb.key) and np.array_equal(ra.key, rb.key))
+    rep.timings_s = {**rep.timings_s, **{f"bob_{k}": v for k, v in rb.report.timings_s.items()}}
+    return DistillResult(ra.key, rb.key, rep, ra.transcript)

@@ -25,7 +25,7 @@ class DistillReport:
     test_rounds: int
     S: float
     qber_sample: float | None          # the disclosed sample's error rate (None with a given design QBER)
-    qber_corrected: float | None       # errors corrected / bits in decoded frames (after reconciliation)
+    qber_corrected: float | None       # errors corrected / bits in decoded frames (Bob's; None in Alice's)
     Q0: float | None                   # per basis, from both raw keys (an observer of both labs)
     Q1: float | None
     eps_sec: float
@@ -40,7 +40,7 @@ class DistillReport:
     hash_bits: int = 0                 # verification tags + result bit
     discarded_bits: int = 0            # key bits dropped (failed frames, tail, sample positions)
     leak_total: int = 0                # every leaking bit of the transcript
-    f_measured: float | None = None    # leak_ec / (bits in frames * h(qber_corrected))
+    f_measured: float | None = None    # (syndrome - punctured) / (bits in all frames * h(qber_corrected)); Bob's
     bound: float | None = None         # the finite-key length l from the bound (may be <= 0)
     final_length: int = 0
     keys_equal: bool | None = None     # one-process runs only: the two final keys compared
@@ -49,6 +49,10 @@ class DistillReport:
     timings_s: dict = field(default_factory=dict)
     message: str = ""                  # why there is no key (empty when there is one)
     rounds_needed: float | None = None  # for a positive key at this S, Q and efficiency
+    role: str = "both"                 # 'alice' or 'bob' (two-party form: what that party knows) or 'both'
+    auth: dict = field(default_factory=dict)  # authentication of the public messages (see channel.py)
+    auth_bits: int = 0                 # key consumed by authenticating them (256 bits per message tag)
+    net_length: int = 0                # final_length - auth_bits: the key gained after paying authentication
     theorem: str = ("finite-key bound of timetag.estimators.finitekey (Tan et al., Quantum 2022, collective "
                     "attacks) with the measured leak; eps_sec for smoothing, estimation and PA; total eps_sec + "
                     "eps_cor")
