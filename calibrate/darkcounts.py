@@ -57,7 +57,10 @@ from numba import njit
 from timetag.chunk import TagChunk
 from timetag.errors import CalibrationError
 
+from .histograms import Background
+
 GRID_LEARN_SYNCS = 400      # recorded syncs that fix the attempt period before anything is classified
+_E = np.zeros(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -77,44 +80,6 @@ class DarkCountResult:
     period_ps: float | None = None              # attempt period of the grid (grid mode)
     dead_time_ps: np.ndarray | None = None      # shortest same-detector gap seen (-1: none)
     afterpulse_clicks: np.ndarray | None = None # clicks eligible for the afterpulse count
-
-
-@njit(cache=True, nogil=True)
-def _pairs(time, det, ok, n_final, t0, t1, out_near, out_ctrl, out_min):
-    """For the first n_final tags with ``ok``: same-detector later tags in [t0, t1) and the control
-    [t1, 2 t1 - t0); ``out_min``: the shortest such gap per detector."""
-    t2 = 2 * t1 - t0
-    for i in range(n_final):
-        d = det[i]
-        if d < 0 or not ok[i]:
-            continue
-        ti = time[i]
-        j = i + 1
-        while j < time.size and time[j] - ti < t2:
-            if det[j] == d:
-                dt = time[j] - ti
-                if dt < out_min[d]:
-                    out_min[d] = dt
-                if dt >= t1:
-                    out_ctrl[d] += 1
-                elif dt >= t0:
-                    out_near[d] += 1
-            j += 1
-
-
-def _inside(tt, s, e):
-    if s.size == 0:
-        return np.zeros(tt.size, bool)
-    k = np.searchsorted(s, tt, "right") - 1
-    return (k >= 0) & (tt < e[np.clip(k, 0, e.size - 1)])
-
-
-def _span_clear(tt, span, s, e):
-    """No interval of the sorted disjoint (s, e) meets [tt, tt + span)."""
-    if s.size == 0:
-        return np.ones(tt.size, bool)
-    k = np.searchsorted(e, tt, "right")          # first interval ending after tt
-    return (k >= e.size) | (s[np.clip(k, 0, s.size - 1)] >= tt + span)
 
 
 def _union(starts, stops):
@@ -275,7 +240,8 @@ class _Grid:
         Ti = int(np.floor(T))
         st, sp = [], []
         for a, b in offsets:
-            for m in range(int(np.floor(a / T)) - 1, int(np.ceil(b / T)) + 2):
+            # every period m whose shifted copy [a + m T, b + m T) meets [0, T): -b/T < m < 1 - a/T
+            for m in range(int(np.floor(-b / T)) - 1, int(np.ceil(-a / T)) + 2):
                 s, e = max(a + m * T, 0.0), min(b + m * T, Ti)
                 if e > s:
                     st.append(int(np.floor(s)))
@@ -333,6 +299,301 @@ class _Grid:
         return np.maximum(self.G(e) - self.G(s), 0) if np.size(s) else np.zeros(0, np.int64)
 
 
+# --- the streaming counter: one compiled pass per chunk, state of a few microseconds of tags ------------------
+#
+# Every quantity is a function of the whole stream, computed as the tags go by:
+#
+# * a click is *final* once a tag more than ``R = span + lookahead`` later has arrived: every anchor whose
+#   interval can reach [t, t + span), every grid anchor up to t + span and every afterpulse partner is known
+#   then.  Until then it waits in the pending queue (the partners of a final click are the pending ones).
+# * the quiet time is the whole span minus the excluded set's measure: the grid's part is G(end) - G(first);
+#   the anchored intervals are swept up to ``tau + min(o0, 0)`` as each anchor arrives (no later anchor can
+#   start an interval before that), each merged piece counting less its overlap with the grid.
+# * rings keep only what pending clicks and the sweep can still ask for: anchored tags whose intervals can
+#   reach them and grid anchors from the latest one at or before them.
+#
+# Indices into the int64 state array ``st``:
+_PH, _PT, _GH, _GT, _AH, _AT, _S, _FIRST, _LAST, _EXCL, _SEEDED, _NST = range(12)
+# ... and into the int64 configuration ``cfg``:
+_C_GCH, _C_T0, _C_T1, _C_SPAN, _C_R, _C_O0, _C_O1, _C_LX, _C_LP, _NCFG = range(10)
+_UNSET = np.iinfo(np.int64).min   # st[_FIRST] before the first tag
+_TMAX = np.iinfo(np.int64).max    # 'time' of the end of the stream
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tick1(x, a, T):
+    """Index and time of the latest tick at or before x of the segment anchored at a (as :func:`_nb_tick`)."""
+    j = np.int64(np.floor((x - a) / T))
+    tick = a + np.int64(np.rint(j * T))
+    if tick > x:
+        j -= 1
+        tick = a + np.int64(np.rint(j * T))
+    return j, tick
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _in_phase(ph, ps, pe):
+    for m in range(ps.size):
+        if ps[m] > ph:
+            return False
+        if ph < pe[m]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gseg(ga, h, tl, x):
+    """Latest ring slot in [h, tl) whose anchor is at or before x (else h: ticks backwards from it)."""
+    q = tl - 1
+    while q > h and ga[q] > x:
+        q -= 1
+    return q
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gval(x, q, ga, gb, T, ps, pe, cum, L):
+    j, tick = _tick1(x, ga[q], T)
+    return gb[q] + j * L + _nb_part(x - tick, ps, pe, cum)
+
+
+@njit(cache=True, nogil=True)
+def _dc_sweep(P, S, ah, atl, gh, gt, cfg, at, ac, x0, x1, nx, ga, gbx, T, xps, xpe, xcum, us, vs):
+    """Measure of the anchored exclusions in [S, P) (all known) less their overlap with the grid."""
+    n = 0
+    for q in range(ah, atl):
+        a = at[q]
+        r = ac[q]
+        for m in range(nx[r]):
+            s = max(a + x0[r, m], S)
+            e = min(a + x1[r, m], P)
+            if e > s:
+                # insertion sort by start (nearly sorted already: the anchors come in time order)
+                k = n
+                while k > 0 and us[k - 1] > s:
+                    us[k] = us[k - 1]
+                    vs[k] = vs[k - 1]
+                    k -= 1
+                us[k] = s
+                vs[k] = e
+                n += 1
+    excl = np.int64(0)
+    if n:
+        grid = cfg[_C_GCH] >= 0 and gt > gh
+        L = cfg[_C_LX]
+        u, v = us[0], vs[0]
+        for k in range(1, n + 1):
+            if k < n and us[k] <= v:
+                if vs[k] > v:
+                    v = vs[k]
+                continue
+            excl += v - u
+            if grid:
+                qv = _gseg(ga, gh, gt, v)
+                qu = _gseg(ga, gh, qv + 1, u)
+                excl -= _gval(v, qv, ga, gbx, T, xps, xpe, xcum, L) - _gval(u, qu, ga, gbx, T, xps, xpe, xcum, L)
+            if k < n:
+                u, v = us[k], vs[k]
+    return excl
+
+
+_SWEEP_RING = 32    # anchored + grid anchors held before the sweep catches up (and lets them go)
+
+
+@njit(cache=True, nogil=True)
+def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx, y0, y1, ny, ga, gbx, gbp, T,
+            xps, xpe, xcum, pps, ppe, pcum, us, vs, clicks, quiet, near, ctrl, mingap, apcl):
+    """Feed tags i.. of a chunk; returns the index reached (``time.size``: all) -- less when a ring is full
+    (the caller grows it and calls again from there).  ``final``: then finalise everything pending.
+
+    One function body on purpose: numba's inlining of helpers that take many arrays costs reference
+    counting per call, more than the work itself; the state lives in locals while the loop runs."""
+    gch = cfg[_C_GCH]
+    R = cfg[_C_R]
+    o0 = cfg[_C_O0]
+    o1 = cfg[_C_O1]
+    span = cfg[_C_SPAN]
+    t0, t1 = cfg[_C_T0], cfg[_C_T1]
+    LX, LP = cfg[_C_LX], cfg[_C_LP]
+    np_, ng, na = pt.size, ga.size, at.size
+    nlut, nrow = lut.size, prow.size
+    ph, ptl, gh, gt, ah, atl = st[_PH], st[_PT], st[_GH], st[_GT], st[_AH], st[_AT]
+    S, first, last, excl, seeded = st[_S], st[_FIRST], st[_LAST], st[_EXCL], st[_SEEDED]
+    grid_on = gch >= 0
+    n = time.size
+    while True:
+        if i < n:
+            tau = time[i]
+        elif final:
+            tau = _TMAX
+        else:
+            break
+        # --- clicks whose futures are complete (all of them at the end) -------------------------------------
+        while ph < ptl and (tau == _TMAX or pt[ph] + R < tau):
+            t = pt[ph]
+            d = pd[ph]
+            te = t + span
+            inx = False
+            clear = True
+            for q in range(ah, atl):
+                a = at[q]
+                r = ac[q]
+                for m in range(nx[r]):
+                    if a + x0[r, m] <= t < a + x1[r, m]:
+                        inx = True
+                for m in range(ny[r]):
+                    if a + y0[r, m] < te and a + y1[r, m] > t:
+                        clear = False
+            if grid_on and gt > gh:
+                q = _gseg(ga, gh, gt, t)
+                j, tick = _tick1(t, ga[q], T)
+                phs = t - tick
+                if _in_phase(phs, xps, xpe):
+                    inx = True
+                if clear:
+                    if _in_phase(phs, pps, ppe):
+                        clear = False
+                    else:
+                        g0 = gbp[q] + j * LP + _nb_part(phs, pps, ppe, pcum)
+                        q2 = q
+                        while q2 + 1 < gt and ga[q2 + 1] <= te:
+                            q2 += 1
+                        j2, tick2 = _tick1(te, ga[q2], T)
+                        if gbp[q2] + j2 * LP + _nb_part(te - tick2, pps, ppe, pcum) - g0 > 0:
+                            clear = False
+            if not inx:
+                quiet[d] += 1
+            if clear:
+                apcl[d] += 1
+                for k in range(ph + 1, ptl):
+                    dt = pt[k] - t
+                    if dt >= span:
+                        break
+                    if pd[k] == d:
+                        if dt < mingap[d]:
+                            mingap[d] = dt
+                        if dt >= t1:
+                            ctrl[d] += 1
+                        elif dt >= t0:
+                            near[d] += 1
+            ph += 1
+        if i >= n:
+            if first != _UNSET and last + 1 > S:
+                excl += _dc_sweep(last + 1, S, ah, atl, gh, gt, cfg, at, ac, x0, x1, nx, ga, gbx, T, xps, xpe,
+                                  xcum, us, vs)
+                S = last + 1
+            break
+        # --- the tag itself -----------------------------------------------------------------------------------
+        c = chan[i]
+        d = lut[c] if 0 <= c < nlut else -1
+        r = prow[c] if 0 <= c < nrow else -1
+        is_g = c == gch
+        if d >= 0 or is_g or r >= 0:
+            # room (compacting the rings first; when one is full of what is still needed the caller grows them)
+            if d >= 0 and ptl == np_:
+                if ph == 0:
+                    break
+                for k in range(ptl - ph):
+                    pt[k] = pt[ph + k]
+                    pd[k] = pd[ph + k]
+                ptl -= ph
+                ph = 0
+            if is_g and gt == ng:
+                if gh == 0:
+                    break
+                for k in range(gt - gh):
+                    ga[k] = ga[gh + k]
+                    gbx[k] = gbx[gh + k]
+                    gbp[k] = gbp[gh + k]
+                gt -= gh
+                gh = 0
+            if r >= 0 and atl == na:
+                if ah == 0:
+                    break
+                for k in range(atl - ah):
+                    at[k] = at[ah + k]
+                    ac[k] = ac[ah + k]
+                atl -= ah
+                ah = 0
+        if first == _UNSET:
+            first = tau
+            S = tau
+        last = tau
+        if is_g or r >= 0:
+            # anchored intervals before tau + min(o0, 0) are all known: sweep them (when the rings fill up; at
+            # once when there are none), then drop what no pending click nor the sweep can ask for any more
+            P = tau + o0
+            if P > S:
+                if atl == ah:
+                    S = P
+                elif atl - ah + gt - gh >= _SWEEP_RING:
+                    excl += _dc_sweep(P, S, ah, atl, gh, gt, cfg, at, ac, x0, x1, nx, ga, gbx, T, xps, xpe, xcum,
+                                      us, vs)
+                    S = P
+            low = S
+            if ph < ptl and pt[ph] < low:
+                low = pt[ph]
+            while ah < atl and at[ah] + o1 <= low:
+                ah += 1
+            while gh + 1 < gt and ga[gh + 1] <= low:
+                gh += 1
+            if is_g:
+                if seeded:
+                    seeded = 0          # the first grid anchor, placed before the stream reached it
+                else:
+                    if gt > gh:
+                        j, tick = _tick1(tau, ga[gt - 1], T)
+                        gbx[gt] = gbx[gt - 1] + j * LX + _nb_part(tau - tick, xps, xpe, xcum)
+                        gbp[gt] = gbp[gt - 1] + j * LP + _nb_part(tau - tick, pps, ppe, pcum)
+                    else:
+                        gbx[gt] = 0
+                        gbp[gt] = 0
+                    ga[gt] = tau
+                    gt += 1
+            if r >= 0:
+                at[atl] = tau
+                ac[atl] = r
+                atl += 1
+        if d >= 0:
+            clicks[d] += 1
+            pt[ptl] = tau
+            pd[ptl] = d
+            ptl += 1
+        i += 1
+    st[_PH], st[_PT], st[_GH], st[_GT], st[_AH], st[_AT] = ph, ptl, gh, gt, ah, atl
+    st[_S], st[_FIRST], st[_LAST], st[_EXCL], st[_SEEDED] = S, first, last, excl, seeded
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _dc_gval(x, st, ga, gb, T, ps, pe, cum, L):
+    """G(x) of the grid in the ring (0 without anchors)."""
+    h, tl = st[_GH], st[_GT]
+    if tl <= h:
+        return np.int64(0)
+    return _gval(x, _gseg(ga, h, tl, x), ga, gb, T, ps, pe, cum, L)
+
+
+@njit(cache=True, nogil=True)
+def _gval_first(x, a0, T, ps, pe, cum, L):
+    """G(x) in the first anchor's segment (its base is 0)."""
+    j, tick = _tick1(x, a0, T)
+    return j * L + _nb_part(x - tick, ps, pe, cum)
+
+
+def _table(table, rows):
+    """Offsets of the anchored channels as [row, k] arrays (rows: channel -> row)."""
+    k = max([len(table.get(c, ())) for c in rows] + [1])
+    lo = np.zeros((max(len(rows), 1), k), np.int64)
+    hi = np.zeros_like(lo)
+    n = np.zeros(max(len(rows), 1), np.int64)
+    for c, r in rows.items():
+        offs = [(a, b) for a, b in table.get(c, ()) if b > a]      # an empty interval excludes nothing
+        n[r] = len(offs)
+        for m, (a, b) in enumerate(offs):
+            lo[r, m], hi[r, m] = a, b
+    return lo, hi, n
+
+
 class DarkCounter:
     """Streaming dark-count and afterpulse counter.
 
@@ -340,27 +601,28 @@ class DarkCounter:
     intervals around each of its tags (raw times; offsets may be negative).  ``grid_channel``: that
     anchor channel's tags are completed to the full attempt grid (see the module doc), with the attempt
     period ``period_ps`` or, if None, :func:`estimate_period` of its first ``GRID_LEARN_SYNCS`` tags.
+
+    One compiled pass per chunk; what it keeps between chunks is a few microseconds of tags (the clicks
+    still waiting for their afterpulse partners, the anchors whose intervals can reach them), except while
+    the grid is learnt: the tags up to the ``GRID_LEARN_SYNCS``-th sync (or the first, with ``period_ps``)
+    are held and then replayed.
     """
+
+    _CAP = 256
 
     def __init__(self, channels, exclude: dict[int, list[tuple[int, int]]], *,
                  afterpulse_ps: tuple[int, int] = (0, 2_000_000),
                  afterpulse_exclude: dict[int, list[tuple[int, int]]] | None = None,
-                 grid_channel: int | None = None, period_ps: float | None = None):
+                 grid_channel: int | None = None, period_ps: float | None = None, threaded: bool | None = None):
         self.channels = tuple(int(c) for c in channels)
         self.exclude = {int(k): [(int(a), int(b)) for a, b in v] for k, v in exclude.items()}
         self.ap_exclude = {int(k): [(int(a), int(b)) for a, b in v] for k, v in (afterpulse_exclude or {}).items()}
         self.ap = (int(afterpulse_ps[0]), int(afterpulse_ps[1]))
         self.grid = None if grid_channel is None else int(grid_channel)
         self.period = None if period_ps is None else float(period_ps)
-        lut_size = max(list(self.channels) + list(self.exclude) + [0]) + 1
-        self.lut = np.full(lut_size, -1, dtype=np.int64)
+        self.lut = np.full(max(self.channels + (0,)) + 1, -1, dtype=np.int64)
         for k, c in enumerate(self.channels):
             self.lut[c] = k
-        allx = list(self.exclude.values()) + list(self.ap_exclude.values())
-        neg = [max(0, -a) for v in allx for a, _ in v]
-        pos = [max(0, b) for v in allx for _, b in v]
-        self.lookahead = max(neg + [0])          # a later anchor can exclude this far back
-        self.lookback = max(pos + [0])           # an earlier anchor excludes this far forward
         self.ap_span = 2 * self.ap[1] - self.ap[0]
         nd = len(self.channels)
         self.quiet_clicks = np.zeros(nd, np.int64)
@@ -370,111 +632,132 @@ class DarkCounter:
         self.min_gap = np.full(nd, np.iinfo(np.int64).max, np.int64)
         self.ap_clicks = np.zeros(nd, np.int64)   # clicks that take part in the afterpulse count
         self.quiet_ps = 0
-        self._t = np.zeros(0, np.int64)
-        self._c = np.zeros(0, np.int32)
-        self._done_until: int | None = None      # tags before this time are final
-        self._first: int | None = None
-        self._prev_anchor: int | None = None     # last grid anchor dropped from the buffer
-        self._gx: _Grid | None = None            # dark-count / afterpulse exclusions on the grid
-        self._gap: _Grid | None = None
+        self._held: list[TagChunk] = []           # tags held while the grid is learnt
         self._n_grid = 0
+        self._k = None                            # the kernel's arrays, once it runs
+        self._done = False
+        self._bg = Background(self._process, threaded)
 
+    # --- set-up -------------------------------------------------------------------------------------------
+    def _start(self, first_anchor: int | None) -> None:
+        grid_on = self.grid is not None and self.period is not None
+        # anchored (non-grid) channels: the grid channel too when no period could be found
+        chans = sorted(c for c in set(self.exclude) | set(self.ap_exclude) if not (grid_on and c == self.grid))
+        rows = {c: r for r, c in enumerate(chans)}
+        prow = np.full(max(chans + [0]) + 1, -1, np.int64)
+        for c, r in rows.items():
+            prow[c] = r
+        x0, x1, nx = _table(self.exclude, rows)
+        y0, y1, ny = _table(self.ap_exclude, rows)
+        used = [(x0[r, m], x1[r, m]) for r in range(len(chans)) for m in range(nx[r])]
+        used_ap = [(y0[r, m], y1[r, m]) for r in range(len(chans)) for m in range(ny[r])]
+        o0 = min([0] + [int(a) for a, _ in used])                          # sweep lag behind the stream
+        lookahead = max([0] + [-int(a) for a, _ in used + used_ap])
+        o1 = max([0] + [int(b) for _, b in used + used_ap])
+        T = float(self.period) if grid_on else 1.0
+        gx = _Grid.from_offsets(self.exclude.get(self.grid, []), T) if grid_on else _Grid(_E, _E, 1.0)
+        gp = _Grid.from_offsets(self.ap_exclude.get(self.grid, []), T) if grid_on else _Grid(_E, _E, 1.0)
+        cfg = np.zeros(_NCFG, np.int64)
+        cfg[_C_GCH] = self.grid if grid_on else -1
+        cfg[_C_T0], cfg[_C_T1], cfg[_C_SPAN] = self.ap[0], self.ap[1], self.ap_span
+        cfg[_C_R] = max(self.ap_span, 0) + lookahead
+        cfg[_C_O0], cfg[_C_O1], cfg[_C_LX], cfg[_C_LP] = o0, o1, gx.L, gp.L
+        st = np.zeros(_NST, np.int64)
+        st[_FIRST] = _UNSET
+        cap = self._CAP
+        k = dict(lut=self.lut, prow=prow, cfg=cfg, st=st,
+                 pt=np.zeros(cap, np.int64), pd=np.zeros(cap, np.int64),
+                 at=np.zeros(cap, np.int64), ac=np.zeros(cap, np.int64), x0=x0, x1=x1, nx=nx, y0=y0, y1=y1, ny=ny,
+                 ga=np.zeros(cap, np.int64), gbx=np.zeros(cap, np.int64), gbp=np.zeros(cap, np.int64), T=T,
+                 xps=gx.ps, xpe=gx.pe, xcum=gx.cum, pps=gp.ps, ppe=gp.pe, pcum=gp.cum,
+                 us=np.zeros(cap * x0.shape[1], np.int64), vs=np.zeros(cap * x0.shape[1], np.int64),
+                 clicks=self.clicks, quiet=self.quiet_clicks, near=self.near, ctrl=self.ctrl, mingap=self.min_gap,
+                 apcl=self.ap_clicks)
+        if grid_on and first_anchor is not None:
+            # ticks before the first recorded sync are placed backwards from it: it is in the ring before the
+            # stream reaches it (and skipped there)
+            k["ga"][0] = first_anchor
+            st[_GT] = 1
+            st[_SEEDED] = 1
+        self._k = k
+        self._gx, self._first_anchor = gx, first_anchor
+
+    def _feed(self, time, chan, final=False) -> None:
+        k = self._k
+        i = 0
+        while True:
+            i = _dc_run(time, chan, i, final, k["lut"], k["prow"], k["cfg"], k["st"], k["pt"], k["pd"], k["at"],
+                        k["ac"], k["x0"], k["x1"], k["nx"], k["y0"], k["y1"], k["ny"], k["ga"], k["gbx"], k["gbp"],
+                        k["T"], k["xps"], k["xpe"], k["xcum"], k["pps"], k["ppe"], k["pcum"], k["us"], k["vs"],
+                        k["clicks"], k["quiet"], k["near"], k["ctrl"], k["mingap"], k["apcl"])
+            if i >= time.size:
+                return
+            # a ring is full of what is still needed: double them all
+            for name in ("pt", "pd", "at", "ac", "ga", "gbx", "gbp", "us", "vs"):
+                k[name] = np.concatenate([k[name], np.zeros_like(k[name])])
+
+    # --- the stream ---------------------------------------------------------------------------------------
     def handle(self, event) -> None:
         if isinstance(event, TagChunk):
             self.process(event)
 
     def process(self, chunk: TagChunk, final: bool = False) -> None:
-        if len(chunk):
-            self._t = np.concatenate([self._t, chunk.time])
-            self._c = np.concatenate([self._c, chunk.channel])
-            if self._first is None:
-                self._first = int(chunk.time[0])
-                self._done_until = self._first
-            if self.grid is not None:
-                self._n_grid += int(np.count_nonzero(chunk.channel == self.grid))
-        if self._t.size == 0:
-            return
-        t, c = self._t, self._c
-        anchors = t[c == self.grid] if self.grid is not None else None
-        if self.grid is not None and self.period is None:
-            # the period is fixed from a fixed number of syncs (or all at the end): chunking cannot change it
-            if self._n_grid < GRID_LEARN_SYNCS and not final:
-                return
-            if anchors.size >= 2:
-                self.period = estimate_period(anchors[:GRID_LEARN_SYNCS])
-        grid_on = self.grid is not None and self.period is not None
-        if grid_on and anchors.size == 0 and self._prev_anchor is None and not final:
-            return
-        last = int(t[-1])
-        horizon = last + 1 if final else last - self.lookahead - self.ap_span
-        if horizon <= self._done_until:
-            return
-        lo, hi = self._done_until, horizon
-        gx = gap = None
-        if grid_on:
-            if self._gx is None:
-                self._gx = _Grid.from_offsets(self.exclude.get(self.grid, []), self.period)
-                self._gap = _Grid.from_offsets(self.ap_exclude.get(self.grid, []), self.period)
-            gx, gap = self._gx, self._gap
-            gx.anchors_with(anchors, self._prev_anchor)
-            gap.anchors_with(anchors, self._prev_anchor)
-        # excluded intervals from every (non-grid) anchor we hold (earlier ones are kept in the buffer)
-        s, e = self._intervals(t, c, self.exclude)
-        # quiet time in [lo, hi): minus the anchored intervals, minus the grid's, plus their overlap
-        cs, ce = np.clip(s, lo, hi), np.clip(e, lo, hi)
-        excl = int(np.sum(ce - cs))
-        if gx is not None:
-            excl += int(gx.measure(np.array([lo]), np.array([hi]))[0])
-            m = ce > cs
-            excl -= int(np.sum(gx.measure(cs[m], ce[m])))
-        self.quiet_ps += (hi - lo) - excl
-        det = np.where((c >= 0) & (c < self.lut.size), self.lut[np.clip(c, 0, self.lut.size - 1)], -1)
-        i0, i1 = np.searchsorted(t, lo, "left"), np.searchsorted(t, hi, "left")
-        tt, dd = t[i0:i1], det[i0:i1]
-        sel = dd >= 0
-        self.clicks += np.bincount(dd[sel], minlength=len(self.channels))
-        # the exclusions are looked up for the detectors' clicks only (the syncs are half the tags)
-        ts, ds = tt[sel], dd[sel]
-        out = _inside(ts, s, e)
-        if gx is not None:
-            out |= gx.inside(ts)
-        self.quiet_clicks += np.bincount(ds[~out], minlength=len(self.channels))
-        # afterpulse pairs for the final tags (their partners are all in the buffer: horizon leaves ap_span)
-        ok = np.zeros(t.size - i0, bool)
-        clear = _span_clear(ts, self.ap_span, *self._intervals(t, c, self.ap_exclude))
-        if gap is not None:
-            clear &= ~gap.inside(ts)
-            clear[clear] = gap.measure(ts[clear], ts[clear] + self.ap_span) == 0
-        ok[np.flatnonzero(sel)[clear]] = True
-        self.ap_clicks += np.bincount(ds[clear], minlength=len(self.channels))
-        _pairs(t[i0:], det[i0:], ok, i1 - i0, self.ap[0], self.ap[1], self.near, self.ctrl, self.min_gap)
-        self._done_until = hi
-        # keep what later anchors/pairs still need
-        keep_from = hi - max(self.lookback, self.ap_span)
-        j = np.searchsorted(t, keep_from, "left")
-        if grid_on:
-            dropped = np.flatnonzero(c[:j] == self.grid)
-            if dropped.size:
-                self._prev_anchor = int(t[dropped[-1]])
-        self._t, self._c = t[j:], c[j:]
+        """Count ``chunk`` (in the background: see :class:`~calibrate.histograms.Background`)."""
+        self._bg.submit(chunk, final)
+        if final:
+            self._bg.close()
 
-    def _intervals(self, t, c, table):
-        st, sp = [], []
-        for ch, offs in table.items():
-            if ch == self.grid and self.period is not None:
-                continue     # on the grid (_Grid)
-            at = t[c == ch]
-            for a, b in offs:
-                st.append(at + a)
-                sp.append(at + b)
-        return _union(np.concatenate(st) if st else np.zeros(0, np.int64),
-                      np.concatenate(sp) if sp else np.zeros(0, np.int64))
+    def _process(self, chunk: TagChunk, final: bool) -> None:
+        if self._done:
+            if len(chunk):
+                raise RuntimeError("dark counter: tags after the end of the stream")
+            return
+        if self._k is not None:
+            self._feed(chunk.time, chunk.channel, final)
+        else:
+            if len(chunk):
+                self._held.append(chunk)
+                if self.grid is not None:
+                    self._n_grid += int(np.count_nonzero(chunk.channel == self.grid))
+            ready = self.grid is None or (self._n_grid >= (1 if self.period is not None else GRID_LEARN_SYNCS))
+            if not (ready or final):
+                return
+            held, self._held = self._held, []
+            t = np.concatenate([c.time for c in held]) if held else _E
+            ch = np.concatenate([c.channel for c in held]) if held else np.zeros(0, np.int32)
+            first_anchor = None
+            if self.grid is not None:
+                anchors = t[ch == self.grid]
+                if self.period is None and anchors.size >= 2:
+                    # fixed from a fixed number of syncs (or all at the end): chunking cannot change it
+                    self.period = estimate_period(anchors[:GRID_LEARN_SYNCS])
+                first_anchor = int(anchors[0]) if anchors.size else None
+            self._start(first_anchor)
+            self._feed(t, ch, final)
+        if final:
+            self._done = True
+            self._finish()
+
+    def _finish(self) -> None:
+        k = self._k
+        st = k["st"]
+        if st[_FIRST] == _UNSET:
+            return
+        first, last = int(st[_FIRST]), int(st[_LAST])
+        excl = int(st[_EXCL])
+        if k["cfg"][_C_GCH] >= 0 and self._first_anchor is not None:
+            # the grid's excluded time from the first tag (before the first anchor: backwards from it) to the end
+            g0 = _gval_first(first, self._first_anchor, k["T"], k["xps"], k["xpe"], k["xcum"], int(self._gx.L))
+            g1 = _dc_gval(last + 1, st, k["ga"], k["gbx"], k["T"], k["xps"], k["xpe"], k["xcum"], int(self._gx.L))
+            excl += int(g1 - g0)
+        self.quiet_ps = (last + 1 - first) - excl
 
     def flush(self) -> None:
         # pairs of the last tags have no full control interval: counting both halves only where present
         self.process(TagChunk(np.zeros(0, np.int64), np.zeros(0, np.int32)), final=True)
 
     def result(self) -> DarkCountResult:
+        self._bg.wait()
         q_s = self.quiet_ps * 1e-12
         rate = self.quiet_clicks / q_s if q_s > 0 else np.full(len(self.channels), np.nan)
         err = np.sqrt(self.quiet_clicks) / q_s if q_s > 0 else np.full(len(self.channels), np.nan)

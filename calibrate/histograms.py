@@ -102,29 +102,103 @@ class ArrivalHistogram:
         return slice(0, max(i1, 1))
 
 
+# --- in the background: the compiled kernels release the GIL, so they run beside the engine ---------------
+
+class Background:
+    """Runs ``work(chunk)`` of a stage in a worker thread, one chunk at a time, in stream order.
+
+    The engine and the readers release the GIL too, so a calibration pass keeps two cores busy: the stage's
+    kernel over chunk k runs while the rest of the chain handles chunk k (and reads chunk k + 1).  At most one
+    chunk is in flight (memory stays flat); :meth:`wait` returns once it is done and raises what it raised.
+    ``threaded=False``: in the caller's thread (None: as the module's ``THREADED`` says).
+    """
+
+    def __init__(self, work, threaded: bool | None = None):
+        self.work = work
+        self.threaded = THREADED if threaded is None else bool(threaded)
+        self._pool = None
+        self._job = None
+
+    def submit(self, *args) -> None:
+        self.wait()
+        if not self.threaded:
+            self.work(*args)
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="calibrate")
+        self._job = self._pool.submit(self.work, *args)
+
+    def wait(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+
+THREADED = True     # calibration processors run their kernels beside the engine (False: all in one thread)
+
+
+@njit(cache=True, nogil=True)
+def _sync_gaps(t, ch, sync_channel, state):
+    """state = [n_syncs, last (or -1 flag in state[3]), smallest positive gap (or -1), have_last]."""
+    n = state[0]
+    last = state[1]
+    best = state[2]
+    have = state[3]
+    for i in range(t.size):
+        if ch[i] != sync_channel:
+            continue
+        x = t[i]
+        n += 1
+        if have:
+            dd = x - last
+            if dd > 0 and (best < 0 or dd < best):
+                best = dd
+        last = x
+        have = 1
+    state[0], state[1], state[2], state[3] = n, last, best, have
+
+
 class SyncPeriod(Stage):
     """The smallest spacing of consecutive sync tags (raw), i.e. the attempt period also when only some
     syncs are recorded.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded."""
 
-    def __init__(self, sync_channel: int, downstream=None):
+    def __init__(self, sync_channel: int, downstream=None, *, threaded: bool | None = None):
         super().__init__(downstream)
         self.sync_channel = int(sync_channel)
-        self.period_ps: int | None = None
-        self.n_syncs = 0
-        self._last: int | None = None
+        self._state = np.array([0, 0, -1, 0], np.int64)
+        self._bg = Background(self._work, threaded)
+
+    def _work(self, t, ch) -> None:
+        _sync_gaps(t, ch, self.sync_channel, self._state)
 
     def handle(self, event) -> None:
         if isinstance(event, TagChunk) and len(event):
-            st = event.time[event.channel == self.sync_channel]
-            if st.size:
-                self.n_syncs += int(st.size)
-                d = np.diff(st if self._last is None else np.concatenate([[self._last], st]))
-                d = d[d > 0]
-                if d.size:
-                    m = int(d.min())
-                    self.period_ps = m if self.period_ps is None else min(self.period_ps, m)
-                self._last = int(st[-1])
+            self._bg.submit(event.time, event.channel)
         self.emit(event)
+
+    def flush(self) -> None:
+        self._bg.close()
+        super().flush()
+
+    @property
+    def n_syncs(self) -> int:
+        self._bg.wait()
+        return int(self._state[0])
+
+    @property
+    def period_ps(self) -> int | None:
+        self._bg.wait()
+        return None if self._state[2] < 0 else int(self._state[2])
+
 
 
 class ReadoutCounts(Stage):
@@ -202,63 +276,83 @@ def readout_counts(chunks, lab: LabSetup, *, delays: dict[int, int] | None = Non
 # --- the conditional-sync edge: the one histogram the engine cannot make yet ---------------------------------
 
 @njit(cache=True, nogil=True)
-def _arrival_next(ptime, pdet, sync_times, lo, hi, bin_ps, out, guard):
-    """'next' rule over corrected click times ``ptime`` and sorted corrected syncs: clicks with a sync less
-    than ``guard`` before them are left out.  Returns the number of clicks with no sync after them (they wait
-    for the next chunk)."""
+def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps, guard, dmax, hopeless, out,
+                 st, sr, pt, pd):
+    """The 'next' rule over one chunk, streaming: a click is binned against the first corrected sync strictly
+    after it (it waits in ``pt``/``pd`` until that sync comes), unless the latest sync at or before it lies
+    less than ``guard`` before it.  ``sr``: the corrected syncs a later click can still need (from the latest
+    at or before ``tag - dmax``).  Returns the index reached (less than ``t.size``: a buffer is full)."""
     nb = out.shape[1]
-    ns = sync_times.size
-    waiting = 0
-    a = 0
-    for i in range(ptime.size):
-        t = ptime[i]
-        # first sync strictly after the click: walked from the previous click's (the clicks are in time order
-        # up to the delays' spread, far less than a sync period, so this is a step or two)
-        while a > 0 and sync_times[a - 1] > t:
-            a -= 1
-        while a < ns and sync_times[a] <= t:
-            a += 1
-        if a == ns:
-            waiting += 1
-            continue
-        if guard > 0 and a > 0 and t - sync_times[a - 1] < guard:
-            continue
-        dt = t - sync_times[a]
-        if dt < lo or dt >= hi:
-            continue
-        bb = (dt - lo) // bin_ps
-        if bb < nb:
-            out[pdet[i], bb] += 1
-    return waiting
-
-
-@njit(cache=True, nogil=True)
-def _split_clicks(t, ch, lut, delays, sync_channel, sync_delay):
-    """Delay-corrected clicks of the detectors (time, detector index) and corrected syncs of one chunk."""
-    n_c = 0
-    n_s = 0
-    for i in range(t.size):
+    sh, stl, npd = st[0], st[1], st[2]
+    n = t.size
+    nl = lut.size
+    while i < n:
         c = ch[i]
+        tau = t[i]
         if c == sync_channel:
-            n_s += 1
-        elif 0 <= c < lut.size and lut[c] >= 0:
-            n_c += 1
-    ct = np.empty(n_c, np.int64)
-    cd = np.empty(n_c, np.int64)
-    st = np.empty(n_s, np.int64)
-    n_c = 0
-    n_s = 0
-    for i in range(t.size):
-        c = ch[i]
-        if c == sync_channel:
-            st[n_s] = t[i] - sync_delay
-            n_s += 1
-        elif 0 <= c < lut.size and lut[c] >= 0:
+            s = tau - sync_delay
+            if stl == sr.size:
+                if sh == 0:
+                    break
+                for k in range(stl - sh):
+                    sr[k] = sr[sh + k]
+                stl -= sh
+                sh = 0
+            # the clicks waiting for a sync after them: this is theirs when it is after them
+            has_prev = stl > sh
+            prev = sr[stl - 1] if has_prev else 0
+            m = 0
+            for k in range(npd):
+                x = pt[k]
+                if x < s:
+                    if not (guard > 0 and has_prev and x - prev < guard):
+                        dt = x - s
+                        if lo <= dt < hi:
+                            bb = (dt - lo) // bin_ps
+                            if bb < nb:
+                                out[pd[k], bb] += 1
+                else:
+                    pt[m] = x
+                    pd[m] = pd[k]
+                    m += 1
+            npd = m
+            sr[stl] = s
+            stl += 1
+            lim = tau - dmax
+            while sh + 1 < stl and sr[sh + 1] <= lim:
+                sh += 1
+        elif 0 <= c < nl and lut[c] >= 0:
             d = lut[c]
-            ct[n_c] = t[i] - delays[d]
-            cd[n_c] = d
-            n_c += 1
-    return ct, cd, st
+            x = tau - delays[d]
+            if stl > sh and x < sr[stl - 1]:
+                # its sync has come already: the first one after it (a step or two back)
+                q = stl - 1
+                while q > sh and sr[q - 1] > x:
+                    q -= 1
+                if not (guard > 0 and q > sh and x - sr[q - 1] < guard):
+                    dt = x - sr[q]
+                    if lo <= dt < hi:
+                        bb = (dt - lo) // bin_ps
+                        if bb < nb:
+                            out[d, bb] += 1
+            else:
+                if npd == pt.size:
+                    # clicks that can no longer land in range (the next sync is too late for them) go
+                    m = 0
+                    for k in range(npd):
+                        if pt[k] > tau + hopeless:
+                            pt[m] = pt[k]
+                            pd[m] = pd[k]
+                            m += 1
+                    npd = m
+                    if npd == pt.size:
+                        break
+                pt[npd] = x
+                pd[npd] = d
+                npd += 1
+        i += 1
+    st[0], st[1], st[2] = sh, stl, npd
+    return i
 
 
 class GuardedArrivalHistogram(Stage):
@@ -276,10 +370,13 @@ class GuardedArrivalHistogram(Stage):
     ``arrival_guard_ps`` histogram parameter that leaves out of the histogram (not of the heralds) a click whose
     previous recorded sync lies less than the guard before it.  Otherwise the same rule and binning as
     :func:`measurement_lab` gives the engine.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded.
+    One compiled streaming pass per chunk (in the background, see :class:`Background`); between chunks it keeps
+    the clicks still waiting for their sync and the few syncs a later click can still need.
     """
 
     def __init__(self, lab: LabSetup, *, bin_ps: int | None = None, range_ps: tuple[int, int] | None = None,
-                 delays: dict[int, int] | None = None, guard_ps: int = 0, downstream=None):
+                 delays: dict[int, int] | None = None, guard_ps: int = 0, downstream=None,
+                 threaded: bool | None = None):
         super().__init__(downstream)
         if lab.sync_channel is None or not lab.bsm:
             raise CalibrationError(f"lab {lab.name!r}: arrival histograms need a sync channel and BSM detectors")
@@ -295,40 +392,45 @@ class GuardedArrivalHistogram(Stage):
         self.delays = np.array([int(dl.get(c, 0)) for c in self.channels], dtype=np.int64)
         self.sync_channel = int(lab.sync_channel)
         self.sync_delay = int(dl.get(lab.sync_channel, 0))
-        self.lut = np.full(max(max(self.channels), lab.sync_channel) + 1, -1, dtype=np.int64)
+        self.lut = np.full(max(self.channels) + 1, -1, dtype=np.int64)
         for k, c in enumerate(self.channels):
             self.lut[c] = k
-        self.counts = np.zeros((len(self.channels), self.edges.size - 1), dtype=np.int64)
-        self._pending_t = _E64
-        self._pending_d = _E64
-        self._recent_syncs = _E64
+        self._counts = np.zeros((len(self.channels), self.edges.size - 1), dtype=np.int64)
+        self._dmax = int(self.delays.max())
+        self._hopeless = self.lo - 1 - int(np.abs(self.delays).max()) - abs(self.sync_delay)
+        self._st = np.zeros(3, np.int64)
+        self._sr = np.zeros(64, np.int64)
+        self._pt = np.zeros(64, np.int64)
+        self._pd = np.zeros(64, np.int64)
+        self._bg = Background(self._process, threaded)
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._bg.wait()
+        return self._counts
 
     def handle(self, event) -> None:
         if isinstance(event, TagChunk) and len(event):
-            self._process(event.time, event.channel)
+            self._bg.submit(event.time, event.channel)
         self.emit(event)
 
     def _process(self, t, ch) -> None:
-        ct, cd, st = _split_clicks(t, ch, self.lut, self.delays, self.sync_channel, self.sync_delay)
-        ct = np.concatenate([self._pending_t, ct])
-        cd = np.concatenate([self._pending_d, cd])
-        # recent syncs stay: a later tag, once delay-corrected, may lie before them
-        syncs = np.concatenate([self._recent_syncs, st])
-        _arrival_next(ct, cd, syncs, self.lo, self.hi, self.bin_ps, self.counts, self.guard_ps)
-        spread = int(np.abs(self.delays).max()) + abs(self.sync_delay) + 1
-        # the guard looks back from waiting clicks (all after the last sync): keep that sync too
-        keep_from = int(t[-1]) - spread - self.guard_ps
-        if syncs.size and self.guard_ps > 0:
-            keep_from = min(keep_from, int(syncs[-1]))
-        self._recent_syncs = syncs[syncs >= keep_from]
-        # clicks after the last sync of this chunk wait for a later sync, unless one already came in range
-        last_sync = syncs[-1] if syncs.size else np.iinfo(np.int64).min
-        keep = ct >= last_sync
-        # a click older than -lo before the latest tag can never land in range again
-        keep &= ct > int(t[-1]) + self.lo - 1 - int(np.abs(self.delays).max()) - abs(self.sync_delay)
-        self._pending_t, self._pending_d = ct[keep], cd[keep]
+        i = 0
+        while True:
+            i = _guarded_run(t, ch, i, self.lut, self.delays, self.sync_channel, self.sync_delay, self.lo, self.hi,
+                             self.bin_ps, self.guard_ps, self._dmax, self._hopeless, self._counts, self._st,
+                             self._sr, self._pt, self._pd)
+            if i >= t.size:
+                return
+            # full: grow what is full
+            if self._st[1] == self._sr.size:
+                self._sr = np.concatenate([self._sr, np.zeros_like(self._sr)])
+            if self._st[2] == self._pt.size:
+                self._pt = np.concatenate([self._pt, np.zeros_like(self._pt)])
+                self._pd = np.concatenate([self._pd, np.zeros_like(self._pd)])
 
     def flush(self) -> None:
         # clicks still waiting have no sync after them: like the engine's, they are in no histogram
-        self._pending_t = self._pending_d = _E64
+        self._bg.close()
+        self._st[2] = 0
         super().flush()

@@ -163,3 +163,103 @@ def test_phase_grid_matches_listed_ticks(T):
     near_edge = np.min(np.abs(np.concatenate([s, e])[None, :] - x[:, None]), axis=1) <= 2
     np.testing.assert_array_equal(g.inside(x)[~near_edge], inside[~near_edge])
     assert inside.any() and (~inside).any()
+
+
+# --- the streaming counter against a plain reference (every interval listed, every pair tried) ----------------
+
+def _reference(t, c, channels, exclude, ap_exclude, ap, grid, T):
+    """Brute force: the excluded set as listed intervals (around every grid tick and every anchor)."""
+    t0, t1 = ap
+    span = 2 * t1 - t0
+    first, last = int(t[0]), int(t[-1])
+
+    def intervals(table):
+        st, sp = [], []
+        for ch, offs in table.items():
+            if ch == grid:
+                anchors = t[c == grid]
+                pts = _grid_ticks(anchors, first - 10 * int(T) - 10 * span, last + 10 * int(T) + 10 * span, T, None)
+            else:
+                pts = t[c == ch]
+            for a, b in offs:
+                st.append(pts + a)
+                sp.append(pts + b)
+        if not st:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return _union(np.concatenate(st), np.concatenate(sp))
+
+    xs, xe = intervals(exclude)
+    ys, ye = intervals(ap_exclude)
+    excl = int(np.sum(np.clip(xe, first, last + 1) - np.clip(xs, first, last + 1)))
+    nd = len(channels)
+    det = {ch: k for k, ch in enumerate(channels)}
+    quiet = np.zeros(nd, np.int64)
+    clicks = np.zeros(nd, np.int64)
+    apcl = np.zeros(nd, np.int64)
+    near = np.zeros(nd, np.int64)
+    ctrl = np.zeros(nd, np.int64)
+    mingap = np.full(nd, np.iinfo(np.int64).max, np.int64)
+    tl, cl = t.tolist(), c.tolist()
+    for i, (x, ch) in enumerate(zip(tl, cl)):
+        if ch not in det:
+            continue
+        d = det[ch]
+        clicks[d] += 1
+        if not np.any((xs <= x) & (x < xe)):
+            quiet[d] += 1
+        if np.any((ys < x + span) & (ye > x)):
+            continue
+        apcl[d] += 1
+        for y, ch2 in zip(tl[i + 1:], cl[i + 1:]):
+            dt = y - x
+            if dt >= span:
+                break
+            if ch2 == ch:
+                mingap[d] = min(mingap[d], dt)
+                if dt >= t1:
+                    ctrl[d] += 1
+                elif dt >= t0:
+                    near[d] += 1
+    return dict(quiet_ps=(last + 1 - first) - excl, quiet_clicks=quiet, clicks=clicks, ap_clicks=apcl, near=near,
+                ctrl=ctrl, min_gap=mingap)
+
+
+def _random_stream(seed, n_ticks=3000, T=1_000):
+    """Syncs on some ticks of an integer grid (channel 1), clicks (2, 3) near ticks, dark, and in pairs, a few
+    'ready' tags (7)."""
+    rng = np.random.default_rng(seed)
+    ticks = 50_000 + np.arange(n_ticks, dtype=np.int64) * T
+    syncs = ticks[rng.random(n_ticks) < rng.uniform(0.05, 0.6)]
+    clicks = np.concatenate([ticks[rng.random(n_ticks) < 0.3] - rng.integers(0, 300, n_ticks)[:1],
+                             rng.integers(ticks[0] - 3 * T, ticks[-1] + 3 * T, rng.integers(50, 400))])
+    clicks = np.concatenate([clicks, clicks[rng.random(clicks.size) < 0.2] + rng.integers(0, 400, 1)])
+    ready = rng.integers(ticks[0], ticks[-1], rng.integers(0, 6))
+    t = np.concatenate([syncs, clicks, ready])
+    ch = np.concatenate([np.ones(syncs.size, np.int32), rng.integers(2, 4, clicks.size).astype(np.int32),
+                         np.full(ready.size, 7, np.int32)])
+    o = np.argsort(t, kind="stable")
+    return t[o].astype(np.int64), ch[o]
+
+
+@pytest.mark.parametrize("grid", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_streaming_counter_matches_plain_reference(seed, grid):
+    T = 1_000
+    t, ch = _random_stream(seed, T=T)
+    ex = {1: [(-1_250, -700), (-100, 350)], 7: [(-500, 20_000)]}
+    ap_ex = {1: [(-1_200, -800), (-50, 60)]}
+    ap = (0, 150)
+    ref = _reference(t, ch, (2, 3), ex, ap_ex, ap, 1 if grid else None, float(T))
+    rng = np.random.default_rng(100 + seed)
+    for threaded in (False, True):
+        cuts = sorted(rng.integers(0, t.size, rng.integers(0, 8)).tolist())
+        d = DarkCounter([2, 3], ex, afterpulse_ps=ap, afterpulse_exclude=ap_ex, grid_channel=1 if grid else None,
+                        period_ps=float(T) if grid else None, threaded=threaded)
+        d._CAP = 2          # the rings grow on the way
+        for c in split(TagChunk(t, ch), cuts):
+            d.process(c)
+        d.flush()
+        d.result()
+        assert d.quiet_ps == ref["quiet_ps"]
+        for k in ("quiet_clicks", "clicks", "ap_clicks", "near", "ctrl", "min_gap"):
+            np.testing.assert_array_equal(getattr(d, {"quiet_clicks": "quiet_clicks"}.get(k, k)), ref[k], err_msg=k)

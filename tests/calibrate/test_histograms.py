@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from calibrate.api import EDGE_BIN_PS, EDGE_GUARD_PS, arrival_range, measure
 from calibrate.darkcounts import DarkCounter
@@ -323,3 +323,21 @@ def test_darkcounts_recover_rate_and_afterpulses():
     expected = 0.03 * t.size / (t.size + tap.size + burst.size)
     assert abs(r.afterpulse_prob[0] - expected) < 4 * r.afterpulse_err[0] + 0.002
     assert r.afterpulse_prob[0] > 5 * r.afterpulse_err[0]
+
+
+@settings(max_examples=10, deadline=None)
+@given(cuts=st.lists(st.integers(0, 40_000), max_size=6), threaded=st.booleans())
+def test_guarded_histogram_buffers_and_threads(cuts, threaded):
+    """The streaming kernel with buffers that must grow (and clicks that wait long for their sync), in the
+    caller's thread or in the background: the same histogram."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    big = dict(lab.delays_ps)
+    big[lab.bsm[0].channel] += 3 * int(p.period_ps)      # clicks that find their sync long before them
+    ref = GuardedArrivalHistogram(lab, guard_ps=10_000, delays=big, threaded=False)
+    run_stream([a], ref)
+    h = GuardedArrivalHistogram(lab, guard_ps=10_000, delays=big, threaded=threaded)
+    h._sr, h._pt, h._pd = (np.zeros(1, np.int64) for _ in range(3))
+    run_stream(split(a, sorted(cuts)), h)
+    np.testing.assert_array_equal(h.counts, ref.counts)
+    assert ref.counts.sum() > 0
