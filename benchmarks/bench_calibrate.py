@@ -108,5 +108,24 @@ def main(argv=None) -> int:
     return 0
 
 
+def run(quick: bool) -> list[dict]:
+    """Rows for benchmarks/run.py (full mode only: the full-scale file takes a minute to simulate and run)."""
+    if quick:
+        return []
+    with tempfile.TemporaryDirectory(prefix="benchcal_json") as tmp:
+        js = Path(tmp) / "out.json"
+        main(["--json", str(js)])
+        out = json.loads(js.read_text())
+    med = out["median"]
+    return [
+        {"name": "calibrate / process time (full-scale Alice dump)", "value": round(out["time_ratio"], 2),
+         "median": round(out["calibrate"]["time_ratio_per_repeat"], 2), "unit": "x",
+         "baseline": f"process {med['process'][0]:.2f} s on the same file, interleaved",
+         "target": "<= 2 (issue 21)", "gross_regression": False},
+        {"name": "calibrate / process peak RSS", "value": round(out["rss_ratio"], 2), "unit": "x",
+         "baseline": f"process {med['process'][1]:.0f} MB", "target": "flat memory", "gross_regression": False},
+    ]
+
+
 if __name__ == "__main__":
     sys.exit(main())

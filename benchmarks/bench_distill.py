@@ -98,6 +98,28 @@ def simulated_point(n, preset="lmu2022", seed=1, two_party=False, folder=None):
             "timings_s": rep.timings_s, "message": rep.message}
 
 
+def run(quick: bool) -> list[dict]:
+    """Rows for benchmarks/run.py: f, FER and decoder throughput per QBER, PA throughput against one rfft."""
+    import importlib.util
+
+    if importlib.util.find_spec("ldpc") is None:
+        return []  # the distill extra is not installed
+    bits = 40_000 if quick else 400_000
+    out = []
+    for q in ((0.06,) if quick else (0.03, 0.06, 0.08)):
+        r = reconcile_point(q, bits)
+        out.append({"name": f"reconciliation f at QBER {q}", "value": round(r["f"], 3), "unit": "f",
+                    "baseline": f"FER {r['fer']:.3f} ({r['frames']} frames, {r['undetected']} undetected), decoder "
+                                f"{r['decode_mbit_s']:.3f} Mbit/s, f_design {r['f_design']:.2f}",
+                    "target": "f <= 1.15 at FER <= 1e-2; >= 1 Mbit/s (issue 19)", "gross_regression": False})
+    for n in ((10**5,) if quick else (10**5, 10**6, 4 * 10**6)):
+        p = pa_point(n, n // 4)
+        out.append({"name": f"privacy amplification, {n:.0e} bits", "value": round(p["mbit_s"], 2),
+                    "unit": "Mbit/s", "baseline": f"{p['ratio_to_one_rfft']:.1f} x the time of one rfft of that length",
+                    "target": ">= 10 Mbit/s (issue 19)", "gross_regression": False})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bits", type=int, default=400_000)
