@@ -16,7 +16,7 @@ from timetag.custody import AtomicOutputs, check_distinct, check_target
 from timetag.errors import CalibrationError
 from timetag.estimators.plots import savefig_into
 from timetag.formats import iter_stream, total_records
-from timetag.setupfile import LabSetup, Setup
+from timetag.setupfile import LabSetup, Setup, edit_setup_text
 from timetag.stream import (CountChannels, CountHistogram, LabEngine, ReportProgress, StreamBroke, Tee,
                             run_stream)
 
@@ -446,17 +446,19 @@ def check_calibration_targets(out, plots_dir=None, labs=(), *, inputs=(), force:
 
 
 def save_calibration(out, new_setup: Setup, old_setup: Setup, report: CalibrationReport, *, plots_dir=None,
-                     inputs=(), force: bool = False) -> list[Path]:
+                     inputs=(), force: bool = False, old_text: str | None = None) -> list[Path]:
     """Write the calibrated setup to ``out`` and (with ``plots_dir``) the figures, all together through custody:
     each as ``<name>.partial``, renamed when every one is complete; none of them is ever an input (the setup the
     calibration started from, the tag files); existing files are replaced only with ``force``.
 
     The figures are drawn outside pyplot (:mod:`calibrate.plots`): nothing to close, they go with their last
-    reference."""
+    reference.  ``old_text``: the setup file as the user wrote it; the new one is written as an edit of it
+    (comments and layout kept, :func:`timetag.setupfile.edit_setup_text`)."""
     figs = figures(new_setup, old_setup, report) if plots_dir is not None else []
     targets = [Path(out)] + [Path(plots_dir) / name for name, _ in figs]
     with AtomicOutputs(targets, inputs=list(inputs), force=force) as outs:
-        outs[0].partial.write_text(new_setup.dumps())
+        text = new_setup.dumps() if old_text is None else edit_setup_text(old_text, new_setup)
+        outs[0].partial.write_text(text)
         for i, (_, fig) in enumerate(figs, start=1):
             savefig_into(fig, outs[i], dpi=100)
     return targets

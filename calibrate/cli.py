@@ -83,7 +83,8 @@ def register(app):
                                      fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
                                                    p_double=p_double), count_model=count_model, strict=strict,
                                      plots_dir=None, progress=bars, **kw)
-        written = save_calibration(out, new, s, rep, plots_dir=plots, inputs=inputs, force=force)
+        written = save_calibration(out, new, s, rep, plots_dir=plots, inputs=inputs, force=force,
+                                   old_text=Path(setup).read_text(encoding="utf-8"))
         typer.echo(rep.text())
         typer.echo(f"wrote {out}" + (f" and {len(written) - 1} figures in {plots}" if plots is not None else ""))
 

@@ -261,3 +261,46 @@ def test_missing_file_and_directory(tmp_path):
         load_setup(tmp_path / "nope.toml")
     with pytest.raises(SetupError, match="directory"):
         load_setup(tmp_path)
+
+
+def _commented_setup():
+    from timetag.simulator import load_preset
+    from timetag.simulator.run import build_setup
+
+    text = build_setup(load_preset("lmu2022"), (12, 4)).dumps()
+    return ("# Alice and Bob, December run\n"
+            + text.replace("threshold = 12", "threshold = 12  # set by hand after the Monday scan"))
+
+
+def test_an_edit_keeps_comments_and_changes_only_what_changed():
+    from dataclasses import replace
+
+    from timetag.setupfile import edit_setup_text
+
+    text = _commented_setup()
+    old = loads_setup(text)
+    lab = old.lab("alice")
+    new = old.with_lab("alice", round=replace(lab.round, threshold=11),
+                       delays_ps={**lab.delays_ps, 3: lab.delays_ps[3] + 7})
+    out = edit_setup_text(text, new)
+    assert loads_setup(out).hash == new.hash
+    assert out.startswith("# Alice and Bob, December run\n")
+    assert "threshold = 11  # set by hand after the Monday scan" in out
+    changed = [(a, b) for a, b in zip(text.splitlines(), out.splitlines()) if a != b]
+    assert len(changed) == 2 and len(text.splitlines()) == len(out.splitlines())
+    # a new table (the clock of a two-lab calibration) is added, the rest left as it was
+    clocked = replace(new, extra={**new.extra, "clock": {"offset_ps": 12.5, "drift": 1e-9}})
+    out = edit_setup_text(text, clocked)
+    assert loads_setup(out).hash == clocked.hash and "# set by hand" in out
+
+
+def test_an_edit_that_cannot_say_it_falls_back_to_the_canonical_text():
+    from dataclasses import replace
+
+    from timetag.setupfile import edit_setup_text
+
+    text = _commented_setup()
+    new = loads_setup(text)
+    new = replace(new, extra={k: v for k, v in new.extra.items() if k != "simulation"})  # a table dropped
+    assert edit_setup_text(text, new) == new.dumps()
+    assert edit_setup_text("not = [valid toml", new) == new.dumps()

@@ -751,3 +751,39 @@ def _check_conditional_filter(v, k, lab: LabSetup, cf: ConditionalFilter) -> Non
                    f"lies after its sync on the device (delays_ps: {lab.delay(d.channel)} for the click, "
                    f"{lab.delay(lab.sync_channel)} for the sync), so the device drops that sync: the window must "
                    f"stop at or before {-shift}")
+
+
+def edit_setup_text(old_text: str, new: Setup) -> str:
+    """``new`` written as an edit of ``old_text``: the values that differ are replaced in place and new keys added,
+    so the user's comments, order and layout stay (``timetag calibrate`` rewrites a setup a person wrote).
+
+    The result must read back as ``new`` (same hash); where an edit cannot say it (a key ``new`` drops, a value whose
+    TOML form changed type), the canonical text of ``new`` is returned instead."""
+    import tomlkit
+
+    try:
+        doc = tomlkit.parse(old_text)
+    except Exception:  # tomlkit's parse errors have no common base class; the canonical text is always right
+        return new.dumps()
+    _merge_into(doc, new.to_dict())
+    text = tomlkit.dumps(doc)
+    try:
+        if loads_setup(text).hash == new.hash:
+            return text
+    except SetupError:
+        pass
+    return new.dumps()
+
+
+def _merge_into(table, values: dict) -> None:
+    for key, value in values.items():
+        current = table.get(key)
+        if isinstance(value, dict) and hasattr(current, "items"):
+            _merge_into(current, value)
+        elif current is None or _plain_toml(current) != value:
+            table[key] = value
+
+
+def _plain_toml(item):
+    unwrap = getattr(item, "unwrap", None)
+    return unwrap() if unwrap is not None else item

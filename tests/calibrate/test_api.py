@@ -182,3 +182,17 @@ def test_progress_reports_every_record_of_each_lab(run_every):
         assert len(mine) >= 2 and all(total == records for _, total in mine), (lab, mine[:3])
         dones = [done for done, _ in mine]
         assert dones == sorted(dones) and dones[-1] == records
+
+
+def test_cli_keeps_the_comments_of_the_setup_it_rewrites(run_every, tmp_path):
+    _, d, setup, _ = run_every
+    commented = tmp_path / "setup.toml"
+    commented.write_text("# written by hand: the December run\n" + (d / "setup.toml").read_text())
+    out = tmp_path / "cal.toml"
+    res = CliRunner().invoke(app, ["calibrate", str(d / "bob.dump"), "--lab", "bob", "--setup", str(commented),
+                                   "--out", str(out), "--steps", "thresholds", "-q"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert text.startswith("# written by hand: the December run\n")
+    cal = load_setup(out)
+    assert cal.lab("bob").round.threshold != 1 and cal.lab("alice") == setup.lab("alice")
