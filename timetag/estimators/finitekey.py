@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta as beta_dist
+from scipy.special import betaincinv
 
 from .keyrate import binary_entropy, entropy_bound
 
@@ -37,7 +37,7 @@ def _delta_S(n_t, S, eps, method):
     if method == "clopper_pearson":
         w = (S + 4.0) / 8.0
         k = np.floor(w * n_t)
-        w_lo = beta_dist.ppf(eps, np.maximum(k, 1e-9), n_t - k + 1.0)
+        w_lo = betaincinv(np.maximum(k, 1e-9), n_t - k + 1.0, eps)
         return 8.0 * (w - w_lo)
     raise ValueError(f"ds_method must be 'hoeffding' or 'clopper_pearson', got {method!r}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta as beta_dist
+from scipy.special import betaincinv
 
 from .chsh import CHSH_TERMS, KEY_PAIRS, chsh, correlation_probabilities, correlators, key_counts, qber
 from .counts import n_pairs, tally
@@ -52,7 +52,7 @@ def worst_case(n, prob_error: float = 0.03, samples: int = 20000, seed: int | No
     S_wc = float(np.quantile(S_samples, prob_error))
     err, tot = key_counts(n)
     a = prior_table(prior)
-    Q_wc = [float(beta_dist.ppf(1 - prob_error, e + a[xy], t - e + a[xy])) for e, t, xy in zip(err, tot, KEY_PAIRS)]
+    Q_wc = [float(betaincinv(e + a[xy], t - e + a[xy], 1 - prob_error)) for e, t, xy in zip(err, tot, KEY_PAIRS)]
     rates = {p: float(key_rate(S_wc, Q_wc[0], Q_wc[1], protocol=p, per="round"))
              for p in ("random_basis", "original", "tan_affine")}
     return {"prob_error": prob_error, "S": S_wc, "Q0": Q_wc[0], "Q1": Q_wc[1], "key_rate_per_key_round": rates,
