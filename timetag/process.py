@@ -22,6 +22,7 @@ from .engine import LabPipeline
 from .engine.summary import RunSummary
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
 from .formats import iter_stream, total_records
+from .stream.prefetch import prefetched
 from .formats._common import check_readable
 from .provenance import DEFAULT_CHECKSUM, BackgroundChecksums, jsonable
 from .provenance import provenance as make_provenance
@@ -113,7 +114,9 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     t0 = time.perf_counter()
     readers: list = []
     try:
-        run_stream(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers, **reader_opts), chain)
+        # the next chunks are read on another thread while the engine works on this one
+        run_stream(prefetched(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
+                                          **reader_opts)), chain)
         summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
         report = channel_report(chain.counts, lab_setup)
         summary.channels = report.as_dict()

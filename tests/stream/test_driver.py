@@ -64,6 +64,26 @@ def test_a_failing_processor_is_not_flushed():
     assert sink.events == [1] and not sink.flushed
 
 
+def test_a_failing_processor_closes_a_generator_source():
+    closed = []
+
+    def source():
+        try:
+            yield from range(100)
+        finally:
+            closed.append(True)
+
+    class Fails(Collect):
+        def handle(self, event):
+            if event == 2:
+                raise ValueError("bug")
+            super().handle(event)
+
+    with pytest.raises(ValueError, match="bug"):
+        run_stream(source(), Fails())
+    assert closed == [True]
+
+
 def test_until_stops_early_flushes_and_closes_the_source():
     closed = []
 

@@ -53,12 +53,20 @@ def run_stream(source: Iterable, chain: Processor, *, until: Callable[[], bool] 
             except StorageError as flush_exc:
                 broke.flush_error = flush_exc
             raise broke from exc
-        chain.handle(event)
+        try:
+            chain.handle(event)
+        except BaseException:
+            _close(events)  # the source's files (and a prefetching thread) are released now; the chain is not flushed
+            raise
         if until is not None and until():
             exhausted = False
-            close = getattr(events, "close", None)
-            if close is not None:  # a generator source releases its files now, not at garbage collection
-                close()
+            _close(events)
             break
     chain.flush()
     return exhausted
+
+
+def _close(events) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:  # a generator source releases its files now, not at garbage collection
+        close()
