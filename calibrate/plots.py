@@ -66,15 +66,17 @@ def _arrival(name, cal, old_lab, new_lab):
     for k, f in enumerate(cal.delays.fits):
         shift = cal.delays.new[f.channel] - cal.delays.old[f.channel]
         ax.step(x - shift / 1000, h.counts[k], where="mid", lw=0.8, label=f"ch {f.channel} (new delays)")
-        ax.plot(x - shift / 1000, f.model(edges), lw=1.2, color="k", alpha=0.5)
-    for lab, style in ((old_lab, ":"), (new_lab, "--")):
-        for v in (lab.herald.window_start_ps, lab.herald.window_stop_ps):
-            ax.axvline(v / 1000, ls=style, color="r" if lab is new_lab else "grey")
+        ax.plot(x - shift / 1000, f.model(edges), lw=1.2, color="k", alpha=0.5,
+                label="fitted model (each channel)" if k == len(cal.delays.fits) - 1 else None)
+    for lab, style, which in ((old_lab, ":", "old"), (new_lab, "--", "new")):
+        for i, v in enumerate((lab.herald.window_start_ps, lab.herald.window_stop_ps)):
+            ax.axvline(v / 1000, ls=style, color="r" if lab is new_lab else "grey",
+                       label=f"{which} window (start, stop)" if i == 0 else None)
     if cal.window is not None:
         ax.axvline(cal.window.pulse_end / 1000, color="orange", lw=0.8, label="pulse end (1 %)")
     ax.set_xlabel(f"click - {h.reference} sync (ns, delay-corrected)")
     ax.set_ylabel(f"clicks / {h.bin_ps} ps")
-    ax.set_title(f"{name}: arrival times; window old (dotted) -> new (dashed)")
+    ax.set_title(f"{name}: arrival times and the herald window, old -> new")
     ax.legend(fontsize=7)
     return _named(fig, f"{name}_arrival.png")
 

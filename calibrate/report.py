@@ -39,14 +39,17 @@ class CalibrationReport:
         lines = []
         rows = self.changes if all_values else self.changed()
         if rows:
-            lines.append("changed values (old -> new):")
+            lines.append("changed values (old -> new +- uncertainty, unit; the uncertainty is one standard deviation "
+                         "unless a note says what it is (the window's: the FOM grid step); 'unset': no value before; "
+                         "drift: relative, s per s):")
             w = max(len(f"{c.lab}.{c.key}") for c in rows)
             for c in rows:
-                err = f" +- {_fmt(c.err)}" if c.err is not None else ""
+                err = f" +- {_fmt(c.err)}" if c.err is not None else ""  # ASCII: the report goes to logs too
                 unit = f" {c.unit}" if c.unit else ""
                 note = f"   ({c.note})" if c.note else ""
                 mark = "" if c.changed else "  [unchanged]"
-                lines.append(f"  {f'{c.lab}.{c.key}':<{w}}  {_fmt(c.old)} -> {_fmt(c.new)}{err}{unit}{mark}{note}")
+                old = "unset" if c.old is None else _fmt(c.old)
+                lines.append(f"  {f'{c.lab}.{c.key}':<{w}}  {old} -> {_fmt(c.new)}{err}{unit}{mark}{note}")
         else:
             lines.append("no setup value changed")
         if self.measured:

@@ -8,34 +8,50 @@ import typer
 
 def _fmt(v, err=None, digits=3):
     if v is None:
-        return "-"
+        return "not computed"
     s = f"{v:.{digits}f}"
     return s + (f" ± {err:.{digits}f}" if err is not None else "")
 
 
+#: The mark of a paper value computed here from the paper's own numbers (explained under the table).
+DERIVED_MARK = " *"
+DERIVED_NOTE = ("* not printed in the paper, which says only that the original protocol's rate is positive: its bound "
+                "(Pironio et al. 2009) at the paper's S = 2.578 and Q = 0.078.")
+
+
 def comparison_table(res: dict):
-    """Our estimate beside the paper's numbers (Zhang et al. 2022)."""
+    """Our estimate beside the paper's numbers (Zhang et al. 2022); the caption is the legend (symbols, units,
+    the paper values computed here, every word shown instead of a number)."""
     from rich.table import Table
 
     from ..demo import PAPER
+    from .estimate import _block_length, _cells, legend_lines
 
-    t = Table(title="timetag demo vs the paper (Nature 607, 687 (2022))", header_style="bold")
+    t = Table(title="timetag demo vs the paper (Nature 607, 687 (2022))", header_style="bold",
+              caption_justify="left")
     t.add_column("quantity")
-    t.add_column("this run", justify="right")
-    t.add_column("paper", justify="right")
-    t.add_row("rounds", str(res["rounds"]), str(PAPER["rounds"]))
+    t.add_column("this run ± 1σ", justify="right")
+    t.add_column("paper ± 1σ", justify="right")
+    t.add_row("rounds (heralded events)", str(res["rounds"]), str(PAPER["rounds"]))
     for xy in ("2,0", "3,0", "2,1", "3,1"):
         t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy]), _fmt(*PAPER["E"][xy]))
     t.add_row("S", _fmt(res["S"], res["S_err"]), _fmt(*PAPER["S"]), end_section=True)
     for q, d in (("Q0", 4), ("Q1", 4), ("Q", 4)):
         t.add_row(q, _fmt(res[q], res.get(f"{q}_err"), d), _fmt(*PAPER[q], d))
+    derived = set(PAPER.get("derived", ()))
     for p, label in (("random_basis", "random key basis"), ("original", "original protocol")):
         paper = PAPER["key_rate_per_event"][p]
-        t.add_row(f"key rate / event ({label})", _fmt(res["key_rate_per_event"][p]),
-                  "-" if paper is None else f"{paper:.2f}")
-    mbl = res.get("min_block_length")
-    t.add_row("finite-key min. block length", "-" if not isinstance(mbl, (int, float)) else f"{mbl:.3g}",
+        mark = DERIVED_MARK if f"key_rate_per_event.{p}" in derived else ""
+        t.add_row(f"key rate, {label} (bits/event)", _fmt(res["key_rate_per_event"][p]),
+                  ("not given" if paper is None else f"{paper:.3g}") + mark)
+    t.add_row("finite-key min. block length (events)", _block_length(res.get("min_block_length")),
               f"{PAPER['min_block_length']:.3g}")
+    lines = legend_lines(*_cells(t))
+    if derived:
+        lines.append(DERIVED_NOTE)
+    if "not given" in " ".join(_cells(t)):
+        lines.append("not given: the paper gives no value.")
+    t.caption = "\n".join(lines)
     return t
 
 
@@ -72,13 +88,16 @@ def register(app):
         if plots and not have_matplotlib():
             plots = False
             typer.secho("matplotlib not installed: no plots (pip install 'timetag[plot]')", err=True)
-        console = Console()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=quiet) as prog:
             task = prog.add_task("starting", total=None)
             res = run_demo(out, rounds=rounds, seed=seed, speedup=speedup, plots=plots, force=force,
                            progress=lambda name: prog.update(task, description=name))
-        console.print(comparison_table(res.estimate))
+        from .estimate import console_for
+
+        table = comparison_table(res.estimate)
+        console = console_for(table)
+        console.print(table)
         from .estimate import print_warnings
 
         print_warnings(console, res.estimate.to_json() if hasattr(res.estimate, "to_json") else res.estimate)

@@ -83,8 +83,9 @@ def register(app):
             for w in res.get("warnings") or []:
                 err.print(f"[bold yellow]warning:[/] {escape(w['message'])}")
             return
-        con = Console(width=max(100, Console().width))
-        con.print(render_table(res))
+        table = render_table(res)
+        con = console_for(table)
+        con.print(table)
         for inc in res["incomplete_inputs"]:
             con.print(f"[bold red]![/] {escape(inc['message'])}")
         j, s = res["join"], res["sift"]
@@ -102,6 +103,23 @@ def register(app):
         print_warnings(con, res)
 
 
+def console_for(*tables: Table, stderr: bool = False) -> Console:
+    """A console that shows ``tables`` whole: as wide as they need when the output is not a terminal (a file,
+    a pipe: rich's default of 80 columns would cut them); on a terminal its own width, with every column folding
+    its text onto more lines rather than cutting it."""
+    from rich.measure import Measurement
+
+    con = Console(stderr=stderr)
+    for t in tables:
+        for col in t.columns:
+            col.overflow = "fold"
+            col.no_wrap = False
+    if con.is_terminal:
+        return con
+    need = max((Measurement.get(con, con.options.update_width(10_000), t).maximum for t in tables), default=0)
+    return Console(stderr=stderr, width=max(100, con.width, need))
+
+
 def print_warnings(con, res: dict) -> None:
     """One ``warning:`` line per fragile number of an estimate (few rounds, no error seen, S above 2 sqrt 2, an
     interval outside the physical range); shared with `timetag demo`."""
@@ -113,12 +131,38 @@ def print_warnings(con, res: dict) -> None:
 
 
 def _f3(v):
-    return "-" if v is None else f"{v:.3f}"
+    return "not computed" if v is None else f"{v:.3f}"
 
 
-def _fmt(v, err=None, digits=3):
+#: The legend under the result tables of `timetag estimate` and `timetag demo`: what each symbol means and the
+#: units; every word a cell may show instead of a number is one of :data:`MISSING`.
+TABLE_LEGEND = (
+    "E_xy: correlator (N_same - N_diff) / N_xy of the rounds with Alice's setting x and Bob's setting y; "
+    "S = E21 - E20 - E30 - E31 (CHSH value: at most 2 without entanglement, 2.83 quantum maximum).",
+    "Q0, Q1: quantum bit error rates (fraction of key rounds x = y = 0, 1 with equal outputs); Q: both pooled.",
+    "± : one standard deviation. Key rates: bits per event (per heralded round; at most 0.25), asymptotic. "
+    "Block length: events (heralded rounds).",
+)
+#: Words shown in place of a number, and what they mean (printed under a table that shows one).
+MISSING = {
+    "no rounds": "no rounds with these inputs",
+    "not computed": "not computable from these rounds",
+    "not sampled": "no posterior samples (--samples 0): no credible interval",
+    "no key at any N": "the finite-key rate is not positive at any block length N",
+}
+
+
+def legend_lines(*tables_text: str) -> list[str]:
+    """The legend lines of a result table; ``tables_text``: the rendered cells, to add a line for every word of
+    :data:`MISSING` they show."""
+    text = " ".join(tables_text)
+    used = [f"{w}: {m}" for w, m in MISSING.items() if w in text]
+    return list(TABLE_LEGEND) + (["; ".join(used) + "."] if used else [])
+
+
+def _fmt(v, err=None, digits=3, missing="not computed"):
     if v is None:
-        return "-"
+        return missing
     if isinstance(v, str):
         return v
     s = f"{v:.{digits}f}"
@@ -129,31 +173,46 @@ def _fmt(v, err=None, digits=3):
 
 def _ci(iv: dict | None, digits=3, label="95%"):
     ci = (iv or {}).get(label)
-    return "-" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return "not sampled" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _block_length(mbl) -> str:
+    if mbl is None:
+        return "not computed"
+    if isinstance(mbl, str) or not math.isfinite(mbl):
+        return "no key at any N" if str(mbl) == "inf" or mbl == float("inf") else str(mbl)
+    return f"{mbl:.3g}"
+
+
+def _positive(p: str, yes: bool) -> str:
+    return f"{p.replace('_', ' ')}: {'key > 0' if yes else 'no key'}"
 
 
 def render_table(res: dict) -> Table:
     """A rich Table in the layout of the paper's results (E_xy, S, Q0, Q1, Q, rates, block length), from the
     JSON object of an estimate; the ``95 % interval`` column shows the central credible intervals (key rates
-    with their physical floor 0), which stay honest where +- errors do not (few rounds, no error seen)."""
+    with their physical floor 0), which stay honest where +- errors do not (few rounds, no error seen).
+    Its caption is the legend (:func:`legend_lines`): symbols, units, and every word shown instead of a number."""
     incomplete = res.get("incomplete_inputs") or []
     title = f"DIQKD estimate — {res['rounds']} rounds" + (" (INCOMPLETE INPUT)" if incomplete else "")
-    t = Table(title=title, show_header=True, header_style="bold")  # the '!' lines below it say which and why
+    t = Table(title=title, show_header=True, header_style="bold", caption_justify="left")
     t.add_column("quantity", no_wrap=True)
-    t.add_column("value", justify="right")
-    t.add_column("95 % interval", justify="right")
-    t.add_column("N / note", justify="right")
+    t.add_column("value ± 1σ", justify="right")
+    t.add_column("95 % credible interval", justify="right")
+    t.add_column("N (rounds) / note", justify="right")
     iv = res.get("intervals") or {}
     for xy in ("2,0", "3,0", "2,1", "3,1"):
-        t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy]), _ci((iv.get("E") or {}).get(xy)),
-                  str(res["N"][xy]))
+        t.add_row(f"E{xy.replace(',', '')}", _fmt(res["E"][xy], res["E_err"][xy], missing="no rounds"),
+                  _ci((iv.get("E") or {}).get(xy)), str(res["N"][xy]))
     t.add_row("S", _fmt(res["S"], res["S_err"]), _ci(iv.get("S")), str(res["test_rounds"]), end_section=True)
-    t.add_row("Q0", _fmt(res["Q0"], res["Q0_err"], 4), _ci(iv.get("Q0"), 4), str(res["N"]["0,0"]))
-    t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4), _ci(iv.get("Q1"), 4), str(res["N"]["1,1"]))
+    t.add_row("Q0", _fmt(res["Q0"], res["Q0_err"], 4, missing="no rounds"), _ci(iv.get("Q0"), 4),
+              str(res["N"]["0,0"]))
+    t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4, missing="no rounds"), _ci(iv.get("Q1"), 4),
+              str(res["N"]["1,1"]))
     t.add_row("Q", _fmt(res["Q"], res["Q_err"], 4), _ci(iv.get("Q"), 4), str(res["key_rounds"]), end_section=True)
-    bay = res.get("bayes", {})
+    bay = res.get("bayes") or {}
     for p, label in PROTOCOL_LABELS:
-        ci, note = "-", ""
+        ci, note = "not sampled", ""
         if p in bay.get("key_rate_per_event", {}):
             post = bay["key_rate_per_event"][p]
             lo, hi = post.get("ci_physical") or post["ci"]
@@ -161,20 +220,28 @@ def render_table(res: dict) -> Table:
             if int(round(100 * post["level"])) != 95:
                 ci += f" ({100 * post['level']:g} %)"
             note = "floor 0: no key not excluded" if post["ci"][0] < 0 else ""
-        t.add_row(f"key rate / event ({label})", _fmt(res["key_rate_per_event"][p]), ci, note)
+        rate = res["key_rate_per_event"][p]
+        if rate is not None and rate <= 0:
+            note = "; ".join(n for n in ("not positive: no key", note) if n)
+        t.add_row(f"key rate, {label} (bits/event)", _fmt(rate), ci, note)
     th = res["thresholds_depolarising"]
     t.add_row("depolarising threshold Q", f"{100 * th['random_basis']['Q']:.2f} % / {100 * th['original']['Q']:.2f} %",
               "", "random basis / original")
     if res.get("worst_case"):
         wc = res["worst_case"]
         shown = {p for p, _ in PROTOCOL_LABELS}
-        pos = ", ".join(f"{k}: {'+' if v else '-'}" for k, v in wc["positive"].items() if k in shown)
-        t.add_row(f"worst case ({100 * wc['prob_error']:.0f} %)",
+        pos = ", ".join(_positive(k, v) for k, v in wc["positive"].items() if k in shown)
+        t.add_row(f"worst case ({100 * wc['prob_error']:.0f} % prob. error)",
                   f"S {wc['S']:.4f}, Q {max(wc['Q0'], wc['Q1']):.3f}", "", pos)
-    mbl = res["min_block_length"]
-    t.add_row("finite-key min. block length", "-" if mbl is None else (mbl if isinstance(mbl, str) else f"{mbl:.3g}"),
+    t.add_row("finite-key min. block length (events)", _block_length(res["min_block_length"]),
               "", f"eps {res['finite_key']['eps']:g}, f_EC {res['finite_key']['f_ec']:g}", end_section=True)
     fid = res["fidelity"]
     t.add_row("fidelity bound F >=", _fmt(fid["F"], fid["F_err"]), "",
-              "V = " + ", ".join(_fmt(v) for v in fid["V"]))
+              "visibilities V = " + ", ".join(_fmt(v) for v in fid["V"]))
+    t.caption = "\n".join(legend_lines(*_cells(t)))
     return t
+
+
+def _cells(t: Table) -> list[str]:
+    """Every cell of a rich Table as text (to see which words of :data:`MISSING` it shows)."""
+    return [str(c) for col in t.columns for c in col.cells]

@@ -15,11 +15,13 @@ def summary_table(s: dict):
     from rich.table import Table
 
     dur = (s.get("duration_ps") or 0) * 1e-12
-    rate = (lambda n: f"{n / dur:,.3g} /s") if dur > 0 else (lambda n: "")
-    t = Table(title=f"timetag process: lab {s['lab']} ({s['role']}, trigger {s['trigger']})", show_lines=False)
+    rate = (lambda n: f"{n / dur:,.3g}") if dur > 0 else (lambda n: "")
+    t = Table(title=f"timetag process: lab {s['lab']} ({s['role']}, trigger {s['trigger']})", show_lines=False,
+              caption="rate: per second of recorded time (the duration row); rounds output up: rounds whose "
+                      "fluorescence count reached the threshold (atom detected).", caption_justify="left")
     t.add_column("quantity")
-    t.add_column("count", justify="right")
-    t.add_column("rate", justify="right")
+    t.add_column("count (or unit given)", justify="right")
+    t.add_column("rate (1/s)", justify="right")
     t.add_row("tags", f"{s['tags']:,}", rate(s["tags"]))
     t.add_row("duration", f"{dur:,.6g} s", "")
     if s.get("syncs"):
@@ -47,7 +49,8 @@ def summary_table(s: dict):
     if s.get("pending_dropped"):
         t.add_row("pending clicks dropped", f"{s['pending_dropped']:,}", "", style="red")
     if s.get("elapsed_s"):
-        t.add_row("processing time", f"{s['elapsed_s']:.2f} s", f"{s['tags_per_s']:,.3g} tags/s")
+        t.add_row("processing time (rate: tags per second of processing)", f"{s['elapsed_s']:.2f} s",
+                  f"{s['tags_per_s']:,.3g}")
     return t
 
 

@@ -1,37 +1,57 @@
 """`timetag scan ALICE_TAGS BOB_TAGS --setup setup.toml --vary KEY=SPEC ... --out DIR`: parameter scans."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
 import typer
-from rich.console import Console
 
 from ..errors import SetupError
 from .options import chunk_size_option, quiet_option
 
 TABLE_COLUMNS = ("heralds", "herald_rate_hz", "pairs", "S", "Q", "key_rate_per_event")  # after the varied keys
+#: column headers with units (fields without one are shown by name); a metric with an uncertainty field
+#: (:data:`timetag.distributed.scan.ERR_FIELDS`) is shown as value ± one standard deviation
+HEADERS = {"heralds": "heralds", "herald_rate_hz": "herald rate (1/s)", "pairs": "pairs (rounds)",
+           "S": "S ± 1σ", "Q": "Q ± 1σ", "key_rate_per_event": "key rate ± 1σ (bits/event)"}
+LEGEND = ("S: CHSH value; Q: pooled quantum bit error rate; key rate: asymptotic, random key basis, bits per "
+          "heralded event; ± : one standard deviation (key rate: propagated from those of S, Q0, Q1).")
 
 
-def _fmt(v) -> str:
+def _fmt(v, err=None) -> str:
     if v is None:
-        return "-"
+        return "not computed"
+    if isinstance(v, float) and err is not None and math.isfinite(err) and err > 0:
+        d = max(0, 1 - math.floor(math.log10(err)))  # the error to two significant digits, the value alike
+        return f"{v:.{d}f} ± {err:.{d}f}"
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
 
 
 def rich_table(rows: Sequence[dict], keys: Sequence[str]):
-    """The scan's rows (:func:`timetag.distributed.scan.run_scan`) as a terminal table: the varied ``keys``, then
-    herald rate, pairs, S, Q and key rate."""
+    """The scan's rows (:func:`timetag.distributed.scan.run_scan`) as a terminal table: the varied ``keys`` (with
+    their unit), then heralds, herald rate, pairs, S, Q and key rate with one standard deviation; the caption
+    says what they are."""
     from rich.table import Table
 
-    t = Table(title="timetag scan")
-    cols = [*keys, *TABLE_COLUMNS]
-    for c in cols:
-        t.add_column(c, justify="right")
+    from ..distributed.scan import ERR_FIELDS, key_unit
+
+    t = Table(title="timetag scan", caption_justify="left")
+    for k in keys:
+        unit = key_unit(k)
+        t.add_column(f"{k} ({unit})" if unit else k, justify="right")
+    for c in TABLE_COLUMNS:
+        t.add_column(HEADERS.get(c, c), justify="right")
     for r in rows:
-        t.add_row(*[_fmt(r.get(c)) for c in cols])
+        t.add_row(*[_fmt(r.get(k)) for k in keys],
+                  *[_fmt(r.get(c), r.get(ERR_FIELDS[c]) if c in ERR_FIELDS else None) for c in TABLE_COLUMNS])
+    lines = [LEGEND]
+    if any("not computed" in str(c) for col in t.columns for c in col.cells):
+        notes = sorted({r["note"] for r in rows if r.get("note")})
+        lines.append("not computed: no estimate at this point" + (f" ({'; '.join(notes)})" if notes else "") + ".")
+    t.caption = "\n".join(lines)
     return t
 
 
@@ -75,7 +95,10 @@ def register(app):
         if quiet:
             return
         keys = [v.split("=", 1)[0].strip() for v in vary]
-        Console().print(rich_table(rows, keys))
+        from .estimate import console_for
+
+        table = rich_table(rows, keys)
+        console_for(table).print(table)
         if plot:
             typer.echo(f"wrote {out / 'scan.csv'}, {out / 'scan.json'} and {out / 'scan.png'}")
         else:

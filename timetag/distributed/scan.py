@@ -142,6 +142,16 @@ def resolve_key(setup_dict: dict, key: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def key_unit(key: str) -> str:
+    """The unit of a --vary key's values as the scan rows hold them: ps for times, counts for the threshold."""
+    path = ALIASES.get(key, key)
+    if re.search(r"_ps(\[\d+\])?$", path):
+        return "ps"
+    if path.split(".")[-1] == "threshold":
+        return "counts"
+    return ""
+
+
 def parse_vary(spec: str, setup_dict: dict) -> Vary:
     if "=" not in spec:
         raise SetupError(f"--vary {spec!r}: expected KEY=VALUES (e.g. window.stop=20ns:120ns:10ns)", key="vary")
@@ -210,7 +220,8 @@ def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_ou
     try:
         res = estimate(a, b, samples=0)
     except (EstimationError, TimetagError) as exc:
-        row.update({"pairs": 0, "S": None, "Q": None, "key_rate_per_event": None, "note": str(exc)})
+        row.update({"pairs": 0, "S": None, "Q": None, "key_rate_per_event": None, "note": str(exc),
+                    "S_err": None, "Q_err": None, "key_rate_per_event_err": None})
         return row
     kr = res.get("key_rate_per_event")
     row["pairs"] = res.get("rounds")
@@ -218,7 +229,43 @@ def estimate_task(alice_summary: dict, bob_summary: dict, alice_out: str, bob_ou
     row["Q"] = res.get("Q")
     row["key_rate_per_event"] = kr.get("random_basis") if isinstance(kr, dict) else kr
     row["note"] = ""
+    # one standard deviation of each (added after the columns above: scan.csv's first columns stay where they were)
+    row["S_err"] = res.get("S_err")
+    row["Q_err"] = res.get("Q_err")
+    row["key_rate_per_event_err"] = key_rate_err(res.get("S"), res.get("S_err"), res.get("Q0"), res.get("Q0_err"),
+                                                 res.get("Q1"), res.get("Q1_err"))
     return row
+
+
+#: the uncertainty field of each metric of a scan's rows (one standard deviation)
+ERR_FIELDS = {"S": "S_err", "Q": "Q_err", "key_rate_per_event": "key_rate_per_event_err"}
+
+
+def key_rate_err(S, S_err, Q0, Q0_err, Q1, Q1_err, protocol: str = "random_basis") -> float | None:
+    """One standard deviation of the asymptotic key rate per event, propagated to first order from those of S,
+    Q0 and Q1 (taken as independent: the test and key rounds are disjoint); None when one is missing."""
+    from ..estimators.keyrate import key_rate
+
+    vals = (S, S_err, Q0, Q0_err, Q1, Q1_err)
+    if any(v is None or not math.isfinite(v) for v in vals):
+        return None
+
+    def rate(s, q0, q1):
+        return key_rate(s, q0, q1, protocol=protocol, per="event")
+
+    var = 0.0
+    for i, (v, e) in enumerate(((S, S_err), (Q0, Q0_err), (Q1, Q1_err))):
+        if not e:
+            continue
+        h = min(e, 1e-4) if i else min(e, 1e-3)
+        lo, hi = [S, Q0, Q1], [S, Q0, Q1]
+        lo[i], hi[i] = v - h, v + h
+        if i and lo[i] < 0:  # a QBER at 0: one-sided difference
+            lo[i] = v
+        d = (rate(*hi) - rate(*lo)) / (hi[i] - lo[i])
+        var += (d * e) ** 2
+    out = math.sqrt(var)
+    return out if math.isfinite(out) else None
 
 
 SCAN_FILES = ("scan.csv", "scan.png", "scan.json")
@@ -305,7 +352,8 @@ def write_summary_files(rows: Sequence[dict], vs: Sequence[Vary], targets: Seque
 
     fig = None
     if any(Path(t).name == "scan.png" for t in targets):
-        fig = plots.scan_figure(rows, [v.key for v in vs])  # a Figure outside pyplot: nothing to close
+        # a Figure outside pyplot: nothing to close
+        fig = plots.scan_figure(rows, [v.key for v in vs], units={v.key: key_unit(v.key) for v in vs})
     with AtomicOutputs(list(targets), inputs=list(inputs), force=force) as outs:
         for out in outs.outputs:
             name = out.target.name

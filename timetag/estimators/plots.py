@@ -26,6 +26,9 @@ from .finitekey import FK_DEFAULTS, finite_key_length, min_block_length
 PLOT_NAMES = ("correlations.png", "finite_key.png")
 # the panels of scan.png: fields of a scan's rows (timetag.distributed.scan.estimate_task)
 SCAN_METRICS = ("herald_rate_hz", "S", "Q", "key_rate_per_event")
+#: the y-axis label of each panel of scan.png (a metric not listed is labelled by its name)
+SCAN_LABELS = {"herald_rate_hz": "herald rate (1/s)", "S": "S (CHSH)", "Q": "Q (QBER)",
+               "key_rate_per_event": "key rate\n(bits/event)"}
 
 
 def have_matplotlib() -> bool:
@@ -96,7 +99,9 @@ def _as_json(res) -> dict:
 
 
 def correlations_figure(res):
-    """P(A = B) and P(A != B) for the 8 input pairs with the fitted sinusoids of the fidelity estimate."""
+    """P(A = B) and P(A != B) for the 8 input pairs with the fitted sinusoids of the fidelity estimate; one panel
+    per Bob setting Y, bars at Alice's settings X ordered by the analyser angle sum α + β (on the x axis, in
+    degrees), error bars of one standard deviation, each panel with its own legend (bars and fit)."""
     res = _as_json(res)
     fig = new_figure(figsize=(9, 3.6))
     axes = fig.subplots(1, 2, sharey=True)
@@ -110,18 +115,21 @@ def correlations_figure(res):
             err = np.sqrt(ps * (1 - ps) / N)
         lab = [f"X={x}" for x in order]
         pos = np.arange(4)
-        ax.bar(pos - 0.2, ps, 0.4, yerr=err, label="P(A = B)", color="tab:blue")
-        ax.bar(pos + 0.2, 1 - ps, 0.4, yerr=err, label="P(A ≠ B)", color="tab:orange")
+        ax.bar(pos - 0.2, ps, 0.4, yerr=err, label="P(A = B) ± 1σ", color="tab:blue")
+        ax.bar(pos + 0.2, 1 - ps, 0.4, yerr=err, label="P(A ≠ B) ± 1σ", color="tab:orange")
         if vis[y] is not None:
             # the four angles are 22.5 deg apart: bar position is linear in alpha + beta
             tt = np.linspace(th[0] - 9, th[-1] + 9, 200)
             fit = (1 - vis[y] * np.cos(np.deg2rad(2 * tt))) / 2
             ax.plot((tt - th[0]) / 22.5 - 0.2, fit, "k--", lw=1, label=f"fit V = {vis[y]:.3f}")
-        ax.set_xticks(pos, lab)
+        # the bars are Alice's settings in order of the analyser angle sum alpha + beta, which the fit is a
+        # function of: both on the tick labels, and the axis says so
+        ax.set_xticks(pos, [f"{t}\n{a:+.1f}°" for t, a in zip(lab, th)])
+        ax.set_xlabel("Alice's setting X / analyser angle sum α + β (deg)")
         ax.set_title(f"Y = {y} (β = {BETA_DEG[y]:+.1f}°)")
         ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="best", framealpha=0.9)
     axes[0].set_ylabel("probability")
-    axes[0].legend(fontsize=7, loc="best", framealpha=0.9)
     fig.suptitle(f"Correlation probabilities, {res['rounds']} rounds, S = {res['S']:.3f}" if res["S"] is not None
                  else "Correlation probabilities")
     fig.tight_layout()
@@ -170,28 +178,47 @@ def write_plots(res, directory, *, force: bool = False, inputs: Iterable = ()) -
     return save_figures(figs, plot_targets(directory), inputs=inputs, force=force)
 
 
-def scan_figure(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] = SCAN_METRICS):
+def scan_figure(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] = SCAN_METRICS,
+                units: dict | None = None):
     """scan.png of a parameter scan (:func:`timetag.distributed.scan.run_scan`'s rows; ``keys``: the varied keys,
-    as given to ``--vary``): one panel per metric against the first varied key, one line per combination of the
-    other keys; a missing value (None) is a gap."""
+    as given to ``--vary``; ``units``: the unit of a key's values, for the x label): one panel per metric against
+    the first varied key, one line per combination of the other keys, with error bars of one standard deviation
+    where the rows give one (field ``<metric>_err``); a missing value (None) is a gap.  An x axis whose values are
+    all integers (a threshold) gets integer ticks only."""
     require_matplotlib("scan.png")
+    from matplotlib.ticker import MaxNLocator
+
     x_key, others = keys[0], list(keys[1:])
+    units = units or {}
     fig = new_figure(figsize=(6.5, 2.2 * len(metrics)))
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in others), []).append(r)
+    with_err = False
     for ax, metric in zip(axes, metrics):
         for g, rs in groups.items():
             rs = sorted(rs, key=lambda r: r[x_key])
             xs = [r[x_key] for r in rs]
             ys = [float("nan") if r.get(metric) is None else r[metric] for r in rs]
-            label = ", ".join(f"{k}={v}" for k, v in zip(others, g)) or None
-            ax.plot(xs, ys, marker="o", label=label)
-        ax.set_ylabel(metric)
+            es = [r.get(f"{metric}_err") for r in rs]
+            label = ", ".join(f"{k}={v}" + (f" {units[k]}" if units.get(k) else "") for k, v in zip(others, g)) or None
+            if any(e is not None for e in es):
+                with_err = True
+                ax.errorbar(xs, ys, yerr=[float("nan") if e is None else e for e in es], marker="o", capsize=3,
+                            label=label)
+            else:
+                ax.plot(xs, ys, marker="o", label=label)
+        ax.set_ylabel(SCAN_LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
+    xs_all = [r[x_key] for r in rows]
+    if xs_all and all(isinstance(x, int) or (isinstance(x, float) and x.is_integer()) for x in xs_all):
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     if others:
         axes[0].legend(fontsize="small")
-    axes[-1].set_xlabel(x_key)
+    unit = units.get(x_key, "")
+    axes[-1].set_xlabel(f"{x_key} ({unit})" if unit else x_key)
+    if with_err:
+        fig.suptitle("error bars: one standard deviation", fontsize="small")
     fig.tight_layout()
     return fig
