@@ -18,6 +18,8 @@ the simulator's 26.2 ns); with them the decay time is recovered to its statistic
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.signal import lfilter
@@ -87,10 +89,27 @@ def _t1_density(sigma, step=_DBL_STEP_PS):
 def double_cdfs(x, sigma, tau, span_ps: float | None = None):
     """CDFs at ``x`` (relative to the pulse centre) of a double emission's first photon and of its last photon
     (first + Exp(tau))."""
+    x = np.asarray(x, dtype=np.float64)
+    hi = float(np.max(x)) if x.size else 0.0
+    edges, first_cdf, last_cdf = _double_splines(float(sigma), float(tau), _extension(sigma, hi))
+    xc = np.clip(x, edges[0], edges[-1])
+    first, last = first_cdf(xc), last_cdf(xc)
+    return np.where(x < edges[0], 0.0, np.clip(first, 0.0, 1.0)), np.where(x < edges[0], 0.0, np.clip(last, 0.0, 1.0))
+
+
+def _extension(sigma, hi: float) -> int:
+    """Grid steps past the first photon's density to reach ``hi``, rounded up to 64: a fit moving only the centre
+    or the amplitudes then reuses the splines of its last (sigma, tau)."""
+    u, _ = _t1_density(sigma)
+    step = u[1] - u[0]
+    n = int(np.ceil((max(hi, u[-1]) + step - u[-1]) / step)) + 1
+    return -(-n // 64) * 64
+
+
+@functools.lru_cache(maxsize=32)
+def _double_splines(sigma: float, tau: float, n_ext: int):
     u, dens = _t1_density(sigma)
     step = u[1] - u[0]
-    hi = max(float(np.max(x)) if np.size(x) else 0.0, u[-1]) + step
-    n_ext = int(np.ceil((hi - u[-1]) / step)) + 1
     grid = np.concatenate([u, u[-1] + step * np.arange(1, n_ext + 1)])
     d = np.concatenate([dens, np.zeros(n_ext)])
     a = np.exp(-step / tau)
@@ -100,11 +119,7 @@ def double_cdfs(x, sigma, tau, span_ps: float | None = None):
     c_late = np.concatenate([[0.0], np.cumsum(late) * step])
     # cubic, not linear, interpolation: with linear pieces every bin edge crosses a node at the same shift of
     # the centre, and the fits' likelihood gets kinks every grid step that stall them
-    x = np.asarray(x, dtype=np.float64)
-    xc = np.clip(x, edges[0], edges[-1])
-    first = CubicSpline(edges, c_first)(xc)
-    last = CubicSpline(edges, c_late)(xc)
-    return np.where(x < edges[0], 0.0, np.clip(first, 0.0, 1.0)), np.where(x < edges[0], 0.0, np.clip(last, 0.0, 1.0))
+    return edges, CubicSpline(edges, c_first), CubicSpline(edges, c_late)
 
 
 def signal_cdf(t, mu, sigma, tau, double=0.0):
