@@ -51,14 +51,23 @@ def test_an_os_error_of_the_source_is_not_a_stream_break():
     assert not sink.flushed  # not a data error: the caller decides what to keep
 
 
-def test_a_failing_processor_is_not_flushed():
-    class Fails(Collect):
-        def handle(self, event):
-            if event == 2:
-                raise ValueError("bug")
-            super().handle(event)
+class FailsAtTwo(Collect):
+    def handle(self, event):
+        if event == 2:
+            raise ValueError("bug")
+        super().handle(event)
 
-    sink = Fails()
+
+def counted_source(closed: list):
+    """0..99, noting in ``closed`` when the generator is closed."""
+    try:
+        yield from range(100)
+    finally:
+        closed.append(True)
+
+
+def test_a_failing_processor_is_not_flushed():
+    sink = FailsAtTwo()
     with pytest.raises(ValueError, match="bug"):
         run_stream([1, 2, 3], sink)
     assert sink.events == [1] and not sink.flushed
@@ -66,35 +75,15 @@ def test_a_failing_processor_is_not_flushed():
 
 def test_a_failing_processor_closes_a_generator_source():
     closed = []
-
-    def source():
-        try:
-            yield from range(100)
-        finally:
-            closed.append(True)
-
-    class Fails(Collect):
-        def handle(self, event):
-            if event == 2:
-                raise ValueError("bug")
-            super().handle(event)
-
     with pytest.raises(ValueError, match="bug"):
-        run_stream(source(), Fails())
+        run_stream(counted_source(closed), FailsAtTwo())
     assert closed == [True]
 
 
 def test_until_stops_early_flushes_and_closes_the_source():
     closed = []
-
-    def source():
-        try:
-            yield from range(100)
-        finally:
-            closed.append(True)
-
     sink = Collect()
-    assert run_stream(source(), sink, until=lambda: len(sink.events) >= 3) is False
+    assert run_stream(counted_source(closed), sink, until=lambda: len(sink.events) >= 3) is False
     assert sink.events == [0, 1, 2] and sink.flushed and closed == [True]
 
 

@@ -86,18 +86,8 @@ def _human_rounds(r: dict) -> None:
                        ("software", r["software_version"])):
         head.add_row(key, escape(str(value)))
     console.print(head)
-    legend = Table(title="flags (bit mask of the 'flags' field)")
-    for col in ("bit", "name", "rounds", "meaning"):
-        legend.add_column(col, justify="right" if col in ("bit", "rounds") else "left")
-    for bit, leg in r["flag_legend"].items():
-        legend.add_row(bit, leg["name"], f"{r['flags'][leg['name']]:,}", leg["meaning"])
-    console.print(legend)
-    pats = Table(title="patterns (the 'pattern' field)")
-    for col in ("code", "name", "rounds", "meaning"):
-        pats.add_column(col, justify="right" if col in ("code", "rounds") else "left")
-    for code, leg in r["pattern_legend"].items():
-        pats.add_row(code, leg["name"], f"{r['patterns'][leg['name']]:,}", leg["meaning"])
-    console.print(pats)
+    console.print(_legend_table("flags (bit mask of the 'flags' field)", "bit", r["flag_legend"], r["flags"]))
+    console.print(_legend_table("patterns (the 'pattern' field)", "code", r["pattern_legend"], r["patterns"]))
     fields = Table(title="/rounds fields")
     for col in ("field", "unit", "meaning"):
         fields.add_column(col)
@@ -114,6 +104,16 @@ def _human_rounds(r: dict) -> None:
     if r["setup"]:
         console.print("[bold]setup[/bold] (the text the rounds were made with):")
         console.print(escape(r["setup"]), highlight=False)
+
+
+def _legend_table(title: str, code_name: str, legend: dict, rounds: dict) -> Table:
+    """One row per code of a legend: the code, its name, the rounds that carry it, what it means."""
+    table = Table(title=title)
+    for col in (code_name, "name", "rounds", "meaning"):
+        table.add_column(col, justify="right" if col in (code_name, "rounds") else "left")
+    for code, leg in legend.items():
+        table.add_row(code, leg["name"], f"{rounds[leg['name']]:,}", leg["meaning"])
+    return table
 
 
 def register(app):

@@ -23,6 +23,7 @@ the key the run produces (``net_length = final_length - auth_bits``).
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import hmac
 import json
@@ -140,7 +141,7 @@ def read_psk(path) -> bytes:
 
 # -- channels ---------------------------------------------------------------------------------------------------
 
-class Channel:
+class Channel(abc.ABC):
     """One party's end: ``send`` / ``recv`` transcript messages in protocol order; counts authenticated tags."""
 
     authenticated = False
@@ -180,11 +181,13 @@ class Channel:
     def close(self) -> None:
         pass
 
+    @abc.abstractmethod
     def _send_body(self, body: bytes) -> None:
-        raise NotImplementedError
+        """Deliver one encoded message to the peer (the transport's part)."""
 
+    @abc.abstractmethod
     def _recv_body(self) -> bytes:
-        raise NotImplementedError
+        """The peer's next encoded message."""
 
 
 _CLOSED = object()

@@ -67,8 +67,9 @@ class Transcript:
         raise KeyError(kind)
 
     def write_h5(self, path, attrs: dict | None = None) -> None:
+        """Write to a new file (never over one): the commands give the ``.partial`` of their custody outputs."""
         import h5py
-        with h5py.File(path, "w") as f:
+        with h5py.File(path, "w-") as f:
             f.attrs["format"] = "timetag distill transcript"
             f.attrs["schema"] = 1
             f.attrs["leak_bits"] = self.leak_bits

@@ -55,18 +55,13 @@ def parse_dask_spec(spec: str) -> tuple[str, int | str]:
     """``local`` / ``local:N`` / ``local[N]`` -> ('local', N); ``threads`` / ``threads:N`` -> ('threads', N);
     ``tcp://host:port`` (any scheme) -> ('remote', spec)."""
     s = str(spec).strip()
-    m = _THREADS.match(s)
-    if m:
-        n = int(m.group(1)) if m.group(1) else max(1, os.cpu_count() or 1)
-        if n < 1:
-            raise SetupError(f"--dask {spec!r}: the number of threads must be >= 1", key="dask")
-        return "threads", n
-    m = _LOCAL.match(s)
-    if m:
-        n = int(m.group(1)) if m.group(1) else max(1, os.cpu_count() or 1)
-        if n < 1:
-            raise SetupError(f"--dask {spec!r}: the number of local workers must be >= 1", key="dask")
-        return "local", n
+    for kind, pattern, what in (("threads", _THREADS, "threads"), ("local", _LOCAL, "local workers")):
+        m = pattern.match(s)
+        if m:
+            n = int(m.group(1)) if m.group(1) else max(1, os.cpu_count() or 1)
+            if n < 1:
+                raise SetupError(f"--dask {spec!r}: the number of {what} must be >= 1", key="dask")
+            return kind, n
     if "://" in s:
         return "remote", s
     raise SetupError(f"--dask {spec!r}: expected 'local', 'local:N', 'threads:N' or a scheduler address like "

@@ -36,12 +36,13 @@ import numpy as np
 
 from ..constants import Pattern, RoundFlag
 from ..custody import AtomicOutputs
-from ..errors import OutputError, SetupError
+from ..errors import SetupError
 from ..provenance import provenance
 from ..records import ROUND_DTYPE, SETTING_NONE
 from ..roundsfile import RoundsWriter
 from .analytic import _counts, expected_stats
 from .params import ALPHA_DEG, BETA_DEG, SimParams
+from .run import build_setup, check_targets
 
 OUTPUT_NAMES = ("alice_rounds.h5", "bob_rounds.h5")
 MAX_SPAN_PS = 2 ** 62
@@ -58,16 +59,8 @@ class RoundsOnlyResult:
 
 
 def check_outputs(out_dir, *, force: bool = False) -> list[Path]:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: is a file, not a folder; --out takes the folder to write the rounds files into")
-    targets = [out / n for n in OUTPUT_NAMES]
-    existing = [t.name for t in targets if t.exists()]
-    if existing and not force:
-        raise OutputError(f"{out}: {', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'} already; "
-                          "pass --force to replace (the old files stay until the new ones are complete), or "
-                          "choose another --out")
-    return targets
+    """The two rounds files in ``out_dir``, refused up front as the full simulation's outputs are."""
+    return check_targets(out_dir, OUTPUT_NAMES, force=force)
 
 
 class RoundsModel:
@@ -163,7 +156,6 @@ def simulate_rounds(params: SimParams, n_rounds: int, seed: int, out_dir, *, for
                     progress=None) -> RoundsOnlyResult:
     """Write ``alice_rounds.h5`` and ``bob_rounds.h5`` of ``n_rounds`` rounds into ``out_dir`` (both appear
     together, through custody, when complete).  Same seed -> the same rounds."""
-    from .run import build_setup
     if n_rounds < 1:
         raise SetupError(f"--rounds must be >= 1 (got {n_rounds})", key="rounds")
     targets = check_outputs(out_dir, force=force)

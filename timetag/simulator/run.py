@@ -90,10 +90,16 @@ def output_names(fmt: str = "dump") -> tuple[str, str, str, str]:
 def check_outputs(out_dir, fmt: str = "dump", *, force: bool = False) -> list[Path]:
     """The four targets in ``out_dir``, refused up front (one line naming every file that exists, unless
     ``force``; ``out_dir`` a file) before any simulation is run."""
+    return check_targets(out_dir, output_names(fmt), force=force)
+
+
+def check_targets(out_dir, names, *, force: bool = False) -> list[Path]:
+    """``out_dir / name`` for each of ``names``, checked as :func:`check_outputs` does (also for
+    ``simulate --rounds-only``)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file, not a folder; --out takes the folder to write the simulation into")
-    targets = [out / n for n in output_names(fmt)]
+    targets = [out / n for n in names]
     for t in targets:
         if t.is_dir():
             raise OutputError(f"{t}: is a folder; simulate writes a file of that name into {out}")
