@@ -44,11 +44,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("timetag.engine",)),
     ("stream", ("timetag.stream", "timetag.process", "timetag.roundsfile", "timetag.roundsoutput")),
     ("analysis", ("timetag.estimators", "timetag.simulator", "timetag.distill")),
-    ("runtime", ("timetag.live", "timetag.distributed", "timetag.demo")),
+    ("runtime", ("timetag.live", "timetag.distributed", "timetag.demo", "timetag.dashboard")),
     ("interface", ("timetag.commands", "timetag.cli", "timetag.__main__")),
 ]
 COMMAND_UNITS = ("timetag.commands", "timetag.cli", "timetag.__main__")  # the only importers of timetag.commands
-PLOT_MODULES = {"timetag.estimators.plots", "calibrate.plots"}          # the only importers of matplotlib
+PLOT_MODULES = {"timetag.estimators.plots", "timetag.distill.plots", "calibrate.plots"}          # the only importers of matplotlib
 PRESENTATION_UNITS = COMMAND_UNITS + ("timetag.live.view", "calibrate.cli")  # the only importers of rich
 
 # Violations present while other files are being rewritten: "<rule>: <importer> -> <imported>".  Remove an
