@@ -270,3 +270,22 @@ def test_delays_from_edge_beat_the_pulse_fit():
         assert res.err[c] < 20
     plain = calibrate_delays(np.array(coarse), edges, [2, 3, 4, 5], old)
     assert max(plain.err[c] for c in (3, 4, 5)) > 3 * max(res.err[c] for c in (3, 4, 5))
+
+
+@pytest.mark.parametrize("n, a", [(1, 0.7), (10, 0.5), (3000, 0.2), (5000, 0.999), (100_000, 0.9999), (700, 1e-9)])
+def test_exponential_smooth_is_the_first_order_filter(n, a):
+    # the pulse model's late-photon density: y[k] = a y[k-1] + (1 - a) d[k], checked against scipy's filter and,
+    # for short inputs, against the recursion written out
+    from scipy.signal import lfilter
+
+    from calibrate.pulse import exponential_smooth
+    d = np.random.default_rng(n).random(n)
+    d[n // 2:] = 0.0
+    got = exponential_smooth(d, a)
+    np.testing.assert_allclose(got, lfilter([1.0 - a], [1.0, -a], d), rtol=1e-12, atol=1e-300)
+    if n <= 3000:
+        y, ref = 0.0, []
+        for v in d:
+            y = a * y + (1.0 - a) * v
+            ref.append(y)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)

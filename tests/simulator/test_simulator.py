@@ -189,3 +189,12 @@ def test_stream_slices_equal_blocks(preset):
     ends = [c[0].time[-1] for c in sliced if len(c[0])]
     starts = [c[0].time[0] for c in sliced if len(c[0])]
     assert all(e <= s for e, s in zip(ends[:-1], starts[1:]))
+
+
+def test_poisson_at_least_is_the_poisson_survival_function():
+    from scipy.stats import poisson
+
+    from timetag.simulator.analytic import poisson_at_least
+    thr = np.arange(-2, 40)
+    for mu in (0.0, 0.03, 1.7, 12.0, 35.5):
+        np.testing.assert_allclose(poisson_at_least(thr, mu), poisson.sf(thr - 1, mu), rtol=1e-12, atol=1e-300)

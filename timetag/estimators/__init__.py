@@ -18,23 +18,41 @@ not imported here).
 """
 from __future__ import annotations
 
+import importlib
+
+# eager: the function chsh shares its name with its module, so it must be bound after the module is imported
 from .chsh import chsh, correlation_probabilities, correlators, qber
-from .counts import counts_from_correlators, n_pairs, tally
-from .finitekey import finite_key_length, min_block_length
-from .fidelity import fidelity_bound, fit_visibilities
-from .keyrate import (
-    binary_entropy,
-    entropy_bound,
-    key_rate,
-    threshold_depolarising,
-)
-from .join import JoinResult, SiftResult, estimate_clock, join_rounds, sift
-from .patterns import pattern_counts, to_psi_plus_frame
-from .pipeline import check_pair, estimate
-from .report import estimate_from_counts, estimate_from_pairs
-from .result import Estimate
-from .running import compact_estimate, running_estimate
-from .uncertainty import beta_samples, binomial_errors, posterior_summary
+
+# public name -> module; resolved by __getattr__ on first use, so that importing one estimator (or the plots, or
+# the join) does not import them all (scipy.optimize, scipy.special: a quarter of a second per command)
+_LAZY = {
+    "tally": "counts", "n_pairs": "counts", "counts_from_correlators": "counts",
+    "finite_key_length": "finitekey", "min_block_length": "finitekey",
+    "fidelity_bound": "fidelity", "fit_visibilities": "fidelity",
+    "binary_entropy": "keyrate", "entropy_bound": "keyrate", "key_rate": "keyrate",
+    "threshold_depolarising": "keyrate",
+    "JoinResult": "join", "SiftResult": "join", "estimate_clock": "join", "join_rounds": "join", "sift": "join",
+    "pattern_counts": "patterns", "to_psi_plus_frame": "patterns",
+    "check_pair": "pipeline", "estimate": "pipeline",
+    "estimate_from_counts": "report", "estimate_from_pairs": "report",
+    "Estimate": "result",
+    "compact_estimate": "running", "running_estimate": "running",
+    "beta_samples": "uncertainty", "binomial_errors": "uncertainty", "posterior_summary": "uncertainty",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'timetag.estimators' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "tally", "n_pairs", "counts_from_correlators",

@@ -18,7 +18,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import brentq
 
 S_MAX = 2.0 * np.sqrt(2.0)
 PROTOCOLS = ("random_basis", "original", "tan_affine", "random_basis_raw")
@@ -141,6 +140,8 @@ def threshold_depolarising(protocol: str = "random_basis") -> dict:
 @lru_cache(maxsize=None)
 def _threshold_depolarising(protocol: str) -> tuple:
     """Largest depolarising error rate q (Q0 = Q1 = q, S = 2 sqrt2 (1 - 2q)) with a positive rate."""
+    from scipy.optimize import brentq  # here: importing scipy.optimize costs every command a sixth of a second
+
     q = brentq(lambda q: key_rate(depolarising_S(q), q, protocol=protocol, per="round"), 1e-6, 0.1464, xtol=1e-12)
     return (("Q", float(q)), ("S", float(depolarising_S(q))))
 
@@ -150,4 +151,6 @@ def threshold_S(Q0, Q1=None, protocol: str = "random_basis") -> float:
     f = lambda s: key_rate(s, Q0, Q1, protocol=protocol, per="round")  # noqa: E731
     if f(S_MAX) <= 0:
         return float("nan")
+    from scipy.optimize import brentq
+
     return float(brentq(f, 2.0, S_MAX, xtol=1e-12))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import poisson
+from scipy.special import gammainc
 
 from .params import ALICE_BSM, ALPHA_DEG, BETA_DEG, BOB_SPD, SimParams, derived
 
@@ -53,9 +53,16 @@ def _counts(p: SimParams) -> dict:
     return {"alice": (sig_a + bg_a, bg_a), "bob": (sig_b + bg_b, bg_b)}
 
 
+def poisson_at_least(thr, mu):
+    """P(count >= thr) of a Poisson count of mean ``mu``: the regularised lower incomplete gamma P(thr, mu) (what
+    scipy.stats.poisson.sf(thr - 1, mu) computes, without importing scipy.stats: most of a second per command)."""
+    thr = np.asarray(thr, dtype=np.float64)
+    return np.where(thr <= 0, 1.0, gammainc(np.maximum(thr, 1.0), mu))
+
+
 def _channel(p: SimParams, mu_atom: float, mu_bg: float, thr: int) -> tuple[float, float]:
-    up_atom = poisson.sf(thr - 1, mu_atom)  # P(count >= thr)
-    up_bg = poisson.sf(thr - 1, mu_bg)
+    up_atom = poisson_at_least(thr, mu_atom)
+    up_bg = poisson_at_least(thr, mu_bg)
     loss = p.atom_loss_prob
     up_present = (1 - loss) * up_atom + loss * up_bg
     e1 = 1 - up_present
