@@ -86,6 +86,10 @@ def main(argv=None) -> int:
                 wall, rss, rc = timed(cmd, env)
                 res[name].append((wall, rss, rc))
                 print(f"repeat {r + 1}: {name:<9} {wall:7.2f} s  {rss:7.0f} MB" + ("" if rc == 0 else f"  rc={rc}"))
+        failed = sorted(k for k, v in res.items() if any(x[2] != 0 for x in v))
+        if failed:
+            # a failed command's time is the time to fail: no ratio of it means anything
+            raise SystemExit(f"bench_calibrate: {', '.join(failed)} failed (see above): no ratios")
         med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in res.items()}
         best = {k: (min(x[0] for x in v), min(x[1] for x in v)) for k, v in res.items()}
         # ratios per repeat (each against the process run of the same repeat): robust to a drifting machine
