@@ -6,7 +6,10 @@ with the baseline ``read``: the same file read once in 8 MiB blocks (what any to
 Reported: tags/s (best and median), the ratio against the single-thread run of the same round, peak RSS (from
 ``wait4`` of that process alone).
 
-    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes single,threads:2,local:2]
+    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes single,no-checksum,threads:2,local:2]
+
+Modes: ``single`` (the default run, xxh3-128 checksum of the input), ``no-checksum``, ``sha256`` (the checksum on
+request), ``threads:N`` / ``local:N`` (``--dask``).
 
 ``--run DIR`` reuses a simulated run (``timetag simulate --preset lmu2022 --rounds 3342 --speedup 1 --out DIR``);
 without it one is simulated into a temporary folder (23 s, 2 GB).  Under ``benchmarks/run.py`` the quick mode
@@ -60,7 +63,11 @@ def measure(run_dir: Path, modes: list[str], repeat: int, scratch: Path) -> dict
         for mode in modes:
             argv = [sys.executable, "-m", "timetag", "process", str(alice), "--setup", str(setup), "--lab", "alice",
                     "--out", str(scratch / f"{mode.replace(':', '_')}.h5"), "-q", "--force"]
-            if mode != "single":
+            if mode == "no-checksum":
+                argv += ["--no-checksum"]     # the checksum's cost: it should hide behind the engine (issue 18)
+            elif mode == "sha256":
+                argv += ["--checksum", "sha256"]
+            elif mode != "single":
                 argv += ["--dask", mode]
             results[mode].append(_timed(argv))
     out = {}
@@ -77,7 +84,7 @@ def run(quick: bool) -> list[dict]:
         return []
     tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
     try:
-        res = measure(simulate_full(tmp / "run"), ["single", "threads:2", "local:2"], 3, tmp)
+        res = measure(simulate_full(tmp / "run"), ["single", "no-checksum", "threads:2", "local:2"], 3, tmp)
         return _rows(res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -102,7 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a simulated full-scale run to reuse")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modes", default="single,threads:2,local:2")
+    ap.add_argument("--modes", default="single,no-checksum,threads:2,local:2")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
     try:
