@@ -15,6 +15,7 @@ Warnings print as one line each (``warning: ...``).
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -28,13 +29,34 @@ from typer.core import TyperCommand, TyperGroup
 
 from ._version import __version__
 from .errors import RunStopped, Terminated, TimetagError
-from .plugins import command_plugins
 
 # Order = order in --help.  A name without a module in timetag.commands is a plugin's (entry point group
 # 'timetag.commands', see timetag.plugins): `calibrate` comes with the calibrate package, and is left out when that
 # is not installed.  Installed plugins the list does not name come last.
 COMMANDS = ["info", "convert", "simulate", "process", "calibrate", "estimate", "distill", "live", "recover", "scan",
-            "demo"]
+            "serve", "demo"]
+
+# What `timetag --help` lists for each command: the first paragraph of the command's own help, kept here so that
+# listing the commands imports none of them (a command module imports what its command needs: numpy, h5py, the
+# engine, ...).  tests/cli/test_startup.py checks every entry against the command's help.
+SUMMARIES = {
+    "info": "Show what a time-tag file holds: format and device, tags and rate per channel, measurement\n"
+            "duration, lost-data intervals (overflows, missed events, device errors) and time-order problems.",
+    "convert": "Convert a time-tag file to another format, streaming (files larger than memory are fine).",
+    "simulate": "Simulate the two-lab DIQKD link and write what the two time taggers would record.",
+    "process": "Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).",
+    "calibrate": "Calibrate a run: per-detector delays, the post-pulse window, fluorescence thresholds, dark\n"
+                 "counts and the clock offset/drift between the labs; writes the updated setup and reports every\n"
+                 "changed value (old -> new +- uncertainty).",
+    "estimate": "Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds.",
+    "distill": "Distil a shared secret key from both labs' rounds (one process, both roles), or run one lab's side\n"
+               "over TCP (--role alice --listen HOST:PORT / --role bob --connect HOST:PORT, with --psk).",
+    "live": "Process tags live: rounds are appended to the rounds files and flushed at least every second.",
+    "recover": "Save every round a killed run flushed into a plain rounds file marked 'recovered'.",
+    "scan": "Re-process both labs for every parameter combination; table and plot of herald rate, S, Q, key rate.",
+    "serve": "Serve the dashboard page of finished runs: the same views as `timetag live --web`, read from files.",
+    "demo": "Run the whole chain on a simulated link: simulate -> calibrate -> process -> estimate.",
+}
 
 
 def _flags_without_metavar(params: list) -> list:
@@ -52,8 +74,30 @@ class _Command(TyperCommand):
 
 
 class _Group(TyperGroup):
+    """The root group: a command's module is imported when that command runs or shows its own help, not before
+    (``timetag --help`` lists the commands from :data:`SUMMARIES`)."""
+
+    _listing = False
+
     def get_params(self, ctx) -> list:
         return _flags_without_metavar(super().get_params(ctx))
+
+    def list_commands(self, ctx) -> list[str]:
+        return _command_names()
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in _loaded:
+            return _loaded[cmd_name]
+        if self._listing and cmd_name in SUMMARIES and cmd_name in _command_names():
+            return _Command(name=cmd_name, help=SUMMARIES[cmd_name])
+        return _load(cmd_name)
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 app = typer.Typer(
@@ -84,18 +128,49 @@ def _root(
     """timetag command line."""
 
 
-_plugins = command_plugins()
-for _name in COMMANDS:
-    if importlib.util.find_spec(f"timetag.commands.{_name}") is not None:
-        importlib.import_module(f"timetag.commands.{_name}").register(app)
-    elif _name in _plugins:
-        _plugins[_name].load()(app)
-for _name, _ep in _plugins.items():
-    if _name not in COMMANDS:  # a plugin never replaces a command of timetag's own
-        _ep.load()(app)
-for _info in app.registered_commands:
-    if _info.cls in (None, TyperCommand):  # typer's default: a command that asked for its own class keeps it
-        _info.cls = _Command
+_loaded: dict = {}      # command name -> its click command, made once per process
+_names: list = []
+
+
+def _own(name: str) -> bool:
+    return importlib.util.find_spec(f"timetag.commands.{name}") is not None
+
+
+def _plugins() -> dict:
+    from .plugins import command_plugins   # importlib.metadata: only when a plugin may be needed
+
+    return command_plugins()
+
+
+def _command_names() -> list[str]:
+    """Every command, in --help order: the installed ones of :data:`COMMANDS`, then other plugins."""
+    if not _names:
+        plugins = _plugins()
+        _names.extend(n for n in COMMANDS if _own(n) or n in plugins)
+        _names.extend(n for n in plugins if n not in COMMANDS)  # a plugin never replaces a command of timetag's own
+    return _names
+
+
+def _load(name: str):
+    """The click command ``name``, its module imported and registered on first use; None if there is none."""
+    if name not in _loaded:
+        sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        if name in COMMANDS and _own(name):
+            importlib.import_module(f"timetag.commands.{name}").register(sub)
+        else:
+            plugins = _plugins()
+            if name not in plugins:
+                return None
+            plugins[name].load()(sub)
+        if not sub.registered_commands:
+            return None
+        for info in sub.registered_commands:
+            if info.cls in (None, TyperCommand):  # typer's default: a command that asked for its own class keeps it
+                info.cls = _Command
+        made = typer.main.get_command(sub)
+        for command in (made.commands.values() if isinstance(made, TyperGroup) else [made]):
+            _loaded.setdefault(command.name, command)
+    return _loaded.get(name)
 
 # The library's messages name its keyword arguments where the command line has a flag ("drop_lost=True; CLI:
 # --drop-lost"); said by the command line, they name the flag only.

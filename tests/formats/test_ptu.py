@@ -137,6 +137,128 @@ def test_kernel_matches_ptufile_decode_loops(rectype):
     np.testing.assert_array_equal(c[photon], ph["channel"].astype(np.int32))
 
 
+def reference_counts(rec, rectype) -> dict:
+    """Record kinds counted straight from the record description (what the decoder's counters must say)."""
+    _, fam, t3 = P.RECORD_TYPES[rectype]
+    r = np.asarray(rec, np.uint64)
+    if fam == P.FAM_PICOHARP:
+        ch = r >> 28
+        low = (r >> 16) & 0xFFF if t3 else r & 0xF
+        ovf, mark = (ch == 15) & (low == 0), (ch == 15) & (low != 0)
+        photon = ((ch >= 1) & (ch <= 4)) if t3 else (ch <= 4)
+        sync = np.zeros(r.size, bool)
+    else:
+        sp, ch = (r >> 31) == 1, (r >> 25) & 63
+        ovf, mark, photon = sp & (ch == 63), sp & (ch >= 1) & (ch <= 15), ~sp
+        sync = sp & (ch == 0) if not t3 else np.zeros(r.size, bool)
+    n = {"n_overflow": ovf, "n_marker": mark, "n_sync": sync, "n_photon": photon}
+    n = {k: int(v.sum()) for k, v in n.items()}
+    n["n_invalid"] = r.size - sum(n.values())
+    return n
+
+
+# integer ps units take the loops without the fractional part; 2.5 ps, 0.2 us + 16 fs and 64 ps + 0.5 fs do not
+UNITS = {False: [(4e-12, 4e-12), (2.5e-12, 2.5e-12)], True: [(2e-07, 6.4e-11), (2.000016e-07, 6.40005e-11)]}
+
+
+@pytest.mark.parametrize("units", [0, 1], ids=["exact", "fractional"])
+@pytest.mark.parametrize("rectype", sorted(P.RECORD_TYPES))
+def test_kernel_counters_and_units(rectype, units):
+    """Both unit variants of every record type's loop: tags as the reference, and every counter."""
+    _, fam, t3 = P.RECORD_TYPES[rectype]
+    gres, res = UNITS[t3][units]
+    rng = np.random.default_rng(rectype & 0xFFFF + 17 * units)
+    rec = _random_records(rng, rectype, 5000)
+    dec = P._RecordDecoder(fam, t3, gres, res)
+    assert (dec.g_frac == 0 and dec.r_frac == 0) == (units == 0)
+    t, c = dec.decode(rec)
+    exp_t, exp_c = reference_decode(rec, rectype, gres, res)
+    np.testing.assert_array_equal(c, exp_c)
+    np.testing.assert_array_equal(t, exp_t)
+    assert dec.counters == reference_counts(rec, rectype)
+
+
+def _overflow_runs(rectype, rng, n_runs=40):
+    """Photons (and markers) separated by runs of 1..6 overflow records, HydraHarp v2 counts 0 (= 1), 1 and large."""
+    _, fam, t3 = P.RECORD_TYPES[rectype]
+    out = []
+    for _ in range(n_runs):
+        for _ in range(int(rng.integers(1, 7))):
+            if fam == P.FAM_PICOHARP:
+                out.append((15 << 28) | (int(rng.integers(0, 2**16)) if t3 else 0))
+            else:
+                out.append((1 << 31) | (63 << 25) | int(rng.choice([0, 1, 2, 1000])))
+        for _ in range(int(rng.integers(0, 3))):
+            if fam == P.FAM_PICOHARP:
+                ch = int(rng.integers(1, 5))
+                out.append((ch << 28) | int(rng.integers(0, 2**28 if not t3 else 2**16)))
+            else:
+                out.append((int(rng.integers(0, 8)) << 25) | int(rng.integers(0, 2**25)))
+        if rng.random() < 0.2:      # a marker between runs
+            out.append((15 << 28) | (3 << 16 if t3 else 5) if fam == P.FAM_PICOHARP else (1 << 31) | (9 << 25) | 77)
+    return np.array(out, np.uint32)
+
+
+@pytest.mark.parametrize("rectype", sorted(P.RECORD_TYPES))
+def test_chunk_boundaries_inside_overflow_runs(rectype):
+    """Cut the records at every position (inside runs of overflow records too): the same tags and counters."""
+    _, fam, t3 = P.RECORD_TYPES[rectype]
+    rec = _overflow_runs(rectype, np.random.default_rng(rectype & 0xFFFF))
+    gres, res = UNITS[t3][0]
+    exp_t, exp_c = reference_decode(rec, rectype, gres, res)
+    counts = reference_counts(rec, rectype)
+    for cut in range(rec.size + 1):
+        dec = P._RecordDecoder(fam, t3, gres, res)
+        a, b = dec.decode(rec[:cut]), dec.decode(rec[cut:])
+        np.testing.assert_array_equal(np.concatenate([a[0], b[0]]), exp_t)
+        np.testing.assert_array_equal(np.concatenate([a[1], b[1]]), exp_c)
+        assert dec.counters == counts
+
+
+@pytest.mark.parametrize("cap", [4, 5, 6, 7, 9, 64])
+@pytest.mark.parametrize("rectype", [0x00010203, 0x00010303, 0x01010204, 0x01010304])
+def test_kernel_stops_when_output_is_full_and_resumes(rectype, cap):
+    """A small output buffer (>= 4 slots, what one marker record may need): the kernel stops before overrunning
+    it and the next call goes on from the first record it did not consume."""
+    from timetag._cext import fmt_ptu
+
+    _, fam, t3 = P.RECORD_TYPES[rectype]
+    rng = np.random.default_rng(cap)
+    rec = _random_records(rng, rectype, 600)
+    # records whose marker bits are all set: 4 tags each
+    all4 = np.uint32((15 << 28) | (15 << 16 if t3 else 15)) if fam == P.FAM_PICOHARP else \
+        np.uint32((1 << 31) | (15 << 25) | 5)
+    rec[::7] = all4
+    gres, res = UNITS[t3][0]
+    exp_t, exp_c = reference_decode(rec, rectype, gres, res)
+    dec = P._RecordDecoder(fam, t3, gres, res)
+    ts, cs, done = [], [], 0
+    while done < rec.size:
+        out_t, out_c, out_d = (np.full(cap + 3, -7, np.int64), np.full(cap + 3, -7, np.int32),
+                               np.full(cap + 3, -7, np.int32))
+        if t3:
+            used, w = fmt_ptu.decode_t3(rec[done:], fam, dec.g_int, dec.g_frac, dec.r_int, dec.r_frac, dec.state,
+                                        out_t[:cap], out_c[:cap], out_d[:cap])
+        else:
+            used, w = fmt_ptu.decode_t2(rec[done:], fam, dec.g_int, dec.g_frac, dec.state, out_t[:cap], out_c[:cap])
+        assert (out_t[cap:] == -7).all() and (out_c[cap:] == -7).all() and (out_d[cap:] == -7).all()
+        assert 0 < used and w <= cap
+        ts.append(out_t[:w])
+        cs.append(out_c[:w])
+        done += used
+    np.testing.assert_array_equal(np.concatenate(ts), exp_t)
+    np.testing.assert_array_equal(np.concatenate(cs), exp_c)
+    assert dec.counters == reference_counts(rec, rectype)
+
+
+def test_kernel_rejects_unknown_family():
+    from timetag._cext import fmt_ptu
+
+    out = np.zeros(8, np.int64), np.zeros(8, np.int32)
+    with pytest.raises(ValueError, match="family 7"):
+        fmt_ptu.decode_t2(np.zeros(4, np.uint32), 7, 1, 0.0, np.zeros(6, np.int64), *out)
+
+
 # ------------------------------------------------------------------------------------------------------ real files
 @pytest.mark.peer
 @pytest.mark.parametrize("name", REAL_PTU)

@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..chunk import DEFAULT_CHUNK_SIZE
-from ..formats.convert import convert
 from .options import deprecated_format_option, from_deprecated, quiet_option
 
 
 def register(app):
+    from ..chunk import DEFAULT_CHUNK_SIZE   # numpy: loaded with the command, not with `timetag --help`
+
     @app.command("convert")
     def convert_cmd(
         src: Path = typer.Argument(..., help="Input tag file (any readable format: ptu, ht3, qutag, h5, dump, text)."),
@@ -47,6 +45,11 @@ def register(app):
         A progress bar is shown on stderr. The output is written as OUT.partial and renamed when complete;
         an existing OUT is replaced only with --force, and the input is never overwritten.
         """
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ..formats.convert import convert
+
         out_format = from_deprecated(out_format, format, "--out-format")
         cols = [TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*cols, console=Console(stderr=True), transient=True, disable=quiet) as bar:

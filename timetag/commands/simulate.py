@@ -5,8 +5,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import SetupError
 from .options import deprecated_format_option, from_deprecated
@@ -88,6 +86,9 @@ def register(app):
                        f"simulated{scale}\nwrote alice_rounds.h5, bob_rounds.h5 in {out} (run {st['run']!r})")
             return
         check_outputs(out, fmt, force=force)  # refused before a progress bar starts
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         console = Console(stderr=True)
         if quiet:
             res = simulate(params, rounds, seed, out, fmt=fmt, force=force)
