@@ -94,8 +94,8 @@ TT_PTU_INLINE void tt_ptu_finish(tt_ptu_io *io, ptrdiff_t i, ptrdiff_t w, int64_
 }
 
 /* HydraHarp family T2: special bit 31, channel 30..25, time 24..0.  Special channel 63 = overflow (v1: one
- * wrap of 33552000; v2: time field = number of wraps of 2**25, 0 written by some firmware meaning one),
- * 0 = sync, 1..15 = marker bits, 16..62 = invalid. */
+ * wrap of TT_PTU_T2_WRAP_HYDRAHARP1; v2: time field = number of wraps of TT_PTU_T2_WRAP_HYDRAHARP2, 0 written
+ * by some firmware meaning one), 0 = sync, 1..15 = marker bits, 16..62 = invalid. */
 TT_PTU_INLINE void tt_ptu_t2_hh(tt_ptu_io *io, const int hh1, const int exact)
 {
     const uint32_t *rec = io->rec;
@@ -141,7 +141,7 @@ done:
 }
 
 /* PicoHarp 300 T2: channel 31..28, time 27..0.  Channel 15 = special: marker bits 3..0 of the time field, all
- * four 0 = overflow (one wrap of 210698240).  Inputs 0..4 are photons, 5..14 invalid. */
+ * four 0 = overflow (one wrap of TT_PTU_T2_WRAP_PICOHARP).  Inputs 0..4 are photons, 5..14 invalid. */
 TT_PTU_INLINE void tt_ptu_t2_ph(tt_ptu_io *io, const int exact)
 {
     const uint32_t *rec = io->rec;

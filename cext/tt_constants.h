@@ -9,6 +9,7 @@
 /* --- engine -------------------------------------------------------------------------------------------- */
 #define TT_INF (1LL << 62)        /* time 'never'; real times stay inside +-2**61 ps, so t +- INF cannot overflow */
 #define TT_PAD 8                  /* INT64_MAX cells after a row's tags: the searches read 8 at a time unchecked */
+#define TT_DEFAULT_CHUNK_SIZE 2000000 /* records per chunk a reader hands on unless told otherwise */
 #define TT_MAX_SLOTS 256          /* per-slot tables of the split (the lab's channels and the junk slot) */
 #define TT_MAX_LAB_CHANNELS 254   /* channels of one lab: slots, the junk slot and room below TT_MAX_SLOTS */
 #define TT_MAX_BSM_DETECTORS 64   /* a click key keeps its BSM row in 8 bits; 64 is far beyond any setup */

@@ -6,6 +6,7 @@ cdef extern from "tt_constants.h":
     enum:
         TT_PAD
         TT_MAX_SLOTS
+        TT_DEFAULT_CHUNK_SIZE
         TT_MAX_LAB_CHANNELS
         TT_MAX_BSM_DETECTORS
         TT_PATTERN_NONE

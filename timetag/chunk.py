@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .constants import LostKind
+from .constants import DEFAULT_CHUNK_SIZE, LostKind
 
 OVERFLOW_BEGIN = LostKind.OVERFLOW_BEGIN
 OVERFLOW_END = LostKind.OVERFLOW_END
@@ -31,7 +31,6 @@ LOST_KIND_NAMES = {OVERFLOW_BEGIN: "overflow_begin", OVERFLOW_END: "overflow_end
 
 LOST_DTYPE = np.dtype([("time", "<i8"), ("kind", "u1"), ("channel", "<i4"), ("count", "<i8")])
 
-DEFAULT_CHUNK_SIZE = 2_000_000
 
 
 def empty_lost() -> np.ndarray:

@@ -14,9 +14,15 @@ from ._cext import constants as _c
 
 __all__ = [
     "INF", "PAD", "MAX_SLOTS", "MAX_LAB_CHANNELS", "MAX_BSM_DETECTORS", "SETTING_NONE",
-    "PTU_SYNC_CHANNEL", "PTU_MARKER_BASE",
+    "PTU_SYNC_CHANNEL", "PTU_MARKER_BASE", "DEFAULT_CHUNK_SIZE",
     "Pattern", "RoundFlag", "TriggerMode", "Role", "LostKind", "DumpType", "PtuFamily", "PtuWrap",
 ]
+
+# --- the readers --------------------------------------------------------------------------------------------
+
+DEFAULT_CHUNK_SIZE: int = _c.DEFAULT_CHUNK_SIZE
+"""Records a reader hands on per chunk unless told otherwise (memory ~ 60 bytes per record of a chunk).  Here, not
+in :mod:`timetag.chunk`, so that command lines can show it as a default without importing numpy."""
 
 # --- the engine -------------------------------------------------------------------------------------------
 

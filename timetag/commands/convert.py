@@ -11,7 +11,7 @@ from .options import deprecated_format_option, from_deprecated, quiet_option
 
 
 def register(app):
-    from ..chunk import DEFAULT_CHUNK_SIZE   # numpy: loaded with the command, not with `timetag --help`
+    from ..constants import DEFAULT_CHUNK_SIZE
 
     @app.command("convert")
     def convert_cmd(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import typer
 
+from ..constants import DEFAULT_CHUNK_SIZE
+
 CHUNK_SIZE_HELP = ("Records read per chunk (a chunk holds at most this many tags; memory ~ 60 bytes x chunk "
                    "size).")
 
 
 def chunk_size_option(help: str = CHUNK_SIZE_HELP):
-    from ..chunk import DEFAULT_CHUNK_SIZE   # numpy: only for the commands that read tags
-
     return typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, help=help)
 
 
