@@ -27,6 +27,7 @@ import warnings
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from ._numba_cache import on_first_compile
 from ._version import __version__
 from .errors import RunStopped, Terminated, TimetagError
 
@@ -239,11 +240,19 @@ def main(argv=None) -> None:
     # own handler for a graceful stop
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    on_first_compile(_compile_notice)
     try:
         sys.exit(_run(argv))
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _compile_notice(kernel: str) -> None:
+    # the progress module (rich) only when numba really compiles: `timetag --help` imports no command module
+    from .commands.progress import print_compile_notice
+
+    print_compile_notice(kernel)
 
 
 def _run(argv) -> int:

@@ -13,6 +13,9 @@ Layout::
 
 Every description comes from :mod:`timetag.roundsschema`; ``docs/rounds-format.md`` is the same for people.
 
+:func:`read_rounds` gives numpy structured arrays; :meth:`RoundsData.to_pandas` and :meth:`RoundsData.to_arrow`
+give the same records as tables with their units and meanings (pandas / pyarrow: optional, imported on use).
+
 :class:`RoundsWriter` appends as records are made and flushes (HDF5 SWMR), so that a run killed at any moment
 leaves a file holding every round up to the last flush; ``timetag recover`` turns it into a plain HDF5 file.
 Rows are added by growing the datasets and then writing them; a row whose data never reached the disk reads as
@@ -22,6 +25,7 @@ the rows written before them.
 """
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +39,11 @@ from .custody.storage import storage_error
 from .errors import FormatError, IncompleteError, StorageError
 from .provenance import read_h5_provenance, write_h5_provenance
 from .records import HERALD_DTYPE, ROUND_DTYPE
-from .roundsschema import FORMAT_VERSION, dataset_attrs, histogram_attrs
+from .roundsschema import FORMAT_VERSION, HERALD_FIELDS, ROUND_FIELDS, dataset_attrs, histogram_attrs
 
 _CHUNK_ROWS = 4096
+#: the extra of the optional table libraries, named in the ImportError of to_pandas / to_arrow
+TABLES_EXTRA = "frames"
 
 
 def _unwritten(dtype: np.dtype, field: str) -> np.ndarray:
@@ -71,6 +77,52 @@ class RoundsData:
     @property
     def complete(self) -> bool:
         return self.completion is Completion.COMPLETE
+
+    def to_pandas(self, what: str = "rounds"):
+        """The rounds (or, ``what="heralds"``, the heralds) as a :class:`pandas.DataFrame`, one column per field
+        with its numpy type.  ``df.attrs``: ``units`` and ``meanings`` (field -> text, unit ``""`` for codes and
+        counts), and the file's identity (:meth:`table_meta`).  Needs pandas (an ImportError says how to get it)."""
+        records, fields = self._records(what)
+        pd = _optional("pandas", "to_pandas")
+        df = pd.DataFrame({name: records[name] for name in records.dtype.names})
+        df.attrs.update(units={k: fields[k][0] for k in df.columns}, meanings={k: fields[k][1] for k in df.columns},
+                        **self.table_meta())
+        return df
+
+    def to_arrow(self, what: str = "rounds"):
+        """The rounds (or the heralds) as a :class:`pyarrow.Table`: each field's ``unit`` and ``meaning`` in its
+        metadata, the file's identity (:meth:`table_meta`) in the table's.  Needs pyarrow."""
+        records, fields = self._records(what)
+        pa = _optional("pyarrow", "to_arrow")
+        columns = [pa.array(records[name]) for name in records.dtype.names]
+        schema = pa.schema([pa.field(name, col.type, metadata={"unit": fields[name][0], "meaning": fields[name][1]})
+                            for name, col in zip(records.dtype.names, columns)],
+                           metadata={k: str(v) for k, v in self.table_meta().items()})
+        return pa.Table.from_arrays(columns, schema=schema)
+
+    def table_meta(self) -> dict[str, str]:
+        """What a table of these records says about where they come from (``DataFrame.attrs``, Arrow metadata)."""
+        return {"lab": self.lab, "role": self.role, "run": self.run, "setup_hash": self.setup_hash,
+                "completion": str(self.completion), "completion_reason": self.completion_reason,
+                "format_version": self.format_version, "path": "" if self.path is None else str(self.path)}
+
+    def _records(self, what: str) -> tuple[np.ndarray, dict[str, tuple[str, str]]]:
+        if what == "rounds":
+            return self.rounds, ROUND_FIELDS
+        if what != "heralds":
+            raise ValueError(f"what: 'rounds' or 'heralds', got {what!r}")
+        if self.heralds is None:
+            raise FormatError("keeps no heralds (/heralds): only what='rounds'", path=self.path)
+        return self.heralds, HERALD_FIELDS
+
+
+def _optional(module: str, method: str):
+    """An optional table library, or an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"RoundsData.{method}() needs {module}, which is not installed: pip install {module} "
+                          f"(or pip install 'timetag[{TABLES_EXTRA}]')") from None
 
 
 class RoundsWriter:

@@ -15,9 +15,8 @@ import pytest
 from timetag.cli import cli_wording, main
 
 ROOT = Path(__file__).resolve().parents[2]
-# every command that shows progress or prints tables while it works (info's tables are its answer, live has
-# --no-view / --json-lines, recover prints one line)
-QUIET_COMMANDS = ("convert", "simulate", "process", "calibrate", "estimate", "scan", "demo")
+# every command that shows progress or prints tables or a summary (live has --no-view / --json-lines)
+QUIET_COMMANDS = ("info", "convert", "simulate", "process", "calibrate", "estimate", "recover", "scan", "demo")
 
 
 def _flags_module():

@@ -65,9 +65,13 @@ def register(app):
             require_matplotlib("--plots")
             for target in plot_targets(plots):
                 check_target(target, inputs=inputs, force=force)
-        est = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
-                       offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns,
-                       accept_incomplete=accept_incomplete, same_run=same_run)
+        from .progress import Working
+
+        # the estimate reports no progress of its own; past a second a spinner says it is working
+        with Working("estimate: joining both labs' rounds, sifting, sampling the posterior", enabled=not quiet):
+            est = estimate(alice_rounds, bob_rounds, flagged=flagged, samples=samples, seed=seed,
+                           offset_ps=offset_ps, drift=drift, setup=setup, patterns=patterns,
+                           accept_incomplete=accept_incomplete, same_run=same_run)
         if plots is not None:
             est.plots = [str(p) for p in write_plots(est, plots, force=force, inputs=inputs)]
         res = est.to_json()

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..chunk import DEFAULT_CHUNK_SIZE
 from ..formats.summary import summarize
-from .options import deprecated_format_option, from_deprecated
+from .options import deprecated_format_option, from_deprecated, quiet_option
 
 
 def _human(s: dict) -> None:
@@ -130,6 +130,8 @@ def register(app):
                                                 help="Force the input format instead of sniffing it (ptu, ht3, "
                                                      "qutag, h5, dump, text, ttbin)."),
         format: Optional[str] = deprecated_format_option("--in-format"),
+        quiet: bool = quiet_option("No tables: read the whole file and print only warnings and errors (on "
+                                   "stderr); the exit code says whether it is readable (--json still prints)."),
     ):
         """Show what a time-tag file holds: format and device, tags and rate per channel, measurement
         duration, lost-data intervals (overflows, missed events, device errors) and time-order problems.
@@ -143,11 +145,11 @@ def register(app):
             r = describe_rounds(file)
             if json_out:
                 typer.echo(json.dumps(r))
-            else:
+            elif not quiet:
                 _human_rounds(r)
             return
         s = summarize(file, chunk_size=chunk_size, format=in_format)
         if json_out:
             typer.echo(json.dumps(s))
-        else:
+        elif not quiet:
             _human(s)

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from .options import quiet_option
+
 
 def register(app):
     @app.command("recover")
@@ -16,6 +18,7 @@ def register(app):
                                            "(default: the name without .partial)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing --out (never the partial file)."),
         keep: bool = typer.Option(False, "--keep", help="Keep the partial file after recovering it."),
+        quiet: bool = quiet_option("No summary line: only warnings and errors (on stderr)."),
     ):
         """Save every round a killed run flushed into a plain rounds file marked 'recovered'.
 
@@ -28,5 +31,7 @@ def register(app):
         from ..roundsoutput import recover_rounds
 
         res = recover_rounds(partial, out, force=force, keep=keep)
+        if quiet:
+            return
         heralds = "" if res["heralds"] is None else f" and {res['heralds']:,} heralds"
         typer.echo(f"recovered {res['rounds']:,} rounds{heralds} (state was {res['state_was']}) -> {res['out']}")

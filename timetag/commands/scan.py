@@ -90,8 +90,14 @@ def register(app):
         plot = have_matplotlib()
         from ..distributed.scan import run_scan  # the engine and estimators load for this command only
 
-        rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size, force=force,
-                        plot=plot)
+        from .progress import Working
+
+        # run_scan reports no progress of its own; past a second a spinner says it is working
+        where = "on Dask" if dask else "here"
+        with Working(f"scan: processing both labs and estimating every --vary combination ({where})",
+                     enabled=not quiet):
+            rows = run_scan(a_paths, b_paths, setup, vary, out, dask=dask, chunk_size=chunk_size, force=force,
+                            plot=plot)
         if quiet:
             return
         keys = [v.split("=", 1)[0].strip() for v in vary]

@@ -5,6 +5,11 @@ matplotlib is optional and imported only when a figure is drawn.  The figures ar
 backend and pyplot state alone (a notebook keeps its inline backend), and the ``*_figure`` functions return the
 figure for the caller to show or save.
 
+Drawing into the caller's axes (a notebook's ``fig, ax = plt.subplots()``): a function that draws one panel
+takes ``ax=`` (one :class:`~matplotlib.axes.Axes`), a function that draws several takes ``axes=`` (a sequence
+with exactly one Axes per panel, all of one figure); either way it returns the figure the axes belong to.  On
+the caller's axes only the axes are drawn on: the figure's title and layout stay the caller's.
+
 Figures are saved through custody (:func:`save_figure`, :func:`save_figures`): drawn to ``<target>.partial`` with
 the format given explicitly (the partial name's extension says nothing), renamed over the target when complete,
 never over an input, and an existing figure is replaced only with ``force``.  The same helpers serve
@@ -22,6 +27,10 @@ from ..custody import AtomicOutputs
 from ..errors import TimetagError
 from .chsh import ALPHA_DEG, BETA_DEG
 from .finitekey import FK_DEFAULTS, finite_key_length, min_block_length
+
+__all__ = ["PLOT_NAMES", "SCAN_METRICS", "SCAN_LABELS", "have_matplotlib", "require_matplotlib", "new_figure",
+           "target_axes", "figure_format", "savefig_into", "save_figures", "save_figure", "correlations_figure",
+           "finite_key_figure", "plot_targets", "write_plots", "scan_figure"]
 
 PLOT_NAMES = ("correlations.png", "finite_key.png")
 # the panels of scan.png: fields of a scan's rows (timetag.distributed.scan.estimate_task)
@@ -53,6 +62,30 @@ def new_figure(**kw):
     from matplotlib.figure import Figure
 
     return Figure(**kw)
+
+
+def target_axes(given, panels: int, *, name: str, **figure_kw):
+    """``(figure, [Axes] * panels, own)``: the caller's axes (``given``: one Axes for a one-panel plot, else a
+    sequence of ``panels`` Axes of one figure) or, when ``given`` is None, a new figure (``figure_kw``) with
+    ``panels`` stacked as :meth:`Figure.subplots` lays them out (``nrows``/``ncols`` in ``figure_kw``).  ``own``
+    says whether the figure is ours to title and lay out.  ``name``: the plot function, for the error message."""
+    if given is None:
+        layout = {k: figure_kw.pop(k) for k in ("nrows", "ncols", "sharex", "sharey") if k in figure_kw}
+        fig = new_figure(**figure_kw)
+        axes = fig.subplots(**layout, squeeze=False).ravel() if panels > 1 else [fig.subplots()]
+        return fig, list(axes), True
+    from matplotlib.axes import Axes
+
+    axes = [given] if isinstance(given, Axes) else list(np.ravel(np.asarray(given, dtype=object)))
+    if len(axes) != panels or not all(isinstance(a, Axes) for a in axes):
+        got = ", ".join(sorted({type(a).__name__ for a in axes})) or "nothing"
+        raise ValueError(f"{name} draws {panels} panel(s) and takes one matplotlib Axes per panel; got "
+                         f"{len(axes)} object(s) ({got})")
+    # the root figure (an Axes of a subfigure belongs to it too): the one to show or save
+    figs = {id(a.get_figure(root=True)): a.get_figure(root=True) for a in axes}
+    if len(figs) != 1:
+        raise ValueError(f"{name}: the axes must belong to one figure, got {len(figs)} figures")
+    return next(iter(figs.values())), axes, False
 
 
 def _release(figs) -> None:
@@ -98,13 +131,14 @@ def _as_json(res) -> dict:
     return res.to_json() if hasattr(res, "to_json") else res
 
 
-def correlations_figure(res):
+def correlations_figure(res, *, axes=None):
     """P(A = B) and P(A != B) for the 8 input pairs with the fitted sinusoids of the fidelity estimate; one panel
     per Bob setting Y, bars at Alice's settings X ordered by the analyser angle sum α + β (on the x axis, in
-    degrees), error bars of one standard deviation, each panel with its own legend (bars and fit)."""
+    degrees), error bars of one standard deviation, each panel with its own legend (bars and fit).
+    ``axes``: two Axes to draw the panels Y = 0, 1 on (default: a new figure); returns the figure."""
     res = _as_json(res)
-    fig = new_figure(figsize=(9, 3.6))
-    axes = fig.subplots(1, 2, sharey=True)
+    fig, axes, own = target_axes(axes, 2, name="correlations_figure", figsize=(9, 3.6), nrows=1, ncols=2,
+                                 sharey=True)
     vis = res["fidelity"]["V"]
     for y, ax in enumerate(axes):
         order = [2, 0, 3, 1]  # the paper's order: increasing alpha + beta for y = 0
@@ -130,19 +164,20 @@ def correlations_figure(res):
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7, loc="best", framealpha=0.9)
     axes[0].set_ylabel("probability")
-    fig.suptitle(f"Correlation probabilities, {res['rounds']} rounds, S = {res['S']:.3f}" if res["S"] is not None
-                 else "Correlation probabilities")
-    fig.tight_layout()
+    if own:
+        fig.suptitle(f"Correlation probabilities, {res['rounds']} rounds, S = {res['S']:.3f}"
+                     if res["S"] is not None else "Correlation probabilities")
+        fig.tight_layout()
     return fig
 
 
-def finite_key_figure(res):
-    """Key rate per event l(N)/N versus block length N, with the asymptotic rate and N_min marked."""
+def finite_key_figure(res, *, ax=None):
+    """Key rate per event l(N)/N versus block length N, with the asymptotic rate and N_min marked.
+    ``ax``: the Axes to draw on (default: a new figure); returns the figure."""
     res = _as_json(res)
     fk = dict(FK_DEFAULTS, **res.get("finite_key", {}))
     S, Q0, Q1 = res["S"], res["Q0"], res["Q1"]
-    fig = new_figure(figsize=(5.5, 3.8))
-    ax = fig.subplots()
+    fig, (ax,), own = target_axes(ax, 1, name="finite_key_figure", figsize=(5.5, 3.8))
     if None not in (S, Q0, Q1):
         N = np.logspace(3, 10, 300)
         r = finite_key_length(N, S, Q0, Q1, **fk) / N
@@ -160,7 +195,8 @@ def finite_key_figure(res):
     ax.set_ylabel("key rate per event")
     ax.set_title(f"Finite key (collective attacks, ε = {fk['eps']:g}, f_EC = {fk['f_ec']:g})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -179,19 +215,20 @@ def write_plots(res, directory, *, force: bool = False, inputs: Iterable = ()) -
 
 
 def scan_figure(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] = SCAN_METRICS,
-                units: dict | None = None):
+                units: dict | None = None, *, axes=None):
     """scan.png of a parameter scan (:func:`timetag.distributed.scan.run_scan`'s rows; ``keys``: the varied keys,
     as given to ``--vary``; ``units``: the unit of a key's values, for the x label): one panel per metric against
     the first varied key, one line per combination of the other keys, with error bars of one standard deviation
     where the rows give one (field ``<metric>_err``); a missing value (None) is a gap.  An x axis whose values are
-    all integers (a threshold) gets integer ticks only."""
+    all integers (a threshold) gets integer ticks only.  ``axes``: one Axes per metric to draw on (default: a new
+    figure, panels stacked); returns the figure."""
     require_matplotlib("scan.png")
     from matplotlib.ticker import MaxNLocator
 
     x_key, others = keys[0], list(keys[1:])
     units = units or {}
-    fig = new_figure(figsize=(6.5, 2.2 * len(metrics)))
-    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    fig, axes, own = target_axes(axes, len(metrics), name="scan_figure", figsize=(6.5, 2.2 * len(metrics)),
+                                 nrows=len(metrics), ncols=1, sharex=True)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in others), []).append(r)
@@ -213,12 +250,15 @@ def scan_figure(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str
         ax.grid(alpha=0.3)
     xs_all = [r[x_key] for r in rows]
     if xs_all and all(isinstance(x, int) or (isinstance(x, float) and x.is_integer()) for x in xs_all):
-        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in axes:  # the caller's axes need not share x
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if others:
         axes[0].legend(fontsize="small")
     unit = units.get(x_key, "")
     axes[-1].set_xlabel(f"{x_key} ({unit})" if unit else x_key)
     if with_err:
-        fig.suptitle("error bars: one standard deviation", fontsize="small")
-    fig.tight_layout()
+        # on the caller's figure the note goes to the top panel: its suptitle is the caller's
+        (fig.suptitle if own else axes[0].set_title)("error bars: one standard deviation", fontsize="small")
+    if own:
+        fig.tight_layout()
     return fig
