@@ -46,7 +46,7 @@ def test_help_imports_no_heavy_module():
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["recover", "--help"], ["simulate", "--help"],
-                                  ["demo", "--help"]])
+                                  ["demo", "--help"], ["info", "--help"], ["convert", "--help"]])
 def test_light_commands_do_not_import_numpy(argv):
     code, modules = _modules_after(argv)
     assert code in (0, None)

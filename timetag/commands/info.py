@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..chunk import DEFAULT_CHUNK_SIZE
-from ..formats.summary import summarize
+from ..constants import DEFAULT_CHUNK_SIZE
 from .options import deprecated_format_option, from_deprecated, quiet_option
 
 
@@ -148,6 +147,8 @@ def register(app):
             elif not quiet:
                 _human_rounds(r)
             return
+        from ..formats.summary import summarize   # numpy and the readers: with the command, not its --help
+
         s = summarize(file, chunk_size=chunk_size, format=in_format)
         if json_out:
             typer.echo(json.dumps(s))
