@@ -73,6 +73,16 @@ def register(app):
         raw_rotate_mb: float = typer.Option(1024.0, "--raw-rotate-mb", help="Start the next raw tag file "
                                             "(<lab>.1.dump, <lab>.2.dump, ...) once one holds this many MiB of "
                                             "records."),
+        web: Optional[str] = typer.Option(None, "--web", show_default="off", help="Serve a read-only dashboard "
+                                          "page of the run at HOST:PORT (':PORT' or 'PORT' = 127.0.0.1; port 0 "
+                                          "picks a free one), updated every status interval; its URL goes to "
+                                          "stderr. Needs `pip install 'timetag[web]'`."),
+        web_token: Optional[str] = typer.Option(None, "--web-token", show_default="none on loopback, a random "
+                                                "one otherwise", help="Token the dashboard requires on every "
+                                                "request (?token=...). A non-loopback --web without one gets a "
+                                                "random token, printed in the URL."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal view and no status lines: only "
+                                   "the closing summary (and the dashboard's URL with --web)."),
     ):
         """Process tags live: rounds are appended to the rounds files and flushed at least every second.
 
@@ -115,31 +125,43 @@ def register(app):
             st = SimDevice(preset=preset, seed=seed, sim_params=sim_params).matching_setup()
         else:
             st = load_setup(setup)
-        src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
-                                 serial=serial, idle_timeout=idle_timeout or None,
-                                 overflows=parse_overflows(inject_overflow), sim_params=sim_params,
-                                 on_bad_record=on_bad_record, max_jump_ps=max_jump_ps, test_signal=test_signal,
-                                 stream_buffer=stream_buffer)
-        if setup is None:  # written once the source is accepted: a refused run leaves no setup behind
-            from ..custody import AtomicOutput
+        # the dashboard's port is taken before anything else: a port in use refuses the run before a device is
+        # opened or a file written
+        dashboard = _start_dashboard(st, web, web_token) if web is not None else None
+        try:
+            src, labs = build_source(source, st, lab=lab, speed=parse_speed(speed), seed=seed, preset=preset,
+                                     serial=serial, idle_timeout=idle_timeout or None,
+                                     overflows=parse_overflows(inject_overflow), sim_params=sim_params,
+                                     on_bad_record=on_bad_record, max_jump_ps=max_jump_ps, test_signal=test_signal,
+                                     stream_buffer=stream_buffer)
+            if setup is None:  # written once the source is accepted: a refused run leaves no setup behind
+                from ..custody import AtomicOutput
 
-            with AtomicOutput(out / "setup.toml", flag="choose another --out (a live run never replaces its files)") as o:
-                o.partial.write_text(st.dumps())
-        callbacks = []
-        jl = JsonLinesWriter(sys.stdout) if json_lines else None
-        view = None
-        if jl is not None:
-            callbacks.append(jl)
-        elif no_view or not sys.stdout.isatty():
-            callbacks.append(_plain_line)
-        else:
-            from ..live.view import LiveView
+                with AtomicOutput(out / "setup.toml", flag="choose another --out (a live run never replaces its files)") as o:
+                    o.partial.write_text(st.dumps())
+            callbacks = []
+            jl = JsonLinesWriter(sys.stdout) if json_lines else None
+            view = None
+            if jl is not None:
+                callbacks.append(jl)
+            elif quiet:
+                pass
+            elif no_view or not sys.stdout.isatty():
+                callbacks.append(_plain_line)
+            else:
+                from ..live.view import LiveView
 
-            view = LiveView()
-            callbacks.append(view)
-        runner = LiveRunner(src, st, out, labs=labs, duration=duration, flush_interval=flush_interval,
-                            status_interval=status_interval, on_status=callbacks, raw_tags=raw,
-                            raw_format=raw_format, raw_rotate_bytes=max(int(raw_rotate_mb * 2**20), 16))
+                view = LiveView()
+                callbacks.append(view)
+            runner = LiveRunner(src, st, out, labs=labs, duration=duration, flush_interval=flush_interval,
+                                status_interval=status_interval, on_status=callbacks, raw_tags=raw,
+                                raw_format=raw_format, raw_rotate_bytes=max(int(raw_rotate_mb * 2**20), 16))
+            if dashboard is not None:
+                dashboard.feed.attach(runner)
+        except BaseException:
+            if dashboard is not None:
+                dashboard.close()
+            raise
 
         def _on_signal(signum, frame):
             if runner._stop_requested:  # second Ctrl-C: stop at once (the files are still closed properly)
@@ -157,6 +179,8 @@ def register(app):
         finally:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
+            if dashboard is not None:
+                dashboard.close()
         if jl is not None:
             jl.write({"kind": "summary", "rounds": result.rounds, "paths": {k: str(v) for k, v in result.paths.items()},
                       "wall_s": result.wall_s, "tags": result.tags, "interrupted": result.interrupted,
@@ -169,6 +193,20 @@ def register(app):
             print(line, file=stream)
         if result.state is Completion.INTERRUPTED:
             raise typer.Exit(130 if "Ctrl-C" in result.reason else 143)
+
+
+def _start_dashboard(setup, web: str, token: str | None):
+    """The dashboard served on a daemon thread; its feed becomes a status callback of the runner once that exists
+    (``feed.attach``; see timetag.dashboard)."""
+    from ..dashboard import DashboardServer, LiveFeed
+    from ..dashboard.server import is_loopback, new_token, parse_address
+
+    host, port = parse_address(web)
+    if token is None and not is_loopback(host):
+        token = new_token()  # a page reachable from the network is not readable by whoever finds the port
+    server = DashboardServer(LiveFeed(setup), host, port, token=token).start()
+    print(f"dashboard: {server.url}", file=sys.stderr, flush=True)
+    return server
 
 
 def _plain_line(status: dict) -> None:
