@@ -171,11 +171,17 @@ var timetagDashboard = (function () {
     }
   }
 
-  function band(x, v, e, name, color) {
+  // the band of +-1 sigma, cut to the physical range [min, max] when given (a QBER below 0 is not a possibility)
+  function band(x, v, e, name, color, min, max) {
     var up = [], lo = [];
+    var cut = function (y) {
+      if (min !== undefined && y < min) return min;
+      if (max !== undefined && y > max) return max;
+      return y;
+    };
     for (var i = 0; i < x.length; i++) {
       var ok = v[i] !== null && e[i] !== null && e[i] !== undefined;
-      up.push(ok ? v[i] + e[i] : null); lo.push(ok ? v[i] - e[i] : null);
+      up.push(ok ? cut(v[i] + e[i]) : null); lo.push(ok ? cut(v[i] - e[i]) : null);
     }
     return [{x: x, y: lo, mode: "lines", line: {width: 0}, showlegend: false, hoverinfo: "skip"},
             {x: x, y: up, mode: "lines", line: {width: 0}, fill: "tonexty", fillcolor: color.replace("1)", "0.2)"),
@@ -198,11 +204,12 @@ var timetagDashboard = (function () {
     state.est = merge(state.full ? EMPTY : (state.est || EMPTY), p.estimate_series || EMPTY);
     var es = merge(state.est, p.estimate_tail || EMPTY).cols, x = es.pairs || [];
     if (!x.length) return;
-    var s = band(x, es.S, es.S_err, "S", "rgba(21,101,192,1)");
+    var s = band(x, es.S, es.S_err, "S", "rgba(21,101,192,1)", -4, 4);
     draw("plot-est-S", s, layout("CHSH S vs rounds", "joined rounds", "S", {shapes: [
       {type: "line", xref: "paper", x0: 0, x1: 1, y0: 2, y1: 2, line: {color: "#c62828", dash: "dash"}},
       {type: "line", xref: "paper", x0: 0, x1: 1, y0: 2.828, y1: 2.828, line: {color: "#2e7d32", dash: "dot"}}]}));
-    draw("plot-est-Q", band(x, es.Q0, es.Q0_err, "Q0", "rgba(239,108,0,1)").concat(band(x, es.Q1, es.Q1_err, "Q1", "rgba(106,27,154,1)")),
+    draw("plot-est-Q", band(x, es.Q0, es.Q0_err, "Q0", "rgba(239,108,0,1)", 0, 1).concat(
+      band(x, es.Q1, es.Q1_err, "Q1", "rgba(106,27,154,1)", 0, 1)),
       layout("QBER vs rounds", "joined rounds", "Q"));
     var kt = [{x: x, y: es.key_rate_lo || [], mode: "lines", line: {width: 0}, showlegend: false, hoverinfo: "skip"},
               {x: x, y: es.key_rate_hi || [], mode: "lines", line: {width: 0}, fill: "tonexty",
