@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import re
 import signal
 import sys
 import threading
@@ -29,7 +28,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from ._numba_cache import on_first_compile
 from ._version import __version__
-from .errors import RunStopped, Terminated, TimetagError
+from .errors import RunStopped, Terminated, TimetagError, for_cli
 
 # Order = order in --help.  A name without a module in timetag.commands is a plugin's (entry point group
 # 'timetag.commands', see timetag.plugins): `calibrate` comes with the calibrate package, and is left out when that
@@ -173,31 +172,10 @@ def _load(name: str):
             _loaded.setdefault(command.name, command)
     return _loaded.get(name)
 
-# The library's messages name its keyword arguments where the command line has a flag ("drop_lost=True; CLI:
-# --drop-lost"); said by the command line, they name the flag only.
-_CLI_WORDING = (
-    (re.compile(r"\((?:[a-z_]+=[^;()]*); CLI: ([^()]*)\)"), r"(\1)"),  # (drop_lost=True; CLI: --drop-lost)
-    (re.compile(r"\b[a-z_]+=N \(CLI: ([^()]*)\)"), r"\1"),  # use tolerance_ps=N (CLI: timetag convert --tolerance-ps N)
-    (re.compile(r"\bon_bad_record='(\w+)'"), r"--on-bad-record \1"),
-    (re.compile(r" in meta\['bad_records'\]"), " in the summary"),
-)
-# "[max_jump_ps] --max-jump-ps ...": a key in brackets (SetupError) before the flag it names says it twice
-_REDUNDANT_KEY = re.compile(r"\[([a-z_]+)\] (?=--)")
-
-
-def cli_wording(message: str) -> str:
-    """``message`` (an error or a warning of the library) in the words of the command line: flags, not keyword
-    arguments."""
-    for pattern, replacement in _CLI_WORDING:
-        message = pattern.sub(replacement, message)
-    return _REDUNDANT_KEY.sub(
-        lambda m: "" if message[m.end():].startswith("--" + m.group(1).replace("_", "-")) else m.group(0), message)
-
-
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     stream = file if file is not None else sys.stderr
     try:
-        stream.write(f"warning: {cli_wording(str(message))}\n")
+        stream.write(f"warning: {for_cli(message)}\n")
     except OSError:
         pass
 
@@ -211,7 +189,7 @@ def os_error_line(exc: OSError) -> str:
 
 def _fail(message: str, code: int) -> None:
     try:
-        typer.secho(f"error: {cli_wording(message)}", err=True, fg="red")
+        typer.secho(f"error: {message}", err=True, fg="red")
     except OSError:
         pass
     sys.exit(code)
@@ -260,9 +238,9 @@ def _run(argv) -> int:
     try:
         code = _invoke(argv)
     except RunStopped as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(exc.for_cli(), exc.exit_code)
     except TimetagError as exc:
-        _fail(str(exc), 2)
+        _fail(exc.for_cli(), 2)
     except Terminated as exc:
         _fail(str(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):

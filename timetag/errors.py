@@ -8,20 +8,36 @@ from __future__ import annotations
 
 
 class TimetagError(Exception):
-    """Base of all errors caused by input, configuration or data."""
+    """Base of all errors caused by input, configuration or data.
+
+    ``cli_message``: the same message in the words of the command line, where the remedy it names differs
+    (``drop_lost=True`` is ``--drop-lost`` there); :meth:`for_cli` gives it (or the message itself)."""
+
+    def __init__(self, *args, cli_message: str | None = None):
+        super().__init__(*args)
+        self.cli_message = cli_message
+
+    def for_cli(self) -> str:
+        return str(self) if self.cli_message is None else self.cli_message
+
+
+def for_cli(said) -> str:
+    """An exception or warning as the command line says it (:meth:`TimetagError.for_cli`); anything else as is."""
+    text = getattr(said, "cli_message", None)
+    return str(said) if text is None else text
 
 
 class FormatError(TimetagError):
     """A file is not in the format it claims (or any supported format)."""
 
-    def __init__(self, message: str, *, path=None, offset: int | None = None):
+    def __init__(self, message: str, *, path=None, offset: int | None = None, cli_message: str | None = None):
         parts = []
         if path is not None:
             parts.append(str(path))
         if offset is not None:
             parts.append(f"byte {offset}")
         prefix = ": ".join([", ".join(parts)]) + ": " if parts else ""
-        super().__init__(prefix + message)
+        super().__init__(prefix + message, cli_message=None if cli_message is None else prefix + cli_message)
         self.path = path
         self.offset = offset
 
@@ -29,14 +45,14 @@ class FormatError(TimetagError):
 class DataValidationError(TimetagError):
     """Data decode fine but violate an invariant (time going backwards, ...)."""
 
-    def __init__(self, message: str, *, path=None, index: int | None = None):
+    def __init__(self, message: str, *, path=None, index: int | None = None, cli_message: str | None = None):
         parts = []
         if path is not None:
             parts.append(str(path))
         if index is not None:
             parts.append(f"record {index}")
         prefix = ", ".join(parts) + ": " if parts else ""
-        super().__init__(prefix + message)
+        super().__init__(prefix + message, cli_message=None if cli_message is None else prefix + cli_message)
         self.path = path
         self.index = index
 
@@ -48,7 +64,8 @@ class SetupError(TimetagError):
         prefix = ""
         if path is not None:
             prefix += f"{path}: "
-        if key is not None:
+        # a message that starts with the key's own flag names it already ("[swmr] --swmr ..." says it twice)
+        if key is not None and not message.startswith("--" + key.replace("_", "-")):
             prefix += f"[{key}] "
         super().__init__(prefix + message)
         self.key = key
@@ -64,7 +81,12 @@ class EstimationError(TimetagError):
 
 
 class TimetagWarning(UserWarning):
-    """Recoverable oddities (truncated final record, small marker reordering, ...)."""
+    """Recoverable oddities (truncated final record, small marker reordering, ...).  ``cli_message``: as for
+    :class:`TimetagError`."""
+
+    def __init__(self, *args, cli_message: str | None = None):
+        super().__init__(*args)
+        self.cli_message = cli_message
 
 
 class OutputError(TimetagError):
@@ -85,8 +107,9 @@ class RunStopped(TimetagError):
     ``exit_code``: 130 for an interrupt (Ctrl-C), 2 for bad input, 1 for an OS error.
     """
 
-    def __init__(self, message: str, *, kept=None, rounds: int = 0, exit_code: int = 2):
-        super().__init__(message)
+    def __init__(self, message: str, *, kept=None, rounds: int = 0, exit_code: int = 2,
+                 cli_message: str | None = None):
+        super().__init__(message, cli_message=cli_message)
         self.kept = kept
         self.rounds = rounds
         self.exit_code = exit_code

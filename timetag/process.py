@@ -20,7 +20,7 @@ from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .custody import Completion
 from .engine import LabPipeline
 from .engine.summary import RunSummary
-from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning
+from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning, for_cli
 from .formats import iter_stream, total_records
 from .stream.prefetch import prefetched
 from .formats._common import check_readable
@@ -166,11 +166,13 @@ def _stop_incomplete(out_file: RoundsOutput, engine: LabEngine, exc: BaseExcepti
                         summary=_json_summary(engine))
         raise exc
     where = out_file.finish(state, reason, summary=_json_summary(engine))
-    head = str(cause) if cause is not None else "interrupted"
+    heads = (str(cause), for_cli(cause)) if cause is not None else ("interrupted", "interrupted")
     if where is None:
-        raise RunStopped(f"{head}; nothing could be kept", kept=None, rounds=0, exit_code=code) from None
-    raise RunStopped(f"{head}; kept {out_file.n_rounds:,} rounds made before it in {where} (marked {state})",
-                     kept=where, rounds=out_file.n_rounds, exit_code=code) from None
+        tail = "; nothing could be kept"
+        raise RunStopped(heads[0] + tail, kept=None, rounds=0, exit_code=code, cli_message=heads[1] + tail) from None
+    tail = f"; kept {out_file.n_rounds:,} rounds made before it in {where} (marked {state})"
+    raise RunStopped(heads[0] + tail, kept=where, rounds=out_file.n_rounds, exit_code=code,
+                     cli_message=heads[1] + tail) from None
 
 
 def _raise_storage(out_file: RoundsOutput, where) -> None:

@@ -190,12 +190,15 @@ class BadRecords:
     def meta(self) -> dict:
         return {"bad_records": self.count, "bad_record_examples": [dict(e) for e in self.examples]}
 
-    def error(self, index: int, reason: str, offset: int | None = None, cls=DataValidationError) -> Exception:
-        """The exception for a bad record ('fail' mode): a FormatError's ``reason`` names the record itself."""
+    def error(self, index: int, reason: str, offset: int | None = None, cls=DataValidationError,
+              cli_reason: str | None = None) -> Exception:
+        """The exception for a bad record ('fail' mode): a FormatError's ``reason`` names the record itself.
+        ``cli_reason``: the reason as the command line says it (see :class:`~timetag.errors.TimetagError`)."""
         if cls is FormatError:
-            return FormatError(reason, path=self.path, offset=offset)
+            return FormatError(reason, path=self.path, offset=offset, cli_message=cli_reason)
         where = f" (byte {offset})" if offset is not None else ""
-        return DataValidationError(reason + where, path=self.path, index=index)
+        return DataValidationError(reason + where, path=self.path, index=index,
+                                   cli_message=None if cli_reason is None else cli_reason + where)
 
     def note_run(self, n: int, describe: Callable[[int], tuple[int, str, int | None]]) -> None:
         """Count a run of ``n`` dropped records; ``describe(k)`` gives (index, reason, byte offset or None) of the
@@ -204,9 +207,11 @@ class BadRecords:
             index, reason, offset = describe(k)
             self.examples.append({"index": int(index), "offset": offset, "reason": reason})
             if self.count == 0 and k == 0:
-                warnings.warn(f"{self.path}: record {index}: {reason}: dropped, a lost-data interval instead "
-                              "(on_bad_record='lost'; later ones are counted in meta['bad_records'])",
-                              TimetagWarning, stacklevel=2)
+                said = f"{self.path}: record {index}: {reason}: dropped, a lost-data interval instead ({{}})"
+                warnings.warn(TimetagWarning(
+                    said.format("on_bad_record='lost'; later ones are counted in meta['bad_records']"),
+                    cli_message=said.format("--on-bad-record lost; later ones are counted in the summary")),
+                    stacklevel=2)
         self.count += n
 
     def open(self, last_good: int) -> np.ndarray:
@@ -379,7 +384,9 @@ class OrderGuard:
     def _error(self, t: np.ndarray, i: int) -> Exception:
         index, reason, offset = self._describe(t, i)
         if not self.tolerance and self.reorders and "backwards" in reason:  # only where the option exists
-            reason += "; to reorder small steps use tolerance_ps=N (CLI: timetag convert --tolerance-ps N)"
+            hint = "; to reorder small steps use {}"
+            return self.bad.error(index, reason + hint.format("tolerance_ps=N"), offset,
+                                  cli_reason=reason + hint.format("timetag convert --tolerance-ps N"))
         return self.bad.error(index, reason, offset)
 
     def _merge(self, lost: np.ndarray, marks: list[np.ndarray]) -> np.ndarray:

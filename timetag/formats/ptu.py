@@ -389,9 +389,10 @@ class PtuWriter(TagWriter):
     def write(self, chunk: TagChunk) -> None:
         if chunk.lost.size:
             if not self.drop_lost:
-                raise FormatError(f"{chunk.lost.size} lost-data event(s) (overflow/missed/error) cannot be "
-                                  "represented in PTU; write h5 or dump instead, or drop them (drop_lost=True; "
-                                  "CLI: --drop-lost)", path=self.name)
+                said = (f"{chunk.lost.size} lost-data event(s) (overflow/missed/error) cannot be represented in "
+                        "PTU; write h5 or dump instead, or drop them ({})")
+                raise FormatError(said.format("drop_lost=True"), cli_message=said.format("--drop-lost"),
+                                  path=self.name)
             self.lost_dropped += int(chunk.lost.size)
         rec = self._encode(chunk)
         rec.tofile(self._fh)

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..custody import Completion
 from ..engine import LabPipeline
-from ..errors import RunStopped, StorageError, TimetagError
+from ..errors import RunStopped, StorageError, TimetagError, for_cli
 from ..estimators.running import running_estimate
 from ..provenance import jsonable, provenance
 from ..roundsoutput import RoundsOutput
@@ -330,7 +330,8 @@ class LiveRunner:
             raw = "".join(f"; raw tags of {lab} in {describe_raw_files(files)}"
                           for lab, files in self.raw_files.items() if files)
             code = 2 if isinstance(error, TimetagError) and not isinstance(error, StorageError) else 1
-            raise RunStopped(f"{error}; kept {kept} (marked failed){raw}", kept=paths, exit_code=code) from None
+            tail = f"; kept {kept} (marked failed){raw}"
+            raise RunStopped(f"{error}{tail}", kept=paths, exit_code=code, cli_message=for_cli(error) + tail) from None
         return result
 
     def _loop(self) -> tuple[Completion, str]:
