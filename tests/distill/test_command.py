@@ -46,8 +46,9 @@ def test_cli_writes_keys_report_transcript_and_refuses_to_overwrite(files, tmp_p
 
 
 def test_missing_ldpc_is_one_line_naming_the_extra(files, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ldpc", None)
-    r = CliRunner().invoke(_app(), ["distill", str(files[0]), str(files[1]), "--out", str(tmp_path / "k")])
+    monkeypatch.setitem(sys.modules, "ldpc", None)  # only the ldpc decoder needs it
+    r = CliRunner().invoke(_app(), ["distill", str(files[0]), str(files[1]), "--out", str(tmp_path / "k"),
+                                    "--decoder", "ldpc"])
     assert isinstance(r.exception, MissingDecoder)
     assert "timetag[distill]" in str(r.exception) and "\n" not in str(r.exception)
     assert not (tmp_path / "k").exists()
@@ -59,3 +60,17 @@ def test_key_bits_are_packed(files, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     bits = np.unpackbits(np.frombuffer((out / "alice.key").read_bytes(), np.uint8), count=rep["final_length"])
     assert bits.mean() == pytest.approx(0.5, abs=0.05)
+
+
+def test_quiet_prints_nothing_and_plot_draws_the_key_length_curves(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "q"
+    r = CliRunner().invoke(_app(), ["distill", str(files[0]), str(files[1]), "--out", str(out), "--seed", "5",
+                                    "--quiet", "--plot"])
+    assert r.exit_code == 0, r.output
+    assert r.output == ""
+    png = out / "key_length.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(out.glob("*.partial"))
+    loud = CliRunner().invoke(_app(), ["distill", str(files[0]), str(files[1]), "--out", str(tmp_path / "l"),
+                                       "--seed", "5", "--qber", "0.025"])  # below the true ~3 %: blind rounds
+    assert "final key:" in loud.output and "blind rounds" in loud.output

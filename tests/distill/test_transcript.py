@@ -1,10 +1,20 @@
 import numpy as np
+import pytest
 
 from timetag.distill.transcript import Transcript, read_h5
 from timetag.distill.verify import TAG_BITS
 
 
-def test_leak_in_report_equals_bits_in_transcript(run, tmp_path):
+@pytest.fixture(scope="module")
+def blind_run(labs):
+    # frames designed for QBER 0.025 while the raw keys differ in ~3 %: blind rounds are needed
+    from timetag.distill import distill
+    return distill(*labs, seed=5, qber=0.025)
+
+
+@pytest.mark.parametrize("which", ["run", "blind_run"])
+def test_leak_in_report_equals_bits_in_transcript(which, request, tmp_path):
+    run = request.getfixturevalue(which)
     p = tmp_path / "t.h5"
     run.transcript.write_h5(p)
     msgs = read_h5(p)
@@ -15,12 +25,23 @@ def test_leak_in_report_equals_bits_in_transcript(run, tmp_path):
     syn = by["syndromes"][0]["payload"]["syndromes"]
     frames, m = syn.shape
     # recomputed from the payloads, not from the leak attributes
-    counted = (frames * m - frames * len(plan["punctured_positions"])
-               + by["frame_status"][0]["payload"]["ok"].size
+    status = sum(x["payload"]["ok"].size for x in by["frame_status"])
+    revealed = sum(x["payload"]["bits"].size for x in by.get("reveal", []))
+    tag_bits = by["frame_tags"][0]["payload"]["tags"].size * 16
+    counted = (frames * m - frames * len(plan["punctured_positions"]) + status + revealed + tag_bits
                + sum(x["payload"]["bits"].size for x in by.get("sample_bits", []))
                + by["verify_tags"][0]["payload"]["tags"].size * TAG_BITS + 1)
     assert counted == run.report.leak_total == sum(x["leak_bits"] for x in msgs)
-    assert run.report.leak_ec == frames * m - frames * len(plan["punctured_positions"]) + frames
+    assert run.report.leak_ec == frames * m - frames * len(plan["punctured_positions"]) + status + revealed + tag_bits
+    # blind rounds (if any), each answered by a status bit per undecoded frame; all were revealed punctured bits
+    assert revealed == run.report.revealed_bits and len(by["frame_status"]) == 1 + len(by.get("reveal", []))
+    if which == "blind_run":
+        assert by.get("reveal") and run.report.keys_equal and run.report.final_length > 0
+    for rv, st in zip(by.get("reveal", []), by["frame_status"][1:]):
+        assert rv["payload"]["frames"].size == st["payload"]["ok"].size == rv["payload"]["bits"].shape[0]
+    # the key permutation's seed is public and charged nothing
+    (perm,) = by["key_permutation"]
+    assert perm["leak_bits"] == 0 and int(perm["payload"]["seed"]) == run.report.code["permutation_seed"]
 
 
 def test_roundtrip_of_packed_payloads(tmp_path):

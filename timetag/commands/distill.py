@@ -9,8 +9,10 @@ import typer
 
 from ..custody import AtomicOutputs, check_distinct, check_target
 from ..errors import EstimationError
+from .options import quiet_option
 
 OUTPUT_NAMES = ("alice.key", "bob.key", "report.json", "transcript.h5")
+PLOT_NAME = "key_length.png"  # timetag.distill.plots.PLOT_NAME (not imported here: matplotlib is optional)
 
 
 def register(app):
@@ -26,9 +28,21 @@ def register(app):
         qber: float | None = typer.Option(None, "--qber", help="Design QBER of the codes (e.g. from calibration); "
                                           "default: estimated from a disclosed sample of key bits (charged)."),
         sample_bits: int | None = typer.Option(None, "--sample-bits", min=1,
-                                               help="Key bits disclosed for the QBER (default n_k/50, <= 10000)."),
-        f_design: float | None = typer.Option(None, "--f-design", help="Design efficiency of the frames "
-                                              "(default 1.18; 1.25 below QBER 7 %, 1.32 below 4 %)."),
+                                               help="Key bits disclosed for the QBER (default n_k/200 in "
+                                               "[500, 2000]; with --no-blind n_k/50, <= 10000)."),
+        f_design: float | None = typer.Option(None, "--f-design", help="Starting efficiency of the frames "
+                                              "(default 1.08 with blind rounds; without: 1.18, 1.25 below QBER 7 %, "
+                                              "1.32 below 4 %)."),
+        blind: bool = typer.Option(True, "--blind/--no-blind", help="Blind rounds: Alice reveals punctured bits "
+                                   "of undecoded frames (counted as leak) until they decode (f ~ 1.1); "
+                                   "--no-blind: one-shot frames at --f-design."),
+        decoder: str = typer.Option("layered", "--decoder", help="Syndrome decoder: layered (the project's "
+                                    "sum-product) or ldpc (ldpc.BpDecoder, needs the ldpc package)."),
+        plot: bool = typer.Option(False, "--plot", help="Also draw DIR/key_length.png: final key length vs "
+                                  "rounds at this run's S, QBER and measured f, next to f = 1.15 and the paper's "
+                                  "1.75e5-round minimum (needs matplotlib)."),
+        quiet: bool = quiet_option("No summary: only warnings (e.g. why there is no key) and errors, on stderr; "
+                                   "--json still prints the report."),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Reproducible randomness for tests (NOT "
                                         "secure; default: os.urandom)."),
         flagged: str = typer.Option("keep", "--flagged", help="Flagged rounds: keep (default, DI) or drop."),
@@ -56,8 +70,14 @@ def register(app):
     ):
         """Distil a shared secret key from both labs' rounds (one process, both roles), or run one lab's side
         over TCP (--role alice --listen HOST:PORT / --role bob --connect HOST:PORT, with --psk)."""
-        from ..distill.reconcile import require_ldpc
-        require_ldpc()  # before the slow sift: one line naming the extra
+        from ..distill.reconcile import DECODERS, require_ldpc
+        if decoder not in DECODERS:
+            raise EstimationError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        if decoder == "ldpc":
+            require_ldpc()  # before the slow sift: one line naming the extra
+        if plot:
+            from ..estimators.plots import require_matplotlib
+            require_matplotlib("--plot")
         from ..distill import distill
 
         if flagged not in ("keep", "drop"):
@@ -71,15 +91,17 @@ def register(app):
                             as_json=as_json, force=force, eps_sec=eps_sec, eps_cor=eps_cor, qber=qber,
                             sample_bits=sample_bits, f_design=f_design, seed=seed, flagged=flagged,
                             patterns=patterns, setup=setup, offset_ps=offset_ps, drift=drift,
-                            accept_incomplete=accept_incomplete)
-        targets = [out / name for name in OUTPUT_NAMES]
+                            accept_incomplete=accept_incomplete, blind=blind, decoder=decoder, plot=plot,
+                            quiet=quiet)
+        targets = [out / name for name in OUTPUT_NAMES] + ([out / PLOT_NAME] if plot else [])
         inputs = [p for p in (alice_rounds, bob_rounds, setup) if p is not None]
         check_distinct(targets)
         for t in targets:
             check_target(t, inputs=inputs, force=force)
         res = distill(alice_rounds, bob_rounds, eps_sec=eps_sec, eps_cor=eps_cor, qber=qber,
                       sample_bits=sample_bits, f_design=f_design, seed=seed, flagged=flagged, patterns=patterns,
-                      setup=setup, offset_ps=offset_ps, drift=drift, accept_incomplete=accept_incomplete)
+                      setup=setup, offset_ps=offset_ps, drift=drift, accept_incomplete=accept_incomplete,
+                      blind=blind, decoder=decoder)
         rep = res.report.to_json()
         rep["files"] = {"alice": str(alice_rounds), "bob": str(bob_rounds),
                         "key_format": "numpy.packbits (big-endian bit order), final_length bits"}
@@ -89,12 +111,25 @@ def register(app):
             outs[2].partial.write_text(json.dumps(rep, indent=1, allow_nan=False) + "\n")
             res.transcript.write_h5(outs[3].partial, attrs={"family": rep["code"].get("family", ""),
                                                             "seed_source": rep["seeds"]["source"]})
-        if as_json:
-            typer.echo(json.dumps(rep, allow_nan=False))
-        else:
-            typer.echo(_summary(rep, out))
-        if rep["message"]:
-            typer.secho(rep["message"], err=True, fg="yellow")
+            if plot:
+                draw_plot(rep, outs[4])
+        echo_result(rep, out, as_json=as_json, quiet=quiet)
+
+
+def draw_plot(rep: dict, output) -> None:
+    """The key-length plot into an open custody output (written with the keys, all or none)."""
+    from ..distill.plots import key_length_figure
+    from ..estimators.plots import savefig_into
+    savefig_into(key_length_figure(rep), output, dpi=120)
+
+
+def echo_result(rep: dict, out: Path, *, as_json: bool, quiet: bool, prefix: str = "") -> None:
+    if as_json:
+        typer.echo(json.dumps(rep, allow_nan=False))
+    elif not quiet:
+        typer.echo(prefix + _summary(rep, out))
+    if rep["message"]:  # a warning: shown with --quiet too
+        typer.secho(rep["message"], err=True, fg="yellow")
 
 
 def _summary(rep: dict, out: Path) -> str:
@@ -102,8 +137,10 @@ def _summary(rep: dict, out: Path) -> str:
              f"test; S = {rep['S']:.3f}"]
     if rep["frames"]:
         fm = rep["f_measured"]
+        blind = rep["code"].get("blind_rounds", 0)
         lines.append(f"reconciliation: {rep['frames']} frames of {rep['code']['key_bits']} bits "
-                     f"({rep['code']['code']}), {rep['frames_failed']} failed; QBER "
+                     f"({rep['code']['code']}), {rep['frames_failed']} failed"
+                     + (f", {blind} blind rounds ({rep['revealed_bits']} bits revealed)" if blind else "") + "; QBER "
                      f"{rep['qber_corrected'] or 0:.4f}; f = {'-' if fm is None else f'{fm:.3f}'}; leak "
                      f"{rep['leak_total']} bits (+ {rep['discarded_bits']} dropped)")
     lines.append(f"final key: {rep['final_length']} bits (bound {rep['bound'] if rep['bound'] is None else round(rep['bound'])}"

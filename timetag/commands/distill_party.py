@@ -21,7 +21,7 @@ from ..errors import EstimationError
 
 def run_role(role, rounds: Path, extra: Path | None, out: Path, *, listen=None, connect=None, psk=None,
              as_json=False, force=False, seed=None, setup=None, offset_ps=None, drift=None,
-             accept_incomplete=False, on_listening=None, **params) -> None:
+             accept_incomplete=False, on_listening=None, plot=False, quiet=False, **params) -> None:
     """One lab's side; ``on_listening(host, port)`` (tests) is told Alice's port once she listens."""
     from ..distill.channel import read_psk
     from ..distill.party import Options, run_over_socket
@@ -47,7 +47,8 @@ def run_role(role, rounds: Path, extra: Path | None, out: Path, *, listen=None, 
                               "is authenticated")
     key = read_psk(psk)
     opts = Options(**params)
-    targets = [out / f"{role}.key", out / "report.json", out / "transcript.h5"]
+    from .distill import PLOT_NAME, draw_plot, echo_result
+    targets = [out / f"{role}.key", out / "report.json", out / "transcript.h5"] + ([out / PLOT_NAME] if plot else [])
     inputs = [p for p in (rounds, setup, psk) if p is not None]
     check_distinct(targets)
     for t in targets:  # refused before the other lab is contacted
@@ -70,7 +71,6 @@ def run_role(role, rounds: Path, extra: Path | None, out: Path, *, listen=None, 
         outs[1].partial.write_text(json.dumps(rep, indent=1, allow_nan=False) + "\n")
         res.transcript.write_h5(outs[2].partial, attrs={"family": rep["code"].get("family", ""),
                                                         "seed_source": rep["seeds"]["source"]})
-    from .distill import _summary
-    typer.echo(json.dumps(rep, allow_nan=False) if as_json else f"{role}: " + _summary(rep, out))
-    if rep["message"]:
-        typer.secho(rep["message"], err=True, fg="yellow")
+        if plot:
+            draw_plot(rep, outs[3])
+    echo_result(rep, out, as_json=as_json, quiet=quiet, prefix=f"{role}: ")

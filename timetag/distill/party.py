@@ -44,12 +44,13 @@ from .amplify import toeplitz_hash
 from .channel import AUTH_BITS_PER_TAG, Channel, ChannelError
 from .codes import FAMILY_VERSION
 from .parameters import bound, expected_length, rounds_needed
-from .reconcile import BobDecoder, alice_syndromes, default_f_design, h2, plan_frames
+from .reconcile import (DECODERS, DEFAULT_MAX_ITER, FRAME_TAG_BITS, BobDecoder, alice_frame_tags, alice_frames,
+                        alice_reveal, default_f_design, expected_f, h2, plan_frames, syndromes)
 from .report import DistillReport
 from .transcript import Transcript
 from .verify import P61, TAG_BITS, collision_bound, n_points, tags
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: key permutation, blind rounds
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,10 @@ class Options:
     flagged: str = "keep"
     patterns: tuple | None = None
     family: str = FAMILY_VERSION
-    max_iter: int = 60
+    max_iter: int = DEFAULT_MAX_ITER
     ds_method: str = "hoeffding"
+    blind: bool = True              # blind rounds (revealed punctured bits) after undecoded frames
+    decoder: str = "layered"
 
     def __post_init__(self):
         for name in ("eps_sec", "eps_cor"):
@@ -73,6 +76,8 @@ class Options:
                 raise TimetagError(f"{name} must be in (0, 1), got {e}")
         if self.qber is not None and not 0 < self.qber < 0.5:
             raise TimetagError(f"qber must be in (0, 0.5), got {self.qber}")
+        if self.decoder not in DECODERS:
+            raise TimetagError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.flagged not in ("keep", "drop"):
             raise EstimationError(f"flagged policy must be 'keep' or 'drop', got {self.flagged!r}")
         p = self.patterns
@@ -115,6 +120,9 @@ class Coins:
         size = int(np.prod(shape))
         return self.bits(size).reshape(shape).astype(dtype)
 
+    def word64(self) -> int:
+        return int.from_bytes(np.packbits(self.bits(64)).tobytes(), "big")
+
     def below(self, p: int) -> int:
         if self.rng is not None:
             return int(self.rng.integers(0, p))
@@ -136,7 +144,12 @@ class Coins:
         return "os.urandom" if seed is None else f"numpy PCG64 from seed {seed} (reproducible: NOT secure)"
 
 
-def default_sample_bits(n_key: int) -> int:
+def default_sample_bits(n_key: int, blind: bool = True) -> int:
+    """Key bits disclosed for the design QBER.  Blind rounds only need a starting rate (a frame takes the bits it
+    needs), so a small sample: n_k / 200 in [500, 2000]; at 1.5e6 lmu2022 rounds its 3 bits per position cost less
+    than the ~0.01 in f a rougher estimate adds (docs/distill.md).  One-shot frames: n_k / 50, at most 10000."""
+    if blind:
+        return int(min(max(n_key // 200, 500), 2000))
     return int(min(max(n_key // 50, 0), 10_000))
 
 
@@ -275,7 +288,7 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
     # -- QBER for the code choice: given, or a disclosed sample ----------------------------------------------------
     keep = np.ones(n_key, bool)
     if opts.qber is None:
-        s = default_sample_bits(n_key) if opts.sample_bits is None else int(opts.sample_bits)
+        s = default_sample_bits(n_key, opts.blind) if opts.sample_bits is None else int(opts.sample_bits)
         s = min(max(s, 1), n_key)
         pos = say("alice", "sample_choice", lambda: {"positions": coins.sample(n_key, s)}).payload["positions"]
         _expect(len(pos) == s and (s == 0 or (pos.min() >= 0 and pos.max() < n_key and _distinct(pos))),
@@ -285,13 +298,17 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
         _expect(len(sa) == len(sb) == s, "sample bits of the wrong length")
         q_hat = float(np.mean(sa != sb))
         rep.qber_sample = q_hat
-        q_design = min(0.2, max(q_hat, 0.005) + math.sqrt(max(q_hat, 0.005) * (1 - q_hat) / s))
+        # one-shot frames need a margin (design QBER + one standard deviation); blind rounds add bits only to the
+        # frames that need them, and a start too low costs less than one too high (measured at QBER 0.065: design
+        # -1 sigma f = 1.13, +1 sigma f = 1.17), so they start half a standard deviation below the estimate
+        sigma = math.sqrt(max(q_hat, 0.005) * (1 - q_hat) / s)
+        q_design = min(0.2, max(q_hat + (-0.5 * sigma if opts.blind else sigma), 0.005))
         keep[pos] = False
     else:
         q_design = float(opts.qber)
     rest = raw[keep]
     discarded = int(n_key - keep.sum())
-    f_d = default_f_design(q_design) if opts.f_design is None else float(opts.f_design)
+    f_d = default_f_design(q_design, opts.blind) if opts.f_design is None else float(opts.f_design)
 
     def no_key(l_value, f_used, why):
         need = _rounds_needed(S, q_design, f_used, opts, p_key, p_test)
@@ -305,46 +322,86 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
         return finish(np.zeros(0, np.uint8), discarded)
 
     # the sample: 2 bits disclosed and 1 dropped per position
-    l_pre = expected_length(n_key, n_test, S, q_design, f_d, opts.eps_sec, opts.ds_method) - 3 * discarded
+    f_exp = expected_f(q_design, opts.blind) if opts.f_design is None else f_d  # blind: frames start below it
+    l_pre = expected_length(n_key, n_test, S, q_design, f_exp, opts.eps_sec, opts.ds_method) - 3 * discarded
     if l_pre <= 0:
-        return no_key(l_pre, f_d, "the run is too short (before error correction, with the design efficiency)")
+        return no_key(l_pre, f_exp, "the run is too short (before error correction, with the expected efficiency)")
 
-    # -- error correction: Alice -> Bob syndromes, Bob -> Alice one status bit per frame ------------------------------
+    # -- a public random permutation of the key, so that bursts of errors spread over the frames -------------------
     t0 = time.perf_counter()
-    plan = plan_frames(len(rest), q_design, f_d, opts.family)
+    perm_seed = say("alice", "key_permutation", lambda: {"seed": np.uint64(coins.word64())}).payload["seed"]
+    rest = rest[np.random.default_rng(int(perm_seed)).permutation(len(rest))]
+
+    # -- error correction: Alice -> Bob syndromes, Bob -> Alice one status bit per frame; blind rounds -------------
+    plan = plan_frames(len(rest), q_design, f_d, opts.family, blind=opts.blind)
     if plan.frames == 0:
-        return no_key(l_pre, f_d, f"{len(rest)} key bits fill no frame of {plan.key_bits} bits")
+        return no_key(l_pre, f_exp, f"{len(rest)} key bits fill no frame of {plan.key_bits} bits")
     cp = say("alice", "code_plan", lambda: {**{k: (v if isinstance(v, str) else np.asarray(v))
                                                for k, v in plan.public().items()},
                                             "shortened_positions": plan.shortened,
                                             "punctured_positions": plan.punctured}).payload
     _expect(str(cp["code"]) == plan.code and int(cp["frames"]) == plan.frames
+            and int(cp["reveal_bits"]) == plan.reveal_bits and int(cp["reveal_steps"]) == plan.reveal_steps
             and np.array_equal(cp["shortened_positions"], plan.shortened)
             and np.array_equal(cp["punctured_positions"], plan.punctured), "the code plan differs from bob's")
     F, k = plan.frames, plan.key_bits
-    syn = say("alice", "syndromes", lambda: {"syndromes": alice_syndromes(rest, plan, coins)},
+    X = alice_frames(rest, plan, coins) if alice else None
+    syn = say("alice", "syndromes", lambda: {"syndromes": syndromes(X, plan)},
               leak_bits=F * plan.leak_per_frame, packed=("syndromes",)).payload["syndromes"]
     _expect(syn.shape == (F, plan.m), "syndromes of the wrong shape")
+    ft = say("alice", "frame_tags", lambda: (lambda x: {"point": np.uint64(x), "tags": alice_frame_tags(X, plan, x)})(
+        coins.below(P61)), leak_bits=F * FRAME_TAG_BITS).payload
+    _expect(len(ft["tags"]) == F and int(ft["point"]) < P61, "frame tags of the wrong number")
     if not alice:
-        corrected, ok_b, nerr = BobDecoder(plan, max_iter=opts.max_iter).correct(rest, syn)
+        bob_dec = BobDecoder(plan, max_iter=opts.max_iter, decoder=opts.decoder)
+        ok_b = bob_dec.start(rest, syn, ft["tags"], int(ft["point"]))
     ok = say("bob", "frame_status", lambda: {"ok": ok_b.astype(np.uint8)}, leak_bits=F,
              packed=("ok",)).payload["ok"].astype(bool)
     _expect(len(ok) == F, "frame status of the wrong length")
+    revealed = rounds_done = 0
+    for step in range(plan.reveal_steps):
+        pending = np.flatnonzero(~ok)
+        if len(pending) == 0:
+            break
+        rv = say("alice", "reveal", lambda: {"frames": pending.astype(np.int64),
+                                             "bits": alice_reveal(X, plan, pending, step)},
+                 leak_bits=len(pending) * len(plan.reveal_positions(step)), packed=("bits",)).payload
+        _expect(np.array_equal(rv["frames"], pending) and rv["bits"].shape == (len(pending),
+                                                                              len(plan.reveal_positions(step))),
+                "revealed bits for other frames than bob's undecoded ones")
+        if not alice:
+            ok_b = bob_dec.reveal(pending, rv["bits"])[pending]
+        st = say("bob", "frame_status", lambda: {"ok": ok_b.astype(np.uint8)}, leak_bits=len(pending),
+                 packed=("ok",)).payload["ok"].astype(bool)
+        _expect(len(st) == len(pending), "frame status of the wrong length")
+        ok[pending] = st
+        revealed += rv["bits"].size
+        rounds_done += 1
+    if not alice:
+        corrected, ok_b, nerr = bob_dec.result()
+        _expect(np.array_equal(ok_b, ok), "bob's frames differ from his status messages")
     t["reconcile"] = time.perf_counter() - t0
     mine = rest[:F * k].reshape(F, k)[ok].ravel() if alice else corrected[ok].ravel()
     if not alice and tamper is not None:
         mine = tamper(mine.copy())
     n_ok = int(ok.sum()) * k
     discarded += len(rest) - n_ok
-    rep.code = {**plan.public(), "decoder": "ldpc.BpDecoder product_sum parallel", "max_iter": opts.max_iter}
+    rep.code = {**plan.public(), "decoder": ("timetag layered sum-product" if opts.decoder == "layered" else
+                                             "ldpc.BpDecoder product_sum parallel"), "max_iter": opts.max_iter,
+                "permutation_seed": int(perm_seed), "blind_rounds": rounds_done}
     rep.frames, rep.frames_failed = F, int((~ok).sum())
     rep.syndrome_bits = int(F * plan.m)
     rep.punctured_credit = int(F * len(plan.punctured))
-    rep.leak_ec = rep.syndrome_bits - rep.punctured_credit + F
+    rep.revealed_bits = int(revealed)
+    by = ch.transcript.leak_by_kind()
+    rep.frame_tag_bits = F * FRAME_TAG_BITS
+    rep.leak_ec = (rep.syndrome_bits - rep.punctured_credit + rep.revealed_bits + rep.frame_tag_bits
+                   + by.get("frame_status", 0))
     if not alice and ok.any():  # only Bob knows how many errors he corrected
         rep.qber_corrected = float(nerr[ok].sum() / max(1, n_ok))
         if rep.qber_corrected:
-            rep.f_measured = (rep.syndrome_bits - rep.punctured_credit) / (F * k * h2(rep.qber_corrected))
+            rep.f_measured = ((rep.syndrome_bits - rep.punctured_credit + rep.revealed_bits + rep.frame_tag_bits)
+                              / (F * k * h2(rep.qber_corrected)))
 
     # -- verification: Alice's polynomial-hash tags, Bob's 1-bit answer ---------------------------------------------
     t0 = time.perf_counter()
@@ -371,7 +428,7 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
     l_val = bound(n_key, n_test, S, q_design, ch.transcript.leak_bits + discarded, opts.eps_sec, opts.ds_method)
     final = int(min(math.floor(l_val), n_ok)) if l_val > 0 else 0
     if final <= 0:
-        return no_key(l_val, rep.f_measured or f_d, "the measured leak leaves no secret bits")
+        return no_key(l_val, rep.f_measured or f_exp, "the measured leak leaves no secret bits")
     t0 = time.perf_counter()
     pa_msg = say("alice", "pa_seed", lambda: {"seed": coins.bits(n_ok + final - 1), "length": np.int64(final)},
                  packed=("seed",)).payload
@@ -395,7 +452,7 @@ def _rounds_needed(S, q, f, opts: Options, p_key, p_test) -> float:
         if not math.isfinite(need):
             return need
         nk = max(need * p_key, 1.0)
-        s = default_sample_bits(int(nk)) if opts.sample_bits is None else int(opts.sample_bits)
+        s = default_sample_bits(int(nk), opts.blind) if opts.sample_bits is None else int(opts.sample_bits)
         nxt = rounds_needed(S, q, f + 3 * max(s, 1) / (nk * h2(q)), opts.eps_sec, p_key, p_test, opts.ds_method)
         if math.isfinite(nxt) and abs(nxt - need) <= 1e-3 * need:
             return nxt

@@ -20,7 +20,7 @@ import numpy as np
 from .channel import ChannelError, memory_pair
 from .codes import FAMILY_VERSION
 from .party import Coins, Options, PartyResult, default_sample_bits, run_party
-from .reconcile import require_ldpc
+from .reconcile import DEFAULT_MAX_ITER, require_ldpc
 from .report import DistillReport
 from .transcript import Transcript
 
@@ -73,19 +73,22 @@ def run_both(alice, bob, opts: Options, *, alice_kw: dict | None = None, bob_kw:
 def distill(alice, bob, *, eps_sec: float = 1e-5, eps_cor: float = 1e-10, qber: float | None = None,
             sample_bits: int | None = None, f_design: float | None = None, seed: int | None = None,
             flagged: str = "keep", patterns=None, offset_ps=None, drift=None, setup=None,
-            accept_incomplete: bool = False, family: str = FAMILY_VERSION, max_iter: int = 60,
-            ds_method: str = "hoeffding", tamper=None) -> DistillResult:
+            accept_incomplete: bool = False, family: str = FAMILY_VERSION, max_iter: int = DEFAULT_MAX_ITER,
+            ds_method: str = "hoeffding", blind: bool = True, decoder: str = "layered", tamper=None) -> DistillResult:
     """Distil a shared secret key from Alice's and Bob's rounds (paths or RoundsData).
 
     ``qber``: design QBER of the codes (e.g. from calibration); without it a sample of ``sample_bits`` key bits
-    (default n_k / 50, at most 10000) is disclosed by both and charged.  ``tamper(bob_bits)`` (tests) may change
+    (default n_k / 200 in [500, 2000] with blind rounds, else n_k / 50 up to 10000) is disclosed by both and
+    charged.  ``tamper(bob_bits)`` (tests) may change
     Bob's corrected bits before verification.  Returns the keys (0/1 uint8 arrays), the report and the transcript.
     """
     from ..estimators.pipeline import _load, check_pair
 
     opts = Options(eps_sec=eps_sec, eps_cor=eps_cor, qber=qber, sample_bits=sample_bits, f_design=f_design,
-                   flagged=flagged, patterns=patterns, family=family, max_iter=max_iter, ds_method=ds_method)
-    require_ldpc()
+                   flagged=flagged, patterns=patterns, family=family, max_iter=max_iter, ds_method=ds_method,
+                   blind=blind, decoder=decoder)
+    if decoder == "ldpc":
+        require_ldpc()
     a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete))
     ra, rb = run_both(a, b, opts, alice_kw={"seed": seed, "offset_ps": offset_ps, "drift": drift, "setup": setup,
                                             "accept_incomplete": accept_incomplete},

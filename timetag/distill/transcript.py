@@ -10,10 +10,15 @@ kind               payload                                                    le
 ``test_outputs``   a and b of the test rounds                                  0 (test rounds are not key rounds)
 ``sample_choice``  positions (in the key) disclosed for the QBER estimate     0
 ``sample_bits``    the disclosed key bits of the sender                       their number
+``key_permutation`` seed of the public permutation of the key before framing  0 (independent of the key)
 ``code_plan``      family version, code, bits per frame, shortened and        0 (a function of public data)
-                   punctured positions, frames
+                   punctured positions, frames, blind-round sizes
 ``syndromes``      packed syndrome of every frame (frames x m bits)           frames x (m - punctured)
-``frame_status``   one bit per frame: decoded or not                          frames
+``frame_tags``     a public point and a 16-bit tag of every frame's key bits   16 x frames
+``frame_status``   one bit per frame (first; then per frame of a blind        its number of bits
+                   round): decoded or not
+``reveal``         a blind round: the undecoded frames (public already) and   the revealed bits
+                   Alice's punctured bits of this round in each
 ``verify_points``  the hash's evaluation points                               0
 ``verify_tags``    the tags                                                   61 per tag
 ``verify_result``  1 bit: tags equal                                          1
@@ -29,7 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LEAKING_KINDS = ("sample_bits", "syndromes", "frame_status", "verify_tags", "verify_result")
+__all__ = ["Message", "Transcript", "read_h5", "LEAKING_KINDS"]
+
+LEAKING_KINDS = ("sample_bits", "syndromes", "frame_tags", "frame_status", "reveal", "verify_tags", "verify_result")
 
 
 @dataclass
