@@ -1,13 +1,14 @@
-"""Provenance helpers: checksums computed on a background thread."""
+"""Provenance helpers: checksums computed on a background thread, or on the bytes a reader maps anyway."""
 from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 import xxhash
 
 from timetag.errors import SetupError
-from timetag.provenance import BackgroundChecksums, file_checksum
+from timetag.provenance import BackgroundChecksums, InputChecksums, file_checksum
 
 
 def test_background_checksums_match_hashlib(tmp_path):
@@ -39,3 +40,62 @@ def test_a_cancelled_or_failed_job_says_so(tmp_path):
     missing = BackgroundChecksums([tmp_path / "nope.bin"])
     with pytest.raises(FileNotFoundError):
         missing.result()
+
+
+def _dump(path, n, trailing=b""):
+    from timetag.chunk import TagChunk
+    from timetag.formats.dump import write_dump
+
+    write_dump(path, TagChunk(np.arange(1, n + 1, dtype=np.int64) * 1000, (np.arange(n) % 4 + 1).astype(np.int32)))
+    if trailing:
+        with open(path, "ab") as fh:
+            fh.write(trailing)
+    return path
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+@pytest.mark.parametrize("trailing", [b"", b"12345"])
+def test_a_dump_is_hashed_on_the_bytes_its_reader_maps(tmp_path, monkeypatch, use_mmap, trailing):
+    # chunks and windows of several sizes: every byte once, in file order, the trailing bytes included
+    from timetag.formats.dump import DumpReader
+
+    p = _dump(tmp_path / "a.dump", 25_000, trailing)
+    text = tmp_path / "b.txt"
+    text.write_text("".join(f"{1 + i % 3} {1000 * (i + 1)}\n" for i in range(500)))
+    sums = InputChecksums([p, text], in_stream=lambda q: q.suffix == ".dump")
+    monkeypatch.setattr("timetag.provenance.file_checksum", _never_reread(p, file_checksum))
+    with pytest.warns(UserWarning) if trailing else _nothing():
+        reader = DumpReader(p, chunk_size=7_777, use_mmap=use_mmap)
+    sums.attach(reader)
+    sums.attach(object())  # the text input's reader: hashed by the background thread
+    n = sum(len(c) for c in reader)
+    assert n == 25_000 and reader.hashed_whole_file
+    assert sums.result() == ["xxh3_128:" + xxhash.xxh3_128_hexdigest(p.read_bytes()),
+                             "xxh3_128:" + xxhash.xxh3_128_hexdigest(text.read_bytes())]
+
+
+def test_a_reader_stopped_before_the_end_means_a_second_read(tmp_path):
+    from timetag.formats.dump import DumpReader
+
+    p = _dump(tmp_path / "a.dump", 10_000)
+    sums = InputChecksums([p], "sha256", in_stream=lambda q: True)
+    reader = DumpReader(p, chunk_size=1000)
+    sums.attach(reader)
+    next(iter(reader))
+    assert not reader.hashed_whole_file
+    assert sums.result() == ["sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()]
+
+
+def _never_reread(path, real):
+    def checksum(q, *args, **kwargs):
+        assert q != path, "the dump was read a second time"
+        return real(q, *args, **kwargs)
+    return checksum
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -21,10 +21,10 @@ from .custody import Completion
 from .engine import LabPipeline
 from .engine.summary import RunSummary
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning, for_cli
-from .formats import iter_stream, total_records
+from .formats import iter_stream, sniff, total_records
 from .stream.prefetch import prefetched
 from .formats._common import check_readable
-from .provenance import DEFAULT_CHECKSUM, BackgroundChecksums, jsonable
+from .provenance import DEFAULT_CHECKSUM, InputChecksums, jsonable
 from .provenance import provenance as make_provenance
 from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
@@ -109,14 +109,17 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     engine = LabEngine(lab_setup, WriteRounds(out_file))
     counter = ReportProgress(on_progress, engine)
     chain = CountChannels(counter)
-    # the checksums are computed on another core while the engine runs
-    sums = BackgroundChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum) if checksum else None
+    # dump inputs are hashed on the bytes the reader maps anyway (on the read-ahead thread), others on a thread of
+    # their own while the engine runs
+    sums = InputChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum,
+                          in_stream=lambda p: (format or sniff(p)) == "dump") \
+        if checksum else None
     t0 = time.perf_counter()
     readers: list = []
     try:
         # the next chunks are read on another thread while the engine works on this one
         run_stream(prefetched(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
-                                          **reader_opts)), chain)
+                                          on_open=None if sums is None else sums.attach, **reader_opts)), chain)
         summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
         report = channel_report(chain.counts, lab_setup)
         summary.channels = report.as_dict()

@@ -83,6 +83,53 @@ class BackgroundChecksums:
         self._stop.set()
 
 
+class InputChecksums:
+    """Checksums of a run's inputs, computed on the bytes the readers read anyway where they can.
+
+    A reader that offers ``hash_while_reading(hasher)`` (the dump reader: its records are the file's bytes) feeds
+    every byte it maps, in file order, to the hasher: no second read, and the hashing runs on the reading thread
+    (the read-ahead thread in ``process``), not beside the engine.  The other inputs are hashed by a
+    :class:`BackgroundChecksums` thread.  :meth:`attach` is called with each reader as it is opened
+    (``iter_stream(on_open=...)``); :meth:`result` gives ``algo:hexdigest`` per input, reading a file again only
+    if its reader stopped before its end (which ends the run anyway).
+    """
+
+    def __init__(self, paths, algo: str = DEFAULT_CHECKSUM, in_stream=None):
+        self.paths = [Path(p) for p in paths]
+        self.algo = algo
+        _hasher(algo)
+        own = [bool(in_stream(p)) if in_stream is not None else False for p in self.paths]
+        self._hashers: dict[int, object] = {i: _hasher(algo) for i, o in enumerate(own) if o}
+        self._readers: dict[int, object] = {}
+        self._opened = 0
+        rest = [p for i, p in enumerate(self.paths) if i not in self._hashers]
+        self._rest = BackgroundChecksums(rest, algo) if rest else None
+
+    def attach(self, reader) -> None:
+        """The next input's reader (called in input order)."""
+        i = self._opened
+        self._opened += 1
+        if i in self._hashers and hasattr(reader, "hash_while_reading"):
+            reader.hash_while_reading(self._hashers[i])
+            self._readers[i] = reader
+
+    def result(self) -> list[str]:
+        rest = iter(self._rest.result()) if self._rest is not None else iter(())
+        out = []
+        for i, p in enumerate(self.paths):
+            if i not in self._hashers:
+                out.append(next(rest))
+            elif i in self._readers and self._readers[i].hashed_whole_file:
+                out.append(f"{self.algo}:{self._hashers[i].hexdigest()}")
+            else:  # its reader never opened, could not hash, or stopped before the end
+                out.append(file_checksum(p, self.algo))
+        return out
+
+    def cancel(self) -> None:
+        if self._rest is not None:
+            self._rest.cancel()
+
+
 def describe_inputs(paths, checksum: bool | str = True) -> list[dict]:
     """Name, path and size of each input; with ``checksum`` (True or an algorithm), its checksum (computed now)."""
     out = []

@@ -146,12 +146,13 @@ def total_records(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | Non
 
 
 def iter_stream(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None = None, readers: list | None = None,
-                **opts) -> Iterator[TagChunk]:
+                on_open=None, **opts) -> Iterator[TagChunk]:
     """Several files of one run as one stream; each file must start no earlier than the previous one ended.
 
     ``opts`` go to :func:`open_tags` (``on_bad_record``, ``max_jump_ps``, ...).  A file that ends inside a
     lost-data interval of bad records ('lost' mode) has it closed at the next file's first tag or event.
-    ``readers``: a list that gets each file's reader as it is opened (their ``meta`` counts what they found).
+    ``readers``: a list that gets each file's reader as it is opened (their ``meta`` counts what they found);
+    ``on_open(reader)``: called with each reader before it is read (e.g. :meth:`InputChecksums.attach`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -164,6 +165,8 @@ def iter_stream(paths, chunk_size: int = DEFAULT_CHUNK_SIZE, format: str | None 
         reader = open_tags(p, chunk_size=chunk_size, format=format, **opts)
         if readers is not None:
             readers.append(reader)
+        if on_open is not None:
+            on_open(reader)
         for chunk in reader:
             if first_in_file and len(chunk):
                 if last is not None and chunk.time[0] < last:

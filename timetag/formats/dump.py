@@ -242,7 +242,10 @@ class DumpReader:
             warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
                           TimetagWarning, stacklevel=2)
         self.records = size // RECORD_SIZE
+        self._size = size
         self._decoder = self._new_decoder()
+        self._hasher = None
+        self._hashed = 0          # bytes fed to the hasher, from the start of the file
 
     def _new_decoder(self) -> DumpDecoder:
         return DumpDecoder(self.path, self.check_order, self.on_bad_record, self.max_jump_ps, self.check_reserved)
@@ -259,6 +262,15 @@ class DumpReader:
 
     def __iter__(self) -> Iterator[TagChunk]:
         return self.iter_chunks()
+
+    def hash_while_reading(self, hasher) -> None:
+        """Feed ``hasher`` (``update(bytes)``) every byte of the file as a read from its start maps it: the input's
+        checksum without reading it twice (:class:`timetag.provenance.InputChecksums`)."""
+        self._hasher, self._hashed = hasher, 0
+
+    @property
+    def hashed_whole_file(self) -> bool:
+        return self._hasher is not None and self._hashed == self._size
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
         """Chunks of records [start, stop) (record indices; the dump format has no carried state)."""
@@ -277,6 +289,9 @@ class DumpReader:
                 w, lost, error = 0, [], None
                 for b in range(lo, hi, window):
                     rec = windows.open(b, min(b + window, hi))
+                    if self._hasher is not None and self._hashed == b * RECORD_SIZE:
+                        self._hasher.update(rec.view(np.uint8))
+                        self._hashed += rec.nbytes
                     k, events, error = dec.split(rec, b, out_t[w:], out_c[w:])
                     del rec
                     windows.close()
@@ -285,6 +300,10 @@ class DumpReader:
                         lost.append(events)
                     if error is not None:
                         break
+                if error is None and hi == self.records and self._hasher is not None \
+                        and self._hashed == hi * RECORD_SIZE and self.trailing_bytes:
+                    self._hasher.update(os.pread(fh.fileno(), self.trailing_bytes, self._hashed))
+                    self._hashed += self.trailing_bytes
                 if w or lost or error is None:
                     yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
                 if error is not None:
