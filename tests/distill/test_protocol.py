@@ -64,7 +64,7 @@ def test_given_qber_skips_the_sample(labs):
 def test_a_burst_of_errors_is_spread_over_the_frames_by_the_key_permutation():
     # Bob's outputs flipped on 3000 consecutive rounds: ~750 wrong key bits in a row, more than one frame of
     # ~6000 bits could correct even with every punctured bit revealed; permuted, they spread over all frames
-    A, B = rounds(160_000, V=0.94, seed=11)
+    A, B = rounds(200_000, V=0.94, seed=11)
     out = B.rounds["output"]
     out[50_000:53_000] = 1 - out[50_000:53_000]
     res = distill(A, B, seed=5)
