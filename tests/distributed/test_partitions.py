@@ -190,11 +190,14 @@ def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, f
     # cuts requested right after ready tags (inside setting and fluorescence windows) and mid-read-out
     cuts = [int(x) + 2 for x in ready[5::12]]
     out = tmp_path / "alice.h5"
+    seen = []
     summary = process_files_dask(paths, setup, "alice", out, dask=client, cuts=cuts, chunk_size=500,
-                                 pipeline_factory=factory)
+                                 pipeline_factory=factory, progress=lambda done, total: seen.append((done, total)))
     merged = read_rounds(out)
     parts = merged.provenance["distributed"]["partitions"]
     assert len(parts) >= 5, parts
+    # the command line's bar: 0 of n, then one step per partition as it ends
+    assert seen == [(k, len(parts)) for k in range(len(parts) + 1)]
     # checksums hashed on the client while the workers ran: each the file's own digest
     assert [e["checksum"] for e in merged.provenance["inputs"]] == [
         "xxh3_128:" + xxhash.xxh3_128_hexdigest(Path(p).read_bytes()) for p in paths]

@@ -116,8 +116,11 @@ def register(app):
 
             if on_bad_record != "fail":
                 raise SetupError("--on-bad-record lost is not available with --dask yet", key="on_bad_record")
-            summary = process_files_dask(files, setup, lab, out, dask=dask, chunk_size=chunk_size,
-                                         checksum=False if no_checksum else checksum, force=force)
+            from .progress import PartitionsBar
+
+            with PartitionsBar(f"{lab} (dask {dask})", enabled=not quiet) as bar:
+                summary = process_files_dask(files, setup, lab, out, dask=dask, chunk_size=chunk_size,
+                                             checksum=False if no_checksum else checksum, force=force, progress=bar)
         else:
             with RecordsBar(str(lab), enabled=not quiet) as bar:
                 summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=bar,

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-__all__ = ["RecordsBar", "Working", "announce_compiles", "COMPILE_NOTICE"]
+__all__ = ["RecordsBar", "PartitionsBar", "Working", "announce_compiles", "COMPILE_NOTICE"]
 
 
 class RecordsBar:
@@ -43,6 +43,24 @@ class RecordsBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class PartitionsBar(RecordsBar):
+    """A bar of the partitions a Dask run has finished (``process --dask``); a ``progress(done, total)``
+    callback."""
+
+    def __enter__(self) -> "PartitionsBar":
+        if self.enabled:
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("partitions"), TimeElapsedColumn(), console=Console(stderr=True),
+                                 transient=False)
+            self._task = self._bar.add_task(self.label, total=None)
+            self._bar.start()
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
 
 
 class Working:

@@ -222,15 +222,21 @@ def resolve_lab(setup, lab: str) -> tuple[Setup, LabSetup]:
 
 
 def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
-                   setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None) -> list[dict]:
-    """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure."""
-    from distributed import wait
+                   setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure.
+    ``progress(done, total)``: partitions finished (or failed) so far, as each one ends."""
+    from distributed import as_completed
 
     futures = [client.submit(process_partition, p, lab, str(scratch), chunk_size=chunk_size, setup_hash=setup_hash,
                              pipeline_factory=pipeline_factory, retries=retries, pure=False,
                              key=f"timetag-{lab.name}-{scratch.name}-{p.index:04d}")
                for p in parts]
-    wait(futures)
+    if progress is not None:
+        progress(0, len(futures))
+    for done, _ in enumerate(as_completed(futures), 1):
+        if progress is not None:
+            progress(done, len(futures))
     reports, failures = [], []
     for p, f in zip(parts, futures):
         if f.status == "error":
@@ -253,7 +259,8 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
                        chunk_size: int = DEFAULT_CHUNK_SIZE, n_partitions: int | None = None,
                        cuts: Sequence[int] | None = None, retries: int = 2, keep_scratch: bool = False,
                        gap_ps: int | None = None, checksum: bool | str = True,
-                       pipeline_factory: Callable | None = None, force: bool = False) -> dict:
+                       pipeline_factory: Callable | None = None, force: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> dict:
     """Process one lab's run (``paths`` in time order) on Dask; write the rounds file ``out``; return its summary.
 
     ``dask``: 'local', 'local:N', a scheduler address 'tcp://host:port', or a ``distributed.Client``.
@@ -263,6 +270,7 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     ``gap_ps`` overrides the safe gap length (experts and tests only: too short breaks that equality);
     ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
     ``force``: replace an existing ``out`` (it stays whole until the merged file is complete).
+    ``progress(done, total)``: partitions finished so far (the command line's bar).
     """
     inputs = [Path(setup)] if isinstance(setup, (str, Path)) else []  # the setup file is an input: never the output
     setup, lab_setup = resolve_lab(setup, lab)
@@ -276,11 +284,11 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     with AtomicOutput(out, inputs=[*paths, *inputs], force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
         return _run_locked(paths, setup, lab, lab_setup, out, slot, dask=dask, chunk_size=chunk_size,
                            n_partitions=n_partitions, cuts=cuts, retries=retries, keep_scratch=keep_scratch,
-                           gap_ps=gap_ps, checksum=checksum, pipeline_factory=pipeline_factory)
+                           gap_ps=gap_ps, checksum=checksum, pipeline_factory=pipeline_factory, progress=progress)
 
 
 def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_partitions, cuts, retries,
-                keep_scratch, gap_ps, checksum, pipeline_factory) -> dict:
+                keep_scratch, gap_ps, checksum, pipeline_factory, progress=None) -> dict:
     scratch = out.with_name(out.name + ".parts")
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -293,7 +301,8 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
             parts = plan_partitions(paths, lab_setup, n_partitions=n, cuts=cuts, gap_ps=gap_ps)
             reports = run_partitions(client, parts, lab_setup, scratch, chunk_size=chunk_size,
-                                     setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory)
+                                     setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory,
+                                     progress=progress)
         prov = _provenance(paths if checksum else (), setup, checksum=False, lab=lab, role=lab_setup.role,
                            chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
