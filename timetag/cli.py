@@ -26,6 +26,7 @@ import warnings
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from . import interrupts
 from ._numba_cache import on_first_compile
 from ._version import __version__
 from .errors import RunStopped, Terminated, TimetagError, for_cli
@@ -218,12 +219,14 @@ def main(argv=None) -> None:
     # own handler for a graceful stop
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    previous_int = interrupts.install() if in_main_thread else None  # Ctrl-C remembered (timetag.interrupts)
     on_first_compile(_compile_notice)
     try:
         sys.exit(_run(argv))
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+            interrupts.restore(previous_int)
 
 
 def _compile_notice(kernel: str) -> None:

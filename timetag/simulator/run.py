@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import interrupts
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
 from ..custody import AtomicOutputs
 from ..errors import OutputError, SetupError
@@ -159,6 +160,7 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
             wb = writer_for(out_b, fmt, **meta("bob"))
         try:
             for ca, cb, r in sim.stream():
+                interrupts.check()  # a Ctrl-C swallowed while numba compiled still stops the run here
                 wa.write(ca)
                 wb.write(cb)
                 n_a += len(ca)

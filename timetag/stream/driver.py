@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from .. import interrupts
 from ..errors import StorageError, TimetagError
 from .processor import Processor
 
@@ -62,6 +63,11 @@ def run_stream(source: Iterable, chain: Processor, *, until: Callable[[], bool] 
             exhausted = False
             _close(events)
             break
+        try:
+            interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was swallowed elsewhere ends the run here
+        except BaseException:
+            _close(events)
+            raise
     chain.flush()
     return exhausted
 

@@ -1,0 +1,77 @@
+"""timetag.interrupts: a Ctrl-C whose KeyboardInterrupt was swallowed (raised inside a ``__del__``, as happens while
+numba compiles) still stops the run at the next chunk."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from timetag import interrupts
+from timetag.chunk import TagChunk
+from timetag.stream import Collect, run_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_swallowed_interrupt_is_raised_again_between_chunks():
+    previous = interrupts.install()
+    try:
+        try:
+            interrupts.on_sigint(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass  # swallowed, as "Exception ignored in __del__" does
+        assert interrupts.requested()
+        chunks = (TagChunk(np.arange(3, dtype=np.int64) + 10 * k, np.ones(3, np.int32)) for k in range(5))
+        seen = Collect()
+        with pytest.raises(KeyboardInterrupt):
+            run_stream(chunks, seen)
+        assert len(seen.events) == 1  # stopped after the first chunk, not at the end
+    finally:
+        interrupts.restore(previous)
+    assert not interrupts.requested()
+    interrupts.check()  # nothing pending: no exception
+
+
+SWALLOWED = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from timetag import interrupts
+    from timetag.chunk import TagChunk
+    from timetag.stream import Collect, run_stream
+
+    interrupts.install()
+
+    class Slow:
+        def __del__(self):
+            print("ready", flush=True)
+            time.sleep(3)       # Ctrl-C arrives here: Python prints "Exception ignored" and goes on
+
+    Slow()
+    chunks = (TagChunk(np.arange(3, dtype=np.int64) + 10 * k, np.ones(3, np.int32)) for k in range(10**6))
+    try:
+        run_stream(chunks, Collect())
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        sys.exit(130)
+    print("ran to the end", flush=True)
+""")
+
+
+def test_ctrl_c_inside_a_destructor_still_stops_the_run():
+    p = subprocess.Popen([sys.executable, "-c", SWALLOWED], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        os.kill(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "Exception ignored" in err and "KeyboardInterrupt" in err  # the first one was swallowed...
+    assert p.returncode == 130 and out.strip() == "stopped", (out, err)  # ...and the run stopped all the same
