@@ -35,6 +35,7 @@ def register(app):
 
           timetag serve timetag-demo --web 127.0.0.1:8765
         """
+        from .. import interrupts
         from ..dashboard import DashboardServer, StaticFeed, finished_payload
         from ..dashboard.server import is_loopback, new_token, parse_address, plotly_js_path
         from ..errors import TimetagError
@@ -55,6 +56,7 @@ def register(app):
             end = None if duration is None else time.monotonic() + duration
             while end is None or time.monotonic() < end:
                 time.sleep(0.2)
+                interrupts.check()  # a Ctrl-C swallowed elsewhere (timetag.interrupts) still stops serving
         except KeyboardInterrupt:
             pass  # the normal way to stop a server: not an error
         finally:
