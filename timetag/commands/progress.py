@@ -15,10 +15,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 __all__ = ["RecordsBar", "PartitionsBar", "Working", "announce_compiles", "COMPILE_NOTICE"]
 
 
-class RecordsBar:
-    """A bar of records done (and rounds made) on stderr; a ``progress(done, total, rounds)`` callback.
-
-    Use as a context manager so the bar is stopped however the command ends."""
+class _Bar:
+    """A rich progress bar on stderr for the length of a ``with`` block (stopped however the command ends)."""
 
     def __init__(self, label: str, *, enabled: bool = True):
         self._bar = None
@@ -26,18 +24,20 @@ class RecordsBar:
         self.label = label
         self.enabled = enabled
 
-    def __enter__(self) -> "RecordsBar":
+    def _columns(self) -> tuple:
+        return ()  # after the count: what each bar adds (rounds made, a time)
+
+    def __enter__(self):
         if self.enabled:
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rounds]} rounds"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
+                                 *self._columns(), console=Console(stderr=True), transient=False)
             self._task = self._bar.add_task(self.label, total=None, rounds=0)
             self._bar.start()
         return self
 
-    def __call__(self, done: int, total: int | None, rounds: int) -> None:
+    def _update(self, **fields) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total, rounds=rounds)
+            self._bar.update(self._task, **fields)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
@@ -45,22 +45,25 @@ class RecordsBar:
             self._bar = None
 
 
-class PartitionsBar(RecordsBar):
+class RecordsBar(_Bar):
+    """A bar of records done (and rounds made); a ``progress(done, total, rounds)`` callback."""
+
+    def _columns(self) -> tuple:
+        return TextColumn("{task.fields[rounds]} rounds"), TimeRemainingColumn()
+
+    def __call__(self, done: int, total: int | None, rounds: int) -> None:
+        self._update(completed=done, total=total, rounds=rounds)
+
+
+class PartitionsBar(_Bar):
     """A bar of the partitions a Dask run has finished (``process --dask``); a ``progress(done, total)``
     callback."""
 
-    def __enter__(self) -> "PartitionsBar":
-        if self.enabled:
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("partitions"), TimeElapsedColumn(), console=Console(stderr=True),
-                                 transient=False)
-            self._task = self._bar.add_task(self.label, total=None)
-            self._bar.start()
-        return self
+    def _columns(self) -> tuple:
+        return TextColumn("partitions"), TimeElapsedColumn()
 
     def __call__(self, done: int, total: int | None) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total)
+        self._update(completed=done, total=total)
 
 
 class Working:

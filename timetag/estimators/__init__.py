@@ -54,17 +54,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-__all__ = [
-    "tally", "n_pairs", "counts_from_correlators",
-    "correlators", "correlation_probabilities", "chsh", "qber",
-    "binomial_errors", "beta_samples", "posterior_summary",
-    "binary_entropy", "entropy_bound", "key_rate", "threshold_depolarising",
-    "finite_key_length", "min_block_length",
-    "fit_visibilities", "fidelity_bound",
-    "estimate_from_counts", "estimate_from_pairs",
-    "to_psi_plus_frame", "pattern_counts",
-    "join_rounds", "sift", "estimate_clock", "JoinResult", "SiftResult",
-    "estimate", "check_pair", "Estimate",
-    "running_estimate", "compact_estimate",
-]
+__all__ = ["chsh", "correlation_probabilities", "correlators", "qber", *_LAZY]
 
