@@ -231,3 +231,16 @@ def test_a_globbed_rotated_series_is_read_in_recording_order(tmp_path):
     process_files([tmp_path / "sim" / "alice.dump"], tmp_path / "sim" / "setup.toml", "alice", tmp_path / "ref.h5",
                   progress=False, checksum=False)
     assert read_rounds(tmp_path / "r.h5").rounds.tobytes() == read_rounds(tmp_path / "ref.h5").rounds.tobytes()
+
+
+def test_progress_tells_the_rounds_made_so_far(clean, tmp_path):
+    # the CLI's bar shows "N rounds": the rounds written so far, growing to the run's total
+    res = clean["res"]
+    seen = []
+    summary = process_files([res.alice], res.setup, "alice", tmp_path / "r.h5", chunk_size=20_000,
+                            progress=lambda done, total, rounds: seen.append((done, total, rounds)), checksum=False)
+    assert len(seen) > 2
+    rounds = [r for _, _, r in seen]
+    assert rounds == sorted(rounds) and rounds[-1] > 0
+    assert rounds[-1] <= summary.rounds
+    assert seen[-1][0] == seen[-1][1]  # every record read

@@ -102,9 +102,10 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     total = total_records(paths, chunk_size, format)
     out_file.open()  # every check (output exists, is an input, has a writer) before any work
 
-    def on_progress(done: int, rounds: int) -> None:
+    def on_progress(done: int, _rounds: int) -> None:
         if callable(progress):  # False/None: no report (the library draws no bar: the CLI does)
-            progress(done, total, rounds)
+            # the rounds written so far: ReportProgress sits before the engine and never sees its rounds
+            progress(done, total, out_file.n_rounds)
 
     engine = LabEngine(lab_setup, WriteRounds(out_file))
     counter = ReportProgress(on_progress, engine)
