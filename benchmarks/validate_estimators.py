@@ -19,17 +19,21 @@ simulator's analytic correlators of its lmu2022 preset: S = 2.46, Q = 0.065, rea
 ``V<v>`` (the ideal Psi+ model of visibility v, e.g. ``V0.95``).
 
 ``--before`` measures what the estimators did before issue 21: uniform Beta(1, 1) priors and the plug-in binomial
-errors sqrt(p (1 - p) / N) (zero when outputs are all equal or no key error is seen).
+errors sqrt(p (1 - p) / N) (zero when outputs are all equal or no key error is seen), credible intervals.
+``--intervals posterior`` measures the credible intervals of the neutral-chsh posteriors (issue 21 before its item
+3 was fixed); the default ``midp-mover`` the confidence intervals reported now (timetag.estimators.uncertainty).
 
     python benchmarks/validate_estimators.py                      # paper + lmu2022, 100 .. 3000 rounds, 1000 runs
     python benchmarks/validate_estimators.py --before --runs 400  # the old behaviour, for comparison
     python benchmarks/validate_estimators.py --truth V0.95 --rounds 100 300 --json out.json
+    python benchmarks/validate_estimators.py --intervals posterior --truth paper --rounds 100
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -38,7 +42,7 @@ from timetag.estimators.chsh import CHSH_TERMS
 from timetag.estimators.keyrate import key_rate
 from timetag.estimators.model import p_same, sample_counts
 from timetag.estimators.report import estimate_from_counts
-from timetag.estimators.uncertainty import binomial_errors
+from timetag.estimators.uncertainty import DEFAULT_INTERVALS, INTERVAL_METHODS, binomial_errors
 
 PROTOCOLS = ("random_basis", "original")
 LEVELS = (("68.3%", 0.683), ("95%", 0.95))
@@ -73,9 +77,10 @@ def true_values(ps: np.ndarray) -> dict:
     return out
 
 
-def one_run(n, truth, before: bool, samples: int, seed: int) -> dict | None:
+def one_run(n, truth, before: bool, samples: int, seed: int, intervals: str = "midp-mover") -> dict | None:
     """Per quantity: (value, err, {level: interval}) of one run; None if a used input pair has no rounds."""
-    res = estimate_from_counts(n, samples=samples, seed=seed, prior="uniform" if before else "neutral-chsh")
+    res = estimate_from_counts(n, samples=samples, seed=seed, prior="uniform" if before else "neutral-chsh",
+                               intervals="posterior" if before else intervals)
     if res["S"] is None or res["Q0"] is None or res["Q1"] is None:
         return None
     iv = res["intervals"]
@@ -92,14 +97,15 @@ def one_run(n, truth, before: bool, samples: int, seed: int) -> dict | None:
     return out
 
 
-def study(truth_name: str, rounds: int, runs: int, samples: int, before: bool, seed: int) -> list[dict]:
+def study(truth_name: str, rounds: int, runs: int, samples: int, before: bool, seed: int,
+          intervals: str = "midp-mover") -> list[dict]:
     ps = truth_table(truth_name)
     truth = true_values(ps)
     counts = sample_counts(rounds, ps, rng=np.random.default_rng([seed, rounds]), runs=runs)
     acc = {q: {"cover": {lab: 0 for lab, _ in LEVELS}, "two_sd": 0, "pulls": [], "zero": 0} for q in truth}
     used = flagged = 0
     for i in range(runs):
-        r = one_run(counts[i], truth, before, samples, seed=i)
+        r = one_run(counts[i], truth, before, samples, seed=i, intervals=intervals)
         if r is None:
             continue
         used += 1
@@ -128,7 +134,7 @@ def study(truth_name: str, rounds: int, runs: int, samples: int, before: bool, s
                          "two_sd": a["two_sd"] / used, "pull_mean": float(pulls.mean()) if len(pulls) else None,
                          "pull_sd": float(pulls.std(ddof=1)) if len(pulls) > 1 else None,
                          "zero_err": a["zero"] / used, "flagged": flagged / used,
-                         "mode": "before" if before else "after"})
+                         "mode": "before" if before else intervals})
     return rows
 
 
@@ -152,6 +158,8 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=4000, help="posterior samples per run")
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--before", action="store_true", help="uniform priors and plug-in binomial errors (pre issue 21)")
+    ap.add_argument("--intervals", choices=sorted(INTERVAL_METHODS), default=DEFAULT_INTERVALS,
+                    help="interval method measured (ignored with --before)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -159,17 +167,22 @@ def main(argv=None):
     print(HEADER, flush=True)
     for truth in args.truth:
         for n in args.rounds:
-            new = study(truth, n, args.runs, args.samples, args.before, args.seed)
+            new = study(truth, n, args.runs, args.samples, args.before, args.seed, args.intervals)
             for r in new:
                 print(format_row(r), flush=True)
             rows += new
     print(f"{len(rows)} rows in {time.perf_counter() - t0:.0f} s "
-          f"({'before: uniform prior, plug-in errors' if args.before else 'after: neutral-chsh prior'})")
+          f"({'before: uniform prior, plug-in errors' if args.before else 'intervals ' + args.intervals})")
     bad = [r for r in rows if not r["ok"]]
     print(f"coverage outside 2 binomial errors of the nominal level: {len(bad)} of {len(rows)}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        tmp = args.json + ".part"  # the old file stays until the new one is complete
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(rows, fh, indent=1)
+            os.replace(tmp, args.json)
+        except OSError as exc:
+            raise SystemExit(f"validate_estimators: cannot write {args.json}: {exc.strerror}") from None
     return rows
 
 

@@ -130,7 +130,9 @@ def print_warnings(con, res: dict) -> None:
     for w in res.get("warnings") or []:
         con.print(f"[bold yellow]warning:[/] {escape(w['message'])}")
     iv = res.get("intervals") or {}
-    if iv.get("prior_text"):
+    if iv.get("method_text"):
+        con.print(f"[dim]intervals: {escape(iv['method_text'])}[/]")
+    elif iv.get("prior_text"):  # a result written before the interval method was recorded
         con.print(f"[dim]intervals: central credible intervals, prior {escape(iv['prior_text'])}[/]")
 
 
@@ -151,7 +153,7 @@ TABLE_LEGEND = (
 MISSING = {
     "no rounds": "no rounds with these inputs",
     "not computed": "not computable from these rounds",
-    "not sampled": "no posterior samples (--samples 0): no credible interval",
+    "not sampled": "no interval (posterior intervals need samples: --samples 0 gave none)",
     "no key at any N": "the finite-key rate is not positive at any block length N",
 }
 
@@ -194,15 +196,15 @@ def _positive(p: str, yes: bool) -> str:
 
 def render_table(res: dict) -> Table:
     """A rich Table in the layout of the paper's results (E_xy, S, Q0, Q1, Q, rates, block length), from the
-    JSON object of an estimate; the ``95 % interval`` column shows the central credible intervals (key rates
-    with their physical floor 0), which stay honest where +- errors do not (few rounds, no error seen).
+    JSON object of an estimate; the ``95 % interval`` column shows the reported intervals (the method is named
+    under the table by :func:`print_warnings`; key rates with their physical floor 0), which stay honest where +- errors do not (few rounds, no error seen).
     Its caption is the legend (:func:`legend_lines`): symbols, units, and every word shown instead of a number."""
     incomplete = res.get("incomplete_inputs") or []
     title = f"DIQKD estimate — {res['rounds']} rounds" + (" (INCOMPLETE INPUT)" if incomplete else "")
     t = Table(title=title, show_header=True, header_style="bold", caption_justify="left")
     t.add_column("quantity", no_wrap=True)
     t.add_column("value ± 1σ", justify="right")
-    t.add_column("95 % credible interval", justify="right")
+    t.add_column("95 % interval", justify="right")
     t.add_column("N (rounds) / note", justify="right")
     iv = res.get("intervals") or {}
     for xy in ("2,0", "3,0", "2,1", "3,1"):
@@ -214,16 +216,11 @@ def render_table(res: dict) -> Table:
     t.add_row("Q1", _fmt(res["Q1"], res["Q1_err"], 4, missing="no rounds"), _ci(iv.get("Q1"), 4),
               str(res["N"]["1,1"]))
     t.add_row("Q", _fmt(res["Q"], res["Q_err"], 4), _ci(iv.get("Q"), 4), str(res["key_rounds"]), end_section=True)
-    bay = res.get("bayes") or {}
+    rate_iv = iv.get("key_rate_per_event") or {}
     for p, label in PROTOCOL_LABELS:
-        ci, note = "not sampled", ""
-        if p in bay.get("key_rate_per_event", {}):
-            post = bay["key_rate_per_event"][p]
-            lo, hi = post.get("ci_physical") or post["ci"]
-            ci = f"[{lo:.3f}, {hi:.3f}]"
-            if int(round(100 * post["level"])) != 95:
-                ci += f" ({100 * post['level']:g} %)"
-            note = "floor 0: no key not excluded" if post["ci"][0] < 0 else ""
+        ci, note = _ci(rate_iv.get(p)), ""
+        if rate_iv.get(p) and rate_iv[p]["95%"][0] <= 0.0:  # cut at the floor: it reached below 0
+            note = "floor 0: no key not excluded"
         rate = res["key_rate_per_event"][p]
         if rate is not None and rate <= 0:
             note = "; ".join(n for n in ("not positive: no key", note) if n)

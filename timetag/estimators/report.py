@@ -19,8 +19,8 @@ from .finitekey import FK_DEFAULTS, min_block_length
 from .keyrate import S_MAX, entropy_bound, key_rate, threshold_depolarising
 from .patterns import to_psi_plus_frame
 from .uncertainty import (
-    DEFAULT_PRIOR, LEVELS, beta_samples, pair_intervals, posterior_errors, posterior_summary, prior_description,
-    prior_table,
+    DEFAULT_INTERVALS, DEFAULT_PRIOR, INTERVAL_METHODS, LEVELS, beta_samples, interval_table, pair_intervals,
+    posterior_errors, posterior_summary, prior_description, prior_table,
 )
 
 PROTOCOLS_KEYS = ("random_basis", "original")
@@ -81,13 +81,15 @@ def _ci(lo, hi):
 
 def estimate_from_counts(n, *, samples: int = 20000, seed: int | None = 0, prob_error: float = 0.03,
                          level: float = 0.95, finite_key: dict | None = None, fidelity_d: int = 3,
-                         prior=DEFAULT_PRIOR) -> dict:
+                         prior=DEFAULT_PRIOR, intervals: str = DEFAULT_INTERVALS) -> dict:
     """Every estimator on counts n[x, y, a, b]; ``samples = 0`` skips the Bayesian part (fast, live).
 
     Point values are the observed frequencies (E, S, Q: the paper's estimators); their ``*_err`` are the
     posterior standard deviations under ``prior`` (:mod:`.uncertainty`; never zero).  ``intervals`` holds the
-    central credible intervals at 68.3 % and 95 % (exact for E, Q0, Q1; from the samples for S, Q and the key
-    rates, which are cut at their physical floor 0); ``warnings`` what makes the numbers fragile (few rounds,
+    68.3 % and 95 % intervals made by the method ``intervals`` (:data:`.uncertainty.INTERVAL_METHODS`): by default
+    mid-p / MOVER confidence intervals, with or without samples; ``"posterior"``: the central credible intervals
+    of the posteriors (exact for E, Q0, Q1; from the samples for S, Q, key rates).  Key-rate intervals are cut at
+    their physical floor 0.  ``warnings`` what makes the numbers fragile (few rounds,
     no error seen, S above 2 sqrt 2, intervals outside the physical range), see :func:`sample_warnings`.
     """
     n = np.asarray(n, dtype=np.int64)
@@ -127,11 +129,15 @@ def estimate_from_counts(n, *, samples: int = 20000, seed: int | None = 0, prob_
                      "F": _num(fid["F"]), "F_err": _num(fid["F_err"]), "d": fidelity_d},
     }
     prior_name = prior if isinstance(prior, str) else "custom"
-    iv = {"prior": prior_name, "prior_text": prior_description(prior), "levels": list(LEVELS),
+    if intervals not in INTERVAL_METHODS:
+        raise ValueError(f"unknown interval method {intervals!r}; expected one of {', '.join(INTERVAL_METHODS)}")
+    iv = {"prior": prior_name, "prior_text": prior_description(prior), "method": intervals,
+          "method_text": INTERVAL_METHODS[intervals], "levels": list(LEVELS),
           "E": {f"{x},{y}": None for x in range(4) for y in range(2)}, "S": None, "Q0": None, "Q1": None, "Q": None,
           "key_rate_per_event": {p: None for p in PROTOCOLS_KEYS}}
+    tables = {lv: interval_table(n, lv, PROTOCOLS_KEYS) for lv in LEVELS} if intervals == "midp-mover" else {}
     for lv in LEVELS:
-        lo, hi = pair_intervals(n, lv, prior)
+        lo, hi = tables[lv]["p_same"] if tables else pair_intervals(n, lv, prior)
         for x in range(4):
             for y in range(2):
                 ci = _ci(2 * lo[x, y] - 1, 2 * hi[x, y] - 1)
@@ -155,10 +161,19 @@ def estimate_from_counts(n, *, samples: int = 20000, seed: int | None = 0, prob_
         bayes["prior"] = prior_name
         out["bayes"] = bayes
         out["worst_case"] = worst_case(n, prob_error, S_samples=post["S"], prior=prior)
+        if not tables:
+            for name in ("S", "Q"):
+                iv[name] = _sample_intervals(post[name])
+            for p, r in rates.items():
+                iv["key_rate_per_event"][p] = _sample_intervals(r, floor=0.0)
+    for lv, tab in tables.items():
         for name in ("S", "Q"):
-            iv[name] = _sample_intervals(post[name])
-        for p, r in rates.items():
-            iv["key_rate_per_event"][p] = _sample_intervals(r, floor=0.0)
+            if tab[name] is not None:
+                iv[name] = {**(iv[name] or {}), _label(lv): _ci(*tab[name])}
+        for p, r in tab["key_rate_per_event"].items():
+            if r is not None:
+                iv["key_rate_per_event"][p] = {**(iv["key_rate_per_event"][p] or {}),
+                                               _label(lv): [max(float(v), 0.0) for v in r]}
     out["intervals"] = iv
     out["warnings"] = sample_warnings(out)
     return out
@@ -166,7 +181,7 @@ def estimate_from_counts(n, *, samples: int = 20000, seed: int | None = 0, prob_
 
 PROTOCOLS_ALL = ("random_basis", "original", "tan_affine")
 PROTOCOL_NAMES = {"random_basis": "random key basis", "original": "original protocol"}
-MIN_ROUNDS_PER_PAIR = 30  # below this the intervals' coverage falls a few per cent short (docs/validation.md)
+MIN_ROUNDS_PER_PAIR = 30  # below this S and the rates are skewed, their +- errors rough (docs/validation.md)
 SIGMA_FLUCTUATION = 3.0   # S above 2 sqrt 2 by less than this many standard deviations: a fluctuation
 
 
@@ -210,7 +225,7 @@ def sample_warnings(res: dict) -> list[dict]:
         out.append(_w("few_rounds",
                       f"few rounds per input pair ({', '.join(f'{xy}: {N[xy]}' for xy in few)}; fewer than "
                       f"{MIN_ROUNDS_PER_PAIR}): S, Q and the key rate fluctuate widely and the +- errors are rough; "
-                      "quote the 95 % intervals (their coverage falls a few per cent short of 95 % at ~10 rounds per "
+                      "quote the 95 % intervals (confidence intervals that keep their level down to ~10 rounds per "
                       "pair, see docs/validation.md)"))
 
     def interval(q, lv="95%"):
@@ -251,13 +266,13 @@ def sample_warnings(res: dict) -> list[dict]:
         out.append(_w("interval_outside_physical",
                       f"S's 95 % interval [{ci[0]:.3f}, {ci[1]:.3f}] reaches beyond the quantum maximum 2 sqrt 2 = "
                       f"{S_MAX:.3f}: these rounds cannot tell S from the maximum"))
-    bay = (res.get("bayes") or {}).get("key_rate_per_event") or {}
-    below = [(p, b) for p, b in bay.items() if p in PROTOCOL_NAMES and b["ci"][0] < 0]
+    # the reported intervals are cut at 0, so a lower limit of exactly 0 is one that reached below it
+    rates = iv.get("key_rate_per_event") or {}
+    below = [(p, r["95%"]) for p, r in rates.items() if p in PROTOCOL_NAMES and r and r["95%"][0] <= 0.0]
     if below:
-        lv = next(iter(bay.values()))["level"]
-        parts = [f"{PROTOCOL_NAMES[p]} [{b['ci_physical'][0]:.3f}, {b['ci_physical'][1]:.3f}]" for p, b in below]
+        parts = [f"{PROTOCOL_NAMES[p]} [{lo:.3f}, {hi:.3f}]" for p, (lo, hi) in below]
         out.append(_w("key_rate_floor",
-                      f"the {100 * lv:g} % interval of the key rate reaches below 0 (no key), reported with the "
+                      f"the 95 % interval of the key rate reaches below 0 (no key), reported with the "
                       f"physical floor 0: {'; '.join(parts)}; these rounds do not exclude a zero rate"))
     fid = res.get("fidelity") or {}
     if fid.get("F") is not None and fid["F"] > 1.0:

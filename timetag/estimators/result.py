@@ -246,7 +246,7 @@ class Estimate(_Part):
     sift: SiftStats
     files: Files
     incomplete_inputs: list = field(default_factory=list)  # of IncompleteInput; empty when every input completed
-    intervals: dict | None = None  # central credible intervals at 68.3 % and 95 %, with the prior that made them
+    intervals: dict | None = None  # 68.3 % and 95 % intervals, with the method (and prior) that made them
     warnings: list = field(default_factory=list)  # of EstimateWarning; empty when nothing is fragile
     plots: list | None = None    # figure files, when the caller drew them
 
