@@ -26,28 +26,80 @@ import numpy as np
 from scipy import fft as sfft
 
 from timetag.distill.amplify import toeplitz_hash
-from timetag.distill.reconcile import h2, plan_frames, reconcile_local
+from timetag.distill.reconcile import h2, plan_frames, reconcile_local, resolve_family
 
 MODES = {"blind": {"blind": True, "decoder": "layered"}, "one-shot": {"blind": False, "decoder": "layered"},
          "one-shot ldpc": {"blind": False, "decoder": "ldpc"}}
 
 
-def reconcile_point(q, n_bits, seed=0, f_design=None, mode="blind"):
+def reconcile_point(q, n_bits, seed=0, f_design=None, mode="blind", family="auto"):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2, n_bits, dtype=np.uint8)
     b = a ^ (rng.random(n_bits) < q).astype(np.uint8)
     m = MODES[mode]
-    plan = plan_frames(n_bits, q, f_design, blind=m["blind"])
+    plan = plan_frames(n_bits, q, f_design, resolve_family(family, n_bits), blind=m["blind"])
     t0 = time.process_time()
     r = reconcile_local(a, b, plan, rng, decoder=m["decoder"])
     t1 = time.process_time()
     n_in = plan.frames * plan.key_bits
     good = r["ok"] & (r["corrected"] == a[:n_in].reshape(plan.frames, plan.key_bits)).all(axis=1)
-    return {"qber": q, "mode": mode, "code": plan.code, "key_bits_per_frame": plan.key_bits, "frames": plan.frames,
+    return {"qber": q, "mode": mode, "code": f"{plan.code}/{plan.n0}", "key_bits_per_frame": plan.key_bits,
+            "frames": plan.frames,
             "f_design": plan.f_design, "f": (r["leak_syndromes"] + r["revealed_bits"] + r["tag_bits"]) / (n_in * h2(q)),
             "fer": float(1 - good.mean()), "undetected": int((r["ok"] & ~good).sum()), "rounds": r["rounds"],
             "tag_rejects": r["tag_rejects"],
             "iterations_per_frame": r["iterations"] / plan.frames, "mbit_s": n_in / (t1 - t0) / 1e6}
+
+
+def design_point(q, n_key, seed=0, learn=True, family="auto"):
+    """The run's design rule on ``n_key`` raw key bits with i.i.d. errors at ``q``: a disclosed sample (the protocol's
+    size), frames designed for its estimate + 1 sigma -- all of them (``learn=False``, the rule before) or a first
+    batch only, the rest for the error rate learned from the sample and the first batch's corrections (as
+    :mod:`timetag.distill.party` does).  f = (syndromes - punctured credit + revealed + tags + error counts) /
+    (bits in frames h(error rate in those bits)); FER over all frames; throughput as :func:`reconcile_point`."""
+    from timetag.distill.party import default_sample_bits
+    from timetag.distill.reconcile import count_leak, first_batch_frames, learned_qber
+    rng = np.random.default_rng([seed, 7])
+    a = rng.integers(0, 2, n_key, dtype=np.uint8)
+    b = a ^ (rng.random(n_key) < q).astype(np.uint8)
+    s = default_sample_bits(n_key)
+    pos = rng.choice(n_key, s, replace=False)
+    e_s = int(np.sum(a[pos] != b[pos]))
+    q_hat = e_s / s
+    q_design = min(0.2, max(q_hat + np.sqrt(max(q_hat, 0.005) * (1 - q_hat) / s), 0.005))
+    keep = np.ones(n_key, bool)
+    keep[pos] = False
+    a, b = a[keep], b[keep]
+    fam = resolve_family(family, len(a))
+    whole = plan_frames(len(a), q_design, family=fam)
+    f1 = first_batch_frames(whole.frames) if learn else 0
+    plans = [plan_frames(f1 * whole.key_bits, q_design, family=fam) if f1 else whole]
+    start = leak = frames = failed = in_frames = errors = rounds = 0
+    designs = []
+    t0 = time.process_time()
+    while plans:
+        plan = plans.pop()
+        n = plan.frames * plan.key_bits
+        r = reconcile_local(a[start:start + n], b[start:start + n], plan, rng)
+        good = r["ok"] & (r["corrected"] == a[start:start + n].reshape(plan.frames, plan.key_bits)).all(axis=1)
+        leak += r["leak_syndromes"] + r["revealed_bits"] + r["tag_bits"]
+        frames, failed, rounds = frames + plan.frames, failed + int((~good).sum()), rounds + r["rounds"]
+        errors += int(np.sum(a[start:start + n] != b[start:start + n]))
+        in_frames += n
+        start += n
+        designs.append(round(plan.design_qber, 4))
+        if len(designs) == 1 and f1:
+            ok_bits = int(r["ok"].sum()) * plan.key_bits
+            leak += count_leak(ok_bits)
+            q_next = learned_qber(int(r["nerr"].sum()) + e_s, ok_bits + s, plan.design_qber)
+            nxt = plan_frames(len(a) - start, q_next, family=fam)
+            if nxt.frames:
+                plans.append(nxt)
+    t1 = time.process_time()
+    return {"qber": q, "learn": learn, "seed": seed, "family": fam, "sample_qber": q_hat, "designs": designs,
+            "frames": frames,
+            "failed": failed, "fer": failed / frames, "f": leak / (in_frames * h2(errors / in_frames)),
+            "rounds": rounds, "mbit_s": in_frames / (t1 - t0) / 1e6}
 
 
 def _toeplitz_linear_size(a, t, l):
@@ -152,7 +204,26 @@ def main():
     ap.add_argument("--simulated", default=None, help="comma-separated round counts, e.g. 1e6,1.5e6")
     ap.add_argument("--two-party", action="store_true")
     ap.add_argument("--preset", default="lmu2022")
+    ap.add_argument("--family", default="auto", help="code family: auto (by key length) or a version")
+    ap.add_argument("--design", type=int, default=0, metavar="SEEDS",
+                    help="the design rule (sample, then learned) vs the rule before, SEEDS runs of --bits per QBER")
     ns = ap.parse_args()
+    if ns.design:
+        rows = [design_point(q, ns.bits, seed, learn, ns.family) for q in (0.06, 0.07, 0.08)
+                for seed in range(ns.design) for learn in (False, True)]  # interleaved: same seed, both rules, in turn
+        if ns.json:
+            print(json.dumps(rows))
+            return
+        print("QBER  rule     seeds  f mean  f min-max      FER (frames)  Mbit/s (median)")
+        for q in (0.06, 0.07, 0.08):
+            for learn in (False, True):
+                g = [r for r in rows if r["qber"] == q and r["learn"] == learn]
+                f = np.array([r["f"] for r in g])
+                fr, fl = sum(r["frames"] for r in g), sum(r["failed"] for r in g)
+                print(f"{q:.2f}  {'learned' if learn else 'sample '}  {len(g):5d}  {f.mean():.3f}   "
+                      f"{f.min():.3f}-{f.max():.3f}  {fl / fr:.4f} ({fl}/{fr})  "
+                      f"{np.median([r['mbit_s'] for r in g]):.3f}", flush=True)
+        return
     if ns.simulated:
         for n in ns.simulated.split(","):
             r = simulated_point(float(n), ns.preset, two_party=ns.two_party)
@@ -166,7 +237,7 @@ def main():
                   f" {r['timings_s']}" + (f"; {r['message']}" if r["message"] else ""), flush=True)
         return
     modes = list(MODES) if importlib.util.find_spec("ldpc") else ["blind", "one-shot"]
-    rows = [reconcile_point(q, ns.bits if m != "one-shot ldpc" else ns.bits // 4, mode=m)
+    rows = [reconcile_point(q, ns.bits if m != "one-shot ldpc" else ns.bits // 4, mode=m, family=ns.family)
             for q in (0.04, 0.06, 0.08) for m in modes]
     pa = [pa_point(n, n // 4) for n in (10**5, 10**6, 4 * 10**6)]
     if ns.json:

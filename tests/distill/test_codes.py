@@ -26,3 +26,13 @@ def test_syndrome_matches_the_matrix():
     c = next(iter(load_family().values()))
     x = np.random.default_rng(0).integers(0, 2, c.n, dtype=np.uint8)
     assert np.array_equal(c.syndrome(x), (c.csr() @ x.astype(int)) % 2)
+
+
+def test_long_family_loads_with_checked_hashes_and_the_short_family_s_degrees():
+    from timetag.distill.codes import LONG_FAMILY_VERSION
+    short, long_ = load_family(FAMILY_VERSION), load_family(LONG_FAMILY_VERSION)
+    assert list(long_) == list(short)
+    for name, c in long_.items():
+        assert c.n == 16384 and abs(c.m - 2 * short[name].m) <= 1 and code_hash(c.var_adj) == c.sha256
+        frac = [np.bincount((x.var_adj >= 0).sum(axis=1), minlength=32) / x.n for x in (c, short[name])]
+        assert np.abs(frac[0] - frac[1]).max() < 1e-3

@@ -51,3 +51,27 @@ def test_agrees_with_ldpc_sum_product():
         s = ((H @ e.astype(int)) % 2).astype(np.uint8)
         got, ok = mine.decode(s, np.full(code.n, np.log((1 - q) / q)))
         assert ok and np.array_equal(got, np.asarray(bp.decode(s), np.uint8))
+
+
+def test_converged_exactly_when_the_syndrome_is_met_at_every_iteration_limit():
+    # the unsatisfied-check count is kept incrementally; recomputed here from the returned word at each stopping
+    # point (the limit cuts the decoding after 1, 2, ... iterations, converged or not)
+    code = load_family()["R70"]
+    H = code.csr()
+    rng = np.random.default_rng(5)
+    q = 0.03
+    e = (rng.random(code.n) < q).astype(np.uint8)
+    s = ((H @ e.astype(int)) % 2).astype(np.uint8)
+    llr = np.full(code.n, np.log((1 - q) / q))
+    llr[rng.random(code.n) < 0.05] = 1e-9  # near-unknown positions, as punctured ones
+    seen = set()
+    for limit in range(1, 40):
+        dec = LayeredDecoder(H, max_iter=limit, patience=1000)
+        got, ok = dec.decode(s, llr)
+        met = np.array_equal((H @ got.astype(int)) % 2, s)
+        assert ok == met
+        seen.add(ok)
+        if ok:
+            assert dec.iterations <= limit
+            break
+    assert seen == {False, True}

@@ -104,8 +104,9 @@ def files(tmp_path_factory, labs):
             write_rounds(d / "bob.h5", B.rounds, lab="lab2", role="bob", setup_hash="h"), psk)
 
 
-def test_two_parties_over_tcp_give_the_one_process_keys_and_transcript(labs, run, tmp_path):
-    A, B = labs
+@pytest.mark.parametrize("which", [("labs", "run"), ("big_labs", "batched_run")])
+def test_two_parties_over_tcp_give_the_one_process_keys_and_transcript(which, request, tmp_path):
+    (A, B), run = request.getfixturevalue(which[0]), request.getfixturevalue(which[1])
     out = _pair(lambda cb: run_over_socket("alice", A, "127.0.0.1:0", PSK, Options(), seed=5, on_listening=cb),
                 lambda addr: run_over_socket("bob", B, addr, PSK, Options()))
     ra, rb = out["alice"], out["bob"]

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from cases import rounds
 from timetag.distill import distill
@@ -72,3 +73,28 @@ def test_a_burst_of_errors_is_spread_over_the_frames_by_the_key_permutation():
     assert rep.frames >= 5 and rep.frames_failed == 0
     assert rep.keys_equal and rep.final_length > 0
     assert rep.code["permutation_seed"] == int(res.transcript.get("key_permutation").payload["seed"])
+
+
+def test_batches_learn_the_qber_from_the_corrected_frames(big_labs, batched_run):
+    rep = batched_run.report
+    assert rep.keys_equal and rep.final_length > 0 and len(rep.code["batches"]) == 2
+    first, second = rep.code["batches"]
+    assert first["frames"] >= 2 and second["frames"] > first["frames"]
+    # the second batch is designed for the error rate of the public sample and the first batch's corrections
+    sample = batched_run.transcript.messages
+    (cnt,) = [m for m in sample if m.kind == "error_count"]
+    sa, sb = [m.payload["bits"] for m in sample if m.kind == "sample_bits"]
+    pooled = (int(cnt.payload["errors"]) + int(np.sum(sa != sb))) / (int(cnt.payload["bits"]) + len(sa))
+    assert second["design_qber"] == pytest.approx(pooled)
+    assert int(cnt.payload["bits"]) == first["frames"] * first["key_bits"] - first["failed"] * first["key_bits"]
+
+
+def test_a_wrong_design_qber_costs_only_the_first_batch(big_labs):
+    # designed for QBER 0.05 while the keys differ in ~3 %: without learning every frame pays the wrong design
+    wrong = distill(*big_labs, seed=5, qber=0.05, learn=False)
+    learned = distill(*big_labs, seed=5, qber=0.05)
+    assert learned.report.keys_equal and wrong.report.keys_equal
+    assert abs(learned.report.code["batches"][1]["design_qber"] - learned.report.qber_corrected) < 0.006
+    assert learned.report.f_measured < wrong.report.f_measured - 0.1
+    assert learned.report.final_length > wrong.report.final_length
+    assert len(wrong.report.code["batches"]) == 1

@@ -82,3 +82,24 @@ def test_revealed_bits_are_alices_punctured_bits_in_rule_order():
     pos = puncture_candidates(load_family()[plan.code])[:plan.reveal_bits]
     assert set(pos) <= set(plan.punctured)
     assert np.array_equal(vals, X[[1, 0]][:, pos])
+
+
+def test_auto_family_takes_long_frames_for_long_keys():
+    from timetag.distill.codes import FAMILY_VERSION, LONG_FAMILY_VERSION
+    from timetag.distill.reconcile import LONG_FAMILY_MIN_BITS, resolve_family
+    assert resolve_family("auto", LONG_FAMILY_MIN_BITS) == LONG_FAMILY_VERSION
+    assert resolve_family("auto", LONG_FAMILY_MIN_BITS - 1) == FAMILY_VERSION
+    assert resolve_family(FAMILY_VERSION, 10**7) == FAMILY_VERSION
+
+
+def test_long_frames_correct_every_error_in_blind_rounds():
+    from timetag.distill.codes import LONG_FAMILY_VERSION
+    q = 0.065
+    a, b = _pair(40_000, q, seed=6)
+    plan = plan_frames(len(a), q, family=LONG_FAMILY_VERSION)
+    assert plan.n0 == 16384 and plan.frames >= 2
+    r = reconcile_local(a, b, plan, np.random.default_rng(1))
+    n = plan.frames * plan.key_bits
+    assert r["ok"].all() and np.array_equal(r["corrected"].ravel(), a[:n])
+    f = (r["leak_syndromes"] + r["revealed_bits"] + r["tag_bits"]) / (n * h2(q))
+    assert plan.f_design - 0.01 < f < 1.25

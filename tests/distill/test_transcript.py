@@ -12,7 +12,7 @@ def blind_run(labs):
     return distill(*labs, seed=5, qber=0.025)
 
 
-@pytest.mark.parametrize("which", ["run", "blind_run"])
+@pytest.mark.parametrize("which", ["run", "blind_run", "batched_run"])
 def test_leak_in_report_equals_bits_in_transcript(which, request, tmp_path):
     run = request.getfixturevalue(which)
     p = tmp_path / "t.h5"
@@ -21,24 +21,32 @@ def test_leak_in_report_equals_bits_in_transcript(which, request, tmp_path):
     by = {}
     for m in msgs:
         by.setdefault(m["kind"], []).append(m)
-    plan = by["code_plan"][0]["payload"]
-    syn = by["syndromes"][0]["payload"]["syndromes"]
-    frames, m = syn.shape
-    # recomputed from the payloads, not from the leak attributes
+    # recomputed from the payloads, not from the leak attributes; one code plan, syndromes and tags per batch
+    assert len(by["code_plan"]) == len(by["syndromes"]) == len(by["frame_tags"]) == len(by.get("error_count", [])) + 1
+    syndrome = sum(x["payload"]["syndromes"].size for x in by["syndromes"])
+    credit = sum(x["payload"]["syndromes"].shape[0] * len(c["payload"]["punctured_positions"])
+                 for x, c in zip(by["syndromes"], by["code_plan"]))
     status = sum(x["payload"]["ok"].size for x in by["frame_status"])
     revealed = sum(x["payload"]["bits"].size for x in by.get("reveal", []))
-    tag_bits = by["frame_tags"][0]["payload"]["tags"].size * 16
-    counted = (frames * m - frames * len(plan["punctured_positions"]) + status + revealed + tag_bits
-               + sum(x["payload"]["bits"].size for x in by.get("sample_bits", []))
+    tag_bits = sum(x["payload"]["tags"].size for x in by["frame_tags"]) * 16
+    counts = sum(int(np.ceil(np.log2(int(x["payload"]["bits"]) + 1))) for x in by.get("error_count", []))
+    ec = syndrome - credit + status + revealed + tag_bits + counts
+    counted = (ec + sum(x["payload"]["bits"].size for x in by.get("sample_bits", []))
                + by["verify_tags"][0]["payload"]["tags"].size * TAG_BITS + 1)
     assert counted == run.report.leak_total == sum(x["leak_bits"] for x in msgs)
-    assert run.report.leak_ec == frames * m - frames * len(plan["punctured_positions"]) + status + revealed + tag_bits
+    assert run.report.leak_ec == ec and run.report.error_count_bits == counts
+    assert run.report.frames == sum(x["payload"]["syndromes"].shape[0] for x in by["syndromes"])
     # blind rounds (if any), each answered by a status bit per undecoded frame; all were revealed punctured bits
-    assert revealed == run.report.revealed_bits and len(by["frame_status"]) == 1 + len(by.get("reveal", []))
+    assert revealed == run.report.revealed_bits
+    assert len(by["frame_status"]) == len(by["syndromes"]) + len(by.get("reveal", []))
     if which == "blind_run":
         assert by.get("reveal") and run.report.keys_equal and run.report.final_length > 0
-    for rv, st in zip(by.get("reveal", []), by["frame_status"][1:]):
-        assert rv["payload"]["frames"].size == st["payload"]["ok"].size == rv["payload"]["bits"].shape[0]
+    if which == "batched_run":
+        assert len(by["error_count"]) == 1 and counts > 0
+    for rv, st in zip(msgs, msgs[1:]):  # every blind round is answered at once, a status bit per frame in it
+        if rv["kind"] == "reveal":
+            assert st["kind"] == "frame_status"
+            assert rv["payload"]["frames"].size == st["payload"]["ok"].size == rv["payload"]["bits"].shape[0]
     # the key permutation's seed is public and charged nothing
     (perm,) = by["key_permutation"]
     assert perm["leak_bits"] == 0 and int(perm["payload"]["seed"]) == run.report.code["permutation_seed"]

@@ -138,8 +138,10 @@ def _summary(rep: dict, out: Path) -> str:
     if rep["frames"]:
         fm = rep["f_measured"]
         blind = rep["code"].get("blind_rounds", 0)
-        lines.append(f"reconciliation: {rep['frames']} frames of {rep['code']['key_bits']} bits "
-                     f"({rep['code']['code']}), {rep['frames_failed']} failed"
+        bat = rep["code"].get("batches") or [rep["code"]]
+        shape = ", then ".join(f"{b['frames']} of {b['key_bits']} bits ({b['code']}, QBER {b['design_qber']:.4f})"
+                               for b in bat)
+        lines.append(f"reconciliation: {rep['frames']} frames: {shape}; {rep['frames_failed']} failed"
                      + (f", {blind} blind rounds ({rep['revealed_bits']} bits revealed)" if blind else "") + "; QBER "
                      f"{rep['qber_corrected'] or 0:.4f}; f = {'-' if fm is None else f'{fm:.3f}'}; leak "
                      f"{rep['leak_total']} bits (+ {rep['discarded_bits']} dropped)")

@@ -16,7 +16,9 @@ Messages, in order (sender: kind -- content; "public" in the real protocol)::
     bob:   inputs        Bob's input y, pattern and flags per pair
     alice: test_outputs  a of the test rounds;  bob: test_outputs  b of the test rounds
     alice: sample_choice / sample_bits, bob: sample_bits       (unless a design QBER is given)
-    alice: code_plan, syndromes;  bob: frame_status
+    alice: code_plan, syndromes, frame_tags;  bob: frame_status;  (alice: reveal;  bob: frame_status)...
+                         one batch of frames; with 8 frames or more a first small batch, then
+    bob:   error_count   the errors he corrected in its decoded frames, and a second batch designed for that QBER
     alice: verify_points, verify_tags;  bob: verify_result
     alice: pa_seed;  bob: confirm   (Bob's final length: Alice writes her key only after it)
 
@@ -42,15 +44,15 @@ from ..estimators.pipeline import _check_same_run, _load, clock_from_setup, reso
 from ..records import ROUND_DTYPE
 from .amplify import toeplitz_hash
 from .channel import AUTH_BITS_PER_TAG, Channel, ChannelError
-from .codes import FAMILY_VERSION
 from .parameters import bound, expected_length, rounds_needed
 from .reconcile import (DECODERS, DEFAULT_MAX_ITER, FRAME_TAG_BITS, BobDecoder, alice_frame_tags, alice_frames,
-                        alice_reveal, default_f_design, expected_f, h2, plan_frames, syndromes)
+                        AUTO_FAMILY, alice_reveal, count_leak, default_f_design, expected_f, first_batch_frames, h2,
+                        learned_qber, plan_frames, resolve_family, syndromes)
 from .report import DistillReport
 from .transcript import Transcript
 from .verify import P61, TAG_BITS, collision_bound, n_points, tags
 
-PROTOCOL_VERSION = 2  # 2: key permutation, blind rounds
+PROTOCOL_VERSION = 3  # 2: key permutation, blind rounds; 3: frames in batches, the QBER learned
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,12 @@ class Options:
     f_design: float | None = None
     flagged: str = "keep"
     patterns: tuple | None = None
-    family: str = FAMILY_VERSION
+    family: str = AUTO_FAMILY      # "auto": by the key's length (reconcile.resolve_family), or a version
     max_iter: int = DEFAULT_MAX_ITER
     ds_method: str = "hoeffding"
     blind: bool = True              # blind rounds (revealed punctured bits) after undecoded frames
     decoder: str = "layered"
+    learn: bool = True              # the frames after the first batch designed for the QBER Bob corrected there
 
     def __post_init__(self):
         for name in ("eps_sec", "eps_cor"):
@@ -146,8 +149,10 @@ class Coins:
 
 def default_sample_bits(n_key: int, blind: bool = True) -> int:
     """Key bits disclosed for the design QBER.  Blind rounds only need a starting rate (a frame takes the bits it
-    needs), so a small sample: n_k / 200 in [500, 2000]; at 1.5e6 lmu2022 rounds its 3 bits per position cost less
-    than the ~0.01 in f a rougher estimate adds (docs/distill.md).  One-shot frames: n_k / 50, at most 10000."""
+    needs), so a small sample: n_k / 200 in [500, 2000]; at 1.5e6 lmu2022 rounds its 2 bits per position cost less
+    than the ~0.01 in f a rougher estimate adds (docs/distill.md); with the QBER learned after the first batch the
+    sample steers only that batch, and 1000 bits instead of 1879 gave the same keys within noise (4 seeds).
+    One-shot frames: n_k / 50, at most 10000."""
     if blind:
         return int(min(max(n_key // 200, 500), 2000))
     return int(min(max(n_key // 50, 0), 10_000))
@@ -165,6 +170,39 @@ def _distinct(a) -> bool:
 
 def _num(v):
     return None if v is None or not math.isfinite(v) else float(v)
+
+
+SIFT_BLOCK = 1 << 20  # pairs per call of the sift: its per-pair temporaries stay ~0.2 GB instead of ~1 KB per pair
+
+
+def sift_blocks(pa: dict, pb: dict, own_output: np.ndarray, alice: bool, flagged: str, patterns,
+                block: int = SIFT_BLOCK) -> SimpleNamespace:
+    """``estimators.join.sift`` of the announced pairs (inputs, patterns, flags of both; outputs of this party
+    only), called on consecutive blocks of pairs -- it is a function of each pair alone, so the blocks' results,
+    concatenated, are the one call's -- and kept in int8: x, y, a, b, the key and test masks, and the counts of
+    the stats the protocol uses (used, key, test)."""
+    n = len(pa["x"])
+    cols = {name: [] for name in ("x", "y", "a", "b", "key", "test")}
+    stats = {"used": 0, "key": 0, "test": 0}
+    pats = list(patterns) if patterns is not None else None
+    for lo in range(0, max(n, 1), block):
+        hi = min(n, lo + block)
+        A = np.zeros(hi - lo, ROUND_DTYPE)
+        B = np.zeros(hi - lo, ROUND_DTYPE)
+        A["setting"], A["pattern"], A["flags"] = pa["x"][lo:hi], pa["pattern"][lo:hi], pa["flags"][lo:hi]
+        B["setting"], B["pattern"], B["flags"] = pb["y"][lo:hi], pb["pattern"][lo:hi], pb["flags"][lo:hi]
+        (A if alice else B)["output"] = own_output[lo:hi]
+        ar = np.arange(hi - lo)
+        pairs = JoinResult(ar, ar, np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, 0.0, np.zeros(0, np.int64),
+                           0.0, "announced")
+        sf = sift(A, B, pairs, flagged, pats)
+        for name in ("x", "y", "a", "b"):
+            cols[name].append(getattr(sf, name).astype(np.int8))
+        cols["key"].append(sf.key)
+        cols["test"].append(sf.test)
+        for k in stats:
+            stats[k] += int(sf.stats[k])
+    return SimpleNamespace(**{k: np.concatenate(v) for k, v in cols.items()}, stats=stats)
 
 
 def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None = None, offset_ps=None,
@@ -230,6 +268,7 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
             clock, clock_name, _ = clock_from_setup(setup)
         off, dr, _ = resolve_clock(offset_ps, drift, clock, clock_name)
         j = join_rounds(r, stub, offset_ps=off, drift=dr)
+        del stub
         ia, ib = j.ia.astype(np.int64), j.ib.astype(np.int64)
         join_info = json.dumps(j.summary(), sort_keys=True)
     msg = say("alice", "inputs", lambda: {"alice_index": ia, "bob_index": ib, "x": r["setting"][ia].astype(np.int8),
@@ -250,18 +289,9 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
         raise EstimationError("no rounds of Alice and Bob could be paired in time")
 
     # -- the sift of `estimate`, on the announced data (each party knows only its own outputs) ---------------------
-    A = np.zeros(n_pairs, ROUND_DTYPE)
-    B = np.zeros(n_pairs, ROUND_DTYPE)
-    A["setting"], A["pattern"], A["flags"] = pa["x"], pa["pattern"], pa["flags"]
-    B["setting"], B["pattern"], B["flags"] = pb["y"], pb["pattern"], pb["flags"]
-    if alice:
-        A["output"] = r["output"][ia]
-    else:
-        B["output"] = r["output"][ib]
-    ar = np.arange(n_pairs)
-    pairs = JoinResult(ar, ar, np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, 0.0, np.zeros(0, np.int64), 0.0,
-                       "announced")
-    sf = sift(A, B, pairs, opts.flagged, list(opts.patterns) if opts.patterns is not None else None)
+    own = r["output"][ia if alice else ib]
+    sf = sift_blocks(pa, pb, own, alice, opts.flagged, opts.patterns)
+    del own
     n_key, n_test = int(sf.stats["key"]), int(sf.stats["test"])
     if n_test == 0 or n_key == 0:
         raise EstimationError(f"{n_key} key rounds and {n_test} test rounds among {n_pairs} joined rounds: both are "
@@ -309,7 +339,11 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
     else:
         q_design = float(opts.qber)
     rest = raw[keep]
-    discarded = int(n_key - keep.sum())
+    # the sample positions are not charged again as dropped: Alice's disclosed bits A_S and their removal cost s
+    # together (H(K_rest | E A_S B_S) >= H(K_rest A_S | E B_S) - s >= H(K | E) - 2 s, chain rule), and the leak of
+    # both sample_bits messages (2 s) already covers it
+    n_sample = int(n_key - keep.sum())
+    discarded = 0
     f_d = default_f_design(q_design, opts.blind) if opts.f_design is None else float(opts.f_design)
 
     def no_key(l_value, f_used, why):
@@ -323,9 +357,9 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
                        f"l = {l_value:.0f} bits; {need_txt}")
         return finish(np.zeros(0, np.uint8), discarded)
 
-    # the sample: 2 bits disclosed and 1 dropped per position
+    # the sample: 2 bits disclosed per position (Alice's and Bob's)
     f_exp = expected_f(q_design, opts.blind) if opts.f_design is None else f_d  # blind: frames start below it
-    l_pre = expected_length(n_key, n_test, S, q_design, f_exp, opts.eps_sec, opts.ds_method) - 3 * discarded
+    l_pre = expected_length(n_key, n_test, S, q_design, f_exp, opts.eps_sec, opts.ds_method) - 2 * n_sample
     if l_pre <= 0:
         return no_key(l_pre, f_exp, "the run is too short (before error correction, with the expected efficiency)")
 
@@ -334,76 +368,77 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
     perm_seed = say("alice", "key_permutation", lambda: {"seed": np.uint64(coins.word64())}).payload["seed"]
     rest = rest[np.random.default_rng(int(perm_seed)).permutation(len(rest))]
 
-    # -- error correction: Alice -> Bob syndromes, Bob -> Alice one status bit per frame; blind rounds -------------
-    plan = plan_frames(len(rest), q_design, f_d, opts.family, blind=opts.blind)
-    if plan.frames == 0:
-        return no_key(l_pre, f_exp, f"{len(rest)} key bits fill no frame of {plan.key_bits} bits")
-    cp = say("alice", "code_plan", lambda: {**{k: (v if isinstance(v, str) else np.asarray(v))
-                                               for k, v in plan.public().items()},
-                                            "shortened_positions": plan.shortened,
-                                            "punctured_positions": plan.punctured}).payload
-    _expect(str(cp["code"]) == plan.code and int(cp["frames"]) == plan.frames
-            and int(cp["reveal_bits"]) == plan.reveal_bits and int(cp["reveal_steps"]) == plan.reveal_steps
-            and np.array_equal(cp["shortened_positions"], plan.shortened)
-            and np.array_equal(cp["punctured_positions"], plan.punctured), "the code plan differs from bob's")
-    F, k = plan.frames, plan.key_bits
-    X = alice_frames(rest, plan, coins) if alice else None
-    syn = say("alice", "syndromes", lambda: {"syndromes": syndromes(X, plan)},
-              leak_bits=F * plan.leak_per_frame, packed=("syndromes",)).payload["syndromes"]
-    _expect(syn.shape == (F, plan.m), "syndromes of the wrong shape")
-    ft = say("alice", "frame_tags", lambda: (lambda x: {"point": np.uint64(x), "tags": alice_frame_tags(X, plan, x)})(
-        coins.below(P61)), leak_bits=F * FRAME_TAG_BITS).payload
-    _expect(len(ft["tags"]) == F and int(ft["point"]) < P61, "frame tags of the wrong number")
-    if not alice:
-        bob_dec = BobDecoder(plan, max_iter=opts.max_iter, decoder=opts.decoder)
-        ok_b = bob_dec.start(rest, syn, ft["tags"], int(ft["point"]))
-    ok = say("bob", "frame_status", lambda: {"ok": ok_b.astype(np.uint8)}, leak_bits=F,
-             packed=("ok",)).payload["ok"].astype(bool)
-    _expect(len(ok) == F, "frame status of the wrong length")
-    revealed = rounds_done = 0
-    for step in range(plan.reveal_steps):
-        pending = np.flatnonzero(~ok)
-        if len(pending) == 0:
-            break
-        rv = say("alice", "reveal", lambda: {"frames": pending.astype(np.int64),
-                                             "bits": alice_reveal(X, plan, pending, step)},
-                 leak_bits=len(pending) * len(plan.reveal_positions(step)), packed=("bits",)).payload
-        _expect(np.array_equal(rv["frames"], pending) and rv["bits"].shape == (len(pending),
-                                                                              len(plan.reveal_positions(step))),
-                "revealed bits for other frames than bob's undecoded ones")
+    # -- error correction in batches: Alice -> Bob syndromes, Bob -> Alice a status bit per frame, blind rounds.
+    #    After the first (small) batch Bob announces how many errors he corrected; the rest is designed for that
+    #    QBER, so a sample that came out high or low steers only the first few frames ---------------------------
+    family = resolve_family(opts.family, len(rest))
+    whole = plan_frames(len(rest), q_design, f_d, family, blind=opts.blind)
+    if whole.frames == 0:
+        return no_key(l_pre, f_exp, f"{len(rest)} key bits fill no frame of {whole.key_bits} bits")
+    f1 = first_batch_frames(whole.frames) if opts.learn else 0
+    plan = plan_frames(f1 * whole.key_bits, q_design, f_d, family, blind=opts.blind) if f1 else whole
+    start, parts, batches = 0, [], []
+    tot = {"frames": 0, "failed": 0, "syndrome": 0, "credit": 0, "revealed": 0, "tags": 0, "rounds": 0,
+           "count": 0, "bits": 0, "ok_bits": 0, "errors": 0}
+    q_err = (int(np.sum(sa != sb)), len(sa)) if opts.qber is None else (0, 0)  # (errors, bits) public so far
+    while True:
+        n_b = plan.frames * plan.key_bits
+        ok, kept, nerr, revealed, rounds_done = _reconcile_batch(say, role, plan, rest[start:start + n_b], coins,
+                                                                 opts)
+        start += n_b
+        parts.append(kept)
+        k_ok = int(ok.sum()) * plan.key_bits
+        F = plan.frames
+        tot["frames"] += F
+        tot["failed"] += int((~ok).sum())
+        tot["syndrome"] += F * plan.m
+        tot["credit"] += F * len(plan.punctured)
+        tot["revealed"] += revealed
+        tot["tags"] += F * FRAME_TAG_BITS
+        tot["rounds"] += rounds_done
+        tot["bits"] += n_b
+        tot["ok_bits"] += k_ok
         if not alice:
-            ok_b = bob_dec.reveal(pending, rv["bits"])[pending]
-        st = say("bob", "frame_status", lambda: {"ok": ok_b.astype(np.uint8)}, leak_bits=len(pending),
-                 packed=("ok",)).payload["ok"].astype(bool)
-        _expect(len(st) == len(pending), "frame status of the wrong length")
-        ok[pending] = st
-        revealed += rv["bits"].size
-        rounds_done += 1
-    if not alice:
-        corrected, ok_b, nerr = bob_dec.result()
-        _expect(np.array_equal(ok_b, ok), "bob's frames differ from his status messages")
+            tot["errors"] += nerr
+        batch = {**plan.public(), "blind_rounds": rounds_done, "failed": int((~ok).sum())}
+        batches.append(batch)
+        if len(batches) == 2 or f1 == 0:
+            break
+        # Bob's count of corrected errors is a number in [0, k_ok]: at most log2(k_ok + 1) bits about the keys
+        cnt = say("bob", "error_count", lambda: {"errors": np.int64(nerr), "bits": np.int64(k_ok)},
+                  leak_bits=count_leak(k_ok)).payload
+        _expect(int(cnt["bits"]) == k_ok and 0 <= int(cnt["errors"]) <= k_ok, "error count out of range")
+        tot["count"] += count_leak(k_ok)
+        batch["errors"] = int(cnt["errors"])
+        q_err = (q_err[0] + int(cnt["errors"]), q_err[1] + k_ok)
+        q_next = learned_qber(q_err[0], q_err[1], plan.design_qber)
+        plan = plan_frames(len(rest) - start, q_next, f_d, family, blind=opts.blind)
+        if plan.frames == 0:
+            break
     t["reconcile"] = time.perf_counter() - t0
-    mine = rest[:F * k].reshape(F, k)[ok].ravel() if alice else corrected[ok].ravel()
+    mine = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
     if not alice and tamper is not None:
         mine = tamper(mine.copy())
-    n_ok = int(ok.sum()) * k
+    n_ok = tot["ok_bits"]
     discarded += len(rest) - n_ok
-    rep.code = {**plan.public(), "decoder": ("timetag layered sum-product" if opts.decoder == "layered" else
-                                             "ldpc.BpDecoder product_sum parallel"), "max_iter": opts.max_iter,
-                "permutation_seed": int(perm_seed), "blind_rounds": rounds_done}
-    rep.frames, rep.frames_failed = F, int((~ok).sum())
-    rep.syndrome_bits = int(F * plan.m)
-    rep.punctured_credit = int(F * len(plan.punctured))
-    rep.revealed_bits = int(revealed)
+    rep.code = {"family": family, "design_qber": batches[0]["design_qber"],
+                "decoder": ("timetag layered sum-product" if opts.decoder == "layered" else
+                            "ldpc.BpDecoder product_sum parallel"), "max_iter": opts.max_iter,
+                "permutation_seed": int(perm_seed), "blind_rounds": tot["rounds"], "batches": batches}
+    rep.frames, rep.frames_failed = tot["frames"], tot["failed"]
+    rep.syndrome_bits = int(tot["syndrome"])
+    rep.punctured_credit = int(tot["credit"])
+    rep.revealed_bits = int(tot["revealed"])
+    rep.frame_tag_bits = int(tot["tags"])
+    rep.error_count_bits = int(tot["count"])
     by = ch.transcript.leak_by_kind()
-    rep.frame_tag_bits = F * FRAME_TAG_BITS
-    rep.leak_ec = (rep.syndrome_bits - rep.punctured_credit + rep.revealed_bits + rep.frame_tag_bits
-                   + by.get("frame_status", 0))
-    if not alice and ok.any():  # only Bob knows how many errors he corrected
-        rep.qber_corrected = float(nerr[ok].sum() / max(1, n_ok))
+    ec_bits = (rep.syndrome_bits - rep.punctured_credit + rep.revealed_bits + rep.frame_tag_bits
+               + rep.error_count_bits)
+    rep.leak_ec = ec_bits + by.get("frame_status", 0)
+    if not alice and n_ok:  # only Bob knows how many errors he corrected
+        rep.qber_corrected = float(tot["errors"] / n_ok)
         if rep.qber_corrected:
-            rep.f_measured = ((rep.syndrome_bits - rep.punctured_credit + rep.revealed_bits + rep.frame_tag_bits)
-                              / (F * k * h2(rep.qber_corrected)))
+            rep.f_measured = ec_bits / (tot["bits"] * h2(rep.qber_corrected))
 
     # -- verification: Alice's polynomial-hash tags, Bob's 1-bit answer ---------------------------------------------
     t0 = time.perf_counter()
@@ -444,8 +479,62 @@ def run_party(role: str, rounds, ch: Channel, opts: Options, *, seed: int | None
     return finish(key, discarded)
 
 
+def _reconcile_batch(say, role: str, plan, bits: np.ndarray, coins, opts: Options):
+    """One batch of frames under ``plan``: syndromes, frame tags, Bob's status, blind rounds.  Returns (ok mask,
+    this party's key bits of the decoded frames -- Bob's corrected --, errors Bob corrected in them (0 for Alice),
+    revealed bits, blind rounds)."""
+    alice = role == "alice"
+    F, k = plan.frames, plan.key_bits
+    cp = say("alice", "code_plan", lambda: {**{key: (v if isinstance(v, str) else np.asarray(v))
+                                               for key, v in plan.public().items()},
+                                            "shortened_positions": plan.shortened,
+                                            "punctured_positions": plan.punctured}).payload
+    _expect(str(cp["code"]) == plan.code and int(cp["frames"]) == plan.frames
+            and int(cp["reveal_bits"]) == plan.reveal_bits and int(cp["reveal_steps"]) == plan.reveal_steps
+            and np.array_equal(cp["shortened_positions"], plan.shortened)
+            and np.array_equal(cp["punctured_positions"], plan.punctured), "the code plan differs from bob's")
+    X = alice_frames(bits, plan, coins) if alice else None
+    syn = say("alice", "syndromes", lambda: {"syndromes": syndromes(X, plan)},
+              leak_bits=F * plan.leak_per_frame, packed=("syndromes",)).payload["syndromes"]
+    _expect(syn.shape == (F, plan.m), "syndromes of the wrong shape")
+    ft = say("alice", "frame_tags", lambda: (lambda x: {"point": np.uint64(x), "tags": alice_frame_tags(X, plan, x)})(
+        coins.below(P61)), leak_bits=F * FRAME_TAG_BITS).payload
+    _expect(len(ft["tags"]) == F and int(ft["point"]) < P61, "frame tags of the wrong number")
+    ok_b = None
+    if not alice:
+        bob_dec = BobDecoder(plan, max_iter=opts.max_iter, decoder=opts.decoder)
+        ok_b = bob_dec.start(bits, syn, ft["tags"], int(ft["point"]))
+    ok = say("bob", "frame_status", lambda: {"ok": ok_b.astype(np.uint8)}, leak_bits=F,
+             packed=("ok",)).payload["ok"].astype(bool)
+    _expect(len(ok) == F, "frame status of the wrong length")
+    revealed = rounds_done = 0
+    for step in range(plan.reveal_steps):
+        pending = np.flatnonzero(~ok)
+        if len(pending) == 0:
+            break
+        rv = say("alice", "reveal", lambda: {"frames": pending.astype(np.int64),
+                                             "bits": alice_reveal(X, plan, pending, step)},
+                 leak_bits=len(pending) * len(plan.reveal_positions(step)), packed=("bits",)).payload
+        _expect(np.array_equal(rv["frames"], pending) and rv["bits"].shape == (len(pending),
+                                                                              len(plan.reveal_positions(step))),
+                "revealed bits for other frames than bob's undecoded ones")
+        if not alice:
+            ok_b = bob_dec.reveal(pending, rv["bits"])[pending]
+        st = say("bob", "frame_status", lambda: {"ok": ok_b.astype(np.uint8)}, leak_bits=len(pending),
+                 packed=("ok",)).payload["ok"].astype(bool)
+        _expect(len(st) == len(pending), "frame status of the wrong length")
+        ok[pending] = st
+        revealed += rv["bits"].size
+        rounds_done += 1
+    if alice:
+        return ok, bits[:F * k].reshape(F, k)[ok].ravel(), 0, revealed, rounds_done
+    corrected, ok_dec, nerr = bob_dec.result()
+    _expect(np.array_equal(ok_dec, ok), "bob's frames differ from his status messages")
+    return ok, corrected[ok].ravel(), int(nerr[ok].sum()), revealed, rounds_done
+
+
 def _rounds_needed(S, q, f, opts: Options, p_key, p_test) -> float:
-    """Rounds for a positive key at efficiency f, the QBER sample included (3 bits per disclosed position, as an
+    """Rounds for a positive key at efficiency f, the QBER sample included (2 bits per disclosed position, as an
     extra efficiency 3 s / (n_k h(q)) solved for the fixed point; the sample's size depends on n_k)."""
     need = rounds_needed(S, q, f, opts.eps_sec, p_key, p_test, opts.ds_method)
     if opts.qber is not None or h2(q) <= 0:
@@ -455,7 +544,7 @@ def _rounds_needed(S, q, f, opts: Options, p_key, p_test) -> float:
             return need
         nk = max(need * p_key, 1.0)
         s = default_sample_bits(int(nk), opts.blind) if opts.sample_bits is None else int(opts.sample_bits)
-        nxt = rounds_needed(S, q, f + 3 * max(s, 1) / (nk * h2(q)), opts.eps_sec, p_key, p_test, opts.ds_method)
+        nxt = rounds_needed(S, q, f + 2 * max(s, 1) / (nk * h2(q)), opts.eps_sec, p_key, p_test, opts.ds_method)
         if math.isfinite(nxt) and abs(nxt - need) <= 1e-3 * need:
             return nxt
         need = nxt

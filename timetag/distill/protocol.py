@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .channel import ChannelError, memory_pair
-from .codes import FAMILY_VERSION
 from .party import Coins, Options, PartyResult, default_sample_bits, run_party
-from .reconcile import DEFAULT_MAX_ITER, require_ldpc
+from .reconcile import AUTO_FAMILY, DEFAULT_MAX_ITER, require_ldpc
 from .report import DistillReport
 from .transcript import Transcript
 
@@ -73,8 +72,9 @@ def run_both(alice, bob, opts: Options, *, alice_kw: dict | None = None, bob_kw:
 def distill(alice, bob, *, eps_sec: float = 1e-5, eps_cor: float = 1e-10, qber: float | None = None,
             sample_bits: int | None = None, f_design: float | None = None, seed: int | None = None,
             flagged: str = "keep", patterns=None, offset_ps=None, drift=None, setup=None,
-            accept_incomplete: bool = False, family: str = FAMILY_VERSION, max_iter: int = DEFAULT_MAX_ITER,
-            ds_method: str = "hoeffding", blind: bool = True, decoder: str = "layered", tamper=None) -> DistillResult:
+            accept_incomplete: bool = False, family: str = AUTO_FAMILY, max_iter: int = DEFAULT_MAX_ITER,
+            ds_method: str = "hoeffding", blind: bool = True, decoder: str = "layered", learn: bool = True,
+            tamper=None) -> DistillResult:
     """Distil a shared secret key from Alice's and Bob's rounds (paths or RoundsData).
 
     ``qber``: design QBER of the codes (e.g. from calibration); without it a sample of ``sample_bits`` key bits
@@ -86,7 +86,7 @@ def distill(alice, bob, *, eps_sec: float = 1e-5, eps_cor: float = 1e-10, qber: 
 
     opts = Options(eps_sec=eps_sec, eps_cor=eps_cor, qber=qber, sample_bits=sample_bits, f_design=f_design,
                    flagged=flagged, patterns=patterns, family=family, max_iter=max_iter, ds_method=ds_method,
-                   blind=blind, decoder=decoder)
+                   blind=blind, decoder=decoder, learn=learn)
     if decoder == "ldpc":
         require_ldpc()
     a, b = check_pair(_load(alice, "alice", accept_incomplete), _load(bob, "bob", accept_incomplete))

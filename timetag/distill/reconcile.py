@@ -48,13 +48,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import TimetagError
-from .codes import FAMILY_VERSION, Code, load_family
+from .codes import FAMILY_VERSION, LONG_FAMILY_VERSION, Code, load_family
 
 LLR_KNOWN = 50.0  # prior LLR of a revealed bit: certain (the decoder clips beliefs at 60)
 
 __all__ = ["FramePlan", "BobDecoder", "MissingDecoder", "plan_frames", "alice_frames", "syndromes",
            "alice_syndromes", "alice_reveal", "alice_frame_tags", "frame_tag", "reconcile_local",
-           "FRAME_TAG_BITS", "puncture_candidates", "default_f_design", "expected_f", "h2", "require_ldpc", "DECODERS"]
+           "FRAME_TAG_BITS", "puncture_candidates", "default_f_design", "expected_f", "h2", "require_ldpc", "DECODERS",
+           "first_batch_frames", "count_leak", "learned_qber", "resolve_family", "AUTO_FAMILY"]
 
 SHORTEN_SEED = 0x5107
 PUNCTURE_SEED = 0x9C7
@@ -102,6 +103,40 @@ def default_f_design(q: float, blind: bool = True) -> float:
     if q < 0.04:
         return 1.32
     return 1.25 if q < 0.07 else 1.18
+
+
+AUTO_FAMILY = "auto"
+LONG_FAMILY_MIN_BITS = 200_000  # ~15 frames of the long family: the first batch (2 frames) stays a small share
+
+
+def resolve_family(family: str, n_bits: int) -> str:
+    """The code family for ``n_bits`` key bits: ``family`` itself, or for ``"auto"`` the 16384-bit family when
+    there are at least LONG_FAMILY_MIN_BITS bits (measured f ~0.015 lower at QBER 0.065, docs/distill.md), else
+    the 8192-bit one (short runs keep enough frames for the two batches).  Public: both sides resolve alike."""
+    if family != AUTO_FAMILY:
+        return family
+    return LONG_FAMILY_VERSION if n_bits >= LONG_FAMILY_MIN_BITS else FAMILY_VERSION
+
+
+def first_batch_frames(frames: int) -> int:
+    """Frames of the first batch (designed from the sample or the given QBER) when the QBER is learned from it;
+    0: one batch.  A sixteenth of the frames, at least 2: at lmu2022's 1.5e6 rounds 4 frames (27 kbit, sigma of
+    the learned QBER 0.0015, against 0.0055 of the 2000-bit sample), so a badly designed first batch costs little."""
+    return max(2, int(math.ceil(frames / 16))) if frames >= 8 else 0
+
+
+def count_leak(n_bits: int) -> int:
+    """Leak charged for announcing the number of errors among ``n_bits`` corrected bits: ceil(log2(n_bits + 1)),
+    the bits of a number in [0, n_bits] (chain rule: a message of v values lowers the min-entropy by <= log2 v)."""
+    return int(n_bits).bit_length()
+
+
+def learned_qber(errors: int, bits: int, previous: float) -> float:
+    """Design QBER of the next batch: the error rate of everything public so far (sample and corrected frames).
+    No bits (every frame of the batch failed: the design was far too low): 1.25 x the previous design + 0.01."""
+    if bits <= 0:
+        return min(0.2, 1.25 * previous + 0.01)
+    return min(0.2, max(errors / bits, 0.005))
 
 
 @dataclass

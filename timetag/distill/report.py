@@ -37,12 +37,13 @@ class DistillReport:
     punctured_credit: int = 0
     revealed_bits: int = 0             # punctured bits revealed in blind rounds (each takes its credit back)
     frame_tag_bits: int = 0            # 16-bit tag per frame (a wrong codeword is caught per frame)
-    leak_ec: int = 0                   # syndrome - punctured credit + revealed + frame tags + frame status bits
+    error_count_bits: int = 0          # Bob's announced error counts after a batch (ceil log2(bits + 1) each)
+    leak_ec: int = 0                   # syndrome - punctured credit + revealed + frame tags + error counts + status
     sample_bits: int = 0               # disclosed (both parties)
     hash_bits: int = 0                 # verification tags + result bit
-    discarded_bits: int = 0            # key bits dropped (failed frames, tail, sample positions)
+    discarded_bits: int = 0            # key bits dropped (failed frames, tail; sample positions: in its leak)
     leak_total: int = 0                # every leaking bit of the transcript
-    f_measured: float | None = None    # (syndrome - punctured + revealed + tags) / (frame bits h(qber_corrected))
+    f_measured: float | None = None    # (syndrome - credit + revealed + tags + counts) / (frame bits h(Q corrected))
     bound: float | None = None         # the finite-key length l from the bound (may be <= 0)
     final_length: int = 0
     keys_equal: bool | None = None     # one-process runs only: the two final keys compared

@@ -19,6 +19,8 @@ kind               payload                                                    le
                    round): decoded or not
 ``reveal``         a blind round: the undecoded frames (public already) and   the revealed bits
                    Alice's punctured bits of this round in each
+``error_count``    after the first batch of frames: the errors Bob corrected   ceil(log2(bits + 1))
+                   in its decoded frames, and their number of bits
 ``verify_points``  the hash's evaluation points                               0
 ``verify_tags``    the tags                                                   61 per tag
 ``verify_result``  1 bit: tags equal                                          1
@@ -36,7 +38,8 @@ import numpy as np
 
 __all__ = ["Message", "Transcript", "read_h5", "LEAKING_KINDS"]
 
-LEAKING_KINDS = ("sample_bits", "syndromes", "frame_tags", "frame_status", "reveal", "verify_tags", "verify_result")
+LEAKING_KINDS = ("sample_bits", "syndromes", "frame_tags", "frame_status", "reveal", "error_count", "verify_tags",
+                 "verify_result")
 
 
 @dataclass
