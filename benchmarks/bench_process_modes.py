@@ -1,15 +1,17 @@
-"""`timetag process` end to end on the full-scale Alice dump: one thread, Dask threads, Dask processes.
+"""`timetag process` end to end on the full-scale Alice dump: one thread, threads in this process, Dask.
 
 What a user runs, as a user runs it: the CLI in a fresh process on the lmu2022 stream at full scale (3342 rounds,
 ~130 M tags, a 2 GB dump), checksum included.  Each mode is timed ``repeat`` times, interleaved with the others and
 with the baseline ``read``: the same file read once in 8 MiB blocks (what any tool on this disk must pay).
-Reported: tags/s (best and median), the ratio against the single-thread run of the same round, peak RSS (from
-``wait4`` of that process alone).
+Reported: tags/s (best and median), the ratio against the single-thread run of the same round, peak RSS and CPU
+time (user + system, from ``wait4`` of that process alone), and once the start-up of the command (``timetag
+process --help`` in a fresh process: imports), which every mode pays.
 
-    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes single,no-checksum,threads:2,local:2]
+    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes single,inproc:2,threads:2,local:2]
 
-Modes: ``single`` (the default run, xxh3-128 checksum of the input), ``no-checksum``, ``sha256`` (the checksum on
-request), ``threads:N`` / ``local:N`` (``--dask``).
+Modes: ``single`` (one thread, ``--threads 1``, xxh3-128 checksum of the input), ``no-checksum``, ``sha256`` (the
+checksum on request), ``inproc:N`` (``--threads N``: quiet-gap partitions on N threads of the one process, with
+the checksum), ``inproc-no-checksum:N``, ``threads:N`` / ``local:N`` (``--dask``).
 
 ``--run DIR`` reuses a simulated run (``timetag simulate --preset lmu2022 --rounds 3342 --speedup 1 --out DIR``);
 without it one is simulated into a temporary folder (23 s, 2 GB).  Under ``benchmarks/run.py`` the quick mode
@@ -31,15 +33,32 @@ ROUNDS = 3342
 SEED = 2022
 
 
-def _timed(argv: list[str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one child process."""
+def _timed(argv: list[str]) -> tuple[float, int, float]:
+    """Wall time, peak RSS (bytes) and CPU time (user + system, s) of one child process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+
+
+def _argv(mode: str, alice: Path, setup: Path, out: Path) -> list[str]:
+    argv = [sys.executable, "-m", "timetag", "process", str(alice), "--setup", str(setup), "--lab", "alice",
+            "--out", str(out), "-q", "--force"]
+    if mode in ("single", "no-checksum", "sha256"):
+        argv += ["--threads", "1"]       # the default is 'auto': two threads on this file
+    if mode == "no-checksum":
+        argv += ["--no-checksum"]     # the checksum's cost: it should hide behind the engine (issue 18)
+    elif mode == "sha256":
+        argv += ["--checksum", "sha256"]
+    elif mode.startswith("inproc"):
+        kind, n = mode.split(":")
+        argv += ["--threads", n] + (["--no-checksum"] if kind == "inproc-no-checksum" else [])
+    elif mode != "single":
+        argv += ["--dask", mode]
+    return argv
 
 
 def _read_pass(path: Path) -> tuple[float, int]:
@@ -57,26 +76,21 @@ def simulate_full(out: Path) -> Path:
 def measure(run_dir: Path, modes: list[str], repeat: int, scratch: Path) -> dict:
     alice, setup = run_dir / "alice.dump", run_dir / "setup.toml"
     n_tags = (alice.stat().st_size // 16)  # records: tags plus a few lost-data events
-    results: dict[str, list[tuple[float, int]]] = {m: [] for m in ["read", *modes]}
+    results: dict[str, list[tuple[float, int, float]]] = {m: [] for m in ["read", *modes]}
+    startup = []
     for _ in range(repeat):
         results["read"].append(_read_pass(alice))
+        startup.append(_timed([sys.executable, "-m", "timetag", "process", "--help"])[0])
         for mode in modes:
-            argv = [sys.executable, "-m", "timetag", "process", str(alice), "--setup", str(setup), "--lab", "alice",
-                    "--out", str(scratch / f"{mode.replace(':', '_')}.h5"), "-q", "--force"]
-            if mode == "no-checksum":
-                argv += ["--no-checksum"]     # the checksum's cost: it should hide behind the engine (issue 18)
-            elif mode == "sha256":
-                argv += ["--checksum", "sha256"]
-            elif mode != "single":
-                argv += ["--dask", mode]
-            results[mode].append(_timed(argv))
+            results[mode].append(_timed(_argv(mode, alice, setup, scratch / f"{mode.replace(':', '_')}.h5")))
     out = {}
     for mode, runs in results.items():
-        walls = [w for w, _ in runs]
+        walls = [w for w, _, _ in runs]
         out[mode] = {"best_s": min(walls), "median_s": statistics.median(walls),
                      "best_tags_per_s": n_tags / min(walls), "median_tags_per_s": n_tags / statistics.median(walls),
-                     "peak_rss_mb": max(r for _, r in runs) / 2**20}
-    return {"records": n_tags, "modes": out}
+                     "peak_rss_mb": max(r for _, r, _ in runs) / 2**20,
+                     "median_cpu_s": statistics.median(c for _, _, c in runs)}
+    return {"records": n_tags, "modes": out, "startup_s": min(startup), "load": os.getloadavg()[0]}
 
 
 def run(quick: bool) -> list[dict]:
@@ -84,7 +98,8 @@ def run(quick: bool) -> list[dict]:
         return []
     tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
     try:
-        res = measure(simulate_full(tmp / "run"), ["single", "no-checksum", "threads:2", "local:2"], 3, tmp)
+        res = measure(simulate_full(tmp / "run"), ["single", "no-checksum", "inproc:2", "threads:2", "local:2"], 3,
+                      tmp)
         return _rows(res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -99,7 +114,8 @@ def _rows(res: dict) -> list[dict]:
                      "value": round(r["best_tags_per_s"] / 1e6, 1), "median": round(r["median_tags_per_s"] / 1e6, 1),
                      "unit": "M records/s",
                      "baseline": (f"x{single['best_s'] / r['best_s']:.2f} of single (best), "
-                                  f"x{single['median_s'] / r['median_s']:.2f} (median); peak RSS {r['peak_rss_mb']:.0f} MB"),
+                                  f"x{single['median_s'] / r['median_s']:.2f} (median); "
+                                  f"peak RSS {r['peak_rss_mb']:.0f} MB; CPU {r['median_cpu_s']:.2f} s (median)"),
                      "target": ">= 100 M tags/s on 2 cores, RSS <= 300 MB (issue 18)" if mode != "read" else "",
                      "gross_regression": False})
     return rows
@@ -108,14 +124,15 @@ def _rows(res: dict) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a simulated full-scale run to reuse")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modes", default="single,no-checksum,threads:2,local:2")
+    ap.add_argument("--repeat", "--repeats", type=int, default=3)
+    ap.add_argument("--modes", default="single,no-checksum,inproc:2,threads:2,local:2")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
     try:
         run_dir = a.run or simulate_full(tmp / "run")
         res = measure(run_dir, a.modes.split(","), a.repeat, tmp)
-        print(f"{res['records']:,} records; load average {os.getloadavg()[0]:.1f}")
+        print(f"{res['records']:,} records; load average {res['load']:.1f} at the end; start-up of the command "
+              f"(process --help) {res['startup_s']:.2f} s, included in every mode's time")
         for row in _rows(res):
             print(f"  {row['name']:<45} best {row['value']:7.1f}  median {row['median']:7.1f} {row['unit']}   "
                   f"{row['baseline']}")

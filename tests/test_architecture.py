@@ -42,7 +42,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "timetag.provenance", "timetag.plugins", "timetag.lost", "timetag.interrupts")),
     ("formats", ("timetag.formats", "timetag.setupfile", "timetag.channels")),
     ("engine", ("timetag.engine",)),
-    ("stream", ("timetag.stream", "timetag.process", "timetag.roundsfile", "timetag.roundsoutput")),
+    ("stream", ("timetag.stream", "timetag.process", "timetag.roundsfile", "timetag.roundsoutput",
+                # the quiet-gap planner and the merge rules: the threads of `process` use them as Dask does
+                "timetag.distributed.partition", "timetag.distributed.merge")),
     ("analysis", ("timetag.estimators", "timetag.simulator", "timetag.distill")),
     ("runtime", ("timetag.live", "timetag.distributed", "timetag.demo", "timetag.dashboard")),
     ("interface", ("timetag.commands", "timetag.cli", "timetag.__main__")),

@@ -23,7 +23,7 @@ from timetag.formats.dump import DumpReader, RECORD_DTYPE, write_dump  # noqa: E
 from timetag.records import FLAG_NAMES, empty_heralds, empty_rounds  # noqa: E402
 from timetag.roundsfile import read_rounds  # noqa: E402
 from timetag.setupfile import setup_from_dict  # noqa: E402
-from timetag.distributed.partition import plan_partitions, safe_gap_ps  # noqa: E402
+from timetag.distributed.partition import Partition, Segment, join_partitions, plan_partitions, safe_gap_ps  # noqa: E402
 from timetag.distributed.run import PartitionError, parse_dask_spec, process_files_dask  # noqa: E402
 
 distributed = pytest.importorskip("distributed")
@@ -368,3 +368,86 @@ def test_threads_in_one_process_equal_single_process(tmp_path):
     assert b.provenance["distributed"]["dask"] == "threads:2" and len(b.provenance["distributed"]["partitions"]) > 1
     np.testing.assert_array_equal(b.rounds, a.rounds)
     np.testing.assert_array_equal(b.heralds, a.heralds)
+
+
+def _busy_overflow_file(tmp_path, lab, n_busy=20_000):
+    """An overflow opens, ``n_busy`` busy tags follow (no quiet gap), then 40 tags 3 safe gaps apart, then the
+    overflow ends: the records around a cut among the sparse tags do not show the overflow record, so only a
+    pass over the run (or the partitions' own reading) tells that such a cut lies inside the overflow."""
+    gap = safe_gap_ps(lab)
+    busy = 10 + np.arange(n_busy, dtype=np.int64) * 10
+    sparse = busy[-1] + (1 + np.arange(40, dtype=np.int64)) * (3 * gap)
+    tail = sparse[-1] + (1 + np.arange(10, dtype=np.int64)) * (3 * gap)
+    t = np.concatenate([busy, sparse, tail])
+    lost = np.zeros(2, LOST_DTYPE)
+    lost["time"] = [0, sparse[-1] + 1]
+    lost["kind"] = [OVERFLOW_BEGIN, OVERFLOW_END]
+    p = tmp_path / "busy.dump"
+    write_dump(p, TagChunk(t, np.full(t.size, 2, np.int32), lost))
+    return p
+
+
+def test_planning_without_the_overflow_pass_reads_only_around_the_cuts(tmp_path, setup):
+    lab = setup.lab("alice")
+    p = _busy_overflow_file(tmp_path, lab, n_busy=100_000)
+    cut = 100_000 + 1 + 20  # the BEGIN record, the busy tags, then 20 sparse ones
+    full, quick = {}, {}
+    checked = plan_partitions([p], lab, cuts=[cut], stats=full)
+    parts = plan_partitions([p], lab, cuts=[cut], overflow_check=False, stats=quick)
+    assert full["bytes_read"] >= p.stat().st_size  # the pass over every record type
+    assert quick["bytes_read"] < p.stat().st_size // 2
+    # the checked plan moves the cut out of the overflow, past its end
+    assert len(checked) == 2 and checked[1].segments[0].start > 100_000 + 41
+    # without the pass the cut stays inside the overflow: the run must check it afterwards
+    assert len(parts) == 2 and abs(parts[1].segments[0].start - cut) < 3
+
+
+def test_cuts_inside_overflow_follow_the_marks_across_partitions():
+    from timetag.distributed.run import cuts_inside_overflow
+
+    reps = [{"last_overflow_mark": None}, {"last_overflow_mark": int(OVERFLOW_BEGIN)},
+            {"last_overflow_mark": None}, {"last_overflow_mark": int(OVERFLOW_END)}, {"last_overflow_mark": None}]
+    # open after partition 1, still open after 2 (no mark in it), closed in 3
+    assert cuts_inside_overflow(reps) == [1, 2]
+    assert cuts_inside_overflow([{"last_overflow_mark": None}] * 3) == []
+
+
+def test_cut_inside_an_overflow_is_joined_on_the_cluster(client, tmp_path, setup):
+    lab = setup.lab("alice")
+    p = _busy_overflow_file(tmp_path, lab)
+    r0, h0, s0, _ = single_process([p], lab, RefPipeline)
+    out = tmp_path / "o.h5"
+    first = 20_001
+    # the first two cuts lie inside the overflow (found only when their partitions have been read), the third
+    # after it
+    summary = process_files_dask([p], setup, "alice", out, dask=client, cuts=[first + 10, first + 25, first + 46],
+                                 pipeline_factory=RefPipeline, checksum=False)
+    merged = read_rounds(out)
+    names = merged.provenance["distributed"]["partitions"]
+    assert len(names) == 2, names  # the three partitions around the two bad cuts joined and run again
+    assert names[0].endswith(f"[0:{first + 46}])") or names[0].endswith(f"[0:{first + 47}])"), names
+    np.testing.assert_array_equal(merged.rounds, r0)
+    np.testing.assert_array_equal(merged.heralds, h0)
+    assert summary["lost_events"] == s0["lost_events"] == 2 and summary["tags"] == s0["tags"]
+    assert not (tmp_path / "o.h5.parts").exists()
+
+
+def test_by_file_cuts_start_at_the_file_boundaries(setup, run_files):
+    paths, _ = run_files
+    lab = setup.lab("alice")
+    parts = plan_partitions(paths, lab, n_partitions=4, by_file=True, overflow_check=False)
+    sizes = [p.stat().st_size // 16 for p in paths]
+    # each file gets its share; the boundary cut moves to the nearest quiet gap, so a partition starts near
+    # the start of the second file (in it, or just before it in the first)
+    starts = [(q.segments[0].path, q.segments[0].start) for q in parts]
+    assert len(parts) == 4
+    near = [abs(s - 0) if path == str(paths[1]) else abs(sizes[0] - s) for path, s in starts[1:]]
+    assert min(near) < sizes[0] // 4
+
+
+def test_joining_keeps_one_segment_per_file():
+    a = Partition(0, (Segment("x", 0, 10),), None, 50, (Segment("x", 10, 11),))
+    b = Partition(1, (Segment("x", 10, 20), Segment("y", 0, 5)), 50, 90, (Segment("y", 5, 6),))
+    j = join_partitions(a, b)
+    assert j.segments == (Segment("x", 0, 20), Segment("y", 0, 5))
+    assert (j.own_start_ps, j.own_stop_ps, j.lookahead, j.index) == (None, 90, (Segment("y", 5, 6),), 0)

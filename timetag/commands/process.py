@@ -87,6 +87,10 @@ def register(app):
                                            "processes), threads:N (N threads in this process), or "
                                            "tcp://scheduler:8786 (files on a shared file system). Dump files "
                                            "are also cut inside at quiet gaps. Same output as without."),
+        threads: str = typer.Option("auto", "--threads", help="Threads in this process: N, or 'auto' (2 when "
+                                    "the machine has 2 cores or more and one of them idle, for dump inputs of 64 MB "
+                                    "or more; else 1). Dump files are cut at quiet gaps and the pieces processed "
+                                    "side by side; same output as one thread. Other formats run on one thread."),
         format: Optional[str] = deprecated_format_option("--in-format"),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).
@@ -125,7 +129,8 @@ def register(app):
             with RecordsBar(str(lab), enabled=not quiet) as bar:
                 summary = process_files(files, setup, lab, out, chunk_size=chunk_size, progress=bar,
                                         format=in_format, checksum=False if no_checksum else checksum, force=force,
-                                        on_bad_record=on_bad_record, max_jump_ps=max_jump_ps)
+                                        on_bad_record=on_bad_record, max_jump_ps=max_jump_ps,
+                                        threads=threads)
         if not quiet:
             console = Console()
             console.print(summary_table(summary))

@@ -6,9 +6,11 @@ every dependency a round can have (:func:`safe_gap_ps`).  Then no round, herald 
 involve tags on both sides of the gap, and a pipeline that has just started has the same (empty) state as
 one that has run through the whole stream up to the gap.
 
-Cuts asked for by the caller (record positions, e.g. evenly spaced) are moved to the nearest safe gap.
-Only the time stamps and record types around each requested cut are read (memory-mapped), so planning
-costs O(partitions), not O(data) — except when an overflow record must be searched backwards.
+Cuts asked for by the caller (record positions, e.g. evenly spaced, or at file boundaries) are moved to the
+nearest safe gap.  Only the time stamps and record types around each requested cut are read (by position,
+never mapped), so planning costs O(partitions), not O(data) -- except when it must learn whether an overflow
+interval is open at a gap (one pass over the record types of the run), which a caller that checks the cuts
+afterwards skips (``overflow_check=False``).
 
 Each partition owns the time interval between the midpoints of its two bounding gaps: rounds and heralds
 are assigned by their time, which tolerates the engine's delay-corrected times drifting a little from
@@ -90,27 +92,34 @@ class Partition:
 
 
 class _Stream:
-    """The dump files of one run seen as one record sequence (global record positions)."""
+    """The dump files of one run seen as one record sequence (global record positions).
+
+    Records are read by position (a few kB around each cut), never mapped: the planner's memory and page-cache
+    footprint is that of the records it looks at, whatever the size of the run.
+    """
 
     def __init__(self, paths: Sequence[Path]):
         self.paths = [Path(p) for p in paths]
-        self.maps = []
-        for p in self.paths:
-            n = p.stat().st_size // _dump.RECORD_SIZE
-            self.maps.append(np.memmap(p, dtype=_dump.RECORD_DTYPE, mode="r", shape=(n,)) if n else
-                             np.zeros(0, _dump.RECORD_DTYPE))
-        self.sizes = np.array([m.shape[0] for m in self.maps], np.int64)
+        self.sizes = np.array([p.stat().st_size // _dump.RECORD_SIZE for p in self.paths], np.int64)
         self.starts = np.concatenate(([0], np.cumsum(self.sizes)))
         self.total = int(self.starts[-1])
         self._marks = None
+        self.bytes_read = 0  # records read while planning (bytes): the planner's I/O, for the benchmarks
 
-    def read(self, lo: int, hi: int, field: str) -> np.ndarray:
+    def records(self, lo: int, hi: int) -> np.ndarray:
+        """Global records ``[lo, hi)``, read by position."""
         parts = []
-        for i, m in enumerate(self.maps):
+        for i, path in enumerate(self.paths):
             a, b = max(lo, int(self.starts[i])), min(hi, int(self.starts[i + 1]))
             if a < b:
-                parts.append(np.asarray(m[field][a - self.starts[i]:b - self.starts[i]]))
-        return np.concatenate(parts) if parts else np.zeros(0, _dump.RECORD_DTYPE[field])
+                parts.append(np.fromfile(path, dtype=_dump.RECORD_DTYPE, count=b - a,
+                                         offset=(a - int(self.starts[i])) * _dump.RECORD_SIZE))
+                self.bytes_read += parts[-1].nbytes
+        return np.concatenate(parts) if len(parts) != 1 else parts[0] if parts else \
+            np.zeros(0, _dump.RECORD_DTYPE)
+
+    def read(self, lo: int, hi: int, field: str) -> np.ndarray:
+        return self.records(lo, hi)[field]
 
     def overflow_open_before(self, g: int) -> bool:
         """Is an overflow interval open just before global record ``g``?
@@ -129,6 +138,7 @@ class _Stream:
                         t = np.fromfile(fh, dtype=_dump.RECORD_DTYPE, count=block)["type"]
                         if not t.size:
                             break
+                        self.bytes_read += t.size * _dump.RECORD_SIZE
                         idx = np.flatnonzero((t == _dump.TYPE_OVERFLOW_BEGIN) | (t == _dump.TYPE_OVERFLOW_END))
                         pos.append(lo + idx)
                         kind.append(t[idx])
@@ -141,8 +151,8 @@ class _Stream:
 
     def safe_cuts_in(self, lo: int, hi: int, gap_ps: int) -> np.ndarray:
         """Global positions g in (lo, hi) with a safe gap between records g-1 and g."""
-        times = self.read(lo, hi, "time")
-        types = self.read(lo, hi, "type")
+        rec = self.records(lo, hi)
+        times, types = rec["time"], rec["type"]
         if times.size < 2:
             return np.zeros(0, np.int64)
         quiet = np.diff(times) > gap_ps  # quiet[k]: gap between lo+k and lo+k+1
@@ -193,12 +203,21 @@ def is_dump(path) -> bool:
 
 
 def plan_partitions(paths: Sequence, lab: LabSetup, *, n_partitions: int | None = None,
-                    cuts: Sequence[int] | None = None, gap_ps: int | None = None) -> list[Partition]:
+                    cuts: Sequence[int] | None = None, gap_ps: int | None = None,
+                    overflow_check: bool = True, by_file: bool = False, stats: dict | None = None) -> list[Partition]:
     """Split the run ``paths`` (one lab, files in time order) into partitions.
 
     ``cuts``: requested global record positions (over the files concatenated); each moves to the nearest
-    safe gap.  Without ``cuts``, ``n_partitions`` evenly spaced cuts are requested (default: one per file).
+    safe gap.  Without ``cuts``, ``n_partitions`` evenly spaced cuts are requested (default: one per file);
+    with ``by_file``, the cuts are requested at the file boundaries first and the rest evenly inside the files
+    (each file gets a share of the partitions in proportion to its records).
     Non-dump inputs give one partition holding every file.
+
+    ``overflow_check=False`` skips the one pass over every record type that a quiet gap with no overflow record
+    near it needs (is an overflow interval open across it?): gaps are then taken as outside overflows, and the
+    caller must check each cut when the partition before it has been read
+    (:func:`timetag.distributed.run.process_files_dask` does, and joins the two partitions when it fails).
+    ``stats``, when given, receives ``bytes_read`` (the records the planner read) and ``records``.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -206,10 +225,12 @@ def plan_partitions(paths: Sequence, lab: LabSetup, *, n_partitions: int | None 
     if not all(is_dump(p) for p in paths):
         return [Partition(0, tuple(Segment(str(p)) for p in paths))]
     gap = safe_gap_ps(lab) if gap_ps is None else int(gap_ps)
-    stream = _Stream(paths)
+    stream = _Stream(paths) if overflow_check else _StreamNoOverflowPass(paths)
     if cuts is None:
         if n_partitions is None:
             wanted = [int(s) for s in stream.starts[1:-1]]
+        elif by_file:
+            wanted = _cuts_by_file(stream, max(1, int(n_partitions)))
         else:
             n = max(1, int(n_partitions))
             wanted = [round(stream.total * k / n) for k in range(1, n)]
@@ -224,7 +245,40 @@ def plan_partitions(paths: Sequence, lab: LabSetup, *, n_partitions: int | None 
         own_stop = None if hi == stream.total else _midpoint(stream, hi)
         lookahead = () if hi == stream.total else _segments(stream, hi, _first_tag_after(stream, hi) + 1)
         parts.append(Partition(k, _segments(stream, lo, hi), own_start, own_stop, lookahead))
+    if stats is not None:
+        stats.update(bytes_read=stream.bytes_read, records=stream.total)
     return parts
+
+
+class _StreamNoOverflowPass(_Stream):
+    def overflow_open_before(self, g: int) -> bool:
+        return False
+
+
+def _cuts_by_file(stream: _Stream, n: int) -> list[int]:
+    """Requested cuts: every file boundary, and inside each file evenly spaced ones, the file's share of ``n``
+    partitions in proportion to its records (at least one partition per file)."""
+    wanted = []
+    total = max(stream.total, 1)
+    for i in range(len(stream.paths)):
+        a, b = int(stream.starts[i]), int(stream.starts[i + 1])
+        if i:
+            wanted.append(a)
+        k = max(1, round(n * (b - a) / total))
+        wanted.extend(a + round((b - a) * j / k) for j in range(1, k))
+    return wanted
+
+
+def join_partitions(a: Partition, b: Partition) -> Partition:
+    """One partition holding ``a`` then ``b`` (adjacent); the records of one file stay one segment."""
+    segs = list(a.segments)
+    for seg in b.segments:
+        last = segs[-1]
+        if last.path == seg.path and last.stop == seg.start:
+            segs[-1] = Segment(last.path, last.start, seg.stop)
+        else:
+            segs.append(seg)
+    return Partition(a.index, tuple(segs), a.own_start_ps, b.own_stop_ps, b.lookahead)
 
 
 def _first_tag_after(stream: _Stream, g: int) -> int:

@@ -21,26 +21,25 @@ import shutil
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import numpy as np
-
 from ..channels import channel_report
-from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
+from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
 from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
 from ..engine import LabPipeline
 from ..errors import SetupError, TimetagError, TimetagWarning
-from ..provenance import DEFAULT_CHECKSUM, BackgroundChecksums, jsonable
+from ..provenance import DEFAULT_CHECKSUM, BackgroundChecksums
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
 from ..formats import open_tags
 from ..formats.dump import DumpReader
-from ..stream import CountChannels, KeepOwned, LabEngine, Processor, Stage, StreamBroke, Tee, WriteRounds, run_stream
-from .merge import merge_into, subtract_histograms, subtract_summary
-from .partition import Partition, Segment, is_dump, plan_partitions
+from ..stream.lookahead import LookaheadBegins, LookaheadGate, SummaryAtLookahead, own_counts
+from ..stream.prefetch import prefetched
+from ..stream import CountChannels, KeepOwned, LabEngine, Stage, StreamBroke, Tee, WriteRounds, run_stream
+from .merge import merge_into
+from .partition import Partition, Segment, is_dump, join_partitions, plan_partitions
 
 
 class PartitionError(TimetagError):
@@ -115,39 +114,20 @@ def iter_segment(seg: Segment, chunk_size: int) -> Iterator[TagChunk]:
         yield from open_tags(seg.path, chunk_size=chunk_size).iter_chunks()
 
 
-@dataclass
-class LookaheadBegins:
-    """Event: the chunks after it are the partition's lookahead (read past its end to complete its rounds)."""
+class _LastOverflowMark(Stage):
+    """Keeps the kind of the last overflow begin/end event it sees (a sink behind the own-records gate): with the
+    marks of the partitions before it, it tells whether the cut after this partition lies inside an overflow."""
 
-
-class _Gate(Stage):
-    """Forwards tag chunks only before (``lookahead=False``) or only after (``True``) :class:`LookaheadBegins`;
-    every other event, and the end of the stream, always."""
-
-    def __init__(self, lookahead: bool, downstream: Processor | None = None):
-        super().__init__(downstream)
-        self.lookahead = lookahead
-        self.in_lookahead = False
-
-    def handle(self, event) -> None:
-        if isinstance(event, LookaheadBegins):
-            self.in_lookahead = True
-        elif isinstance(event, TagChunk) and self.in_lookahead != self.lookahead:
-            return
-        self.emit(event)
-
-
-class _SummaryAtLookahead(Stage):
-    """Keeps ``engine.summary`` as it was when the lookahead began (a sink)."""
-
-    def __init__(self, engine: LabEngine):
+    def __init__(self):
         super().__init__(None)
-        self.engine = engine
-        self.summary: dict | None = None
+        self.kind: int | None = None
 
     def handle(self, event) -> None:
-        if isinstance(event, LookaheadBegins):
-            self.summary = jsonable(self.engine.summary)
+        if isinstance(event, TagChunk) and event.lost.size:
+            kinds = event.lost["kind"]
+            marks = kinds[(kinds == OVERFLOW_BEGIN) | (kinds == OVERFLOW_END)]
+            if marks.size:
+                self.kind = int(marks[-1])
 
 
 def _partition_events(part: Partition, chunk_size: int) -> Iterator:
@@ -181,37 +161,52 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
                                             "inputs and the output's folder on a shared file system, at the "
                                             "same path as on the client"}
     try:
-        # force: the partial file of an attempt that died (retried here) is discarded
-        with AtomicOutput(out, inputs=[seg.path for seg in part.segments], force=True) as slot, \
-                RoundsWriter(slot.partial, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
+        with _ScratchFile(out) as partial, \
+                RoundsWriter(partial, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
             owned = KeepOwned(part.owns, WriteRounds(w, durable="end"))
             engine = LabEngine(lab, owned, pipeline=make(lab))
             own_records = CountChannels()
+            marks = _LastOverflowMark()
             alone = LabEngine(lab, pipeline=make(lab)) if part.lookahead else None
-            before = _SummaryAtLookahead(engine)
-            run_stream(_partition_events(part, chunk_size),
-                       Tee(_Gate(False, own_records), before, engine, _Gate(True, alone) if alone else None))
-            if alone is not None:
-                empty = jsonable(make(lab).summary)
-                summary = subtract_summary(jsonable(engine.summary), jsonable(alone.summary), empty)
-                if lab.herald.sync_reference == "previous" and "clicks_without_sync" in (before.summary or {}):
-                    # a click after the gap has no sync in a fresh pipeline but a (distant) one in this
-                    # pipeline: the lookahead cannot change the count of the partition's own clicks
-                    summary["clicks_without_sync"] = before.summary["clicks_without_sync"]
-                hists = subtract_histograms(_histograms(engine), _histograms(alone))
-            else:
-                summary, hists = jsonable(engine.summary), _histograms(engine)
+            before = SummaryAtLookahead(engine)
+            # the next chunk is read and decoded on a thread while the engine works on this one (as in
+            # timetag.process): a worker with a second core uses it
+            run_stream(prefetched(_partition_events(part, chunk_size)),
+                       Tee(LookaheadGate(False, own_records), LookaheadGate(False, marks), before, engine,
+                           LookaheadGate(True, alone) if alone else None))
+            summary, hists = own_counts(lab, engine, alone, before.summary, make)
             w.close(summary=summary, histograms=hists)
     except StreamBroke as exc:
         cause = exc.__cause__
         return {"name": part.name, "error": f"{type(cause).__name__}: {cause}"}
     except TimetagError as exc:
         return {"name": part.name, "error": f"{type(exc).__name__}: {exc}"}
-    return {"name": part.name, "path": str(out), "rounds": owned.kept, "channel_counts": own_records.counts}
+    return {"name": part.name, "path": str(out), "rounds": owned.kept, "channel_counts": own_records.counts,
+            "last_overflow_mark": marks.kind}
 
 
-def _histograms(engine: LabEngine) -> dict:
-    return {str(k): np.asarray(v) for k, v in (engine.histograms or {}).items()}
+class _ScratchFile:
+    """A partition file: written as ``<name>.partial`` and renamed when complete (the client never reads half a
+    file), removed on failure; the partial file of an attempt that died (retried here) is replaced.
+
+    Not synced to disk: the file lives only until the client has merged it (the merged output is synced), and
+    a crash of the machine restarts the run anyway -- two ``fsync`` per task are most of the cost of a small
+    task, more on a network file system.  The output's lock (taken by the client) guards the scratch folder.
+    """
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+        self.partial = self.target.with_name(self.target.name + ".partial")
+
+    def __enter__(self) -> Path:
+        self.partial.unlink(missing_ok=True)
+        return self.partial
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.partial, self.target)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 # --- the client side ----------------------------------------------------------
@@ -223,14 +218,14 @@ def resolve_lab(setup, lab: str) -> tuple[Setup, LabSetup]:
 
 def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
                    setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[dict]:
+                   progress: Callable[[int, int], None] | None = None, key_suffix: str = "") -> list[dict]:
     """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure.
     ``progress(done, total)``: partitions finished (or failed) so far, as each one ends."""
     from distributed import as_completed
 
     futures = [client.submit(process_partition, p, lab, str(scratch), chunk_size=chunk_size, setup_hash=setup_hash,
                              pipeline_factory=pipeline_factory, retries=retries, pure=False,
-                             key=f"timetag-{lab.name}-{scratch.name}-{p.index:04d}")
+                             key=f"timetag-{lab.name}-{scratch.name}-{p.index:04d}{key_suffix}")
                for p in parts]
     if progress is not None:
         progress(0, len(futures))
@@ -253,6 +248,60 @@ def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: P
         raise PartitionError(f"{len(failures)} of {len(parts)} partitions failed (no merged output written):\n  "
                              + "\n  ".join(failures))
     return reports
+
+
+def cuts_inside_overflow(reports: Sequence[dict]) -> list[int]:
+    """Indices k of the cuts (between partition k and k + 1) that lie inside an overflow interval: the last
+    overflow mark up to partition k (its own, else the one before it) is a BEGIN."""
+    bad, open_ = [], False
+    for k, rep in enumerate(reports[:-1]):
+        mark = rep.get("last_overflow_mark")
+        if mark is not None:
+            open_ = mark == OVERFLOW_BEGIN
+        if open_:
+            bad.append(k)
+    return bad
+
+
+def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
+                setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
+                progress: Callable[[int, int], None] | None = None) -> tuple[list[Partition], list[dict]]:
+    """:func:`run_partitions`, then the check the planner skipped (``overflow_check=False``): a cut inside an
+    overflow interval would start the next partition's pipeline in the wrong state, so the two partitions
+    around it are joined and the joined one is processed again (rare: device overflows are short and the
+    cuts sit in quiet gaps).  Returns the final partitions and their reports, in order."""
+    parts = list(parts)
+    reports = run_partitions(client, parts, lab, scratch, chunk_size=chunk_size, setup_hash=setup_hash,
+                             retries=retries, pipeline_factory=pipeline_factory, progress=progress)
+    for attempt in range(1, len(parts) + 1):  # each pass joins at least two partitions
+        bad = cuts_inside_overflow(reports)
+        if not bad:
+            return parts, reports
+        joined_parts, joined_reports, redo = [], [], []
+        k = 0
+        while k < len(parts):
+            if k in bad:
+                j = k
+                part = parts[k]
+                while j in bad:  # a run of bad cuts joins a run of partitions
+                    part = join_partitions(part, parts[j + 1])
+                    Path(reports[j + 1]["path"]).unlink(missing_ok=True)
+                    j += 1
+                redo.append(len(joined_parts))
+                joined_parts.append(part)
+                joined_reports.append(None)
+                k = j + 1
+            else:
+                joined_parts.append(parts[k])
+                joined_reports.append(reports[k])
+                k += 1
+        again = run_partitions(client, [joined_parts[i] for i in redo], lab, scratch, chunk_size=chunk_size,
+                               setup_hash=setup_hash, retries=retries, pipeline_factory=pipeline_factory,
+                               key_suffix=f"-joined{attempt}")  # a key of its own: never an earlier result
+        for i, rep in zip(redo, again):
+            joined_reports[i] = rep
+        parts, reports = joined_parts, joined_reports
+    return parts, reports
 
 
 def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
@@ -299,10 +348,13 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
     try:
         with dask_client(dask) as client:
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
-            parts = plan_partitions(paths, lab_setup, n_partitions=n, cuts=cuts, gap_ps=gap_ps)
-            reports = run_partitions(client, parts, lab_setup, scratch, chunk_size=chunk_size,
-                                     setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory,
-                                     progress=progress)
+            # no pass over the whole run on the client: the cuts are checked against overflow intervals once
+            # the partitions have been read (run_checked)
+            parts = plan_partitions(paths, lab_setup, n_partitions=n, cuts=cuts, gap_ps=gap_ps,
+                                    overflow_check=False, by_file=cuts is None)
+            parts, reports = run_checked(client, parts, lab_setup, scratch, chunk_size=chunk_size,
+                                         setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory,
+                                         progress=progress)
         prov = _provenance(paths if checksum else (), setup, checksum=False, lab=lab, role=lab_setup.role,
                            chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={

@@ -121,7 +121,7 @@ def emg(s, tab, sigma, tau):
     return _emg_left(s, tab[0], sigma, tau)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _emg_left(s, x_lo, sigma, tau):
     """N(0, sigma^2) + Exp(tau) conditioned on being < x_lo, exactly: the Gaussian part must be < x_lo, so draw
     it from the Gaussian truncated there, then accept when the exponential part keeps the sum below x_lo."""

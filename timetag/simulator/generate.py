@@ -11,11 +11,16 @@ pause is set, and the kernel resumes.
 
 Throughput: all per-tag work is in numba loops writing into arrays reused from
 block to block (fresh memory is slow to first-touch); Python work is per block
-or per round.
+or per round.  The independent draws of a block (attempt photons, dark counts)
+come from their own random stream and are made one block ahead on a worker
+thread (nogil kernels) while this thread runs the sequential kernel and writes
+the previous block: two buffer sets alternate, so memory stays flat and the
+output is the same whatever the timing of the two threads.
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +40,20 @@ for _c, _a, _p in zip(ALICE_BSM, (0, 0, 1, 1), (0, 1, 0, 1)):
 
 STATE_PSI_PLUS, STATE_PSI_MINUS, STATE_NOISE = 1, 2, 0
 _NO_PHOTONS = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64), 0)
+
+# events per generation block: larger blocks mean fewer hand-overs between the two threads (each costs a
+# scheduler wake-up on a loaded machine), smaller ones less memory (~60 B per event over all buffers)
+BLOCK_EVENTS = 150_000
+
+_AHEAD: ThreadPoolExecutor | None = None
+
+
+def _ahead() -> ThreadPoolExecutor:
+    """The one worker thread that draws blocks ahead (shared: a job ends on its own, nothing to shut down)."""
+    global _AHEAD
+    if _AHEAD is None:
+        _AHEAD = ThreadPoolExecutor(1, thread_name_prefix="timetag-sim-draws")
+    return _AHEAD
 
 
 class _Bufs:
@@ -57,6 +76,15 @@ class _Bufs:
         self.arrs = new
         return new
 
+
+class _DrawBufs:
+    """One set of buffers for a block's independent draws (two sets alternate between the threads)."""
+
+    def __init__(self):
+        self.att = np.empty(0, np.int64)
+        self.ph = _Bufs(np.int64, np.int32, np.int8, np.int64)
+        self.darkA = _Bufs(np.int64, np.int32)
+        self.darkB = _Bufs(np.int64, np.int32)
 
 
 @dataclass
@@ -100,6 +128,13 @@ def _lab_gen(nch, det_channels, bsm_channels, dead_ps) -> _LabGen:
     return _LabGen(st, last, dead, is_det, is_bsm)
 
 
+def _before(darks, t_end: int):
+    """Dark counts (time-ordered) before ``t_end``: a Poisson process cut to a shorter interval is one."""
+    t, ch = darks
+    n = int(np.searchsorted(t, t_end, side="left"))
+    return t[:n], ch[:n]
+
+
 class LinkSimulator:
     """Streaming generator of both labs' recorded tags plus the ground truth.
 
@@ -118,8 +153,11 @@ class LinkSimulator:
         self.seed = int(seed)
         self.reuse_buffers = bool(reuse_buffers)  # yielded chunks are overwritten by the next step: write at once
         ss = np.random.SeedSequence(self.seed)
-        s_main, s_ova, s_ovb = ss.spawn(3)
+        s_main, s_ova, s_ovb, s_draws = ss.spawn(4)
         self.rng = np.random.Generator(np.random.PCG64(s_main))
+        # the block draws' own stream: consumed block by block in order on the worker thread, so a run stays
+        # a pure function of its seed
+        self.rng_draws = np.random.Generator(np.random.PCG64(s_draws))
         self.n_rounds = n_rounds
         self.T = int(p.attempt_period_ps)
         self.t0 = int(p.start_time_ps)
@@ -146,7 +184,7 @@ class LinkSimulator:
         self.outB = LabOutput(delays_b, (BOB_SPD,), p.bob_clock_offset_ps, p.bob_clock_drift_ppm,
                               p.overflow_rate_hz, p.overflow_duration_ps, np.random.Generator(np.random.PCG64(s_ovb)))
         self.delays_a, self.delays_b = delays_a, delays_b
-        # block size: ~150k expected events, whole burst periods, bounded in simulated time
+        # block size: BLOCK_EVENTS expected events, whole burst periods, bounded in simulated time
         p_atom = (1 - p.double_emission_prob) * self.eta + p.double_emission_prob * (1 - (1 - self.eta) ** 2)
         self.p_atom = p_atom
         self.p_any = 1 - (1 - p_atom) ** 2
@@ -154,7 +192,7 @@ class LinkSimulator:
         dark_total = sum(p.dark_rate_hz_alice) + p.dark_rate_hz_bob
         per_period = self.on * (2.2 * self.p_any + (1.0 if self.mode == K.MODE_EVERY else 0.0)) \
             + 2 * dark_total * period_s + 1e-9
-        self.block_periods = int(max(1, min(150_000 / per_period, max_block_ps / (self.L * self.T))))
+        self.block_periods = int(max(1, min(BLOCK_EVENTS / per_period, max_block_ps / (self.L * self.T))))
         self.next_att = 0            # first attempt of the next block
         self.t_block = self.t0       # start time of the next block
         self.rounds = 0
@@ -165,38 +203,48 @@ class LinkSimulator:
         self._lost_range: dict[int, tuple] = {}
         self.heralds_all: list[np.ndarray] = []
         self._hall = np.zeros((4096, len(K.HALL_COLS)), np.int64)
-        self._att = np.empty(0, np.int64)
         sigma_tot = math.hypot(self.sigma_pulse, float(p.jitter_ps))
         self._emg_tab = emg_table(sigma_tot, float(p.lifetime_ps)) if sigma_tot > 0 and p.lifetime_ps > 0 \
             else np.zeros(0)
-        self._ph = _Bufs(np.int64, np.int32, np.int8, np.int64)
-        self._darkA = _Bufs(np.int64, np.int32)
-        self._darkB = _Bufs(np.int64, np.int32)
+        self._draw_bufs = (_DrawBufs(), _DrawBufs())
+        self._pending = None  # the next block's draws (a Future) while the worker thread makes them
+        self._rates_a = {c: r for c, r in zip(ALICE_BSM, p.dark_rate_hz_alice) if c in self.alive_bsm and r > 0}
+        self._rates_b = {} if BOB_SPD in p.dead_channels_bob or p.dark_rate_hz_bob <= 0 else \
+            {BOB_SPD: p.dark_rate_hz_bob}
         self.stats = {"blocks": 0, "attempt_candidates": 0, "heralds_psi_plus": 0}
 
     # ------------------------------------------------------------------
-    def _attempt_photons(self, n0: int, n1: int):
-        """Photon clicks of the attempts [n0, n1) that had at least one detection (n0, n1 on burst boundaries)."""
-        p, rng = self.p, self.rng
+    def _block_draws(self, n0: int, n1: int, bufs: _DrawBufs):
+        """Everything of block [n0, n1) that does not depend on the sequential kernel: the attempts' photon
+        clicks and both labs' dark counts over the whole block (a shorter final block cuts them).  Runs on the
+        worker thread; uses only ``rng_draws`` and ``bufs``."""
+        t_lo, t_hi = self.t0 + n0 * self.T, self.t0 + n1 * self.T
+        ph, k = self._attempt_photons(n0, n1, bufs)
+        return (ph, k, self._darks(bufs.darkA, t_lo, t_hi, self._rates_a),
+                self._darks(bufs.darkB, t_lo, t_hi, self._rates_b))
+
+    def _attempt_photons(self, n0: int, n1: int, bufs: _DrawBufs):
+        """Photon clicks of the attempts [n0, n1) that had at least one detection (n0, n1 on burst boundaries),
+        and the number of such attempts."""
+        p, rng = self.p, self.rng_draws
         n_act = (n1 - n0) // self.L * self.on
-        self._att, k = K.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng), self._att)
-        self.stats["attempt_candidates"] += k
+        bufs.att, k = K.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng), bufs.att)
         eta, pd = self.eta, p.double_emission_prob
         w_double = pd * (1 - (1 - eta) ** 2)
         frac_double = w_double / ((1 - pd) * eta + w_double)
-        out_t, out_ch, out_src, out_att = self._ph.ensure(4 * k)
-        n = K.attempt_photons(self._att[:k], self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
+        out_t, out_ch, out_src, out_att = bufs.ph.ensure(4 * k)
+        n = K.attempt_photons(bufs.att[:k], self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
                               float(p.pulse_center_ps), self.sigma_pulse, p.pulse_center_ps + p.pulse_fwhm_ps / 2,
                               float(p.lifetime_ps), p.hom_visibility, float(p.jitter_ps), self.t0, self.T,
                               self.alive_mask, out_t, out_ch, out_src, out_att, new_state(rng), self._emg_tab)
-        return out_t, out_ch, out_src, out_att, n
+        return (out_t, out_ch, out_src, out_att, n), k
 
     def _darks(self, buf: "_Bufs", t_lo: int, t_hi: int, rates: dict[int, float]):
         """Dark counts of ``rates`` (Hz per channel) on [t_lo, t_hi), time-ordered, in ``buf``."""
         total = float(sum(rates.values()))
         chans = np.array(list(rates) or [0], np.int32)
         cum = np.cumsum(list(rates.values()) or [1.0]) / (total if total > 0 else 1.0)
-        rs = new_state(self.rng)
+        rs = new_state(self.rng_draws)
         expect = total * 1e-12 * (t_hi - t_lo)
         cap = int(expect + 8 * math.sqrt(expect + 1) + 64)
         while True:
@@ -355,7 +403,6 @@ class LinkSimulator:
     # ------------------------------------------------------------------
     def step(self):
         """Generate one block; returns (alice_chunk, bob_chunk, finished truth rows)."""
-        p = self.p
         n0 = self.next_att
         n1 = n0 + self.block_periods * self.L
         t_lo = self.t_block
@@ -364,17 +411,21 @@ class LinkSimulator:
         if self.end_time is not None and t_hi >= self.end_time:
             t_hi = max(self.end_time, t_lo)
             final = True
+        if self._pending is None:
+            self._pending = _ahead().submit(self._block_draws, n0, n1, self._draw_bufs[self.stats["blocks"] % 2])
+        ph, k, darks, bdarks = self._pending.result()
+        # the other buffer set is free again (its block has been written): draw the next block meanwhile
+        self._pending = None if final else _ahead().submit(self._block_draws, n1, n1 + (n1 - n0),
+                                                            self._draw_bufs[(self.stats["blocks"] + 1) % 2])
         if self.end_time is None:
-            ph = self._attempt_photons(n0, n1)
-        else:
-            ph = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64), 0)
-        rates = {c: r for c, r in zip(ALICE_BSM, p.dark_rate_hz_alice) if c in self.alive_bsm and r > 0}
-        darks = self._darks(self._darkA, t_lo, t_hi, rates)
+            self.stats["attempt_candidates"] += k
+        else:  # the attempts after the last round are blanked: their photons are never recorded
+            ph = _NO_PHOTONS
+        if final:
+            darks, bdarks = _before(darks, t_hi), _before(bdarks, t_hi)
         a_t, a_ch, a_src = self._run_lab(self.A, ph, darks, t_hi, alice=True)
         if self.end_time is not None and not final and t_hi >= self.end_time:
             final = True  # the last round was drawn in this block and its read-out ends inside it
-        brates = {} if BOB_SPD in p.dead_channels_bob or p.dark_rate_hz_bob <= 0 else {BOB_SPD: p.dark_rate_hz_bob}
-        bdarks = self._darks(self._darkB, t_lo, t_hi, brates)
         b_t, b_ch, b_src = self._run_lab(self.B, _NO_PHOTONS, bdarks, t_hi, alice=False)
         bound = None if final else t_hi
         ca, done_a = self.outA.push(a_t, a_ch, a_src, bound, reuse=self.reuse_buffers)
@@ -402,7 +453,6 @@ class LinkSimulator:
         return rows
 
     def _finish_row(self, rid, row):
-        p = self.p
         a_lo, a_hi, b_lo, b_hi = self._lost_range.pop(rid)
         row["alice_lost"] = self.outA.lost_overlaps(a_lo, a_hi + self.outA.max_delay)
         row["bob_lost"] = self.outB.lost_overlaps(b_lo, b_hi + self.outB.max_delay)

@@ -89,7 +89,7 @@ def _fired(n, st, on, period_n):
     return True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _next_fired(n, st, on, period_n):
     if n < 0:
         n = 0
@@ -105,7 +105,7 @@ def _next_fired(n, st, on, period_n):
         return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _next_emitted(n, st, on, period_n):
     """First tick >= n that the sync clock emits: a fired attempt or the tick right after one."""
     if n >= 1 and _fired(n - 1, st, on, period_n):
@@ -127,7 +127,7 @@ def _tick_time(n, t0, T):
     return t0 + n * T
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src, nr,
         ap_t, ap_ch, last, dead, is_det, is_bsm, arm, pol, pat_on,
         t0, T, ws, we, on, period_n, sync_ch, mode, block_end,
@@ -327,7 +327,7 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                         st[S_G_N] = c + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def apply_pause(st, lo, hi, on, period_n, mode):
     """Suppress attempts [lo, hi) (the read-out pause) and move the pending sync ticks accordingly."""
     st[S_BLANK_LO] = lo
@@ -338,12 +338,12 @@ def apply_pause(st, lo, hi, on, period_n, mode):
         st[S_SYNC_PEND] = _next_emitted(st[S_SYNC_PEND], st, on, period_n)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def first_emitted(n, st, on, period_n):
     return _next_emitted(n, st, on, period_n)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_center, sigma, pulse_end, tau,
                     hom_v, jitter, t0, T, alive, out_t, out_ch, out_src, out_att, rs, emg_tab):
     """Photon clicks of attempts known to have >= 1 detection, time-ordered within each attempt.
@@ -431,7 +431,7 @@ def attempt_photons(att, p_a_given_any, p_atom, frac_double, p_both, pulse_cente
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def detection_attempts(n0, n_act, on, period_n, p_any, rs, out):
     """Attempt indices (from n0, burst-mapped) with >= 1 detection: geometric gaps between them.
 
@@ -457,7 +457,7 @@ def detection_attempts(n0, n_act, on, period_n, p_any, rs, out):
     return out, k
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def dark_counts(t_lo, t_hi, rate_ps, cum, chans, rs, out_t, out_ch):
     """Dark counts on [t_lo, t_hi), already in time order.
 

@@ -137,7 +137,7 @@ class LabOutput:
         return done
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _stage(t, ch, src, offset, drift, delay, raw_b, ch_b, src_b, c0, c1):
     """Move the carry [c0, c1) to the front, append the new tags in raw time, restore time order.
 
@@ -165,13 +165,13 @@ def _stage(t, ch, src, offset, drift, delay, raw_b, ch_b, src_b, c0, c1):
         src_b[j] = src[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _bincount_into(src, counts):
     for i in range(src.size):
         counts[src[i]] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _count_window(raw, chs, fluo, delay, lo, hi, min_delay, max_delay):
     """Recorded fluorescence tags whose local time (raw - cable delay) lies in [lo, hi)."""
     i = np.searchsorted(raw, lo + min_delay, side="left")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -200,24 +201,96 @@ class _DumpOut:
     """Dump records encoded in one pass into a reused buffer, one ``write`` per chunk.
 
     Byte-identical to :class:`timetag.formats.dump.DumpWriter` (same record layout and lost-event order);
-    the generic writer allocates fresh record arrays per chunk, which dominates at simulator rates.
+    the generic writer allocates fresh record arrays per chunk, which dominates at simulator rates.  The
+    ``write`` system call of a chunk runs on a writer thread while the next chunk is generated: two buffers
+    alternate, a buffer is reused only once its write has returned, and a write error is raised (as the
+    OSError it is) by the next ``write`` or by ``close``.
     """
 
     def __init__(self, path):
         self._fh = open(path, "xb")  # the custody partial of the target (AtomicOutputs in simulate)
-        self._buf = np.empty((0, 2), np.uint64)
+        self._bufs = [np.empty((0, 2), np.uint64), np.empty((0, 2), np.uint64)]
+        self._pending = [None, None]
+        self._i = 0
+        self._written = self._kicked = 0  # bytes written; bytes whose write-back to disk has been started
 
     def write(self, chunk) -> None:
+        i = self._i
+        self._i = 1 - i
+        self._wait(i)
         n = len(chunk) + chunk.lost.size
-        if self._buf.shape[0] < n:
-            self._buf = np.empty((int(n * 1.25) + 1024, 2), np.uint64)
+        if self._bufs[i].shape[0] < n:
+            self._bufs[i] = np.empty((int(n * 1.25) + 1024, 2), np.uint64)
+        buf = self._bufs[i]
         lost = chunk.lost
         k = encode_dump(chunk.time, chunk.channel, lost["time"].copy(), _KIND_TO_TYPE[lost["kind"]],
-                        lost["channel"].copy(), lost["count"].copy(), self._buf)
-        self._fh.write(memoryview(self._buf[:k]))
+                        lost["channel"].copy(), lost["count"].copy(), buf)
+        self._pending[i] = _writer().submit(self._write, memoryview(buf[:k]))
+
+    def _write(self, data) -> None:
+        self._fh.write(data)
+        self._written += data.nbytes
+        if _start_writeback is not None and self._written - self._kicked >= _WRITEBACK_BYTES:
+            self._fh.flush()
+            _start_writeback(self._fh.fileno(), self._kicked, self._written - self._kicked)
+            self._kicked = self._written
+
+    def _wait(self, i) -> None:
+        f, self._pending[i] = self._pending[i], None
+        if f is not None:
+            f.result()
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            # the older write first: the writer thread runs them in submission order
+            self._wait(self._i)
+            self._wait(1 - self._i)
+        finally:
+            for f in self._pending:
+                if f is not None:
+                    f.exception()  # let a write still in flight return before its file is closed
+            self._fh.close()
+
+
+# The files are synced to disk when complete (custody).  Left to the kernel, the write-back of a long run
+# starts late (the dirty-page threshold is a share of the RAM) and the final fsync waits for gigabytes; asking
+# for the write-back of every WRITEBACK_BYTES as they are written (Linux sync_file_range, which does not wait)
+# leaves the final fsync little to do.  Elsewhere the final fsync does it all.
+_WRITEBACK_BYTES = 64 << 20
+
+
+def _writeback_starter():
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE: start the write-back of dirty pages in the range, do not wait
+
+    def start(fd: int, offset: int, nbytes: int) -> None:
+        fn(fd, offset, nbytes, write)  # advisory: a failure only leaves more for the final fsync
+
+    return start
+
+
+_start_writeback = _writeback_starter()
+
+_WRITER: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    """One writer thread for the simulator's files: writes run in the order they were handed over."""
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = ThreadPoolExecutor(1, thread_name_prefix="timetag-sim-write")
+    return _WRITER
 
 
 _KIND_TO_TYPE = np.zeros(256, np.uint8)
