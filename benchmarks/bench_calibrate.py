@@ -2,8 +2,9 @@
 
 Goal: calibration in one streaming pass at the speed of processing -- at most 2x the time of ``process`` on the
 same file, with flat memory.  Each repeat runs both commands as separate processes, interleaved (process,
-calibrate, process, calibrate, ...), so that drifts of the machine (cache, other load) hit both alike; time and
-peak RSS are read from ``wait4``'s rusage.  Prints every run, the medians and the ratios::
+calibrate, process, calibrate, ...), so that drifts of the machine (cache, other load) hit both alike; time, CPU
+time (user + system: on a loaded machine the steadier measure of the work done) and peak RSS are read from
+``wait4``'s rusage.  Prints every run, the medians and the ratios::
 
     python benchmarks/bench_calibrate.py                       # simulates lmu2022, 2000 rounds, --speedup 1
     python benchmarks/bench_calibrate.py --run DIR --repeats 5 # an existing simulation (alice.dump, setup.toml)
@@ -26,8 +27,8 @@ import time
 from pathlib import Path
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
-    """(wall s, peak RSS MB, return code) of one command run as a child process."""
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int, float]:
+    """(wall s, peak RSS MB, return code, CPU s) of one command run as a child process."""
     t0 = time.perf_counter()
     # run from the temporary folder: ``python -m`` puts the working directory first on sys.path, which would hide
     # a --baseline package behind the tree's own
@@ -38,7 +39,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
     rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
         print(f"  {' '.join(cmd[2:4])} failed ({rc}): {err.strip()[-500:]}", file=sys.stderr)
-    return wall, ru.ru_maxrss / 1024.0, rc
+    return wall, ru.ru_maxrss / 1024.0, rc, ru.ru_utime + ru.ru_stime
 
 
 def main(argv=None) -> int:
@@ -83,9 +84,10 @@ def main(argv=None) -> int:
         res = {name: [] for name, _, _ in runs}
         for r in range(a.repeats):
             for name, cmd, env in runs:
-                wall, rss, rc = timed(cmd, env)
-                res[name].append((wall, rss, rc))
-                print(f"repeat {r + 1}: {name:<9} {wall:7.2f} s  {rss:7.0f} MB" + ("" if rc == 0 else f"  rc={rc}"))
+                wall, rss, rc, cpu = timed(cmd, env)
+                res[name].append((wall, rss, rc, cpu))
+                print(f"repeat {r + 1}: {name:<9} {wall:7.2f} s  {rss:7.0f} MB  cpu {cpu:6.2f} s  load "
+                      f"{os.getloadavg()[0]:.1f}" + ("" if rc == 0 else f"  rc={rc}"))
         failed = sorted(k for k, v in res.items() if any(x[2] != 0 for x in v))
         if failed:
             # a failed command's time is the time to fail: no ratio of it means anything
@@ -100,11 +102,12 @@ def main(argv=None) -> int:
             t_med, m_med = med[k][0] / med["process"][0], med[k][1] / med["process"][1]
             t_best = best[k][0] / best["process"][0]
             t_rep = statistics.median(x[0] for x in per[k])
+            c_med = statistics.median(x[3] for x in res[k]) / statistics.median(x[3] for x in res["process"])
             print(f"median {k:<9} {med[k][0]:.2f} s, {med[k][1]:.0f} MB  (--steps {a.steps})")
             print(f"ratio {k}/process: time {t_med:.2f} median, {t_best:.2f} best/best, {t_rep:.2f} median of the "
-                  f"repeats' ratios (goal <= 2); peak RSS {m_med:.2f}")
+                  f"repeats' ratios (goal <= 2); peak RSS {m_med:.2f}; CPU time {c_med:.2f}")
             out[k] = {"time_ratio": t_med, "time_ratio_best": t_best, "time_ratio_per_repeat": t_rep,
-                      "rss_ratio": m_med}
+                      "rss_ratio": m_med, "cpu_ratio": c_med}
         print(f"median process   {med['process'][0]:.2f} s, {med['process'][1]:.0f} MB")
         if a.json:
             out["time_ratio"], out["rss_ratio"] = out["calibrate"]["time_ratio"], out["calibrate"]["rss_ratio"]

@@ -6,31 +6,36 @@ and the read-out counts that the fits turn into new delays, window and threshold
 """
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from timetag.chunk import DEFAULT_CHUNK_SIZE
 from timetag.custody import AtomicOutputs, check_distinct, check_target
 from timetag.errors import CalibrationError
-from timetag.estimators.plots import savefig_into
 from timetag.formats import iter_stream, total_records
 from timetag.setupfile import LabSetup, Setup, edit_setup_text
 from timetag.stream import (CountChannels, CountHistogram, LabEngine, ReportProgress, StreamBroke, Tee,
                             run_stream)
 
-from .clock import calibrate_clock
 from .darkcounts import DarkCounter, DarkCountResult
-from .delays import DelayResult, calibrate_delays
 from .histograms import (ArrivalHistogram, GuardedArrivalHistogram, ReadoutCounts, SyncPeriod, measurement_lab,
-                         trimmed)
-from .plots import figures, plot_names, require_matplotlib, write_plots
-from .pulse import FWHM_TO_SIGMA, JITTER_PS, PULSE_FWHM_PS
+                         trimmed, warm_kernels)
 from .report import CalibrationReport
-from .thresholds import ThresholdResult, choose_threshold
-from .window import DetectorProfile, FomParams, WindowResult, choose_window, psi_minus_pairs, \
-    psi_plus_pairs
+
+if TYPE_CHECKING:
+    from .delays import DelayResult
+    from .thresholds import ThresholdResult
+    from .window import FomParams, WindowResult
+
+# The fits' modules (scipy, the simulator's threshold rule) and the figures' (matplotlib) are imported when they are
+# needed, not with this module: :func:`calibrate_run` imports the fits' in a thread while the tags are read
+# (:func:`prefetch_fits`), where the kernels leave a core idle part of the time, instead of before the pass.
+FIT_MODULES = ("delays", "window", "thresholds", "clock")
 
 STEPS = ("delays", "window", "thresholds", "darkcounts", "clock")
 _MARGIN_PS = 1_000_000
@@ -52,6 +57,7 @@ class LabData:
     ready_times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     n_tags: int = 0
     channel_counts: dict = field(default_factory=dict)   # tags per channel
+    threshold_fits: dict = field(default_factory=dict, repr=False)   # count model -> fit (see _threshold_fit)
 
     def missing(self, role: str, channels) -> str | None:
         """Why a fit needing ``channels`` (their ``role``) cannot succeed: none of their tags in the data."""
@@ -123,7 +129,8 @@ def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, ed
       :class:`~timetag.stream.CountHistogram` bins them);
     * the attempt period (:class:`~calibrate.histograms.SyncPeriod`), which bounds the histogram's fitted bins;
     * with ``edge`` and ``sync_reference = 'next'`` (conditional-sync recording): the finely binned, guarded
-      histogram in which :func:`calibrate.delays.locate_edge` finds each detector's conditional-sync edge;
+      histogram in which :func:`calibrate.delays.locate_edge` finds each detector's conditional-sync edge (it
+      measures the attempt period too, in place of the SyncPeriod);
     * the dark-count and afterpulse counter (:class:`~calibrate.darkcounts.DarkCounter`).
 
     ``delays``: every channel's delay to measure with (default: the lab's).  A source error ends the pass with
@@ -146,12 +153,13 @@ def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, ed
                                            ready_trigger=want_readout), readouts)
         branches.append(engine)
     if want_arrival:
-        period = SyncPeriod(lab.sync_channel)
-        branches.append(period)
         if edge and "delays" in steps and lab.herald.sync_reference == "next":
-            data.edge = GuardedArrivalHistogram(lab, bin_ps=EDGE_BIN_PS, range_ps=rng, delays=delays,
-                                                guard_ps=EDGE_GUARD_PS)
-            branches.append(data.edge)
+            # it measures the attempt period too (one kernel over the tags instead of two)
+            data.edge = period = GuardedArrivalHistogram(lab, bin_ps=EDGE_BIN_PS, range_ps=rng, delays=delays,
+                                                         guard_ps=EDGE_GUARD_PS)
+        else:
+            period = SyncPeriod(lab.sync_channel)
+        branches.append(period)
     if "darkcounts" in steps:
         data.dark = _dark_counter(lab, rng)
         branches.append(data.dark)
@@ -192,18 +200,66 @@ def _dark_counter(lab: LabSetup, rng) -> DarkCounter:
     return DarkCounter(dets, exclude, afterpulse_exclude=ap_exclude, grid_channel=grid)
 
 
+class _Literature:
+    """The default ``pulse_fwhm_ps``: :data:`calibrate.pulse.PULSE_FWHM_PS` (read when the fit runs)."""
+
+    def __repr__(self) -> str:
+        return "PULSE_FWHM_PS"
+
+
+LITERATURE_FWHM = _Literature()
+
+
+def prefetch_fits(plots: bool = False, kernels: bool = True) -> threading.Thread:
+    """Import the fits' modules (and with ``plots`` the figures') in a thread; returns it (started).  An import
+    that fails there fails again, with its message, where the module is used.
+
+    With ``kernels`` it first loads numba's compiler target (:func:`~calibrate.histograms.warm_kernels`), which
+    the pass's first kernel call needs: done there, it is not contended by these imports (both hold the GIL)."""
+
+    def run():
+        if kernels:
+            warm_kernels()
+        for name in FIT_MODULES + (("plots",) if plots else ()):
+            try:
+                importlib.import_module(f".{name}", __package__)
+            except Exception:   # noqa: BLE001  (raised again by the import that needs it)
+                return
+
+    t = threading.Thread(target=run, name="calibrate-imports", daemon=True)
+    t.start()
+    return t
+
+
+def _fom(fom) -> FomParams:
+    """``fom`` as :class:`~calibrate.window.FomParams` (None: the defaults; a dict: its fields)."""
+    from .window import FomParams
+    if fom is None:
+        return FomParams()
+    return FomParams(**fom) if isinstance(fom, dict) else fom
+
+
 def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
-                  pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
-                  report: CalibrationReport | None = None, strict: bool = True,
-                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS) -> tuple[LabSetup, LabCalibration]:
+                  pulse_position_ps: float | None = None, fom: FomParams | dict | None = None,
+                  count_model: str = "auto", report: CalibrationReport | None = None, strict: bool = True,
+                  pulse_fwhm_ps: float | None = LITERATURE_FWHM) -> tuple[LabSetup, LabCalibration]:
     """Fit what ``data`` supports; returns the updated lab setup and the results.
 
-    ``pulse_fwhm_ps``: the excitation pulse's FWHM (set by the experiment; literature 21 ns), which the
-    joint pulse fit holds (see ``fix_sigma`` in :func:`calibrate.delays.calibrate_delays`); None: free.
+    ``pulse_fwhm_ps``: the excitation pulse's FWHM (set by the experiment; default the literature's 21 ns,
+    :data:`calibrate.pulse.PULSE_FWHM_PS`), which the joint pulse fit holds (see ``fix_sigma`` in
+    :func:`calibrate.delays.calibrate_delays`); None: free.  ``fom``: the window's figure of merit
+    (:class:`~calibrate.window.FomParams`, or a dict of its fields; None: the defaults).
 
     ``strict``: a step the data cannot support raises :class:`CalibrationError`; otherwise the step is
     skipped with the reason in the report (its setup values stay as they were).
     """
+    from .delays import calibrate_delays
+    from .pulse import FWHM_TO_SIGMA, JITTER_PS, PULSE_FWHM_PS
+    from .window import DetectorProfile, choose_window, psi_minus_pairs, psi_plus_pairs
+
+    fom = _fom(fom)
+    if pulse_fwhm_ps is LITERATURE_FWHM:
+        pulse_fwhm_ps = PULSE_FWHM_PS
     lab = data.lab
     rep = report if report is not None else CalibrationReport()
     fix_sigma = None if pulse_fwhm_ps is None else float(np.hypot(float(pulse_fwhm_ps) * FWHM_TO_SIGMA, JITTER_PS))
@@ -291,8 +347,7 @@ def calibrate_lab(data: LabData, *, steps=STEPS, reference: int | None = None,
                         f"old window (FOM: {fom.describe()})")
     if "thresholds" in steps:
         try:
-            hist = _count_hist(data)
-            t = choose_threshold(hist, count_model, what=f"lab {lab.name!r} fluorescence counts")
+            t = _threshold_fit(data, count_model)
         except CalibrationError as exc:
             skip("thresholds", exc)
         else:
@@ -343,13 +398,29 @@ def _count_hist(data: LabData) -> np.ndarray:
     return data.count_hist
 
 
+def _threshold_fit(data: LabData, count_model: str):
+    """The threshold fit of ``data``'s count histogram (raises :class:`CalibrationError` when it has none), made
+    once: the window's FOM needs it before the thresholds step."""
+    if count_model not in data.threshold_fits:
+        from .thresholds import choose_threshold
+        try:
+            data.threshold_fits[count_model] = choose_threshold(
+                _count_hist(data), count_model, what=f"lab {data.lab.name!r} fluorescence counts")
+        except CalibrationError as exc:
+            data.threshold_fits[count_model] = exc
+    fit = data.threshold_fits[count_model]
+    if isinstance(fit, CalibrationError):
+        raise fit
+    return fit
+
+
 def _with_readout_contrast(fom: FomParams, datas: dict, count_model: str, rep: CalibrationReport) -> FomParams:
     """The FOM's clean-herald visibility needs both labs' read-out contrast (1 - e0 - e1): from the
     count histograms when they support a threshold fit, else 1 (with a warning)."""
     contrast, missing = 1.0, []
     for name, data in datas.items():
         try:
-            t = choose_threshold(_count_hist(data), count_model, what=f"lab {name!r} fluorescence counts")
+            t = _threshold_fit(data, count_model)
         except CalibrationError:
             missing.append(name)
             continue
@@ -362,9 +433,9 @@ def _with_readout_contrast(fom: FomParams, datas: dict, count_model: str, rep: C
 
 def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "alice", bob_lab: str = "bob",
                   steps=STEPS, chunk_size: int = DEFAULT_CHUNK_SIZE, reference: int | None = None,
-                  pulse_position_ps: float | None = None, fom: FomParams = FomParams(), count_model: str = "auto",
-                  strict: bool = False, plots_dir=None,
-                  pulse_fwhm_ps: float | None = PULSE_FWHM_PS, force: bool = False,
+                  pulse_position_ps: float | None = None, fom: FomParams | dict | None = None,
+                  count_model: str = "auto", strict: bool = False, plots_dir=None,
+                  pulse_fwhm_ps: float | None = LITERATURE_FWHM, force: bool = False,
                   progress=None) -> tuple[Setup, CalibrationReport]:
     """Calibrate from the tags of both labs (either may be None for a one-lab calibration).
 
@@ -373,6 +444,7 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
     ``plots_dir``: the figures are written there (through custody; existing ones replaced only with ``force``);
     :func:`save_calibration` writes the setup and the figures together instead.
     ``progress(lab, done, total)``: records of that lab read so far (and in its files), after every chunk.
+    ``fom`` and ``pulse_fwhm_ps``: as :func:`calibrate_lab`.
     """
     steps = tuple(steps)
     for s in steps:
@@ -381,12 +453,16 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
     rep = CalibrationReport()
     new_setup = setup
     datas = {}
+    # the compiled kernels: the arrival and edge histograms' period and edge, the dark counter
+    imports = prefetch_fits(plots=plots_dir is not None, kernels=bool({"delays", "window", "darkcounts"} & set(steps)))
     for name, paths in ((alice_lab, alice_paths), (bob_lab, bob_paths)):
         if paths is None:
             continue
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         on_chunk = None if progress is None else (lambda done, total, lab=name: progress(lab, done, total))
         datas[name] = collect(paths, setup.lab(name), steps=steps, chunk_size=chunk_size, progress=on_chunk)
+    imports.join()
+    fom = _fom(fom)
     if "window" in steps and fom.v0 is None:
         fom = _with_readout_contrast(fom, datas, count_model, rep)
     for name, data in datas.items():
@@ -396,6 +472,7 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
         new_setup = new_setup.with_lab(name, **{f: getattr(new_lab, f) for f in ("delays_ps", "herald", "round")})
         rep.results[name] = cal
     if "clock" in steps and alice_lab in datas and bob_lab in datas:
+        from .clock import calibrate_clock
         try:
             clk = calibrate_clock(datas[alice_lab].ready_times, datas[bob_lab].ready_times)
         except CalibrationError as exc:
@@ -422,6 +499,7 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
     if plots_dir is not None:
         inputs = [p for ps in (alice_paths, bob_paths) if ps is not None
                   for p in ([ps] if isinstance(ps, (str, Path)) else ps)]
+        from .plots import write_plots
         write_plots(plots_dir, new_setup, setup, rep, force=force, inputs=inputs)
     return new_setup, rep
 
@@ -430,6 +508,7 @@ def calibration_targets(out, plots_dir=None, labs=()) -> list[Path]:
     """The files :func:`save_calibration` may write: the setup, then every figure the labs may get."""
     targets = [Path(out)]
     if plots_dir is not None:
+        from .plots import plot_names
         targets += [Path(plots_dir) / n for n in plot_names(labs)]
     return targets
 
@@ -438,6 +517,7 @@ def check_calibration_targets(out, plots_dir=None, labs=(), *, inputs=(), force:
     """Refuse the outputs before the calibration runs: the setup or a figure that is an input, a folder, or
     exists (unless ``force``); figures asked for without matplotlib."""
     if plots_dir is not None:
+        from .plots import require_matplotlib
         require_matplotlib()
     targets = calibration_targets(out, plots_dir, labs)
     check_distinct(targets)
@@ -454,6 +534,8 @@ def save_calibration(out, new_setup: Setup, old_setup: Setup, report: Calibratio
     The figures are drawn outside pyplot (:mod:`calibrate.plots`): nothing to close, they go with their last
     reference.  ``old_text``: the setup file as the user wrote it; the new one is written as an edit of it
     (comments and layout kept, :func:`timetag.setupfile.edit_setup_text`)."""
+    if plots_dir is not None:
+        from .plots import figures
     figs = figures(new_setup, old_setup, report) if plots_dir is not None else []
     targets = [Path(out)] + [Path(plots_dir) / name for name, _ in figs]
     with AtomicOutputs(targets, inputs=list(inputs), force=force) as outs:
@@ -462,3 +544,10 @@ def save_calibration(out, new_setup: Setup, old_setup: Setup, report: Calibratio
         for i, (_, fig) in enumerate(figs, start=1):
             savefig_into(fig, outs[i], dpi=100)
     return targets
+
+
+def savefig_into(fig, out, **kw) -> None:
+    """:func:`timetag.estimators.plots.savefig_into` (imported with the first figure: matplotlib is not needed
+    without figures)."""
+    from timetag.estimators.plots import savefig_into as save
+    save(fig, out, **kw)

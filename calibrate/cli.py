@@ -55,7 +55,6 @@ def register(app):
         The setup and the figures are written together when the calibration is complete (an existing file is
         replaced only with --force); the output is never one of the inputs (the --setup file, the tag files)."""
         from .api import calibrate_run, check_calibration_targets, save_calibration
-        from .window import FomParams
 
         s = load_setup(setup)
         if lab is not None:
@@ -80,8 +79,8 @@ def register(app):
         with _LabBars(enabled=not quiet) as bars:
             new, rep = calibrate_run(a, b, s, steps=step_list,
                                      reference=reference, pulse_position_ps=pulse_position_ps,
-                                     fom=FomParams(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
-                                                   p_double=p_double), count_model=count_model, strict=strict,
+                                     fom=dict(v0=v0, v_state=v_state, ionisation_efficiency=ion_eff,
+                                              p_double=p_double), count_model=count_model, strict=strict,
                                      plots_dir=None, progress=bars, **kw)
         written = save_calibration(out, new, s, rep, plots_dir=plots, inputs=inputs, force=force,
                                    old_text=Path(setup).read_text(encoding="utf-8"))

@@ -323,6 +323,18 @@ _TMAX = np.iinfo(np.int64).max    # 'time' of the end of the stream
 @njit(cache=True, nogil=True, inline="always")
 def _tick1(x, a, T):
     """Index and time of the latest tick at or before x of the segment anchored at a (as :func:`_nb_tick`)."""
+    Ti = np.int64(T)
+    if Ti == T:
+        # a whole period (the usual case): the same tick in integers, by a multiplication instead of a division
+        j = np.int64(np.floor((x - a) * (1.0 / T)))
+        tick = a + j * Ti
+        if tick > x:
+            j -= 1
+            tick -= Ti
+        elif tick + Ti <= x:
+            j += 1
+            tick += Ti
+        return j, tick
     j = np.int64(np.floor((x - a) / T))
     tick = a + np.int64(np.rint(j * T))
     if tick > x:
@@ -400,7 +412,7 @@ _SWEEP_RING = 32    # anchored + grid anchors held before the sweep catches up (
 
 
 @njit(cache=True, nogil=True)
-def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx, y0, y1, ny, ga, gbx, gbp, T,
+def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx, y0, y1, ny, ga, gbx, T,
             xps, xpe, xcum, pps, ppe, pcum, us, vs, clicks, quiet, near, ctrl, mingap, apcl):
     """Feed tags i.. of a chunk; returns the index reached (``time.size``: all) -- less when a ring is full
     (the caller grows it and calls again from there).  ``final``: then finalise everything pending.
@@ -453,12 +465,17 @@ def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx
                     if _in_phase(phs, pps, ppe):
                         clear = False
                     else:
-                        g0 = gbp[q] + j * LP + _nb_part(phs, pps, ppe, pcum)
+                        # pulse-region time in [t, te), counted from anchor q: its segment, then (rarely)
+                        # the segments of the anchors up to te
+                        g0 = j * LP + _nb_part(phs, pps, ppe, pcum)
                         q2 = q
+                        gq = np.int64(0)
                         while q2 + 1 < gt and ga[q2 + 1] <= te:
                             q2 += 1
+                            jm, tm = _tick1(ga[q2], ga[q2 - 1], T)
+                            gq += jm * LP + _nb_part(ga[q2] - tm, pps, ppe, pcum)
                         j2, tick2 = _tick1(te, ga[q2], T)
-                        if gbp[q2] + j2 * LP + _nb_part(te - tick2, pps, ppe, pcum) - g0 > 0:
+                        if gq + j2 * LP + _nb_part(te - tick2, pps, ppe, pcum) - g0 > 0:
                             clear = False
             if not inx:
                 quiet[d] += 1
@@ -503,7 +520,6 @@ def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx
                 for k in range(gt - gh):
                     ga[k] = ga[gh + k]
                     gbx[k] = gbx[gh + k]
-                    gbp[k] = gbp[gh + k]
                 gt -= gh
                 gh = 0
             if r >= 0 and atl == na:
@@ -543,10 +559,8 @@ def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx
                     if gt > gh:
                         j, tick = _tick1(tau, ga[gt - 1], T)
                         gbx[gt] = gbx[gt - 1] + j * LX + _nb_part(tau - tick, xps, xpe, xcum)
-                        gbp[gt] = gbp[gt - 1] + j * LP + _nb_part(tau - tick, pps, ppe, pcum)
                     else:
                         gbx[gt] = 0
-                        gbp[gt] = 0
                     ga[gt] = tau
                     gt += 1
             if r >= 0:
@@ -668,7 +682,7 @@ class DarkCounter:
         k = dict(lut=self.lut, prow=prow, cfg=cfg, st=st,
                  pt=np.zeros(cap, np.int64), pd=np.zeros(cap, np.int64),
                  at=np.zeros(cap, np.int64), ac=np.zeros(cap, np.int64), x0=x0, x1=x1, nx=nx, y0=y0, y1=y1, ny=ny,
-                 ga=np.zeros(cap, np.int64), gbx=np.zeros(cap, np.int64), gbp=np.zeros(cap, np.int64), T=T,
+                 ga=np.zeros(cap, np.int64), gbx=np.zeros(cap, np.int64), T=T,
                  xps=gx.ps, xpe=gx.pe, xcum=gx.cum, pps=gp.ps, ppe=gp.pe, pcum=gp.cum,
                  us=np.zeros(cap * x0.shape[1], np.int64), vs=np.zeros(cap * x0.shape[1], np.int64),
                  clicks=self.clicks, quiet=self.quiet_clicks, near=self.near, ctrl=self.ctrl, mingap=self.min_gap,
@@ -687,13 +701,13 @@ class DarkCounter:
         i = 0
         while True:
             i = _dc_run(time, chan, i, final, k["lut"], k["prow"], k["cfg"], k["st"], k["pt"], k["pd"], k["at"],
-                        k["ac"], k["x0"], k["x1"], k["nx"], k["y0"], k["y1"], k["ny"], k["ga"], k["gbx"], k["gbp"],
+                        k["ac"], k["x0"], k["x1"], k["nx"], k["y0"], k["y1"], k["ny"], k["ga"], k["gbx"],
                         k["T"], k["xps"], k["xpe"], k["xcum"], k["pps"], k["ppe"], k["pcum"], k["us"], k["vs"],
                         k["clicks"], k["quiet"], k["near"], k["ctrl"], k["mingap"], k["apcl"])
             if i >= time.size:
                 return
             # a ring is full of what is still needed: double them all
-            for name in ("pt", "pd", "at", "ac", "ga", "gbx", "gbp", "us", "vs"):
+            for name in ("pt", "pd", "at", "ac", "ga", "gbx", "us", "vs"):
                 k[name] = np.concatenate([k[name], np.zeros_like(k[name])])
 
     # --- the stream ---------------------------------------------------------------------------------------

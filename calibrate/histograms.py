@@ -167,6 +167,12 @@ def _sync_gaps(t, ch, sync_channel, state):
     state[0], state[1], state[2], state[3] = n, last, best, have
 
 
+def warm_kernels() -> None:
+    """Load numba's compiler target (its first use in a process costs a few tenths of a second, each kernel's
+    from the cache then a few ms): one kernel's call on nothing."""
+    _sync_gaps(_E64, np.zeros(0, np.int32), 0, np.array([0, 0, -1, 0], np.int64))
+
+
 class SyncPeriod(Stage):
     """The smallest spacing of consecutive sync tags (raw), i.e. the attempt period also when only some
     syncs are recorded.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded."""
@@ -275,15 +281,30 @@ def readout_counts(chunks, lab: LabSetup, *, delays: dict[int, int] | None = Non
 
 # --- the conditional-sync edge: the one histogram the engine cannot make yet ---------------------------------
 
+@njit(cache=True, nogil=True, inline="always")
+def _bin_of(x, bin_ps, inv_bin):
+    """x // bin_ps for 0 <= x < 2**52, by a multiplication (an integer division costs tens of cycles)."""
+    b = np.int64(x * inv_bin)
+    if b * bin_ps > x:
+        b -= 1
+    elif (b + 1) * bin_ps <= x:
+        b += 1
+    return b
+
+
 @njit(cache=True, nogil=True)
 def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps, guard, dmax, hopeless, out,
                  st, sr, pt, pd):
     """The 'next' rule over one chunk, streaming: a click is binned against the first corrected sync strictly
     after it (it waits in ``pt``/``pd`` until that sync comes), unless the latest sync at or before it lies
     less than ``guard`` before it.  ``sr``: the corrected syncs a later click can still need (from the latest
-    at or before ``tag - dmax``).  Returns the index reached (less than ``t.size``: a buffer is full)."""
+    at or before ``tag - dmax``).  Returns the index reached (less than ``t.size``: a buffer is full).
+    Beside it, as :func:`_sync_gaps` (``st[3:6]``): the syncs, the latest raw one and their smallest positive gap
+    (the attempt period), so that no second pass over the tags is needed for it."""
     nb = out.shape[1]
+    inv_bin = 1.0 / bin_ps
     sh, stl, npd = st[0], st[1], st[2]
+    nsync, last_raw, best = st[3], st[4], st[5]
     n = t.size
     nl = lut.size
     while i < n:
@@ -298,6 +319,12 @@ def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps
                     sr[k] = sr[sh + k]
                 stl -= sh
                 sh = 0
+            if nsync > 0:
+                dd = tau - last_raw
+                if dd > 0 and (best < 0 or dd < best):
+                    best = dd
+            nsync += 1
+            last_raw = tau
             # the clicks waiting for a sync after them: this is theirs when it is after them
             has_prev = stl > sh
             prev = sr[stl - 1] if has_prev else 0
@@ -308,7 +335,7 @@ def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps
                     if not (guard > 0 and has_prev and x - prev < guard):
                         dt = x - s
                         if lo <= dt < hi:
-                            bb = (dt - lo) // bin_ps
+                            bb = _bin_of(dt - lo, bin_ps, inv_bin)
                             if bb < nb:
                                 out[pd[k], bb] += 1
                 else:
@@ -332,7 +359,7 @@ def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps
                 if not (guard > 0 and q > sh and x - sr[q - 1] < guard):
                     dt = x - sr[q]
                     if lo <= dt < hi:
-                        bb = (dt - lo) // bin_ps
+                        bb = _bin_of(dt - lo, bin_ps, inv_bin)
                         if bb < nb:
                             out[d, bb] += 1
             else:
@@ -352,6 +379,7 @@ def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps
                 npd += 1
         i += 1
     st[0], st[1], st[2] = sh, stl, npd
+    st[3], st[4], st[5] = nsync, last_raw, best
     return i
 
 
@@ -370,6 +398,7 @@ class GuardedArrivalHistogram(Stage):
     ``arrival_guard_ps`` histogram parameter that leaves out of the histogram (not of the heralds) a click whose
     previous recorded sync lies less than the guard before it.  Otherwise the same rule and binning as
     :func:`measurement_lab` gives the engine.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded.
+    It measures the attempt period as :class:`SyncPeriod` does (:attr:`period_ps`), in the same pass.
     One compiled streaming pass per chunk (in the background, see :class:`Background`); between chunks it keeps
     the clicks still waiting for their sync and the few syncs a later click can still need.
     """
@@ -398,7 +427,7 @@ class GuardedArrivalHistogram(Stage):
         self._counts = np.zeros((len(self.channels), self.edges.size - 1), dtype=np.int64)
         self._dmax = int(self.delays.max())
         self._hopeless = self.lo - 1 - int(np.abs(self.delays).max()) - abs(self.sync_delay)
-        self._st = np.zeros(3, np.int64)
+        self._st = np.array([0, 0, 0, 0, 0, -1], np.int64)
         self._sr = np.zeros(64, np.int64)
         self._pt = np.zeros(64, np.int64)
         self._pd = np.zeros(64, np.int64)
@@ -408,6 +437,17 @@ class GuardedArrivalHistogram(Stage):
     def counts(self) -> np.ndarray:
         self._bg.wait()
         return self._counts
+
+    @property
+    def n_syncs(self) -> int:
+        self._bg.wait()
+        return int(self._st[3])
+
+    @property
+    def period_ps(self) -> int | None:
+        """As :attr:`SyncPeriod.period_ps` (measured in the same pass)."""
+        self._bg.wait()
+        return None if self._st[5] < 0 else int(self._st[5])
 
     def handle(self, event) -> None:
         if isinstance(event, TagChunk) and len(event):

@@ -196,3 +196,53 @@ def test_cli_keeps_the_comments_of_the_setup_it_rewrites(run_every, tmp_path):
     assert text.startswith("# written by hand: the December run\n")
     cal = load_setup(out)
     assert cal.lab("bob").round.threshold != 1 and cal.lab("alice") == setup.lab("alice")
+
+
+def test_fom_and_pulse_width_as_given_or_by_default(run_every):
+    """calibrate_run takes the window's FOM as FomParams or as a dict of its fields (the command line's way: it
+    need not import the fits' modules), and the default pulse width is the literature's."""
+    from calibrate.pulse import PULSE_FWHM_PS
+    from calibrate.window import FomParams
+
+    p, d, setup, truth = run_every
+    args = ([d / "alice.dump"], [d / "bob.dump"], setup)
+    fom = dict(v_state=0.9, ionisation_efficiency=0.97, p_double=0.05)
+    by_dict, rep_d = calibrate_run(*args, fom=fom)
+    by_cls, rep_c = calibrate_run(*args, fom=FomParams(**fom), pulse_fwhm_ps=PULSE_FWHM_PS)
+    default, rep_0 = calibrate_run(*args)
+    assert by_dict == by_cls and rep_d.text() == rep_c.text()
+    assert "v_state=0.9 " in rep_d.text() and "v_state=0.94 " in rep_0.text()
+    free, rep_f = calibrate_run(*args, pulse_fwhm_ps=None)
+    assert rep_f.text() != rep_c.text()
+
+
+def test_calibrate_api_leaves_the_fits_and_figures_unimported():
+    """Importing calibrate.api (the command does, before the tags are read) loads no scipy fit module, no
+    matplotlib, no simulator: calibrate_run imports the fits' modules in a thread while the tags are read."""
+    import subprocess
+    import sys
+
+    code = ("import sys, calibrate.api; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('matplotlib', 'h5py') or m.startswith(('scipy.interpolate', 'scipy.optimize', 'scipy.special', "
+            "'timetag.simulator', 'calibrate.delays', 'calibrate.window', 'calibrate.thresholds', "
+            "'calibrate.pulse', 'calibrate.plots', 'timetag.estimators.plots'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_threshold_fit_made_once_per_lab(run_every, monkeypatch):
+    """The window's FOM needs the labs' read-out contrast before the thresholds step: one fit serves both."""
+    import calibrate.thresholds as th
+
+    p, d, setup, truth = run_every
+    calls = []
+    real = th.choose_threshold
+
+    def counted(hist, *a, **k):
+        calls.append(k.get("what"))
+        return real(hist, *a, **k)
+
+    monkeypatch.setattr(th, "choose_threshold", counted)
+    new, rep = calibrate_run([d / "alice.dump"], [d / "bob.dump"], setup)
+    assert sorted(calls) == ["lab 'alice' fluorescence counts", "lab 'bob' fluorescence counts"]
+    assert new.lab("alice").round.threshold == rep.results["alice"].threshold.threshold

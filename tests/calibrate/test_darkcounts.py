@@ -165,6 +165,31 @@ def test_phase_grid_matches_listed_ticks(T):
     assert inside.any() and (~inside).any()
 
 
+@pytest.mark.parametrize("T", [1_000.0, 19_230_769.0, 7.0, T_FRAC])
+def test_tick_of_a_time_is_the_plain_one(T):
+    """The kernels' tick (index j and time of the latest tick at or before x, ticks at a + rint(j T)) against
+    plain integer floor division for a whole period (the kernel takes a faster path there) and against the
+    float rule for a fractional one: both signs of x - a, exact multiples, their neighbours, long gaps."""
+    from calibrate.darkcounts import _tick1
+
+    rng = np.random.default_rng(7)
+    a = int(rng.integers(-10**12, 10**12))
+    Ti = int(T)
+    k = rng.integers(-10**6, 10**6, 300)
+    xs = np.concatenate([a + k * Ti, a + k * Ti - 1, a + k * Ti + 1, a + rng.integers(-10**14, 10**14, 300),
+                         [a, a - 1, a + Ti - 1, a + Ti]])
+    for x in xs.tolist():
+        j, tick = _tick1(x, a, T)
+        if T == Ti:
+            assert (j, tick) == ((x - a) // Ti, a + ((x - a) // Ti) * Ti), x
+        else:
+            jj = int(np.floor((x - a) / T))
+            if a + int(np.rint(jj * T)) > x:
+                jj -= 1
+            assert (j, tick) == (jj, a + int(np.rint(jj * T))), x
+        assert tick <= x
+
+
 # --- the streaming counter against a plain reference (every interval listed, every pair tried) ----------------
 
 def _reference(t, c, channels, exclude, ap_exclude, ap, grid, T):
@@ -243,11 +268,14 @@ def _random_stream(seed, n_ticks=3000, T=1_000):
 
 @pytest.mark.parametrize("grid", [True, False])
 @pytest.mark.parametrize("seed", range(6))
-def test_streaming_counter_matches_plain_reference(seed, grid):
+@pytest.mark.parametrize("regions", ["around the tick", "between ticks"])
+def test_streaming_counter_matches_plain_reference(seed, grid, regions):
+    """'between ticks': no pulse region at the ticks themselves, so a click's afterpulse span that reaches past
+    the next recorded sync is clear or not by the time counted across that sync's segment too."""
     T = 1_000
     t, ch = _random_stream(seed, T=T)
     ex = {1: [(-1_250, -700), (-100, 350)], 7: [(-500, 20_000)]}
-    ap_ex = {1: [(-1_200, -800), (-50, 60)]}
+    ap_ex = {1: [(-1_200, -800), (-50, 60)]} if regions == "around the tick" else {1: [(-1_400, -1_100)]}
     ap = (0, 150)
     ref = _reference(t, ch, (2, 3), ex, ap_ex, ap, 1 if grid else None, float(T))
     rng = np.random.default_rng(100 + seed)

@@ -246,6 +246,41 @@ def test_trimmed_count_histogram():
     np.testing.assert_array_equal(trimmed(np.zeros(5, np.int64)), [0])
 
 
+def _ref_period(times, channels, sync_channel):
+    """Plain: the smallest positive gap between consecutive sync tags (None: no such gap)."""
+    t = [int(x) for x, c in zip(times.tolist(), channels.tolist()) if c == sync_channel]
+    gaps = [b - a for a, b in zip(t, t[1:]) if b - a > 0]
+    return min(gaps) if gaps else None
+
+
+@given(cuts=st.lists(st.integers(0, 40_000), max_size=6))
+def test_guarded_histogram_measures_the_sync_period(cuts):
+    """The guarded histogram's pass measures the attempt period as SyncPeriod does (measure() then needs no
+    SyncPeriod of its own): the plain smallest positive gap, whatever the chunking."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    g = GuardedArrivalHistogram(lab, guard_ps=10_000)
+    run_stream(split(a, sorted(cuts)), g)
+    assert g.period_ps == _ref_period(a.time, a.channel, lab.sync_channel) == p.period_ps
+    assert g.n_syncs == int(np.count_nonzero(a.channel == lab.sync_channel))
+
+
+def test_guarded_histogram_period_off_grid_and_ties():
+    """Syncs off any grid, with a repeated time (a zero gap is no period) and a single sync (no period)."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    t = np.array([100, 5_000, 5_000, 5_300, 9_000, 9_250, 20_000], np.int64)
+    ch = np.array([1, 1, 1, 1, 3, 1, 1], np.int32)
+    for cuts in ([], [1], [2, 3], [5]):
+        g = GuardedArrivalHistogram(lab, guard_ps=0)
+        run_stream(split(TagChunk(t, ch), cuts), g)
+        assert g.period_ps == _ref_period(t, ch, 1) == 300
+        assert g.n_syncs == 6
+    g = GuardedArrivalHistogram(lab, guard_ps=0)
+    run_stream([TagChunk(t[:1], ch[:1])], g)
+    assert g.period_ps is None and g.n_syncs == 1
+
+
 def test_measure_is_one_pass_over_any_chunking():
     """The whole chain (engine, period, edge, dark counts) gives the same data for any split of the stream."""
     p, a, _, setup = _SMALL["conditional"]
@@ -261,6 +296,9 @@ def test_measure_is_one_pass_over_any_chunking():
     np.testing.assert_array_equal(one.ready_times, many.ready_times)
     np.testing.assert_array_equal(one.dark.result().quiet_clicks, many.dark.result().quiet_clicks)
     assert one.edge.guard_ps == EDGE_GUARD_PS and one.edge.bin_ps == EDGE_BIN_PS
+    # the attempt period that bounds the fitted bins: measured by the edge histogram's pass
+    assert one.arrival.period_ps == many.arrival.period_ps == _ref_period(a.time, a.channel, lab.sync_channel)
+    assert measure([a], lab, edge=False).arrival.period_ps == one.arrival.period_ps
     # the engine measured with the lab's rules: the arrival histogram is the plain one over the calibration range
     np.testing.assert_array_equal(one.arrival.counts, arrival_histogram([a], lab, range_ps=arrival_range(lab)).counts)
     # only what the steps need
@@ -341,3 +379,17 @@ def test_guarded_histogram_buffers_and_threads(cuts, threaded):
     run_stream(split(a, sorted(cuts)), h)
     np.testing.assert_array_equal(h.counts, ref.counts)
     assert ref.counts.sum() > 0
+
+
+@pytest.mark.parametrize("bin_ps", [1, 3, 10, 500, 7_919, 10**6 + 3])
+def test_bin_by_multiplication_is_floor_division(bin_ps):
+    """The edge histogram's bin index (a multiplication by 1/bin instead of a division) against //, at and next
+    to every kind of bin edge, up to offsets far beyond any histogram range."""
+    from calibrate.histograms import _bin_of
+
+    rng = np.random.default_rng(bin_ps)
+    k = np.concatenate([np.arange(0, 50), rng.integers(0, 2**40 // bin_ps, 300)])
+    xs = np.concatenate([k * bin_ps, k * bin_ps + 1, k * bin_ps - 1, k * bin_ps + bin_ps // 2,
+                         rng.integers(0, 2**45, 300)])
+    for x in xs[xs >= 0].tolist():
+        assert _bin_of(x, bin_ps, 1.0 / bin_ps) == x // bin_ps, x
