@@ -143,16 +143,7 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
         run_stream(prefetched(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
                                           on_open=None if sums is None else sums.attach, **reader_opts)), chain)
         summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
-        report = channel_report(chain.counts, lab_setup)
-        summary.channels = report.as_dict()
-        bad = _bad_records(readers)
-        if bad["count"]:  # only in 'lost' mode: 'fail' stops at the first
-            summary.bad_records = bad
-        for line in report.warnings:
-            warnings.warn(line, TimetagWarning, stacklevel=2)
-        if sums is not None:
-            for entry, value in zip(prov["inputs"], sums.result()):
-                entry["checksum"] = value
+        _complete_summary(summary, chain.counts, lab_setup, _bad_records(readers), sums, prov, stacklevel=2)
     except BaseException as exc:
         if sums is not None:
             sums.cancel()
@@ -193,16 +184,8 @@ def _process_partitions(paths, lab_setup: LabSetup, out_file: RoundsOutput, prov
         for r in written:
             for c, n in r.channel_counts.items():
                 counts[c] = counts.get(c, 0) + n
-        report = channel_report(dict(sorted(counts.items())), lab_setup)
-        summary.channels = report.as_dict()
-        bad = _bad_records(_file_accounts(written))
-        if bad["count"]:
-            summary.bad_records = bad
-        for line in report.warnings:
-            warnings.warn(line, TimetagWarning, stacklevel=3)
-        if sums is not None:
-            for entry, value in zip(prov["inputs"], sums.result()):
-                entry["checksum"] = value
+        _complete_summary(summary, dict(sorted(counts.items())), lab_setup, _bad_records(_file_accounts(written)),
+                          sums, prov, stacklevel=3)
         histograms = merge_histograms([r.histograms or {} for r in written])
         prov["threads"]["joined"] = runner.joined   # cuts found unsafe once read (bad records, overflows)
     except BaseException as exc:
@@ -264,6 +247,21 @@ def _file_accounts(results) -> list:
 class _Account:
     def __init__(self, path: str, meta: dict):
         self.path, self.meta = path, meta
+
+
+def _complete_summary(summary: RunSummary, counts: dict, lab_setup: LabSetup, bad: dict, sums, prov: dict,
+                      stacklevel: int) -> None:
+    """The channel report (its warnings issued), the bad records turned into lost data (only in 'lost' mode: 'fail'
+    stops at the first) and the inputs' checksums, once the stream has been read to its end."""
+    report = channel_report(counts, lab_setup)
+    summary.channels = report.as_dict()
+    if bad["count"]:
+        summary.bad_records = bad
+    for line in report.warnings:
+        warnings.warn(line, TimetagWarning, stacklevel=stacklevel + 1)
+    if sums is not None:
+        for entry, value in zip(prov["inputs"], sums.result()):
+            entry["checksum"] = value
 
 
 def _with_timing(summary: RunSummary, elapsed: float, paths, out) -> RunSummary:

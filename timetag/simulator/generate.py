@@ -45,15 +45,15 @@ _NO_PHOTONS = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8
 # scheduler wake-up on a loaded machine), smaller ones less memory (~60 B per event over all buffers)
 BLOCK_EVENTS = 150_000
 
-_AHEAD: ThreadPoolExecutor | None = None
+_WORKERS: dict[str, ThreadPoolExecutor] = {}
 
 
-def _ahead() -> ThreadPoolExecutor:
-    """The one worker thread that draws blocks ahead (shared: a job ends on its own, nothing to shut down)."""
-    global _AHEAD
-    if _AHEAD is None:
-        _AHEAD = ThreadPoolExecutor(1, thread_name_prefix="timetag-sim-draws")
-    return _AHEAD
+def single_worker(name: str) -> ThreadPoolExecutor:
+    """The one worker thread called ``name`` (shared by every run of this process, so the work handed to it runs
+    in the order it was handed over; nothing to shut down: a run waits for its own work)."""
+    if name not in _WORKERS:
+        _WORKERS[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
+    return _WORKERS[name]
 
 
 class _Bufs:
@@ -412,10 +412,10 @@ class LinkSimulator:
             t_hi = max(self.end_time, t_lo)
             final = True
         if self._pending is None:
-            self._pending = _ahead().submit(self._block_draws, n0, n1, self._draw_bufs[self.stats["blocks"] % 2])
+            self._pending = single_worker("timetag-sim-draws").submit(self._block_draws, n0, n1, self._draw_bufs[self.stats["blocks"] % 2])
         ph, k, darks, bdarks = self._pending.result()
         # the other buffer set is free again (its block has been written): draw the next block meanwhile
-        self._pending = None if final else _ahead().submit(self._block_draws, n1, n1 + (n1 - n0),
+        self._pending = None if final else single_worker("timetag-sim-draws").submit(self._block_draws, n1, n1 + (n1 - n0),
                                                             self._draw_bufs[(self.stats["blocks"] + 1) % 2])
         if self.end_time is None:
             self.stats["attempt_candidates"] += k

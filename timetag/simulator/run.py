@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..formats.dump import encode_records as encode_dump
 from ..provenance import provenance
 from ..setupfile import BsmDetector, HeraldConfig, HistogramConfig, LabSetup, RoundConfig, Setup
 from .analytic import expected_stats
-from .generate import LinkSimulator
+from .generate import LinkSimulator, single_worker
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, BOB_READY, BOB_SETTINGS, BOB_SPD,
                      SimParams)
 from .truth import TRUTH_DTYPE, write_truth
@@ -225,7 +224,7 @@ class _DumpOut:
         lost = chunk.lost
         k = encode_dump(chunk.time, chunk.channel, lost["time"].copy(), _KIND_TO_TYPE[lost["kind"]],
                         lost["channel"].copy(), lost["count"].copy(), buf)
-        self._pending[i] = _writer().submit(self._write, memoryview(buf[:k]))
+        self._pending[i] = single_worker("timetag-sim-write").submit(self._write, memoryview(buf[:k]))
 
     def _write(self, data) -> None:
         self._fh.write(data)
@@ -281,17 +280,6 @@ def _writeback_starter():
 
 
 _start_writeback = _writeback_starter()
-
-_WRITER: ThreadPoolExecutor | None = None
-
-
-def _writer() -> ThreadPoolExecutor:
-    """One writer thread for the simulator's files: writes run in the order they were handed over."""
-    global _WRITER
-    if _WRITER is None:
-        _WRITER = ThreadPoolExecutor(1, thread_name_prefix="timetag-sim-write")
-    return _WRITER
-
 
 _KIND_TO_TYPE = np.zeros(256, np.uint8)
 _KIND_TO_TYPE[[ERROR, OVERFLOW_BEGIN, OVERFLOW_END, MISSED]] = [TYPE_ERROR, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END,
