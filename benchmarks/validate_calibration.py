@@ -8,6 +8,7 @@ Alice's BSM delays by a seeded random amount (up to +-2.5 ns, so that the delay 
 delays         relative delays (detector - reference) vs the simulator's cable delays
 pulse_centre   pulse centre after the attempt's sync tick vs ``pulse_center_ps``
 decay          fitted decay time vs ``lifetime_ps``
+dead_time      the BSM detectors' dead time the pulse fits use (shortest same-detector gap) vs ``dead_time_ps``
 double         fraction of signal clicks from double emissions (no error-bar pull: reported for reference)
 thr_mean_dark  mixture fit's atom-absent mean count vs background + dark counts (x (1 + afterpulsing))
 thr_mean_bright  atom-present mean vs that + ``alice_fluo_mean`` (and Bob's)
@@ -95,6 +96,9 @@ def one_run(args) -> list[tuple]:
             if f.cut is not None:
                 rows.append(("pulse_centre", scale, f.mu - f.cut, p.pulse_center_ps, f.err["mu"], ""))
             rows.append(("decay", scale, f.tau, p.lifetime_ps, f.err["tau"], ""))
+            # the pulse fits' dead-time and afterpulse terms take the dead time as measured by the dark counter
+            if cal.data is not None and cal.data.dead_time_ps is not None:
+                rows.append(("dead_time", scale, cal.data.dead_time_ps, p.dead_time_ps, float("nan"), ""))
             rows.append(("double", scale, f.double, float("nan"), f.err.get("double", float("nan")), ""))
             if cal.window is not None and f.cut is not None:
                 # the FOM's optimum on the true pulse model (centre on the fitted sync tick + true offset)
