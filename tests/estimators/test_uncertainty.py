@@ -166,7 +166,7 @@ def test_estimate_prints_intervals_and_warnings_for_a_small_run(tmp_path, capsys
     code, out, err = run(["estimate", str(pair[0]), str(pair[1]), "--samples", "2000"], capsys)
     assert code == 0, err
     assert "95 % interval" in out and "warning: few rounds per input pair" in out
-    assert "intervals: central credible intervals, prior Beta(1/3, 1/3)" in out
+    assert "intervals: confidence intervals: mid-p per input pair" in out and "MOVER" in out
     code, out, err = run(["estimate", str(pair[0]), str(pair[1]), "--json", "--samples", "0"], capsys)
     import json
     obj = json.loads(out)
