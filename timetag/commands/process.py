@@ -87,10 +87,11 @@ def register(app):
                                            "processes), threads:N (N threads in this process), or "
                                            "tcp://scheduler:8786 (files on a shared file system). Dump files "
                                            "are also cut inside at quiet gaps. Same output as without."),
-        threads: str = typer.Option("auto", "--threads", help="Threads in this process: N, or 'auto' (2 when "
-                                    "the machine has 2 cores or more and one of them idle, for dump inputs of 64 MB "
-                                    "or more; else 1). Dump files are cut at quiet gaps and the pieces processed "
-                                    "side by side; same output as one thread. Other formats run on one thread."),
+        threads: str = typer.Option("auto", "--threads", help="Threads in this process: N, or 'auto' (the idle "
+                                    "cores, up to 4, when there are 3 or more, for dump inputs of 64 MB or more; "
+                                    "else 1: one thread already keeps two cores busy). Dump files are cut at quiet "
+                                    "gaps and the pieces processed side by side; same output as one thread. Other "
+                                    "formats run on one thread."),
         format: Optional[str] = deprecated_format_option("--in-format"),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).

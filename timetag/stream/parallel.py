@@ -41,19 +41,24 @@ PARTITION_BYTES = 64 << 20
 PARTITIONS_PER_THREAD = 4
 
 
-def auto_threads(paths, format: str | None = None) -> int:
-    """2 on a machine with two cores or more of which one is idle (the 1-minute load average leaves a core free),
-    for dump inputs of at least :data:`AUTO_MIN_BYTES`; else 1.
+#: ``threads='auto'`` uses at most this many threads (more has not been measured)
+AUTO_MAX_THREADS = 4
 
-    The threads cost more CPU in all than one thread with its read-ahead (a second engine's caches and fresh
-    pages, the checksum read again): they win only with a core to spare, and lose on a machine already busy
-    (docs/performance.md).
+
+def auto_threads(paths, format: str | None = None) -> int:
+    """The idle cores (cores less the 1-minute load average), at most :data:`AUTO_MAX_THREADS`, when that is 3 or
+    more, for dump inputs of at least :data:`AUTO_MIN_BYTES`; else 1.
+
+    One thread already keeps two cores busy (the engine on one; reading, decoding and the checksum on the other),
+    and the threads cost more CPU in all (each engine's caches and fresh pages, the checksum read again): on two
+    idle cores two threads ran as fast as one (x0.98-1.03, docs/performance.md), and on a busy machine slower.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     paths = [Path(p) for p in paths]
-    if cores < 2 or not _all_dump(paths, format) or sum(p.stat().st_size for p in paths) < AUTO_MIN_BYTES:
+    if cores < 3 or not _all_dump(paths, format) or sum(p.stat().st_size for p in paths) < AUTO_MIN_BYTES:
         return 1
-    return 2 if _load() <= cores - 1 else 1
+    idle = min(AUTO_MAX_THREADS, int(cores - _load()))
+    return idle if idle >= 3 else 1
 
 
 def _load() -> float:
