@@ -8,15 +8,19 @@
   see ``/work/shared/data/real/SOURCES.md``; 435 319 records, 29.8 % of them overflow records) into a
   larger PTU file with a valid header.
 * :func:`interleaved` times several cases in turn (A, B, C, A, B, C, ...) and reports best and median.
+* :func:`run_child` runs a command and reports its wall time, peak RSS and CPU time, its own only.
 """
 from __future__ import annotations
 
 import atexit
 import gc
+import json
 import os
 import shutil
 import statistics
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +36,26 @@ LMU_SEED = 2022
 
 _tmp: Path | None = None
 _cache: dict = {}
+
+# A child's peak RSS (``ru_maxrss``) keeps the RSS of the process it was forked from before its exec: a benchmark
+# run holding gigabytes of arrays would lend them to every command it measures.  So each command is started by a
+# small, fresh Python process, which waits for it and reports what the kernel says of that child alone.
+_PROBE = ("import json, os, subprocess, sys, time; t = time.perf_counter(); "
+          "p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, "
+          "cwd=sys.argv[1] or None); err = p.stderr.read(); _, status, ru = os.wait4(p.pid, 0); "
+          "print(json.dumps({'rc': os.waitstatus_to_exitcode(status), 'wall': time.perf_counter() - t, "
+          "'rss_mb': ru.ru_maxrss / 1024.0, 'cpu': ru.ru_utime + ru.ru_stime, "
+          "'err': err.decode(errors='replace')[-2000:]}))")
+
+
+def run_child(cmd: list[str], env: dict | None = None, cwd=None) -> dict:
+    """Run ``cmd`` to its end: ``{'rc', 'wall' (s), 'rss_mb' (its peak RSS), 'cpu' (user + system, s), 'err'
+    (the end of its stderr)}``, measured by a fresh parent (see ``_PROBE``)."""
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(cwd or ""), *map(str, cmd)], capture_output=True,
+                         text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"the measuring parent failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout)
 
 
 def scratch() -> Path:

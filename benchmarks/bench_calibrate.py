@@ -23,23 +23,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _realistic import run_child  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int, float]:
     """(wall s, peak RSS MB, return code, CPU s) of one command run as a child process."""
-    t0 = time.perf_counter()
     # run from the temporary folder: ``python -m`` puts the working directory first on sys.path, which would hide
     # a --baseline package behind the tree's own
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir())
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    rc = os.waitstatus_to_exitcode(status)
-    if rc != 0:
-        print(f"  {' '.join(cmd[2:4])} failed ({rc}): {err.strip()[-500:]}", file=sys.stderr)
-    return wall, ru.ru_maxrss / 1024.0, rc, ru.ru_utime + ru.ru_stime
+    r = run_child(cmd, env=env, cwd=tempfile.gettempdir())
+    if r["rc"] != 0:
+        print(f"  {' '.join(cmd[2:4])} failed ({r['rc']}): {r['err'].strip()[-500:]}", file=sys.stderr)
+    return r["wall"], r["rss_mb"], r["rc"], r["cpu"]
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -191,18 +190,8 @@ def write_dense_dump(path: Path, n: int, block: int = 4_000_000) -> int:
     return n
 
 
-# RUSAGE_CHILDREN of *this* process would include every earlier child (dask workers of other
-# benchmarks): measure through a fresh parent whose only child is the command.
-_PROBE = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
-          "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-          "print(json.dumps({'rc': r.returncode, 'err': r.stderr[-500:], 'wall': time.perf_counter() - t, "
-          "'rss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
-
-
 def _process_probe(cmd) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *cmd], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    res = json.loads(proc.stdout)
+    res = R.run_child(cmd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if res["rc"] != 0:
         raise RuntimeError(f"timetag process failed: {res['err'].strip()}")
     return res
@@ -221,7 +210,7 @@ def bench_end_to_end(quick: bool) -> list[dict]:
         cmd = [sys.executable, "-m", "timetag", "process", str(path), "--setup", str(d / "setup.toml"),
                "--lab", "alice", "--out", str(d / "rounds.h5"), "--quiet"]
         res = _process_probe(cmd)
-        wall, rss_mb = res["wall"], res["rss_kb"] / 1024
+        wall, rss_mb = res["wall"], res["rss_mb"]
         from timetag.roundsfile import read_rounds
 
         summary = read_rounds(d / "rounds.h5").summary
@@ -312,7 +301,7 @@ def bench_lmu2022(quick: bool) -> list[dict]:
 
     ts = R.interleaved({"process": process, "cat": cat}, repeat)
     p = ts["process"]
-    rss = max(pr["rss_kb"] for pr in probes) / 1024
+    rss = max(pr["rss_mb"] for pr in probes)
     rows.append({"name": "lmu2022_process_alice_throughput", "value": n_alice / R.best(p) / 1e6,
                  "median": n_alice / R.median(p) / 1e6, "unit": "M tags/s",
                  "baseline": f"absolute; `timetag process` wall time incl. start-up and input checksum; {what}, "

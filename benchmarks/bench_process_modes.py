@@ -26,8 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _realistic import run_child  # noqa: E402
 
 ROUNDS = 3342
 SEED = 2022
@@ -35,13 +37,10 @@ SEED = 2022
 
 def _timed(argv: list[str]) -> tuple[float, int, float]:
     """Wall time, peak RSS (bytes) and CPU time (user + system, s) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+    r = run_child(argv)
+    if r["rc"] != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {r['err']}")
+    return r["wall"], int(r["rss_mb"] * 2**20), r["cpu"]
 
 
 def _argv(mode: str, alice: Path, setup: Path, out: Path) -> list[str]:
