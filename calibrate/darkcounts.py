@@ -413,7 +413,7 @@ _SWEEP_RING = 32    # anchored + grid anchors held before the sweep catches up (
 
 @njit(cache=True, nogil=True)
 def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx, y0, y1, ny, ga, gbx, T,
-            xps, xpe, xcum, pps, ppe, pcum, us, vs, clicks, quiet, near, ctrl, mingap, apcl):
+            xps, xpe, xcum, pps, ppe, pcum, us, vs, clicks, quiet, near, ctrl, mingap, apcl, prev):
     """Feed tags i.. of a chunk; returns the index reached (``time.size``: all) -- less when a ring is full
     (the caller grows it and calls again from there).  ``final``: then finalise everything pending.
 
@@ -486,8 +486,6 @@ def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx
                     if dt >= span:
                         break
                     if pd[k] == d:
-                        if dt < mingap[d]:
-                            mingap[d] = dt
                         if dt >= t1:
                             ctrl[d] += 1
                         elif dt >= t0:
@@ -569,6 +567,9 @@ def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx
                 atl += 1
         if d >= 0:
             clicks[d] += 1
+            if prev[d] != _UNSET and tau - prev[d] < mingap[d]:
+                mingap[d] = tau - prev[d]
+            prev[d] = tau
             pt[ptl] = tau
             pd[ptl] = d
             ptl += 1
@@ -686,7 +687,7 @@ class DarkCounter:
                  xps=gx.ps, xpe=gx.pe, xcum=gx.cum, pps=gp.ps, ppe=gp.pe, pcum=gp.cum,
                  us=np.zeros(cap * x0.shape[1], np.int64), vs=np.zeros(cap * x0.shape[1], np.int64),
                  clicks=self.clicks, quiet=self.quiet_clicks, near=self.near, ctrl=self.ctrl, mingap=self.min_gap,
-                 apcl=self.ap_clicks)
+                 apcl=self.ap_clicks, prev=np.full(len(self.channels), _UNSET, np.int64))
         if grid_on and first_anchor is not None:
             # ticks before the first recorded sync are placed backwards from it: it is in the ring before the
             # stream reaches it (and skipped there)
@@ -703,7 +704,7 @@ class DarkCounter:
             i = _dc_run(time, chan, i, final, k["lut"], k["prow"], k["cfg"], k["st"], k["pt"], k["pd"], k["at"],
                         k["ac"], k["x0"], k["x1"], k["nx"], k["y0"], k["y1"], k["ny"], k["ga"], k["gbx"],
                         k["T"], k["xps"], k["xpe"], k["xcum"], k["pps"], k["ppe"], k["pcum"], k["us"], k["vs"],
-                        k["clicks"], k["quiet"], k["near"], k["ctrl"], k["mingap"], k["apcl"])
+                        k["clicks"], k["quiet"], k["near"], k["ctrl"], k["mingap"], k["apcl"], k["prev"])
             if i >= time.size:
                 return
             # a ring is full of what is still needed: double them all

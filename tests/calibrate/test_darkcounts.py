@@ -224,6 +224,10 @@ def _reference(t, c, channels, exclude, ap_exclude, ap, grid, T):
     near = np.zeros(nd, np.int64)
     ctrl = np.zeros(nd, np.int64)
     mingap = np.full(nd, np.iinfo(np.int64).max, np.int64)
+    for ch, d in det.items():   # the dead time: the shortest gap between two clicks of a detector, any clicks
+        gaps = np.diff(t[c == ch])
+        if gaps.size:
+            mingap[d] = gaps.min()
     tl, cl = t.tolist(), c.tolist()
     for i, (x, ch) in enumerate(zip(tl, cl)):
         if ch not in det:
@@ -240,7 +244,6 @@ def _reference(t, c, channels, exclude, ap_exclude, ap, grid, T):
             if dt >= span:
                 break
             if ch2 == ch:
-                mingap[d] = min(mingap[d], dt)
                 if dt >= t1:
                     ctrl[d] += 1
                 elif dt >= t0:
