@@ -21,7 +21,7 @@ from .chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from .custody import Completion
 from .engine import LabPipeline
 from .engine.summary import RunSummary
-from .distributed.merge import fix_boundary_counters, fix_derived, merge_histograms, merge_summaries
+from .distributed.merge import merge_histograms, run_summary, sync_reference_of
 from .errors import RunStopped, SetupError, StorageError, Terminated, TimetagError, TimetagWarning, for_cli
 from .formats import iter_stream, sniff, total_records
 from .stream.parallel import OrderedPartitions, plan_threads
@@ -143,7 +143,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
         run_stream(prefetched(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
                                           on_open=None if sums is None else sums.attach, **reader_opts)), chain)
         summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
-        _complete_summary(summary, chain.counts, lab_setup, _bad_records(readers), sums, prov, stacklevel=2)
+        accounts = [(getattr(r, "path", ""), getattr(r, "meta", {})) for r in readers]
+        _complete_summary(summary, chain.counts, lab_setup, _bad_records(accounts), sums, prov, stacklevel=2)
     except BaseException as exc:
         if sums is not None:
             sums.cancel()
@@ -220,8 +221,7 @@ def _append_result(out_file: RoundsOutput, result, pieces: int) -> None:
 
 
 def _merged_json(results, lab_setup: LabSetup) -> dict:
-    sync = lab_setup.herald.sync_reference if lab_setup.sync_channel is not None else None
-    return fix_derived(merge_summaries(fix_boundary_counters([r.summary or {} for r in results], sync)))
+    return run_summary([r.summary or {} for r in results], sync_reference_of(lab_setup))
 
 
 def _merged_summary(results, lab_setup: LabSetup) -> RunSummary:
@@ -230,8 +230,8 @@ def _merged_summary(results, lab_setup: LabSetup) -> RunSummary:
     return summary
 
 
-def _file_accounts(results) -> list:
-    """One bad-record account per input file, as its single reader would have kept it (the partitions' readers
+def _file_accounts(results) -> list[tuple[str, dict]]:
+    """(path, bad-record account) per input file, as its single reader would have kept it (the partitions' readers
     of one file joined in order, examples cut to what one reader keeps)."""
     by_file: dict[str, dict] = {}
     for r in results:
@@ -241,12 +241,7 @@ def _file_accounts(results) -> list:
             acc["bad_records"] += int(meta.get("bad_records", 0) or 0)
             acc["bad_record_examples"] = (acc["bad_record_examples"] + list(meta.get("bad_record_examples") or []))[
                 :EXAMPLES_KEPT]
-    return [_Account(path, meta) for path, meta in by_file.items()]
-
-
-class _Account:
-    def __init__(self, path: str, meta: dict):
-        self.path, self.meta = path, meta
+    return list(by_file.items())
 
 
 def _complete_summary(summary: RunSummary, counts: dict, lab_setup: LabSetup, bad: dict, sums, prov: dict,
@@ -309,13 +304,14 @@ def _raise_storage(out_file: RoundsOutput, where) -> None:
                      kept=where, rounds=out_file.n_rounds, exit_code=1) from None
 
 
-def _bad_records(readers) -> dict:
-    """Bad records the readers turned into lost data ('lost' mode): how many, and the first few, per file."""
+def _bad_records(accounts) -> dict:
+    """Bad records the readers turned into lost data ('lost' mode): how many, and the first few, per file, from
+    (path, reader meta) pairs."""
     out = {"count": 0, "examples": []}
-    for r in readers:
-        meta = getattr(r, "meta", {}) or {}
+    for path, meta in accounts:
+        meta = meta or {}
         out["count"] += int(meta.get("bad_records", 0) or 0)
-        out["examples"] += [{"file": str(getattr(r, "path", "")), **e}
+        out["examples"] += [{"file": str(path), **e}
                             for e in (meta.get("bad_record_examples") or [])][:10 - len(out["examples"])]
     return out
 

@@ -138,6 +138,17 @@ def fix_derived(summary: dict) -> dict:
     return summary
 
 
+def sync_reference_of(lab) -> str | None:
+    """The lab's sync reference for :func:`fix_boundary_counters` (None: the lab has no sync channel)."""
+    return lab.herald.sync_reference if lab.sync_channel is not None else None
+
+
+def run_summary(summaries: Sequence[dict], sync_reference: str | None) -> dict:
+    """The whole run's summary from its partitions' summaries, in stream order: counts added, the counters that
+    depend on what lies beyond a partition's edge corrected, derived quantities recomputed."""
+    return fix_derived(merge_summaries(fix_boundary_counters(list(summaries), sync_reference)))
+
+
 def merge_histograms(hists: Sequence[dict], names: Sequence[str] = ()) -> dict:
     """Sum bin contents by name; axis datasets (edges, bins, ...) must agree and are kept once."""
     out: dict[str, np.ndarray] = {}
@@ -211,7 +222,7 @@ def merge_into(part_files: Sequence, dest, *, lab: str, role: str, setup_hash: s
             w.append(r, data.heralds if with_heralds else None)
             summaries.append(data.summary)
             hists.append(data.histograms)
-        summary = fix_derived(merge_summaries(fix_boundary_counters(summaries, sync_reference)))
+        summary = run_summary(summaries, sync_reference)
         summary.update((extra_summary(summary) if callable(extra_summary) else extra_summary) or {})
         w.close(summary=summary, histograms=merge_histograms(hists, names))
     except BaseException as exc:

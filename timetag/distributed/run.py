@@ -38,7 +38,7 @@ from ..formats.dump import DumpReader
 from ..stream.lookahead import LookaheadBegins, LookaheadGate, SummaryAtLookahead, own_counts
 from ..stream.prefetch import prefetched
 from ..stream import CountChannels, KeepOwned, LabEngine, Stage, StreamBroke, Tee, WriteRounds, run_stream
-from .merge import merge_into
+from .merge import merge_into, sync_reference_of
 from .partition import Partition, Segment, is_dump, join_partitions, plan_partitions
 
 
@@ -378,8 +378,8 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
                     "inputs": [str(p) for p in paths], "out": str(out), "channels": channels.as_dict()}
         summary = merge_into([r["path"] for r in reports], slot.partial, lab=lab, role=lab_setup.role,
                              setup_hash=setup.hash, provenance=prov, names=[p.name for p in parts],
-                             sync_reference=lab_setup.herald.sync_reference if lab_setup.sync_channel
-                             is not None else None, extra_summary=extra, on_storage_error=slot.release_reserve)
+                             sync_reference=sync_reference_of(lab_setup), extra_summary=extra,
+                             on_storage_error=slot.release_reserve)
     except BaseException:
         if sums is not None:
             sums.cancel()
