@@ -50,7 +50,7 @@ SWALLOWED = textwrap.dedent("""
     class Slow:
         def __del__(self):
             print("ready", flush=True)
-            time.sleep(3)       # Ctrl-C arrives here: Python prints "Exception ignored" and goes on
+            time.sleep(3)       # Ctrl-C arrives here: Python would print "Exception ignored" and go on
 
     Slow()
     chunks = (TagChunk(np.arange(3, dtype=np.int64) + 10 * k, np.ones(3, np.int32)) for k in range(10**6))
@@ -73,5 +73,6 @@ def test_ctrl_c_inside_a_destructor_still_stops_the_run():
     finally:
         if p.poll() is None:
             p.kill()
-    assert "Exception ignored" in err and "KeyboardInterrupt" in err  # the first one was swallowed...
+    # the first one was swallowed by Python, silently (no "Exception ignored" traceback on the terminal)...
+    assert "Exception ignored" not in err and "Traceback" not in err, err
     assert p.returncode == 130 and out.strip() == "stopped", (out, err)  # ...and the run stopped all the same

@@ -210,11 +210,12 @@ def test_ctrl_c_keeps_a_prefix_and_stops_every_worker(run):
         if rounds > 40:
             interrupts.on_sigint(None, None)        # what Ctrl-C does: remember it, raise KeyboardInterrupt here
 
+    previous = interrupts.install()
     try:
         with pytest.raises(RunStopped) as info:
             _process(run, "interrupted", chunk_size=3_000, threads=2, partitions=12, progress=progress)
     finally:
-        interrupts.restore(interrupts.signal.getsignal(interrupts.signal.SIGINT))
+        interrupts.restore(previous)
     assert info.value.exit_code == 130 and "interrupted" in str(info.value)
     kept = read_rounds(run["dir"] / "interrupted.h5", accept_incomplete=True)
     assert kept.completion is Completion.INTERRUPTED
