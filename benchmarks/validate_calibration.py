@@ -25,6 +25,7 @@ pull spread ((estimate - truth) / error; the goal: mean within 0 +- 0.3, spread 
 outside the goal marked '!'.  Takes minutes (not a unit test)::
 
     python benchmarks/validate_calibration.py --seeds 20 --jobs 2 [--json out.json]
+    python benchmarks/validate_calibration.py --table-from out.json   # the table of a saved run
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def table(rows) -> str:
             continue
         groups.setdefault((q, scale), []).append((est, truth, err))
     lines = [f"{'quantity':<22} {'speedup':>7} {'n':>4} {'bias':>12} {'mean error':>12} {'pull mean':>10} "
-             f"{'pull sd':>8}  goal"]
+             f"{'+- se':>6} {'pull sd':>8}  goal"]
     for (q, scale), v in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
         a = np.array(v, dtype=np.float64)
         diff = a[:, 0] - a[:, 1]
@@ -169,9 +170,14 @@ def table(rows) -> str:
             pm, ps = float(pulls.mean()), float(pulls.std(ddof=1))
             good = PULL_GOAL[0] <= pm <= PULL_GOAL[1] and PULL_GOAL[2] <= ps <= PULL_GOAL[3]
             mark = "ok" if good else "!"
-            lines.append(f"{q:<22} {scale:>7} {len(v):>4} {bias:>12.4g} {merr:>12.4g} {pm:>10.2f} {ps:>8.2f}  {mark}")
+            # the pull mean's own standard error: with 20 seeds (se ~0.22) the goal's +-0.3 is only 1.3 se wide
+            se = ps / math.sqrt(pulls.size)
+            if abs(pm) > 2 * se:
+                mark += f" (mean {abs(pm) / se:.1f} se from 0)"
+            lines.append(f"{q:<22} {scale:>7} {len(v):>4} {bias:>12.4g} {merr:>12.4g} {pm:>10.2f} {se:>6.2f} "
+                         f"{ps:>8.2f}  {mark}")
         else:
-            lines.append(f"{q:<22} {scale:>7} {len(v):>4} {bias:>12.4g} {merr:>12.4g} {'-':>10} {'-':>8}  "
+            lines.append(f"{q:<22} {scale:>7} {len(v):>4} {bias:>12.4g} {merr:>12.4g} {'-':>10} {'-':>6} {'-':>8}  "
                          "(bias only)")
     return "\n".join(lines)
 
@@ -183,7 +189,12 @@ def main(argv=None) -> int:
     ap.add_argument("--scales", default=",".join(SCALES), help="comma-separated: " + ", ".join(SCALES))
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--json", type=Path, help="write every row here")
+    ap.add_argument("--table-from", type=Path, metavar="JSON", help="print the table of a --json file and stop")
     a = ap.parse_args(argv)
+    if a.table_from:
+        rows = [tuple(float("nan") if x is None else x for x in r) for r in json.loads(a.table_from.read_text())]
+        print(table(rows))
+        return 0
     tasks = [(s, seed) for s in a.scales.split(",") for seed in range(a.first_seed, a.first_seed + a.seeds)]
     t0 = time.time()
     rows = []
