@@ -12,7 +12,8 @@ with ``ldpc.BpDecoder`` (the decoder before; the named baseline, measured interl
 f = (syndrome bits - punctured credit + revealed bits + 16-bit frame tags) / (bits in frames * h(Q)) (status
 bits, 1 per frame per round, are in the transcript's leak but not in f).  Throughput = bits in frames / CPU time
 of the whole reconciliation (syndromes, decoding, blind rounds; ``time.process_time``: one core, robust on a
-shared machine).
+shared machine; with ``--threads N`` it is the CPU time of all threads, and the wall-clock rate is printed next
+to it).
 PA: the Toeplitz hash against the previous method (FFT of the full linear length 2n + l) and one rfft.
 """
 from __future__ import annotations
@@ -32,15 +33,15 @@ MODES = {"blind": {"blind": True, "decoder": "layered"}, "one-shot": {"blind": F
          "one-shot ldpc": {"blind": False, "decoder": "ldpc"}}
 
 
-def reconcile_point(q, n_bits, seed=0, f_design=None, mode="blind", family="auto"):
+def reconcile_point(q, n_bits, seed=0, f_design=None, mode="blind", family="auto", threads=1):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2, n_bits, dtype=np.uint8)
     b = a ^ (rng.random(n_bits) < q).astype(np.uint8)
     m = MODES[mode]
     plan = plan_frames(n_bits, q, f_design, resolve_family(family, n_bits), blind=m["blind"])
-    t0 = time.process_time()
-    r = reconcile_local(a, b, plan, rng, decoder=m["decoder"])
-    t1 = time.process_time()
+    w0, t0 = time.perf_counter(), time.process_time()
+    r = reconcile_local(a, b, plan, rng, decoder=m["decoder"], threads=threads)
+    t1, w1 = time.process_time(), time.perf_counter()
     n_in = plan.frames * plan.key_bits
     good = r["ok"] & (r["corrected"] == a[:n_in].reshape(plan.frames, plan.key_bits)).all(axis=1)
     return {"qber": q, "mode": mode, "code": f"{plan.code}/{plan.n0}", "key_bits_per_frame": plan.key_bits,
@@ -48,7 +49,8 @@ def reconcile_point(q, n_bits, seed=0, f_design=None, mode="blind", family="auto
             "f_design": plan.f_design, "f": (r["leak_syndromes"] + r["revealed_bits"] + r["tag_bits"]) / (n_in * h2(q)),
             "fer": float(1 - good.mean()), "undetected": int((r["ok"] & ~good).sum()), "rounds": r["rounds"],
             "tag_rejects": r["tag_rejects"],
-            "iterations_per_frame": r["iterations"] / plan.frames, "mbit_s": n_in / (t1 - t0) / 1e6}
+            "iterations_per_frame": r["iterations"] / plan.frames, "mbit_s": n_in / (t1 - t0) / 1e6,
+            "wall_mbit_s": n_in / (w1 - w0) / 1e6}
 
 
 def design_point(q, n_key, seed=0, learn=True, family="auto"):
@@ -74,7 +76,7 @@ def design_point(q, n_key, seed=0, learn=True, family="auto"):
     whole = plan_frames(len(a), q_design, family=fam)
     f1 = first_batch_frames(whole.frames) if learn else 0
     plans = [plan_frames(f1 * whole.key_bits, q_design, family=fam) if f1 else whole]
-    start = leak = frames = failed = in_frames = errors = rounds = 0
+    start = leak = frames = failed = in_frames = errors = rounds = iterations = 0
     designs = []
     t0 = time.process_time()
     while plans:
@@ -84,6 +86,7 @@ def design_point(q, n_key, seed=0, learn=True, family="auto"):
         good = r["ok"] & (r["corrected"] == a[start:start + n].reshape(plan.frames, plan.key_bits)).all(axis=1)
         leak += r["leak_syndromes"] + r["revealed_bits"] + r["tag_bits"]
         frames, failed, rounds = frames + plan.frames, failed + int((~good).sum()), rounds + r["rounds"]
+        iterations += r["iterations"]
         errors += int(np.sum(a[start:start + n] != b[start:start + n]))
         in_frames += n
         start += n
@@ -99,7 +102,7 @@ def design_point(q, n_key, seed=0, learn=True, family="auto"):
     return {"qber": q, "learn": learn, "seed": seed, "family": fam, "sample_qber": q_hat, "designs": designs,
             "frames": frames,
             "failed": failed, "fer": failed / frames, "f": leak / (in_frames * h2(errors / in_frames)),
-            "rounds": rounds, "mbit_s": in_frames / (t1 - t0) / 1e6}
+            "rounds": rounds, "iterations_per_frame": iterations / frames, "mbit_s": in_frames / (t1 - t0) / 1e6}
 
 
 def _toeplitz_linear_size(a, t, l):
@@ -205,6 +208,8 @@ def main():
     ap.add_argument("--two-party", action="store_true")
     ap.add_argument("--preset", default="lmu2022")
     ap.add_argument("--family", default="auto", help="code family: auto (by key length) or a version")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="decode the frames of a round on this many threads (CPU Mbit/s counts all of them)")
     ap.add_argument("--design", type=int, default=0, metavar="SEEDS",
                     help="the design rule (sample, then learned) vs the rule before, SEEDS runs of --bits per QBER")
     ns = ap.parse_args()
@@ -214,7 +219,7 @@ def main():
         if ns.json:
             print(json.dumps(rows))
             return
-        print("QBER  rule     seeds  f mean  f min-max      FER (frames)  Mbit/s (median)")
+        print("QBER  rule     seeds  f mean  f min-max      FER (frames)  it/frame  Mbit/s (median, CPU)")
         for q in (0.06, 0.07, 0.08):
             for learn in (False, True):
                 g = [r for r in rows if r["qber"] == q and r["learn"] == learn]
@@ -222,6 +227,7 @@ def main():
                 fr, fl = sum(r["frames"] for r in g), sum(r["failed"] for r in g)
                 print(f"{q:.2f}  {'learned' if learn else 'sample '}  {len(g):5d}  {f.mean():.3f}   "
                       f"{f.min():.3f}-{f.max():.3f}  {fl / fr:.4f} ({fl}/{fr})  "
+                      f"{np.mean([r['iterations_per_frame'] for r in g]):8.1f}  "
                       f"{np.median([r['mbit_s'] for r in g]):.3f}", flush=True)
         return
     if ns.simulated:
@@ -237,19 +243,20 @@ def main():
                   f" {r['timings_s']}" + (f"; {r['message']}" if r["message"] else ""), flush=True)
         return
     modes = list(MODES) if importlib.util.find_spec("ldpc") else ["blind", "one-shot"]
-    rows = [reconcile_point(q, ns.bits if m != "one-shot ldpc" else ns.bits // 4, mode=m, family=ns.family)
+    rows = [reconcile_point(q, ns.bits if m != "one-shot ldpc" else ns.bits // 4, mode=m, family=ns.family,
+                            threads=ns.threads if m != "one-shot ldpc" else 1)
             for q in (0.04, 0.06, 0.08) for m in modes]
     pa = [pa_point(n, n // 4) for n in (10**5, 10**6, 4 * 10**6)]
     if ns.json:
         print(json.dumps({"reconcile": rows, "pa": pa}))
         return
     print("QBER  mode           code  k/frame  frames  f_design  f      FER     undet  tag-rej  rounds  it/frame  "
-          "Mbit/s")
+          "Mbit/s (CPU)  Mbit/s (wall)")
     for r in rows:
         print(f"{r['qber']:.2f}  {r['mode']:13s}  {r['code']}  {r['key_bits_per_frame']:7d}  {r['frames']:6d}  "
               f"{r['f_design']:.2f}      {r['f']:.3f}  {r['fer']:.4f}  {r['undetected']:5d}  {r['tag_rejects']:7d}  "
               f"{r['rounds']:6d}  "
-              f"{r['iterations_per_frame']:8.0f}  {r['mbit_s']:.3f}", flush=True)
+              f"{r['iterations_per_frame']:8.0f}  {r['mbit_s']:12.3f}  {r['wall_mbit_s']:.3f}", flush=True)
     for p in pa:
         print(f"PA n={p['n']:.0e} l={p['l']:.0e}: {p['mbit_s']:.1f} Mbit/s (previous {p['baseline_mbit_s']:.1f}; "
               f"{p['ratio_to_one_rfft']:.1f} x one rfft)")

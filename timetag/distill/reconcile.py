@@ -35,7 +35,7 @@ the whole run.  Alice therefore sends a 16-bit tag per frame (the low bits of th
 only when syndrome and tag agree, else it goes on to the next blind round or fails.  The final verification still
 carries eps_cor.
 
-Decoder: :class:`timetag.distill.decoder.LayeredDecoder` (the project's layered sum-product, numba), chosen over
+Decoder: :class:`timetag.distill.decoder.LayeredDecoder` (the project's layered sum-product, float32, C), chosen over
 ``ldpc.BpDecoder`` after measuring (docs/distill.md, *Decoder*); ``decoder="ldpc"`` keeps the latter (sum-product,
 parallel schedule, cold restart at each round) for comparison.  A frame whose decoded error does not reproduce the
 syndrome (and the revealed bits) is not decoded.
@@ -50,7 +50,7 @@ import numpy as np
 from ..errors import TimetagError
 from .codes import FAMILY_VERSION, LONG_FAMILY_VERSION, Code, load_family
 
-LLR_KNOWN = 50.0  # prior LLR of a revealed bit: certain (the decoder clips beliefs at 60)
+LLR_KNOWN = 50.0  # prior LLR of a revealed bit: certain (the decoder reads every |LLR| above 31 alike)
 
 __all__ = ["FramePlan", "BobDecoder", "MissingDecoder", "plan_frames", "alice_frames", "syndromes",
            "alice_syndromes", "alice_reveal", "alice_frame_tags", "frame_tag", "reconcile_local",
@@ -175,7 +175,12 @@ class FramePlan:
 
 def puncture_candidates(code: Code) -> np.ndarray:
     """Columns that may be punctured together: greedily, in a fixed order, a column whose checks touch no
-    punctured column yet (every punctured column then owns its checks: full column rank)."""
+    punctured column yet (every punctured column then owns its checks: full column rank).  Read-only array,
+    computed once per matrix (a Python loop over the columns: 0.07 s at n0 = 16384, and every plan asks for
+    every code of the family).  Keyed by the matrix's SHA-256, which the family's manifest checks on loading."""
+    cand = _CANDIDATES.get(code.sha256)
+    if cand is not None:
+        return cand
     order = np.random.default_rng(PUNCTURE_SEED).permutation(code.n)
     used = np.zeros(code.m, bool)
     out = []
@@ -185,7 +190,13 @@ def puncture_candidates(code: Code) -> np.ndarray:
         if not used[c].any():
             used[c] = True
             out.append(j)
-    return np.array(out, np.int64)
+    cand = np.array(out, np.int64)
+    cand.flags.writeable = False
+    _CANDIDATES[code.sha256] = cand
+    return cand
+
+
+_CANDIDATES: dict[str, np.ndarray] = {}
 
 
 def plan_frames(n_bits: int, q: float, f_design: float | None = None, family: str = FAMILY_VERSION,
@@ -298,9 +309,11 @@ def alice_reveal(X: np.ndarray, plan: FramePlan, frames: np.ndarray, step: int) 
 
 class BobDecoder:
     """Bob's side: :meth:`start` decodes every frame once; :meth:`reveal` takes Alice's bits of one blind round
-    for the frames not yet decoded and decodes those again; :meth:`result` gives the corrected key bits."""
+    for the frames not yet decoded and decodes those again; :meth:`result` gives the corrected key bits.
+    ``threads`` > 1 decodes the frames of a round on that many threads (layered decoder only; same outcome, less
+    wall time, the same CPU time)."""
 
-    def __init__(self, plan: FramePlan, max_iter: int = DEFAULT_MAX_ITER, decoder: str = "layered"):
+    def __init__(self, plan: FramePlan, max_iter: int = DEFAULT_MAX_ITER, decoder: str = "layered", threads: int = 1):
         if decoder not in DECODERS:
             raise TimetagError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.plan = plan
@@ -320,8 +333,10 @@ class BobDecoder:
                                  schedule="parallel", random_schedule_seed=1, input_vector_type="syndrome")
         else:
             from .decoder import LayeredDecoder
-            self._ld = LayeredDecoder(self.Hk, max_iter=max_iter)
-            self._state = self._ld.state()
+            # one decoder (with its work arrays) per thread: the layered kernel releases the GIL
+            self._ld = [LayeredDecoder(self.Hk, max_iter=max_iter) for _ in range(max(1, int(threads)))]
+            self._states = [d.state() for d in self._ld]
+        self.threads = len(self._ld) if decoder == "layered" else 1
         self.iterations = 0
 
     def start(self, bits: np.ndarray, syndromes: np.ndarray, tags: np.ndarray | None = None, point: int = 0
@@ -340,8 +355,7 @@ class BobDecoder:
         self.E = np.zeros((F, nk), np.uint8)
         self.ok = np.zeros(F, bool)
         self.step = 0
-        for i in range(F):
-            self._try(i)
+        self._decode_frames(range(F))
         return self.ok.copy()
 
     def reveal(self, frames: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -350,26 +364,46 @@ class BobDecoder:
         plan = self.plan
         cols = np.searchsorted(self.keep, plan.reveal_positions(self.step))
         pos = plan.reveal_positions(self.step)
-        for idx, i in enumerate(np.asarray(frames, np.int64)):
+        frames = np.asarray(frames, np.int64)
+        for idx, i in enumerate(frames):
             e = (np.asarray(values[idx], np.uint8) ^ self.Y[i, pos]).astype(np.uint8)
             self.llr[i, cols] = np.where(e == 1, -LLR_KNOWN, LLR_KNOWN)
             self.known[i, cols] = True
             self.known_e[i, cols] = e
-            self._try(int(i))
+        self._decode_frames(frames)
         self.step += 1
         return self.ok.copy()
 
-    def _try(self, i: int) -> None:
+    def _decode_frames(self, frames) -> None:
+        """Decode ``frames`` (on ``threads`` threads: frames are independent, so the outcome is the one-thread
+        outcome), then accept or reject each in frame order."""
+        frames = [int(i) for i in frames]
+        if self.threads == 1 or len(frames) < 2:
+            found = [self._decode(i, 0) for i in frames]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+            parts = [frames[k::self.threads] for k in range(self.threads)]
+            with ThreadPoolExecutor(self.threads) as pool:
+                done = list(pool.map(lambda k: [self._decode(i, k) for i in parts[k]], range(self.threads)))
+            by_frame = {i: r for k in range(self.threads) for i, r in zip(parts[k], done[k])}
+            found = [by_frame[i] for i in frames]
+        for i, (e, iterations) in zip(frames, found):
+            self.iterations += iterations
+            self._accept(i, e)
+
+    def _decode(self, i: int, worker: int) -> tuple[np.ndarray, int]:
         # every try starts afresh: continuing from the stalled messages of the last try (a warm start) was
         # measured to fail 5-13 % of frames that a fresh start decodes (docs/distill.md)
         if self.kind == "ldpc":
             p = 1.0 / (1.0 + np.exp(self.llr[i]))
             self._bp.update_channel_probs(np.clip(p, 1e-12, 1 - 1e-12))
             e = np.asarray(self._bp.decode(np.ascontiguousarray(self.target[i])), np.uint8)
-            self.iterations += int(self._bp.iter)
-        else:
-            e, _ = self._ld.decode(self.target[i], self.llr[i], self._state)
-            self.iterations += self._ld.iterations
+            return e, int(self._bp.iter)
+        dec = self._ld[worker]
+        e, _ = dec.decode(self.target[i], self.llr[i], self._states[worker])
+        return e, dec.iterations
+
+    def _accept(self, i: int, e: np.ndarray) -> None:
         e = np.where(self.known[i], self.known_e[i], e).astype(np.uint8)
         if not np.array_equal((self.Hk @ e.astype(np.int32)) & 1, self.target[i]):
             return
@@ -395,13 +429,13 @@ class BobDecoder:
 
 
 def reconcile_local(a: np.ndarray, b: np.ndarray, plan: FramePlan, rng, max_iter: int = DEFAULT_MAX_ITER,
-                    decoder: str = "layered") -> dict:
+                    decoder: str = "layered", threads: int = 1) -> dict:
     """Both sides in one process (benchmarks, tests): syndromes, blind rounds, Bob's result and the leak."""
     X = alice_frames(a, plan, rng)
     syn = syndromes(X, plan)
     point = int(rng.integers(0, (1 << 61) - 1))
     tags = alice_frame_tags(X, plan, point)
-    bob = BobDecoder(plan, max_iter, decoder)
+    bob = BobDecoder(plan, max_iter, decoder, threads)
     ok = bob.start(b, syn, tags, point)
     status_bits, revealed, rounds = plan.frames, 0, 0
     for step in range(plan.reveal_steps):
