@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import types
 import warnings
 
 import typer
@@ -69,19 +70,81 @@ def _flags_without_metavar(params: list) -> list:
     return params
 
 
-class _Command(TyperCommand):
+# What typer's rich help renderer (typer.rich_utils) imports at module level for features timetag does not use:
+# help written in Markdown (timetag's is rich markup) and rich tracebacks (pretty_exceptions_enable=False).  With
+# them come markdown_it, pygments and attrs, a large part of a `timetag --help` (docs/performance.md).
+_UNUSED_BY_HELP = {"rich.markdown": "Markdown", "rich.traceback": "Traceback"}
+
+
+class _Deferred(type):
+    """The class of a stand-in for one of :data:`_UNUSED_BY_HELP`: making one, or reading an attribute of the
+    class (``Traceback.from_exception``), imports the real class and hands the work to it."""
+
+    def __call__(cls, *args, **kwargs):
+        return cls.real()(*args, **kwargs)
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):   # typing and copy probe dunder names: not a use of the class
+            raise AttributeError(name)
+        return getattr(cls.real(), name)
+
+    def real(cls) -> type:
+        return getattr(importlib.import_module(cls.module), cls.__name__)
+
+
+def _import_rich_help() -> None:
+    """Import typer's rich help renderer with stand-ins for :data:`_UNUSED_BY_HELP`.
+
+    While typer imports it, each of those modules not imported yet is a module holding only a :class:`_Deferred`
+    stand-in for the class typer takes from it; afterwards the real module is what any import gets.
+    tests/cli/test_startup.py checks that every command's help is the same either way, that markdown help and
+    tracebacks still work through the stand-ins, and how typer uses them (typer's range is pinned in
+    pyproject.toml)."""
+    if "typer.rich_utils" in sys.modules:
+        return
+    stand_ins = {}
+    for module, name in _UNUSED_BY_HELP.items():
+        if module not in sys.modules:
+            stand_ins[module] = types.ModuleType(module)
+            setattr(stand_ins[module], name, _Deferred(name, (), {"module": module}))
+    sys.modules.update(stand_ins)
+    try:
+        import typer.rich_utils  # noqa: F401
+    finally:
+        for module, stand_in in stand_ins.items():
+            if sys.modules.get(module) is stand_in:
+                del sys.modules[module]
+
+
+class _HelpMixin:
+    """What the root group and every command share: flags show no metavar, and --help stays cheap."""
+
     def get_params(self, ctx) -> list:
         return _flags_without_metavar(super().get_params(ctx))
 
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            # typer makes a parameter's value converter (pydantic, a large import) before it looks at the value,
+            # except for a flag whose value is already a bool: an unset --help is None without this, and so
+            # `timetag info --help` paid for the root group's --help converter
+            option.default = False
+        return option
 
-class _Group(TyperGroup):
+    def format_help(self, ctx, formatter) -> None:
+        _import_rich_help()
+        super().format_help(ctx, formatter)
+
+
+class _Command(_HelpMixin, TyperCommand):
+    pass
+
+
+class _Group(_HelpMixin, TyperGroup):
     """The root group: a command's module is imported when that command runs or shows its own help, not before
     (``timetag --help`` lists the commands from :data:`SUMMARIES`)."""
 
     _listing = False
-
-    def get_params(self, ctx) -> list:
-        return _flags_without_metavar(super().get_params(ctx))
 
     def list_commands(self, ctx) -> list[str]:
         return _command_names()
@@ -138,7 +201,7 @@ def _own(name: str) -> bool:
 
 
 def _plugins() -> dict:
-    from .plugins import command_plugins   # importlib.metadata: only when a plugin may be needed
+    from .plugins import command_plugins
 
     return command_plugins()
 
@@ -146,7 +209,9 @@ def _plugins() -> dict:
 def _command_names() -> list[str]:
     """Every command, in --help order: the installed ones of :data:`COMMANDS`, then other plugins."""
     if not _names:
-        plugins = _plugins()
+        from .plugins import command_names   # the plugins' names only, cached: no metadata read for --help
+
+        plugins = command_names()
         _names.extend(n for n in COMMANDS if _own(n) or n in plugins)
         _names.extend(n for n in plugins if n not in COMMANDS)  # a plugin never replaces a command of timetag's own
     return _names
