@@ -8,10 +8,15 @@ are simulate time / baseline time (1 = as fast as the baseline), best and median
 
 ``python benchmarks/bench_simulator.py --full`` runs the paper's full campaign (3342 rounds, ~130 M Alice tags,
 ~2.2 GB) the way the CLI does (a fresh process per run, so the numba cache load is included).
+``--against TREE`` also runs the ``simulate`` of another source tree (e.g. ``git worktree add /tmp/old HEAD``
+with its ``timetag/_cext/*.so`` copied in) in each repetition, interleaved (both as fresh processes), and
+reports new / old; in fresh processes the CPU time of each ``simulate`` process (all its threads) is reported
+too, the firmer number on a loaded machine.
 """
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,12 +65,26 @@ def _ratios(sim: list[float], base: list[float]) -> tuple[float, float]:
     return min(sim) / min(base), statistics.median(sim) / statistics.median(base)
 
 
-def measure(n_rounds: int, reps: int, fresh_process: bool) -> dict:
+def _fresh_simulate(n_rounds: int, out: Path, tree: Path | None = None) -> tuple[float, int, float]:
+    """(wall s, tags, CPU s of the process) of ``simulate`` in a fresh interpreter (of ``tree``'s sources)."""
+    env = None if tree is None else dict(os.environ, PYTHONPATH=str(tree.resolve()))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run([sys.executable, "-c", _CLI_RUN, str(n_rounds), str(out)], check=True, capture_output=True,
+                       text=True, env=env, cwd=None if tree is None else tree)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return float(r.stdout.split()[0]), int(r.stdout.split()[1]), cpu
+
+
+def measure(n_rounds: int, reps: int, fresh_process: bool, against: Path | None = None) -> dict:
     from timetag.simulator import load_preset, simulate
 
     p = load_preset("lmu2022")
     times: dict[str, list[float]] = {"simulate": [], "dd": [], "dd_fsync": [], "tofile": []}
+    if against is not None:
+        times["simulate_old"] = []
     cpu: list[float] = []
+    cpu_old: list[float] = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TIMETAG_BENCH_DIR")) as d:
         d = Path(d)
         if not fresh_process:
@@ -73,10 +92,14 @@ def measure(n_rounds: int, reps: int, fresh_process: bool) -> dict:
         n_tags = nbytes = 0
         for _ in range(reps):
             out = d / "run"
+            if against is not None:
+                dt, _, c = _fresh_simulate(n_rounds, d / "old", against)
+                times["simulate_old"].append(dt)
+                cpu_old.append(c)
+                shutil.rmtree(d / "old")
             if fresh_process:
-                r = subprocess.run([sys.executable, "-c", _CLI_RUN, str(n_rounds), str(out)], check=True,
-                                   capture_output=True, text=True)
-                dt, n_tags = float(r.stdout.split()[0]), int(r.stdout.split()[1])
+                dt, n_tags, c = _fresh_simulate(n_rounds, out)
+                cpu.append(c)
             else:
                 c0, t0 = time.process_time(), time.perf_counter()
                 res = simulate(p, n_rounds, 1, out, force=True)
@@ -89,7 +112,8 @@ def measure(n_rounds: int, reps: int, fresh_process: bool) -> dict:
             times["dd"].append(_dd(d / "dd.bin", nbytes, fsync=False))
             times["dd_fsync"].append(_dd(d / "dd.bin", nbytes, fsync=True))
             times["tofile"].append(_tofile(d / "tofile.bin", nbytes // 16))
-    return {"times": times, "cpu": cpu, "n_tags": n_tags, "nbytes": nbytes, "load": os.getloadavg()[0]}
+    return {"times": times, "cpu": cpu, "cpu_old": cpu_old, "n_tags": n_tags, "nbytes": nbytes,
+            "load": os.getloadavg()[0]}
 
 
 def run(quick: bool) -> list[dict]:
@@ -124,14 +148,25 @@ def main(argv: list[str]) -> None:
     full = "--full" in argv
     reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else 3
     n_rounds = 3342 if full else int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 1000
-    m = measure(n_rounds, reps, fresh_process=full)
+    against = Path(argv[argv.index("--against") + 1]) if "--against" in argv else None
+    load0 = os.getloadavg()[0]
+    # the other tree can only run in its own interpreter: both then run as fresh processes
+    m = measure(n_rounds, reps, fresh_process=full or against is not None, against=against)
     t = m["times"]
-    print(f"{n_rounds} rounds, {m['n_tags']} tags, {m['nbytes'] / 1e9:.2f} GB, load {m['load']:.1f}")
+    print(f"{n_rounds} rounds, {m['n_tags']} tags, {m['nbytes'] / 1e9:.2f} GB, load {load0:.1f} -> {m['load']:.1f}")
     for k, v in t.items():
-        print(f"  {k:9s} " + " ".join(f"{x:.2f}" for x in v) + " s")
-    for base in ("dd", "dd_fsync", "tofile"):
-        best, med = _ratios(t["simulate"], t[base])
-        print(f"  simulate / {base}: best {best:.2f}x, median {med:.2f}x")
+        print(f"  {k:12s} " + " ".join(f"{x:.2f}" for x in v) + " s")
+    for name, c in (("simulate", m["cpu"]), ("simulate_old", m["cpu_old"])):
+        if c:
+            print(f"  {name + ' CPU':12s} " + " ".join(f"{x:.2f}" for x in c) + " s (all threads)")
+    sims = ["simulate"] + (["simulate_old"] if against is not None else [])
+    for sim in sims:
+        for base in ("dd", "dd_fsync", "tofile"):
+            best, med = _ratios(t[sim], t[base])
+            print(f"  {sim} / {base}: best {best:.2f}x, median {med:.2f}x")
+    if against is not None:
+        best, med = _ratios(t["simulate"], t["simulate_old"])
+        print(f"  simulate / simulate_old: best {best:.2f}x, median {med:.2f}x")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 
 from timetag.simulator import LinkSimulator, load_preset, simulate
 from timetag.simulator import generate as G
+from timetag.simulator import dumpout as D
 from timetag.simulator import run as R
 
 
@@ -32,6 +33,15 @@ def test_same_bytes_whatever_the_timing_of_the_draws(tmp_path, preset, monkeypat
     assert fast.stats["alice_tags"] == slowed.stats["alice_tags"] > 0
 
 
+def test_same_bytes_written_directly_or_through_the_page_cache(tmp_path, preset, monkeypatch):
+    simulate(preset, 12, 3, tmp_path / "direct")
+    monkeypatch.setattr(D, "set_direct", lambda fd, on: False)  # as on a file system without O_DIRECT
+    simulate(preset, 12, 3, tmp_path / "buffered")
+    for name in ("alice.dump", "bob.dump"):
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "buffered" / name).read_bytes()
+    assert (tmp_path / "direct" / "alice.dump").stat().st_size > 4 * D.ALIGN  # several direct writes and a tail
+
+
 def test_draws_come_from_their_own_stream(preset):
     """The block draws use ``rng_draws`` only: drawing from the main stream between blocks changes the rounds
     (inputs, outcomes) but not the photon and dark-count stream before the first herald."""
@@ -53,23 +63,10 @@ def test_final_block_darks_are_cut_not_redrawn():
 
 
 def test_write_error_reaches_the_caller(tmp_path, preset, monkeypatch):
-    class Full:
-        def __init__(self, fh):
-            self.fh = fh
+    def full(self, view):
+        raise OSError(28, "No space left on device")
 
-        def write(self, data):
-            raise OSError(28, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-    real_init = R._DumpOut.__init__
-
-    def init(self, path):
-        real_init(self, path)
-        self._fh = Full(self._fh)
-
-    monkeypatch.setattr(R._DumpOut, "__init__", init)
+    monkeypatch.setattr(R._DumpOut, "_os_write", full)
     with pytest.raises(OSError, match="No space left"):
         simulate(preset, 5, 1, tmp_path / "full")
     # custody: nothing of the failed run is left under the final names

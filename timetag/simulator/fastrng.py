@@ -13,6 +13,8 @@ import functools
 import numba as nb
 import numpy as np
 
+from .arraycache import cached_array
+
 _S23 = np.uint64(23)
 _S17 = np.uint64(17)
 _S26 = np.uint64(26)
@@ -91,7 +93,15 @@ EMG_NODES = 65537
 @functools.lru_cache(maxsize=8)
 def emg_table(sigma: float, tau: float) -> np.ndarray:
     """Quantiles (ps, relative to the Gaussian's mean) of N(0, sigma^2) + Exp(tau) at EMG_NODES even steps
-    of the probability from EMG_U_LO to EMG_U_HI."""
+    of the probability from EMG_U_LO to EMG_U_HI (computed once per parameters and kept on disk)."""
+    sigma, tau = float(sigma), float(tau)
+    key = f"v1 {sigma.hex()} {tau.hex()} {EMG_U_LO!r} {EMG_U_HI!r} {EMG_NODES}"
+    tab = cached_array("emg", key, EMG_NODES, lambda: _emg_quantiles(sigma, tau))
+    tab.setflags(write=False)
+    return tab
+
+
+def _emg_quantiles(sigma: float, tau: float) -> np.ndarray:
     from scipy.stats import exponnorm
 
     dist = exponnorm(tau / sigma, scale=sigma)
@@ -103,7 +113,6 @@ def emg_table(sigma: float, tau: float) -> np.ndarray:
     u = np.linspace(EMG_U_LO, EMG_U_HI, EMG_NODES)
     tab = np.interp(u, F[keep], x[keep])
     tab[0], tab[-1] = lo, hi
-    tab.setflags(write=False)
     return tab
 
 

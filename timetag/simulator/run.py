@@ -8,16 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import interrupts
-from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
 from ..custody import AtomicOutputs
 from ..errors import OutputError, SetupError
 from ..formats import writer_for
-from ..formats.dump import TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END
-from ..formats.dump import encode_records as encode_dump
 from ..provenance import provenance
 from ..setupfile import BsmDetector, HeraldConfig, HistogramConfig, LabSetup, RoundConfig, Setup
 from .analytic import expected_stats
-from .generate import LinkSimulator, single_worker
+from .dumpout import DumpOut as _DumpOut
+from .generate import LinkSimulator
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, BOB_READY, BOB_SETTINGS, BOB_SPD,
                      SimParams)
 from .truth import TRUTH_DTYPE, write_truth
@@ -169,8 +167,10 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
                 if progress is not None:
                     progress(min(sim.rounds, n_rounds), n_rounds)
         finally:
-            wa.close()
-            wb.close()
+            try:
+                wa.close()
+            finally:
+                wb.close()  # (also after a failed close of Alice's file: its writes must end before the cleanup)
         elapsed = time.perf_counter() - t_start
         truth = np.array(rows, dtype=TRUTH_DTYPE) if rows else np.zeros(0, TRUTH_DTYPE)
         stats = {
@@ -194,96 +194,6 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
         }
         write_truth(out_truth, truth, sim.heralds_all_array(), attrs)
     return SimResult(out, pa, pb, setup_path, truth_path, stats)
-
-
-class _DumpOut:
-    """Dump records encoded in one pass into a reused buffer, one ``write`` per chunk.
-
-    Byte-identical to :class:`timetag.formats.dump.DumpWriter` (same record layout and lost-event order);
-    the generic writer allocates fresh record arrays per chunk, which dominates at simulator rates.  The
-    ``write`` system call of a chunk runs on a writer thread while the next chunk is generated: two buffers
-    alternate, a buffer is reused only once its write has returned, and a write error is raised (as the
-    OSError it is) by the next ``write`` or by ``close``.
-    """
-
-    def __init__(self, path):
-        self._fh = open(path, "xb")  # the custody partial of the target (AtomicOutputs in simulate)
-        self._bufs = [np.empty((0, 2), np.uint64), np.empty((0, 2), np.uint64)]
-        self._pending = [None, None]
-        self._i = 0
-        self._written = self._kicked = 0  # bytes written; bytes whose write-back to disk has been started
-
-    def write(self, chunk) -> None:
-        i = self._i
-        self._i = 1 - i
-        self._wait(i)
-        n = len(chunk) + chunk.lost.size
-        if self._bufs[i].shape[0] < n:
-            self._bufs[i] = np.empty((int(n * 1.25) + 1024, 2), np.uint64)
-        buf = self._bufs[i]
-        lost = chunk.lost
-        k = encode_dump(chunk.time, chunk.channel, lost["time"].copy(), _KIND_TO_TYPE[lost["kind"]],
-                        lost["channel"].copy(), lost["count"].copy(), buf)
-        self._pending[i] = single_worker("timetag-sim-write").submit(self._write, memoryview(buf[:k]))
-
-    def _write(self, data) -> None:
-        self._fh.write(data)
-        self._written += data.nbytes
-        if _start_writeback is not None and self._written - self._kicked >= _WRITEBACK_BYTES:
-            self._fh.flush()
-            _start_writeback(self._fh.fileno(), self._kicked, self._written - self._kicked)
-            self._kicked = self._written
-
-    def _wait(self, i) -> None:
-        f, self._pending[i] = self._pending[i], None
-        if f is not None:
-            f.result()
-
-    def close(self) -> None:
-        try:
-            # the older write first: the writer thread runs them in submission order
-            self._wait(self._i)
-            self._wait(1 - self._i)
-        finally:
-            for f in self._pending:
-                if f is not None:
-                    f.exception()  # let a write still in flight return before its file is closed
-            self._fh.close()
-
-
-# The files are synced to disk when complete (custody).  Left to the kernel, the write-back of a long run
-# starts late (the dirty-page threshold is a share of the RAM) and the final fsync waits for gigabytes; asking
-# for the write-back of every WRITEBACK_BYTES as they are written (Linux sync_file_range, which does not wait)
-# leaves the final fsync little to do.  Elsewhere the final fsync does it all.
-_WRITEBACK_BYTES = 64 << 20
-
-
-def _writeback_starter():
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    write = 2  # SYNC_FILE_RANGE_WRITE: start the write-back of dirty pages in the range, do not wait
-
-    def start(fd: int, offset: int, nbytes: int) -> None:
-        fn(fd, offset, nbytes, write)  # advisory: a failure only leaves more for the final fsync
-
-    return start
-
-
-_start_writeback = _writeback_starter()
-
-_KIND_TO_TYPE = np.zeros(256, np.uint8)
-_KIND_TO_TYPE[[ERROR, OVERFLOW_BEGIN, OVERFLOW_END, MISSED]] = [TYPE_ERROR, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END,
-                                                                 TYPE_MISSED]
 
 
 def _plain(d):
