@@ -5,12 +5,20 @@
  * path: every such record writes a tag at the output cursor, and the cursor only moves on when the record is
  * a tag; the overflow sum moves on by a masked increment.  Only markers and invalid records (rare) take a
  * branch.  The output bound is checked once per block of records (a common record writes at most one tag),
- * not once per record.  See docs/performance.md. */
+ * not once per record.  HydraHarp-family T2 with an integer ps unit also has an AVX2 loop (8 records per step),
+ * picked at run time when the CPU has AVX2; the scalar loop stays the fallback and the reference.  See
+ * docs/performance.md. */
 #ifndef TIMETAG_FMT_PTU_KERNELS_H
 #define TIMETAG_FMT_PTU_KERNELS_H
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TT_NO_X86)  /* TT_NO_X86: test the portable build */
+#include <immintrin.h>
+#define TT_PTU_X86 1
+#else
+#define TT_PTU_X86 0
+#endif
 
 #include "tt_constants.h"  /* families, wrap-around periods, sync and marker channels */
 
@@ -280,6 +288,129 @@ static void tt_ptu_t3_hh1_frac(tt_ptu_io *io) { tt_ptu_t3_hh(io, 1, 0); }
 static void tt_ptu_t3_hh2_exact(tt_ptu_io *io) { tt_ptu_t3_hh(io, 0, 1); }
 static void tt_ptu_t3_hh2_frac(tt_ptu_io *io) { tt_ptu_t3_hh(io, 0, 0); }
 
+#if TT_PTU_X86
+/* HydraHarp T2, exact unit, 8 records per step.  In a file with sparse photons the overflow records are a third
+ * of the stream: the scalar loop spends one dependent add per record on the overflow sum and one store per record.
+ * Here the overflow wraps of 8 records are summed as an inclusive prefix over the lanes (a lane that is a tag has
+ * no wraps of its own, so inclusive = the wraps before it), and the tags are packed by a permutation per half
+ * (4 int64 times; 4 int32 channels) looked up by the half's keep mask.  A group holding a marker or invalid
+ * record, and the records after the last whole group that fits the output, go through the scalar loop, which
+ * stays the reference: the result is the same bit for bit, including where a call stops when the output is full.
+ * Lanes past the packed tags are scratch: a group is only taken when 8 output slots are free. */
+static const int32_t tt_ptu_pack64[16][8] __attribute__((aligned(32))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0, 0}, {2, 3, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 0, 0, 0, 0},
+    {4, 5, 0, 0, 0, 0, 0, 0}, {0, 1, 4, 5, 0, 0, 0, 0}, {2, 3, 4, 5, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5, 0, 0},
+    {6, 7, 0, 0, 0, 0, 0, 0}, {0, 1, 6, 7, 0, 0, 0, 0}, {2, 3, 6, 7, 0, 0, 0, 0}, {0, 1, 2, 3, 6, 7, 0, 0},
+    {4, 5, 6, 7, 0, 0, 0, 0}, {0, 1, 4, 5, 6, 7, 0, 0}, {2, 3, 4, 5, 6, 7, 0, 0}, {0, 1, 2, 3, 4, 5, 6, 7},
+};
+static const int32_t tt_ptu_pack32[16][4] __attribute__((aligned(16))) = {
+    {0, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0},
+    {2, 0, 0, 0}, {0, 2, 0, 0}, {1, 2, 0, 0}, {0, 1, 2, 0},
+    {3, 0, 0, 0}, {0, 3, 0, 0}, {1, 3, 0, 0}, {0, 1, 3, 0},
+    {2, 3, 0, 0}, {0, 2, 3, 0}, {1, 2, 3, 0}, {0, 1, 2, 3},
+};
+
+/* units x unit modulo 2**64 (as the scalar int64 product), for a unit below 2**32 */
+__attribute__((target("avx2"))) static inline __m256i tt_ptu_mul64x32(__m256i units, __m256i unit)
+{
+    __m256i lo = _mm256_mul_epu32(units, unit);
+    __m256i hi = _mm256_mul_epu32(_mm256_srli_epi64(units, 32), unit);
+    return _mm256_add_epi64(lo, _mm256_slli_epi64(hi, 32));
+}
+
+/* Pack the tag lanes (keep mask bits) of one half: 4 times, 4 channels; returns the tags written. */
+__attribute__((target("avx2"))) static inline int tt_ptu_pack_half(int64_t *ot, int32_t *oc, __m256i t,
+                                                                    __m128i ch, unsigned keep)
+{
+    __m256i p64 = _mm256_load_si256((const __m256i *)tt_ptu_pack64[keep]);
+    __m128i p32 = _mm_load_si128((const __m128i *)tt_ptu_pack32[keep]);
+    _mm256_storeu_si256((__m256i *)ot, _mm256_permutevar8x32_epi32(t, p64));
+    _mm_storeu_si128((__m128i *)oc, _mm_castps_si128(_mm_permutevar_ps(_mm_castsi128_ps(ch), p32)));
+    return __builtin_popcount(keep);
+}
+
+__attribute__((target("avx2"))) static void tt_ptu_t2_hh_exact_avx2(tt_ptu_io *io, const int hh1)
+{
+    const tt_ptu_decoder scalar = hh1 ? tt_ptu_t2_hh1_exact : tt_ptu_t2_hh2_exact;
+    if ((uint64_t)io->g_int >> 32) {     /* the lane product below needs a unit under 2**32 ps */
+        scalar(io);
+        return;
+    }
+    const uint32_t *rec = io->rec;
+    int64_t *ot = io->time, *s = io->state;
+    int32_t *oc = io->channel;
+    const ptrdiff_t n = io->n, cap = io->cap;
+    const __m256i unit = _mm256_set1_epi64x(io->g_int);
+    const __m256i wrap = _mm256_set1_epi64x(hh1 ? TT_PTU_T2_WRAP_HYDRAHARP1 : TT_PTU_T2_WRAP_HYDRAHARP2);
+    const __m256i k_sync = _mm256_set1_epi32(64), k_ofl = _mm256_set1_epi32(127), k_sp = _mm256_set1_epi32(63);
+    const __m256i tmask = _mm256_set1_epi32(0x1FFFFFF), one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+    ptrdiff_t i = 0, w = 0;
+    for (;;) {
+        const ptrdiff_t i0 = i;
+        int64_t ofl = s[TT_PTU_S_OVERFLOW], n_ofl = 0, n_sp = 0;
+        while (i + 8 <= n && w + 8 <= cap) {
+            const __m256i r = _mm256_loadu_si256((const __m256i *)(rec + i));
+            const __m256i k = _mm256_srli_epi32(r, 25), tf = _mm256_and_si256(r, tmask);
+            /* 65..126: marker or invalid */
+            const __m256i rare = _mm256_and_si256(_mm256_cmpgt_epi32(k, k_sync), _mm256_cmpgt_epi32(k_ofl, k));
+            if (TT_PTU_RARE(!_mm256_testz_si256(rare, rare)))
+                break;
+            const __m256i is_ofl = _mm256_cmpeq_epi32(k, k_ofl);
+            /* wraps per record, in units of the wrap period: v1 one, v2 the time field (0 meaning one) */
+            __m256i x = hh1 ? one : _mm256_sub_epi32(tf, _mm256_cmpeq_epi32(tf, zero));
+            x = _mm256_and_si256(x, is_ofl);
+            x = _mm256_add_epi32(x, _mm256_slli_si256(x, 4));
+            x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+            x = _mm256_add_epi32(x, _mm256_shuffle_epi32(_mm256_permute2x128_si256(x, x, 0x08), 0xFF));
+            const __m256i base = _mm256_set1_epi64x(ofl);
+            const __m256i u_lo = _mm256_add_epi64(
+                _mm256_add_epi64(base, _mm256_mul_epu32(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(x)), wrap)),
+                _mm256_cvtepu32_epi64(_mm256_castsi256_si128(tf)));
+            const __m256i u_hi = _mm256_add_epi64(
+                _mm256_add_epi64(base, _mm256_mul_epu32(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(x, 1)), wrap)),
+                _mm256_cvtepu32_epi64(_mm256_extracti128_si256(tf, 1)));
+            const unsigned m_ofl = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(is_ofl));
+            const unsigned m_sp = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, k_sp)));
+            const unsigned keep = ~m_ofl & 0xFFu;
+            w += tt_ptu_pack_half(ot + w, oc + w, tt_ptu_mul64x32(u_lo, unit), _mm256_castsi256_si128(k), keep & 15u);
+            w += tt_ptu_pack_half(ot + w, oc + w, tt_ptu_mul64x32(u_hi, unit), _mm256_extracti128_si256(k, 1),
+                                  keep >> 4);
+            ofl += (int64_t)(uint32_t)_mm256_extract_epi32(x, 7) *
+                   (hh1 ? (int64_t)TT_PTU_T2_WRAP_HYDRAHARP1 : (int64_t)TT_PTU_T2_WRAP_HYDRAHARP2);
+            n_ofl += __builtin_popcount(m_ofl);
+            n_sp += __builtin_popcount(m_sp);
+            i += 8;
+        }
+        s[TT_PTU_S_OVERFLOW] = ofl;
+        s[TT_PTU_S_N_OVERFLOW] += n_ofl;
+        s[TT_PTU_S_N_SYNC] += n_sp - n_ofl;
+        s[TT_PTU_S_N_PHOTON] += (int64_t)(i - i0) - n_sp;
+        /* the scalar loop takes a group with a rare record, or the rest (fewer than 8 records or output slots) */
+        const int rest = !(i + 8 <= n && w + 8 <= cap);
+        tt_ptu_io sub = *io;
+        sub.rec = rec + i;
+        sub.n = rest ? n - i : 8;
+        sub.time = ot + w;
+        sub.channel = oc + w;
+        sub.cap = cap - w;
+        scalar(&sub);
+        i += sub.used;
+        w += sub.written;
+        if (rest || sub.used < 8)   /* done, or the output filled inside the group: the scalar loop stops there too */
+            break;
+    }
+    io->used = i;
+    io->written = w;
+}
+
+static void tt_ptu_t2_hh1_exact_avx2(tt_ptu_io *io) { tt_ptu_t2_hh_exact_avx2(io, 1); }
+static void tt_ptu_t2_hh2_exact_avx2(tt_ptu_io *io) { tt_ptu_t2_hh_exact_avx2(io, 0); }
+
+static int tt_ptu_have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+#else
+static int tt_ptu_have_avx2(void) { return 0; }
+#endif
+
 /* [t3][family][exact]; family: TT_PTU_FAMILY_PICOHARP, _HYDRAHARP1, _HYDRAHARP2 */
 static const tt_ptu_decoder tt_ptu_decoders[2][3][2] = {
     {{tt_ptu_t2_ph_frac, tt_ptu_t2_ph_exact}, {tt_ptu_t2_hh1_frac, tt_ptu_t2_hh1_exact},
@@ -288,12 +419,26 @@ static const tt_ptu_decoder tt_ptu_decoders[2][3][2] = {
      {tt_ptu_t3_hh2_frac, tt_ptu_t3_hh2_exact}},
 };
 
-/* NULL for a family outside the table (the Python wrapper validates first). */
-static inline tt_ptu_decoder tt_ptu_pick(int t3, int family, int exact)
+/* NULL for a family outside the table (the Python wrapper validates first).  vector: take the AVX2 loop where
+ * there is one (HydraHarp T2, exact unit) and the CPU has AVX2; 0 = the scalar loops only. */
+static inline tt_ptu_decoder tt_ptu_pick(int t3, int family, int exact, int vector)
 {
     if (family < 0 || family > 2)
         return NULL;
+#if TT_PTU_X86
+    if (vector && !t3 && exact && family != TT_PTU_FAMILY_PICOHARP && tt_ptu_have_avx2())
+        return family == TT_PTU_FAMILY_HYDRAHARP1 ? tt_ptu_t2_hh1_exact_avx2 : tt_ptu_t2_hh2_exact_avx2;
+#else
+    (void)vector;
+#endif
     return tt_ptu_decoders[t3 != 0][family][exact != 0];
+}
+
+/* 1 when tt_ptu_pick(t3, family, exact, 1) returns an AVX2 loop */
+static inline int tt_ptu_vector_loop(int t3, int family, int exact)
+{
+    return !t3 && exact && (family == TT_PTU_FAMILY_HYDRAHARP1 || family == TT_PTU_FAMILY_HYDRAHARP2) &&
+           tt_ptu_have_avx2();
 }
 
 #endif
