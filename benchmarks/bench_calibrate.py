@@ -68,13 +68,14 @@ def main(argv=None) -> int:
         print(f"file {dump} ({size / 1e9:.2f} GB, {size // 16:,} records)")
         proc_cmd = py + ["process", str(dump), "--setup", str(setup), "--lab", "alice", "--out",
                          str(tmp / "rounds.h5"), "--force"]
-        cal_cmd = py + ["calibrate", str(dump), "--lab", "alice", "--setup", str(setup), "--out",
-                        str(tmp / "cal.toml"), "--force", "--steps", a.steps]
-        runs = [("process", proc_cmd, None), ("calibrate", cal_cmd, None)]
+        def cal_cmd(name):
+            return py + ["calibrate", str(dump), "--lab", "alice", "--setup", str(setup), "--out",
+                         str(tmp / f"{name}.toml"), "--force", "--steps", a.steps]
+        runs = [("process", proc_cmd, None), ("calibrate", cal_cmd("calibrate"), None)]
         if a.baseline is not None:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([str(a.baseline.resolve())] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-            runs.append(("baseline", cal_cmd, env))
+            runs.append(("baseline", cal_cmd("baseline"), env))
         # one warm-up of each (numba's cache, the page cache) that does not count
         for _, cmd, env in runs:
             timed(cmd, env)
@@ -89,12 +90,18 @@ def main(argv=None) -> int:
         if failed:
             # a failed command's time is the time to fail: no ratio of it means anything
             raise SystemExit(f"bench_calibrate: {', '.join(failed)} failed (see above): no ratios")
+        same = None
+        if a.baseline is not None:
+            # a speed-up that changes the calibration is no speed-up: the setups written must be the same bytes
+            same = (tmp / "calibrate.toml").read_bytes() == (tmp / "baseline.toml").read_bytes()
+            print(f"calibrated setup identical to the baseline's: {'yes' if same else 'NO'}")
         med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in res.items()}
         best = {k: (min(x[0] for x in v), min(x[1] for x in v)) for k, v in res.items()}
         # ratios per repeat (each against the process run of the same repeat): robust to a drifting machine
         per = {k: [(x[0] / p[0], x[1] / p[1]) for x, p in zip(v, res["process"])] for k, v in res.items()
                if k != "process"}
-        out = {"file_bytes": size, "runs": res, "median": med, "best": best, "steps": a.steps}
+        out = {"file_bytes": size, "runs": res, "median": med, "best": best, "steps": a.steps,
+               "setup_identical_to_baseline": same}
         for k in per:
             t_med, m_med = med[k][0] / med["process"][0], med[k][1] / med["process"][1]
             t_best = best[k][0] / best["process"][0]

@@ -24,7 +24,7 @@ from timetag.stream import (CountChannels, CountHistogram, LabEngine, ReportProg
 
 from .darkcounts import DarkCounter, DarkCountResult
 from .histograms import (ArrivalHistogram, GuardedArrivalHistogram, ReadoutCounts, SyncPeriod, measurement_lab,
-                         trimmed, warm_kernels)
+                         trimmed)
 from .report import CalibrationReport
 
 if TYPE_CHECKING:
@@ -163,6 +163,9 @@ def measure(source, lab: LabSetup, *, steps=STEPS, bin_ps: int | None = None, ed
     if "darkcounts" in steps:
         data.dark = _dark_counter(lab, rng)
         branches.append(data.dark)
+    # the branches that count in the background first: their kernels then run on chunk k while the engine does
+    # (the engine runs in this thread), instead of starting after it
+    branches.sort(key=lambda b: b is engine)
     tags = CountChannels(Tee(*branches))
     head = tags if progress is None else ReportProgress(lambda records, _rounds: progress(records), tags)
     try:
@@ -210,16 +213,12 @@ class _Literature:
 LITERATURE_FWHM = _Literature()
 
 
-def prefetch_fits(plots: bool = False, kernels: bool = True) -> threading.Thread:
+def prefetch_fits(plots: bool = False) -> threading.Thread:
     """Import the fits' modules (and with ``plots`` the figures') in a thread; returns it (started).  An import
-    that fails there fails again, with its message, where the module is used.
-
-    With ``kernels`` it first loads numba's compiler target (:func:`~calibrate.histograms.warm_kernels`), which
-    the pass's first kernel call needs: done there, it is not contended by these imports (both hold the GIL)."""
+    that fails there fails again, with its message, where the module is used.  (The pass's own kernels are
+    compiled ahead of time: nothing of them to load here.)"""
 
     def run():
-        if kernels:
-            warm_kernels()
         for name in FIT_MODULES + (("plots",) if plots else ()):
             try:
                 importlib.import_module(f".{name}", __package__)
@@ -453,8 +452,7 @@ def calibrate_run(alice_paths, bob_paths, setup: Setup, *, alice_lab: str = "ali
     rep = CalibrationReport()
     new_setup = setup
     datas = {}
-    # the compiled kernels: the arrival and edge histograms' period and edge, the dark counter
-    imports = prefetch_fits(plots=plots_dir is not None, kernels=bool({"delays", "window", "darkcounts"} & set(steps)))
+    imports = prefetch_fits(plots=plots_dir is not None)
     for name, paths in ((alice_lab, alice_paths), (bob_lab, bob_paths)):
         if paths is None:
             continue

@@ -52,8 +52,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from timetag._cext import calib_dark as _kernel
 from timetag.chunk import TagChunk
 from timetag.errors import CalibrationError
 
@@ -137,87 +137,6 @@ def _grid_ticks(anchors, lo, hi, T, before):
     return np.concatenate(out)
 
 
-# --- the grid's arithmetic, compiled (one call per chunk over all its tags: at 52 kHz, numpy temporaries per
-# operation cost more than the rest of calibration together) -------------------------------------------------
-
-@njit(cache=True, nogil=True, inline="always")
-def _nb_tick(xv, a, k, T):
-    """Index j and time of the latest tick at or before xv in segment k (anchor a[k])."""
-    j = np.int64(np.floor((xv - a[k]) / T))
-    tick = a[k] + np.int64(np.rint(j * T))
-    if tick > xv:
-        j -= 1
-        tick = a[k] + np.int64(np.rint(j * T))
-    return j, tick
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _nb_seg(a, xv, k):
-    """Segment of xv (latest anchor at or before it, >= 0); ``k``: the previous answer (sorted x walk on)."""
-    if k >= 0 and a[k] <= xv:
-        while k + 1 < a.size and a[k + 1] <= xv:
-            k += 1
-        return k
-    lo, hi = 0, a.size
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if a[mid] <= xv:
-            lo = mid + 1
-        else:
-            hi = mid
-    return max(lo - 1, 0)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _nb_part(ph, ps, pe, cum):
-    k = -1
-    for i in range(ps.size):
-        if ps[i] <= ph:
-            k = i
-        else:
-            break
-    if k < 0:
-        return np.int64(0)
-    return cum[k] + min(ph - ps[k], pe[k] - ps[k])
-
-
-@njit(cache=True, nogil=True)
-def _nb_base(a, T, ps, pe, cum, L):
-    base = np.zeros(a.size, np.int64)
-    for m in range(1, a.size):
-        j, tick = _nb_tick(a[m], a, m - 1, T)
-        base[m] = base[m - 1] + j * L + _nb_part(a[m] - tick, ps, pe, cum)
-    return base
-
-
-@njit(cache=True, nogil=True)
-def _nb_G(x, a, T, ps, pe, cum, L, base):
-    out = np.empty(x.size, np.int64)
-    k = -1
-    for i in range(x.size):
-        k = _nb_seg(a, x[i], k)
-        j, tick = _nb_tick(x[i], a, k, T)
-        out[i] = base[k] + j * L + _nb_part(x[i] - tick, ps, pe, cum)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _nb_inside(x, a, T, ps, pe):
-    out = np.zeros(x.size, np.bool_)
-    k = -1
-    for i in range(x.size):
-        k = _nb_seg(a, x[i], k)
-        _, tick = _nb_tick(x[i], a, k, T)
-        ph = x[i] - tick
-        for m in range(ps.size):
-            if ps[m] > ph:
-                break
-            if ph < pe[m]:
-                out[i] = True
-                break
-    return out
-
-
 class _Grid:
     """Excluded intervals around every attempt tick, as a set of phases within the period.
 
@@ -278,21 +197,28 @@ class _Grid:
         return np.where(k >= 0, self.cum[kk] + inside, 0)
 
     def inside(self, x):
-        x = np.ascontiguousarray(x, np.int64)
+        x = np.asarray(x, np.int64)
         if self.a.size == 0 or self.ps.size == 0:
             return np.zeros(x.shape, bool)
-        return _nb_inside(x, self.a, self.T, self.ps, self.pe)
+        _, _, tick = self._tick(x)
+        ph = x - tick
+        k = np.searchsorted(self.ps, ph, "right") - 1
+        return (k >= 0) & (ph < self.pe[np.maximum(k, 0)])
 
     def G(self, x):
         """Excluded time from an arbitrary origin to x (differences only)."""
-        x = np.ascontiguousarray(x, np.int64)
+        x = np.asarray(x, np.int64)
         if self.a.size == 0 or self.L == 0:
             return np.zeros(x.shape, np.int64)
         # each segment's own count from its anchor; chained at the anchors (with an exact grid the anchor
         # is a tick of the previous segment too, and the chaining is seamless)
         if self._base is None:
-            self._base = _nb_base(self.a, self.T, self.ps, self.pe, self.cum, self.L)
-        return _nb_G(x, self.a, self.T, self.ps, self.pe, self.cum, self.L, self._base)
+            m = np.arange(1, self.a.size)
+            _, j, tick = self._tick(self.a[1:], m - 1)
+            steps = j * self.L + self._part(self.a[1:] - tick)
+            self._base = np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+        k, j, tick = self._tick(x)
+        return self._base[k] + j * self.L + self._part(x - tick)
 
     def measure(self, s, e):
         """Excluded time within each [s, e)."""
@@ -312,287 +238,10 @@ class _Grid:
 # * rings keep only what pending clicks and the sweep can still ask for: anchored tags whose intervals can
 #   reach them and grid anchors from the latest one at or before them.
 #
-# Indices into the int64 state array ``st``:
-_PH, _PT, _GH, _GT, _AH, _AT, _S, _FIRST, _LAST, _EXCL, _SEEDED, _NST = range(12)
-# ... and into the int64 configuration ``cfg``:
-_C_GCH, _C_T0, _C_T1, _C_SPAN, _C_R, _C_O0, _C_O1, _C_LX, _C_LP, _NCFG = range(10)
-_UNSET = np.iinfo(np.int64).min   # st[_FIRST] before the first tag
-_TMAX = np.iinfo(np.int64).max    # 'time' of the end of the stream
+# The kernel (``cext/calib_dark.h``, ahead-of-time compiled: a calibration pass then starts without a JIT) keeps
+# that state in :class:`timetag._cext.calib_dark.DarkKernel`.
+_tick1 = _kernel.tick      # the latest attempt tick at or before a time, as the kernel places it
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _tick1(x, a, T):
-    """Index and time of the latest tick at or before x of the segment anchored at a (as :func:`_nb_tick`)."""
-    Ti = np.int64(T)
-    if Ti == T:
-        # a whole period (the usual case): the same tick in integers, by a multiplication instead of a division
-        j = np.int64(np.floor((x - a) * (1.0 / T)))
-        tick = a + j * Ti
-        if tick > x:
-            j -= 1
-            tick -= Ti
-        elif tick + Ti <= x:
-            j += 1
-            tick += Ti
-        return j, tick
-    j = np.int64(np.floor((x - a) / T))
-    tick = a + np.int64(np.rint(j * T))
-    if tick > x:
-        j -= 1
-        tick = a + np.int64(np.rint(j * T))
-    return j, tick
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _in_phase(ph, ps, pe):
-    for m in range(ps.size):
-        if ps[m] > ph:
-            return False
-        if ph < pe[m]:
-            return True
-    return False
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _gseg(ga, h, tl, x):
-    """Latest ring slot in [h, tl) whose anchor is at or before x (else h: ticks backwards from it)."""
-    q = tl - 1
-    while q > h and ga[q] > x:
-        q -= 1
-    return q
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _gval(x, q, ga, gb, T, ps, pe, cum, L):
-    j, tick = _tick1(x, ga[q], T)
-    return gb[q] + j * L + _nb_part(x - tick, ps, pe, cum)
-
-
-@njit(cache=True, nogil=True)
-def _dc_sweep(P, S, ah, atl, gh, gt, cfg, at, ac, x0, x1, nx, ga, gbx, T, xps, xpe, xcum, us, vs):
-    """Measure of the anchored exclusions in [S, P) (all known) less their overlap with the grid."""
-    n = 0
-    for q in range(ah, atl):
-        a = at[q]
-        r = ac[q]
-        for m in range(nx[r]):
-            s = max(a + x0[r, m], S)
-            e = min(a + x1[r, m], P)
-            if e > s:
-                # insertion sort by start (nearly sorted already: the anchors come in time order)
-                k = n
-                while k > 0 and us[k - 1] > s:
-                    us[k] = us[k - 1]
-                    vs[k] = vs[k - 1]
-                    k -= 1
-                us[k] = s
-                vs[k] = e
-                n += 1
-    excl = np.int64(0)
-    if n:
-        grid = cfg[_C_GCH] >= 0 and gt > gh
-        L = cfg[_C_LX]
-        u, v = us[0], vs[0]
-        for k in range(1, n + 1):
-            if k < n and us[k] <= v:
-                if vs[k] > v:
-                    v = vs[k]
-                continue
-            excl += v - u
-            if grid:
-                qv = _gseg(ga, gh, gt, v)
-                qu = _gseg(ga, gh, qv + 1, u)
-                excl -= _gval(v, qv, ga, gbx, T, xps, xpe, xcum, L) - _gval(u, qu, ga, gbx, T, xps, xpe, xcum, L)
-            if k < n:
-                u, v = us[k], vs[k]
-    return excl
-
-
-_SWEEP_RING = 32    # anchored + grid anchors held before the sweep catches up (and lets them go)
-
-
-@njit(cache=True, nogil=True)
-def _dc_run(time, chan, i, final, lut, prow, cfg, st, pt, pd, at, ac, x0, x1, nx, y0, y1, ny, ga, gbx, T,
-            xps, xpe, xcum, pps, ppe, pcum, us, vs, clicks, quiet, near, ctrl, mingap, apcl, prev):
-    """Feed tags i.. of a chunk; returns the index reached (``time.size``: all) -- less when a ring is full
-    (the caller grows it and calls again from there).  ``final``: then finalise everything pending.
-
-    One function body on purpose: numba's inlining of helpers that take many arrays costs reference
-    counting per call, more than the work itself; the state lives in locals while the loop runs."""
-    gch = cfg[_C_GCH]
-    R = cfg[_C_R]
-    o0 = cfg[_C_O0]
-    o1 = cfg[_C_O1]
-    span = cfg[_C_SPAN]
-    t0, t1 = cfg[_C_T0], cfg[_C_T1]
-    LX, LP = cfg[_C_LX], cfg[_C_LP]
-    np_, ng, na = pt.size, ga.size, at.size
-    nlut, nrow = lut.size, prow.size
-    ph, ptl, gh, gt, ah, atl = st[_PH], st[_PT], st[_GH], st[_GT], st[_AH], st[_AT]
-    S, first, last, excl, seeded = st[_S], st[_FIRST], st[_LAST], st[_EXCL], st[_SEEDED]
-    grid_on = gch >= 0
-    n = time.size
-    while True:
-        if i < n:
-            tau = time[i]
-        elif final:
-            tau = _TMAX
-        else:
-            break
-        # --- clicks whose futures are complete (all of them at the end) -------------------------------------
-        while ph < ptl and (tau == _TMAX or pt[ph] + R < tau):
-            t = pt[ph]
-            d = pd[ph]
-            te = t + span
-            inx = False
-            clear = True
-            for q in range(ah, atl):
-                a = at[q]
-                r = ac[q]
-                for m in range(nx[r]):
-                    if a + x0[r, m] <= t < a + x1[r, m]:
-                        inx = True
-                for m in range(ny[r]):
-                    if a + y0[r, m] < te and a + y1[r, m] > t:
-                        clear = False
-            if grid_on and gt > gh:
-                q = _gseg(ga, gh, gt, t)
-                j, tick = _tick1(t, ga[q], T)
-                phs = t - tick
-                if _in_phase(phs, xps, xpe):
-                    inx = True
-                if clear:
-                    if _in_phase(phs, pps, ppe):
-                        clear = False
-                    else:
-                        # pulse-region time in [t, te), counted from anchor q: its segment, then (rarely)
-                        # the segments of the anchors up to te
-                        g0 = j * LP + _nb_part(phs, pps, ppe, pcum)
-                        q2 = q
-                        gq = np.int64(0)
-                        while q2 + 1 < gt and ga[q2 + 1] <= te:
-                            q2 += 1
-                            jm, tm = _tick1(ga[q2], ga[q2 - 1], T)
-                            gq += jm * LP + _nb_part(ga[q2] - tm, pps, ppe, pcum)
-                        j2, tick2 = _tick1(te, ga[q2], T)
-                        if gq + j2 * LP + _nb_part(te - tick2, pps, ppe, pcum) - g0 > 0:
-                            clear = False
-            if not inx:
-                quiet[d] += 1
-            if clear:
-                apcl[d] += 1
-                for k in range(ph + 1, ptl):
-                    dt = pt[k] - t
-                    if dt >= span:
-                        break
-                    if pd[k] == d:
-                        if dt >= t1:
-                            ctrl[d] += 1
-                        elif dt >= t0:
-                            near[d] += 1
-            ph += 1
-        if i >= n:
-            if first != _UNSET and last + 1 > S:
-                excl += _dc_sweep(last + 1, S, ah, atl, gh, gt, cfg, at, ac, x0, x1, nx, ga, gbx, T, xps, xpe,
-                                  xcum, us, vs)
-                S = last + 1
-            break
-        # --- the tag itself -----------------------------------------------------------------------------------
-        c = chan[i]
-        d = lut[c] if 0 <= c < nlut else -1
-        r = prow[c] if 0 <= c < nrow else -1
-        is_g = c == gch
-        if d >= 0 or is_g or r >= 0:
-            # room (compacting the rings first; when one is full of what is still needed the caller grows them)
-            if d >= 0 and ptl == np_:
-                if ph == 0:
-                    break
-                for k in range(ptl - ph):
-                    pt[k] = pt[ph + k]
-                    pd[k] = pd[ph + k]
-                ptl -= ph
-                ph = 0
-            if is_g and gt == ng:
-                if gh == 0:
-                    break
-                for k in range(gt - gh):
-                    ga[k] = ga[gh + k]
-                    gbx[k] = gbx[gh + k]
-                gt -= gh
-                gh = 0
-            if r >= 0 and atl == na:
-                if ah == 0:
-                    break
-                for k in range(atl - ah):
-                    at[k] = at[ah + k]
-                    ac[k] = ac[ah + k]
-                atl -= ah
-                ah = 0
-        if first == _UNSET:
-            first = tau
-            S = tau
-        last = tau
-        if is_g or r >= 0:
-            # anchored intervals before tau + min(o0, 0) are all known: sweep them (when the rings fill up; at
-            # once when there are none), then drop what no pending click nor the sweep can ask for any more
-            P = tau + o0
-            if P > S:
-                if atl == ah:
-                    S = P
-                elif atl - ah + gt - gh >= _SWEEP_RING:
-                    excl += _dc_sweep(P, S, ah, atl, gh, gt, cfg, at, ac, x0, x1, nx, ga, gbx, T, xps, xpe, xcum,
-                                      us, vs)
-                    S = P
-            low = S
-            if ph < ptl and pt[ph] < low:
-                low = pt[ph]
-            while ah < atl and at[ah] + o1 <= low:
-                ah += 1
-            while gh + 1 < gt and ga[gh + 1] <= low:
-                gh += 1
-            if is_g:
-                if seeded:
-                    seeded = 0          # the first grid anchor, placed before the stream reached it
-                else:
-                    if gt > gh:
-                        j, tick = _tick1(tau, ga[gt - 1], T)
-                        gbx[gt] = gbx[gt - 1] + j * LX + _nb_part(tau - tick, xps, xpe, xcum)
-                    else:
-                        gbx[gt] = 0
-                    ga[gt] = tau
-                    gt += 1
-            if r >= 0:
-                at[atl] = tau
-                ac[atl] = r
-                atl += 1
-        if d >= 0:
-            clicks[d] += 1
-            if prev[d] != _UNSET and tau - prev[d] < mingap[d]:
-                mingap[d] = tau - prev[d]
-            prev[d] = tau
-            pt[ptl] = tau
-            pd[ptl] = d
-            ptl += 1
-        i += 1
-    st[_PH], st[_PT], st[_GH], st[_GT], st[_AH], st[_AT] = ph, ptl, gh, gt, ah, atl
-    st[_S], st[_FIRST], st[_LAST], st[_EXCL], st[_SEEDED] = S, first, last, excl, seeded
-    return i
-
-
-@njit(cache=True, nogil=True)
-def _dc_gval(x, st, ga, gb, T, ps, pe, cum, L):
-    """G(x) of the grid in the ring (0 without anchors)."""
-    h, tl = st[_GH], st[_GT]
-    if tl <= h:
-        return np.int64(0)
-    return _gval(x, _gseg(ga, h, tl, x), ga, gb, T, ps, pe, cum, L)
-
-
-@njit(cache=True, nogil=True)
-def _gval_first(x, a0, T, ps, pe, cum, L):
-    """G(x) in the first anchor's segment (its base is 0)."""
-    j, tick = _tick1(x, a0, T)
-    return j * L + _nb_part(x - tick, ps, pe, cum)
 
 
 def _table(table, rows):
@@ -672,44 +321,20 @@ class DarkCounter:
         T = float(self.period) if grid_on else 1.0
         gx = _Grid.from_offsets(self.exclude.get(self.grid, []), T) if grid_on else _Grid(_E, _E, 1.0)
         gp = _Grid.from_offsets(self.ap_exclude.get(self.grid, []), T) if grid_on else _Grid(_E, _E, 1.0)
-        cfg = np.zeros(_NCFG, np.int64)
-        cfg[_C_GCH] = self.grid if grid_on else -1
-        cfg[_C_T0], cfg[_C_T1], cfg[_C_SPAN] = self.ap[0], self.ap[1], self.ap_span
-        cfg[_C_R] = max(self.ap_span, 0) + lookahead
-        cfg[_C_O0], cfg[_C_O1], cfg[_C_LX], cfg[_C_LP] = o0, o1, gx.L, gp.L
-        st = np.zeros(_NST, np.int64)
-        st[_FIRST] = _UNSET
-        cap = self._CAP
-        k = dict(lut=self.lut, prow=prow, cfg=cfg, st=st,
-                 pt=np.zeros(cap, np.int64), pd=np.zeros(cap, np.int64),
-                 at=np.zeros(cap, np.int64), ac=np.zeros(cap, np.int64), x0=x0, x1=x1, nx=nx, y0=y0, y1=y1, ny=ny,
-                 ga=np.zeros(cap, np.int64), gbx=np.zeros(cap, np.int64), T=T,
-                 xps=gx.ps, xpe=gx.pe, xcum=gx.cum, pps=gp.ps, ppe=gp.pe, pcum=gp.cum,
-                 us=np.zeros(cap * x0.shape[1], np.int64), vs=np.zeros(cap * x0.shape[1], np.int64),
-                 clicks=self.clicks, quiet=self.quiet_clicks, near=self.near, ctrl=self.ctrl, mingap=self.min_gap,
-                 apcl=self.ap_clicks, prev=np.full(len(self.channels), _UNSET, np.int64))
-        if grid_on and first_anchor is not None:
-            # ticks before the first recorded sync are placed backwards from it: it is in the ring before the
-            # stream reaches it (and skipped there)
-            k["ga"][0] = first_anchor
-            st[_GT] = 1
-            st[_SEEDED] = 1
-        self._k = k
-        self._gx, self._first_anchor = gx, first_anchor
+        config = dict(grid_channel=self.grid if grid_on else -1, ap_t0=self.ap[0], ap_t1=self.ap[1],
+                      span=self.ap_span, lag=max(self.ap_span, 0) + lookahead, o0=o0, o1=o1, lx=gx.L, lp=gp.L)
+        tables = dict(lut=self.lut, prow=prow, x0=x0, x1=x1, nx=nx, y0=y0, y1=y1, ny=ny,
+                      xps=gx.ps, xpe=gx.pe, xcum=gx.cum, pps=gp.ps, ppe=gp.pe, pcum=gp.cum)
+        counters = dict(clicks=self.clicks, quiet=self.quiet_clicks, near=self.near, ctrl=self.ctrl,
+                        mingap=self.min_gap, apcl=self.ap_clicks)
+        # ticks before the first recorded sync are placed backwards from it: it is in the grid ring before the
+        # stream reaches it (and skipped there)
+        self._k = _kernel.DarkKernel(config, tables, counters, T, self._CAP,
+                                     first_anchor if grid_on else None)
+        self._grid_on, self._first_anchor = grid_on, first_anchor
 
     def _feed(self, time, chan, final=False) -> None:
-        k = self._k
-        i = 0
-        while True:
-            i = _dc_run(time, chan, i, final, k["lut"], k["prow"], k["cfg"], k["st"], k["pt"], k["pd"], k["at"],
-                        k["ac"], k["x0"], k["x1"], k["nx"], k["y0"], k["y1"], k["ny"], k["ga"], k["gbx"],
-                        k["T"], k["xps"], k["xpe"], k["xcum"], k["pps"], k["ppe"], k["pcum"], k["us"], k["vs"],
-                        k["clicks"], k["quiet"], k["near"], k["ctrl"], k["mingap"], k["apcl"], k["prev"])
-            if i >= time.size:
-                return
-            # a ring is full of what is still needed: double them all
-            for name in ("pt", "pd", "at", "ac", "ga", "gbx", "us", "vs"):
-                k[name] = np.concatenate([k[name], np.zeros_like(k[name])])
+        self._k.feed(time, chan, final)
 
     # --- the stream ---------------------------------------------------------------------------------------
     def handle(self, event) -> None:
@@ -755,16 +380,13 @@ class DarkCounter:
 
     def _finish(self) -> None:
         k = self._k
-        st = k["st"]
-        if st[_FIRST] == _UNSET:
+        if k.first is None:
             return
-        first, last = int(st[_FIRST]), int(st[_LAST])
-        excl = int(st[_EXCL])
-        if k["cfg"][_C_GCH] >= 0 and self._first_anchor is not None:
+        first, last = int(k.first), int(k.last)
+        excl = int(k.excluded)
+        if self._grid_on and self._first_anchor is not None:
             # the grid's excluded time from the first tag (before the first anchor: backwards from it) to the end
-            g0 = _gval_first(first, self._first_anchor, k["T"], k["xps"], k["xpe"], k["xcum"], int(self._gx.L))
-            g1 = _dc_gval(last + 1, st, k["ga"], k["gbx"], k["T"], k["xps"], k["xpe"], k["xcum"], int(self._gx.L))
-            excl += int(g1 - g0)
+            excl += int(k.grid_value(last + 1) - k.first_segment_value(first, self._first_anchor))
         self.quiet_ps = (last + 1 - first) - excl
 
     def flush(self) -> None:

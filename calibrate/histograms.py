@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numba import njit
 
+from timetag._cext import calib_edge as _kernel
 from timetag.chunk import TagChunk
 from timetag.errors import CalibrationError
 from timetag.records import FLAG_LOST_DATA, FLAG_TRUNCATED
@@ -146,33 +146,6 @@ class Background:
 THREADED = True     # calibration processors run their kernels beside the engine (False: all in one thread)
 
 
-@njit(cache=True, nogil=True)
-def _sync_gaps(t, ch, sync_channel, state):
-    """state = [n_syncs, last (or -1 flag in state[3]), smallest positive gap (or -1), have_last]."""
-    n = state[0]
-    last = state[1]
-    best = state[2]
-    have = state[3]
-    for i in range(t.size):
-        if ch[i] != sync_channel:
-            continue
-        x = t[i]
-        n += 1
-        if have:
-            dd = x - last
-            if dd > 0 and (best < 0 or dd < best):
-                best = dd
-        last = x
-        have = 1
-    state[0], state[1], state[2], state[3] = n, last, best, have
-
-
-def warm_kernels() -> None:
-    """Load numba's compiler target (its first use in a process costs a few tenths of a second, each kernel's
-    from the cache then a few ms): one kernel's call on nothing."""
-    _sync_gaps(_E64, np.zeros(0, np.int32), 0, np.array([0, 0, -1, 0], np.int64))
-
-
 class SyncPeriod(Stage):
     """The smallest spacing of consecutive sync tags (raw), i.e. the attempt period also when only some
     syncs are recorded.  Handles :class:`~timetag.chunk.TagChunk`; every event is forwarded."""
@@ -180,11 +153,8 @@ class SyncPeriod(Stage):
     def __init__(self, sync_channel: int, downstream=None, *, threaded: bool | None = None):
         super().__init__(downstream)
         self.sync_channel = int(sync_channel)
-        self._state = np.array([0, 0, -1, 0], np.int64)
-        self._bg = Background(self._work, threaded)
-
-    def _work(self, t, ch) -> None:
-        _sync_gaps(t, ch, self.sync_channel, self._state)
+        self._k = _kernel.PeriodKernel(self.sync_channel)
+        self._bg = Background(self._k.feed, threaded)   # a TagChunk's arrays are contiguous int64 / int32
 
     def handle(self, event) -> None:
         if isinstance(event, TagChunk) and len(event):
@@ -198,12 +168,13 @@ class SyncPeriod(Stage):
     @property
     def n_syncs(self) -> int:
         self._bg.wait()
-        return int(self._state[0])
+        return int(self._k.n_syncs)
 
     @property
     def period_ps(self) -> int | None:
         self._bg.wait()
-        return None if self._state[2] < 0 else int(self._state[2])
+        p = self._k.period_ps
+        return None if p is None else int(p)
 
 
 
@@ -281,106 +252,7 @@ def readout_counts(chunks, lab: LabSetup, *, delays: dict[int, int] | None = Non
 
 # --- the conditional-sync edge: the one histogram the engine cannot make yet ---------------------------------
 
-@njit(cache=True, nogil=True, inline="always")
-def _bin_of(x, bin_ps, inv_bin):
-    """x // bin_ps for 0 <= x < 2**52, by a multiplication (an integer division costs tens of cycles)."""
-    b = np.int64(x * inv_bin)
-    if b * bin_ps > x:
-        b -= 1
-    elif (b + 1) * bin_ps <= x:
-        b += 1
-    return b
-
-
-@njit(cache=True, nogil=True)
-def _guarded_run(t, ch, i, lut, delays, sync_channel, sync_delay, lo, hi, bin_ps, guard, dmax, hopeless, out,
-                 st, sr, pt, pd):
-    """The 'next' rule over one chunk, streaming: a click is binned against the first corrected sync strictly
-    after it (it waits in ``pt``/``pd`` until that sync comes), unless the latest sync at or before it lies
-    less than ``guard`` before it.  ``sr``: the corrected syncs a later click can still need (from the latest
-    at or before ``tag - dmax``).  Returns the index reached (less than ``t.size``: a buffer is full).
-    Beside it, as :func:`_sync_gaps` (``st[3:6]``): the syncs, the latest raw one and their smallest positive gap
-    (the attempt period), so that no second pass over the tags is needed for it."""
-    nb = out.shape[1]
-    inv_bin = 1.0 / bin_ps
-    sh, stl, npd = st[0], st[1], st[2]
-    nsync, last_raw, best = st[3], st[4], st[5]
-    n = t.size
-    nl = lut.size
-    while i < n:
-        c = ch[i]
-        tau = t[i]
-        if c == sync_channel:
-            s = tau - sync_delay
-            if stl == sr.size:
-                if sh == 0:
-                    break
-                for k in range(stl - sh):
-                    sr[k] = sr[sh + k]
-                stl -= sh
-                sh = 0
-            if nsync > 0:
-                dd = tau - last_raw
-                if dd > 0 and (best < 0 or dd < best):
-                    best = dd
-            nsync += 1
-            last_raw = tau
-            # the clicks waiting for a sync after them: this is theirs when it is after them
-            has_prev = stl > sh
-            prev = sr[stl - 1] if has_prev else 0
-            m = 0
-            for k in range(npd):
-                x = pt[k]
-                if x < s:
-                    if not (guard > 0 and has_prev and x - prev < guard):
-                        dt = x - s
-                        if lo <= dt < hi:
-                            bb = _bin_of(dt - lo, bin_ps, inv_bin)
-                            if bb < nb:
-                                out[pd[k], bb] += 1
-                else:
-                    pt[m] = x
-                    pd[m] = pd[k]
-                    m += 1
-            npd = m
-            sr[stl] = s
-            stl += 1
-            lim = tau - dmax
-            while sh + 1 < stl and sr[sh + 1] <= lim:
-                sh += 1
-        elif 0 <= c < nl and lut[c] >= 0:
-            d = lut[c]
-            x = tau - delays[d]
-            if stl > sh and x < sr[stl - 1]:
-                # its sync has come already: the first one after it (a step or two back)
-                q = stl - 1
-                while q > sh and sr[q - 1] > x:
-                    q -= 1
-                if not (guard > 0 and q > sh and x - sr[q - 1] < guard):
-                    dt = x - sr[q]
-                    if lo <= dt < hi:
-                        bb = _bin_of(dt - lo, bin_ps, inv_bin)
-                        if bb < nb:
-                            out[d, bb] += 1
-            else:
-                if npd == pt.size:
-                    # clicks that can no longer land in range (the next sync is too late for them) go
-                    m = 0
-                    for k in range(npd):
-                        if pt[k] > tau + hopeless:
-                            pt[m] = pt[k]
-                            pd[m] = pd[k]
-                            m += 1
-                    npd = m
-                    if npd == pt.size:
-                        break
-                pt[npd] = x
-                pd[npd] = d
-                npd += 1
-        i += 1
-    st[0], st[1], st[2] = sh, stl, npd
-    st[3], st[4], st[5] = nsync, last_raw, best
-    return i
+_bin_of = _kernel.bin_of     # x // bin_ps as the histogram bins it (by a multiplication)
 
 
 class GuardedArrivalHistogram(Stage):
@@ -402,6 +274,8 @@ class GuardedArrivalHistogram(Stage):
     One compiled streaming pass per chunk (in the background, see :class:`Background`); between chunks it keeps
     the clicks still waiting for their sync and the few syncs a later click can still need.
     """
+
+    _CAP = 64       # the kernel's rings (waiting clicks, syncs) at first: they grow when full
 
     def __init__(self, lab: LabSetup, *, bin_ps: int | None = None, range_ps: tuple[int, int] | None = None,
                  delays: dict[int, int] | None = None, guard_ps: int = 0, downstream=None,
@@ -425,13 +299,11 @@ class GuardedArrivalHistogram(Stage):
         for k, c in enumerate(self.channels):
             self.lut[c] = k
         self._counts = np.zeros((len(self.channels), self.edges.size - 1), dtype=np.int64)
-        self._dmax = int(self.delays.max())
-        self._hopeless = self.lo - 1 - int(np.abs(self.delays).max()) - abs(self.sync_delay)
-        self._st = np.array([0, 0, 0, 0, 0, -1], np.int64)
-        self._sr = np.zeros(64, np.int64)
-        self._pt = np.zeros(64, np.int64)
-        self._pd = np.zeros(64, np.int64)
-        self._bg = Background(self._process, threaded)
+        config = dict(sync_channel=self.sync_channel, sync_delay=self.sync_delay, lo=self.lo, hi=self.hi,
+                      bin_ps=self.bin_ps, guard=self.guard_ps, dmax=int(self.delays.max()),
+                      hopeless=self.lo - 1 - int(np.abs(self.delays).max()) - abs(self.sync_delay))
+        self._k = _kernel.EdgeKernel(config, self.lut, self.delays, self._counts, self._CAP)
+        self._bg = Background(self._k.feed, threaded)   # a TagChunk's arrays are contiguous int64 / int32
 
     @property
     def counts(self) -> np.ndarray:
@@ -441,36 +313,22 @@ class GuardedArrivalHistogram(Stage):
     @property
     def n_syncs(self) -> int:
         self._bg.wait()
-        return int(self._st[3])
+        return int(self._k.n_syncs)
 
     @property
     def period_ps(self) -> int | None:
         """As :attr:`SyncPeriod.period_ps` (measured in the same pass)."""
         self._bg.wait()
-        return None if self._st[5] < 0 else int(self._st[5])
+        p = self._k.period_ps
+        return None if p is None else int(p)
 
     def handle(self, event) -> None:
         if isinstance(event, TagChunk) and len(event):
             self._bg.submit(event.time, event.channel)
         self.emit(event)
 
-    def _process(self, t, ch) -> None:
-        i = 0
-        while True:
-            i = _guarded_run(t, ch, i, self.lut, self.delays, self.sync_channel, self.sync_delay, self.lo, self.hi,
-                             self.bin_ps, self.guard_ps, self._dmax, self._hopeless, self._counts, self._st,
-                             self._sr, self._pt, self._pd)
-            if i >= t.size:
-                return
-            # full: grow what is full
-            if self._st[1] == self._sr.size:
-                self._sr = np.concatenate([self._sr, np.zeros_like(self._sr)])
-            if self._st[2] == self._pt.size:
-                self._pt = np.concatenate([self._pt, np.zeros_like(self._pt)])
-                self._pd = np.concatenate([self._pd, np.zeros_like(self._pd)])
-
     def flush(self) -> None:
         # clicks still waiting have no sync after them: like the engine's, they are in no histogram
         self._bg.close()
-        self._st[2] = 0
+        self._k.drop_pending()
         super().flush()

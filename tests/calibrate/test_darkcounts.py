@@ -272,14 +272,16 @@ def _random_stream(seed, n_ticks=3000, T=1_000):
 @pytest.mark.parametrize("grid", [True, False])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("regions", ["around the tick", "between ticks"])
-def test_streaming_counter_matches_plain_reference(seed, grid, regions):
+@pytest.mark.parametrize("ap", [(0, 150), (100, 700)])
+def test_streaming_counter_matches_plain_reference(seed, grid, regions, ap):
     """'between ticks': no pulse region at the ticks themselves, so a click's afterpulse span that reaches past
-    the next recorded sync is clear or not by the time counted across that sync's segment too."""
+    the next recorded sync is clear or not by the time counted across that sync's segment too.  The afterpulse
+    span (2 t1 - t0) shorter and longer than the period: the kernel's phase classes (a click's span within one
+    segment of the grid) fold the pulse regions of one and of several periods."""
     T = 1_000
     t, ch = _random_stream(seed, T=T)
     ex = {1: [(-1_250, -700), (-100, 350)], 7: [(-500, 20_000)]}
     ap_ex = {1: [(-1_200, -800), (-50, 60)]} if regions == "around the tick" else {1: [(-1_400, -1_100)]}
-    ap = (0, 150)
     ref = _reference(t, ch, (2, 3), ex, ap_ex, ap, 1 if grid else None, float(T))
     rng = np.random.default_rng(100 + seed)
     for threaded in (False, True):
@@ -291,6 +293,28 @@ def test_streaming_counter_matches_plain_reference(seed, grid, regions):
             d.process(c)
         d.flush()
         d.result()
+        assert max(d._k.ring_sizes.values()) > 2      # a ring grew on the way
         assert d.quiet_ps == ref["quiet_ps"]
         for k in ("quiet_clicks", "clicks", "ap_clicks", "near", "ctrl", "min_gap"):
             np.testing.assert_array_equal(getattr(d, {"quiet_clicks": "quiet_clicks"}.get(k, k)), ref[k], err_msg=k)
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_counter_empty_stream_and_one_tag(grid):
+    """Nothing, one click, one sync: the kernel's empty chunks and single tags (the grid never started)."""
+    ex = {1: [(-100, 350)]}
+
+    def run(t, ch):
+        d = DarkCounter([2, 3], ex, afterpulse_ps=(0, 150), afterpulse_exclude={1: [(-50, 60)]},
+                        grid_channel=1 if grid else None, period_ps=1_000.0 if grid else None, threaded=False)
+        d.process(TagChunk(np.asarray(t, np.int64), np.asarray(ch, np.int32)))
+        d.flush()
+        return d.result()
+
+    r = run([], [])
+    assert r.quiet_s == 0 and r.clicks.tolist() == [0, 0] and np.isnan(r.rate_hz).all()
+    r = run([5_000], [3])
+    assert r.clicks.tolist() == [0, 1] and r.quiet_clicks.tolist() == [0, 1] and r.quiet_s == 1e-12
+    assert r.afterpulse_clicks.tolist() == [0, 1] and r.dead_time_ps.tolist() == [-1, -1]
+    r = run([5_000], [1])   # the sync's own picosecond lies in its excluded interval (grid or not)
+    assert r.clicks.tolist() == [0, 0] and r.quiet_s == 0

@@ -374,11 +374,15 @@ def test_guarded_histogram_buffers_and_threads(cuts, threaded):
     big[lab.bsm[0].channel] += 3 * int(p.period_ps)      # clicks that find their sync long before them
     ref = GuardedArrivalHistogram(lab, guard_ps=10_000, delays=big, threaded=False)
     run_stream([a], ref)
-    h = GuardedArrivalHistogram(lab, guard_ps=10_000, delays=big, threaded=threaded)
-    h._sr, h._pt, h._pd = (np.zeros(1, np.int64) for _ in range(3))
+
+    class Tiny(GuardedArrivalHistogram):
+        _CAP = 1
+
+    h = Tiny(lab, guard_ps=10_000, delays=big, threaded=threaded)
     run_stream(split(a, sorted(cuts)), h)
     np.testing.assert_array_equal(h.counts, ref.counts)
     assert ref.counts.sum() > 0
+    assert min(h._k.ring_sizes.values()) > 1      # both rings grew on the way
 
 
 @pytest.mark.parametrize("bin_ps", [1, 3, 10, 500, 7_919, 10**6 + 3])
@@ -392,4 +396,15 @@ def test_bin_by_multiplication_is_floor_division(bin_ps):
     xs = np.concatenate([k * bin_ps, k * bin_ps + 1, k * bin_ps - 1, k * bin_ps + bin_ps // 2,
                          rng.integers(0, 2**45, 300)])
     for x in xs[xs >= 0].tolist():
-        assert _bin_of(x, bin_ps, 1.0 / bin_ps) == x // bin_ps, x
+        assert _bin_of(x, bin_ps) == x // bin_ps, x
+
+
+def test_guarded_histogram_empty_and_one_tag():
+    """No tags, one click, one sync: nothing binned, the period unknown."""
+    p, a, _, setup = _SMALL["conditional"]
+    lab = setup.lab("alice")
+    for t, ch in (([], []), ([5], [2]), ([5], [1])):
+        h = GuardedArrivalHistogram(lab, guard_ps=10_000, threaded=False)
+        run_stream([TagChunk(np.asarray(t, np.int64), np.asarray(ch, np.int32))], h)
+        assert h.counts.sum() == 0 and h.period_ps is None
+        assert h.n_syncs == ch.count(1)
