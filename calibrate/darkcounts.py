@@ -33,7 +33,9 @@ the near interval that lies inside the dead time (taken as the shortest
 same-detector gap seen), so a near interval starting at 0 catches the
 afterpulses right after the dead time without bias.  The dark-count exclusion
 around each sync should extend a few afterpulse times beyond the pulse, or
-the pulse photons' afterpulses count as dark.
+the pulse photons' afterpulses count as dark; so should the afterpulse
+exclusion, or those afterpulses (which do not afterpulse) count as eligible
+clicks and dilute the rate.
 
 ``afterpulse_prob`` is the excess per click; a fraction of those clicks are
 afterpulses themselves, so per *primary* click (``afterpulse_primary``, what
