@@ -1,8 +1,9 @@
 """`timetag calibrate`: delays, time-filter window, thresholds and clock offset from recorded tags.
 
 A plugin of the ``timetag`` command line (entry point group ``timetag.commands``, see :mod:`timetag.plugins`):
-timetag does not import this package; installing it adds the command.  Importing this module stays cheap (it is
-imported at every ``timetag`` start-up): the calibration itself (scipy, numba) is imported when the command runs.
+timetag does not import this package; installing it adds the command.  Importing this module stays cheap (``timetag
+calibrate --help`` imports it): the calibration itself and the setup reader (numpy, scipy, numba) are imported when
+the command runs.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Optional
 import typer
 
 from timetag.errors import CalibrationError
-from timetag.setupfile import load_setup
 
 
 def register(app):
@@ -54,6 +54,8 @@ def register(app):
 
         The setup and the figures are written together when the calibration is complete (an existing file is
         replaced only with --force); the output is never one of the inputs (the --setup file, the tag files)."""
+        from timetag.setupfile import load_setup   # numpy (through timetag.records): not for --help
+
         from .api import calibrate_run, check_calibration_targets, save_calibration
 
         s = load_setup(setup)

@@ -4,7 +4,8 @@ Their values are written once, in ``cext/tt_constants.h``: the kernels include t
 extension ``timetag._cext.constants`` hands the same values to this module, which names and documents
 them (``tests/test_constants.py`` checks that every value of the header is here).  Codes are
 :class:`enum.IntEnum` / :class:`enum.IntFlag` members, so they compare, hash and go into numpy arrays as
-the plain integers stored in files.
+the plain integers stored in files.  The names of the provenance checksums, which are Python's only, sit at
+the end, outside ``__all__``: here so that a command's help can show them without importing numpy.
 """
 from __future__ import annotations
 
@@ -162,6 +163,18 @@ class PtuWrap(enum.IntEnum):
     """PicoHarp 300 T3: 2**16 syncs."""
     T3_HYDRAHARP = _c.PTU_T3_WRAP_HYDRAHARP
     """HydraHarp family T3: 2**10 syncs."""
+
+
+# --- provenance (Python only, not in the header) --------------------------------------------------------------
+# Outside __all__, which lists the header's values (tests/test_constants.py checks each against it).  Here, not only
+# in timetag.provenance (numpy, hashlib), so that `timetag process --help` can show them without those imports.
+
+DEFAULT_CHECKSUM: str = "xxh3_128"
+"""Checksum of each input in a file's provenance unless told otherwise.  xxh3-128 hashes at memory speed (~20 GB/s
+per core against ~1.5 for sha256): the checksum of a campaign's recordings costs less than reading them."""
+
+CHECKSUMS: tuple[str, ...] = ("xxh3_128", "sha256", "blake2b")
+"""The checksums a provenance can record (``--checksum``); sha256 e.g. for archives that index it."""
 
 
 def _attach_member_docs() -> None:

@@ -12,13 +12,8 @@ import numpy as np
 import xxhash
 
 from ._version import __version__
+from .constants import CHECKSUMS, DEFAULT_CHECKSUM  # noqa: F401  (callers import them from here too)
 from .errors import SetupError
-
-
-# xxh3-128 hashes at memory speed (~20 GB/s per core against ~1.5 for sha256): the checksum of a campaign's
-# recordings costs less than reading them.  sha256 on request (--checksum sha256), e.g. for archives that index it.
-DEFAULT_CHECKSUM = "xxh3_128"
-CHECKSUMS = ("xxh3_128", "sha256", "blake2b")
 
 
 def _hasher(algo: str):

@@ -1,6 +1,6 @@
 """Start-up of the command line: `timetag --help` imports no command module and none of the heavy libraries, and
 the command list it shows (timetag.cli.SUMMARIES) says what each command's own help says; `timetag info --help`
-imports its command module only.
+imports its command module only; `timetag CMD --help` of every command imports none of the heavy libraries.
 
 What is imported is checked, not how long it takes (speed: benchmarks/bench_startup.py).  Some of it depends on
 typer (pinned in pyproject.toml): what its help renderer imports and how it uses the classes timetag.cli stands in
@@ -35,10 +35,10 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def _modules_after(argv: list[str], home: Path | None = None) -> tuple[int, set[str]]:
-    """Exit code and imported modules of `timetag ARGV` in a fresh process; with ``home``: its folder 'cache' as
-    the user's cache folder, and its folder 'cwd' as the working folder (on sys.path, and so in the key of the
-    plugin cache: not the cache folder's parent, whose mtime the first write changes)."""
+def _probe(argv: list[str], home: Path | None = None) -> tuple[int, set[str], str]:
+    """Exit code, imported modules and standard output of `timetag ARGV` in a fresh process; with ``home``: its
+    folder 'cache' as the user's cache folder, and its folder 'cwd' as the working folder (on sys.path, and so in
+    the key of the plugin cache: not the cache folder's parent, whose mtime the first write changes)."""
     env = cwd = None
     if home is not None:
         env, cwd = {**os.environ, "XDG_CACHE_HOME": str(home / "cache")}, home / "cwd"
@@ -46,7 +46,12 @@ def _modules_after(argv: list[str], home: Path | None = None) -> tuple[int, set[
     res = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True, text=True, timeout=120,
                          env=env, cwd=cwd)
     report = json.loads(res.stderr.strip().splitlines()[-1])
-    return report["code"], set(report["modules"])
+    return report["code"], set(report["modules"]), res.stdout
+
+
+def _modules_after(argv: list[str], home: Path | None = None) -> tuple[int, set[str]]:
+    code, modules, _ = _probe(argv, home)
+    return code, modules
 
 
 def _heavy(modules: set[str], heavy=HEAVY) -> list[str]:
@@ -74,6 +79,42 @@ def test_info_help_imports_its_command_only(tmp_path):
     assert _heavy(modules, NEEDLESS) == []
     assert sorted(m for m in modules if m.startswith("timetag.commands.")) == ["timetag.commands.info",
                                                                                "timetag.commands.options"]
+
+
+# what finding a plugin's command reads (timetag.cli._load): the installed entry points
+PLUGIN_LOOKUP = ("importlib.metadata",)
+# what a command needs for its outputs, not for its help (~25 ms, mostly filelock)
+OUTPUTS = ("timetag.custody", "filelock")
+
+
+def _listed_commands() -> dict[str, str]:
+    """Every command `timetag --help` lists -> the module that makes it (a plugin's: its entry point's module)."""
+    from timetag import cli
+
+    root = typer.main.get_command(cli.app)
+    names = root.list_commands(typer.Context(root, info_name="timetag"))
+    plugins = cli._plugins()
+    return {n: f"timetag.commands.{n}" if n in cli.COMMANDS and cli._own(n) else plugins[n].module for n in names}
+
+
+def test_every_commands_help_imports_no_heavy_module(tmp_path):
+    """`timetag CMD --help`, a fresh process per command `timetag --help` lists: the module that makes the command
+    and none of the heavy libraries (what a signature shows comes from numpy-free modules, timetag.constants; what
+    the command needs is imported when it runs), nor another command's module."""
+    commands = _listed_commands()
+    assert {"info", "process", "calibrate"} <= set(commands)
+    heavy = [h for h in HEAVY if h != "timetag.commands."] + list(OUTPUTS)
+    wrong = {}
+    for name, module in commands.items():
+        code, modules, out = _probe([name, "--help"], tmp_path)
+        plugin = not module.startswith("timetag.commands.")
+        needless = [n for n in NEEDLESS if not (plugin and n in PLUGIN_LOOKUP)]
+        others = sorted(m for m in modules if m.startswith("timetag.commands.")
+                        and m not in (module, "timetag.commands.options"))
+        found = _heavy(modules, heavy) + _heavy(modules, needless) + others
+        if code not in (0, None) or f"timetag {name}" not in out or module not in modules or found:
+            wrong[name] = {"code": code, "loaded": module in modules, "imported": found}
+    assert wrong == {}
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["recover", "--help"], ["simulate", "--help"],

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from ..custody import AtomicOutputs, check_distinct, check_target
 from ..errors import EstimationError
 from .options import quiet_option
 
@@ -70,6 +69,7 @@ def register(app):
     ):
         """Distil a shared secret key from both labs' rounds (one process, both roles), or run one lab's side
         over TCP (--role alice --listen HOST:PORT / --role bob --connect HOST:PORT, with --psk)."""
+        from ..custody import AtomicOutputs, check_distinct, check_target   # filelock: not for --help
         from ..distill.reconcile import DECODERS, require_ldpc
         if decoder not in DECODERS:
             raise EstimationError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")

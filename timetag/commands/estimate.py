@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..custody import check_target
 from ..errors import EstimationError
 
 PROTOCOL_LABELS = (("random_basis", "random key basis"), ("original", "original protocol"))
@@ -50,7 +49,9 @@ def register(app):
                                    "(for --plots alone; --json still prints its object)."),
     ):
         """Estimate S, QBERs, key rates and the finite-key block length from both labs' rounds."""
-        # the estimators pull in scipy (most of a second): loaded when the command runs, not for `timetag --help`
+        # loaded when the command runs, not for its --help: scipy with the estimators (most of a second), filelock
+        # with custody
+        from ..custody import check_target
         from ..estimators.pipeline import estimate
         from ..estimators.plots import plot_targets, require_matplotlib, write_plots
 

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from ..constants import CHECKSUMS, DEFAULT_CHECKSUM
 from .options import chunk_size_option, deprecated_format_option, from_deprecated, quiet_option
 
 
@@ -54,8 +55,6 @@ def summary_table(s: dict):
 
 
 def register(app):
-    from ..provenance import CHECKSUMS, DEFAULT_CHECKSUM   # numpy, xxhash: loaded with the command
-
     @app.command("process")
     def process(
         files: List[Path] = typer.Argument(..., help="Tag files of one run and one lab, processed in order as one "
