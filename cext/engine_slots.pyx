@@ -66,6 +66,7 @@ cdef extern from "engine_slots_kernels.h":
         Py_ssize_t nbins
         const int32_t* lut
         tt_agg* AG
+        Py_ssize_t ag_base
         const tt_agg* carry
         Py_ssize_t K
         Py_ssize_t closed
@@ -215,7 +216,8 @@ def process_chunk(HeraldTables t not None, const int64_t[::1] time, const int32_
     for the chunk and TT_PAD more columns, set to INT64_MAX on return).  ``io``, ``state``: one
     record each (``tt_herald_io``, ``tt_herald_state``); attempt j is the sync
     ``rows[sync_slot, io.sync_lo + j]``; ``bsm_lo``: per BSM row, its first click not yet added;
-    ``agg[j]``: attempt j's clicks, keys (dt - window start) * 256 + BSM row, unsigned;
+    ``agg[j]``: attempt j's clicks, keys (dt - window start) * 256 + BSM row, unsigned (on return
+    for j from min(io.closed, io.attempts - 1) on; the kernels use the rest as working room);
     ``her[:io.heralds]``: the closed attempts with >= 2 accepted clicks; ``arrival[det, bin]``:
     the arrival histograms.
     """
@@ -263,6 +265,7 @@ def process_chunk(HeraldTables t not None, const int64_t[::1] time, const int32_
     c.n_acc = 0
     c.n_nosync = 0
     c.carry = NULL
+    c.ag_base = 0
     if nb:
         n_s = hi[t.sync_slot] - c.s_lo
         if c.s_lo < 0 or n_s < 0 or agg.shape[0] < n_s + n + 1 or her.shape[0] < n_s + n + 1 or c.K > n_s \
@@ -314,6 +317,9 @@ def process_chunk(HeraldTables t not None, const int64_t[::1] time, const int32_
             rows[s, hi[s] + i] = INT64_MAX
     for i in range(c.nb):
         bsm_lo[i] = c.bsm_lo[i]
+    if c.ag_base:
+        # the kernels kept attempts from ag_base at the start of agg; callers index agg by attempt
+        memmove(&agg[c.ag_base], &agg[0], (c.K - c.ag_base) * sizeof(Agg))
     io[0].last_raw = c.last_raw
     io[0].horizon = c.horizon
     io[0].attempts = c.K

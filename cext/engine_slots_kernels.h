@@ -6,6 +6,7 @@
 #define TIMETAG_ENGINE_SLOTS_KERNELS_H
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -58,7 +59,8 @@ typedef struct {
     int64_t *hist;
     ptrdiff_t nbins;
     const int32_t *lut;              /* bin of each ps of the histogram span, or NULL (span too long) */
-    tt_agg *AG;
+    tt_agg *AG;                      /* attempt j at AG[j - ag_base] (tt_attempts) */
+    ptrdiff_t ag_base;               /* io */
     const tt_agg *carry;
     ptrdiff_t K, closed;             /* io: attempts initialised / scanned for heralds */
     tt_her *her;
@@ -85,30 +87,44 @@ static inline ptrdiff_t tt_syncs_before(const int64_t *restrict SY, ptrdiff_t a,
     }
 }
 
-/* Add one click (u in the sync's raw frame) to the attempt of sync SY[j]: dt into the arrival
- * histogram, and if accepted its key into AG[j].  Masks, not branches: whether a click is accepted is as random
- * as the stream.  Rows come in time order: on equal keys (same row) the first click stays, the
- * last is replaced; keys of different rows differ, so rows may be visited in any order. */
-typedef struct { int64_t hlo, hbin; uint64_t hspan, m; int64_t *junk; const int32_t *lut; } tt_hist;
+/* The arrival histogram as tt_hist_cell reads it (hspan 0: no bins, every click to the junk cell). */
+typedef struct { int64_t hlo; uint64_t hspan, m; int64_t *junk; const int32_t *lut; } tt_hist;
 
-static inline int64_t tt_click(int64_t u, ptrdiff_t j, const int64_t *restrict SY, tt_agg *restrict AG,
-                               int64_t r, int64_t w0, uint64_t wspan, const tt_hist *h, int64_t *hrow)
+/* The reciprocal of a bin width d >= 2 for tt_hist_cell: ceil(2**64 / d) (UINT64_MAX / d + 1 is
+ * that for every d, powers of two included); 0 for d = 1, whose bin is x itself. */
+static inline uint64_t tt_bin_reciprocal(int64_t d)
 {
-    int64_t dt = u - SY[j];
-    tt_agg *g = AG + j;
-    /* arrival histogram: q = (dt - hlo) // hbin by the reciprocal m = ceil(2**32 / hbin) (exact
-     * after one correction for spans < 2**31); clicks out of range count into a junk cell */
+    return d > 1 ? UINT64_MAX / (uint64_t)d + 1 : 0;
+}
+
+/* The arrival-histogram cell of a click dt after its sync; clicks out of range count into a junk
+ * cell.  Bin q = x // hbin (x = dt - hlo < 2**31 in range) is the high word of x * m, m =
+ * ceil(2**64 / hbin), exact for every x < 2**32 (Lemire, Kaser & Kurz 2019, "Faster remainder by
+ * direct computation"): one multiplication and no correction, short enough to stay inline. */
+static inline int64_t *tt_hist_cell(int64_t dt, const tt_hist *h, int64_t *hrow)
+{
     uint64_t x = (uint64_t)(dt - h->hlo);
     int64_t q;
-    if (h->lut != NULL) {  /* the same for every click: a predicted branch */
+    if (h->lut != NULL) {  /* the same for every click: predicted branches */
         q = h->lut[x < h->hspan ? x : 0];
+    } else if (h->m != 0) {
+        q = (int64_t)(((unsigned __int128)(uint32_t)x * h->m) >> 64);
     } else {
-        uint64_t xm = x & 0x7fffffff;
-        q = (int64_t)((xm * h->m) >> 32);
-        q -= q * h->hbin > (int64_t)xm;
+        q = (int64_t)(uint32_t)x;
     }
-    int64_t *cell = x < h->hspan ? hrow + q : h->junk;
-    *cell += 1;
+    /* a mask, not `in ? hrow + q : junk`, which gcc compiled to a branch: on the lmu2022 stream
+     * 60% of the clicks are in range, in no order, and the branch missed on about every other one */
+    uintptr_t in = -(uintptr_t)(x < h->hspan), miss = (uintptr_t)h->junk;
+    uintptr_t hit = (uintptr_t)hrow + (uintptr_t)q * sizeof(int64_t);  /* integers: q may be out of range */
+    return (int64_t *)(miss ^ ((hit ^ miss) & in));
+}
+
+/* Add a click dt after its sync, of BSM row r, to its attempt g if accepted.  Masks, not branches:
+ * whether a click is accepted is as random as the stream.  Rows come in time order: on equal keys
+ * (same row) the first click stays, the last is replaced; keys of different rows differ, so rows
+ * may be visited in any order. */
+static inline int64_t tt_click(int64_t dt, tt_agg *restrict g, int64_t r, int64_t w0, uint64_t wspan)
+{
     uint64_t since = (uint64_t)(dt - w0);
     int64_t acc = since < wspan;
     uint64_t m = -(uint64_t)acc;
@@ -122,6 +138,14 @@ static inline int64_t tt_click(int64_t u, ptrdiff_t j, const int64_t *restrict S
     return acc;
 }
 
+/* The attempts, indexed by sync: tt_advance keeps only the attempts a click may still update at the
+ * start of c->AG, so that the part in use stays in cache (indexed from the chunk's first sync, a
+ * chunk's attempts stream through 32 bytes per sync, every new one a cache miss). */
+static inline tt_agg *tt_attempts(const tt_chunk *c)
+{
+    return (tt_agg *)((uintptr_t)c->AG - (uintptr_t)c->ag_base * sizeof(tt_agg));
+}
+
 /* The clicks of BSM row r in [lo, hi) before the bound: attempt, histogram, accepted ones
  * into AG.  Times in the sync's raw frame: u = raw - off. */
 static inline void tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, const int64_t *restrict SY,
@@ -133,7 +157,7 @@ static inline void tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, co
     int64_t off = c->bsm_off[r], w0 = c->w0, lower = c->lower;
     uint64_t wspan = c->wspan;
     int64_t n_acc = 0, n_nosync = 0;
-    tt_agg *restrict AG = c->AG;
+    tt_agg *restrict AG = tt_attempts(c);
     for (; i < hi; i++) {
         int64_t u = T[i] - off;
         if (u >= bound_u) break;
@@ -150,7 +174,9 @@ static inline void tt_attempt_clicks(const int nxt, tt_chunk *c, ptrdiff_t r, co
             if (a == 0) { n_nosync++; continue; }
             j = a - 1;
         }
-        n_acc += tt_click(u, j, SY, AG, r, w0, wspan, h, hrow);
+        int64_t dt = u - SY[j];
+        *tt_hist_cell(dt, h, hrow) += 1;
+        n_acc += tt_click(dt, AG + j, r, w0, wspan);
     }
     c->bsm_lo[r] = i;
     c->bsm_a[r] = a;
@@ -193,15 +219,19 @@ static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptr
     const int64_t *e0 = T0 + tt_first_at_or_after(T0, c->bsm_lo[r0], c->hi[c->bsm_slot[r0]], tt_sat_add(bound_u, off0));
     const int64_t *e1 = T1 + tt_first_at_or_after(T1, c->bsm_lo[r1], c->hi[c->bsm_slot[r1]], tt_sat_add(bound_u, off1));
     uint64_t wspan = c->wspan;
-    tt_agg *restrict AG = c->AG;
+    tt_agg *restrict AG = tt_attempts(c);
     while (p0 < e0 && p1 < e1) {
         int64_t u0 = *p0 - off0, u1 = *p1 - off1;
         ptrdiff_t b0 = tt_syncs_before(SY, a0, u0, nxt), b1 = tt_syncs_before(SY, a1, u1, nxt);
         if (nxt ? (b0 >= K || b1 >= K) : (b0 == 0 || b1 == 0)) break;
         a0 = b0;
         a1 = b1;
-        n_acc += tt_click(u0, nxt ? a0 : a0 - 1, SY, AG, r0, w0, wspan, h, hrow0);
-        n_acc += tt_click(u1, nxt ? a1 : a1 - 1, SY, AG, r1, w0, wspan, h, hrow1);
+        ptrdiff_t j0 = nxt ? a0 : a0 - 1, j1 = nxt ? a1 : a1 - 1;
+        int64_t dt0 = u0 - SY[j0], dt1 = u1 - SY[j1];
+        *tt_hist_cell(dt0, h, hrow0) += 1;
+        *tt_hist_cell(dt1, h, hrow1) += 1;
+        n_acc += tt_click(dt0, AG + j0, r0, w0, wspan);
+        n_acc += tt_click(dt1, AG + j1, r1, w0, wspan);
         p0++;
         p1++;
     }
@@ -224,7 +254,7 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     const int64_t *SY = srow + c->s_lo;
     ptrdiff_t n_s = end - c->s_lo, K = c->K;
     int64_t h_u = h + c->sync_delay;  /* the horizon in the sync's raw frame */
-    tt_agg *AG = c->AG;
+    tt_agg *AG = tt_attempts(c);
     while (K < n_s && (flush || SY[K] < h_u)) {
         AG[K].k1 = -1;  /* UINT64_MAX */
         AG[K].k2 = 0;
@@ -236,8 +266,7 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     c->K = K;
     int64_t bound_u = flush ? INT64_MAX : h_u;
     int64_t junk = 0;
-    tt_hist hs = {c->hlo, c->hbin, c->nbins > 0 ? c->hspan : 0,
-                 (((uint64_t)1 << 32) + (uint64_t)c->hbin - 1) / (uint64_t)c->hbin, &junk, c->lut};
+    tt_hist hs = {c->hlo, c->nbins > 0 ? c->hspan : 0, tt_bin_reciprocal(c->hbin), &junk, c->lut};
     ptrdiff_t nb = c->nb;
     for (ptrdiff_t r = 0; r < nb; r += 2) {
         if (r + 1 < nb) {
@@ -263,6 +292,13 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     }
     c->nidx = nidx;
     if (upto > c->closed) c->closed = upto;
+    /* a later click may update attempt K - 1 ('previous', the open one or a closed one's
+     * rejected click) or none before K ('next'): the ones before are dropped */
+    ptrdiff_t keep = c->closed < K - 1 ? c->closed : K - 1;
+    if (keep > c->ag_base) {
+        memmove(c->AG, c->AG + (keep - c->ag_base), (size_t)(K - keep) * sizeof(tt_agg));
+        c->ag_base = keep;
+    }
 }
 
 /* Does any raw time step back (the first one against prev)?  The sign bit of the differences,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine_cases import (END, assert_same, psi_plus_round_tags, run, A_H, A_V, B_H, B_V, READY, SYNC, UNUSED, alice,
-                          alice_dict, random_stream)
+                          alice_dict, random_stream, stream)
 
 from timetag.chunk import TagChunk, split
 from timetag.engine import HeraldStage
@@ -73,11 +73,13 @@ def test_sync_at_the_same_time_as_a_click_counts_for_both_references():
     assert heralds.tolist() == [(29, 40, PATTERN_PSI_PLUS, A_H, A_V, -40, -11, 2)]
 
 
-@pytest.mark.parametrize("span", [(-100, 100, 7), (-70_001, 70_000, 13), (-(2**30), 2**30 - 1, 1_000_003)])
+@pytest.mark.parametrize("span", [(-100, 100, 7), (-70_001, 70_000, 13), (-(2**30), 2**30 - 1, 1_000_003),
+                                  (-70_001, 70_000, 1), (-(2**20), 2**20, 1024), (-145_250, 145_250, 500)])
 @pytest.mark.parametrize("ref", ["previous", "next"])
 def test_arrival_histogram_bins_by_table_and_by_reciprocal(span, ref):
-    """Spans up to 64 k ps use a lookup table, longer ones a reciprocal multiplication with one
-    correction; both must bin every click like the reference's integer division."""
+    """Spans up to 64 k ps use a lookup table, longer ones the high word of a multiplication by a
+    64-bit reciprocal (a bin of 1 ps: no multiplication; a power of two; the span and bin of lmu2022); all must
+    bin every click like the reference's integer division."""
     lo, hi, width = span
     d = alice_dict(ref=ref)
     d["histograms"] = {"arrival_bin_ps": width, "arrival_range_ps": [lo, hi], "max_count": 5}
@@ -91,6 +93,26 @@ def test_arrival_histogram_bins_by_table_and_by_reciprocal(span, ref):
     wide = TagChunk(t, s.channel, s.lost)
     _, _, pl = assert_same(lab, wide, list(split(wide, [700, 1400])))
     assert pl.histograms["arrival"].sum() > 100
+
+
+@pytest.mark.parametrize("ref", ["previous", "next"])
+def test_attempts_kept_by_index_across_long_chunks(ref):
+    """The kernels keep only the attempts a click may still update at the start of their buffer
+    (dropping the others after each sub-block of 8192 tags), and give the one left open at a
+    chunk's end back at its index: a chunk of two sub-blocks cut between the two clicks of an
+    attempt ('previous', the attempt is carried to the next chunk) or between the clicks and their
+    sync ('next')."""
+    lab = alice(ref=ref, delays={}, trigger="herald")
+    n = 3500
+    t0 = 1000 + 100 * np.arange(n, dtype=np.int64)
+    if ref == "previous":  # sync, then its clicks 20 and 25 ps later
+        times, chans = np.stack([t0, t0 + 20, t0 + 25], 1), [SYNC, A_H, A_V]
+    else:  # clicks 40 and 35 ps before their sync
+        times, chans = np.stack([t0 - 40, t0 - 35, t0], 1), [A_H, A_V, SYNC]
+    s = stream(list(zip(times.ravel().tolist(), chans * n)) + [(int(t0[-1]) + 1000, UNUSED)])
+    cuts = [3 * 3000 + 2]  # the first chunk: two sub-blocks, ending in an attempt with one click ('previous')
+    _, heralds, _ = assert_same(lab, s, list(split(s, cuts)))
+    assert len(heralds) == n and set(heralds["pattern"].tolist()) == {PATTERN_PSI_PLUS}
 
 
 def test_clicks_waiting_for_a_next_sync_stay_bounded():
