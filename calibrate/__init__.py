@@ -14,8 +14,8 @@ import timetag  # noqa: F401  (first: it points numba's cache at the user's cach
 
 __all__ = ["STEPS", "calibrate_run", "calibrate_lab", "collect", "CalibrationReport", "Change", "FomParams"]
 
-# `timetag` imports calibrate.cli at every start-up (its command plugin), which imports this package first: the
-# names below load their modules (scipy, numba) on first use instead
+# `timetag calibrate --help` imports calibrate.cli, which imports this package first: the names below load their
+# modules (numpy, scipy, the compiled kernels) on first use instead
 _LAZY = {"STEPS": "api", "calibrate_run": "api", "calibrate_lab": "api", "collect": "api",
          "CalibrationReport": "report", "Change": "report", "FomParams": "window"}
 

@@ -2,7 +2,7 @@
 
 A plugin of the ``timetag`` command line (entry point group ``timetag.commands``, see :mod:`timetag.plugins`):
 timetag does not import this package; installing it adds the command.  Importing this module stays cheap (``timetag
-calibrate --help`` imports it): the calibration itself and the setup reader (numpy, scipy, numba) are imported when
+calibrate --help`` imports it): the calibration itself and the setup reader (numpy, scipy) are imported when
 the command runs.
 """
 from __future__ import annotations

@@ -60,11 +60,27 @@ thresholds, format, provenance, overflow intervals per lab (raw ps), stats.
 """
 from __future__ import annotations
 
-from .analytic import expected_correlator, expected_stats
-from .generate import LinkSimulator
-from .params import SimParams, derived, load_preset, preset_names
-from .run import SimResult, build_setup, simulate
-from .truth import HERALD_ALL_DTYPE, TRUTH_DTYPE, read_truth
+import importlib
+
+# the public names and their modules: loaded on first use, so that importing one light module of the package
+# (``timetag.simulator.analytic``, ``.params``: what calibration and the estimators use) does not compile or load
+# the event kernel, the writers and h5py
+_WHERE = {"SimParams": "params", "load_preset": "params", "preset_names": "params", "derived": "params",
+          "expected_stats": "analytic", "expected_correlator": "analytic", "LinkSimulator": "generate",
+          "simulate": "run", "SimResult": "run", "build_setup": "run", "read_truth": "truth",
+          "TRUTH_DTYPE": "truth", "HERALD_ALL_DTYPE": "truth"}
 
 __all__ = ["SimParams", "load_preset", "preset_names", "derived", "expected_stats", "expected_correlator",
            "LinkSimulator", "simulate", "SimResult", "build_setup", "read_truth", "TRUTH_DTYPE", "HERALD_ALL_DTYPE"]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
