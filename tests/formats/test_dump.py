@@ -181,3 +181,76 @@ def test_split_kernel_matches_a_plain_loop(data, n, check_order, check_reserved)
                                                                            check_reserved)
     assert (w, m, bad, back, last) == (len(t_ref), len(lost_ref), bad_ref, back_ref, last_ref)
     assert out_t[:w].tolist() == t_ref and out_c[:w].tolist() == c_ref and lost_i[:m].tolist() == lost_ref
+
+
+class _Advice:
+    """Records the read-ahead hints given (os.posix_fadvise) and the windows opened, in order."""
+
+    def __init__(self, monkeypatch, fail: BaseException | None = None):
+        self.calls: list[tuple] = []
+        self.fail = fail
+        monkeypatch.setattr(dump.os, "posix_fadvise", self._fadvise)
+        opened = dump._Windows.open
+
+        def spy(windows, lo, hi):
+            self.calls.append(("open", lo * 16, hi * 16))
+            return opened(windows, lo, hi)
+
+        monkeypatch.setattr(dump._Windows, "open", spy)
+
+    def _fadvise(self, fd, offset, length, advice):
+        name = {dump.os.POSIX_FADV_SEQUENTIAL: "seq", dump.os.POSIX_FADV_WILLNEED: "willneed"}[advice]
+        self.calls.append((name, offset, length))
+        if self.fail is not None:
+            raise self.fail
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+@pytest.mark.parametrize("start,stop", [(0, None), (17, 230)])
+def test_read_ahead_hints_run_ahead_of_every_window_within_the_range(tmp_path, monkeypatch, use_mmap, start, stop):
+    monkeypatch.setattr(dump, "WINDOW_RECORDS", 8)
+    monkeypatch.setattr(dump, "READ_RECORDS", 8)
+    monkeypatch.setattr(dump, "READ_AHEAD_BYTES", 40 * 16)
+    rec = _records(300, 5)
+    fn = tmp_path / "x.dump"
+    rec.tofile(fn)
+    advice = _Advice(monkeypatch)
+    _check(list(DumpReader(fn, chunk_size=30, use_mmap=use_mmap).iter_chunks(start, stop)), rec[start:stop])
+    first, last = start * 16, (stop or 300) * 16
+    # each window's open gives its hints (before mapping or reading it): the first one says "sequential to the
+    # end of the range", then each asks for what follows the last hint, up to READ_AHEAD_BYTES past the window
+    assert advice.calls[:2] == [("open", first, first + 8 * 16), ("seq", first, last - first)]
+    assert sum(c[0] == "seq" for c in advice.calls) == 1
+    advised, window_end = first, None
+    for kind, offset, length in advice.calls + [("open", None, None)]:
+        if kind == "willneed":
+            assert offset == advised and length > 0 and offset + length <= last
+            advised = offset + length
+        elif kind == "open":
+            if window_end is not None:
+                assert advised == min(window_end + 40 * 16, last)
+            window_end = length
+    assert advised == last
+
+
+@pytest.mark.parametrize("fail", [OSError(29, "Illegal seek"), AttributeError("no posix_fadvise")])
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_a_refused_read_ahead_hint_is_harmless(tmp_path, monkeypatch, fail, use_mmap):
+    monkeypatch.setattr(dump, "WINDOW_RECORDS", 8)
+    monkeypatch.setattr(dump, "READ_RECORDS", 8)
+    rec = _records(200, 6)
+    fn = tmp_path / "x.dump"
+    rec.tofile(fn)
+    advice = _Advice(monkeypatch, fail)
+    _check(list(DumpReader(fn, chunk_size=30, use_mmap=use_mmap)), rec)
+    assert any(c[0] == "willneed" for c in advice.calls)     # the hints were tried, and refused
+
+
+def test_no_read_ahead_hints_when_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(dump, "READ_AHEAD_BYTES", 0)
+    rec = _records(100, 7)
+    fn = tmp_path / "x.dump"
+    rec.tofile(fn)
+    advice = _Advice(monkeypatch)
+    _check(list(DumpReader(fn, chunk_size=30)), rec)
+    assert advice.calls and all(c[0] == "open" for c in advice.calls)

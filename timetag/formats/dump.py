@@ -56,6 +56,11 @@ def sniff(path, head: bytes) -> bool:
 # cache when the split reads it) are read with preadv into one reused buffer.
 WINDOW_RECORDS = 1 << 19
 READ_RECORDS = 1 << 16
+# A file not in the page cache (fresh from an O_DIRECT simulation, copied from the lab) would otherwise be read
+# by page faults, each a synchronous disk read while the decoder waits: the kernel is asked to read this many
+# bytes past the window being decoded, so the disk works while the split does (docs/performance.md: "`process`
+# on a file that is not in the page cache").
+READ_AHEAD_BYTES = 32 << 20
 
 
 class DumpDecoder:
@@ -282,7 +287,7 @@ class DumpReader:
         size = min(self.chunk_size, stop - start)
         window = min(WINDOW_RECORDS if self.use_mmap else READ_RECORDS, size)
         with open(self.path, "rb", buffering=0) as fh:
-            windows = _Windows(fh, self.path, window, self.use_mmap)
+            windows = _Windows(fh, self.path, window, self.use_mmap, limit=stop * RECORD_SIZE)
             for lo in range(start, stop, self.chunk_size):
                 hi = min(lo + self.chunk_size, stop)
                 out_t, out_c = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int32)
@@ -314,13 +319,16 @@ class _Windows:
     """Record windows [lo, hi) of an open dump file: mapped when possible, else read into one reused buffer.
 
     The caller drops every view of a window before ``close()`` (an mmap with live views cannot be closed).
+    Windows come in increasing order up to byte ``limit``: the kernel reads ``READ_AHEAD_BYTES`` ahead of them
+    (:class:`ReadAhead`).
     """
 
-    def __init__(self, fh, path: Path, window: int, use_mmap: bool):
+    def __init__(self, fh, path: Path, window: int, use_mmap: bool, limit: int | None = None):
         self.fd, self.path = fh.fileno(), path
         self._mm = None
         self._window = window   # the largest window asked for
         self._buf = None if use_mmap else np.empty(window, RECORD_DTYPE)
+        self._ahead = ReadAhead(self.fd, limit, READ_AHEAD_BYTES)
 
     def open(self, lo: int, hi: int) -> np.ndarray:
         start, stop = lo * RECORD_SIZE, hi * RECORD_SIZE
@@ -328,6 +336,7 @@ class _Windows:
         if size < stop:
             raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}, the file "
                               f"now ends at byte {size}", path=self.path, offset=size)
+        self._ahead.reading(start, stop)
         if self._buf is None:
             base = start - start % mmap.ALLOCATIONGRANULARITY
             try:
@@ -356,6 +365,36 @@ class _Windows:
                 # window is unmapped when that view is freed, instead of failing the read
                 pass
             self._mm = None
+
+
+class ReadAhead:
+    """Tells the kernel that a file is read in increasing order up to byte ``limit`` (None: its end) and asks it
+    to read ``ahead`` bytes past the bytes being read into the page cache.  Hints only: the pages are not mapped
+    (the resident set does not grow), and a hint the system refuses changes nothing but the speed."""
+
+    def __init__(self, fd: int, limit: int | None, ahead: int):
+        self.fd, self.limit, self.ahead = fd, limit, ahead
+        self.advised: int | None = None    # the byte up to which the kernel was asked to read
+
+    def reading(self, start: int, stop: int) -> None:
+        """Bytes [start, stop) are about to be read."""
+        if not self.ahead:
+            return
+        if self.advised is None or start > self.advised:   # the first read, or a jump: start afresh from here
+            _advise(self.fd, start, 0 if self.limit is None else self.limit - start, "POSIX_FADV_SEQUENTIAL")
+            self.advised = start
+        end = stop + self.ahead if self.limit is None else min(stop + self.ahead, self.limit)
+        if end > self.advised:
+            _advise(self.fd, self.advised, end - self.advised, "POSIX_FADV_WILLNEED")
+            self.advised = end
+
+
+def _advise(fd: int, offset: int, length: int, advice: str) -> None:
+    """``posix_fadvise`` where the system has it; a refusal (a pipe, a file system without it) is ignored."""
+    try:
+        os.posix_fadvise(fd, offset, length, getattr(os, advice))
+    except (AttributeError, OSError):
+        pass
 
 
 def _lost_events(other: np.ndarray) -> np.ndarray:
