@@ -94,10 +94,13 @@ def run(quick: bool = True) -> list[dict]:
     best_web = max(r["rate"] for r in web)
     ratio = best_web / best_plain
     med = sorted(w["rate"] / p["rate"] for w, p in zip(web, plain))[len(web) // 2]
+    # a regression lowers both; one of them alone below 0.8 was load on the shared machine (CI, 2 repeats: best
+    # 0.77 with median 0.99 in one run)
+    regressed = max(ratio, med) < 0.8
     return [
         {"name": "dashboard_web_vs_plain_ratio", "value": ratio, "median": med, "unit": "x",
          "baseline": f"live --source sim --speed max without --web, same config, interleaved, {duration:g} s runs",
-         "target": ">= 0.95", "gross_regression": ratio < 0.8},
+         "target": ">= 0.95", "gross_regression": regressed},
         {"name": "live_sim_max_tags_per_s", "value": best_plain, "unit": "tags/s", "baseline": "absolute",
          "target": "", "gross_regression": False},
         {"name": "live_sim_max_web_tags_per_s", "value": best_web, "unit": "tags/s",
