@@ -159,6 +159,21 @@ def signal_cdf(t, mu, sigma, tau, double=0.0):
     return (1.0 - double) * base + 0.5 * double * (first + last)
 
 
+@functools.lru_cache(maxsize=64)
+def _increments(x: bytes, mu: float, sigma: float, tau: float, double: float) -> np.ndarray:
+    """np.diff(signal_cdf(x, ...)) for the float64 bin edges ``x`` (as bytes: a cache key).  A fit's finite-difference
+    Jacobian moves one parameter at a time, and most of them (amplitudes, backgrounds, the afterpulse number) leave
+    the shape where it was: those model evaluations reuse it.  Read-only: shared between calls."""
+    inc = np.diff(signal_cdf(np.frombuffer(x, dtype=np.float64), mu, sigma, tau, double))
+    inc.flags.writeable = False
+    return inc
+
+
+def _cdf_increments(x: np.ndarray, mu, sigma, tau, double) -> np.ndarray:
+    return _increments(np.ascontiguousarray(x, dtype=np.float64).tobytes(), float(mu), float(sigma), float(tau),
+                       float(double))
+
+
 def expected_counts(edges, mu, sigma, tau, signal, background_per_ps, cut=None, floor_per_ps=0.0, double=0.0):
     """Expected counts per bin: ``signal`` photons with the EMG shape plus a flat background.
 
@@ -168,7 +183,7 @@ def expected_counts(edges, mu, sigma, tau, signal, background_per_ps, cut=None, 
     """
     edges = np.asarray(edges, dtype=np.float64)
     ce = edges if cut is None else np.maximum(edges, cut)
-    return signal * np.diff(signal_cdf(ce, mu, sigma, tau, double)) + background_per_ps * np.diff(ce) \
+    return signal * _cdf_increments(ce, mu, sigma, tau, double) + background_per_ps * np.diff(ce) \
         + floor_per_ps * np.diff(edges)
 
 
@@ -184,7 +199,7 @@ def afterpulse_counts(edges, mu, sigma, tau, signal, dead_ps, ap_tau_ps, cut=Non
     # the parents from where the pulse begins (the same bin grid, so one discrete convolution serves)
     n_pre = max(0, int(np.ceil((edges[0] - (mu - 8.0 * sigma)) / w)))
     ext = np.concatenate([edges[0] - w * np.arange(n_pre, 0, -1), edges])
-    parents = signal * np.diff(signal_cdf(ext, mu, sigma, tau, double))
+    parents = signal * _cdf_increments(ext, mu, sigma, tau, double)
     # a parent at its bin's centre: the afterpulse's delay d = dead + Exp(ap_tau) lands in bin lag m when
     # d in [(m - 1/2) w, (m + 1/2) w)
     m = np.arange(ext.size)
