@@ -322,6 +322,53 @@ count:
     }
 }
 
+/* Anchored intervals before tau + o0 are all known: sweep them (when the rings fill up; at once when there are
+ * none), then drop what no pending click nor the sweep can ask for any more.  Both paths of tt_dc_run that see an
+ * anchor (the grid sync's short one and the general one) do this. */
+static inline void tt_dc_advance(int64_t tau, int64_t *sweep, int64_t *excl, int64_t *ah, int64_t at, int64_t *gh,
+                                 int64_t gt, int64_t ph, int64_t pt, const int64_t *pend_t, const int64_t *anc_t,
+                                 const int64_t *grid_a, const tt_dc_config *c, const tt_dc_arrays *A,
+                                 const tt_dc_period *P)
+{
+    int64_t Pend = tau + c->o0;
+    if (Pend > *sweep) {
+        if (at == *ah) {
+            *sweep = Pend;
+        } else if (at - *ah + gt - *gh >= TT_DC_SWEEP_RING) {
+            *excl += tt_dc_sweep(Pend, *sweep, *ah, at, *gh, gt, c, A, P);
+            *sweep = Pend;
+        }
+    }
+    int64_t low = *sweep;
+    if (ph < pt && pend_t[ph] < low)
+        low = pend_t[ph];
+    while (*ah < at && anc_t[*ah] + c->o1 <= low)
+        *ah += 1;
+    while (*gh + 1 < gt && grid_a[*gh + 1] <= low)
+        *gh += 1;
+}
+
+/* A recorded sync joins the grid's anchors, with the grid measure up to it (the first one sits in the ring
+ * already when `seeded`: placed before the stream reached it). */
+static inline void tt_dc_add_anchor(int64_t tau, int64_t *seeded, int64_t gh, int64_t *gt, int64_t *grid_a,
+                                    int64_t *grid_b, const tt_dc_config *c, const tt_dc_arrays *A,
+                                    const tt_dc_period *P)
+{
+    if (*seeded) {
+        *seeded = 0;
+        return;
+    }
+    if (*gt > gh) {
+        int64_t j, tick;
+        tt_dc_tick_p(tau, grid_a[*gt - 1], P, &j, &tick);
+        grid_b[*gt] = grid_b[*gt - 1] + j * c->lx + tt_dc_part(tau - tick, A->xps, A->xpe, A->xcum, A->nxp);
+    } else {
+        grid_b[*gt] = 0;
+    }
+    grid_a[*gt] = tau;
+    *gt += 1;
+}
+
 /* Make room at the end of a ring of pairs (a, b) by moving its live part [*h, *tl) to the front; 0: it is full
  * of what is still needed. */
 static inline int tt_dc_room(int64_t *a, int64_t *b, int64_t *h, int64_t *tl, int64_t size)
@@ -356,7 +403,7 @@ static __attribute__((noinline)) int64_t tt_dc_run(const int64_t *time, const in
     int64_t ph = state->ph, pt = state->pt, gh = state->gh, gt = state->gt, ah = state->ah, at = state->at;
     int64_t sweep = state->sweep, first = state->first, last = state->last, excl = state->excl;
     int64_t seeded = state->seeded;
-    const int64_t gch = c->grid_channel, lag = c->lag, o0 = c->o0, o1 = c->o1, lx = c->lx;
+    const int64_t gch = c->grid_channel, lag = c->lag;
     const int64_t nlut = A->nlut, nrow = A->nrow, nkind = A->nkind, npend = A->npend, ngrid = A->ngrid;
     const int64_t *lut = A->lut, *prow = A->prow;
     const uint8_t *kind = A->kind;
@@ -402,36 +449,8 @@ static __attribute__((noinline)) int64_t tt_dc_run(const int64_t *time, const in
             if (first == TT_DC_UNSET)
                 first = sweep = tau;
             last = tau;
-            /* as in the general path below, for a tag that is only a grid anchor */
-            int64_t Pend = tau + o0;
-            if (Pend > sweep) {
-                if (at == ah) {
-                    sweep = Pend;
-                } else if (at - ah + gt - gh >= TT_DC_SWEEP_RING) {
-                    excl += tt_dc_sweep(Pend, sweep, ah, at, gh, gt, c, A, &P);
-                    sweep = Pend;
-                }
-            }
-            int64_t low = sweep;
-            if (ph < pt && pend_t[ph] < low)
-                low = pend_t[ph];
-            while (ah < at && anc_t[ah] + o1 <= low)
-                ah += 1;
-            while (gh + 1 < gt && grid_a[gh + 1] <= low)
-                gh += 1;
-            if (seeded) {
-                seeded = 0;
-            } else {
-                if (gt > gh) {
-                    int64_t j, tick;
-                    tt_dc_tick_p(tau, grid_a[gt - 1], &P, &j, &tick);
-                    grid_b[gt] = grid_b[gt - 1] + j * lx + tt_dc_part(tau - tick, A->xps, A->xpe, A->xcum, A->nxp);
-                } else {
-                    grid_b[gt] = 0;
-                }
-                grid_a[gt] = tau;
-                gt += 1;
-            }
+            tt_dc_advance(tau, &sweep, &excl, &ah, at, &gh, gt, ph, pt, pend_t, anc_t, grid_a, c, A, &P);
+            tt_dc_add_anchor(tau, &seeded, gh, &gt, grid_a, grid_b, c, A, &P);
             continue;
         }
         const int64_t d = (0 <= ch && ch < nlut) ? lut[ch] : -1;
@@ -454,39 +473,9 @@ static __attribute__((noinline)) int64_t tt_dc_run(const int64_t *time, const in
             first = sweep = tau;
         last = tau;
         if (is_g || r >= 0) {
-            /* anchored intervals before tau + min(o0, 0) are all known: sweep them (when the rings fill up; at
-             * once when there are none), then drop what no pending click nor the sweep can ask for any more */
-            int64_t Pend = tau + o0;
-            if (Pend > sweep) {
-                if (at == ah) {
-                    sweep = Pend;
-                } else if (at - ah + gt - gh >= TT_DC_SWEEP_RING) {
-                    excl += tt_dc_sweep(Pend, sweep, ah, at, gh, gt, c, A, &P);
-                    sweep = Pend;
-                }
-            }
-            int64_t low = sweep;
-            if (ph < pt && pend_t[ph] < low)
-                low = pend_t[ph];
-            while (ah < at && anc_t[ah] + o1 <= low)
-                ah += 1;
-            while (gh + 1 < gt && grid_a[gh + 1] <= low)
-                gh += 1;
-            if (is_g) {
-                if (seeded) {
-                    seeded = 0;   /* the first grid anchor, placed before the stream reached it */
-                } else {
-                    if (gt > gh) {
-                        int64_t j, tick;
-                        tt_dc_tick_p(tau, grid_a[gt - 1], &P, &j, &tick);
-                        grid_b[gt] = grid_b[gt - 1] + j * lx + tt_dc_part(tau - tick, A->xps, A->xpe, A->xcum, A->nxp);
-                    } else {
-                        grid_b[gt] = 0;
-                    }
-                    grid_a[gt] = tau;
-                    gt += 1;
-                }
-            }
+            tt_dc_advance(tau, &sweep, &excl, &ah, at, &gh, gt, ph, pt, pend_t, anc_t, grid_a, c, A, &P);
+            if (is_g)
+                tt_dc_add_anchor(tau, &seeded, gh, &gt, grid_a, grid_b, c, A, &P);
             if (r >= 0) {
                 anc_t[at] = tau;
                 anc_r[at] = r;
