@@ -95,7 +95,9 @@ def command_names() -> list[str]:
             return entry["names"]
     names = list(command_plugins())
     kept = [e for e in entries if [s["entry"] for s in e["sys_path"]] != [s["entry"] for s in state]]
-    _write_atomically(path, json.dumps([{"sys_path": state, "names": names}, *kept][:_CACHED_PATHS]))
+    from .cachefile import write_cache_file  # only when the cache is (re)written: not on every --help
+
+    write_cache_file(path, json.dumps([{"sys_path": state, "names": names}, *kept][:_CACHED_PATHS]).encode())
     return names
 
 
@@ -108,20 +110,6 @@ def _read_cache(path: Path) -> list[dict]:
     except (OSError, ValueError, KeyError, TypeError):
         return []
     return entries if all(isinstance(n, str) for e in entries for n in e["names"]) else []
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """The whole new file or the old one, never a part (two processes may write it at once)."""
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part.write_text(text, encoding="utf-8")
-        os.replace(part, path)
-    except OSError:
-        try:
-            part.unlink()
-        except OSError:
-            pass
 
 
 def calibrator(name: str = "calibrate") -> Callable:

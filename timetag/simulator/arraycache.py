@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 
 from .._numba_cache import user_cache_dir
+from ..cachefile import write_cache_file
 
 
 def cache_dir() -> Path:
@@ -46,24 +46,8 @@ def cached_array(name: str, key: str, size: int, compute, *, libraries=("numpy",
     except (OSError, ValueError, EOFError):
         pass
     arr = np.ascontiguousarray(compute(), np.float64)
-    _save(path, arr)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    write_cache_file(path, buf.getvalue())  # no cache this time if it fails: the next run computes it again
     return arr
 
-
-def _save(path: Path, arr: np.ndarray) -> None:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass  # no cache this time: the next run computes the array again
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
