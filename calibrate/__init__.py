@@ -8,9 +8,8 @@ calibrator (:func:`calibrate.api.calibrate_files`) are registered as entry point
 """
 from __future__ import annotations
 
-import importlib
-
 import timetag  # noqa: F401  (first: it points numba's cache at the user's cache folder)
+from timetag._lazy import lazy_names
 
 __all__ = ["STEPS", "calibrate_run", "calibrate_lab", "collect", "CalibrationReport", "Change", "FomParams"]
 
@@ -20,14 +19,4 @@ _LAZY = {"STEPS": "api", "calibrate_run": "api", "calibrate_lab": "api", "collec
          "CalibrationReport": "report", "Change": "report", "FomParams": "window"}
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)

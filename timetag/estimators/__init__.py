@@ -18,7 +18,7 @@ not imported here).
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
 # eager: the function chsh shares its name with its module, so it must be bound after the module is imported
 from .chsh import chsh, correlation_probabilities, correlators, qber
@@ -41,18 +41,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'timetag.estimators' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 __all__ = ["chsh", "correlation_probabilities", "correlators", "qber", *_LAZY]
 

@@ -60,7 +60,7 @@ thresholds, format, provenance, overflow intervals per lab (raw ps), stats.
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
 # the public names and their modules: loaded on first use, so that importing one light module of the package
 # (``timetag.simulator.analytic``, ``.params``: what calibration and the estimators use) does not compile or load
@@ -73,14 +73,4 @@ _WHERE = {"SimParams": "params", "load_preset": "params", "preset_names": "param
 __all__ = ["SimParams", "load_preset", "preset_names", "derived", "expected_stats", "expected_correlator",
            "LinkSimulator", "simulate", "SimResult", "build_setup", "read_truth", "TRUTH_DTYPE", "HERALD_ALL_DTYPE"]
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _WHERE)
