@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("timetag", "timetag.constants", "timetag.errors", "timetag.chunk", "timetag.records",
                     "timetag._version", "timetag._numba_cache", "timetag._cext", "timetag.custody",
                     "timetag.provenance", "timetag.plugins", "timetag.lost", "timetag.interrupts", "timetag.cachefile",
-                    "timetag._lazy")),
+                    "timetag._lazy", "timetag.checksums")),
     ("formats", ("timetag.formats", "timetag.setupfile", "timetag.channels")),
     ("engine", ("timetag.engine",)),
     ("stream", ("timetag.stream", "timetag.process", "timetag.roundsfile", "timetag.roundsoutput",

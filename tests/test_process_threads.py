@@ -6,6 +6,7 @@ in the second partition ('fail' mode), an OS error and Ctrl-C in the middle.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import warnings
@@ -27,6 +28,8 @@ from timetag.roundsfile import read_rounds
 from timetag.setupfile import load_setup
 from timetag.stream import parallel
 from timetag.stream.parallel import plan_cuts
+
+from reference_checksum import block_checksum
 
 sim = pytest.importorskip("timetag.simulator")
 
@@ -79,6 +82,23 @@ def test_threads_write_what_one_thread_writes(run, lab, chunk, parts, threads):
     assert prov["threads"]["threads"] == threads and prov["threads"]["partitions"] > 1
     # the checksum of the input, hashed in order while the workers run, is the one-thread run's
     assert prov["inputs"][0]["checksum"] == read_rounds(one[1]).provenance["inputs"][0]["checksum"]
+
+
+def test_the_workers_hash_their_own_partitions(run, monkeypatch):
+    # the default block checksum: each worker hashes the blocks it maps; only the block around each cut is read again
+    from timetag import checksums
+
+    reread = []
+    real = checksums._read_into
+    monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(len(buf)) or real(fd, buf, off))
+    _, out = _process(run, "hashed", chunk_size=20_000, threads=2, partitions=6)
+    prov = read_rounds(out).provenance
+    assert prov["inputs"][0]["checksum"] == block_checksum(run["alice"].read_bytes())
+    assert 1 <= len(reread) <= prov["threads"]["partitions"] - 1 and set(reread) == {1 << 20}
+    # a whole-file checksum asked for by name is read once more, in order
+    _, out = _process(run, "hashed_sha", chunk_size=20_000, threads=2, partitions=6, checksum="sha256")
+    assert read_rounds(out).provenance["inputs"][0]["checksum"] == \
+        "sha256:" + hashlib.sha256(run["alice"].read_bytes()).hexdigest()
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import xxhash
 from timetag.errors import SetupError
 from timetag.provenance import BackgroundChecksums, InputChecksums, file_checksum
 
+from reference_checksum import block_checksum
+
 
 def test_background_checksums_match_hashlib(tmp_path):
     paths = []
@@ -17,9 +20,12 @@ def test_background_checksums_match_hashlib(tmp_path):
         p = tmp_path / f"f{i}.bin"
         p.write_bytes(bytes((j * 7 + i) % 251 for j in range(size)) if size < 5000 else bytes(size))
         paths.append(p)
-    job = BackgroundChecksums(paths)  # xxh3-128 by default, checked against xxhash's one-shot digest
-    expected = ["xxh3_128:" + xxhash.xxh3_128_hexdigest(p.read_bytes()) for p in paths]
+    job = BackgroundChecksums(paths)  # the block checksum by default, checked against its plain definition
+    expected = [block_checksum(p.read_bytes()) for p in paths]
     assert job.result() == expected == [file_checksum(p) for p in paths]
+    job = BackgroundChecksums(paths, "xxh3_128")   # as `xxhsum -H2` gives it
+    expected = ["xxh3_128:" + xxhash.xxh3_128_hexdigest(p.read_bytes()) for p in paths]
+    assert job.result() == expected == [file_checksum(p, "xxh3_128") for p in paths]
     job = BackgroundChecksums(paths, "sha256")
     expected = ["sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
     assert job.result() == expected == [file_checksum(p, "sha256") for p in paths]
@@ -63,15 +69,29 @@ def test_a_dump_is_hashed_on_the_bytes_its_reader_maps(tmp_path, monkeypatch, us
     text = tmp_path / "b.txt"
     text.write_text("".join(f"{1 + i % 3} {1000 * (i + 1)}\n" for i in range(500)))
     sums = InputChecksums([p, text], in_stream=lambda q: q.suffix == ".dump")
-    monkeypatch.setattr("timetag.provenance.file_checksum", _never_reread(p, file_checksum))
+    monkeypatch.setattr("timetag.checksums._read_into", _never_reread(p))
     with pytest.warns(UserWarning) if trailing else _nothing():
         reader = DumpReader(p, chunk_size=7_777, use_mmap=use_mmap)
     sums.attach(reader)
     sums.attach(object())  # the text input's reader: hashed by the background thread
     n = sum(len(c) for c in reader)
-    assert n == 25_000 and reader.hashed_whole_file
-    assert sums.result() == ["xxh3_128:" + xxhash.xxh3_128_hexdigest(p.read_bytes()),
-                             "xxh3_128:" + xxhash.xxh3_128_hexdigest(text.read_bytes())]
+    assert n == 25_000
+    assert sums.result() == [block_checksum(p.read_bytes()), block_checksum(text.read_bytes())]
+
+
+@pytest.mark.parametrize("algo", ["xxh3_128", "sha256"])
+def test_a_whole_file_checksum_is_hashed_on_the_mapped_bytes_too(tmp_path, monkeypatch, algo):
+    from timetag.formats.dump import DumpReader
+
+    p = _dump(tmp_path / "a.dump", 25_000, b"123")
+    sums = InputChecksums([p], algo, in_stream=lambda q: True)
+    monkeypatch.setattr("timetag.checksums._read_into", _no_read)
+    with pytest.warns(UserWarning):
+        reader = DumpReader(p, chunk_size=7_777)
+    sums.attach(reader)
+    assert sum(len(c) for c in reader) == 25_000
+    assert sums.result() == [f"{algo}:" + hashlib.new(algo, p.read_bytes()).hexdigest()] if algo == "sha256" else \
+        ["xxh3_128:" + xxhash.xxh3_128_hexdigest(p.read_bytes())]
 
 
 def test_a_reader_stopped_before_the_end_means_a_second_read(tmp_path):
@@ -82,15 +102,22 @@ def test_a_reader_stopped_before_the_end_means_a_second_read(tmp_path):
     reader = DumpReader(p, chunk_size=1000)
     sums.attach(reader)
     next(iter(reader))
-    assert not reader.hashed_whole_file
     assert sums.result() == ["sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()]
 
 
-def _never_reread(path, real):
-    def checksum(q, *args, **kwargs):
-        assert q != path, "the dump was read a second time"
-        return real(q, *args, **kwargs)
-    return checksum
+def _no_read(*_args):
+    raise AssertionError("the file was read a second time")
+
+
+def _never_reread(path):
+    from timetag import checksums
+
+    real = checksums._read_into
+
+    def read_into(fd, *args):
+        assert os.readlink(f"/proc/self/fd/{fd}") != str(path), "the dump was read a second time"
+        return real(fd, *args)
+    return read_into
 
 
 class _nothing:

@@ -169,12 +169,20 @@ class PtuWrap(enum.IntEnum):
 # Outside __all__, which lists the header's values (tests/test_constants.py checks each against it).  Here, not only
 # in timetag.provenance (numpy, hashlib), so that `timetag process --help` can show them without those imports.
 
-DEFAULT_CHECKSUM: str = "xxh3_128"
+BLOCK_CHECKSUM: str = "xxh3_128_1mib"
+"""xxh3-128 of the xxh3-128 digests of a file's :data:`CHECKSUM_BLOCK_BYTES` blocks (:mod:`timetag.checksums`):
+threads reading parts of a file hash the blocks they map, none is read twice."""
+
+CHECKSUM_BLOCK_BYTES: int = 1 << 20
+"""The block of :data:`BLOCK_CHECKSUM` (part of its definition: changing it changes every checksum)."""
+
+DEFAULT_CHECKSUM: str = BLOCK_CHECKSUM
 """Checksum of each input in a file's provenance unless told otherwise.  xxh3-128 hashes at memory speed (~20 GB/s
 per core against ~1.5 for sha256): the checksum of a campaign's recordings costs less than reading them."""
 
-CHECKSUMS: tuple[str, ...] = ("xxh3_128", "sha256", "blake2b")
-"""The checksums a provenance can record (``--checksum``); sha256 e.g. for archives that index it."""
+CHECKSUMS: tuple[str, ...] = (BLOCK_CHECKSUM, "xxh3_128", "sha256", "blake2b")
+"""The checksums a provenance can record (``--checksum``); the whole-file ones (``xxh3_128`` as ``xxhsum -H2``
+gives it, sha256 e.g. for archives that index it) are read once more, in order, where threads read the file."""
 
 
 def _attach_member_docs() -> None:

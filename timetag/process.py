@@ -1,8 +1,8 @@
 """Process tag files (or any stream of chunks) of one lab into a rounds file.
 
 ``process_files(paths, setup, lab, out)`` reads the files as one continuous stream
-(:func:`timetag.formats.iter_stream`) through the chain ``CountChannels -> ReportProgress -> LabEngine ->
-WriteRounds`` (:mod:`timetag.stream`),
+(:func:`timetag.formats.iter_stream`, its tags counted per channel on the reading thread) through the chain
+``ReportProgress -> LabEngine -> WriteRounds`` (:mod:`timetag.stream`),
 appends rounds and heralds to ``out`` as they are made (a run killed midway leaves
 every round up to the last chunk), then writes histograms, summary and provenance.
 ``process_chunks`` is the same on any iterable of :class:`~timetag.chunk.TagChunk`
@@ -27,11 +27,14 @@ from .formats import iter_stream, sniff, total_records
 from .stream.parallel import OrderedPartitions, plan_threads
 from .stream.prefetch import prefetched
 from .formats._common import EXAMPLES_KEPT, check_readable
-from .provenance import DEFAULT_CHECKSUM, BackgroundChecksums, InputChecksums, jsonable
+from .constants import BLOCK_CHECKSUM
+from .provenance import DEFAULT_CHECKSUM, InputChecksums, jsonable
 from .provenance import provenance as make_provenance
 from .roundsoutput import RoundsOutput
 from .setupfile import LabSetup, Setup, load_setup
-from .stream import CountChannels, LabEngine, ReportProgress, StreamBroke, WriteRounds, run_stream
+from .channels import ChannelTally
+from .stream import LabEngine, ReportProgress, StreamBroke, WriteRounds, run_stream
+from .stream.channels import tallied
 
 #: ``progress(records_done, records_total or None, rounds_done)``, called after every chunk
 ProgressCallback = Callable[[int, "int | None", int], None]
@@ -130,7 +133,7 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
 
     engine = LabEngine(lab_setup, WriteRounds(out_file))
     counter = ReportProgress(on_progress, engine)
-    chain = CountChannels(counter)
+    tally = ChannelTally()
     # dump inputs are hashed on the bytes the reader maps anyway (on the read-ahead thread), others on a thread of
     # their own while the engine runs
     sums = InputChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum,
@@ -139,12 +142,13 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     t0 = time.perf_counter()
     readers: list = []
     try:
-        # the next chunks are read on another thread while the engine works on this one
-        run_stream(prefetched(iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
-                                          on_open=None if sums is None else sums.attach, **reader_opts)), chain)
+        # the next chunks are read (and their channels counted) on another thread while the engine works on this one
+        chunks = iter_stream(paths, chunk_size=chunk_size, format=format, readers=readers,
+                             on_open=None if sums is None else sums.attach, **reader_opts)
+        run_stream(prefetched(tallied(chunks, tally)), counter)
         summary = _with_timing(engine.summary, time.perf_counter() - t0, paths, out)
         accounts = [(getattr(r, "path", ""), getattr(r, "meta", {})) for r in readers]
-        _complete_summary(summary, chain.counts, lab_setup, _bad_records(accounts), sums, prov, stacklevel=2)
+        _complete_summary(summary, tally.counts, lab_setup, _bad_records(accounts), sums, prov, stacklevel=2)
     except BaseException as exc:
         if sums is not None:
             sums.cancel()
@@ -160,9 +164,10 @@ def _process_partitions(paths, lab_setup: LabSetup, out_file: RoundsOutput, prov
                         chunk_size: int, opts: dict, checksum, progress, total, out, setup_s: float) -> RunSummary:
     """The rest of :func:`process_files` with partitions on threads: results written in partition order as they
     come (round indices continued), summaries and histograms merged as the partitions' files would be."""
-    # the workers map the records out of order, so the checksum reads each file once more, in order, on a thread
-    # of its own (from the page cache, which the workers have just filled)
-    sums = BackgroundChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum) if checksum else None
+    # the workers map the records out of order: the block checksum takes them so; a whole-file one (asked for by
+    # name) reads each file once more, in order, on a thread of its own
+    algo = DEFAULT_CHECKSUM if checksum is True else checksum
+    sums = InputChecksums(paths, algo, in_stream=lambda _p: algo == BLOCK_CHECKSUM) if checksum else None
     written: list = []
     partial = None
 
@@ -171,7 +176,8 @@ def _process_partitions(paths, lab_setup: LabSetup, out_file: RoundsOutput, prov
             progress(done, total, out_file.n_rounds)
 
     t0 = time.perf_counter() - setup_s
-    runner = OrderedPartitions(parts, lab_setup, threads=threads, chunk_size=chunk_size, opts=opts, tick=tick)
+    runner = OrderedPartitions(parts, lab_setup, threads=threads, chunk_size=chunk_size, opts=opts, tick=tick,
+                               feeder_for=sums.feeder_for if sums is not None else None)
     try:
         with runner:
             for result in runner:

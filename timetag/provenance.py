@@ -2,42 +2,16 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import platform
 import threading
 from pathlib import Path
 
 import numpy as np
-import xxhash
 
 from ._version import __version__
+from .checksums import BlockDigest, check_algorithm, file_checksum, new_digest
 from .constants import CHECKSUMS, DEFAULT_CHECKSUM  # noqa: F401  (callers import them from here too)
-from .errors import SetupError
-
-
-def _hasher(algo: str):
-    if algo == "xxh3_128":
-        return xxhash.xxh3_128()
-    if algo in ("sha256", "blake2b"):
-        return hashlib.new(algo)
-    raise SetupError(f"unknown checksum {algo!r} (known: {', '.join(CHECKSUMS)})", key="checksum")
-
-
-def file_checksum(path, algo: str = DEFAULT_CHECKSUM, block: int = 1 << 22,
-                  stop: threading.Event | None = None) -> str | None:
-    """``algo:hexdigest`` of a file, or None when ``stop`` was set before the end."""
-    h = _hasher(algo)
-    buf = memoryview(bytearray(block))  # one buffer, refilled: no allocation per block
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            if stop is not None and stop.is_set():
-                return None
-            n = fh.readinto(buf)
-            if not n:
-                break
-            h.update(buf[:n])
-    return f"{algo}:{h.hexdigest()}"
 
 
 class BackgroundChecksums:
@@ -51,7 +25,7 @@ class BackgroundChecksums:
     def __init__(self, paths, algo: str = DEFAULT_CHECKSUM):
         self.paths = [Path(p) for p in paths]
         self.algo = algo
-        _hasher(algo)  # an unknown algorithm is refused before the run starts
+        check_algorithm(algo)  # an unknown algorithm is refused before the run starts
         self._stop = threading.Event()
         self._sums: list[str | None] = [None] * len(self.paths)
         self._error: BaseException | None = None
@@ -81,44 +55,43 @@ class BackgroundChecksums:
 class InputChecksums:
     """Checksums of a run's inputs, computed on the bytes the readers read anyway where they can.
 
-    A reader that offers ``hash_while_reading(hasher)`` (the dump reader: its records are the file's bytes) feeds
-    every byte it maps, in file order, to the hasher: no second read, and the hashing runs on the reading thread
-    (the read-ahead thread in ``process``), not beside the engine.  The other inputs are hashed by a
-    :class:`BackgroundChecksums` thread.  :meth:`attach` is called with each reader as it is opened
-    (``iter_stream(on_open=...)``); :meth:`result` gives ``algo:hexdigest`` per input, reading a file again only
-    if its reader stopped before its end (which ends the run anyway).
+    A reader that offers ``hash_while_reading(feeder)`` (the dump reader: its records are the file's bytes) feeds
+    every byte it maps, with its offset, to a feeder of the input's digest (:mod:`timetag.checksums`): no second
+    read, and the hashing runs on the reading threads, not beside the engine.  The other inputs are hashed by a
+    :class:`BackgroundChecksums` thread.  One reader per input from its start (:meth:`attach`, called with each
+    reader as it is opened, ``iter_stream(on_open=...)``), or any number of readers of parts of an input
+    (:meth:`feeder_for`: only for the block checksum, which takes the parts in any order).  :meth:`result` gives
+    ``algo:hexdigest`` per input, reading again only what no reader hashed (the blocks around partition cuts, or
+    the rest of a file whose reader stopped early, which ends the run anyway).
     """
 
     def __init__(self, paths, algo: str = DEFAULT_CHECKSUM, in_stream=None):
         self.paths = [Path(p) for p in paths]
         self.algo = algo
-        _hasher(algo)
+        check_algorithm(algo)
         own = [bool(in_stream(p)) if in_stream is not None else False for p in self.paths]
-        self._hashers: dict[int, object] = {i: _hasher(algo) for i, o in enumerate(own) if o}
-        self._readers: dict[int, object] = {}
+        self._digests = {i: new_digest(algo, p.stat().st_size) for i, (p, o) in enumerate(zip(self.paths, own)) if o}
         self._opened = 0
-        rest = [p for i, p in enumerate(self.paths) if i not in self._hashers]
+        rest = [p for i, p in enumerate(self.paths) if i not in self._digests]
         self._rest = BackgroundChecksums(rest, algo) if rest else None
 
     def attach(self, reader) -> None:
-        """The next input's reader (called in input order)."""
+        """The next input's reader (called in input order), which reads it from its start."""
         i = self._opened
         self._opened += 1
-        if i in self._hashers and hasattr(reader, "hash_while_reading"):
-            reader.hash_while_reading(self._hashers[i])
-            self._readers[i] = reader
+        if i in self._digests and hasattr(reader, "hash_while_reading"):
+            reader.hash_while_reading(self._digests[i].feeder())
+
+    def feeder_for(self, path):
+        """A feeder for a reader of a part of ``path`` (None: that input is not hashed by its readers)."""
+        for i, p in enumerate(self.paths):
+            if p == Path(path) and i in self._digests and isinstance(self._digests[i], BlockDigest):
+                return self._digests[i].feeder()
+        return None
 
     def result(self) -> list[str]:
         rest = iter(self._rest.result()) if self._rest is not None else iter(())
-        out = []
-        for i, p in enumerate(self.paths):
-            if i not in self._hashers:
-                out.append(next(rest))
-            elif i in self._readers and self._readers[i].hashed_whole_file:
-                out.append(f"{self.algo}:{self._hashers[i].hexdigest()}")
-            else:  # its reader never opened, could not hash, or stopped before the end
-                out.append(file_checksum(p, self.algo))
-        return out
+        return [self._digests[i].result(p) if i in self._digests else next(rest) for i, p in enumerate(self.paths)]
 
     def cancel(self) -> None:
         if self._rest is not None:

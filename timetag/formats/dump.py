@@ -247,10 +247,8 @@ class DumpReader:
             warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
                           TimetagWarning, stacklevel=2)
         self.records = size // RECORD_SIZE
-        self._size = size
         self._decoder = self._new_decoder()
-        self._hasher = None
-        self._hashed = 0          # bytes fed to the hasher, from the start of the file
+        self._feeder = None
 
     def _new_decoder(self) -> DumpDecoder:
         return DumpDecoder(self.path, self.check_order, self.on_bad_record, self.max_jump_ps, self.check_reserved)
@@ -268,14 +266,11 @@ class DumpReader:
     def __iter__(self) -> Iterator[TagChunk]:
         return self.iter_chunks()
 
-    def hash_while_reading(self, hasher) -> None:
-        """Feed ``hasher`` (``update(bytes)``) every byte of the file as a read from its start maps it: the input's
-        checksum without reading it twice (:class:`timetag.provenance.InputChecksums`)."""
-        self._hasher, self._hashed = hasher, 0
-
-    @property
-    def hashed_whole_file(self) -> bool:
-        return self._hasher is not None and self._hashed == self._size
+    def hash_while_reading(self, feeder) -> None:
+        """Feed ``feeder`` (``update_at(offset, bytes)``, :mod:`timetag.checksums`) every byte the reads map, with
+        its offset in the file: the input's checksum without reading it twice
+        (:class:`timetag.provenance.InputChecksums`)."""
+        self._feeder = feeder
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
         """Chunks of records [start, stop) (record indices; the dump format has no carried state)."""
@@ -294,9 +289,8 @@ class DumpReader:
                 w, lost, error = 0, [], None
                 for b in range(lo, hi, window):
                     rec = windows.open(b, min(b + window, hi))
-                    if self._hasher is not None and self._hashed == b * RECORD_SIZE:
-                        self._hasher.update(rec.view(np.uint8))
-                        self._hashed += rec.nbytes
+                    if self._feeder is not None:
+                        self._feeder.update_at(b * RECORD_SIZE, rec.view(np.uint8))
                     k, events, error = dec.split(rec, b, out_t[w:], out_c[w:])
                     del rec
                     windows.close()
@@ -305,10 +299,9 @@ class DumpReader:
                         lost.append(events)
                     if error is not None:
                         break
-                if error is None and hi == self.records and self._hasher is not None \
-                        and self._hashed == hi * RECORD_SIZE and self.trailing_bytes:
-                    self._hasher.update(os.pread(fh.fileno(), self.trailing_bytes, self._hashed))
-                    self._hashed += self.trailing_bytes
+                if error is None and hi == self.records and self._feeder is not None and self.trailing_bytes:
+                    self._feeder.update_at(hi * RECORD_SIZE, os.pread(fh.fileno(), self.trailing_bytes,
+                                                                     hi * RECORD_SIZE))
                 if w or lost or error is None:
                     yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
                 if error is not None:

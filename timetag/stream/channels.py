@@ -2,15 +2,18 @@
 
 Handles :class:`~timetag.chunk.TagChunk` (counted, forwarded); every event is forwarded.  ``counts``: channel ->
 tags so far.  Place it where the stream is the one to be reported (a partition counts its own records, before
-its lookahead is appended).
+its lookahead is appended).  :func:`tallied` counts the same on an iterator of events instead, e.g. inside
+:func:`~timetag.stream.prefetch.prefetched`, so the counting runs on the reading thread, off the engine's core.
 """
 from __future__ import annotations
+
+from typing import Iterable, Iterator
 
 from ..channels import ChannelTally
 from ..chunk import TagChunk
 from .processor import Processor, Stage
 
-__all__ = ["CountChannels"]
+__all__ = ["CountChannels", "tallied"]
 
 
 class CountChannels(Stage):
@@ -26,3 +29,11 @@ class CountChannels(Stage):
     @property
     def counts(self) -> dict[int, int]:
         return self.tally.counts
+
+
+def tallied(events: Iterable, tally: ChannelTally) -> Iterator:
+    """``events`` unchanged, the tags of their chunks counted into ``tally`` as they pass."""
+    for event in events:
+        if isinstance(event, TagChunk):
+            tally.process(event)
+        yield event

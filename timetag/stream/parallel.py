@@ -211,11 +211,12 @@ class OrderedPartitions:
     ``tick(records_done)`` is called while waiting (records of the partitions handed out and in flight).
     :meth:`close` (always: use ``with``) stops and joins the workers.  ``waiting_on``: the result of the partition
     being waited for when the iteration was left by an exception (Ctrl-C), as far as it got, else None.
+    ``feeder_for(path)``: checksum feeders for the workers' readers (:meth:`InputChecksums.feeder_for`).
     """
 
     def __init__(self, parts: Sequence[Partition], lab, *, threads: int, chunk_size: int, opts: dict,
                  ahead: int | None = None, tick: Callable[[int], None] | None = None,
-                 pipeline_factory: Callable | None = None):
+                 pipeline_factory: Callable | None = None, feeder_for: Callable | None = None):
         self.plan = list(parts)
         self.opts = opts
         self.tick = tick
@@ -223,7 +224,7 @@ class OrderedPartitions:
         self.joined = 0          # boundaries that failed their check (partitions processed again, joined)
         self._pool = PartitionPool(
             self.plan, lambda r, stop: run_partition(r, lab, chunk_size=chunk_size, opts=opts, stop=stop,
-                                                     pipeline_factory=pipeline_factory),
+                                                     pipeline_factory=pipeline_factory, feeder_for=feeder_for),
             threads, ahead if ahead is not None else threads + 2)
         self._done_records = 0
         self._reported = 0

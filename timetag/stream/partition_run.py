@@ -111,17 +111,22 @@ class _AtLookahead(SummaryAtLookahead):
 
 
 def segment_chunks(segments, chunk_size: int, opts: dict, readers: list | None = None,
-                   stop: Callable[[], bool] | None = None, state: dict | None = None) -> Iterator[TagChunk]:
+                   stop: Callable[[], bool] | None = None, state: dict | None = None,
+                   feeder_for: Callable | None = None) -> Iterator[TagChunk]:
     """The chunks of record ranges of dump files, read as :func:`timetag.formats.iter_stream` reads whole files:
     a segment that starts a file after another file must not start before it ended, and a bad-record interval
     open at the end of a file is closed at the next file's first tag or event.  ``state['interval_open']``: at
-    the end, whether the records end inside such an interval."""
+    the end, whether the records end inside such an interval.  ``feeder_for(path)``: a checksum feeder for the
+    reader of a segment of ``path``, or None (:meth:`timetag.provenance.InputChecksums.feeder_for`)."""
     last = None
     carry = False
     for seg in segments:
         reader = DumpReader(seg.path, chunk_size=chunk_size, **opts)
         if readers is not None:
             readers.append(reader)
+        feeder = feeder_for(seg.path) if feeder_for is not None else None
+        if feeder is not None:
+            reader.hash_while_reading(feeder)
         first_in_file = seg.start == 0 and last is not None
         for chunk in reader.iter_chunks(seg.start, seg.stop):
             if stop is not None and stop():
@@ -151,8 +156,10 @@ def _interval_end(chunk: TagChunk) -> np.ndarray:
 
 
 def run_partition(result: PartitionResult, lab, *, chunk_size: int, opts: dict,
-                  stop: Callable[[], bool] | None = None, pipeline_factory: Callable | None = None) -> None:
-    """Process ``result.part`` into ``result`` (never raises: the error is kept in ``result.error``)."""
+                  stop: Callable[[], bool] | None = None, pipeline_factory: Callable | None = None,
+                  feeder_for: Callable | None = None) -> None:
+    """Process ``result.part`` into ``result`` (never raises: the error is kept in ``result.error``); its own
+    records (not the lookahead) are fed to ``feeder_for(path)``'s checksum feeders."""
     part = result.part
     make = pipeline_factory or (lambda _lab: None)
     engine = LabEngine(lab, KeepOwned(part.owns, _KeepRounds(result)), pipeline=make(lab))
@@ -163,7 +170,7 @@ def run_partition(result: PartitionResult, lab, *, chunk_size: int, opts: dict,
     state: dict = {}
 
     def events():
-        yield from segment_chunks(part.segments, chunk_size, opts, result.readers, stop, state)
+        yield from segment_chunks(part.segments, chunk_size, opts, result.readers, stop, state, feeder_for)
         result.interval_open = bool(state.get("interval_open"))
         if part.lookahead:
             yield LookaheadBegins()
