@@ -4,8 +4,9 @@
 Headline: PTU T2 decode of a real file, the HydraHarp v2 T2 sample ``pqsd_hydraharp_v20_t2.ptu`` (see
 /work/shared/data/real/SOURCES.md; 30 % overflow records) with its records tiled to ~52 M records (x120; x24 in
 ``--quick``) and a valid header, timed interleaved (ours, ours with the scalar loop where the AVX2 one runs,
-ptufile, tttrlib, cat, copy, ours, ...) with best and median.  Extra rows (labelled ``synthetic_``): a synthetic
-file (~1 % overflow records) and the dump reader.
+ptufile, tttrlib, cat, copy, ours, ...) with best and median; and the reader's peak RSS on that file tiled x120 and
+x480 (x24 and x96 in ``--quick``), each read to the end by a fresh process (flat: the file is read in windows).
+Extra rows (labelled ``synthetic_``): a synthetic file (~1 % overflow records) and the dump reader.
 
 All rates are measured in the same run on the same file (page cache warm), and reported as ratios.
 """
@@ -139,8 +140,41 @@ def bench_real_ptu(quick: bool) -> list[dict]:
     return rows
 
 
+# a fresh process reads the file to the end, keeping no chunk: its peak RSS is the reader's
+_RSS_READ = ("import sys; from timetag.formats.ptu import PtuReader; "
+             "n = sum(len(c) for c in PtuReader(sys.argv[1]).iter_chunks()); assert n == int(sys.argv[2]), n")
+
+
+def bench_ptu_peak_rss(quick: bool) -> list[dict]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _realistic as R
+
+    if R.real_t2_path() is None:
+        return []
+    small, large = (24, 96) if quick else (120, 480)
+    rss, mb = {}, {}
+    for tiles in (small, large):
+        path, info = R.real_t2_tiled(tiles)
+        runs = [R.run_child([sys.executable, "-c", _RSS_READ, path, info["photon_records"]]) for _ in range(2)]
+        bad = [r for r in runs if r["rc"] != 0]
+        if bad:
+            raise RuntimeError(f"reading {path} failed: {bad[0]['err']}")
+        rss[tiles], mb[tiles] = max(r["rss_mb"] for r in runs), info["file_mb"]
+        if tiles == large:     # ~0.8 GB of scratch space, and no other benchmark reads it
+            path.unlink()
+            R._cache.pop(("t2", tiles), None)
+    growth = rss[large] - rss[small]
+    return [{"name": "ptu_real_t2_peak_rss_growth", "value": growth, "unit": "MB",
+             "baseline": f"peak RSS of a fresh process reading the real T2 file tiled x{large} ({mb[large]:.0f} MB) "
+                         f"minus the same for x{small} ({mb[small]:.0f} MB): {rss[large]:.0f} - {rss[small]:.0f} MB",
+             "target": "flat (a few MB; the whole-file mapping grew by the file size)", "gross_regression": growth > 64,
+             "peak_rss_mb": {f"x{small}": rss[small], f"x{large}": rss[large]}}]
+
+
 def run(quick: bool) -> list[dict]:
-    return bench_real_ptu(quick) + bench_synthetic(quick)
+    return bench_real_ptu(quick) + bench_ptu_peak_rss(quick) + bench_synthetic(quick)
 
 
 def bench_synthetic(quick: bool) -> list[dict]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import mmap
+import os
 import struct
 import uuid
 import warnings
@@ -195,44 +197,140 @@ class _RecordDecoder:
         self.state = np.zeros(len(STATE_FIELDS), np.int64)
 
     def decode(self, rec: np.ndarray, want_dtime: bool = False):
+        out = _TagBuffer(rec.size + 8, self.t3)
+        self.decode_into(rec, out)
+        t, c, d = out.tags()
+        return (t, c, d) if want_dtime else (t, c)
+
+    def decode_into(self, rec: np.ndarray, out: "_TagBuffer") -> None:
+        """Append the tags of ``rec`` to ``out``; the state carries over, so any cut of the records into calls
+        gives the same tags."""
         from .._cext import fmt_ptu
 
         rec = np.ascontiguousarray(rec, dtype=np.uint32)
-        n = rec.size
-        t_parts, c_parts, d_parts = [], [], []
-        done = 0
-        while True:
-            cap = (n - done) + 8
-            out_t = np.empty(cap, np.int64)
-            out_c = np.empty(cap, np.int32)
+        n, done = rec.size, 0
+        while done < n:
+            out.reserve(n - done + 8)     # a tag per record, and slack for markers (up to 4 tags each)
+            w = out.written
             if self.t3:
-                out_d = np.empty(cap, np.int32)
-                used, w = fmt_ptu.decode_t3(rec[done:], self.family, self.g_int, self.g_frac, self.r_int,
-                                            self.r_frac, self.state, out_t, out_c, out_d)
-                d_parts.append(out_d[:w])
+                used, k = fmt_ptu.decode_t3(rec[done:], self.family, self.g_int, self.g_frac, self.r_int,
+                                            self.r_frac, self.state, out.time[w:], out.channel[w:], out.dtime[w:])
             else:
-                used, w = fmt_ptu.decode_t2(rec[done:], self.family, self.g_int, self.g_frac, self.state,
-                                            out_t, out_c)
-            t_parts.append(out_t[:w])
-            c_parts.append(out_c[:w])
+                used, k = fmt_ptu.decode_t2(rec[done:], self.family, self.g_int, self.g_frac, self.state,
+                                            out.time[w:], out.channel[w:])
+            out.written += k
             done += used
-            if done >= n:
-                break
-        if len(t_parts) == 1:
-            t, c = t_parts[0], c_parts[0]
-            d = d_parts[0] if d_parts else None
-        else:
-            t, c = np.concatenate(t_parts), np.concatenate(c_parts)
-            d = np.concatenate(d_parts) if d_parts else None
-        return (t, c, d) if want_dtime else (t, c)
 
     @property
     def counters(self) -> dict:
         return {k: int(v) for k, v in zip(STATE_FIELDS, self.state) if k != "overflow"}
 
 
+class _TagBuffer:
+    """The tags of one chunk, appended call after call.  Sized for one tag per record; it grows only when
+    markers (up to 4 tags a record) outnumber the overflow records dropped before them."""
+
+    def __init__(self, capacity: int, t3: bool):
+        self.time = np.empty(capacity, np.int64)
+        self.channel = np.empty(capacity, np.int32)
+        self.dtime = np.empty(capacity, np.int32) if t3 else None
+        self.written = 0
+
+    def reserve(self, room: int) -> None:
+        if self.time.size - self.written >= room:
+            return
+        size = max(self.written + room, self.time.size * 3 // 2)
+        self.time = _grown(self.time, size, self.written)
+        self.channel = _grown(self.channel, size, self.written)
+        if self.dtime is not None:
+            self.dtime = _grown(self.dtime, size, self.written)
+
+    def tags(self):
+        w = self.written
+        return self.time[:w], self.channel[:w], None if self.dtime is None else self.dtime[:w]
+
+
+def _grown(a: np.ndarray, size: int, keep: int) -> np.ndarray:
+    out = np.empty(size, a.dtype)
+    out[:keep] = a[:keep]
+    return out
+
+
+# Records are decoded a window of at most this many (8 MiB) at a time.  The file is mapped once, and the pages of
+# each window are dropped from the mapping (MADV_DONTNEED) once it is decoded: the pages of a mapping count towards
+# the resident set while they are mapped, so peak RSS stays flat whatever the file size.  One mapping rather than a
+# fresh one per window: its pages fault in with fewer faults (docs/performance.md, "PTU reading with flat memory").
+# Where mapping is impossible, each window is read into a reused buffer instead.
+WINDOW_RECORDS = 1 << 21
+# Dropping also covers this much before a window: the kernel maps pages around the one a fault asks for, so a
+# window's first fault can map again the last pages of the window before it.
+_DROP_BEHIND = 2 << 20
+
+
+class _RecordWindows:
+    """Windows [lo, hi) (record indices, increasing) of the first ``records`` records of an open file, one at a
+    time: views of one mapping of the file where possible, else read into one reused buffer.  ``close()`` ends a
+    window (the caller has dropped its views), ``release()`` the whole read.  The file size is checked before each
+    window, so a file truncated while it is read gives an error rather than a bus error, except when it shrinks
+    during the decoding of the window itself."""
+
+    def __init__(self, fh, path: Path, data_offset: int, records: int, window: int):
+        self.fd, self.path, self.data_offset, self.records = fh.fileno(), path, data_offset, records
+        self._window = window
+        self._mm = None
+        self._buf = None
+        self._span = None        # the bytes of the open window, to drop when it is closed
+
+    def open(self, lo: int, hi: int) -> np.ndarray:
+        start, stop = self.data_offset + 4 * lo, self.data_offset + 4 * hi
+        size = os.fstat(self.fd).st_size
+        if size < stop:
+            raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}, the file "
+                              f"now ends at byte {size}", path=self.path, offset=size)
+        if self._buf is None and self._mm is None:
+            try:
+                self._mm = mmap.mmap(self.fd, self.data_offset + 4 * self.records, flags=mmap.MAP_SHARED,
+                                     prot=mmap.PROT_READ)
+            except (OSError, ValueError):   # e.g. a file system without mmap: read instead
+                self._buf = np.empty(self._window, "<u4")
+        if self._mm is not None:
+            self._span = (start, stop)
+            return np.frombuffer(self._mm, "<u4", count=hi - lo, offset=start)
+        view = memoryview(self._buf[: hi - lo]).cast("B")
+        got = 0
+        while got < view.nbytes:
+            n = os.preadv(self.fd, [view[got:]], start + got)
+            if not n:
+                raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}",
+                                  path=self.path, offset=start + got)
+            got += n
+        return self._buf[: hi - lo]
+
+    def close(self) -> None:
+        if self._span is None:
+            return
+        start, stop = self._span
+        self._span = None
+        start = max(start - _DROP_BEHIND, 0)
+        start -= start % mmap.PAGESIZE
+        try:
+            self._mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        except (AttributeError, OSError):   # no madvise here: the pages stay mapped, as in a whole-file read
+            pass
+
+    def release(self) -> None:
+        self.close()
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:     # a view still alive: the file is unmapped when that view is freed
+                pass
+            self._mm = None
+
+
 class PtuReader:
-    """Chunked reader over memory-mapped 32-bit records (64-bit offsets); ``iter_chunks`` yields TagChunks."""
+    """Chunked reader over memory-mapped 32-bit records (64-bit offsets), decoded a window at a time;
+    ``iter_chunks`` yields TagChunks."""
 
     format = NAME
 
@@ -299,27 +397,52 @@ class PtuReader:
         """Chunks of the tags decoded from records [start, stop) (record indices).
 
         Starting past 0 first runs the overflow bookkeeping over the skipped records.  With ``with_dtime`` (T3
-        only) each chunk carries an extra attribute ``dtime`` (raw micro-time bins, -1 for markers).
+        only) each chunk carries an extra attribute ``dtime`` (raw micro-time bins, -1 for markers).  Records
+        are decoded in windows of at most ``WINDOW_RECORDS`` whose pages leave the resident set once decoded, so
+        peak RSS does not grow with the file.
         """
-        mm = self._mm()
         stop = self.records if stop is None else min(int(stop), self.records)
         start = max(0, int(start))
         dec = self._decoder()
-        for lo in range(0, start, self.chunk_size):
-            dec.decode(np.asarray(mm[lo:min(lo + self.chunk_size, start)]))
-        offset = 0
-        for lo in range(start, stop, self.chunk_size):
-            hi = min(lo + self.chunk_size, stop)
-            out = dec.decode(np.asarray(mm[lo:hi]), want_dtime=with_dtime and self.is_t3)
-            chunk = TagChunk(out[0], out[1], offset=offset)
-            if with_dtime and self.is_t3:
-                chunk.dtime = out[2]
-            offset += len(chunk)
-            self._counters = dec.counters
-            yield chunk
+        dtime = with_dtime and self.is_t3
+        window = max(1, min(WINDOW_RECORDS, self.chunk_size))
+        with open(self.path, "rb", buffering=0) as fh:
+            windows = _RecordWindows(fh, self.path, self.data_offset, self.records, window)
+            try:
+                skip = min(start, self.records)
+                skipped = _TagBuffer(min(skip, window) + 8, self.is_t3)
+                for lo in range(0, skip, window):
+                    skipped.written = 0
+                    self._decode_window(windows, dec, lo, min(lo + window, skip), skipped)
+                offset = 0
+                for lo in range(start, stop, self.chunk_size):
+                    hi = min(lo + self.chunk_size, stop)
+                    out = _TagBuffer(hi - lo + 8, self.is_t3)
+                    for b in range(lo, hi, window):
+                        self._decode_window(windows, dec, b, min(b + window, hi), out)
+                    t, c, d = out.tags()
+                    chunk = TagChunk(t, c, offset=offset)
+                    if dtime:
+                        chunk.dtime = d
+                    offset += len(chunk)
+                    self._counters = dec.counters
+                    yield chunk
+            finally:
+                windows.release()
         self._counters = dec.counters
 
+    @staticmethod
+    def _decode_window(windows: _RecordWindows, dec: _RecordDecoder, lo: int, hi: int, out: _TagBuffer) -> None:
+        rec = windows.open(lo, hi)
+        try:
+            dec.decode_into(rec, out)
+        finally:
+            del rec
+            windows.close()
+
     def read_raw(self) -> np.ndarray:
+        """Every record of the file, as one read-only mapping of the whole file (its pages count towards the
+        resident set as they are read, and stay: ``iter_chunks`` drops them window by window)."""
         return np.asarray(self._mm())
 
 
