@@ -36,6 +36,9 @@ from .channels import ChannelTally
 from .stream import LabEngine, ReportProgress, StreamBroke, WriteRounds, run_stream
 from .stream.channels import tallied
 
+#: formats whose readers feed the checksum the bytes they map (``hash_while_reading``)
+HASHED_WHILE_READ = ("dump", "ptu", "ht3")
+
 #: ``progress(records_done, records_total or None, rounds_done)``, called after every chunk
 ProgressCallback = Callable[[int, "int | None", int], None]
 
@@ -134,10 +137,10 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     engine = LabEngine(lab_setup, WriteRounds(out_file))
     counter = ReportProgress(on_progress, engine)
     tally = ChannelTally()
-    # dump inputs are hashed on the bytes the reader maps anyway (on the read-ahead thread), others on a thread of
-    # their own while the engine runs
+    # dump and PTU inputs are hashed on the bytes the reader maps anyway (on the read-ahead thread), others on a
+    # thread of their own while the engine runs
     sums = InputChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum,
-                          in_stream=lambda p: (format or sniff(p)) == "dump") \
+                          in_stream=lambda p: (format or sniff(p)) in HASHED_WHILE_READ) \
         if checksum else None
     t0 = time.perf_counter()
     readers: list = []

@@ -338,6 +338,7 @@ class PtuReader:
         self.path = check_readable(path)
         self.chunk_size = max(int(chunk_size), 1)
         self._counters: dict = {}
+        self._feeder = None
         self._parse_header()
         self._count_records()
 
@@ -431,10 +432,17 @@ class PtuReader:
                 windows.release()
         self._counters = dec.counters
 
-    @staticmethod
-    def _decode_window(windows: _RecordWindows, dec: _RecordDecoder, lo: int, hi: int, out: _TagBuffer) -> None:
+    def hash_while_reading(self, feeder) -> None:
+        """Feed ``feeder`` (``update_at(offset, bytes)``, :mod:`timetag.checksums`) the records' bytes as they are
+        mapped, with their offsets in the file (the header is not read here: the block checksum reads its blocks at
+        the end, a whole-file checksum the whole file)."""
+        self._feeder = feeder
+
+    def _decode_window(self, windows: _RecordWindows, dec: _RecordDecoder, lo: int, hi: int, out: _TagBuffer) -> None:
         rec = windows.open(lo, hi)
         try:
+            if self._feeder is not None:
+                self._feeder.update_at(self.data_offset + 4 * lo, rec.view(np.uint8))
             dec.decode_into(rec, out)
         finally:
             del rec
