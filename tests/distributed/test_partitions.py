@@ -180,8 +180,13 @@ def window_records(paths):
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
-def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, factory):
+def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, factory, monkeypatch):
+    from timetag import checksums
+
     paths, _whole = run_files
+    reread = []    # by the client: the workers send the digests of the blocks they read
+    real = checksums._read_into
+    monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(off) or real(fd, buf, off))
     lab = setup.lab("alice")
     r0, h0, s0, hist0 = single_process(paths, lab, factory)
     assert r0.size > 50 and np.count_nonzero(r0["flags"]) > 0  # the data exercise flags
@@ -198,8 +203,9 @@ def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, f
     assert len(parts) >= 5, parts
     # the command line's bar: 0 of n, then one step per partition as it ends
     assert seen == [(k, len(parts)) for k in range(len(parts) + 1)]
-    # checksums hashed on the client while the workers ran: each the file's own digest
+    # checksums from the workers' block digests, the blocks around the cuts read again: each the file's own
     assert [e["checksum"] for e in merged.provenance["inputs"]] == [block_checksum(Path(p).read_bytes()) for p in paths]
+    assert len(reread) <= len(parts) - 1
     np.testing.assert_array_equal(merged.rounds, r0)
     assert np.array_equal(merged.rounds["index"], np.arange(r0.size))
     np.testing.assert_array_equal(merged.heralds, h0)
@@ -450,3 +456,34 @@ def test_joining_keeps_one_segment_per_file():
     j = join_partitions(a, b)
     assert j.segments == (Segment("x", 0, 20), Segment("y", 0, 5))
     assert (j.own_start_ps, j.own_stop_ps, j.lookahead, j.index) == (None, 90, (Segment("y", 5, 6),), 0)
+
+
+def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monkeypatch):
+    # a 3.5 MiB file in three partitions, each run as a worker runs it: the client joins their block digests and
+    # reads only the blocks around the two cuts again
+    from timetag import checksums
+    from timetag.distributed.run import _joined_block_checksums, process_partition
+
+    one = make_alice_stream()
+    span = int(one.time[-1]) + 10**12            # a second of quiet between the copies
+    copies = 150
+    big = tmp_path / "big.dump"
+    write_dump(big, TagChunk(np.concatenate([one.time + k * span for k in range(copies)]),
+                             np.tile(one.channel, copies)))
+    lab = setup.lab("alice")
+    n = len(one) * copies
+    parts = plan_partitions([big], lab, cuts=[n // 3, 2 * n // 3], overflow_check=False)
+    assert len(parts) == 3
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    reports = [process_partition(p, lab, str(scratch), chunk_size=20_000, hash_blocks=True) for p in parts]
+    size, mib = big.stat().st_size, 1 << 20
+    for p, rep in zip(parts, reports):
+        lo, hi = p.segments[0].start * 16, (p.segments[0].stop if p.segments[0].stop is not None else n) * 16
+        whole = {k for k in range(-(-size // mib)) if k * mib >= lo and min((k + 1) * mib, size) <= hi}
+        assert set(rep["block_digests"][str(big)]) == whole
+    reread = []
+    real = checksums._read_into
+    monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(off) or real(fd, buf, off))
+    assert _joined_block_checksums([big], reports) == [block_checksum(big.read_bytes())]
+    assert 1 <= len(reread) <= 2

@@ -29,6 +29,8 @@ from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
 from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
 from ..engine import LabPipeline
 from ..errors import SetupError, TimetagError, TimetagWarning
+from ..checksums import BlockDigest
+from ..constants import BLOCK_CHECKSUM
 from ..provenance import DEFAULT_CHECKSUM, BackgroundChecksums
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
@@ -107,9 +109,13 @@ def default_pipeline(lab: LabSetup):
     return LabPipeline(lab)
 
 
-def iter_segment(seg: Segment, chunk_size: int) -> Iterator[TagChunk]:
+def iter_segment(seg: Segment, chunk_size: int, feeder=None) -> Iterator[TagChunk]:
+    """The chunks of one segment; a dump segment's bytes also go to ``feeder`` (:mod:`timetag.checksums`)."""
     if is_dump(seg.path):
-        yield from DumpReader(seg.path, chunk_size=chunk_size).iter_chunks(seg.start, seg.stop)
+        reader = DumpReader(seg.path, chunk_size=chunk_size)
+        if feeder is not None:
+            reader.hash_while_reading(feeder)
+        yield from reader.iter_chunks(seg.start, seg.stop)
     else:
         yield from open_tags(seg.path, chunk_size=chunk_size).iter_chunks()
 
@@ -130,9 +136,10 @@ class _LastOverflowMark(Stage):
                 self.kind = int(marks[-1])
 
 
-def _partition_events(part: Partition, chunk_size: int) -> Iterator:
+def _partition_events(part: Partition, chunk_size: int, digests: dict | None = None) -> Iterator:
     for seg in part.segments:
-        yield from iter_segment(seg, chunk_size)
+        digest = digests.get(str(seg.path)) if digests is not None else None
+        yield from iter_segment(seg, chunk_size, digest.feeder() if digest is not None else None)
     if part.lookahead:
         yield LookaheadBegins()
         for seg in part.lookahead:
@@ -140,8 +147,11 @@ def _partition_events(part: Partition, chunk_size: int) -> Iterator:
 
 
 def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                      setup_hash: str = "", pipeline_factory: Callable | None = None) -> dict:
-    """Run a fresh pipeline over one partition; write its own rounds to ``scratch``; return a small report.
+                      setup_hash: str = "", pipeline_factory: Callable | None = None,
+                      hash_blocks: bool = False) -> dict:
+    """Run a fresh pipeline over one partition; write its own rounds to ``scratch``; return a small report
+    (with ``hash_blocks``, also the block checksum's digests of the blocks its dump segments held whole:
+    ``block_digests``, path -> {block: digest}, which the client joins instead of reading the inputs again).
 
     The chain: the partition's own records are counted (``CountChannels``); every record, lookahead included,
     goes through ``LabEngine -> KeepOwned -> WriteRounds``; with a lookahead, a second, fresh engine runs on
@@ -169,9 +179,11 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
             marks = _LastOverflowMark()
             alone = LabEngine(lab, pipeline=make(lab)) if part.lookahead else None
             before = SummaryAtLookahead(engine)
+            digests = {str(seg.path): BlockDigest(Path(seg.path).stat().st_size)
+                       for seg in part.segments if is_dump(seg.path)} if hash_blocks else None
             # the next chunk is read and decoded on a thread while the engine works on this one (as in
             # timetag.process): a worker with a second core uses it
-            run_stream(prefetched(_partition_events(part, chunk_size)),
+            run_stream(prefetched(_partition_events(part, chunk_size, digests)),
                        Tee(LookaheadGate(False, own_records), LookaheadGate(False, marks), before, engine,
                            LookaheadGate(True, alone) if alone else None))
             summary, hists = own_counts(lab, engine, alone, before.summary, make)
@@ -182,7 +194,8 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_siz
     except TimetagError as exc:
         return {"name": part.name, "error": f"{type(exc).__name__}: {exc}"}
     return {"name": part.name, "path": str(out), "rounds": owned.kept, "channel_counts": own_records.counts,
-            "last_overflow_mark": marks.kind}
+            "last_overflow_mark": marks.kind,
+            **({"block_digests": {p: d.leaves for p, d in digests.items()}} if digests is not None else {})}
 
 
 class _ScratchFile:
@@ -218,13 +231,14 @@ def resolve_lab(setup, lab: str) -> tuple[Setup, LabSetup]:
 
 def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
                    setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
-                   progress: Callable[[int, int], None] | None = None, key_suffix: str = "") -> list[dict]:
+                   progress: Callable[[int, int], None] | None = None, key_suffix: str = "",
+                   hash_blocks: bool = False) -> list[dict]:
     """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure.
     ``progress(done, total)``: partitions finished (or failed) so far, as each one ends."""
     from distributed import as_completed
 
     futures = [client.submit(process_partition, p, lab, str(scratch), chunk_size=chunk_size, setup_hash=setup_hash,
-                             pipeline_factory=pipeline_factory, retries=retries, pure=False,
+                             pipeline_factory=pipeline_factory, hash_blocks=hash_blocks, retries=retries, pure=False,
                              key=f"timetag-{lab.name}-{scratch.name}-{p.index:04d}{key_suffix}")
                for p in parts]
     if progress is not None:
@@ -265,14 +279,16 @@ def cuts_inside_overflow(reports: Sequence[dict]) -> list[int]:
 
 def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
                 setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
-                progress: Callable[[int, int], None] | None = None) -> tuple[list[Partition], list[dict]]:
+                progress: Callable[[int, int], None] | None = None,
+                hash_blocks: bool = False) -> tuple[list[Partition], list[dict]]:
     """:func:`run_partitions`, then the check the planner skipped (``overflow_check=False``): a cut inside an
     overflow interval would start the next partition's pipeline in the wrong state, so the two partitions
     around it are joined and the joined one is processed again (rare: device overflows are short and the
     cuts sit in quiet gaps).  Returns the final partitions and their reports, in order."""
     parts = list(parts)
     reports = run_partitions(client, parts, lab, scratch, chunk_size=chunk_size, setup_hash=setup_hash,
-                             retries=retries, pipeline_factory=pipeline_factory, progress=progress)
+                             retries=retries, pipeline_factory=pipeline_factory, progress=progress,
+                             hash_blocks=hash_blocks)
     for attempt in range(1, len(parts) + 1):  # each pass joins at least two partitions
         bad = cuts_inside_overflow(reports)
         if not bad:
@@ -297,7 +313,8 @@ def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path
                 k += 1
         again = run_partitions(client, [joined_parts[i] for i in redo], lab, scratch, chunk_size=chunk_size,
                                setup_hash=setup_hash, retries=retries, pipeline_factory=pipeline_factory,
-                               key_suffix=f"-joined{attempt}")  # a key of its own: never an earlier result
+                               key_suffix=f"-joined{attempt}",  # a key of its own: never an earlier result
+                               hash_blocks=hash_blocks)
         for i, rep in zip(redo, again):
             joined_reports[i] = rep
         parts, reports = joined_parts, joined_reports
@@ -315,7 +332,8 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     ``dask``: 'local', 'local:N', a scheduler address 'tcp://host:port', or a ``distributed.Client``.
     ``n_partitions`` (default: 2 per worker) or explicit ``cuts`` (global record positions) are moved to safe
     quiet gaps (:mod:`timetag.distributed.partition`).  Output equals the single-process run.
-    ``checksum``: input checksums in the provenance (one read of every file on the client, while the workers run).
+    ``checksum``: input checksums in the provenance (the block checksum from the blocks the workers read, the block
+    around each cut read again on the client; a whole-file one read on the client while the workers run).
     ``gap_ps`` overrides the safe gap length (experts and tests only: too short breaks that equality);
     ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
     ``force``: replace an existing ``out`` (it stays whole until the merged file is complete).
@@ -343,8 +361,10 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
     t0 = time.perf_counter()
-    # hashed on the client while the workers run (one read of every file)
-    sums = BackgroundChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum) if checksum else None
+    algo = DEFAULT_CHECKSUM if checksum is True else checksum
+    hash_blocks = bool(checksum) and algo == BLOCK_CHECKSUM and all(is_dump(p) for p in paths)
+    # a whole-file checksum is hashed on the client while the workers run (one more read of every file)
+    sums = BackgroundChecksums(paths, algo) if checksum and not hash_blocks else None
     try:
         with dask_client(dask) as client:
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
@@ -354,13 +374,14 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
                                     overflow_check=False, by_file=cuts is None)
             parts, reports = run_checked(client, parts, lab_setup, scratch, chunk_size=chunk_size,
                                          setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory,
-                                         progress=progress)
+                                         progress=progress, hash_blocks=hash_blocks)
         prov = _provenance(paths if checksum else (), setup, checksum=False, lab=lab, role=lab_setup.role,
                            chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
             "partitions": [p.name for p in parts], "dask": dask if isinstance(dask, str) else "client"})
-        if sums is not None:
-            for entry, value in zip(prov["inputs"], sums.result()):
+        if checksum:
+            values = sums.result() if sums is not None else _joined_block_checksums(paths, reports)
+            for entry, value in zip(prov["inputs"], values):
                 entry["checksum"] = value
         elapsed = time.perf_counter() - t0
         # tags per channel, as the single-process run reports them (timetag.channels)
@@ -389,3 +410,15 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
     if not keep_scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return summary
+
+
+def _joined_block_checksums(paths, reports) -> list[str]:
+    """The block checksum of each input from the digests the workers sent; what none of them read whole (the
+    block around each cut, the non-dump inputs) is read here."""
+    out = []
+    for p in paths:
+        digest = BlockDigest(Path(p).stat().st_size)
+        for rep in reports:
+            digest.leaves.update(rep.get("block_digests", {}).get(str(p), {}))
+        out.append(digest.result(p))
+    return out
