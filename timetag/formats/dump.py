@@ -93,6 +93,10 @@ class DumpDecoder:
     def path(self, value) -> None:     # a followed sequence of files names the one being read
         self.bad.path = value
 
+    def release_scratch(self) -> None:
+        """Free the work buffer (a window's size) once the read is over."""
+        self._lost_i = np.empty(0, np.int64)
+
     def split(self, rec: np.ndarray, index: int, out_t: np.ndarray, out_c: np.ndarray):
         """Decode ``rec`` (records ``index``, ``index + 1``, ... of the file) into ``out_t`` / ``out_c``.
 
@@ -283,29 +287,32 @@ class DumpReader:
         window = min(WINDOW_RECORDS if self.use_mmap else READ_RECORDS, size)
         with open(self.path, "rb", buffering=0) as fh:
             windows = _Windows(fh, self.path, window, self.use_mmap, limit=stop * RECORD_SIZE)
-            for lo in range(start, stop, self.chunk_size):
-                hi = min(lo + self.chunk_size, stop)
-                out_t, out_c = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int32)
-                w, lost, error = 0, [], None
-                for b in range(lo, hi, window):
-                    rec = windows.open(b, min(b + window, hi))
-                    if self._feeder is not None:
-                        self._feeder.update_at(b * RECORD_SIZE, rec.view(np.uint8))
-                    k, events, error = dec.split(rec, b, out_t[w:], out_c[w:])
-                    del rec
-                    windows.close()
-                    w += k
-                    if events.size:
-                        lost.append(events)
+            try:
+                for lo in range(start, stop, self.chunk_size):
+                    hi = min(lo + self.chunk_size, stop)
+                    out_t, out_c = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int32)
+                    w, lost, error = 0, [], None
+                    for b in range(lo, hi, window):
+                        rec = windows.open(b, min(b + window, hi))
+                        if self._feeder is not None:
+                            self._feeder.update_at(b * RECORD_SIZE, rec.view(np.uint8))
+                        k, events, error = dec.split(rec, b, out_t[w:], out_c[w:])
+                        del rec
+                        windows.close()
+                        w += k
+                        if events.size:
+                            lost.append(events)
+                        if error is not None:
+                            break
+                    if error is None and hi == self.records and self._feeder is not None and self.trailing_bytes:
+                        self._feeder.update_at(hi * RECORD_SIZE, os.pread(fh.fileno(), self.trailing_bytes,
+                                                                         hi * RECORD_SIZE))
+                    if w or lost or error is None:
+                        yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
                     if error is not None:
-                        break
-                if error is None and hi == self.records and self._feeder is not None and self.trailing_bytes:
-                    self._feeder.update_at(hi * RECORD_SIZE, os.pread(fh.fileno(), self.trailing_bytes,
-                                                                     hi * RECORD_SIZE))
-                if w or lost or error is None:
-                    yield TagChunk(out_t[:w], out_c[:w], np.concatenate(lost) if lost else None, offset=lo)
-                if error is not None:
-                    raise error
+                        raise error
+            finally:
+                dec.release_scratch()   # a reader outlives its read (its bad-record account is kept)
 
 
 class _Windows:
