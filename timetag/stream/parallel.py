@@ -35,8 +35,9 @@ __all__ = ["OrderedPartitions", "PartitionPool", "auto_threads", "boundary_ok", 
 
 #: ``threads='auto'`` uses threads only for inputs at least this large (below, start-up costs more than it saves)
 AUTO_MIN_BYTES = 64 << 20
-#: the most records' bytes in one partition: a thread that draws the last long partition leaves the others idle
-PARTITION_BYTES = 64 << 20
+#: the most records' bytes in one partition: a thread that draws the last long partition leaves the others idle,
+#: and each partition costs its fresh engine's first-touch pages (docs/performance.md)
+PARTITION_BYTES = 256 << 20
 #: partitions per thread at least (balance between threads)
 PARTITIONS_PER_THREAD = 4
 
@@ -46,26 +47,18 @@ AUTO_MAX_THREADS = 4
 
 
 def auto_threads(paths, format: str | None = None) -> int:
-    """The idle cores (cores less the 1-minute load average), at most :data:`AUTO_MAX_THREADS`, when that is 3 or
-    more, for dump inputs of at least :data:`AUTO_MIN_BYTES`; else 1.
+    """The cores this process may use, at most :data:`AUTO_MAX_THREADS`, for dump inputs of at least
+    :data:`AUTO_MIN_BYTES`; else 1.
 
-    One thread already keeps two cores busy (the engine on one; reading, decoding and the checksum on the other),
-    and the threads cost more CPU in all (each engine's caches and fresh pages, the checksum read again): on two
-    idle cores two threads ran as fast as one (x0.98-1.03, docs/performance.md), and on a busy machine slower.
+    One thread keeps the second core only half busy (reading, decoding and the checksum beside the engine); the
+    threads cost about the CPU of one thread in all (each hashes the blocks it reads, the partitions are few), so
+    they are not slower on a busy machine either (docs/performance.md).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     paths = [Path(p) for p in paths]
-    if cores < 3 or not _all_dump(paths, format) or sum(p.stat().st_size for p in paths) < AUTO_MIN_BYTES:
+    if cores < 2 or not _all_dump(paths, format) or sum(p.stat().st_size for p in paths) < AUTO_MIN_BYTES:
         return 1
-    idle = min(AUTO_MAX_THREADS, int(cores - _load()))
-    return idle if idle >= 3 else 1
-
-
-def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:   # not offered here: assume a quiet machine
-        return 0.0
+    return min(AUTO_MAX_THREADS, cores)
 
 
 def default_partitions(paths, threads: int) -> int:
