@@ -13,6 +13,9 @@ Modes: ``single`` (one thread, ``--threads 1``, xxh3-128 checksum of the input),
 checksum on request), ``inproc:N`` (``--threads N``: quiet-gap partitions on N threads of the one process, with
 the checksum), ``inproc-no-checksum:N``, ``threads:N`` / ``local:N`` (``--dask``).
 
+The package is compiled to bytecode first (:mod:`_installed`): the times are those of an installed package, not
+of a checkout whose modules a ``PYTHONDONTWRITEBYTECODE=1`` shell compiles again in every child process.
+
 ``--run DIR`` reuses a simulated run (``timetag simulate --preset lmu2022 --rounds 3342 --speedup 1 --out DIR``);
 without it one is simulated into a temporary folder (23 s, 2 GB).  Under ``benchmarks/run.py`` the quick mode
 skips it (too large for a quick pass).
@@ -29,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _installed import compile_package  # noqa: E402
 from _realistic import run_child  # noqa: E402
 
 ROUNDS = 3342
@@ -73,6 +77,7 @@ def simulate_full(out: Path) -> Path:
 
 
 def measure(run_dir: Path, modes: list[str], repeat: int, scratch: Path) -> dict:
+    compile_package()
     alice, setup = run_dir / "alice.dump", run_dir / "setup.toml"
     n_tags = (alice.stat().st_size // 16)  # records: tags plus a few lost-data events
     results: dict[str, list[tuple[float, int, float]]] = {m: [] for m in ["read", *modes]}

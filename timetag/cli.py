@@ -30,6 +30,7 @@ from typer.core import TyperCommand, TyperGroup
 from . import interrupts
 from ._numba_cache import on_first_compile
 from ._version import __version__
+from .commands import startup
 from .errors import RunStopped, Terminated, TimetagError, for_cli
 
 # Order = order in --help.  A name without a module in timetag.commands is a plugin's (entry point group
@@ -117,10 +118,16 @@ def _import_rich_help() -> None:
 
 
 class _HelpMixin:
-    """What the root group and every command share: flags show no metavar, and --help stays cheap."""
+    """What the root group and every command share: flags show no metavar, --help stays cheap, and values are
+    converted without pydantic where typer's converter would do the same (timetag.commands.coerce)."""
 
     def get_params(self, ctx) -> list:
-        return _flags_without_metavar(super().get_params(ctx))
+        params = _flags_without_metavar(super().get_params(ctx))
+        if any(getattr(getattr(p, "type_descriptor", None), "annotation", bool) is not bool for p in params):
+            from .commands.coerce import install   # values converted without pydantic (its import and adapters)
+
+            install(params)
+        return params
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
@@ -279,6 +286,11 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv=None) -> None:
+    # numpy's bundled OpenBLAS starts a thread per core at import, which spins on the core the engine's second
+    # thread wants; timetag's matrices are small.  Before any numpy import, and a user's own setting wins.  The
+    # library (import timetag) leaves it to the program that imports it.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    startup.begin(program=argv is None)   # without an argument list, this process is the command line
     warnings.showwarning = _one_line_warning
     # `kill` ends a run like Ctrl-C does (outputs kept and marked, partial files cleaned up); `live` installs its
     # own handler for a graceful stop

@@ -1,10 +1,13 @@
 """Start-up of the command line: `timetag --help` imports no command module and none of the heavy libraries, and
 the command list it shows (timetag.cli.SUMMARIES) says what each command's own help says; `timetag info --help`
-imports its command module only; `timetag CMD --help` of every command imports none of the heavy libraries.
+imports its command module only (and the converters of its values); `timetag CMD --help` of every command imports
+none of the heavy libraries.  A `timetag process` run on one thread imports no pydantic (its values are converted
+by timetag.commands.coerce, which agrees with typer's converters) and none of what it does not use, keeps numpy's
+OpenBLAS to one thread, and leaves its objects to the interpreter at exit without a last scan.
 
 What is imported is checked, not how long it takes (speed: benchmarks/bench_startup.py).  Some of it depends on
 typer (pinned in pyproject.toml): what its help renderer imports and how it uses the classes timetag.cli stands in
-for, and when it builds a parameter's pydantic converter; the tests below fail when that changes."""
+for, and when and how it builds a parameter's pydantic converter; the tests below fail when that changes."""
 from __future__ import annotations
 
 import ast
@@ -14,11 +17,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import List, Optional
 
 import pytest
 import typer
+from hypothesis import given, settings, strategies as st
 
 HEAVY = ("numpy", "h5py", "numba", "scipy", "matplotlib", "timetag.engine", "timetag.formats", "timetag.commands.")
+# modules of timetag.commands that are the command line's own, not a command's: the collector around a command
+LINE = ("timetag.commands.startup",)
 # what typer would import for a --help, for features the help does not use (see timetag.cli._import_rich_help and
 # _HelpMixin.get_help_option), and the plugin scan (timetag.plugins.command_names)
 NEEDLESS = ("pydantic", "markdown_it", "pygments", "rich.markdown", "rich.traceback", "importlib.metadata")
@@ -56,8 +63,8 @@ def _modules_after(argv: list[str], home: Path | None = None) -> tuple[int, set[
 
 def _heavy(modules: set[str], heavy=HEAVY) -> list[str]:
     """Modules of ``heavy``: a name and its submodules; a name ending in '.' (a package): its submodules only."""
-    return sorted(m for m in modules
-                  if any(m.startswith(h) if h.endswith(".") else (m == h or m.startswith(h + ".")) for h in heavy))
+    return sorted(m for m in modules if m not in LINE
+                  and any(m.startswith(h) if h.endswith(".") else (m == h or m.startswith(h + ".")) for h in heavy))
 
 
 def test_help_imports_no_heavy_module(tmp_path):
@@ -77,8 +84,8 @@ def test_info_help_imports_its_command_only(tmp_path):
     assert "timetag.commands.info" in modules
     assert _heavy(modules, [h for h in HEAVY if h != "timetag.commands."]) == []
     assert _heavy(modules, NEEDLESS) == []
-    assert sorted(m for m in modules if m.startswith("timetag.commands.")) == ["timetag.commands.info",
-                                                                               "timetag.commands.options"]
+    assert sorted(m for m in modules if m.startswith("timetag.commands.")) == [
+        "timetag.commands.coerce", "timetag.commands.info", "timetag.commands.options", "timetag.commands.startup"]
 
 
 # what finding a plugin's command reads (timetag.cli._load): the installed entry points
@@ -110,7 +117,7 @@ def test_every_commands_help_imports_no_heavy_module(tmp_path):
         plugin = not module.startswith("timetag.commands.")
         needless = [n for n in NEEDLESS if not (plugin and n in PLUGIN_LOOKUP)]
         others = sorted(m for m in modules if m.startswith("timetag.commands.")
-                        and m not in (module, "timetag.commands.options"))
+                        and m not in (module, "timetag.commands.options", "timetag.commands.coerce", *LINE))
         found = _heavy(modules, heavy) + _heavy(modules, needless) + others
         if code not in (0, None) or f"timetag {name}" not in out or module not in modules or found:
             wrong[name] = {"code": code, "loaded": module in modules, "imported": found}
@@ -264,3 +271,268 @@ def test_typer_uses_the_stood_in_classes_only_as_the_stand_ins_allow():
     uses = [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in cli._UNUSED_BY_HELP.values()]
     assert uses
     assert [f"line {n.lineno}: {n.id}" for n in uses if id(n) not in allowed] == []
+
+
+# --- a run: `timetag process` on a small file ----------------------------------------------------------------------
+
+# what typer would import to convert the values of a command that runs (timetag.commands.coerce), and what a
+# single-thread run of `process` has no use for
+NOT_FOR_A_RUN = ("pydantic", "pydantic_core", "typer._adapters", "dask", "distributed", "timetag.distributed.run",
+                 "importlib.metadata", "markdown_it", "numba", "scipy", "matplotlib", "rich._emoji_codes")
+
+RUN_PROBE = """
+import atexit, gc, json, os, sys
+sys.argv = ["timetag", *json.loads(sys.argv[1])]
+seen = {}
+
+class Watch:    # what the environment says when numpy is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" and "numpy" not in seen:
+            seen["numpy"] = os.environ.get("OPENBLAS_NUM_THREADS")
+        return None
+
+sys.meta_path.insert(0, Watch())
+# registered before main(): runs after what main() registers (atexit is last in, first out)
+atexit.register(lambda: print(json.dumps({"frozen_at_exit": gc.get_freeze_count()}), file=sys.stderr))
+from timetag.cli import main
+seen["numpy_before_main"] = "numpy" in sys.modules
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules), "seen": seen, "gc_enabled": gc.isenabled()}),
+      file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    simulator = pytest.importorskip("timetag.simulator")
+    out = tmp_path_factory.mktemp("small_run")
+    return simulator.simulate(simulator.load_preset("lmu2022").with_overrides(speedup=20000), 30, 4, out / "sim")
+
+
+def _run_probe(argv: list[str], env: dict | None = None) -> tuple[dict, dict]:
+    res = subprocess.run([sys.executable, "-c", RUN_PROBE, json.dumps(argv)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    lines = res.stderr.strip().splitlines()
+    return json.loads(lines[-2]), json.loads(lines[-1])
+
+
+def _process_argv(sim, out: Path) -> list[str]:
+    return ["process", str(sim.alice), "--setup", str(sim.setup), "--lab", "alice", "--out", str(out),
+            "--threads", "1", "--chunk-size", "5000"]
+
+
+def test_a_process_run_imports_no_converter_library_and_nothing_it_does_not_use(small_run, tmp_path):
+    """`timetag process` on one thread converts its values without pydantic (timetag.commands.coerce) and
+    imports none of what a single-thread run has no use for."""
+    report, at_exit = _run_probe(_process_argv(small_run, tmp_path / "alice.h5"))
+    assert report["code"] in (0, None)
+    modules = set(report["modules"])
+    assert "timetag.process" in modules and "h5py" in modules   # the probe really ran the engine
+    assert _heavy(modules, NOT_FOR_A_RUN) == []
+    assert report["gc_enabled"]   # the collector is back after the command's start-up (commands.startup)
+    assert at_exit["frozen_at_exit"] > 0   # the interpreter's last collections skip what the run left alive
+
+
+def test_the_bar_and_the_summary_look_as_they_did_with_markup_and_emoji(small_run, tmp_path):
+    """The progress bar's text columns and the summary table take their text as it is (no emoji table to load):
+    with colour forced, they render as the markup columns and an emoji-enabled console did, for a real summary."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from timetag import process_files
+    from timetag.commands import process as process_command
+    from timetag.commands import progress
+
+    def shown(renderable, emoji: bool = True) -> str:
+        console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=100, emoji=emoji)
+        console.print(renderable)
+        return console.file.getvalue()
+
+    bar = Progress()
+    bar.add_task("alice", total=None, rounds=3)
+    task = bar.tasks[0]
+    for old, new in [(TextColumn("[bold]{task.description}"), progress._text("{task.description}", "bold")),
+                     (TextColumn("{task.fields[rounds]} rounds"), progress.RecordsBar("alice")._columns()[0])]:
+        assert shown(old.render(task)) == shown(new.render(task))
+    assert "\x1b[1malice" in shown(progress._text("{task.description}", "bold").render(task))
+    table = process_command.summary_table(process_files([small_run.alice], small_run.setup, "alice",
+                                                        tmp_path / "alice.h5", chunk_size=5000, threads=1))
+    assert shown(table, emoji=True) == shown(table, emoji=False) and "heralds psi+" in shown(table)
+
+
+def test_the_command_line_keeps_openblas_to_one_thread_unless_told(small_run, tmp_path):
+    """numpy's OpenBLAS would start a thread per core that spins beside the engine: the command line says one
+    thread before anything imports numpy; a user's own OPENBLAS_NUM_THREADS wins; the library leaves it alone."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    report, _ = _run_probe(_process_argv(small_run, tmp_path / "a.h5"), env)
+    assert report["code"] in (0, None)
+    assert report["seen"] == {"numpy_before_main": False, "numpy": "1"}
+    report, _ = _run_probe(_process_argv(small_run, tmp_path / "b.h5"), {**env, "OPENBLAS_NUM_THREADS": "3"})
+    assert report["code"] in (0, None) and report["seen"]["numpy"] == "3"
+    library = subprocess.run([sys.executable, "-c", "import os, timetag, timetag.cli, numpy; "
+                              "print(os.environ.get('OPENBLAS_NUM_THREADS'))"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert library.stdout.strip() == "None", library.stderr
+
+
+def test_the_process_run_writes_what_it_wrote_before(small_run, tmp_path):
+    """The same rounds, summary and messages through the command line as through the library."""
+    from timetag import cli, process_files, read_rounds
+
+    lib = process_files([small_run.alice], small_run.setup, "alice", tmp_path / "lib.h5", chunk_size=5000,
+                        threads=1)
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*_process_argv(small_run, tmp_path / "cli.h5"), "--quiet"])
+    assert exc.value.code in (0, None)
+    a, b = read_rounds(tmp_path / "lib.h5"), read_rounds(tmp_path / "cli.h5")
+    assert a.rounds.tolist() == b.rounds.tolist() and len(a.rounds) > 0 and lib["rounds"] == len(a.rounds)
+    timing = ("elapsed_s", "tags_per_s", "out")
+    assert {k: v for k, v in b.summary.items() if k not in timing} == \
+        {k: v for k, v in a.summary.items() if k not in timing}
+
+
+def test_the_collector_is_back_after_a_commands_imports_however_they_end(monkeypatch):
+    """In-process (a program that runs a command with an argument list): the collector as it was, nothing frozen;
+    in the command line's own process: what the imports made is frozen."""
+    import gc
+
+    from timetag.commands import startup
+
+    monkeypatch.setitem(startup._state, "program", False)
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    with startup.imports():
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    with pytest.raises(ImportError):
+        with startup.imports():
+            import timetag.no_such_module  # noqa: F401
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with startup.imports():
+            pass
+        assert not gc.isenabled()   # a collector someone else turned off stays off
+    finally:
+        gc.enable()
+    assert gc.get_freeze_count() == frozen
+
+
+FREEZE_PROBE = """
+import gc, json
+from timetag.commands import startup
+startup.begin(program=True)
+before = gc.get_freeze_count()
+with startup.imports():
+    import h5py
+print(json.dumps({"before": before, "after": gc.get_freeze_count(), "enabled": gc.isenabled()}))
+"""
+
+
+def test_the_command_lines_own_process_freezes_what_its_imports_made():
+    res = subprocess.run([sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, timeout=120)
+    report = json.loads(res.stdout)
+    assert report["before"] == 0 and report["after"] > 10000 and report["enabled"], report
+
+
+# --- timetag.commands.coerce against typer's own converters ----------------------------------------------------------
+
+def _converter_command():
+    """A command with a parameter of every kind timetag's commands have (and path checks they do not use)."""
+    app = typer.Typer()
+
+    @app.command()
+    def kinds(files: List[Path] = typer.Argument(...), path: Optional[Path] = typer.Option(None),
+              name: str = typer.Option("x"), names: Optional[List[str]] = typer.Option(None),
+              count: int = typer.Option(5, min=1), any_int: Optional[int] = typer.Option(None),
+              low: int = typer.Option(0, min=0, max=9), fraction: float = typer.Option(0.5, min=0.0, max=1.0),
+              level: float = typer.Option(1.0), existing: Optional[Path] = typer.Option(None, exists=True,
+                                                                                         dir_okay=False)):
+        pass
+
+    return typer.main.get_command(app)
+
+
+def _both(param, value, ctx):
+    """(plain converter's outcome, typer's outcome): the value, or the error message."""
+    from typer._coercion import build_runtime_param
+
+    from timetag.commands import coerce
+
+    out = []
+    for convert in (coerce._PlainParam(param.type_descriptor), build_runtime_param(param.type_descriptor)):
+        try:
+            out.append(("value", convert.coerce(value, param=param, ctx=ctx)))
+        except typer.BadParameter as exc:
+            out.append(("error", exc.format_message()))
+    return out
+
+
+NUMBERS = st.from_regex(r"[-+ ]?[0-9]{0,21}(\.[0-9]{0,3})?([eE][-+]?[0-9]{1,4})?_?[0-9]?", fullmatch=True)
+
+
+@settings(deadline=None)
+@given(text=st.one_of(NUMBERS, st.text(max_size=12), st.sampled_from(["nan", "inf", "-0", "0", "1e999", ".5", "5."])))
+def test_the_plain_converter_agrees_with_typers(text):
+    """Every kind of parameter, for numbers spelt every way and any text: the same value or the same error."""
+    command = _converter_command()
+    ctx = typer.Context(command, info_name="kinds")
+    for param in command.params:
+        value = (text, "b") if param.multiple or param.nargs == -1 else text
+        plain, typers = _both(param, value, ctx)
+        assert repr(plain) == repr(typers), param.name   # repr: the type too, and nan equal to nan
+
+
+def test_the_plain_converter_decides_the_usual_values_itself(tmp_path, monkeypatch):
+    """Values a command line gives (and the defaults) are converted without typer's converter, or the plain one
+    would save nothing; paths that exist, paths that do not, and the path checks give typer's answers."""
+    from timetag.commands import coerce
+
+    def no_typer(descriptor):
+        raise AssertionError(f"typer's converter built for {descriptor.annotation}")
+
+    command = _converter_command()
+    ctx = typer.Context(command, info_name="kinds")
+    params = {p.name: p for p in command.params}
+    monkeypatch.setattr(coerce, "build_runtime_param", no_typer)
+    usual = {"files": (("a.dump", str(tmp_path)), [Path("a.dump"), tmp_path]), "path": ("x/y.h5", Path("x/y.h5")),
+             "name": ("alice", "alice"), "names": (("a", "b"), ["a", "b"]), "count": ("1000000", 1000000),
+             "any_int": ("-3", -3), "low": (9, 9), "fraction": ("0.25", 0.25), "level": ("1e-3", 1e-3)}
+    for name, (value, expected) in usual.items():
+        got = coerce._PlainParam(params[name].type_descriptor).coerce(value, param=params[name], ctx=ctx)
+        assert got == expected and type(got) is type(expected), name
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("")
+    for value in [str(tmp_path / "file"), str(tmp_path), str(tmp_path / "missing"), "\0"]:
+        plain, typers = _both(params["existing"], value, ctx)
+        assert plain == typers, value
+    assert _both(params["existing"], str(tmp_path), ctx)[0][0] == "error"   # a folder: refused
+
+
+def test_every_command_converts_its_values_without_pydantic():
+    """Each parameter of each command (typer 0.2x) gets the plain converter, but for flags (typer skips them)."""
+    from typer._coercion import RuntimeParam
+
+    from timetag import cli
+    from timetag.commands import coerce
+
+    root = typer.main.get_command(cli.app)
+    names = root.list_commands(typer.Context(root, info_name="timetag"))
+    left = {}
+    for name in names:
+        command = cli._load(name)
+        commands = command.commands.values() if hasattr(command, "commands") else [command]
+        for c in commands:
+            for p in c.get_params(typer.Context(c, info_name=c.name)):
+                runtime = getattr(p, "_runtime_param", None)
+                if getattr(p, "type_descriptor", None) is None or p.type_descriptor.annotation is bool:
+                    continue
+                if not isinstance(runtime, coerce._PlainParam):
+                    left[f"{name} {p.name}"] = repr(p.type_descriptor.annotation)
+                assert runtime is None or isinstance(runtime, RuntimeParam)
+    assert left == {}

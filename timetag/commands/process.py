@@ -86,23 +86,25 @@ def register(app):
                                            "processes), threads:N (N threads in this process), or "
                                            "tcp://scheduler:8786 (files on a shared file system). Dump files "
                                            "are also cut inside at quiet gaps. Same output as without."),
-        threads: str = typer.Option("auto", "--threads", help="Threads in this process: N, or 'auto' (the idle "
-                                    "cores, up to 4, when there are 3 or more, for dump inputs of 64 MB or more; "
-                                    "else 1: one thread already keeps two cores busy). Dump files are cut at quiet "
-                                    "gaps and the pieces processed side by side; same output as one thread. Other "
-                                    "formats run on one thread."),
+        threads: str = typer.Option("auto", "--threads", help="Threads in this process: N, or 'auto' (a thread "
+                                    "per core, up to 4, for dump inputs of 64 MB or more; else 1). Dump files are "
+                                    "cut at quiet gaps and the pieces processed side by side; same output as one "
+                                    "thread. Other formats run on one thread."),
         format: Optional[str] = deprecated_format_option("--in-format"),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).
 
         Delay-corrects the tags, applies the post-excitation-pulse time filter, finds BSM coincidences (psi+ / psi-), reads the input setting and counts fluorescence photons for every trigger (software herald, hardware 'ready', or both cross-checked), and writes the rounds file. Example: timetag process run/alice_*.dump --setup run/setup.toml --lab alice --out alice_rounds.h5
         """
-        from rich.console import Console
+        from .startup import imports
 
-        from ..errors import SetupError
-        from ..formats import order_series
-        from ..process import process_files
-        from .progress import RecordsBar
+        with imports():
+            from rich.console import Console
+
+            from ..errors import SetupError
+            from ..formats import order_series
+            from ..process import process_files
+            from .progress import RecordsBar
 
         in_format = from_deprecated(in_format, format, "--in-format")
         ordered = order_series(files)
@@ -132,6 +134,6 @@ def register(app):
                                         on_bad_record=on_bad_record, max_jump_ps=max_jump_ps,
                                         threads=threads)
         if not quiet:
-            console = Console()
+            console = Console(emoji=False)   # a lab's name and a path hold no emoji codes (timetag.commands.progress)
             console.print(summary_table(summary))
             console.print(f"wrote {out}")

@@ -15,6 +15,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 __all__ = ["RecordsBar", "PartitionsBar", "Working", "announce_compiles", "COMPILE_NOTICE"]
 
 
+def _text(text_format: str, style: str = "none") -> TextColumn:
+    """A column of text taken as it is: a lab's name or a label is no markup and holds no emoji code (and rich's
+    emoji table, ~3 ms to import, stays unloaded)."""
+    return TextColumn(text_format, style=style, markup=False)
+
+
 class _Bar:
     """A rich progress bar on stderr for the length of a ``with`` block (stopped however the command ends)."""
 
@@ -29,7 +35,7 @@ class _Bar:
 
     def __enter__(self):
         if self.enabled:
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            self._bar = Progress(_text("{task.description}", "bold"), BarColumn(), MofNCompleteColumn(),
                                  *self._columns(), console=Console(stderr=True), transient=False)
             self._task = self._bar.add_task(self.label, total=None, rounds=0)
             self._bar.start()
@@ -49,7 +55,7 @@ class RecordsBar(_Bar):
     """A bar of records done (and rounds made); a ``progress(done, total, rounds)`` callback."""
 
     def _columns(self) -> tuple:
-        return TextColumn("{task.fields[rounds]} rounds"), TimeRemainingColumn()
+        return _text("{task.fields[rounds]} rounds"), TimeRemainingColumn()
 
     def __call__(self, done: int, total: int | None, rounds: int) -> None:
         self._update(completed=done, total=total, rounds=rounds)
@@ -60,7 +66,7 @@ class PartitionsBar(_Bar):
     callback."""
 
     def _columns(self) -> tuple:
-        return TextColumn("partitions"), TimeElapsedColumn()
+        return _text("partitions"), TimeElapsedColumn()
 
     def __call__(self, done: int, total: int | None) -> None:
         self._update(completed=done, total=total)
@@ -88,7 +94,7 @@ class Working:
             # on a pipe or a file rich would still end with an empty line: a log gets nothing
             if self._done or not console.is_terminal:
                 return
-            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            self._bar = Progress(SpinnerColumn(), _text("{task.description}"), TimeElapsedColumn(),
                                  console=console, transient=True)
             self._bar.add_task(self.label, total=None)
             self._bar.start()
