@@ -7,7 +7,7 @@ Reported: tags/s (best and median), the ratio against the single-thread run of t
 time (user + system, from ``wait4`` of that process alone), and once the start-up of the command (``timetag
 process --help`` in a fresh process: imports), which every mode pays.
 
-    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes single,inproc:2,threads:2,local:2]
+    python benchmarks/bench_process_modes.py [--run DIR] [--repeat 3] [--modes default,single,inproc:2,threads:2,local:2]
 
 Modes: ``single`` (one thread, ``--threads 1``, xxh3-128 checksum of the input), ``no-checksum``, ``sha256`` (the
 checksum on request), ``inproc:N`` (``--threads N``: quiet-gap partitions on N threads of the one process, with
@@ -59,7 +59,7 @@ def _argv(mode: str, alice: Path, setup: Path, out: Path) -> list[str]:
     elif mode.startswith("inproc"):
         kind, n = mode.split(":")
         argv += ["--threads", n] + (["--no-checksum"] if kind == "inproc-no-checksum" else [])
-    elif mode != "single":
+    elif mode not in ("single", "default"):    # default: what a user gets without options (--threads auto)
         argv += ["--dask", mode]
     return argv
 
@@ -102,8 +102,8 @@ def run(quick: bool) -> list[dict]:
         return []
     tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
     try:
-        res = measure(simulate_full(tmp / "run"), ["single", "no-checksum", "inproc:2", "threads:2", "local:2"], 3,
-                      tmp)
+        res = measure(simulate_full(tmp / "run"), ["default", "single", "no-checksum", "inproc-no-checksum:2",
+                                                  "threads:2", "local:2"], 3, tmp)
         return _rows(res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -129,7 +129,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a simulated full-scale run to reuse")
     ap.add_argument("--repeat", "--repeats", type=int, default=3)
-    ap.add_argument("--modes", default="single,no-checksum,inproc:2,threads:2,local:2")
+    ap.add_argument("--modes", default="default,single,no-checksum,inproc:2,threads:2,local:2")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_process_modes_"))
     try:
