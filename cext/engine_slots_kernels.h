@@ -203,43 +203,95 @@ static inline ptrdiff_t tt_first_at_or_after(const int64_t *T, ptrdiff_t lo, ptr
     return lo;
 }
 
+/* How tt_attempt_pair bins an offset x into the arrival histogram (a constant per call, so that the
+ * pair loop is compiled once per kind and tests nothing per click): a per-ps table, the high word of a
+ * multiplication by ceil(2**64 / bin), or the offset itself (1 ps bins). */
+enum { TT_BIN_LUT, TT_BIN_MUL, TT_BIN_ONE };
+
 /* Rows r0 and r1 together while both have clicks with a known attempt before the bound: the
  * sync search of a row is a chain of dependent loads from click to click, and two chains run
- * side by side.  The single-row loop finishes what is left (and every special case). */
-static inline void tt_attempt_pair(const int nxt, tt_chunk *c, ptrdiff_t r0, ptrdiff_t r1,
-                                   const int64_t *restrict SY, ptrdiff_t K, int64_t bound_u, const tt_hist *h)
+ * side by side.  The single-row loop finishes what is left (and every special case).
+ * The loop is short of registers, so what it reads per click is in locals: the histogram's
+ * parameters by value (through a pointer gcc reloaded them after every histogram increment,
+ * which might alias them), the way of binning fixed per call (kind), and no bound test per
+ * click: the clicks it takes are counted first ('next': those up to the last known sync;
+ * 'previous': a row's first click past the first sync means all its later ones are).  A
+ * rejected click updates a spare attempt of its row instead of its own attempt with masked
+ * keys: fewer instructions, and rejected clicks leave the attempts' cache lines alone; the
+ * accepted count is the clicks less the spares' counts. */
+static inline __attribute__((always_inline)) void
+tt_attempt_pair(const int nxt, const int kind, tt_chunk *c, ptrdiff_t r0, ptrdiff_t r1, const int64_t *restrict SY,
+                ptrdiff_t K, int64_t bound_u, const tt_hist *h)
 {
+    if (nxt && K == 0) return;
     int64_t *hrow0 = c->hist + c->bsm_det[r0] * c->nbins, *hrow1 = c->hist + c->bsm_det[r1] * c->nbins;
     const int64_t *T0 = c->row[c->bsm_slot[r0]], *T1 = c->row[c->bsm_slot[r1]];
     ptrdiff_t a0 = c->bsm_a[r0], a1 = c->bsm_a[r1];
-    int64_t off0 = c->bsm_off[r0], off1 = c->bsm_off[r1], w0 = c->w0, n_acc = 0;
-    /* the clicks before the bound, found first: the loop then tests no bound (and needs one
-     * register less, in a loop short of them) */
-    const int64_t *p0 = T0 + c->bsm_lo[r0], *p1 = T1 + c->bsm_lo[r1];
-    const int64_t *e0 = T0 + tt_first_at_or_after(T0, c->bsm_lo[r0], c->hi[c->bsm_slot[r0]], tt_sat_add(bound_u, off0));
-    const int64_t *e1 = T1 + tt_first_at_or_after(T1, c->bsm_lo[r1], c->hi[c->bsm_slot[r1]], tt_sat_add(bound_u, off1));
-    uint64_t wspan = c->wspan;
-    tt_agg *restrict AG = tt_attempts(c);
-    while (p0 < e0 && p1 < e1) {
-        int64_t u0 = *p0 - off0, u1 = *p1 - off1;
-        ptrdiff_t b0 = tt_syncs_before(SY, a0, u0, nxt), b1 = tt_syncs_before(SY, a1, u1, nxt);
-        if (nxt ? (b0 >= K || b1 >= K) : (b0 == 0 || b1 == 0)) break;
-        a0 = b0;
-        a1 = b1;
+    int64_t off0 = c->bsm_off[r0], off1 = c->bsm_off[r1], w0 = c->w0;
+    ptrdiff_t lo0 = c->bsm_lo[r0], lo1 = c->bsm_lo[r1];
+    /* 'next': a click after the last known sync, SY[K - 1] (a real sync, below INT64_MAX), has no attempt yet */
+    int64_t lim = nxt && SY[K - 1] < bound_u ? SY[K - 1] + 1 : bound_u;
+    ptrdiff_t e0 = tt_first_at_or_after(T0, lo0, c->hi[c->bsm_slot[r0]], tt_sat_add(lim, off0));
+    ptrdiff_t e1 = tt_first_at_or_after(T1, lo1, c->hi[c->bsm_slot[r1]], tt_sat_add(lim, off1));
+    ptrdiff_t n = e0 - lo0 < e1 - lo1 ? e0 - lo0 : e1 - lo1;
+    if (n <= 0) return;
+    /* 'previous': once a row's first click has a sync at or before it, so have all its later ones */
+    if (!nxt && (T0[lo0] - off0 < SY[0] || T1[lo1] - off1 < SY[0])) return;
+    const int64_t *p0 = T0 + lo0, *p1 = T1 + lo1;
+    const int64_t hlo = h->hlo;
+    const uint64_t hspan = h->hspan, m = h->m, wspan = c->wspan;
+    const int32_t *lut = h->lut;
+    int64_t hjunk[2] = {0, 0};
+    tt_agg spare[2] = {{-1, 0, 0, 0}, {-1, 0, 0, 0}};
+    tt_agg *AG = tt_attempts(c);
+    const uintptr_t hj0 = (uintptr_t)&hjunk[0], hj1 = (uintptr_t)&hjunk[1];
+    const uintptr_t gj0 = (uintptr_t)&spare[0], gj1 = (uintptr_t)&spare[1];
+    for (ptrdiff_t k = 0; k < n; k++) {
+        int64_t u0 = p0[k] - off0, u1 = p1[k] - off1;
+        a0 = tt_syncs_before(SY, a0, u0, nxt);
+        a1 = tt_syncs_before(SY, a1, u1, nxt);
         ptrdiff_t j0 = nxt ? a0 : a0 - 1, j1 = nxt ? a1 : a1 - 1;
         int64_t dt0 = u0 - SY[j0], dt1 = u1 - SY[j1];
-        *tt_hist_cell(dt0, h, hrow0) += 1;
-        *tt_hist_cell(dt1, h, hrow1) += 1;
-        n_acc += tt_click(dt0, AG + j0, r0, w0, wspan);
-        n_acc += tt_click(dt1, AG + j1, r1, w0, wspan);
-        p0++;
-        p1++;
+        uint64_t x0 = (uint64_t)(dt0 - hlo), x1 = (uint64_t)(dt1 - hlo);
+        int64_t q0, q1;
+        if (kind == TT_BIN_LUT) {
+            q0 = lut[x0 < hspan ? x0 : 0];
+            q1 = lut[x1 < hspan ? x1 : 0];
+        } else if (kind == TT_BIN_MUL) {
+            q0 = (int64_t)(((unsigned __int128)(uint32_t)x0 * m) >> 64);
+            q1 = (int64_t)(((unsigned __int128)(uint32_t)x1 * m) >> 64);
+        } else {
+            q0 = (int64_t)(uint32_t)x0;
+            q1 = (int64_t)(uint32_t)x1;
+        }
+        /* masks, not `in ? cell : junk` (gcc makes a branch of that, and on this stream whether a
+         * click is in range is a coin toss); integers, as q may be out of range */
+        uintptr_t in0 = -(uintptr_t)(x0 < hspan), in1 = -(uintptr_t)(x1 < hspan);
+        uintptr_t c0 = (uintptr_t)hrow0 + (uintptr_t)q0 * sizeof(int64_t);
+        uintptr_t c1 = (uintptr_t)hrow1 + (uintptr_t)q1 * sizeof(int64_t);
+        *(int64_t *)(hj0 ^ ((c0 ^ hj0) & in0)) += 1;
+        *(int64_t *)(hj1 ^ ((c1 ^ hj1) & in1)) += 1;
+        uint64_t s0 = (uint64_t)(dt0 - w0), s1 = (uint64_t)(dt1 - w0);
+        uintptr_t ok0 = -(uintptr_t)(s0 < wspan), ok1 = -(uintptr_t)(s1 < wspan);
+        uint64_t key0 = (s0 << 8) | (uint64_t)r0, key1 = (s1 << 8) | (uint64_t)r1;
+        tt_agg *g0 = (tt_agg *)(gj0 ^ (((uintptr_t)(AG + j0) ^ gj0) & ok0));
+        uint64_t k1 = (uint64_t)g0->k1, k2 = (uint64_t)g0->k2;
+        g0->k1 = (int64_t)(key0 < k1 ? key0 : k1);
+        g0->k2 = (int64_t)(key0 > k2 ? key0 : k2);
+        g0->n += 1;
+        /* after g0's update: both clicks may be of one attempt */
+        tt_agg *g1 = (tt_agg *)(gj1 ^ (((uintptr_t)(AG + j1) ^ gj1) & ok1));
+        k1 = (uint64_t)g1->k1;
+        k2 = (uint64_t)g1->k2;
+        g1->k1 = (int64_t)(key1 < k1 ? key1 : k1);
+        g1->k2 = (int64_t)(key1 > k2 ? key1 : k2);
+        g1->n += 1;
     }
-    c->bsm_lo[r0] = p0 - T0;
+    c->bsm_lo[r0] = lo0 + n;
     c->bsm_a[r0] = a0;
-    c->bsm_lo[r1] = p1 - T1;
+    c->bsm_lo[r1] = lo1 + n;
     c->bsm_a[r1] = a1;
-    c->n_acc += n_acc;
+    c->n_acc += 2 * n - spare[0].n - spare[1].n;
 }
 
 /* Attempts up to the horizon h (corrected time; everything with flush): new syncs get their
@@ -255,23 +307,28 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     ptrdiff_t n_s = end - c->s_lo, K = c->K;
     int64_t h_u = h + c->sync_delay;  /* the horizon in the sync's raw frame */
     tt_agg *AG = tt_attempts(c);
-    while (K < n_s && (flush || SY[K] < h_u)) {
-        AG[K].k1 = -1;  /* UINT64_MAX */
-        AG[K].k2 = 0;
-        AG[K].n = 0;
-        AG[K].pad = 0;
-        if (K == 0 && c->carry != NULL) AG[0] = *c->carry;
-        K++;
-    }
-    c->K = K;
+    /* the syncs before h (sorted, padded) get their attempts: no click yet */
+    ptrdiff_t K1 = flush ? n_s : tt_first_at_or_after(SY, K, n_s, h_u);
+    const tt_agg none = {-1, 0, 0, 0};  /* k1 = UINT64_MAX */
+    for (ptrdiff_t j = K; j < K1; j++) AG[j] = none;
+    if (K == 0 && K1 > 0 && c->carry != NULL) AG[0] = *c->carry;
+    K = c->K = K1;
     int64_t bound_u = flush ? INT64_MAX : h_u;
     int64_t junk = 0;
     tt_hist hs = {c->hlo, c->nbins > 0 ? c->hspan : 0, tt_bin_reciprocal(c->hbin), &junk, c->lut};
     ptrdiff_t nb = c->nb;
+    int kind = hs.lut != NULL ? TT_BIN_LUT : hs.m != 0 ? TT_BIN_MUL : TT_BIN_ONE;
     for (ptrdiff_t r = 0; r < nb; r += 2) {
         if (r + 1 < nb) {
-            if (c->nxt) tt_attempt_pair(1, c, r, r + 1, SY, K, bound_u, &hs);
-            else tt_attempt_pair(0, c, r, r + 1, SY, K, bound_u, &hs);
+            if (c->nxt) {
+                if (kind == TT_BIN_LUT) tt_attempt_pair(1, TT_BIN_LUT, c, r, r + 1, SY, K, bound_u, &hs);
+                else if (kind == TT_BIN_MUL) tt_attempt_pair(1, TT_BIN_MUL, c, r, r + 1, SY, K, bound_u, &hs);
+                else tt_attempt_pair(1, TT_BIN_ONE, c, r, r + 1, SY, K, bound_u, &hs);
+            } else {
+                if (kind == TT_BIN_LUT) tt_attempt_pair(0, TT_BIN_LUT, c, r, r + 1, SY, K, bound_u, &hs);
+                else if (kind == TT_BIN_MUL) tt_attempt_pair(0, TT_BIN_MUL, c, r, r + 1, SY, K, bound_u, &hs);
+                else tt_attempt_pair(0, TT_BIN_ONE, c, r, r + 1, SY, K, bound_u, &hs);
+            }
         }
         for (ptrdiff_t q = r; q < r + 2 && q < nb; q++) {
             if (c->nxt) tt_attempt_clicks(1, c, q, SY, K, bound_u, h_u, flush, &hs);
@@ -283,12 +340,16 @@ static void tt_advance(tt_chunk *c, int64_t h, int flush)
     if (!c->nxt && !flush && K > 0 && SY[K - 1] + c->w1 > h_u) upto = K - 1;
     ptrdiff_t nidx = c->nidx;
     tt_her *restrict H = c->her;
+    /* a branch, not a store per attempt: on real streams few attempts have two accepted clicks
+     * (lmu2022: one in ~2700), so it is nearly always predicted */
     for (ptrdiff_t j = c->closed; j < upto; j++) {
-        H[nidx].k1 = AG[j].k1;
-        H[nidx].k2 = AG[j].k2;
-        H[nidx].n = AG[j].n;
-        H[nidx].sync = SY[j];
-        nidx += AG[j].n >= 2;
+        if (__builtin_expect(AG[j].n >= 2, 0)) {
+            H[nidx].k1 = AG[j].k1;
+            H[nidx].k2 = AG[j].k2;
+            H[nidx].n = AG[j].n;
+            H[nidx].sync = SY[j];
+            nidx++;
+        }
     }
     c->nidx = nidx;
     if (upto > c->closed) c->closed = upto;

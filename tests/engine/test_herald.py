@@ -149,3 +149,40 @@ def test_clicks_after_long_runs_of_syncs(ref):
         _, _, pl = assert_same(lab, s, list(split(s, [1000, 2500])))
         assert pl.summary["clicks_accepted"] > 20  # the clicks did find their attempts
 
+
+
+@pytest.mark.parametrize("ref", ["previous", "next"])
+@pytest.mark.parametrize("bins", [(-100, 100, 7), (-70_001, 70_000, 13), (-70_001, 70_000, 1)])
+def test_two_row_loop_on_a_sparse_sync_stream(ref, bins, split_kind):
+    """The lmu2022 shape: a sync only near some clicks (after them for 'next', before for 'previous'),
+    several syncs between two clicks of a row, about half the clicks in the histogram's range and a
+    quarter accepted.  The two-row loop takes the clicks whose attempt is known (compiled once per
+    way of binning: table, reciprocal, 1 ps bins) and leaves the rest to the single-row loop: a row
+    starting with clicks before the first sync ('previous'), clicks after the last known sync
+    ('next'), rejected clicks (counted apart from the accepted ones), equal click times in two rows
+    of one attempt; across sub-blocks of 8192 tags and chunk cuts."""
+    lo, hi, width = bins
+    d = alice_dict(ref=ref, trigger="herald")
+    d["histograms"] = {"arrival_bin_ps": width, "arrival_range_ps": [lo, hi], "max_count": 5}
+    lab = setup_from_dict({"labs": {"alice": d}}).lab("alice")
+    rng = np.random.default_rng(18)
+    sign = 1 if ref == "previous" else -1  # where the window lies from its sync
+    tags = [(500, A_H), (510, A_H), (520, A_V)]  # clicks before the first sync
+    t = 1000
+    while len(tags) < 9000:
+        t += int(rng.integers(200, 2000))
+        if rng.random() < 0.6:  # an attempt: a sync and its clicks, most near the window, some far
+            tags.append((t, SYNC))
+            for row in rng.choice([A_H, A_V, B_H, B_V], size=int(rng.integers(1, 4)), replace=False):
+                dt = int(rng.integers(0, 90)) if rng.random() < 0.7 else int(rng.integers(90, 600))
+                tags.append((t + sign * dt, int(row)))
+            if rng.random() < 0.1:  # two rows with one corrected time: equal keys but for the row
+                tags += [(t + sign * 30 + 3, A_H), (t + sign * 30 - 2, A_V)]
+        else:  # a click of no attempt
+            tags.append((t, int(rng.choice([A_H, A_V, B_H, B_V]))))
+    tags.append((t + 3000, A_H))  # after the last sync
+    s = stream(tags + [(t + 10_000, UNUSED)])
+    _, heralds, pl = assert_same(lab, s, [s])
+    assert 0 < pl.summary["clicks_accepted"] < 0.6 * pl.summary["clicks"]
+    assert len(heralds) > 100
+    assert_same(lab, s, list(split(s, [2500, 5003, 8500])))
