@@ -161,8 +161,9 @@ def measure(paths: list[Path], setup_path: Path, reps: int, cli: bool = True) ->
             res["task"] = task_overhead(client, paths[0], lab, tmp / "scratch")
             res["merge_s"], res["scratch_bytes"] = merge_cost(client, paths, setup, tmp)
             runs = {
+                # one engine thread (and its read-ahead thread): threads='auto' would use both cores
                 "single": lambda: process_files(paths, setup, "alice", tmp / "single.h5", checksum=False,
-                                                progress=False, force=True),
+                                                progress=False, force=True, threads=1),
                 "dask2": lambda: process_files_dask(paths, setup, "alice", tmp / "dask2.h5", dask=client,
                                                     checksum=False, force=True),
             }
@@ -171,7 +172,7 @@ def measure(paths: list[Path], setup_path: Path, reps: int, cli: bool = True) ->
                                                          checksum=False, progress=False, force=True, threads=2)
             common = [*map(str, paths), "--setup", str(setup_path), "--lab", "alice", "--no-checksum", "--force"]
             if cli:
-                runs["cli_single"] = lambda: _cli([*common, "--out", str(tmp / "cli_single.h5")])
+                runs["cli_single"] = lambda: _cli([*common, "--out", str(tmp / "cli_single.h5"), "--threads", "1"])
                 runs["cli_dask2"] = lambda: _cli([*common, "--out", str(tmp / "cli_dask2.h5"), "--dask", "local:2"])
             for _ in range(reps):
                 for name, fn in runs.items():
