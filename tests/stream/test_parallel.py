@@ -142,3 +142,25 @@ def test_plan_threads(run, monkeypatch):
     for bad in (0, -1, "x", True):
         with pytest.raises(Exception, match="threads must be"):
             plan_threads([run["alice"]], run["lab"], bad)
+
+
+def test_a_stream_without_quiet_gaps_is_planned_in_one_read_and_runs_on_one_thread(run, tmp_path, monkeypatch):
+    # tags 100 ps apart, never a safe gap: each planned cut searches only near where it was asked for (the
+    # search once went through the whole file for every cut, mapping it all), and the run says why it has one
+    # thread when threads were asked for
+    from timetag.chunk import TagChunk
+    from timetag.distributed.partition import plan_partitions
+    from timetag.formats.dump import write_dump
+
+    n = 3_000_000
+    dense = tmp_path / "dense.dump"
+    write_dump(dense, TagChunk(np.arange(1, n + 1, dtype=np.int64) * 100, (np.arange(n) % 4 + 1).astype(np.int32)))
+    stats = {}
+    parts = plan_partitions([dense], run["lab"], n_partitions=8, overflow_check=False, stats=stats)
+    assert len(parts) == 1 and 0 < stats["bytes_read"] <= dense.stat().st_size
+    threads, parts, note = plan_threads([dense], run["lab"], 2)
+    assert (threads, parts) == (1, []) and "no quiet gap" in note
+    monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert parallel.auto_threads([dense]) == 2
+    assert plan_threads([dense], run["lab"], "auto") == (1, [], None)     # 'auto' needs no note

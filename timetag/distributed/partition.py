@@ -33,6 +33,11 @@ from ..setupfile import LabSetup
 
 # How many records around a requested cut are read first when looking for a gap (grows x4 on failure).
 _SEARCH_RECORDS = 1 << 14
+#: the most records read at once while searching for a cut (64 MiB of records)
+_SEARCH_STEP_RECORDS = 1 << 22
+#: how far a planned cut (not one asked for by position) may move to a quiet gap: 16 MiB of records each way,
+#: hundreds of rounds of a real run; a stream quiet nowhere near gets fewer partitions
+_CUT_RADIUS_RECORDS = 1 << 20
 
 
 def safe_gap_ps(lab: LabSetup) -> int:
@@ -170,17 +175,30 @@ class _Stream:
         return int(self.read(g, g + 1, "time")[0])
 
 
-def find_safe_cut(stream: _Stream, g: int, gap_ps: int) -> int | None:
-    """The safe cut position nearest to ``g`` (None when the whole stream has none)."""
-    w = _SEARCH_RECORDS
-    while True:
-        lo, hi = max(0, g - w), min(stream.total, g + w)
-        cuts = stream.safe_cuts_in(lo, hi, gap_ps)
+def find_safe_cut(stream: _Stream, g: int, gap_ps: int, radius: int | None = None) -> int | None:
+    """The safe cut position nearest to ``g``, at most ``radius`` records away (None: anywhere), or None.
+
+    The records around ``g`` are read in shells of growing width (at most :data:`_SEARCH_STEP_RECORDS` each, so
+    the memory is bounded), each record once: a stream without quiet gaps costs one read of the searched range.
+    """
+    limit = stream.total if radius is None else max(int(radius), 1)
+    w, done = _SEARCH_RECORDS, 0      # records [g - done, g + done) searched
+    while done < limit:
+        step = min(w, _SEARCH_STEP_RECORDS, limit - done)
+        found = []
+        for a, b in ((g - done - step, g - done + 1), (g + done - 1, g + done + step)):
+            a, b = max(a, 0), min(b, stream.total)
+            if b - a >= 2:
+                found.append(stream.safe_cuts_in(a, b, gap_ps))
+        cuts = np.concatenate(found) if found else np.zeros(0, np.int64)
+        cuts = cuts[np.abs(cuts - g) <= limit]
         if cuts.size:
             return int(cuts[np.argmin(np.abs(cuts - g))])
-        if lo == 0 and hi == stream.total:
+        done += step
+        if g - done <= 0 and g + done >= stream.total:
             return None
         w *= 4
+    return None
 
 
 def _segments(stream: _Stream, lo: int, hi: int) -> tuple[Segment, ...]:
@@ -234,9 +252,13 @@ def plan_partitions(paths: Sequence, lab: LabSetup, *, n_partitions: int | None 
         else:
             n = max(1, int(n_partitions))
             wanted = [round(stream.total * k / n) for k in range(1, n)]
+        # a cut stays in its own share of the stream, near where it was asked for: a stream without quiet gaps
+        # there gets fewer partitions rather than a search through the whole file for every cut
+        radius = min(stream.total // (2 * (len(wanted) + 1)), _CUT_RADIUS_RECORDS) if wanted else None
     else:
         wanted = [int(c) for c in cuts]
-    moved = sorted({c for c in (find_safe_cut(stream, w, gap) for w in wanted if 0 < w < stream.total)
+        radius = None
+    moved = sorted({c for c in (find_safe_cut(stream, w, gap, radius) for w in wanted if 0 < w < stream.total)
                     if c is not None})
     bounds = [0, *moved, stream.total]
     parts = []

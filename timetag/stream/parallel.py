@@ -92,7 +92,9 @@ def plan_threads(paths, lab, threads, *, format: str | None = None,
         return 1, [], f"threads={threads}: an input ends in a partial record; processed on one thread"
     parts = plan_cuts(paths, lab, partitions or default_partitions(paths, threads))
     if len(parts) < 2:
-        return 1, [], None
+        quiet = isinstance(asked, str) and asked.strip().lower() == "auto"
+        return 1, [], None if quiet else (f"threads={threads}: the input has no quiet gap near the planned cuts; "
+                                          "processed on one thread")
     return threads, parts, None
 
 
