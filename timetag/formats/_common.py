@@ -41,6 +41,20 @@ BAD_RECORD_MODES = ("fail", "lost")
 EXAMPLES_KEPT = 10     # bad records listed in a reader's meta with their reason (all are counted)
 
 
+def read_records_into(fd: int, buf: np.ndarray, start: int, lo: int, path) -> np.ndarray:
+    """``buf`` filled with the file's bytes from byte ``start`` (its records from record ``lo``), short reads
+    retried; a file that ends first shrank while it was read: a :class:`FormatError` says so."""
+    view = memoryview(buf).cast("B")
+    got = 0
+    while got < view.nbytes:
+        n = os.preadv(fd, [view[got:]], start + got)
+        if not n:
+            raise FormatError(f"file shrank while reading: expected {len(buf)} records from record {lo}",
+                              path=path, offset=start + got)
+        got += n
+    return buf
+
+
 def check_bad_record_options(on_bad_record="fail", max_jump_ps=None) -> tuple[str, int | None]:
     """``(on_bad_record, max_jump_ps)`` as the readers use them; :class:`SetupError` naming the option otherwise."""
     if not isinstance(on_bad_record, str) or on_bad_record not in BAD_RECORD_MODES:

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ._common import (INT64_MIN, BadRecords, TagWriter, check_bad_record_options, first_time_fault, growing_blocks,
-                      time_fault, times_ok, write_new)
+                      read_records_into, time_fault, times_ok, write_new)
 from ..chunk import DEFAULT_CHUNK_SIZE, LOST_DTYPE, TagChunk, empty_lost
 from ..constants import DumpType, LostKind
 from ..errors import DataValidationError, FormatError, TimetagWarning
@@ -345,16 +345,7 @@ class _Windows:
                 self._buf = np.empty(self._window, RECORD_DTYPE)
             else:
                 return np.frombuffer(self._mm, RECORD_DTYPE, count=hi - lo, offset=start - base)
-        rec = self._buf[: hi - lo]
-        view = memoryview(rec).cast("B")
-        got = 0
-        while got < view.nbytes:
-            n = os.preadv(self.fd, [view[got:]], start + got)
-            if not n:
-                raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}",
-                                  path=self.path, offset=start + got)
-            got += n
-        return rec
+        return read_records_into(self.fd, self._buf[: hi - lo], start, lo, self.path)
 
     def close(self) -> None:
         if self._mm is not None:

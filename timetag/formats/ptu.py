@@ -30,7 +30,7 @@ import numpy as np
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..constants import PTU_MARKER_BASE, PTU_SYNC_CHANNEL, PtuFamily, PtuWrap
 from ..errors import FormatError, TimetagWarning
-from ._common import TagWriter, check_readable, write_new
+from ._common import TagWriter, check_readable, read_records_into, write_new
 
 NAME = "ptu"
 EXTENSIONS = (".ptu",)
@@ -296,15 +296,7 @@ class _RecordWindows:
         if self._mm is not None:
             self._span = (start, stop)
             return np.frombuffer(self._mm, "<u4", count=hi - lo, offset=start)
-        view = memoryview(self._buf[: hi - lo]).cast("B")
-        got = 0
-        while got < view.nbytes:
-            n = os.preadv(self.fd, [view[got:]], start + got)
-            if not n:
-                raise FormatError(f"file shrank while reading: expected {hi - lo} records from record {lo}",
-                                  path=self.path, offset=start + got)
-            got += n
-        return self._buf[: hi - lo]
+        return read_records_into(self.fd, self._buf[: hi - lo], start, lo, self.path)
 
     def close(self) -> None:
         if self._span is None:
