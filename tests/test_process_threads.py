@@ -266,13 +266,13 @@ def test_inputs_that_cannot_be_cut_run_on_one_thread_and_say_so(run):
     assert "threads" not in read_rounds(out).provenance
 
 
-def test_auto_uses_a_thread_per_core_for_large_dump_inputs(run, monkeypatch):
+def test_auto_uses_a_thread_per_core_for_large_dump_inputs_from_three_cores(run, monkeypatch):
     assert parallel.auto_threads([run["alice"]]) == 1                     # small
     monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
-    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0})
-    assert parallel.auto_threads([run["alice"]]) == 1                     # one core
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1})
-    assert parallel.auto_threads([run["alice"]]) == 2
+    assert parallel.auto_threads([run["alice"]]) == 1                     # one thread already uses ~1.5 cores
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert parallel.auto_threads([run["alice"]]) == 3
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: set(range(8)))
     assert parallel.auto_threads([run["alice"]]) == parallel.AUTO_MAX_THREADS
     assert parallel.auto_threads([run["alice"]], format="ptu") == 1

@@ -161,6 +161,6 @@ def test_a_stream_without_quiet_gaps_is_planned_in_one_read_and_runs_on_one_thre
     threads, parts, note = plan_threads([dense], run["lab"], 2)
     assert (threads, parts) == (1, []) and "no quiet gap" in note
     monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
-    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1})
-    assert parallel.auto_threads([dense]) == 2
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert parallel.auto_threads([dense]) == 4
     assert plan_threads([dense], run["lab"], "auto") == (1, [], None)     # 'auto' needs no note

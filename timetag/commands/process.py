@@ -87,9 +87,10 @@ def register(app):
                                            "tcp://scheduler:8786 (files on a shared file system). Dump files "
                                            "are also cut inside at quiet gaps. Same output as without."),
         threads: str = typer.Option("auto", "--threads", help="Threads in this process: N, or 'auto' (a thread "
-                                    "per core, up to 4, for dump inputs of 64 MB or more; else 1). Dump files are "
-                                    "cut at quiet gaps and the pieces processed side by side; same output as one "
-                                    "thread. Other formats run on one thread."),
+                                    "per core, up to 4, with 3 cores or more, for dump inputs of 64 MB or more; "
+                                    "else 1: one thread already keeps ~1.5 cores busy). Dump files are cut at "
+                                    "quiet gaps and the pieces processed side by side; same output as one thread. "
+                                    "Other formats run on one thread."),
         format: Optional[str] = deprecated_format_option("--in-format"),
     ):
         """Herald and round stages: raw tags -> one round record per trigger (setting, count, output, flags).

@@ -44,19 +44,23 @@ PARTITIONS_PER_THREAD = 4
 
 #: ``threads='auto'`` uses at most this many threads (more has not been measured)
 AUTO_MAX_THREADS = 4
+#: ``threads='auto'`` uses threads only with at least this many cores
+AUTO_MIN_CORES = 3
 
 
 def auto_threads(paths, format: str | None = None) -> int:
-    """The cores this process may use, at most :data:`AUTO_MAX_THREADS`, for dump inputs of at least
-    :data:`AUTO_MIN_BYTES`; else 1.
+    """The cores this process may use, at most :data:`AUTO_MAX_THREADS`, when there are at least
+    :data:`AUTO_MIN_CORES`, for dump inputs of at least :data:`AUTO_MIN_BYTES`; else 1.
 
-    One thread keeps the second core only half busy (reading, decoding and the checksum beside the engine); the
-    threads cost about the CPU of one thread in all (each hashes the blocks it reads, the partitions are few), so
-    they are not slower on a busy machine either (docs/performance.md).
+    One thread keeps about 1.5 cores busy (the engine; reading, decoding and the checksum beside it), so two
+    threads on two cores measured 0.87-1.18x of one thread (docs/performance.md): no reason for the extra
+    machinery there.  The threads cost about the CPU of one thread in all (each hashes the blocks it reads, the
+    partitions are few), so where there are more cores they are not slower on a busy machine either.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     paths = [Path(p) for p in paths]
-    if cores < 2 or not _all_dump(paths, format) or sum(p.stat().st_size for p in paths) < AUTO_MIN_BYTES:
+    if cores < AUTO_MIN_CORES or not _all_dump(paths, format) \
+            or sum(p.stat().st_size for p in paths) < AUTO_MIN_BYTES:
         return 1
     return min(AUTO_MAX_THREADS, cores)
 
