@@ -465,6 +465,7 @@ CASES = [
     case("live-out_under_proc", f"{LIVE} --source replay:{D} --out /proc/timetag_live", 1,
          r"/proc/timetag_live.*No such file"),
     case("process-out_is_folder", f"{PROC} --out sub", 2, r"sub: is a folder", pre={"sub": "dir"}),
+    case("process-out_empty", f"{PROC} --out ''", 2, r"output '\.' names no file"),
     case("convert-out_is_folder", f"convert {D} sub.h5", 2, r"sub\.h5: is a folder", pre={"sub.h5": "dir"}),
     case("calibrate-out_is_folder", f"calibrate {D} {DB} --setup {S} --out sub", 2, r"sub: is a folder",
          pre={"sub": "dir"}),

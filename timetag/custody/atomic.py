@@ -27,6 +27,9 @@ DEFAULT_RESERVE_BYTES = int(os.environ.get("TIMETAG_DISK_RESERVE", 4 << 20))
 
 def partial_path(target, suffix: str = PARTIAL_SUFFIX) -> Path:
     target = Path(target)
+    if not target.name:    # '', '.', '/': nothing to name the partial file after
+        raise OutputError(f"output {str(target)!r} names no file (empty, '.' or a root folder); give a file name "
+                          "for the output")
     return target.with_name(target.name + suffix)
 
 
