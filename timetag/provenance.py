@@ -60,7 +60,8 @@ class InputChecksums:
     read, and the hashing runs on the reading threads, not beside the engine.  The other inputs are hashed by a
     :class:`BackgroundChecksums` thread.  One reader per input from its start (:meth:`attach`, called with each
     reader as it is opened, ``iter_stream(on_open=...)``), or any number of readers of parts of an input
-    (:meth:`feeder_for`: only for the block checksum, which takes the parts in any order).  :meth:`result` gives
+    (:meth:`feeder_for`, or :meth:`join_blocks` for parts hashed in other processes: only for the block checksum,
+    which takes the parts in any order).  :meth:`result` gives
     ``algo:hexdigest`` per input, reading again only what no reader hashed (the blocks around partition cuts, or
     the rest of a file whose reader stopped early, which ends the run anyway).
     """
@@ -84,9 +85,19 @@ class InputChecksums:
 
     def feeder_for(self, path):
         """A feeder for a reader of a part of ``path`` (None: that input is not hashed by its readers)."""
+        digest = self._block_digest(path)
+        return digest.feeder() if digest is not None else None
+
+    def join_blocks(self, path, leaves: dict) -> None:
+        """Block digests of ``path`` hashed elsewhere (by Dask workers, on the parts they read)."""
+        digest = self._block_digest(path)
+        if digest is not None:
+            digest.leaves.update(leaves)
+
+    def _block_digest(self, path) -> BlockDigest | None:
         for i, p in enumerate(self.paths):
-            if p == Path(path) and i in self._digests and isinstance(self._digests[i], BlockDigest):
-                return self._digests[i].feeder()
+            if p == Path(path) and isinstance(self._digests.get(i), BlockDigest):
+                return self._digests[i]
         return None
 
     def result(self) -> list[str]:

@@ -462,7 +462,8 @@ def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monke
     # a 3.5 MiB file in three partitions, each run as a worker runs it: the client joins their block digests and
     # reads only the blocks around the two cuts again
     from timetag import checksums
-    from timetag.distributed.run import _joined_block_checksums, process_partition
+    from timetag.distributed.run import process_partition
+    from timetag.provenance import InputChecksums
 
     one = make_alice_stream()
     span = int(one.time[-1]) + 10**12            # a second of quiet between the copies
@@ -485,5 +486,8 @@ def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monke
     reread = []
     real = checksums._read_into
     monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(off) or real(fd, buf, off))
-    assert _joined_block_checksums([big], reports) == [block_checksum(big.read_bytes())]
+    sums = InputChecksums([big], in_stream=lambda _p: True)
+    for rep in reports:
+        sums.join_blocks(str(big), rep["block_digests"][str(big)])
+    assert sums.result() == [block_checksum(big.read_bytes())]
     assert 1 <= len(reread) <= 2

@@ -31,7 +31,7 @@ from ..engine import LabPipeline
 from ..errors import SetupError, TimetagError, TimetagWarning
 from ..checksums import BlockDigest
 from ..constants import BLOCK_CHECKSUM
-from ..provenance import DEFAULT_CHECKSUM, BackgroundChecksums
+from ..provenance import DEFAULT_CHECKSUM, InputChecksums
 from ..provenance import provenance as _provenance
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup, Setup, load_setup
@@ -363,8 +363,9 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
     t0 = time.perf_counter()
     algo = DEFAULT_CHECKSUM if checksum is True else checksum
     hash_blocks = bool(checksum) and algo == BLOCK_CHECKSUM and all(is_dump(p) for p in paths)
-    # a whole-file checksum is hashed on the client while the workers run (one more read of every file)
-    sums = BackgroundChecksums(paths, algo) if checksum and not hash_blocks else None
+    # the block checksum from the workers' digests; a whole-file one is hashed on the client while the workers run
+    # (one more read of every file)
+    sums = InputChecksums(paths, algo, in_stream=lambda _p: hash_blocks) if checksum else None
     try:
         with dask_client(dask) as client:
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
@@ -379,9 +380,11 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
                            chunk_size=int(chunk_size),
                            **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
             "partitions": [p.name for p in parts], "dask": dask if isinstance(dask, str) else "client"})
-        if checksum:
-            values = sums.result() if sums is not None else _joined_block_checksums(paths, reports)
-            for entry, value in zip(prov["inputs"], values):
+        if sums is not None:
+            for rep in reports:
+                for path, leaves in rep.get("block_digests", {}).items():
+                    sums.join_blocks(path, leaves)
+            for entry, value in zip(prov["inputs"], sums.result()):
                 entry["checksum"] = value
         elapsed = time.perf_counter() - t0
         # tags per channel, as the single-process run reports them (timetag.channels)
@@ -410,15 +413,3 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
     if not keep_scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return summary
-
-
-def _joined_block_checksums(paths, reports) -> list[str]:
-    """The block checksum of each input from the digests the workers sent; what none of them read whole (the
-    block around each cut, the non-dump inputs) is read here."""
-    out = []
-    for p in paths:
-        digest = BlockDigest(Path(p).stat().st_size)
-        for rep in reports:
-            digest.leaves.update(rep.get("block_digests", {}).get(str(p), {}))
-        out.append(digest.result(p))
-    return out
