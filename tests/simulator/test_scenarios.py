@@ -200,15 +200,15 @@ def test_emg_table_sampler_matches_distribution():
 
 
 def test_dark_counts_are_sorted_and_poisson(preset):
-    from timetag.simulator import kernel as K
+    from timetag.simulator import draws
 
     rs = np.array([99, 12345], np.uint64)
     out_t, out_ch = np.empty(50_000, np.int64), np.empty(50_000, np.int32)
     cum = np.array([0.25, 1.0])
-    n = K.dark_counts(10**12, 11 * 10**12, 2e-9, cum, np.array([2, 5], np.int32), rs, out_t, out_ch)
+    n = draws.dark_counts(10**12, 11 * 10**12, 2e-9, cum, np.array([2, 5], np.int32), rs, out_t, out_ch)
     t, ch = out_t[:n], out_ch[:n]
     assert abs(n - 20_000) < 5 * math.sqrt(20_000)
     assert np.all(np.diff(t) >= 0) and t[0] >= 10**12 and t[-1] < 11 * 10**12
     assert abs(np.mean(ch == 2) - 0.25) < 5 * math.sqrt(0.25 * 0.75 / n)
     # too small an output is reported, not overrun
-    assert K.dark_counts(0, 10**13, 2e-9, cum, np.array([2, 5], np.int32), rs, out_t[:10], out_ch[:10]) == -1
+    assert draws.dark_counts(0, 10**13, 2e-9, cum, np.array([2, 5], np.int32), rs, out_t[:10], out_ch[:10]) == -1

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..constants import Pattern
-from . import kernel as K
+from . import draws, kernel as K
 from .fastrng import emg_table, new_state
 from .output import LabOutput
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, ALPHA_DEG, BETA_DEG, BOB_READY,
@@ -228,12 +228,12 @@ class LinkSimulator:
         and the number of such attempts."""
         p, rng = self.p, self.rng_draws
         n_act = (n1 - n0) // self.L * self.on
-        bufs.att, k = K.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng), bufs.att)
+        bufs.att, k = draws.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng), bufs.att)
         eta, pd = self.eta, p.double_emission_prob
         w_double = pd * (1 - (1 - eta) ** 2)
         frac_double = w_double / ((1 - pd) * eta + w_double)
         out_t, out_ch, out_src, out_att = bufs.ph.ensure(4 * k)
-        n = K.attempt_photons(bufs.att[:k], self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
+        n = draws.attempt_photons(bufs.att[:k], self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
                               float(p.pulse_center_ps), self.sigma_pulse, p.pulse_center_ps + p.pulse_fwhm_ps / 2,
                               float(p.lifetime_ps), p.hom_visibility, float(p.jitter_ps), self.t0, self.T,
                               self.alive_mask, out_t, out_ch, out_src, out_att, new_state(rng), self._emg_tab)
@@ -249,7 +249,7 @@ class LinkSimulator:
         cap = int(expect + 8 * math.sqrt(expect + 1) + 64)
         while True:
             out = buf.ensure(cap)
-            n = K.dark_counts(t_lo, t_hi, total * 1e-12, cum, chans, rs.copy(), *out)
+            n = draws.dark_counts(t_lo, t_hi, total * 1e-12, cum, chans, rs.copy(), *out)
             if n >= 0:
                 return out[0][:n], out[1][:n]
             cap *= 2
