@@ -127,6 +127,18 @@ def _tick_time(n, t0, T):
     return t0 + n * T
 
 
+@nb.njit(cache=True, inline="always")
+def _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g):
+    st[S_CI] = ci
+    st[S_RI] = ri
+    st[S_DI] = di
+    st[S_NOUT] = nout
+    st[S_NAP] = nap
+    st[S_NHALL] = nhall
+    st[S_SYNC_PEND] = sync_pend
+    st[S_G_ATT] = g
+
+
 @nb.njit(cache=True, nogil=True)
 def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src, nr,
         ap_t, ap_ch, last, dead, is_det, is_bsm, arm, pol, pat_on,
@@ -138,12 +150,20 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
     cap = out_t.size
     ap_cap = ap_t.size
     hall_cap = hall.shape[0]
+    # the hot counters live in locals (numba cannot keep array elements in registers: the output arrays might
+    # alias ``st``); every return writes them back, so ``st`` stays the whole resumable state
+    ci = st[S_CI]
+    ri = st[S_RI]
+    di = st[S_DI]
+    nout = st[S_NOUT]
+    nap = st[S_NAP]
+    nhall = st[S_NHALL]
+    sync_pend = st[S_SYNC_PEND]
+    g = st[S_G_ATT]
     while True:
-        if st[S_NOUT] + 2 >= cap or st[S_NHALL] >= hall_cap:
+        if nout + 2 >= cap or nhall >= hall_cap:
+            _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
             return OUT_FULL
-        ci = st[S_CI]
-        ri = st[S_RI]
-        di = st[S_DI]
         # next event over the sources: photon candidates, dark counts, read-out tags, afterpulses, pending
         # conditional sync (on equal times the earlier source in this list wins)
         tn = BIG
@@ -157,25 +177,24 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
         if ri < nr and rnd_t[ri] < tn:
             tn = rnd_t[ri]
             which = 1
-        nap = st[S_NAP]
         api = -1
         for j in range(nap):
             if ap_t[j] < tn:
                 tn = ap_t[j]
                 which = 2
                 api = j
-        if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] >= 0:
-            ts = _tick_time(st[S_SYNC_PEND], t0, T)
+        if mode == MODE_CONDITIONAL and sync_pend >= 0:
+            ts = _tick_time(sync_pend, t0, T)
             if ts < tn:
                 tn = ts
                 which = 3
         if tn >= block_end:
             which = -1
         # close the open BSM group once time has left its acceptance window
-        g = st[S_G_ATT]
         if g >= 0 and (which < 0 or tn >= t0 + g * T + we):
             n = st[S_G_N]
-            st[S_G_ATT] = -1
+            gn = g
+            g = -1
             # closing a group changes none of the event sources, so the scan above stays valid: fall through
             # to the event instead of scanning again (a single click is no coincidence: nothing to record)
             if n >= 2:
@@ -185,9 +204,9 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                     c2 = st[S_G_CH2]
                     if pol[c1] != pol[c2]:
                         pattern = PATTERN_PSI_PLUS if arm[c1] == arm[c2] else PATTERN_PSI_MINUS
-                gated = (st[S_STOP] != 0) or (not _fired(g, st, on, period_n))
-                h = st[S_NHALL]
-                hall[h, 0] = g
+                gated = (st[S_STOP] != 0) or (not _fired(gn, st, on, period_n))
+                h = nhall
+                hall[h, 0] = gn
                 hall[h, 1] = st[S_G_T1]
                 hall[h, 2] = st[S_G_T2]
                 hall[h, 3] = st[S_G_CH1]
@@ -198,9 +217,9 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                 hall[h, 8] = pattern
                 hall[h, 9] = 1 if gated else 0
                 hall[h, 10] = st[S_G_TL]  # the group's last click (a group may have more than two)
-                st[S_NHALL] = h + 1
+                nhall = h + 1
                 if pattern != PATTERN_OTHER and pat_on[pattern] and not gated:
-                    st[S_H_ATT] = g
+                    st[S_H_ATT] = gn
                     st[S_H_T1] = st[S_G_T1]
                     st[S_H_CH1] = st[S_G_CH1]
                     st[S_H_SRC1] = st[S_G_SRC1]
@@ -208,6 +227,7 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                     st[S_H_CH2] = st[S_G_CH2]
                     st[S_H_SRC2] = st[S_G_SRC2]
                     st[S_H_PATTERN] = pattern
+                    _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
                     return HERALD
         # sync ticks recorded for every attempt
         if mode == MODE_EVERY:
@@ -215,59 +235,56 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
             tt = _tick_time(nt, t0, T)
             lim = tn if which >= 0 else block_end
             if tt < lim:
-                k = st[S_NOUT]
-                out_t[k] = tt
-                out_ch[k] = sync_ch
-                out_src[k] = SRC_SYNC
-                st[S_NOUT] = k + 1
+                out_t[nout] = tt
+                out_ch[nout] = sync_ch
+                out_src[nout] = SRC_SYNC
+                nout += 1
                 st[S_NEXT_TICK] = _next_emitted(nt + 1, st, on, period_n)
                 continue
         if which < 0:
+            _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
             return DONE
         # consume the event
         if which == 3:
-            k = st[S_NOUT]
-            out_t[k] = tn
-            out_ch[k] = sync_ch
-            out_src[k] = SRC_SYNC
-            st[S_NOUT] = k + 1
-            st[S_SYNC_PEND] = -1
+            out_t[nout] = tn
+            out_ch[nout] = sync_ch
+            out_src[nout] = SRC_SYNC
+            nout += 1
+            sync_pend = -1
             continue
         if which == 0:
             ch = cand_ch[ci]
             src = cand_src[ci]
             att = cand_att[ci]
-            st[S_CI] = ci + 1
+            ci += 1
             if att >= 0 and not _fired(att, st, on, period_n):
                 continue  # attempt suppressed by the read-out pause
         elif which == 4:
             att = -1
             ch = dk_ch[di]
             src = SRC_DARK
-            st[S_DI] = di + 1
+            di += 1
         elif which == 1:
             att = -1
             ch = rnd_ch[ri]
             src = rnd_src[ri]
-            st[S_RI] = ri + 1
+            ri += 1
         else:
             att = -1
             ch = ap_ch[api]
             src = SRC_AFTERPULSE
             ap_t[api] = ap_t[nap - 1]
             ap_ch[api] = ap_ch[nap - 1]
-            st[S_NAP] = nap - 1
+            nap -= 1
         if is_det[ch]:
             if tn - last[ch] < dead[ch]:
                 continue
             last[ch] = tn
-        k = st[S_NOUT]
-        out_t[k] = tn
-        out_ch[k] = ch
-        out_src[k] = src
-        st[S_NOUT] = k + 1
+        out_t[nout] = tn
+        out_ch[nout] = ch
+        out_src[nout] = src
+        nout += 1
         if is_det[ch] and src != SRC_AFTERPULSE:
-            nap = st[S_NAP]
             if ap_prob > 0.0 and _runi(rs) < ap_prob and nap < ap_cap:
                 ap_t[nap] = tn + dead[ch] + np.int64(_rexp(rs, ap_tau))
                 ap_ch[nap] = ch
@@ -281,7 +298,6 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                     ap_t[nap] = tb
                     ap_ch[nap] = ch
                     nap += 1
-            st[S_NAP] = nap
         if is_bsm[ch]:
             rel = tn - t0
             # a photon's attempt is known: its offset d from that attempt decides the tick arithmetic
@@ -289,12 +305,12 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
             d = rel - att * T if which == 0 and att >= 0 else -BIG
             # (such a photon's attempt fired -- checked above -- so the tick after it is emitted, and the sync
             # reference of its window exists)
-            if mode == MODE_CONDITIONAL and st[S_SYNC_PEND] < 0:
+            if mode == MODE_CONDITIONAL and sync_pend < 0:
                 if 0 <= d < T and rel >= 0:
-                    st[S_SYNC_PEND] = att + 1
+                    sync_pend = att + 1
                 else:
                     m = rel // T + 1 if rel >= 0 else 0
-                    st[S_SYNC_PEND] = _next_emitted(m, st, on, period_n)
+                    sync_pend = _next_emitted(m, st, on, period_n)
             if rel >= ws:
                 known = ws <= d < ws + T
                 if known:
@@ -311,8 +327,8 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                     else:
                         ref_ok = _emitted(n + 1, st, on, period_n)
                     if ref_ok:
-                        if st[S_G_ATT] != n:
-                            st[S_G_ATT] = n
+                        if g != n:
+                            g = n
                             st[S_G_N] = 0
                         c = st[S_G_N]
                         st[S_G_TL] = tn
