@@ -254,6 +254,8 @@ def test_simulator_afterpulse_probability(sim_dark):
     assert abs(mean - AP_PROB) < 3 * mean_err
     assert np.all(np.abs(dk.dead_time_ps - p.dead_time_ps) < 1_000)
     # the old near interval from 50 ns misses the afterpulses between the dead time and 50 ns
-    # (1 - exp(-(50 - 22) / 300) ~ 9 %)
+    # (1 - exp(-(50 - 22) / 300) ~ 9 %); compared on the same clicks, so only those missed ones differ
+    # (against AP_PROB the 9 % would be within about one standard error of this short run)
     old = _recount(r, data.dark, afterpulse_ps=(50_000, 2_000_000))
-    assert old.afterpulse_primary.mean() < AP_PROB - 3 * mean_err, (old.afterpulse_primary, mean_err)
+    assert old.afterpulse_primary.mean() < (1 - 0.09 / 2) * mean, (old.afterpulse_primary, ap)
+    assert old.afterpulse_primary.mean() > (1 - 2 * 0.09) * mean, (old.afterpulse_primary, ap)

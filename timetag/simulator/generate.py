@@ -29,6 +29,7 @@ from ..constants import Pattern
 from . import draws, kernel as K
 from .fastrng import emg_table, new_state
 from .output import LabOutput
+from .rounddraws import RoundDraws
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, ALPHA_DEG, BETA_DEG, BOB_READY,
                      BOB_SETTINGS, BOB_SPD, SimParams, derived)
 from .truth import TRUTH_DTYPE, HERALD_ALL_DTYPE
@@ -37,6 +38,7 @@ _ARM = np.zeros(16, np.int64)
 _POL = np.zeros(16, np.int64)
 for _c, _a, _p in zip(ALICE_BSM, (0, 0, 1, 1), (0, 1, 0, 1)):
     _ARM[_c], _POL[_c] = _a, _p
+_ALICE_BSM = np.asarray(ALICE_BSM, np.int32)
 
 STATE_PSI_PLUS, STATE_PSI_MINUS, STATE_NOISE = 1, 2, 0
 _NO_PHOTONS = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64), 0)
@@ -153,7 +155,7 @@ class LinkSimulator:
         self.seed = int(seed)
         self.reuse_buffers = bool(reuse_buffers)  # yielded chunks are overwritten by the next step: write at once
         ss = np.random.SeedSequence(self.seed)
-        s_main, s_ova, s_ovb, s_draws = ss.spawn(4)
+        s_main, s_ova, s_ovb, s_draws, s_rounds = ss.spawn(5)
         self.rng = np.random.Generator(np.random.PCG64(s_main))
         # the block draws' own stream: consumed block by block in order on the worker thread, so a run stays
         # a pure function of its seed
@@ -177,6 +179,7 @@ class LinkSimulator:
         self.A.st[K.S_NEXT_TICK] = K.first_emitted(0, self.A.st, self.on, self.L)
         bob_det = [] if BOB_SPD in p.dead_channels_bob else [BOB_SPD]
         self.B = _lab_gen(5, bob_det, [], p.dead_time_ps)
+        self._round_draws = RoundDraws(p, np.random.Generator(np.random.PCG64(s_rounds)), bool(bob_det))
         delays_a = {c: int(p.delays_alice[c - 1]) for c in range(1, 11)}
         delays_b = {c: int(p.delays_bob[c - 1]) for c in range(1, 5)}
         self.outA = LabOutput(delays_a, ALICE_BSM, 0, 0.0, p.overflow_rate_hz, p.overflow_duration_ps,
@@ -293,7 +296,7 @@ class LinkSimulator:
 
     def _herald(self):
         """A herald the hardware announces: draw the round and pause the attempts for the read-out."""
-        p, rng, st = self.p, self.rng, self.A.st
+        p, st = self.p, self.A.st
         att = int(st[K.S_H_ATT])
         t1, t2 = int(st[K.S_H_T1]), int(st[K.S_H_T2])
         th = max(t1, t2)
@@ -309,8 +312,9 @@ class LinkSimulator:
         if last_round:
             st[K.S_STOP] = 1
         # inputs and the joint atomic outcome
-        x = int(rng.integers(0, 4))
-        y = int(rng.integers(0, 2))
+        r = self._round_draws.next()
+        x = int(r["x"] * 4)
+        y = int(r["y"] * 2)
         al, be = math.radians(ALPHA_DEG[x]), math.radians(BETA_DEG[y])
         state = (STATE_PSI_PLUS if pattern == Pattern.PSI_PLUS else STATE_PSI_MINUS) if signal else STATE_NOISE
         if state == STATE_PSI_PLUS:
@@ -319,52 +323,40 @@ class LinkSimulator:
             E = -p.state_visibility * math.cos(2 * (al - be))
         else:
             E = 0.0
-        qa = int(rng.random() < 0.5)
-        qb = qa if rng.random() < (1 + E) / 2 else 1 - qa
-        a = self._presence(qa)
-        b = self._presence(qb)
+        qa = int(r["qa"] < 0.5)
+        qb = qa if r["qb"] < (1 + E) / 2 else 1 - qa
+        a = self._presence(qa, r["ion_a"], r["loss_a"])
+        b = self._presence(qb, r["ion_b"], r["loss_b"])
         row = np.zeros((), TRUTH_DTYPE)
         row["index"], row["attempt"], row["herald_time"], row["herald_t1"] = rid, att, th, min(t1, t2)
         row["pattern"], row["bell_state"], row["signal"] = pattern, state, signal
         row["x"], row["y"], row["a_quantum"], row["b_quantum"], row["a"], row["b"] = x, y, qa, qb, a, b
-        # Alice: ready, setting tag(s), fluorescence on the live BSM detectors
-        tr_a = th + p.ready_latency_ps + int(round(p.ready_jitter_ps * rng.standard_normal()))
-        ready_a = rng.random() >= p.alice_ready_missing_prob
-        ts, cs, ns = self._settings(tr_a, ALICE_SETTINGS, x)
         f0, f1 = p.fluorescence_window_ps
-        nsig = rng.poisson(p.alice_fluo_mean * a)
-        nbg = rng.poisson(p.alice_fluo_background)
-        tf = tr_a + f0 + rng.integers(0, f1 - f0, nsig + nbg)
-        cf = np.asarray(ALICE_BSM, np.int32)[rng.integers(0, 4, nsig + nbg)]
-        srcf = np.full(nsig + nbg, K.SRC_FLUO_STRAY, np.int8)
-        srcf[:nsig] = K.SRC_FLUO_ATOM
+        # Alice: ready, setting tag(s), fluorescence on the live BSM detectors
+        tr_a = th + p.ready_latency_ps + int(round(p.ready_jitter_ps * r["ready_jitter_a"]))
+        ready_a = r["ready_a"] >= p.alice_ready_missing_prob
+        nsig = r["fluo_atom_a"] if a else 0
+        n = nsig + r["fluo_stray_a"]
+        u = self._round_draws.uniforms(2 * n)
+        tf = tr_a + f0 + (u[:n] * (f1 - f0)).astype(np.int64)
+        cf = _ALICE_BSM[(u[n:] * 4).astype(np.intp)]
         alive = self.alive_mask[cf]
-        row["alice_signal_photons"] = int((alive & (srcf == K.SRC_FLUO_ATOM)).sum())
-        head_t = ([tr_a] if ready_a else []) + ts
-        head_c = ([ALICE_READY] if ready_a else []) + cs
-        head_s = ([K.SRC_READY] if ready_a else []) + [K.SRC_SETTING] * len(ts)
-        self.A.add_readout(np.concatenate([np.array(head_t, np.int64), tf[alive]]),
-                           np.concatenate([np.array(head_c, np.int32), cf[alive]]),
-                           np.concatenate([np.array(head_s, np.int8), srcf[alive]]))
+        kept_atom = int(np.count_nonzero(alive[:nsig]))
+        row["alice_signal_photons"] = kept_atom
+        ns = self._readout(self.A, tr_a, ready_a, ALICE_READY, ALICE_SETTINGS, x, r, "a", tf[alive], cf[alive],
+                           kept_atom)
         row["alice_ready_present"], row["alice_setting_tags"] = ready_a, ns
         row["alice_time"] = tr_a + self.delays_a[ALICE_READY]
         self.outA.add_window(rid, tr_a + f0, tr_a + f1)
         # Bob (generated in Alice's time; his clock is applied on output)
-        tr_b = th + p.link_delay_ps + int(round(p.ready_jitter_ps * rng.standard_normal()))
-        ready_b = rng.random() >= p.bob_ready_missing_prob
-        ts, cs, ns = self._settings(tr_b, BOB_SETTINGS, y)
-        nsig = rng.poisson(p.bob_fluo_mean * b) if BOB_SPD not in p.dead_channels_bob else 0
-        nbg = rng.poisson(p.bob_fluo_background) if BOB_SPD not in p.dead_channels_bob else 0
-        tf = tr_b + f0 + rng.integers(0, f1 - f0, nsig + nbg)
+        tr_b = th + p.link_delay_ps + int(round(p.ready_jitter_ps * r["ready_jitter_b"]))
+        ready_b = r["ready_b"] >= p.bob_ready_missing_prob
+        nsig = r["fluo_atom_b"] if b else 0
+        n = nsig + r["fluo_stray_b"]
+        tf = tr_b + f0 + (self._round_draws.uniforms(n) * (f1 - f0)).astype(np.int64)
         row["bob_signal_photons"] = nsig
-        head_t = ([tr_b] if ready_b else []) + ts
-        head_c = ([BOB_READY] if ready_b else []) + cs
-        head_s = ([K.SRC_READY] if ready_b else []) + [K.SRC_SETTING] * len(ts)
-        srcf = np.full(nsig + nbg, K.SRC_FLUO_STRAY, np.int8)
-        srcf[:nsig] = K.SRC_FLUO_ATOM
-        self.B.add_readout(np.concatenate([np.array(head_t, np.int64), tf]),
-                           np.concatenate([np.array(head_c, np.int32), np.full(nsig + nbg, BOB_SPD, np.int32)]),
-                           np.concatenate([np.array(head_s, np.int8), srcf]))
+        ns = self._readout(self.B, tr_b, ready_b, BOB_READY, BOB_SETTINGS, y, r, "b", tf,
+                           np.full(n, BOB_SPD, np.int32), nsig)
         row["bob_ready_present"], row["bob_setting_tags"] = ready_b, ns
         lb = self.outB.local_scalar(tr_b)
         row["bob_time"] = lb + self.delays_b[BOB_READY]
@@ -377,28 +369,40 @@ class LinkSimulator:
         # lost-data check range (raw, generous): from the herald to the end of the later read-out window
         row["alice_lost"] = False
         row["bob_lost"] = False
-        self._lost_range[rid] = (th - 10**6, tr_a + f1 + 10**6, self.outB.local_scalar(tr_b) - 10**6,
-                                 lb + f1 + 10**6)
+        self._lost_range[rid] = (th - 10**6, tr_a + f1 + 10**6, lb - 10**6, lb + f1 + 10**6)
 
-    def _presence(self, q: int) -> int:
+    def _presence(self, q: int, u_ion: float, u_loss: float) -> int:
         """The atom after state-selective ionisation: 1 = still trapped (reads 'up')."""
-        p, rng = self.p, self.rng
-        present = 1 if q == 1 else int(rng.random() >= p.ionisation_efficiency)
-        if present and rng.random() < p.atom_loss_prob:
+        p = self.p
+        present = 1 if q == 1 else int(u_ion >= p.ionisation_efficiency)
+        if present and u_loss < p.atom_loss_prob:
             present = 0
         return present
 
-    def _settings(self, t_ready: int, channels, value: int):
-        p, rng = self.p, self.rng
-        if rng.random() < p.setting_missing_prob:
-            return [], [], 0
-        t = t_ready + p.setting_delay_ps + int(round(p.setting_jitter_ps * rng.standard_normal()))
-        ts, cs = [t], [channels[value]]
-        if rng.random() < p.setting_double_prob:
-            other = [c for c in channels if c != channels[value]]
-            ts.append(t + p.setting_double_gap_ps)
-            cs.append(other[int(rng.integers(0, len(other)))])
-        return ts, cs, len(ts)
+    def _readout(self, lab: _LabGen, t_ready: int, ready_present: bool, ready_ch: int, setting_chs, value: int,
+                 r: dict, side: str, tf, cf, n_atom: int) -> int:
+        """Queue one lab's read-out tags (its ready tag if present, setting tag(s) after the ready time, the
+        fluorescence ``tf``/``cf``, the atom's first); returns the number of setting tags."""
+        p = self.p
+        head_t, head_c = ([t_ready], [ready_ch]) if ready_present else ([], [])
+        ns = 0
+        if r["set_miss_" + side] >= p.setting_missing_prob:
+            t = t_ready + p.setting_delay_ps + int(round(p.setting_jitter_ps * r["set_jitter_" + side]))
+            head_t.append(t)
+            head_c.append(setting_chs[value])
+            ns = 1
+            if r["set_double_" + side] < p.setting_double_prob:
+                other = [c for c in setting_chs if c != setting_chs[value]]
+                head_t.append(t + p.setting_double_gap_ps)
+                head_c.append(other[int(r["set_other_" + side] * len(other))])
+                ns = 2
+        head_s = [K.SRC_READY] * ready_present + [K.SRC_SETTING] * ns
+        srcf = np.full(tf.size, K.SRC_FLUO_STRAY, np.int8)
+        srcf[:n_atom] = K.SRC_FLUO_ATOM
+        lab.add_readout(np.concatenate([np.array(head_t, np.int64), tf]),
+                        np.concatenate([np.array(head_c, np.int32), cf]),
+                        np.concatenate([np.array(head_s, np.int8), srcf]))
+        return ns
 
     # ------------------------------------------------------------------
     def step(self):
