@@ -1,5 +1,6 @@
-"""The simulator's helper threads (block draws made one block ahead; the dump writes) change nothing but the
-time: the output is a function of the seed whatever the timing, and a write error reaches the caller."""
+"""The simulator's helper threads (block draws made one block ahead; each block recorded and written on an
+output thread while the next is generated; the dump writes) change nothing but the time: the output is a
+function of the seed whatever the timing, and a write error reaches the caller."""
 from __future__ import annotations
 
 import time
@@ -71,3 +72,61 @@ def test_write_error_reaches_the_caller(tmp_path, preset, monkeypatch):
         simulate(preset, 5, 1, tmp_path / "full")
     # custody: nothing of the failed run is left under the final names
     assert not any((tmp_path / "full").glob("*.dump"))
+
+
+SHORT_BLOCK_PS = 4 * 10**10  # one burst period: many blocks in a short run
+
+
+def _blocks_by_step(preset, seed, n_rounds):
+    sim = LinkSimulator(preset, seed, n_rounds=n_rounds, max_block_ps=SHORT_BLOCK_PS)
+    blocks = []
+    while not sim.finished:
+        ca, cb, rows = sim.step()
+        blocks.append((ca.time.copy(), ca.channel.copy(), cb.time.copy(), [r.tobytes() for r in rows]))
+    return blocks, sim
+
+
+@pytest.mark.parametrize("slow", ["none", "output", "kernels"])
+def test_output_thread_gives_the_blocks_of_step(preset, monkeypatch, slow):
+    """``stream_into`` (kernels of the next block while this one is recorded and written) gives block for block
+    what ``step`` gives, whichever side is slower."""
+    want, ref = _blocks_by_step(preset, 4, 20)
+    if slow == "output":
+        real_emit = G.LinkSimulator._emit
+        monkeypatch.setattr(G.LinkSimulator, "_emit", lambda self, out: (time.sleep(0.003), real_emit(self, out))[1])
+    elif slow == "kernels":
+        real_k = G.LinkSimulator._kernels
+        monkeypatch.setattr(G.LinkSimulator, "_kernels", lambda self: (time.sleep(0.003), real_k(self))[1])
+    sim = LinkSimulator(preset, 4, n_rounds=20, reuse_buffers=True, max_block_ps=SHORT_BLOCK_PS)
+    got_a, got_b = [], []
+    counts = []
+    rows = []
+    for k_a, k_b, r in sim.stream_into(lambda c: got_a.append((c.time.copy(), c.channel.copy())),
+                                       lambda c: got_b.append(c.time.copy())):
+        counts.append((k_a, k_b))
+        rows.append([x.tobytes() for x in r])
+    assert len(got_a) == len(want) > 5
+    for (ta, ca), tb, (k_a, k_b), r, (wa, wca, wb, wr) in zip(got_a, got_b, counts, rows, want):
+        assert np.array_equal(ta, wa) and np.array_equal(ca, wca) and np.array_equal(tb, wb)
+        assert (k_a, k_b) == (wa.size, wb.size) and r == wr
+    assert sum(map(len, rows)) == 20
+    assert sim.outA.sources.tolist() == ref.outA.sources.tolist()
+
+
+def test_output_thread_error_ends_the_stream_with_nothing_in_flight(preset):
+    """A write that fails on the output thread raises in the generating thread; the stream stops there and no
+    block is left being written."""
+    sim = LinkSimulator(preset, 4, n_rounds=20, reuse_buffers=True, max_block_ps=SHORT_BLOCK_PS)
+    seen = []
+
+    def write_a(chunk):
+        seen.append(len(chunk))
+        if len(seen) == 2:
+            raise OSError(28, "No space left on device")
+
+    blocks = sim.stream_into(write_a, lambda c: None)
+    with pytest.raises(OSError, match="No space left"):
+        for _ in blocks:
+            pass
+    assert len(seen) == 2  # the failed block was the last one handed over
+    assert G.single_worker("timetag-sim-output").submit(lambda: len(seen)).result(timeout=5) == 2

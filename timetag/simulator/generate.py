@@ -103,7 +103,8 @@ class _LabGen:
     rnd_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     rnd_ch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     rnd_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
-    out: _Bufs = field(default_factory=lambda: _Bufs(np.int64, np.int32, np.int8))
+    # the kernel's output, two sets alternating block by block (the output stage may still read the other)
+    outs: tuple = field(default_factory=lambda: tuple(_Bufs(np.int64, np.int32, np.int8) for _ in range(2)))
 
     def add_readout(self, t, ch, src):
         """Queue read-out tags (all later than anything the kernel has emitted)."""
@@ -114,6 +115,27 @@ class _LabGen:
         o = np.argsort(t, kind="stable")
         self.rnd_t, self.rnd_ch, self.rnd_src = t[o], ch[o], src[o]
         self.st[K.S_RI] = 0
+
+
+@dataclass
+class _NewRound:
+    """A round drawn at a herald, for the output stage to count and complete."""
+
+    rid: int
+    row: np.ndarray
+    window_a: tuple[int, int]    # Alice's fluorescence window, her local time
+    window_b: tuple[int, int]    # Bob's, his local time
+    lost_range: tuple            # raw-time ranges checked for lost data: Alice lo, hi, Bob lo, hi
+
+
+@dataclass
+class _BlockOut:
+    """One block's kernel output (each lab's ``(t, ch, src)``, true time) and the rounds drawn in it."""
+
+    alice: tuple
+    bob: tuple
+    bound: int | None            # every later block's tags are at or after this true time (None: the last block)
+    rounds: list
 
 
 def _lab_gen(nch, det_channels, bsm_channels, dead_ps) -> _LabGen:
@@ -211,6 +233,7 @@ class LinkSimulator:
             else np.zeros(0)
         self._draw_bufs = (_DrawBufs(), _DrawBufs())
         self._pending = None  # the next block's draws (a Future) while the worker thread makes them
+        self._new_rounds: list[_NewRound] = []  # the rounds drawn in the block the kernels are running
         self._rates_a = {c: r for c, r in zip(ALICE_BSM, p.dark_rate_hz_alice) if c in self.alive_bsm and r > 0}
         self._rates_b = {} if BOB_SPD in p.dead_channels_bob or p.dark_rate_hz_bob <= 0 else \
             {BOB_SPD: p.dark_rate_hz_bob}
@@ -257,13 +280,14 @@ class LinkSimulator:
                 return out[0][:n], out[1][:n]
             cap *= 2
 
-    def _run_lab(self, lab: _LabGen, ph, darks, block_end: int, alice: bool):
+    def _run_lab(self, lab: _LabGen, ph, darks, block_end: int, parity: int, alice: bool):
         ct, cc, cs, ca, n_ph = ph
         ct, cc, cs, ca = ct[:n_ph], cc[:n_ph], cs[:n_ph], ca[:n_ph]
         dt, dc = darks
         need = int(ct.size + dt.size + lab.rnd_t.size + 4096 +
                    (min((block_end - self.t_block) // self.T + 2, 10**7) if alice and self.mode == K.MODE_EVERY else 0))
-        out_t, out_ch, out_src = lab.out.ensure(need)
+        bufs = lab.outs[parity]
+        out_t, out_ch, out_src = bufs.ensure(need)
         lab.st[K.S_CI] = 0
         lab.st[K.S_DI] = 0
         lab.st[K.S_NOUT] = 0
@@ -284,7 +308,7 @@ class LinkSimulator:
             elif code == K.OUT_FULL:
                 if lab.st[K.S_NOUT] + 2 >= out_t.size:  # (else the herald list was full: flushed above)
                     # the kernel stopped before writing: keep what it wrote, continue in a larger buffer
-                    out_t, out_ch, out_src = lab.out.grow(int(lab.st[K.S_NOUT]), 2 * out_t.size)
+                    out_t, out_ch, out_src = bufs.grow(int(lab.st[K.S_NOUT]), 2 * out_t.size)
             else:
                 break
         ri = int(lab.st[K.S_RI])
@@ -347,7 +371,6 @@ class LinkSimulator:
                            kept_atom)
         row["alice_ready_present"], row["alice_setting_tags"] = ready_a, ns
         row["alice_time"] = tr_a + self.delays_a[ALICE_READY]
-        self.outA.add_window(rid, tr_a + f0, tr_a + f1)
         # Bob (generated in Alice's time; his clock is applied on output)
         tr_b = th + p.link_delay_ps + int(round(p.ready_jitter_ps * r["ready_jitter_b"]))
         ready_b = r["ready_b"] >= p.bob_ready_missing_prob
@@ -360,16 +383,14 @@ class LinkSimulator:
         row["bob_ready_present"], row["bob_setting_tags"] = ready_b, ns
         lb = self.outB.local_scalar(tr_b)
         row["bob_time"] = lb + self.delays_b[BOB_READY]
-        # Bob's window is in his clock: local ready + window (drift over 10 ms is below a picosecond at 1 ppm... ~10 ps)
-        self.outB.add_window(rid, lb + f0, lb + f1)
-        self._truth[rid] = row
-        self._truth_need[rid] = 2
         if last_round:
             self.end_time = max(tr_a, tr_b) + f1 + 10**9
-        # lost-data check range (raw, generous): from the herald to the end of the later read-out window
         row["alice_lost"] = False
         row["bob_lost"] = False
-        self._lost_range[rid] = (th - 10**6, tr_a + f1 + 10**6, lb - 10**6, lb + f1 + 10**6)
+        # Bob's window is in his clock: local ready + window (drift over 10 ms is below a picosecond at 1 ppm... ~10 ps);
+        # the lost-data check range (raw, generous): from the herald to the end of the later read-out window
+        self._new_rounds.append(_NewRound(rid, row, (tr_a + f0, tr_a + f1), (lb + f0, lb + f1),
+                                          (th - 10**6, tr_a + f1 + 10**6, lb - 10**6, lb + f1 + 10**6)))
 
     def _presence(self, q: int, u_ion: float, u_loss: float) -> int:
         """The atom after state-selective ionisation: 1 = still trapped (reads 'up')."""
@@ -407,6 +428,35 @@ class LinkSimulator:
     # ------------------------------------------------------------------
     def step(self):
         """Generate one block; returns (alice_chunk, bob_chunk, finished truth rows)."""
+        return self._emit(self._kernels())
+
+    def stream_into(self, write_a, write_b):
+        """Generate every block, handing each lab's chunk to ``write_a`` / ``write_b`` on an output thread
+        while this thread runs the next block's kernels; yields ``(alice tags, bob tags, truth rows)`` per
+        block written, in order.  Closing the generator (or an error) waits for the block in flight, so the
+        writers are idle once it has returned."""
+        pending = None
+        try:
+            while not self.finished:
+                out = self._kernels()
+                if pending is not None:
+                    yield pending.result()
+                # (the kernels of the block after this one write into the buffers of the one before: written by now)
+                pending = single_worker("timetag-sim-output").submit(self._emit_into, out, write_a, write_b)
+            if pending is not None:
+                yield pending.result()
+        finally:
+            if pending is not None:
+                pending.exception()
+
+    def _emit_into(self, out: _BlockOut, write_a, write_b):
+        ca, cb, rows = self._emit(out)
+        write_a(ca)
+        write_b(cb)
+        return len(ca), len(cb), rows
+
+    def _kernels(self) -> _BlockOut:
+        """Run both labs' kernels over the next block (heralds draw their rounds on the way)."""
         n0 = self.next_att
         n1 = n0 + self.block_periods * self.L
         t_lo = self.t_block
@@ -427,19 +477,31 @@ class LinkSimulator:
             ph = _NO_PHOTONS
         if final:
             darks, bdarks = _before(darks, t_hi), _before(bdarks, t_hi)
-        a_t, a_ch, a_src = self._run_lab(self.A, ph, darks, t_hi, alice=True)
+        parity = self.stats["blocks"] % 2
+        self._new_rounds = []
+        a = self._run_lab(self.A, ph, darks, t_hi, parity, alice=True)
         if self.end_time is not None and not final and t_hi >= self.end_time:
             final = True  # the last round was drawn in this block and its read-out ends inside it
-        b_t, b_ch, b_src = self._run_lab(self.B, _NO_PHOTONS, bdarks, t_hi, alice=False)
-        bound = None if final else t_hi
-        ca, done_a = self.outA.push(a_t, a_ch, a_src, bound, reuse=self.reuse_buffers)
-        cb, done_b = self.outB.push(b_t, b_ch, b_src, bound, reuse=self.reuse_buffers)
-        rows = self._collect(done_a, "alice_count") + self._collect(done_b, "bob_count")
+        b = self._run_lab(self.B, _NO_PHOTONS, bdarks, t_hi, parity, alice=False)
         self.next_att = n1
         self.t_block = t_hi
         self.stats["blocks"] += 1
         if final:
             self.finished = True
+        return _BlockOut(a, b, None if final else t_hi, self._new_rounds)
+
+    def _emit(self, out: _BlockOut):
+        """The recorded streams of a block's kernel output, and the truth rows it completes (the output
+        stage: owns both labs' outputs and the open rounds)."""
+        for r in out.rounds:
+            self.outA.add_window(r.rid, *r.window_a)
+            self.outB.add_window(r.rid, *r.window_b)
+            self._truth[r.rid] = r.row
+            self._truth_need[r.rid] = 2
+            self._lost_range[r.rid] = r.lost_range
+        ca, done_a = self.outA.push(*out.alice, out.bound, reuse=self.reuse_buffers)
+        cb, done_b = self.outB.push(*out.bob, out.bound, reuse=self.reuse_buffers)
+        rows = self._collect(done_a, "alice_count") + self._collect(done_b, "bob_count")
         rows.sort(key=lambda r: int(r["index"]))
         return ca, cb, rows
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -157,15 +158,16 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
             wa = writer_for(out_a, fmt, **meta("alice"))
             wb = writer_for(out_b, fmt, **meta("bob"))
         try:
-            for ca, cb, r in sim.stream():
-                interrupts.check()  # a Ctrl-C swallowed while numba compiled still stops the run here
-                wa.write(ca)
-                wb.write(cb)
-                n_a += len(ca)
-                n_b += len(cb)
-                rows.extend(r)
-                if progress is not None:
-                    progress(min(sim.rounds, n_rounds), n_rounds)
+            # dump: the blocks are recorded and written on an output thread while the next one is generated
+            blocks = sim.stream_into(wa.write, wb.write) if fmt == "dump" else _written(sim.stream(), wa, wb)
+            with closing(blocks):  # (closed before the writers: no block is still being written into them)
+                for k_a, k_b, r in blocks:
+                    interrupts.check()  # a Ctrl-C swallowed while numba compiled still stops the run here
+                    n_a += k_a
+                    n_b += k_b
+                    rows.extend(r)
+                    if progress is not None:
+                        progress(min(sim.rounds, n_rounds), n_rounds)
         finally:
             try:
                 wa.close()
@@ -194,6 +196,13 @@ def simulate(params: SimParams, n_rounds: int, seed: int, out_dir, fmt: str = "d
         }
         write_truth(out_truth, truth, sim.heralds_all_array(), attrs)
     return SimResult(out, pa, pb, setup_path, truth_path, stats)
+
+
+def _written(blocks, wa, wb):
+    for ca, cb, rows in blocks:
+        wa.write(ca)
+        wb.write(cb)
+        yield len(ca), len(cb), rows
 
 
 def _plain(d):
