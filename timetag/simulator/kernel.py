@@ -341,6 +341,26 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                             st[S_G_CH2] = ch
                             st[S_G_SRC2] = src
                         st[S_G_N] = c + 1
+            # clicks are sparse, so the pending sync tick is usually the very next event: emit it here exactly as
+            # the next pass would (which also closes a one-click group the tick has left), saving that pass
+            if mode == MODE_CONDITIONAL and sync_pend >= 0 and nout + 3 < cap and nhall < hall_cap:
+                ts = _tick_time(sync_pend, t0, T)
+                nxt = ts < block_end and (ci >= nc or ts < cand_t[ci]) and (di >= nd or ts < dk_t[di]) \
+                    and (ri >= nr or ts < rnd_t[ri])
+                for j in range(nap):
+                    if ap_t[j] <= ts:
+                        nxt = False
+                if nxt and g >= 0 and ts >= t0 + g * T + we:
+                    if st[S_G_N] >= 2:
+                        nxt = False  # a coincidence to close: the next pass does it
+                    else:
+                        g = -1
+                if nxt:
+                    out_t[nout] = ts
+                    out_ch[nout] = sync_ch
+                    out_src[nout] = SRC_SYNC
+                    nout += 1
+                    sync_pend = -1
 
 
 @nb.njit(cache=True, nogil=True)
