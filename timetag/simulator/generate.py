@@ -83,7 +83,6 @@ class _DrawBufs:
     """One set of buffers for a block's independent draws (two sets alternate between the threads)."""
 
     def __init__(self):
-        self.att = np.empty(0, np.int64)
         self.ph = _Bufs(np.int64, np.int32, np.int8, np.int64)
         self.darkA = _Bufs(np.int64, np.int32)
         self.darkB = _Bufs(np.int64, np.int32)
@@ -106,14 +105,13 @@ class _LabGen:
     # the kernel's output, two sets alternating block by block (the output stage may still read the other)
     outs: tuple = field(default_factory=lambda: tuple(_Bufs(np.int64, np.int32, np.int8) for _ in range(2)))
 
-    def add_readout(self, t, ch, src):
-        """Queue read-out tags (all later than anything the kernel has emitted)."""
-        ri = int(self.st[K.S_RI])
-        t = np.concatenate([self.rnd_t[ri:], np.asarray(t, np.int64)])
-        ch = np.concatenate([self.rnd_ch[ri:], np.asarray(ch, np.int32)])
-        src = np.concatenate([self.rnd_src[ri:], np.asarray(src, np.int8)])
-        o = np.argsort(t, kind="stable")
-        self.rnd_t, self.rnd_ch, self.rnd_src = t[o], ch[o], src[o]
+    def add_readout(self, head_t, head_ch, head_src, fluo_t, fluo_ch, n_atom: int):
+        """Queue a round's read-out tags (all later than anything the kernel has emitted): its ready / setting
+        tags and its fluorescence, the first ``n_atom`` the atom's."""
+        self.rnd_t, self.rnd_ch, self.rnd_src = K.queue_readout(
+            self.rnd_t, self.rnd_ch, self.rnd_src, int(self.st[K.S_RI]), np.array(head_t, np.int64),
+            np.array(head_ch, np.int32), np.array(head_src, np.int8), fluo_t, fluo_ch, n_atom, K.SRC_FLUO_ATOM,
+            K.SRC_FLUO_STRAY)
         self.st[K.S_RI] = 0
 
 
@@ -252,18 +250,24 @@ class LinkSimulator:
     def _attempt_photons(self, n0: int, n1: int, bufs: _DrawBufs):
         """Photon clicks of the attempts [n0, n1) that had at least one detection (n0, n1 on burst boundaries),
         and the number of such attempts."""
-        p, rng = self.p, self.rng_draws
+        p = self.p
         n_act = (n1 - n0) // self.L * self.on
-        bufs.att, k = draws.detection_attempts(n0, n_act, self.on, self.L, self.p_any, new_state(rng), bufs.att)
         eta, pd = self.eta, p.double_emission_prob
         w_double = pd * (1 - (1 - eta) ** 2)
         frac_double = w_double / ((1 - pd) * eta + w_double)
-        out_t, out_ch, out_src, out_att = bufs.ph.ensure(4 * k)
-        n = draws.attempt_photons(bufs.att[:k], self.p_atom / self.p_any, self.p_atom, frac_double, eta / (2 - eta),
-                              float(p.pulse_center_ps), self.sigma_pulse, p.pulse_center_ps + p.pulse_fwhm_ps / 2,
-                              float(p.lifetime_ps), p.hom_visibility, float(p.jitter_ps), self.t0, self.T,
-                              self.alive_mask, out_t, out_ch, out_src, out_att, new_state(rng), self._emg_tab)
-        return (out_t, out_ch, out_src, out_att, n), k
+        rs = new_state(self.rng_draws)
+        expect = n_act * self.p_any
+        cap = int(2 * (expect + 8 * math.sqrt(expect + 1) + 64))
+        while True:
+            out_t, out_ch, out_src, out_att = bufs.ph.ensure(cap)
+            n, k = draws.attempt_photons(n0, n_act, self.on, self.L, self.p_any, self.p_atom, frac_double,
+                                         eta / (2 - eta), float(p.pulse_center_ps), self.sigma_pulse,
+                                         p.pulse_center_ps + p.pulse_fwhm_ps / 2, float(p.lifetime_ps),
+                                         p.hom_visibility, float(p.jitter_ps), self.t0, self.T, self.alive_mask,
+                                         out_t, out_ch, out_src, out_att, rs.copy())
+            if n >= 0:
+                return (out_t, out_ch, out_src, out_att, n), k
+            cap = 2 * out_t.size
 
     def _darks(self, buf: "_Bufs", t_lo: int, t_hi: int, rates: dict[int, float]):
         """Dark counts of ``rates`` (Hz per channel) on [t_lo, t_hi), time-ordered, in ``buf``."""
@@ -418,11 +422,7 @@ class LinkSimulator:
                 head_c.append(other[int(r["set_other_" + side] * len(other))])
                 ns = 2
         head_s = [K.SRC_READY] * ready_present + [K.SRC_SETTING] * ns
-        srcf = np.full(tf.size, K.SRC_FLUO_STRAY, np.int8)
-        srcf[:n_atom] = K.SRC_FLUO_ATOM
-        lab.add_readout(np.concatenate([np.array(head_t, np.int64), tf]),
-                        np.concatenate([np.array(head_c, np.int32), cf]),
-                        np.concatenate([np.array(head_s, np.int8), srcf]))
+        lab.add_readout(head_t, head_c, head_s, tf, cf, n_atom)
         return ns
 
     # ------------------------------------------------------------------

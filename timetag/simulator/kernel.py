@@ -377,3 +377,34 @@ def apply_pause(st, lo, hi, on, period_n, mode):
 @nb.njit(cache=True, nogil=True)
 def first_emitted(n, st, on, period_n):
     return _next_emitted(n, st, on, period_n)
+
+
+@nb.njit(cache=True, nogil=True)
+def queue_readout(old_t, old_ch, old_src, ri, head_t, head_ch, head_src, fluo_t, fluo_ch, n_atom, atom_src,
+                  stray_src):
+    """The read-out queue: the tags not yet consumed (``old_*[ri:]``), the round's ready/setting tags
+    (``head_*``) and its fluorescence (``fluo_*``, the first ``n_atom`` the atom's), merged in time order (a
+    stable insertion sort: equal times keep that order).  A herald's read-out is a few dozen tags."""
+    n_old = old_t.size - ri
+    n = n_old + head_t.size + fluo_t.size
+    t = np.empty(n, np.int64)
+    ch = np.empty(n, np.int32)
+    src = np.empty(n, np.int8)
+    k = 0
+    for i in range(ri, old_t.size):
+        t[k], ch[k], src[k] = old_t[i], old_ch[i], old_src[i]
+        k += 1
+    for i in range(head_t.size):
+        t[k], ch[k], src[k] = head_t[i], head_ch[i], head_src[i]
+        k += 1
+    for i in range(fluo_t.size):
+        t[k], ch[k], src[k] = fluo_t[i], fluo_ch[i], atom_src if i < n_atom else stray_src
+        k += 1
+    for j in range(1, n):
+        tj, cj, sj = t[j], ch[j], src[j]
+        i = j
+        while i > 0 and t[i - 1] > tj:
+            t[i], ch[i], src[i] = t[i - 1], ch[i - 1], src[i - 1]
+            i -= 1
+        t[i], ch[i], src[i] = tj, cj, sj
+    return t, ch, src
