@@ -37,7 +37,7 @@ from .stream import LabEngine, ReportProgress, StreamBroke, WriteRounds, run_str
 from .stream.channels import tallied
 
 #: formats whose readers feed the checksum the bytes they map (``hash_while_reading``)
-HASHED_WHILE_READ = ("dump", "ptu", "ht3")
+HASHED_WHILE_READ = ("dump", "ptu", "ht3", "qutag")
 
 #: ``progress(records_done, records_total or None, rounds_done)``, called after every chunk
 ProgressCallback = Callable[[int, "int | None", int], None]
@@ -137,8 +137,8 @@ def process_files(paths, setup, lab, out, chunk_size: int = DEFAULT_CHUNK_SIZE,
     engine = LabEngine(lab_setup, WriteRounds(out_file))
     counter = ReportProgress(on_progress, engine)
     tally = ChannelTally()
-    # dump and PTU inputs are hashed on the bytes the reader maps anyway (on the read-ahead thread), others on a
-    # thread of their own while the engine runs
+    # dump, PTU/HT3 and quTAG inputs are hashed on the bytes the reader reads anyway (on the read-ahead thread),
+    # others on a thread of their own while the engine runs
     sums = InputChecksums(paths, DEFAULT_CHECKSUM if checksum is True else checksum,
                           in_stream=lambda p: (format or sniff(p)) in HASHED_WHILE_READ) \
         if checksum else None

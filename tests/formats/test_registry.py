@@ -199,3 +199,12 @@ def test_text_comments_and_bad_line(tmp_path):
     fn.write_text("# header\n1 10\n\n2, 20  # trailing comment\n")
     c = read_all(fn)
     assert c.time.tolist() == [10, 20] and c.channel.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("data", [b"1 10\n2 \x00\x00 20\n", b"1 10\n\xfe\xff 3 4\n", b"1 10\n2 20 \xe9t\xe9\n"])
+def test_text_reader_says_binary_data_is_not_text(tmp_path, data):
+    fn = tmp_path / "a.txt"
+    fn.write_bytes(data)
+    with pytest.raises(FormatError, match=r"line 2: binary data, not text") as e:
+        read_all(fn, format="text")
+    assert "\\x00" not in str(e.value)  # the bytes themselves are not echoed

@@ -10,9 +10,15 @@ reader raises :class:`DataValidationError` at the first backward step, naming th
 them through unchanged and counts them (``meta['backward_steps']``, ``meta['max_backward_ps']``).
 ``on_bad_record='lost'`` turns bad tags (backward steps beyond the tolerance, times beyond int64, jumps beyond
 ``max_jump_ps``) into lost-data intervals instead of raising (:class:`~timetag.formats._common.OrderGuard`).
+
+The records are read in windows into one reused buffer (:func:`~timetag.formats._common.read_records_into`),
+never mapped whole, so the resident set does not grow with the file; the bytes read (header and trailing bytes
+included) can feed the input's checksum (:meth:`QutagReader.hash_while_reading`), so ``process`` reads the file
+once.
 """
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from typing import Iterator
@@ -21,7 +27,8 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import GuardedReader, OrderGuard, check_bad_record_options, check_readable, write_new
+from ._common import (GuardedReader, OrderGuard, check_bad_record_options, check_readable, read_records_into,
+                      write_new)
 
 NAME = "qutag"
 EXTENSIONS = (".qutag",)
@@ -29,6 +36,9 @@ MAGIC = b"\x87\xb3\x91\xfa"
 HEADER_SIZE = 40
 RECORD_DTYPE = np.dtype([("time", "<u8"), ("channel", "<u2")])   # packed: 10 bytes
 RECORD_SIZE = RECORD_DTYPE.itemsize
+# records read per window (about 1 MiB): few reads per chunk, and the buffer is still in the L2 cache when its
+# fields are copied out
+WINDOW_RECORDS = (1 << 20) // RECORD_SIZE
 
 
 def sniff(path, head: bytes) -> bool:
@@ -66,6 +76,7 @@ class QutagReader(GuardedReader):
             warnings.warn(f"{self.path}: truncated final record: {self.trailing_bytes} trailing bytes ignored",
                           TimetagWarning, stacklevel=2)
         self._guard: OrderGuard | None = None
+        self._feeder = None
 
     @property
     def meta(self) -> dict:
@@ -75,24 +86,53 @@ class QutagReader(GuardedReader):
         m.update(self.guard_meta())
         return m
 
-    def _mm(self):
-        if self.records == 0:
-            return np.zeros(0, RECORD_DTYPE)
-        return np.memmap(self.path, dtype=RECORD_DTYPE, mode="r", offset=HEADER_SIZE, shape=(self.records,))
-
     def __iter__(self) -> Iterator[TagChunk]:
         return self.iter_chunks()
 
+    def hash_while_reading(self, feeder) -> None:
+        """Feed ``feeder`` (``update_at(offset, bytes)``, :mod:`timetag.checksums`) every byte the reads take, with
+        its offset in the file (the header when reading from record 0, the trailing bytes when reading to the
+        end): the input's checksum without reading it twice (:class:`timetag.provenance.InputChecksums`)."""
+        self._feeder = feeder
+
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[TagChunk]:
-        mm = self._mm()
+        """Chunks of records [start, stop) (record indices), each assembled from windows of at most
+        ``WINDOW_RECORDS`` records read into one reused buffer; a file that shrinks meanwhile is a FormatError."""
         stop = self.records if stop is None else min(int(stop), self.records)
         start = max(0, int(start))
         dec = QutagDecoder(self.path, check_order=self.check_order, tolerance_ps=self.tolerance_ps,
                            on_bad_record=self.on_bad_record, max_jump_ps=self.max_jump_ps, first_record=start)
         self._guard = dec.guard
-        for lo in range(start, stop, self.chunk_size):
-            yield from dec.chunks(mm[lo:min(lo + self.chunk_size, stop)], lo)
+        feeder = self._feeder
+        with open(self.path, "rb", buffering=0) as fh:
+            fd = fh.fileno()
+            if feeder is not None and start == 0:
+                feeder.update_at(0, self._read_bytes(fd, 0, HEADER_SIZE))
+            window = max(1, min(WINDOW_RECORDS, self.chunk_size, stop - start))
+            buf = np.empty(window, RECORD_DTYPE)
+            for lo in range(start, stop, self.chunk_size):
+                hi = min(lo + self.chunk_size, stop)
+                t, c = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int32)
+                for b in range(lo, hi, window):
+                    n = min(window, hi - b)
+                    at = HEADER_SIZE + b * RECORD_SIZE
+                    rec = read_records_into(fd, buf[:n], at, b, self.path)
+                    if feeder is not None:
+                        feeder.update_at(at, rec.view(np.uint8))
+                    t[b - lo:b - lo + n] = rec["time"]   # a time beyond int64 wraps negative: the decoder's check
+                    c[b - lo:b - lo + n] = rec["channel"]
+                yield from dec.tags(t, c, lo)
+            if feeder is not None and stop == self.records and self.trailing_bytes:
+                at = HEADER_SIZE + stop * RECORD_SIZE
+                feeder.update_at(at, self._read_bytes(fd, at, self.trailing_bytes))
         yield from dec.flush()
+
+    def _read_bytes(self, fd: int, at: int, n: int) -> bytes:
+        data = os.pread(fd, n, at)
+        if len(data) < n:
+            raise FormatError(f"file shrank while reading: expected {n} bytes at byte {at}, got {len(data)}",
+                              path=self.path, offset=at + len(data))
+        return data
 
 
 class QutagDecoder:
@@ -116,18 +156,21 @@ class QutagDecoder:
     def chunks(self, rec: np.ndarray, index: int) -> Iterator[TagChunk]:
         """The checked chunks of records ``rec`` (``index``: the file's record index of ``rec[0]``); in 'fail'
         mode the error of a bad record is raised after the chunks of the good records before it."""
+        return self.tags(rec["time"].astype(np.int64), rec["channel"].astype(np.int32), index)
+
+    def tags(self, t: np.ndarray, c: np.ndarray, index: int) -> Iterator[TagChunk]:
+        """:meth:`chunks` of records already split into times ``t`` (the uint64 times as int64: one beyond int64
+        is negative) and channels ``c``, which the chunks may keep."""
         guard = self.guard
         offset = index - self.first_record
-        t = rec["time"].astype(np.int64)
-        c = rec["channel"].astype(np.int32)
         # a time beyond int64 turns negative: a bad record the guard drops in 'lost' mode, else an error
         dropped_by_guard = guard.bad.lost and (guard.check or guard.tolerance)
         if not dropped_by_guard and t.size and int(t.min()) < 0:
             i = int(np.flatnonzero(t < 0)[0])
             yield from guard.checked(TagChunk(t[:i], c[:i], offset=offset))
             yield from self.flush()
-            raise FormatError(f"record {index + i}: time {int(rec['time'][i])} does not fit in int64 ps",
-                              path=self.path, offset=HEADER_SIZE + (index + i) * RECORD_SIZE)
+            raise FormatError(f"record {index + i}: time {int(t[i:i + 1].view(np.uint64)[0])} does not fit in "
+                              "int64 ps", path=self.path, offset=HEADER_SIZE + (index + i) * RECORD_SIZE)
         yield from guard.checked(TagChunk(t, c, offset=offset))
 
     def flush(self) -> list[TagChunk]:

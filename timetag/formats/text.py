@@ -64,6 +64,10 @@ class TextReader(GuardedReader):
                         if s.startswith("# lost "):
                             lost.append(self._parse_lost(s, lineno))
                         continue
+                    if "\x00" in s or "\ufffd" in s:  # (a NUL, or bytes that are no UTF-8)
+                        raise FormatError(f"line {lineno}: binary data, not text: a text tag file has one 'channel "
+                                          "time_ps' per line (is this a binary tag file? without --in-format the "
+                                          "format is recognised from the file)", path=self.path)
                     parts = s.split("#", 1)[0].replace(",", " ").split()
                     if len(parts) < 2:
                         raise FormatError(f"line {lineno}: expected 'channel time_ps', got {s[:60]!r}", path=self.path)
