@@ -55,6 +55,16 @@ def read_records_into(fd: int, buf: np.ndarray, start: int, lo: int, path) -> np
     return buf
 
 
+def read_bytes_at(fd: int, at: int, n: int, path) -> bytes:
+    """The file's ``n`` bytes from byte ``at`` (a header, trailing bytes); a file that ends first shrank while it
+    was read: a :class:`FormatError` says so."""
+    data = os.pread(fd, n, at)
+    if len(data) < n:
+        raise FormatError(f"file shrank while reading: expected {n} bytes at byte {at}, got {len(data)}", path=path,
+                          offset=at + len(data))
+    return data
+
+
 def check_bad_record_options(on_bad_record="fail", max_jump_ps=None) -> tuple[str, int | None]:
     """``(on_bad_record, max_jump_ps)`` as the readers use them; :class:`SetupError` naming the option otherwise."""
     if not isinstance(on_bad_record, str) or on_bad_record not in BAD_RECORD_MODES:

@@ -30,7 +30,7 @@ import numpy as np
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..constants import PTU_MARKER_BASE, PTU_SYNC_CHANNEL, PtuFamily, PtuWrap
 from ..errors import FormatError, TimetagWarning
-from ._common import TagWriter, check_readable, read_records_into, write_new
+from ._common import TagWriter, check_readable, read_bytes_at, read_records_into, write_new
 
 NAME = "ptu"
 EXTENSIONS = (".ptu",)
@@ -400,6 +400,8 @@ class PtuReader:
         dtime = with_dtime and self.is_t3
         window = max(1, min(WINDOW_RECORDS, self.chunk_size))
         with open(self.path, "rb", buffering=0) as fh:
+            if self._feeder is not None:  # (the records are decoded from the first one whatever ``start``)
+                self._feeder.update_at(0, read_bytes_at(fh.fileno(), 0, self.data_offset, self.path))
             windows = _RecordWindows(fh, self.path, self.data_offset, self.records, window)
             try:
                 skip = min(start, self.records)
@@ -420,14 +422,17 @@ class PtuReader:
                     offset += len(chunk)
                     self._counters = dec.counters
                     yield chunk
+                if self._feeder is not None and stop == self.records and self.trailing_bytes:
+                    at = self.data_offset + 4 * self.records
+                    self._feeder.update_at(at, read_bytes_at(fh.fileno(), at, self.trailing_bytes, self.path))
             finally:
                 windows.release()
         self._counters = dec.counters
 
     def hash_while_reading(self, feeder) -> None:
-        """Feed ``feeder`` (``update_at(offset, bytes)``, :mod:`timetag.checksums`) the records' bytes as they are
-        mapped, with their offsets in the file (the header is not read here: the block checksum reads its blocks at
-        the end, a whole-file checksum the whole file)."""
+        """Feed ``feeder`` (``update_at(offset, bytes)``, :mod:`timetag.checksums`) every byte the reads take, with
+        its offset in the file: the header, the records as they are mapped, the trailing bytes when reading to the
+        end (the input's checksum without reading it twice)."""
         self._feeder = feeder
 
     def _decode_window(self, windows: _RecordWindows, dec: _RecordDecoder, lo: int, hi: int, out: _TagBuffer) -> None:

@@ -18,7 +18,6 @@ once.
 """
 from __future__ import annotations
 
-import os
 import struct
 import warnings
 from typing import Iterator
@@ -27,8 +26,8 @@ import numpy as np
 
 from ..chunk import DEFAULT_CHUNK_SIZE, TagChunk
 from ..errors import FormatError, TimetagWarning
-from ._common import (GuardedReader, OrderGuard, check_bad_record_options, check_readable, read_records_into,
-                      write_new)
+from ._common import (GuardedReader, OrderGuard, check_bad_record_options, check_readable, read_bytes_at,
+                      read_records_into, write_new)
 
 NAME = "qutag"
 EXTENSIONS = (".qutag",)
@@ -107,7 +106,7 @@ class QutagReader(GuardedReader):
         with open(self.path, "rb", buffering=0) as fh:
             fd = fh.fileno()
             if feeder is not None and start == 0:
-                feeder.update_at(0, self._read_bytes(fd, 0, HEADER_SIZE))
+                feeder.update_at(0, read_bytes_at(fd, 0, HEADER_SIZE, self.path))
             window = max(1, min(WINDOW_RECORDS, self.chunk_size, stop - start))
             buf = np.empty(window, RECORD_DTYPE)
             for lo in range(start, stop, self.chunk_size):
@@ -124,15 +123,8 @@ class QutagReader(GuardedReader):
                 yield from dec.tags(t, c, lo)
             if feeder is not None and stop == self.records and self.trailing_bytes:
                 at = HEADER_SIZE + stop * RECORD_SIZE
-                feeder.update_at(at, self._read_bytes(fd, at, self.trailing_bytes))
+                feeder.update_at(at, read_bytes_at(fd, at, self.trailing_bytes, self.path))
         yield from dec.flush()
-
-    def _read_bytes(self, fd: int, at: int, n: int) -> bytes:
-        data = os.pread(fd, n, at)
-        if len(data) < n:
-            raise FormatError(f"file shrank while reading: expected {n} bytes at byte {at}, got {len(data)}",
-                              path=self.path, offset=at + len(data))
-        return data
 
 
 class QutagDecoder:
