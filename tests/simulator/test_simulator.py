@@ -195,6 +195,20 @@ def test_poisson_at_least_is_the_poisson_survival_function():
     from scipy.stats import poisson
 
     from timetag.simulator.analytic import poisson_at_least
-    thr = np.arange(-2, 40)
-    for mu in (0.0, 0.03, 1.7, 12.0, 35.5):
-        np.testing.assert_allclose(poisson_at_least(thr, mu), poisson.sf(thr - 1, mu), rtol=1e-12, atol=1e-300)
+    thr = np.arange(-2, 160)  # far into both tails
+    for mu in (0.0, 0.03, 1.7, 12.0, 35.5, 90.0):
+        np.testing.assert_allclose(poisson_at_least(thr, mu), poisson.sf(thr - 1, mu), rtol=1e-11, atol=1e-300)
+
+
+def test_simulator_thresholds_as_with_scipys_incomplete_gamma(monkeypatch):
+    """The read-out thresholds over a grid of means are those scipy's regularised incomplete gamma gives."""
+    from scipy.special import gammainc
+
+    from timetag.simulator import analytic as A
+    p = load_preset("lmu2022")
+    grid = [(a, b) for a in np.linspace(0.5, 80, 24) for b in np.linspace(0.0, 5, 9)]
+    ours = [A.best_threshold(p, a, b) for a, b in grid]
+    monkeypatch.setattr(A, "poisson_at_least",
+                        lambda thr, mu: np.where(np.asarray(thr) <= 0, 1.0, gammainc(np.maximum(thr, 1.0), mu)))
+    assert ours == [A.best_threshold(p, a, b) for a, b in grid]
+    assert len(set(ours)) > 10

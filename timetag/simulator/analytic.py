@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammainc
 
 from .params import ALICE_BSM, ALPHA_DEG, BETA_DEG, BOB_SPD, SimParams, derived
 
@@ -54,10 +53,24 @@ def _counts(p: SimParams) -> dict:
 
 
 def poisson_at_least(thr, mu):
-    """P(count >= thr) of a Poisson count of mean ``mu``: the regularised lower incomplete gamma P(thr, mu) (what
-    scipy.stats.poisson.sf(thr - 1, mu) computes, without importing scipy.stats: most of a second per command)."""
-    thr = np.asarray(thr, dtype=np.float64)
-    return np.where(thr <= 0, 1.0, gammainc(np.maximum(thr, 1.0), mu))
+    """P(count >= thr) of a Poisson count of mean ``mu``, for integer thresholds ``thr`` (what
+    ``scipy.special.gammainc(thr, mu)`` and ``scipy.stats.poisson.sf(thr - 1, mu)`` compute, without importing
+    scipy: a fifth of a second or more of every ``simulate``).  Summed from the probabilities of the counts:
+    the upper tail for thresholds above the mean (full relative precision where it is tiny), one minus the
+    lower part below it."""
+    thr = np.asarray(thr)
+    t = np.maximum(thr, 0).astype(np.int64)
+    mu = float(mu)
+    if mu <= 0.0:
+        return np.where(thr <= 0, 1.0, 0.0)
+    k_max = int(max(int(t.max(initial=0)), mu) + 40 * math.sqrt(mu + 1) + 100)
+    k = np.arange(k_max + 1)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, k_max + 1)))])
+    pmf = np.exp(k * math.log(mu) - mu - log_fact)
+    upper = np.cumsum(pmf[::-1])[::-1]           # P(N >= k)
+    lower = np.concatenate([[0.0], np.cumsum(pmf)[:-1]])  # P(N < k)
+    at_least = np.where(k > mu, upper, 1.0 - lower)
+    return np.where(thr <= 0, 1.0, at_least[np.minimum(t, k_max)])
 
 
 def _channel(p: SimParams, mu_atom: float, mu_bg: float, thr: int) -> tuple[float, float]:
