@@ -168,37 +168,6 @@ def test_fast_dump_output_equals_generic_writer(tmp_path, preset):
         assert generic.read_bytes() == path.read_bytes()
 
 
-def test_emg_table_sampler_matches_distribution():
-    """Single-emission click times come from a quantile table (plus exact tails): compare with scipy's
-    exponentially modified Gaussian, including both tails."""
-    import numba as nb
-    from scipy import stats
-
-    from timetag.simulator.fastrng import EMG_U_HI, EMG_U_LO, emg, emg_table
-
-    sigma, tau = 9000.0, 26200.0
-    tab = emg_table(sigma, tau)
-
-    @nb.njit
-    def draw(n, tab, sigma, tau, s):
-        out = np.empty(n)
-        for i in range(n):
-            out[i] = emg(s, tab, sigma, tau)
-        return out
-
-    x = draw(400_000, tab, sigma, tau, np.array([12345, 678910], np.uint64))
-    dist = stats.exponnorm(tau / sigma, scale=sigma)
-    assert stats.kstest(x, dist.cdf).pvalue > 1e-3
-    # the tails handled outside the table hold the expected mass
-    for u, side in ((EMG_U_LO, "lo"), (EMG_U_HI, "hi")):
-        q = dist.ppf(u)
-        frac = np.mean(x < q) if side == "lo" else np.mean(x >= q)
-        p = u if side == "lo" else 1 - u
-        assert abs(frac - p) < 5 * math.sqrt(p / x.size) + 1e-6
-    far = x[x < dist.ppf(1e-4)]
-    assert far.size > 0 and np.all(far < tab[0])
-
-
 def test_dark_counts_are_sorted_and_poisson(preset):
     from timetag.simulator import draws
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..constants import Pattern
 from . import draws, kernel as K
-from .fastrng import emg_table, new_state
+from .fastrng import new_state
 from .output import LabOutput
 from .rounddraws import RoundDraws
 from .params import (ALICE_BSM, ALICE_READY, ALICE_SETTINGS, ALICE_SYNC, ALPHA_DEG, BETA_DEG, BOB_READY,
@@ -226,9 +226,6 @@ class LinkSimulator:
         self._lost_range: dict[int, tuple] = {}
         self.heralds_all: list[np.ndarray] = []
         self._hall = np.zeros((4096, len(K.HALL_COLS)), np.int64)
-        sigma_tot = math.hypot(self.sigma_pulse, float(p.jitter_ps))
-        self._emg_tab = emg_table(sigma_tot, float(p.lifetime_ps)) if sigma_tot > 0 and p.lifetime_ps > 0 \
-            else np.zeros(0)
         self._draw_bufs = (_DrawBufs(), _DrawBufs())
         self._pending = None  # the next block's draws (a Future) while the worker thread makes them
         self._new_rounds: list[_NewRound] = []  # the rounds drawn in the block the kernels are running

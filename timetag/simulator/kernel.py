@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from ..constants import INF, Pattern
-from .fastrng import exponential as _rexp, uniform as _runi
+from .fastrng import draw_std_exponential, draw_uniform
 
 DONE, HERALD, OUT_FULL = 0, 1, 2
 
@@ -160,6 +160,7 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
     nhall = st[S_NHALL]
     sync_pend = st[S_SYNC_PEND]
     g = st[S_G_ATT]
+    s0, s1 = rs[0], rs[1]  # (a fresh state each call: nothing to write back)
     while True:
         if nout + 2 >= cap or nhall >= hall_cap:
             _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
@@ -285,19 +286,25 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
         out_src[nout] = src
         nout += 1
         if is_det[ch] and src != SRC_AFTERPULSE:
-            if ap_prob > 0.0 and _runi(rs) < ap_prob and nap < ap_cap:
-                ap_t[nap] = tn + dead[ch] + np.int64(_rexp(rs, ap_tau))
-                ap_ch[nap] = ch
-                nap += 1
-            if burst_prob > 0.0 and _runi(rs) < burst_prob:
-                tb = tn + dead[ch]
-                for _ in range(burst_size):
-                    if nap >= ap_cap:
-                        break
-                    tb += np.int64(_rexp(rs, burst_tau))
-                    ap_t[nap] = tb
+            if ap_prob > 0.0:
+                s0, s1, u = draw_uniform(s0, s1)
+                if u < ap_prob and nap < ap_cap:
+                    s0, s1, e = draw_std_exponential(s0, s1)
+                    ap_t[nap] = tn + dead[ch] + np.int64(ap_tau * e)
                     ap_ch[nap] = ch
                     nap += 1
+            if burst_prob > 0.0:
+                s0, s1, u = draw_uniform(s0, s1)
+                if u < burst_prob:
+                    tb = tn + dead[ch]
+                    for _ in range(burst_size):
+                        if nap >= ap_cap:
+                            break
+                        s0, s1, e = draw_std_exponential(s0, s1)
+                        tb += np.int64(burst_tau * e)
+                        ap_t[nap] = tb
+                        ap_ch[nap] = ch
+                        nap += 1
         if is_bsm[ch]:
             rel = tn - t0
             # a photon's attempt is known: its offset d from that attempt decides the tick arithmetic
