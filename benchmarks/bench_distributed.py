@@ -8,13 +8,15 @@ one for ``--quick``.  Each repetition runs back to back, on the same files:
 * ``threads2``: the same with ``threads=2`` (partitions on two threads of one process), when available;
 * ``dask2``: :func:`timetag.distributed.run.process_files_dask` on a running 2-worker ``LocalCluster``
   (a campaign starts its cluster once; the start-up is reported on its own);
-* ``cli_single`` / ``cli_dask2``: ``timetag process`` and ``timetag process --dask local:2`` as a user runs them
-  (a fresh process; the second starts its cluster).
+* ``cli_single`` / ``cli_threads2`` / ``cli_dask2``: ``timetag process``, with ``--threads 2`` and with
+  ``--dask local:2`` as a user runs them (a fresh process; the last starts its cluster).
 
 Also measured: planning (with and without the pass over every record type), the cost of one task that reads
-no record (scheduler round trip, opening the input, writing and merging an empty partition file), the merge of
-the partition files, and the identity of the outputs (rounds, heralds, summary, histograms).  Checksums are off
-in every run (``--no-checksum``): they are item 5 of issue 18, not the scaling of the processing.
+no record (scheduler round trip, opening the input, an empty output sent back), the merge of the partitions'
+outputs, the CPU time of each run (this process, which also hosts the scheduler, and the worker processes,
+which is what a loaded machine charges; it does not depend on the load as the wall time does), and the identity
+of the outputs (rounds, heralds, summary, histograms).  Checksums are off in every run (``--no-checksum``): they
+are item 5 of issue 18, not the scaling of the processing.
 
     python benchmarks/bench_distributed.py --campaign /tmp/campaign --reps 3
 """
@@ -89,36 +91,48 @@ def _same_output(a: Path, b: Path) -> bool:
             and all(np.array_equal(x.histograms[k], y.histograms[k]) for k in x.histograms))
 
 
-def task_overhead(client, path: Path, lab, scratch: Path, n: int = 20) -> dict:
+def task_overhead(client, path: Path, lab, n: int = 20) -> dict:
     """Median wall time of one task that reads no record, and of an empty task (the bare round trip)."""
     from timetag.distributed.partition import Partition, Segment
-    from timetag.distributed.run import process_partition
+    from timetag.distributed.run import spare_cores
+    from timetag.distributed.worker import process_partition
 
     empty = Partition(0, (Segment(str(path), 0, 0),))
-    scratch.mkdir(exist_ok=True)
+    prefetch = spare_cores(client)
     bare, zero = [], []
     for i in range(n):
         bare.append(_timed(lambda: client.submit(int, i, pure=False).result()))
-        zero.append(_timed(lambda: client.submit(process_partition, empty, lab, str(scratch), pure=False).result()))
+        zero.append(_timed(lambda: client.submit(process_partition, empty, lab, None, prefetch=prefetch,
+                                                 pure=False).result()))
     return {"bare_s": statistics.median(bare), "zero_records_s": statistics.median(zero)}
 
 
 def merge_cost(client, paths, setup, tmp: Path) -> tuple[float, int]:
-    """Time of the merge alone (the partition files of a kept-scratch run merged again), and their bytes."""
-    from timetag.distributed.merge import merge_into
-    from timetag.distributed.run import process_files_dask
+    """Time of the merge alone (the partitions' outputs, fetched from the workers first, appended and the file
+    closed), and the outputs' bytes."""
+    from timetag.distributed.merge import MergeWriter
+    from timetag.distributed.partition import plan_partitions
+    from timetag.distributed.worker import process_partition
 
-    out = tmp / "m.h5"
-    process_files_dask(paths, setup, "alice", out, dask=client, checksum=False, keep_scratch=True, force=True)
-    files = sorted((tmp / "m.h5.parts").glob("part*.h5"))
     lab = setup.lab("alice")
-    dest = tmp / "m2.h5"
-    t = _timed(lambda: merge_into(files, dest, lab="alice", role=lab.role, setup_hash=setup.hash,
-                                  sync_reference=lab.herald.sync_reference))
-    nbytes = sum(f.stat().st_size for f in files)
-    shutil.rmtree(tmp / "m.h5.parts")
+    parts = plan_partitions(paths, lab, n_partitions=4, overflow_check=False, by_file=True)
+    reports = client.gather([client.submit(process_partition, p, lab, None, prefetch=False, pure=False)
+                             for p in parts])
+    dest = tmp / "m.h5"
+
+    def merge():
+        with MergeWriter(dest, lab="alice", role=lab.role, setup_hash=setup.hash) as w:
+            for p, rep in zip(parts, reports):
+                w.append(rep["output"], p.name)
+            w.close(sync_reference=lab.herald.sync_reference)
+    t = _timed(merge)
     dest.unlink()
+    nbytes = sum(r["output"].rounds.nbytes + r["output"].heralds.nbytes for r in reports)
     return t, nbytes
+
+
+def _cpu(procs) -> float:
+    return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
 
 
 def _cli(args: list[str]) -> float:
@@ -128,6 +142,7 @@ def _cli(args: list[str]) -> float:
 
 
 def measure(paths: list[Path], setup_path: Path, reps: int, cli: bool = True) -> dict:
+    import psutil
     from distributed import Client, LocalCluster
 
     from timetag.distributed.partition import plan_partitions
@@ -138,7 +153,7 @@ def measure(paths: list[Path], setup_path: Path, reps: int, cli: bool = True) ->
     setup = load_setup(setup_path)
     lab = setup.lab("alice")
     tmp = Path(tempfile.mkdtemp(prefix="bench_distributed_", dir=paths[0].parent))
-    res: dict = {"times": {}, "records": sum(p.stat().st_size for p in paths) // RECORD,
+    res: dict = {"times": {}, "cpu": {}, "records": sum(p.stat().st_size for p in paths) // RECORD,
                  "bytes": sum(p.stat().st_size for p in paths), "files": len(paths)}
     times = res["times"]
     try:
@@ -156,10 +171,11 @@ def measure(paths: list[Path], setup_path: Path, reps: int, cli: bool = True) ->
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             res["cluster_start_s"] = time.perf_counter() - t0
+            me, workers = psutil.Process(), [psutil.Process(pid) for pid in client.run(os.getpid).values()]
             # warm-up (imports, numba caches in the workers, page cache) outside the timing
             process_files_dask(paths, setup, "alice", tmp / "dask2.h5", dask=client, checksum=False, force=True)
-            res["task"] = task_overhead(client, paths[0], lab, tmp / "scratch")
-            res["merge_s"], res["scratch_bytes"] = merge_cost(client, paths, setup, tmp)
+            res["task"] = task_overhead(client, paths[0], lab)
+            res["merge_s"], res["output_bytes"] = merge_cost(client, paths, setup, tmp)
             runs = {
                 # one engine thread (and its read-ahead thread): threads='auto' would use both cores
                 "single": lambda: process_files(paths, setup, "alice", tmp / "single.h5", checksum=False,
@@ -173,10 +189,14 @@ def measure(paths: list[Path], setup_path: Path, reps: int, cli: bool = True) ->
             common = [*map(str, paths), "--setup", str(setup_path), "--lab", "alice", "--no-checksum", "--force"]
             if cli:
                 runs["cli_single"] = lambda: _cli([*common, "--out", str(tmp / "cli_single.h5"), "--threads", "1"])
+                runs["cli_threads2"] = lambda: _cli([*common, "--out", str(tmp / "cli_threads2.h5"), "--threads", "2"])
                 runs["cli_dask2"] = lambda: _cli([*common, "--out", str(tmp / "cli_dask2.h5"), "--dask", "local:2"])
             for _ in range(reps):
                 for name, fn in runs.items():
+                    c0, w0 = _cpu([me]), _cpu(workers)
                     times.setdefault(name, []).append(_timed(fn))
+                    if not name.startswith("cli"):   # a command's own process is not measured here
+                        res["cpu"].setdefault(name, []).append((_cpu([me]) - c0, _cpu(workers) - w0))
                     res.setdefault("load", []).append(os.getloadavg()[0])
         res["identical"] = {name: _same_output(tmp / "single.h5", tmp / f"{name}.h5")
                             for name in runs if name != "single"}
@@ -198,8 +218,12 @@ def report(res: dict) -> list[str]:
     for name, v in t.items():
         lines.append(f"  {name:10s} " + " ".join(f"{x:.2f}" for x in v) + " s  "
                      f"(best {res['records'] / min(v) / 1e6:.1f} M records/s)")
+    for name, v in res["cpu"].items():
+        lines.append(f"  {name:10s} CPU s (median): this process {statistics.median(c for c, _ in v):.2f}, "
+                     f"workers {statistics.median(w for _, w in v):.2f}, "
+                     f"all {statistics.median(c + w for c, w in v):.2f}")
     for base, cand in (("single", "dask2"), ("threads2", "dask2"), ("single", "threads2"),
-                       ("cli_single", "cli_dask2")):
+                       ("cli_single", "cli_dask2"), ("cli_threads2", "cli_dask2")):
         if base in t and cand in t:
             best, med = _speedup(t, base, cand)
             lines.append(f"  {cand} vs {base}: best {best:.2f}x, median {med:.2f}x")
@@ -208,7 +232,7 @@ def report(res: dict) -> list[str]:
     lines.append(f"  cluster start (2 worker processes): {res['cluster_start_s']:.2f} s")
     lines.append(f"  one task: bare round trip {res['task']['bare_s'] * 1e3:.1f} ms, reading no record "
                  f"{res['task']['zero_records_s'] * 1e3:.1f} ms")
-    lines.append(f"  merge of the partition files: {res['merge_s'] * 1e3:.0f} ms ({res['scratch_bytes'] / 1e6:.1f} MB)")
+    lines.append(f"  merge of the partitions' outputs: {res['merge_s'] * 1e3:.0f} ms ({res['output_bytes'] / 1e6:.1f} MB)")
     lines.append(f"  outputs identical to single: {res['identical']}")
     return lines
 
@@ -231,6 +255,13 @@ def run(quick: bool) -> list[dict]:
                          "unit": "x", "baseline": f"{base}, interleaved; median {med:.2f}x",
                          "target": target, "gross_regression": (not quick) and best < 0.5,
                          "detail": f"{res['bytes'] / 1e6:.0f} MB campaign; load {max(res['load']):.1f}"})
+    cpu = res["cpu"]
+    if "threads2" in cpu:
+        med = {k: statistics.median(c + w for c, w in v) for k, v in cpu.items()}
+        rows.append({"name": "dask local:2 CPU / threads2 CPU (all processes)",
+                     "value": round(med["dask2"] / med["threads2"], 3), "unit": "x",
+                     "baseline": f"threads2 {med['threads2']:.2f} s, dask2 {med['dask2']:.2f} s (medians)",
+                     "target": "report (does not depend on the load)", "gross_regression": False})
     rows.append({"name": "dask task reading no record", "value": round(res["task"]["zero_records_s"] * 1e3, 2),
                  "unit": "ms", "baseline": f"bare round trip {res['task']['bare_s'] * 1e3:.1f} ms",
                  "target": "report", "gross_regression": False})

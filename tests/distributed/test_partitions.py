@@ -462,7 +462,7 @@ def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monke
     # a 3.5 MiB file in three partitions, each run as a worker runs it: the client joins their block digests and
     # reads only the blocks around the two cuts again
     from timetag import checksums
-    from timetag.distributed.run import process_partition
+    from timetag.distributed.worker import process_partition
     from timetag.provenance import InputChecksums
 
     one = make_alice_stream()
@@ -491,3 +491,88 @@ def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monke
         sums.join_blocks(str(big), rep["block_digests"][str(big)])
     assert sums.result() == [block_checksum(big.read_bytes())]
     assert 1 <= len(reread) <= 2
+
+
+def test_reports_are_handed_on_in_order_and_stop_at_a_cut_inside_an_overflow():
+    from timetag.distributed.run import _InOrder
+
+    got = []
+    order = _InOrder(5, lambda i, rep: got.append(i))
+    order.add(1, {"last_overflow_mark": None})
+    assert got == []                                  # partition 0 is not in yet
+    order.add(0, {"last_overflow_mark": None})
+    assert got == [0, 1]
+    order.add(3, {"last_overflow_mark": int(OVERFLOW_END)})
+    order.add(2, {"last_overflow_mark": int(OVERFLOW_BEGIN)})
+    assert got == [0, 1] and order.stopped           # the cut after 2 lies inside an overflow: 2 and on wait
+    order.add(4, {"last_overflow_mark": None})
+    assert got == [0, 1] and order.next == 2
+    ends_open = _InOrder(2, lambda i, rep: got.append(i))
+    ends_open.add(0, {"last_overflow_mark": None})
+    ends_open.add(1, {"last_overflow_mark": int(OVERFLOW_BEGIN)})   # the last partition has no cut after it
+    assert got[-2:] == [0, 1] and not ends_open.stopped
+
+
+def test_a_join_after_partitions_already_merged_gives_the_single_process_output(client, tmp_path, setup,
+                                                                              monkeypatch):
+    """Quiet tags, then an overflow: partition 0 (before it) is merged as soon as it is in; the two partitions
+    whose cut lies inside the overflow are joined and run again, then merged after it: each final partition
+    is appended once, in order."""
+    from timetag.distributed.merge import MergeWriter
+
+    appended = []
+    real_append = MergeWriter.append
+    def append(self, data, label, path=None):
+        appended.append(label)
+        real_append(self, data, label, path)
+
+    monkeypatch.setattr(MergeWriter, "append", append)
+    lab = setup.lab("alice")
+    gap = safe_gap_ps(lab)
+    quiet = 10 + np.arange(10, dtype=np.int64) * (3 * gap)
+    busy = quiet[-1] + 3 * gap + np.arange(5_000, dtype=np.int64) * 10
+    sparse = busy[-1] + (1 + np.arange(40, dtype=np.int64)) * (3 * gap)
+    tail = sparse[-1] + (1 + np.arange(10, dtype=np.int64)) * (3 * gap)
+    t = np.concatenate([quiet, busy, sparse, tail])
+    lost = np.zeros(2, LOST_DTYPE)
+    lost["time"] = [busy[0] - 1, sparse[-1] + 1]
+    lost["kind"] = [OVERFLOW_BEGIN, OVERFLOW_END]
+    p = tmp_path / "late_overflow.dump"
+    write_dump(p, TagChunk(t, np.full(t.size, 2, np.int32), lost))
+    r0, h0, s0, _ = single_process([p], lab, RefPipeline)
+    out = tmp_path / "o.h5"
+    first_sparse = 10 + 1 + 5_000   # records: the quiet tags, the BEGIN, the busy tags
+    summary = process_files_dask([p], setup, "alice", out, dask=client, checksum=False, pipeline_factory=RefPipeline,
+                                 cuts=[5, first_sparse + 20, first_sparse + 46])
+    merged = read_rounds(out)
+    names = merged.provenance["distributed"]["partitions"]
+    assert len(names) == 3 and names[0].endswith("[0:5])"), names
+    assert appended == names
+    np.testing.assert_array_equal(merged.rounds, r0)
+    np.testing.assert_array_equal(merged.heralds, h0)
+    assert summary["lost_events"] == s0["lost_events"] == 2 and summary["tags"] == s0["tags"]
+
+
+def test_outputs_through_scratch_files_equal_outputs_in_memory(client, setup, run_files, tmp_path):
+    paths, _whole = run_files
+    ready, _ = window_records(paths)
+    cuts = [int(x) + 2 for x in ready[5::12]]
+    kw = dict(dask=client, cuts=cuts, chunk_size=500, pipeline_factory=RefPipeline, checksum=False)
+    a = process_files_dask(paths, setup, "alice", tmp_path / "memory.h5", **kw)
+    b = process_files_dask(paths, setup, "alice", tmp_path / "files.h5", scratch=True, **kw)
+    x, y = read_rounds(tmp_path / "memory.h5"), read_rounds(tmp_path / "files.h5")
+    assert x.rounds.size > 50 and len(x.provenance["distributed"]["partitions"]) >= 5
+    np.testing.assert_array_equal(x.rounds, y.rounds)
+    np.testing.assert_array_equal(x.heralds, y.heralds)
+    volatile = {"elapsed_s", "tags_per_s", "out"}
+    assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+    assert not (tmp_path / "files.h5.parts").exists()
+
+
+def test_spare_cores_only_where_the_workers_leave_a_core(client):
+    import os
+
+    from timetag.distributed.run import spare_cores
+
+    cores = len(os.sched_getaffinity(0))
+    assert spare_cores(client) == (cores > 2)   # the fixture: 2 single-threaded workers on this machine

@@ -83,7 +83,7 @@ def test_relative_paths_from_another_folder_give_the_single_process_output(clust
 def test_a_worker_that_cannot_see_the_input_says_so(cluster, tmp_path, monkeypatch):
     """The client sees the file, the workers (here: after it is moved away) do not: one clear error, no output."""
     from timetag.distributed.partition import Partition, Segment
-    from timetag.distributed.run import process_partition
+    from timetag.distributed.worker import process_partition
     from distributed import Client
 
     from timetag.setupfile import load_setup

@@ -1,4 +1,4 @@
-"""run_partition: one partition through a fresh chain into memory, as the Dask worker writes it to a file."""
+"""run_partition: one partition through a fresh chain into memory, as the Dask worker's partition file has it."""
 from __future__ import annotations
 
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from timetag.distributed.partition import Segment
-from timetag.distributed.run import process_partition
+from timetag.distributed.worker import process_partition
 from timetag.formats import iter_stream
 from timetag.formats.dump import RECORD_DTYPE
 from timetag.roundsfile import read_rounds

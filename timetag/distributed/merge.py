@@ -9,6 +9,7 @@ leaves nothing; an existing ``out`` is replaced only with ``force``, an input ne
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -191,41 +192,88 @@ def merge_into(part_files: Sequence, dest, *, lab: str, role: str, setup_hash: s
                sync_reference: str | None = None, on_storage_error=None) -> dict:
     """The merge itself, into ``dest``: a new file (the partial file of an open
     :class:`~timetag.custody.AtomicOutput`, which the caller commits or discards)."""
-    dest = Path(dest)
-    summaries, hists = [], []
-    offset = 0
-    last_time = None
     with_heralds = True
     for p in part_files:
         with h5py.File(p, "r") as f:
             with_heralds &= "heralds" in f
-    w = RoundsWriter(dest, lab=lab, role=role, provenance=provenance, setup_hash=setup_hash,
-                     with_heralds=with_heralds, on_storage_error=on_storage_error)
-    try:
+    with MergeWriter(dest, lab=lab, role=role, setup_hash=setup_hash, provenance=provenance,
+                     with_heralds=with_heralds, on_storage_error=on_storage_error) as w:
         for i, p in enumerate(part_files):
-            label = names[i] if i < len(names) else str(p)
-            data = read_rounds(p)
-            r = data.rounds
-            if r.size:
-                expected = np.arange(r.size)
-                if not np.array_equal(r["index"], expected):
-                    bad = int(np.flatnonzero(r["index"] != expected)[0])
-                    raise DataValidationError(f"round indices of {label} are not 0..n-1 "
-                                              f"(record {bad} has {int(r['index'][bad])})", path=p)
-                if last_time is not None and int(r["trigger_time"][0]) < last_time:
-                    raise DataValidationError(f"{label} starts at trigger time {int(r['trigger_time'][0])} ps, "
-                                              f"before the end of the previous partition ({last_time} ps)", path=p)
-                last_time = int(r["trigger_time"][-1])
-                r = r.astype(ROUND_DTYPE, copy=True)
-                r["index"] += offset
-                offset += r.size
-            w.append(r, data.heralds if with_heralds else None)
-            summaries.append(data.summary)
-            hists.append(data.histograms)
-        summary = run_summary(summaries, sync_reference)
+            w.append(read_rounds(p), names[i] if i < len(names) else str(p), path=p)
+        return w.close(sync_reference=sync_reference, extra_summary=extra_summary)
+
+
+@dataclass
+class PartitionOutput:
+    """What one partition made, held in memory: its own rounds (indices 0..n-1) and heralds, summary and
+    histograms -- the fields a partition's rounds file holds (:class:`~timetag.roundsfile.RoundsData`)."""
+
+    rounds: np.ndarray
+    heralds: np.ndarray | None
+    summary: dict
+    histograms: dict
+
+
+class MergeWriter:
+    """Partition outputs appended in time order into a new rounds file, each as soon as it is known (while later
+    partitions still run); the summary and histograms are combined at :meth:`close`.  Use as a context manager:
+    an error marks the file failed (the caller's :class:`~timetag.custody.AtomicOutput` discards it).  The file is
+    created with the first output (the client creates it while the partitions run, not before they start).
+
+    Appended outputs have the fields of :class:`PartitionOutput` (a partition file read back is one too).
+    """
+
+    def __init__(self, dest, *, lab: str, role: str, setup_hash: str = "", provenance: dict | None = None,
+                 with_heralds: bool = True, on_storage_error=None):
+        self._open = lambda: RoundsWriter(Path(dest), lab=lab, role=role, provenance=provenance,
+                                          setup_hash=setup_hash, with_heralds=with_heralds,
+                                          on_storage_error=on_storage_error)
+        self._w: RoundsWriter | None = None
+        self.with_heralds = with_heralds
+        self.summaries: list[dict] = []
+        self.histograms: list[dict] = []
+        self.names: list[str] = []
+        self._offset = 0
+        self._last_time: int | None = None
+
+    def append(self, data, label: str, path=None) -> None:
+        r = data.rounds
+        if r.size:
+            expected = np.arange(r.size)
+            if not np.array_equal(r["index"], expected):
+                bad = int(np.flatnonzero(r["index"] != expected)[0])
+                raise DataValidationError(f"round indices of {label} are not 0..n-1 "
+                                          f"(record {bad} has {int(r['index'][bad])})", path=path)
+            if self._last_time is not None and int(r["trigger_time"][0]) < self._last_time:
+                raise DataValidationError(f"{label} starts at trigger time {int(r['trigger_time'][0])} ps, "
+                                          f"before the end of the previous partition ({self._last_time} ps)",
+                                          path=path)
+            self._last_time = int(r["trigger_time"][-1])
+            r = r.astype(ROUND_DTYPE, copy=True)
+            r["index"] += self._offset
+            self._offset += r.size
+        if self._w is None:
+            self._w = self._open()
+        self._w.append(r, data.heralds if self.with_heralds else None)
+        self.summaries.append(data.summary)
+        self.histograms.append(data.histograms)
+        self.names.append(label)
+
+    def close(self, *, sync_reference: str | None = None, extra_summary=None,
+              provenance: dict | None = None) -> dict:
+        """Finish the file (``provenance``: replaces the one given at the start); returns the merged summary.
+        ``extra_summary``: keys added to it, or a function of it that returns them."""
+        if self._w is None:
+            self._w = self._open()
+        summary = run_summary(self.summaries, sync_reference)
         summary.update((extra_summary(summary) if callable(extra_summary) else extra_summary) or {})
-        w.close(summary=summary, histograms=merge_histograms(hists, names))
-    except BaseException as exc:
-        w.close(state=Completion.FAILED, reason=f"{type(exc).__name__}: {exc}")
-        raise
-    return summary
+        self._w.close(summary=summary, histograms=merge_histograms(self.histograms, self.names),
+                      provenance=provenance)
+        return summary
+
+    def __enter__(self) -> "MergeWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._w is not None:
+            self._w.close(state=Completion.FAILED, reason=f"{exc_type.__name__}: {exc}")

@@ -1,11 +1,13 @@
 """Processing one lab's run on a Dask cluster: partitions in parallel, one merged rounds file.
 
-Only small descriptions travel through the scheduler: the lab setup, file paths and record ranges go to
-the workers; each worker reads its records from the (shared) file system, runs a fresh pipeline, and writes
-the rounds and heralds it owns to a scratch directory next to the output; the client merges those files.
-A task that raises an unexpected error (a worker killed, a flaky file system) is retried by Dask; data
-errors (:class:`~timetag.errors.TimetagError`) are deterministic and reported at once, by partition name.
-The merged file appears only when every partition succeeded.
+Only small descriptions go to the workers: the lab setup, file paths and record ranges; each worker reads its
+records from the (shared) file system and runs a fresh pipeline.  What a partition makes (its rounds and heralds,
+~1e-4 of its records' bytes, summary and histograms) comes back with its report, and the client appends it to the
+merged file as soon as it and every partition before it are in, while later partitions still run (``scratch=True``:
+through partition files in a folder next to the output instead).  A task that raises an unexpected error (a
+worker killed, a flaky file system) is retried by Dask; data errors (:class:`~timetag.errors.TimetagError`) are
+deterministic and reported at once, by partition name.  The merged file appears only when every partition
+succeeded.
 
 Custody: the output is checked and locked before any work starts (never an input; an existing file only with
 ``force``; one writer at a time, which also guards the scratch directory); partition files and the merged file
@@ -16,32 +18,29 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import shutil
 import time
+import uuid
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ..channels import channel_report
-from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
-from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
-from ..engine import LabPipeline
-from ..errors import SetupError, TimetagError, TimetagWarning
-from ..checksums import BlockDigest
+from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_BEGIN
 from ..constants import BLOCK_CHECKSUM
+from ..custody import DEFAULT_RESERVE_BYTES, AtomicOutput
+from ..errors import SetupError, TimetagError, TimetagWarning
 from ..provenance import DEFAULT_CHECKSUM, InputChecksums
 from ..provenance import provenance as _provenance
-from ..roundsfile import RoundsWriter
+from ..roundsfile import read_rounds
 from ..setupfile import LabSetup, Setup, load_setup
-from ..formats import open_tags
-from ..formats.dump import DumpReader
-from ..stream.lookahead import LookaheadBegins, LookaheadGate, SummaryAtLookahead, own_counts
-from ..stream.prefetch import prefetched
-from ..stream import CountChannels, KeepOwned, LabEngine, Stage, StreamBroke, Tee, WriteRounds, run_stream
-from .merge import merge_into, sync_reference_of
-from .partition import Partition, Segment, is_dump, join_partitions, plan_partitions
+from .merge import MergeWriter, sync_reference_of
+from .partition import Partition, is_dump, join_partitions, plan_partitions
+from .worker import process_partition
+
+__all__ = ["PartitionError", "dask_client", "parse_dask_spec", "process_files_dask", "process_partition",
+           "run_checked", "run_partitions", "spare_cores"]
 
 
 class PartitionError(TimetagError):
@@ -103,123 +102,31 @@ def n_workers(client) -> int:
     return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
 
 
-# --- the worker side ----------------------------------------------------------
-
-def default_pipeline(lab: LabSetup):
-    return LabPipeline(lab)
-
-
-def iter_segment(seg: Segment, chunk_size: int, feeder=None) -> Iterator[TagChunk]:
-    """The chunks of one segment; a dump segment's bytes also go to ``feeder`` (:mod:`timetag.checksums`)."""
-    if is_dump(seg.path):
-        reader = DumpReader(seg.path, chunk_size=chunk_size)
-        if feeder is not None:
-            reader.hash_while_reading(feeder)
-        yield from reader.iter_chunks(seg.start, seg.stop)
-    else:
-        yield from open_tags(seg.path, chunk_size=chunk_size).iter_chunks()
-
-
-class _LastOverflowMark(Stage):
-    """Keeps the kind of the last overflow begin/end event it sees (a sink behind the own-records gate): with the
-    marks of the partitions before it, it tells whether the cut after this partition lies inside an overflow."""
-
-    def __init__(self):
-        super().__init__(None)
-        self.kind: int | None = None
-
-    def handle(self, event) -> None:
-        if isinstance(event, TagChunk) and event.lost.size:
-            kinds = event.lost["kind"]
-            marks = kinds[(kinds == OVERFLOW_BEGIN) | (kinds == OVERFLOW_END)]
-            if marks.size:
-                self.kind = int(marks[-1])
+def spare_cores(client) -> bool:
+    """Does every worker's machine have more cores than task threads (of all its workers)?  Only then does a
+    task's read-ahead thread run beside the other tasks rather than take turns with them: on machines whose
+    cores the workers fill (``local:N`` with N = cores, ``dask worker --nworkers`` one per core), it costs CPU
+    (queue hand-offs, data decoded on one core and used on another) and gains nothing.  Each worker is asked
+    for its cores once (a round trip), then remembered by address."""
+    workers = client.scheduler_info()["workers"]
+    new = [addr for addr in workers if addr not in _WORKER_CORES]
+    if new:
+        _WORKER_CORES.update(client.run(_cores, workers=new))
+    threads: dict[str, int] = {}
+    cores: dict[str, int] = {}
+    for addr, w in workers.items():
+        host = w.get("host", "")
+        threads[host] = threads.get(host, 0) + int(w.get("nthreads", 1))
+        cores[host] = _WORKER_CORES.get(addr, 0)
+    return bool(threads) and all(cores[h] > n for h, n in threads.items())
 
 
-def _partition_events(part: Partition, chunk_size: int, digests: dict | None = None) -> Iterator:
-    for seg in part.segments:
-        digest = digests.get(str(seg.path)) if digests is not None else None
-        yield from iter_segment(seg, chunk_size, digest.feeder() if digest is not None else None)
-    if part.lookahead:
-        yield LookaheadBegins()
-        for seg in part.lookahead:
-            yield from iter_segment(seg, chunk_size)
+#: the cores of each worker's machine, by worker address (an address's host part names one machine)
+_WORKER_CORES: dict[str, int] = {}
 
 
-def process_partition(part: Partition, lab: LabSetup, scratch: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                      setup_hash: str = "", pipeline_factory: Callable | None = None,
-                      hash_blocks: bool = False) -> dict:
-    """Run a fresh pipeline over one partition; write its own rounds to ``scratch``; return a small report
-    (with ``hash_blocks``, also the block checksum's digests of the blocks its dump segments held whole:
-    ``block_digests``, path -> {block: digest}, which the client joins instead of reading the inputs again).
-
-    The chain: the partition's own records are counted (``CountChannels``); every record, lookahead included,
-    goes through ``LabEngine -> KeepOwned -> WriteRounds``; with a lookahead, a second, fresh engine runs on
-    the lookahead alone, and its counts are subtracted from the summary and histograms (the lookahead follows
-    a quiet gap, so it acts on a running pipeline exactly as on a fresh one).
-
-    A :class:`TimetagError` (bad data) is returned as ``{'error': ...}`` rather than raised, so Dask does not
-    retry a deterministic failure; anything else propagates and is retried.
-    """
-    out = Path(scratch) / f"part{part.index:04d}.h5"
-    make = pipeline_factory or default_pipeline
-    unseen = [seg.path for seg in (*part.segments, *part.lookahead) if not Path(seg.path).is_file()]
-    if unseen or not Path(scratch).is_dir():
-        where = f"{socket.gethostname()}:{os.getcwd()}"
-        what = f"input {unseen[0]}" if unseen else f"scratch folder {scratch}"
-        return {"name": part.name, "error": f"the worker ({where}) cannot see the {what}: Dask workers need the "
-                                            "inputs and the output's folder on a shared file system, at the "
-                                            "same path as on the client"}
-    try:
-        with _ScratchFile(out) as partial, \
-                RoundsWriter(partial, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
-            owned = KeepOwned(part.owns, WriteRounds(w, durable="end"))
-            engine = LabEngine(lab, owned, pipeline=make(lab))
-            own_records = CountChannels()
-            marks = _LastOverflowMark()
-            alone = LabEngine(lab, pipeline=make(lab)) if part.lookahead else None
-            before = SummaryAtLookahead(engine)
-            digests = {str(seg.path): BlockDigest(Path(seg.path).stat().st_size)
-                       for seg in part.segments if is_dump(seg.path)} if hash_blocks else None
-            # the next chunk is read and decoded on a thread while the engine works on this one (as in
-            # timetag.process): a worker with a second core uses it
-            run_stream(prefetched(_partition_events(part, chunk_size, digests)),
-                       Tee(LookaheadGate(False, own_records), LookaheadGate(False, marks), before, engine,
-                           LookaheadGate(True, alone) if alone else None))
-            summary, hists = own_counts(lab, engine, alone, before.summary, make)
-            w.close(summary=summary, histograms=hists)
-    except StreamBroke as exc:
-        cause = exc.__cause__
-        return {"name": part.name, "error": f"{type(cause).__name__}: {cause}"}
-    except TimetagError as exc:
-        return {"name": part.name, "error": f"{type(exc).__name__}: {exc}"}
-    return {"name": part.name, "path": str(out), "rounds": owned.kept, "channel_counts": own_records.counts,
-            "last_overflow_mark": marks.kind,
-            **({"block_digests": {p: d.leaves for p, d in digests.items()}} if digests is not None else {})}
-
-
-class _ScratchFile:
-    """A partition file: written as ``<name>.partial`` and renamed when complete (the client never reads half a
-    file), removed on failure; the partial file of an attempt that died (retried here) is replaced.
-
-    Not synced to disk: the file lives only until the client has merged it (the merged output is synced), and
-    a crash of the machine restarts the run anyway -- two ``fsync`` per task are most of the cost of a small
-    task, more on a network file system.  The output's lock (taken by the client) guards the scratch folder.
-    """
-
-    def __init__(self, target: Path):
-        self.target = Path(target)
-        self.partial = self.target.with_name(self.target.name + ".partial")
-
-    def __enter__(self) -> Path:
-        self.partial.unlink(missing_ok=True)
-        return self.partial
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.partial, self.target)
-        else:
-            self.partial.unlink(missing_ok=True)
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # --- the client side ----------------------------------------------------------
@@ -229,39 +136,76 @@ def resolve_lab(setup, lab: str) -> tuple[Setup, LabSetup]:
     return setup, setup.lab(lab)
 
 
-def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
+def run_partitions(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path | None, *, chunk_size: int,
                    setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
                    progress: Callable[[int, int], None] | None = None, key_suffix: str = "",
-                   hash_blocks: bool = False) -> list[dict]:
-    """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure.
-    ``progress(done, total)``: partitions finished (or failed) so far, as each one ends."""
+                   hash_blocks: bool = False, on_report: Callable[[int, dict], None] | None = None,
+                   prefetch: bool = True) -> list[dict]:
+    """Submit every partition, wait for all, and raise :class:`PartitionError` naming each failure; returns the
+    reports in partition order.  ``scratch``: the folder the workers write their outputs to (None: the outputs
+    come back in the reports).  ``on_report(i, report)``: called for each successful partition as it ends (none
+    after a failure).  ``progress(done, total)``: partitions finished (or failed) so far, as each one ends."""
     from distributed import as_completed
 
-    futures = [client.submit(process_partition, p, lab, str(scratch), chunk_size=chunk_size, setup_hash=setup_hash,
-                             pipeline_factory=pipeline_factory, hash_blocks=hash_blocks, retries=retries, pure=False,
-                             key=f"timetag-{lab.name}-{scratch.name}-{p.index:04d}{key_suffix}")
+    run = uuid.uuid4().hex[:12]   # keys of this call only: never a result of another run on the cluster
+    futures = [client.submit(process_partition, p, lab, None if scratch is None else str(scratch),
+                             chunk_size=chunk_size, setup_hash=setup_hash, pipeline_factory=pipeline_factory,
+                             hash_blocks=hash_blocks, prefetch=prefetch, retries=retries, pure=False,
+                             key=f"timetag-{lab.name}-{run}-{p.index:04d}{key_suffix}")
                for p in parts]
+    index = {f.key: i for i, f in enumerate(futures)}
     if progress is not None:
         progress(0, len(futures))
-    for done, _ in enumerate(as_completed(futures), 1):
-        if progress is not None:
-            progress(done, len(futures))
-    reports, failures = [], []
-    for p, f in zip(parts, futures):
-        if f.status == "error":
-            exc = f.exception()
-            failures.append(f"{p.name}: {type(exc).__name__}: {exc}")
-        else:
-            rep = f.result()
-            if "error" in rep:
-                failures.append(f"{p.name}: {rep['error']}")
-            reports.append(rep)
-    for f in futures:
-        f.release()
+    reports: list = [None] * len(parts)
+    failures: dict[int, str] = {}
+    try:
+        # results fetched in the background as tasks end: the client merges while later partitions run
+        for done, (f, res) in enumerate(as_completed(futures, with_results=True, raise_errors=False), 1):
+            i = index[f.key]
+            f.release()   # the worker may drop its copy of the output
+            if f.status == "error":
+                exc = res[1]
+                failures[i] = f"{parts[i].name}: {type(exc).__name__}: {exc}"
+            elif "error" in res:
+                failures[i] = f"{parts[i].name}: {res['error']}"
+            else:
+                reports[i] = res
+                if on_report is not None and not failures:
+                    on_report(i, res)
+            if progress is not None:
+                progress(done, len(futures))
+    finally:
+        for f in futures:
+            f.release()
     if failures:
         raise PartitionError(f"{len(failures)} of {len(parts)} partitions failed (no merged output written):\n  "
-                             + "\n  ".join(failures))
+                             + "\n  ".join(failures[i] for i in sorted(failures)))
     return reports
+
+
+class _InOrder:
+    """Hands partition reports to ``deliver(i, report)`` in partition order, each as soon as it and every one
+    before it are in and the cut after it is known to lie outside an overflow (the marks up to it say so);
+    a cut inside one stops the deliveries (:func:`run_checked` joins the partitions around it)."""
+
+    def __init__(self, n: int, deliver: Callable[[int, dict], None]):
+        self.n, self.deliver = n, deliver
+        self.waiting: dict[int, dict] = {}
+        self.next = 0
+        self.open = False
+        self.stopped = False
+
+    def add(self, i: int, report: dict) -> None:
+        self.waiting[i] = report
+        while not self.stopped and self.next in self.waiting:
+            mark = self.waiting[self.next].get("last_overflow_mark")
+            open_ = self.open if mark is None else mark == OVERFLOW_BEGIN
+            if open_ and self.next < self.n - 1:
+                self.stopped = True
+                return
+            self.open = open_
+            self.deliver(self.next, self.waiting.pop(self.next))
+            self.next += 1
 
 
 def cuts_inside_overflow(reports: Sequence[dict]) -> list[int]:
@@ -277,21 +221,29 @@ def cuts_inside_overflow(reports: Sequence[dict]) -> list[int]:
     return bad
 
 
-def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path, *, chunk_size: int,
+def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path | None, *, chunk_size: int,
                 setup_hash: str, retries: int = 2, pipeline_factory: Callable | None = None,
-                progress: Callable[[int, int], None] | None = None,
-                hash_blocks: bool = False) -> tuple[list[Partition], list[dict]]:
+                progress: Callable[[int, int], None] | None = None, hash_blocks: bool = False, prefetch: bool = True,
+                on_final: Callable[[Partition, dict], None] | None = None) -> tuple[list[Partition], list[dict]]:
     """:func:`run_partitions`, then the check the planner skipped (``overflow_check=False``): a cut inside an
     overflow interval would start the next partition's pipeline in the wrong state, so the two partitions
     around it are joined and the joined one is processed again (rare: device overflows are short and the
-    cuts sit in quiet gaps).  Returns the final partitions and their reports, in order."""
+    cuts sit in quiet gaps).  Returns the final partitions and their reports, in order.
+
+    ``on_final(part, report)``: called once for each final partition, in order, as soon as it is known to be
+    final (while later partitions still run; after a join, at the end)."""
     parts = list(parts)
+    order = _InOrder(len(parts), (lambda i, rep: on_final(parts[i], rep)) if on_final else (lambda i, rep: None))
     reports = run_partitions(client, parts, lab, scratch, chunk_size=chunk_size, setup_hash=setup_hash,
                              retries=retries, pipeline_factory=pipeline_factory, progress=progress,
-                             hash_blocks=hash_blocks)
+                             hash_blocks=hash_blocks, prefetch=prefetch, on_report=order.add)
     for attempt in range(1, len(parts) + 1):  # each pass joins at least two partitions
         bad = cuts_inside_overflow(reports)
         if not bad:
+            # the partitions before the first cut inside an overflow were delivered as they came; never joined
+            if on_final is not None:
+                for part, rep in zip(parts[order.next:], reports[order.next:]):
+                    on_final(part, rep)
             return parts, reports
         joined_parts, joined_reports, redo = [], [], []
         k = 0
@@ -301,7 +253,8 @@ def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path
                 part = parts[k]
                 while j in bad:  # a run of bad cuts joins a run of partitions
                     part = join_partitions(part, parts[j + 1])
-                    Path(reports[j + 1]["path"]).unlink(missing_ok=True)
+                    if "path" in reports[j + 1]:
+                        Path(reports[j + 1]["path"]).unlink(missing_ok=True)
                     j += 1
                 redo.append(len(joined_parts))
                 joined_parts.append(part)
@@ -314,7 +267,7 @@ def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path
         again = run_partitions(client, [joined_parts[i] for i in redo], lab, scratch, chunk_size=chunk_size,
                                setup_hash=setup_hash, retries=retries, pipeline_factory=pipeline_factory,
                                key_suffix=f"-joined{attempt}",  # a key of its own: never an earlier result
-                               hash_blocks=hash_blocks)
+                               hash_blocks=hash_blocks, prefetch=prefetch)
         for i, rep in zip(redo, again):
             joined_reports[i] = rep
         parts, reports = joined_parts, joined_reports
@@ -323,7 +276,7 @@ def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path
 
 def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
                        chunk_size: int = DEFAULT_CHUNK_SIZE, n_partitions: int | None = None,
-                       cuts: Sequence[int] | None = None, retries: int = 2, keep_scratch: bool = False,
+                       cuts: Sequence[int] | None = None, retries: int = 2, scratch: bool = False,
                        gap_ps: int | None = None, checksum: bool | str = True,
                        pipeline_factory: Callable | None = None, force: bool = False,
                        progress: Callable[[int, int], None] | None = None) -> dict:
@@ -338,6 +291,8 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     ``pipeline_factory(lab_setup)`` replaces the engine's ``LabPipeline`` (a custom stage chain).
     ``force``: replace an existing ``out`` (it stays whole until the merged file is complete).
     ``progress(done, total)``: partitions finished so far (the command line's bar).
+    ``scratch``: the workers write their outputs to ``<out>.parts/`` (which they must see) instead of sending
+    them back to the client (the default).
     """
     inputs = [Path(setup)] if isinstance(setup, (str, Path)) else []  # the setup file is an input: never the output
     setup, lab_setup = resolve_lab(setup, lab)
@@ -350,22 +305,29 @@ def process_files_dask(paths: Sequence, setup, lab: str, out, dask="local:2", *,
     # checked and locked before the cluster starts; the lock also keeps a second run off the scratch directory
     with AtomicOutput(out, inputs=[*paths, *inputs], force=force, reserve_bytes=DEFAULT_RESERVE_BYTES) as slot:
         return _run_locked(paths, setup, lab, lab_setup, out, slot, dask=dask, chunk_size=chunk_size,
-                           n_partitions=n_partitions, cuts=cuts, retries=retries, keep_scratch=keep_scratch,
+                           n_partitions=n_partitions, cuts=cuts, retries=retries, scratch=scratch,
                            gap_ps=gap_ps, checksum=checksum, pipeline_factory=pipeline_factory, progress=progress)
 
 
 def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_partitions, cuts, retries,
-                keep_scratch, gap_ps, checksum, pipeline_factory, progress=None) -> dict:
-    scratch = out.with_name(out.name + ".parts")
-    if scratch.exists():
-        shutil.rmtree(scratch)
-    scratch.mkdir(parents=True)
+                scratch, gap_ps, checksum, pipeline_factory, progress=None) -> dict:
+    folder = out.with_name(out.name + ".parts") if scratch else None
+    if folder is not None:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
     t0 = time.perf_counter()
     algo = DEFAULT_CHECKSUM if checksum is True else checksum
     hash_blocks = bool(checksum) and algo == BLOCK_CHECKSUM and all(is_dump(p) for p in paths)
     # the block checksum from the workers' digests; a whole-file one is hashed on the client while the workers run
     # (one more read of every file)
     sums = InputChecksums(paths, algo, in_stream=lambda _p: hash_blocks) if checksum else None
+
+    def provenance(parts):
+        return _provenance(paths if checksum else (), setup, checksum=False, lab=lab, role=lab_setup.role,
+                           chunk_size=int(chunk_size),
+                           **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
+            "partitions": [p.name for p in parts], "dask": dask if isinstance(dask, str) else "client"})
     try:
         with dask_client(dask) as client:
             n = n_partitions if n_partitions is not None else 2 * n_workers(client)
@@ -373,43 +335,47 @@ def _run_locked(paths, setup, lab, lab_setup, out, slot, *, dask, chunk_size, n_
             # the partitions have been read (run_checked)
             parts = plan_partitions(paths, lab_setup, n_partitions=n, cuts=cuts, gap_ps=gap_ps,
                                     overflow_check=False, by_file=cuts is None)
-            parts, reports = run_checked(client, parts, lab_setup, scratch, chunk_size=chunk_size,
-                                         setup_hash=setup.hash, retries=retries, pipeline_factory=pipeline_factory,
-                                         progress=progress, hash_blocks=hash_blocks)
-        prov = _provenance(paths if checksum else (), setup, checksum=False, lab=lab, role=lab_setup.role,
-                           chunk_size=int(chunk_size),
-                           **({} if checksum else {"inputs_listed": [str(p) for p in paths]}), distributed={
-            "partitions": [p.name for p in parts], "dask": dask if isinstance(dask, str) else "client"})
-        if sums is not None:
-            for rep in reports:
-                for path, leaves in rep.get("block_digests", {}).items():
-                    sums.join_blocks(path, leaves)
-            for entry, value in zip(prov["inputs"], sums.result()):
-                entry["checksum"] = value
-        elapsed = time.perf_counter() - t0
-        # tags per channel, as the single-process run reports them (timetag.channels)
-        counts: dict[int, int] = {}
-        for r in reports:
-            for c, n in r.get("channel_counts", {}).items():
-                counts[int(c)] = counts.get(int(c), 0) + int(n)
-        channels = channel_report(dict(sorted(counts.items())), lab_setup)
-        for line in channels.warnings:
-            warnings.warn(line, TimetagWarning, stacklevel=3)
+            with MergeWriter(slot.partial, lab=lab, role=lab_setup.role, setup_hash=setup.hash,
+                             provenance=provenance(parts), on_storage_error=slot.release_reserve) as merged:
+                def append(part, rep):
+                    # written as soon as it is final, while later partitions run; its rounds are then dropped
+                    data = rep.pop("output") if "output" in rep else read_rounds(rep["path"])
+                    merged.append(data, part.name, path=rep.get("path"))
 
-        # the keys timetag.process.process_files adds to the single-process summary
-        def extra(merged):
-            return {"elapsed_s": elapsed, "tags_per_s": merged.get("tags", 0) / elapsed if elapsed > 0 else None,
-                    "inputs": [str(p) for p in paths], "out": str(out), "channels": channels.as_dict()}
-        summary = merge_into([r["path"] for r in reports], slot.partial, lab=lab, role=lab_setup.role,
-                             setup_hash=setup.hash, provenance=prov, names=[p.name for p in parts],
-                             sync_reference=sync_reference_of(lab_setup), extra_summary=extra,
-                             on_storage_error=slot.release_reserve)
+                parts, reports = run_checked(client, parts, lab_setup, folder, chunk_size=chunk_size,
+                                             setup_hash=setup.hash, retries=retries,
+                                             pipeline_factory=pipeline_factory, progress=progress,
+                                             hash_blocks=hash_blocks, prefetch=spare_cores(client),
+                                             on_final=append)
+                prov = provenance(parts)
+                if sums is not None:
+                    for rep in reports:
+                        for path, leaves in rep.get("block_digests", {}).items():
+                            sums.join_blocks(path, leaves)
+                    for entry, value in zip(prov["inputs"], sums.result()):
+                        entry["checksum"] = value
+                elapsed = time.perf_counter() - t0
+                # tags per channel, as the single-process run reports them (timetag.channels)
+                counts: dict[int, int] = {}
+                for r in reports:
+                    for c, k in r.get("channel_counts", {}).items():
+                        counts[int(c)] = counts.get(int(c), 0) + int(k)
+                channels = channel_report(dict(sorted(counts.items())), lab_setup)
+                for line in channels.warnings:
+                    warnings.warn(line, TimetagWarning, stacklevel=3)
+
+                # the keys timetag.process.process_files adds to the single-process summary
+                def extra(summary):
+                    return {"elapsed_s": elapsed,
+                            "tags_per_s": summary.get("tags", 0) / elapsed if elapsed > 0 else None,
+                            "inputs": [str(p) for p in paths], "out": str(out), "channels": channels.as_dict()}
+                summary = merged.close(sync_reference=sync_reference_of(lab_setup), extra_summary=extra,
+                                       provenance=prov)
     except BaseException:
         if sums is not None:
             sums.cancel()
-        if not keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
         raise
-    if not keep_scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     return summary

@@ -1,9 +1,9 @@
 """One quiet-gap partition of a dump stream through a fresh chain, its results kept in memory.
 
-The worker of ``process --threads``: the chain of :func:`timetag.distributed.run.process_partition` (the
+The worker of ``process --threads``: the chain of :func:`timetag.distributed.worker.process_partition` (the
 partition's own records counted, every record, lookahead included, through ``LabEngine -> KeepOwned``, and a
-second fresh engine on the lookahead alone whose counts are subtracted), but the owned rounds and heralds, the
-summary, histograms and channel counts stay in a :class:`PartitionResult` instead of a scratch file.
+second fresh engine on the lookahead alone whose counts are subtracted), the owned rounds and heralds, the
+summary, histograms and channel counts kept in a :class:`PartitionResult` the main thread reads.
 
 Records are read as :func:`timetag.formats.iter_stream` reads them (the same reader options, the same carrying of
 a bad-record interval and of the time order across files), so that a partition whose start is equivalent to a
