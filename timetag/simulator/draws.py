@@ -17,6 +17,16 @@ _M4 = np.uint64(15)
 
 
 @nb.njit(cache=True, inline="always")
+def _click(out_t, out_ch, out_src, out_att, n, t, ch, src, att):
+    """One click written at ``n``; returns the next free place."""
+    out_t[n] = t
+    out_ch[n] = ch
+    out_src[n] = src
+    out_att[n] = att
+    return n + 1
+
+
+@nb.njit(cache=True, inline="always")
 def _atom(s0, s1, u, frac_double, p_both, pulse_center, sigma, sigma_tot, pulse_end, tau, jitter):
     """One atom's photons, given that at least one of them was detected (``u`` uniform: the emission kind):
     ``(s0, s1, early detected, its time, last detected, its time)``."""
@@ -115,23 +125,11 @@ def attempt_photons(n0, n_act, on, period_n, p_any, p_atom, frac_double, p_both,
             it_e = np.int64(np.rint(te))
             e_first = e_det and (not l_det or it_e <= it_l)
             if e_first and alive[ch_e]:
-                out_t[n] = base + it_e
-                out_ch[n] = ch_e
-                out_src[n] = src_e
-                out_att[n] = att
-                n += 1
+                n = _click(out_t, out_ch, out_src, out_att, n, base + it_e, ch_e, src_e, att)
             if l_det and alive[ch_l]:
-                out_t[n] = base + it_l
-                out_ch[n] = ch_l
-                out_src[n] = src_l
-                out_att[n] = att
-                n += 1
+                n = _click(out_t, out_ch, out_src, out_att, n, base + it_l, ch_l, src_l, att)
             if e_det and not e_first and alive[ch_e]:
-                out_t[n] = base + it_e
-                out_ch[n] = ch_e
-                out_src[n] = src_e
-                out_att[n] = att
-                n += 1
+                n = _click(out_t, out_ch, out_src, out_att, n, base + it_e, ch_e, src_e, att)
             continue
         # both atoms: up to 4 clicks, sorted here
         m = 0
@@ -171,11 +169,7 @@ def attempt_photons(n0, n_act, on, period_n, p_any, p_atom, frac_double, p_both,
                 i -= 1
         for j in range(m):
             if alive[bc[j]]:
-                out_t[n] = base + bt[j]
-                out_ch[n] = bc[j]
-                out_src[n] = bs[j]
-                out_att[n] = att
-                n += 1
+                n = _click(out_t, out_ch, out_src, out_att, n, base + bt[j], bc[j], bs[j], att)
     rs[0], rs[1] = s0, s1
     return n, k
 
