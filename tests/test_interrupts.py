@@ -76,3 +76,39 @@ def test_ctrl_c_inside_a_destructor_still_stops_the_run():
     # the first one was swallowed by Python, silently (no "Exception ignored" traceback on the terminal)...
     assert "Exception ignored" not in err and "Traceback" not in err, err
     assert p.returncode == 130 and out.strip() == "stopped", (out, err)  # ...and the run stopped all the same
+
+
+def _wrapped_interrupt():
+    """What a Ctrl-C during numba's loading of a cached kernel raises: a SystemError caused by the interrupt."""
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise SystemError("<function _numba_unpickle> returned a result with an exception set") from inner
+    except SystemError as exc:
+        return exc
+
+
+def test_ctrl_c_wrapped_in_another_error_exits_130_in_one_line(monkeypatch, capsys):
+    from timetag import cli
+
+    exc = _wrapped_interrupt()
+
+    def invoke(argv):
+        raise exc
+
+    monkeypatch.setattr(cli, "_invoke", invoke)
+    monkeypatch.setattr(interrupts, "requested", lambda: True)
+    with pytest.raises(SystemExit) as e:
+        cli._run(["simulate"])
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C)"
+    # without a Ctrl-C the same error is not taken for one
+    monkeypatch.setattr(interrupts, "requested", lambda: False)
+    with pytest.raises(SystemError):
+        cli._run(["simulate"])
+    monkeypatch.setattr(interrupts, "requested", lambda: True)
+    plain = SystemError("a bug")
+    monkeypatch.setattr(cli, "_invoke", lambda argv: (_ for _ in ()).throw(plain))
+    with pytest.raises(SystemError):
+        cli._run(["simulate"])

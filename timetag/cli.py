@@ -332,4 +332,20 @@ def _run(argv) -> int:
         return exc.exit_code
     except OSError as exc:
         _fail(os_error_line(exc), 1)
+    except Exception as exc:
+        # Ctrl-C while numba loaded a kernel surfaces as the SystemError wrapped around the KeyboardInterrupt
+        if interrupts.requested() and _from_interrupt(exc):
+            _fail("interrupted (Ctrl-C)", 130)
+        raise
     return code if isinstance(code, int) else 0
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    """A KeyboardInterrupt among the causes and contexts of ``exc``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from timetag.chunk import OVERFLOW_BEGIN
 from timetag.distributed.partition import Partition, Segment, plan_partitions
 from timetag.formats.dump import RECORD_DTYPE, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_TAG
 from timetag.setupfile import load_setup
@@ -89,7 +90,7 @@ def _result(path, start=0, stop=None, last_tag=1000, **kw):
     ([(9, 4000), (TYPE_TAG, 5000)], {}, {}, False),                        # a bad record at the start
     ([(TYPE_MISSED, 4000)], {}, {}, False),                                # no tag after the cut
     ([(TYPE_TAG, 5000)], {"interval_open": True}, {}, False),              # a bad-record interval still open
-    ([(TYPE_TAG, 5000)], {"overflow_open": True}, {}, False),              # a device overflow still open
+    ([(TYPE_TAG, 5000)], {"last_overflow_mark": OVERFLOW_BEGIN}, {}, False),              # a device overflow still open
     ([(TYPE_TAG, 5000)], {}, {"max_jump_ps": 3000}, False),               # the jump would be a bad record
     ([(TYPE_TAG, 5000)], {}, {"max_jump_ps": 4000}, True),
     ([(TYPE_TAG, 5000)], {"last_tag": None}, {"max_jump_ps": 1}, True),   # no tag before: nothing to jump from

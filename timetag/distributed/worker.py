@@ -22,20 +22,15 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..checksums import BlockDigest
-from ..chunk import DEFAULT_CHUNK_SIZE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
-from ..engine import LabPipeline
+from ..chunk import DEFAULT_CHUNK_SIZE
 from ..errors import TimetagError
-from ..formats import open_tags
-from ..formats.dump import DumpReader
 from ..records import empty_heralds, empty_rounds
 from ..roundsfile import RoundsWriter
 from ..setupfile import LabSetup
-from ..stream import CountChannels, KeepOwned, LabEngine, Stage, StreamBroke, Tee, WriteRounds, run_stream
-from ..stream.events import RoundsEvent
-from ..stream.lookahead import LookaheadBegins, LookaheadGate, SummaryAtLookahead, own_counts
-from ..stream.prefetch import prefetched
+from ..stream import StreamBroke
+from ..stream.partition_run import PartitionResult, run_partition
 from .merge import PartitionOutput
-from .partition import Partition, Segment, is_dump
+from .partition import Partition, is_dump
 
 #: while a task runs: glibc serves arrays up to 32 MiB (its largest mmap threshold) from its heaps, and keeps up to
 #: 64 MiB of freed memory at their top (a chunk's arrays, reused by the next chunk)
@@ -87,47 +82,6 @@ def streaming_malloc() -> Iterator[None]:
                 libc.malloc_trim(0)
 
 
-def default_pipeline(lab: LabSetup):
-    return LabPipeline(lab)
-
-
-def iter_segment(seg: Segment, chunk_size: int, feeder=None) -> Iterator[TagChunk]:
-    """The chunks of one segment; a dump segment's bytes also go to ``feeder`` (:mod:`timetag.checksums`)."""
-    if is_dump(seg.path):
-        reader = DumpReader(seg.path, chunk_size=chunk_size)
-        if feeder is not None:
-            reader.hash_while_reading(feeder)
-        yield from reader.iter_chunks(seg.start, seg.stop)
-    else:
-        yield from open_tags(seg.path, chunk_size=chunk_size).iter_chunks()
-
-
-class _LastOverflowMark(Stage):
-    """Keeps the kind of the last overflow begin/end event it sees (a sink behind the own-records gate): with the
-    marks of the partitions before it, it tells whether the cut after this partition lies inside an overflow."""
-
-    def __init__(self):
-        super().__init__(None)
-        self.kind: int | None = None
-
-    def handle(self, event) -> None:
-        if isinstance(event, TagChunk) and event.lost.size:
-            kinds = event.lost["kind"]
-            marks = kinds[(kinds == OVERFLOW_BEGIN) | (kinds == OVERFLOW_END)]
-            if marks.size:
-                self.kind = int(marks[-1])
-
-
-def _partition_events(part: Partition, chunk_size: int, digests: dict | None = None) -> Iterator:
-    for seg in part.segments:
-        digest = digests.get(str(seg.path)) if digests is not None else None
-        yield from iter_segment(seg, chunk_size, digest.feeder() if digest is not None else None)
-    if part.lookahead:
-        yield LookaheadBegins()
-        for seg in part.lookahead:
-            yield from iter_segment(seg, chunk_size)
-
-
 def process_partition(part: Partition, lab: LabSetup, scratch: str | None = None, *,
                       chunk_size: int = DEFAULT_CHUNK_SIZE, setup_hash: str = "",
                       pipeline_factory: Callable | None = None, hash_blocks: bool = False,
@@ -139,15 +93,14 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str | None = None
     instead of reading the inputs again.  ``prefetch``: read and decode the next chunks on a second thread (worth
     it only where the worker has a core to spare: :func:`timetag.distributed.run.spare_cores`).
 
-    The chain: the partition's own records are counted (``CountChannels``); every record, lookahead included,
-    goes through ``LabEngine -> KeepOwned -> (memory | WriteRounds)``; with a lookahead, a second, fresh engine
-    runs on the lookahead alone, and its counts are subtracted from the summary and histograms (the lookahead
-    follows a quiet gap, so it acts on a running pipeline exactly as on a fresh one).
+    The chain is the one the threads of ``process --threads`` run (:func:`timetag.stream.partition_run.run_partition`):
+    the partition's own records counted, every record, lookahead included, through ``LabEngine -> KeepOwned``,
+    and a second, fresh engine on the lookahead alone whose counts are subtracted from the summary and
+    histograms (the lookahead follows a quiet gap, so it acts on a running pipeline exactly as on a fresh one).
 
     A :class:`TimetagError` (bad data) is returned as ``{'error': ...}`` rather than raised, so Dask does not
     retry a deterministic failure; anything else propagates and is retried.
     """
-    make = pipeline_factory or default_pipeline
     unseen = [seg.path for seg in (*part.segments, *part.lookahead) if not Path(seg.path).is_file()]
     if unseen or (scratch is not None and not Path(scratch).is_dir()):
         where = f"{socket.gethostname()}:{os.getcwd()}"
@@ -157,7 +110,7 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str | None = None
                                             "at the same path as on the client"}
     try:
         with streaming_malloc():
-            return _process(part, lab, scratch, make, chunk_size, setup_hash, hash_blocks, prefetch)
+            return _process(part, lab, scratch, pipeline_factory, chunk_size, setup_hash, hash_blocks, prefetch)
     except StreamBroke as exc:
         cause = exc.__cause__
         return {"name": part.name, "error": f"{type(cause).__name__}: {cause}"}
@@ -166,61 +119,29 @@ def process_partition(part: Partition, lab: LabSetup, scratch: str | None = None
 
 
 def _process(part, lab, scratch, make, chunk_size, setup_hash, hash_blocks, prefetch) -> dict:
+    digests = {str(seg.path): BlockDigest(Path(seg.path).stat().st_size)
+               for seg in part.segments if is_dump(seg.path)} if hash_blocks else None
+    result = PartitionResult(part)
+    run_partition(result, lab, chunk_size=chunk_size, opts={}, pipeline_factory=make, prefetch=prefetch,
+                  feeder_for=(lambda path: digests[str(path)].feeder()) if digests is not None else None)
+    if result.error is not None:
+        # bad data: raised again here (and reported, not retried, by the caller); anything else is retried
+        raise result.error
+    rounds = np.concatenate(result.rounds) if result.rounds else empty_rounds()
+    heralds = np.concatenate(result.heralds) if result.heralds else empty_heralds()
+    report = {"name": part.name, "rounds": len(rounds), "channel_counts": result.channel_counts,
+              "last_overflow_mark": result.last_overflow_mark,
+              **({"block_digests": {p: d.leaves for p, d in digests.items()}} if digests is not None else {})}
     if scratch is None:
-        kept = _KeepInMemory()
-        report = _run_chain(part, lab, kept, make, chunk_size, hash_blocks, prefetch)
-        report["output"] = kept.output(report.pop("summary"), report.pop("histograms"))
+        report["output"] = PartitionOutput(rounds, heralds, result.summary, result.histograms)
         return report
     out = Path(scratch) / f"part{part.index:04d}.h5"
     with _ScratchFile(out) as partial, \
             RoundsWriter(partial, lab=lab.name, role=lab.role, setup_hash=setup_hash) as w:
-        report = _run_chain(part, lab, WriteRounds(w, durable="end"), make, chunk_size, hash_blocks,
-                             prefetch)
-        w.close(summary=report.pop("summary"), histograms=report.pop("histograms"))
+        w.append(rounds, heralds)
+        w.close(summary=result.summary, histograms=result.histograms)
     report["path"] = str(out)
     return report
-
-
-def _run_chain(part: Partition, lab: LabSetup, sink: Stage, make: Callable, chunk_size: int,
-               hash_blocks: bool, prefetch: bool) -> dict:
-    owned = KeepOwned(part.owns, sink)
-    engine = LabEngine(lab, owned, pipeline=make(lab))
-    own_records = CountChannels()
-    marks = _LastOverflowMark()
-    alone = LabEngine(lab, pipeline=make(lab)) if part.lookahead else None
-    before = SummaryAtLookahead(engine)
-    digests = {str(seg.path): BlockDigest(Path(seg.path).stat().st_size)
-               for seg in part.segments if is_dump(seg.path)} if hash_blocks else None
-    events = _partition_events(part, chunk_size, digests)
-    run_stream(prefetched(events) if prefetch else events,
-               Tee(LookaheadGate(False, own_records), LookaheadGate(False, marks), before, engine,
-                   LookaheadGate(True, alone) if alone else None))
-    summary, hists = own_counts(lab, engine, alone, before.summary, make)
-    return {"name": part.name, "rounds": owned.kept, "channel_counts": own_records.counts,
-            "last_overflow_mark": marks.kind, "summary": summary, "histograms": hists,
-            **({"block_digests": {p: d.leaves for p, d in digests.items()}} if digests is not None else {})}
-
-
-class _KeepInMemory(Stage):
-    """The owned rounds and heralds, piece by piece (the sink behind ``KeepOwned`` when the output goes back to
-    the client through Dask: a partition's rounds are ~1e-4 of its records' bytes)."""
-
-    def __init__(self):
-        super().__init__(None)
-        self.rounds: list[np.ndarray] = []
-        self.heralds: list[np.ndarray] = []
-
-    def handle(self, event) -> None:
-        if isinstance(event, RoundsEvent):
-            if len(event.rounds):
-                self.rounds.append(np.asarray(event.rounds))
-            if event.heralds is not None and len(event.heralds):
-                self.heralds.append(np.asarray(event.heralds))
-
-    def output(self, summary: dict, histograms: dict) -> PartitionOutput:
-        rounds = np.concatenate(self.rounds) if self.rounds else empty_rounds()
-        heralds = np.concatenate(self.heralds) if self.heralds else empty_heralds()
-        return PartitionOutput(rounds, heralds, summary, histograms)
 
 
 class _ScratchFile:

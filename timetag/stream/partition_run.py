@@ -19,8 +19,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..chunk import LOST_DTYPE, OVERFLOW_BEGIN, OVERFLOW_END, TagChunk
-from ..distributed.partition import Partition
+from ..distributed.partition import Partition, is_dump
 from ..errors import DataValidationError
+from ..formats import open_tags
 from ..formats.dump import DumpReader
 from ..provenance import jsonable
 from .channels import CountChannels
@@ -29,6 +30,7 @@ from .engine import LabEngine
 from .events import RoundsEvent
 from .lookahead import LookaheadBegins, LookaheadGate, SummaryAtLookahead, engine_histograms, own_counts
 from .ownership import KeepOwned
+from .prefetch import prefetched
 from .processor import Stage, Tee
 
 __all__ = ["PartitionCancelled", "PartitionResult", "run_partition"]
@@ -53,7 +55,7 @@ class PartitionResult:
     records: int = 0                  # own records handled (tags and lost-data events)
     last_tag_ps: int | None = None    # the latest (= last, they are in order) tag of its own records
     interval_open: bool = False       # its own records end inside a bad-record interval
-    overflow_open: bool = False       # its own lost-data events end inside an overflow (BEGIN without END)
+    last_overflow_mark: int | None = None   # kind of its own last overflow begin/end event (None: none)
     readers: list = field(default_factory=list)       # the readers of its own segments, in order
     error: BaseException | None = None
     error_in_lookahead: bool = False
@@ -63,6 +65,11 @@ class PartitionResult:
     @property
     def n_rounds(self) -> int:
         return sum(len(r) for r in self.rounds)
+
+    @property
+    def overflow_open(self) -> bool:
+        """Its own lost-data events end inside an overflow (a BEGIN without its END)."""
+        return self.last_overflow_mark == OVERFLOW_BEGIN
 
 
 class _OwnRecords(Stage):
@@ -81,7 +88,7 @@ class _OwnRecords(Stage):
             if event.lost.size:
                 marks = event.lost["kind"][np.isin(event.lost["kind"], (OVERFLOW_BEGIN, OVERFLOW_END))]
                 if marks.size:
-                    self.result.overflow_open = bool(marks[-1] == OVERFLOW_BEGIN)
+                    self.result.last_overflow_mark = int(marks[-1])
 
 
 class _KeepRounds(Stage):
@@ -113,7 +120,8 @@ class _AtLookahead(SummaryAtLookahead):
 def segment_chunks(segments, chunk_size: int, opts: dict, readers: list | None = None,
                    stop: Callable[[], bool] | None = None, state: dict | None = None,
                    feeder_for: Callable | None = None) -> Iterator[TagChunk]:
-    """The chunks of record ranges of dump files, read as :func:`timetag.formats.iter_stream` reads whole files:
+    """The chunks of record ranges of dump files (other formats: whole files, a segment of one is the file), read
+    as :func:`timetag.formats.iter_stream` reads whole files:
     a segment that starts a file after another file must not start before it ended, and a bad-record interval
     open at the end of a file is closed at the next file's first tag or event.  ``state['interval_open']``: at
     the end, whether the records end inside such an interval.  ``feeder_for(path)``: a checksum feeder for the
@@ -121,14 +129,16 @@ def segment_chunks(segments, chunk_size: int, opts: dict, readers: list | None =
     last = None
     carry = False
     for seg in segments:
-        reader = DumpReader(seg.path, chunk_size=chunk_size, **opts)
+        dump = is_dump(seg.path)
+        reader = DumpReader(seg.path, chunk_size=chunk_size, **opts) if dump else \
+            open_tags(seg.path, chunk_size=chunk_size, **opts)
         if readers is not None:
             readers.append(reader)
-        feeder = feeder_for(seg.path) if feeder_for is not None else None
+        feeder = feeder_for(seg.path) if feeder_for is not None and dump else None
         if feeder is not None:
             reader.hash_while_reading(feeder)
         first_in_file = seg.start == 0 and last is not None
-        for chunk in reader.iter_chunks(seg.start, seg.stop):
+        for chunk in (reader.iter_chunks(seg.start, seg.stop) if dump else reader.iter_chunks()):
             if stop is not None and stop():
                 raise PartitionCancelled()
             if first_in_file and len(chunk):
@@ -143,7 +153,7 @@ def segment_chunks(segments, chunk_size: int, opts: dict, readers: list | None =
             if len(chunk):
                 last = int(chunk.time[-1])
             yield chunk
-        carry = carry or reader.lost_interval_open
+        carry = carry or getattr(reader, "lost_interval_open", False)
     if state is not None:
         state["interval_open"] = carry
 
@@ -157,9 +167,10 @@ def _interval_end(chunk: TagChunk) -> np.ndarray:
 
 def run_partition(result: PartitionResult, lab, *, chunk_size: int, opts: dict,
                   stop: Callable[[], bool] | None = None, pipeline_factory: Callable | None = None,
-                  feeder_for: Callable | None = None) -> None:
+                  feeder_for: Callable | None = None, prefetch: bool = False) -> None:
     """Process ``result.part`` into ``result`` (never raises: the error is kept in ``result.error``); its own
-    records (not the lookahead) are fed to ``feeder_for(path)``'s checksum feeders."""
+    records (not the lookahead) are fed to ``feeder_for(path)``'s checksum feeders.  ``prefetch``: read and
+    decode the next chunks on a second thread (worth it where a core is to spare)."""
     part = result.part
     make = pipeline_factory or (lambda _lab: None)
     engine = LabEngine(lab, KeepOwned(part.owns, _KeepRounds(result)), pipeline=make(lab))
@@ -178,7 +189,7 @@ def run_partition(result: PartitionResult, lab, *, chunk_size: int, opts: dict,
 
     lookahead_gate = LookaheadGate(True, alone) if alone is not None else None
     try:
-        run_stream(events(), Tee(own, at_lookahead, engine, lookahead_gate))
+        run_stream(prefetched(events()) if prefetch else events(), Tee(own, at_lookahead, engine, lookahead_gate))
         result.summary, result.histograms = own_counts(lab, engine, alone, at_lookahead.summary, make)
     except StreamBroke as broke:   # a bad record: the chain was flushed; what it made stands
         result.error = broke
