@@ -23,3 +23,28 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real sample files not found at {REAL_DATA}")
     return REAL_DATA
+
+
+class Reread(tuple):
+    """One read of an input made by the checksum code itself (not by a reader): ``(path, offset, nbytes)``."""
+
+    path = property(lambda self: self[0])
+    offset = property(lambda self: self[1])
+    nbytes = property(lambda self: self[2])
+
+
+@pytest.fixture
+def checksum_rereads(monkeypatch) -> list:
+    """The reads the checksum code makes of its inputs (``timetag.checksums._read_into``), as :class:`Reread`s, in
+    order: what a checksum fed by the readers still had to read again."""
+    from timetag import checksums
+
+    reads: list = []
+    real = checksums._read_into
+
+    def read_into(fd, buf, offset):
+        reads.append(Reread((Path(os.readlink(f"/proc/self/fd/{fd}")), offset, len(buf))))
+        return real(fd, buf, offset)
+
+    monkeypatch.setattr(checksums, "_read_into", read_into)
+    return reads

@@ -9,7 +9,6 @@ import pytest
 import xxhash
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from timetag import checksums
 from timetag.checksums import BlockDigest, SequentialDigest, file_checksum, new_digest
 from timetag.errors import SetupError
 
@@ -46,7 +45,8 @@ def _pieces(size, cuts):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(size=st.integers(0, 5 * MIB), cuts=st.lists(st.integers(0, 5 * MIB), max_size=12),
        readers=st.integers(1, 4), windows=st.integers(1, 3 * MIB), order=st.randoms(use_true_random=False))
-def test_readers_of_parts_in_any_order_give_the_definition(tmp_path, size, cuts, readers, windows, order):
+def test_readers_of_parts_in_any_order_give_the_definition(tmp_path, checksum_rereads, size, cuts, readers, windows,
+                                                           order):
     # partitions (pieces between cuts) handed to `readers` feeders in a random order; each reads its partition in
     # windows, in file order, as a dump reader does
     p = tmp_path / "data.bin"
@@ -60,13 +60,9 @@ def test_readers_of_parts_in_any_order_give_the_definition(tmp_path, size, cuts,
         f = feeders[i % readers]
         for w in range(lo, hi, windows):
             f.update_at(w, data[w:min(w + windows, hi)])
-    reread = []
-    real = checksums._read_into
-    checksums._read_into = lambda fd, buf, off: reread.append(off) or real(fd, buf, off)
-    try:
-        got = digest.result(p)
-    finally:
-        checksums._read_into = real
+    checksum_rereads.clear()  # (one fixture for every example)
+    got = digest.result(p)
+    reread = [r.offset for r in checksum_rereads]
     assert got == block_checksum(data.tobytes())
     # only blocks that no partition held whole are read again, each once (a feeder that reads two partitions one
     # after the other may finish the block between them itself)

@@ -84,17 +84,13 @@ def test_threads_write_what_one_thread_writes(run, lab, chunk, parts, threads):
     assert prov["inputs"][0]["checksum"] == read_rounds(one[1]).provenance["inputs"][0]["checksum"]
 
 
-def test_the_workers_hash_their_own_partitions(run, monkeypatch):
+def test_the_workers_hash_their_own_partitions(run, checksum_rereads):
     # the default block checksum: each worker hashes the blocks it maps; only the block around each cut is read again
-    from timetag import checksums
-
-    reread = []
-    real = checksums._read_into
-    monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(len(buf)) or real(fd, buf, off))
     _, out = _process(run, "hashed", chunk_size=20_000, threads=2, partitions=6)
     prov = read_rounds(out).provenance
     assert prov["inputs"][0]["checksum"] == block_checksum(run["alice"].read_bytes())
-    assert 1 <= len(reread) <= prov["threads"]["partitions"] - 1 and set(reread) == {1 << 20}
+    sizes = [r.nbytes for r in checksum_rereads]
+    assert 1 <= len(sizes) <= prov["threads"]["partitions"] - 1 and set(sizes) == {1 << 20}
     # a whole-file checksum asked for by name is read once more, in order
     _, out = _process(run, "hashed_sha", chunk_size=20_000, threads=2, partitions=6, checksum="sha256")
     assert read_rounds(out).provenance["inputs"][0]["checksum"] == \

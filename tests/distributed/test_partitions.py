@@ -180,13 +180,9 @@ def window_records(paths):
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
-def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, factory, monkeypatch):
-    from timetag import checksums
-
+def test_partitioned_equals_single_process(client, setup, run_files, tmp_path, factory, checksum_rereads):
     paths, _whole = run_files
-    reread = []    # by the client: the workers send the digests of the blocks they read
-    real = checksums._read_into
-    monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(off) or real(fd, buf, off))
+    reread = checksum_rereads    # by the client: the workers send the digests of the blocks they read
     lab = setup.lab("alice")
     r0, h0, s0, hist0 = single_process(paths, lab, factory)
     assert r0.size > 50 and np.count_nonzero(r0["flags"]) > 0  # the data exercise flags
@@ -458,10 +454,9 @@ def test_joining_keeps_one_segment_per_file():
     assert (j.own_start_ps, j.own_stop_ps, j.lookahead, j.index) == (None, 90, (Segment("y", 5, 6),), 0)
 
 
-def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monkeypatch):
+def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, checksum_rereads):
     # a 3.5 MiB file in three partitions, each run as a worker runs it: the client joins their block digests and
     # reads only the blocks around the two cuts again
-    from timetag import checksums
     from timetag.distributed.worker import process_partition
     from timetag.provenance import InputChecksums
 
@@ -483,14 +478,12 @@ def test_workers_send_the_digests_of_the_blocks_they_read(setup, tmp_path, monke
         lo, hi = p.segments[0].start * 16, (p.segments[0].stop if p.segments[0].stop is not None else n) * 16
         whole = {k for k in range(-(-size // mib)) if k * mib >= lo and min((k + 1) * mib, size) <= hi}
         assert set(rep["block_digests"][str(big)]) == whole
-    reread = []
-    real = checksums._read_into
-    monkeypatch.setattr(checksums, "_read_into", lambda fd, buf, off: reread.append(off) or real(fd, buf, off))
+    checksum_rereads.clear()
     sums = InputChecksums([big], in_stream=lambda _p: True)
     for rep in reports:
         sums.join_blocks(str(big), rep["block_digests"][str(big)])
     assert sums.result() == [block_checksum(big.read_bytes())]
-    assert 1 <= len(reread) <= 2
+    assert 1 <= len(checksum_rereads) <= 2
 
 
 def test_reports_are_handed_on_in_order_and_stop_at_a_cut_inside_an_overflow():

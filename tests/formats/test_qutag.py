@@ -4,7 +4,6 @@ error; and the input checksum is computed on the bytes the reader reads (``proce
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 import pytest
@@ -144,28 +143,15 @@ def test_the_header_cut_away_before_the_read_is_one_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- checksums
-def _reads_of(path, monkeypatch):
-    """Offsets at which the checksum code reads ``path`` again (``checksums._read_into``, as the checksum tests
-    count them)."""
-    from timetag import checksums
-
-    reread = []
-    real = checksums._read_into
-
-    def read_into(fd, buf, off):
-        if os.readlink(f"/proc/self/fd/{fd}") == str(path.resolve()):
-            reread.append(off)
-        return real(fd, buf, off)
-
-    monkeypatch.setattr(checksums, "_read_into", read_into)
-    return reread
+def _reads_of(path, rereads) -> list:
+    """Offsets at which the checksum code read ``path`` again (``rereads``: the ``checksum_rereads`` fixture)."""
+    return [r.offset for r in rereads if r.path == path.resolve()]
 
 
 @pytest.mark.parametrize("name", REAL_QUTAG)
 @pytest.mark.parametrize("algo", ["xxh3_128_1mib", "xxh3_128", "sha256"])
-def test_a_real_file_is_hashed_on_the_bytes_its_reader_reads(real_data, monkeypatch, name, algo):
+def test_a_real_file_is_hashed_on_the_bytes_its_reader_reads(real_data, checksum_rereads, name, algo):
     p = real_data / name
-    reread = _reads_of(p, monkeypatch)
     sums = InputChecksums([p], algo, in_stream=lambda _q: True)
     reader = Q.QutagReader(p, chunk_size=30_000, check_order=False)
     sums.attach(reader)
@@ -174,32 +160,31 @@ def test_a_real_file_is_hashed_on_the_bytes_its_reader_reads(real_data, monkeypa
     want = {"xxh3_128_1mib": block_checksum(data), "xxh3_128": "xxh3_128:" + xxhash.xxh3_128_hexdigest(data),
             "sha256": "sha256:" + hashlib.sha256(data).hexdigest()}[algo]
     assert sums.result() == [want]
-    assert reread == []     # the header block too: nothing read a second time
+    assert _reads_of(p, checksum_rereads) == []     # the header block too: nothing read a second time
 
 
-def test_trailing_bytes_are_hashed_and_a_partial_read_is_completed(tmp_path, monkeypatch):
+def test_trailing_bytes_are_hashed_and_a_partial_read_is_completed(tmp_path, monkeypatch, checksum_rereads):
     monkeypatch.setattr(Q, "WINDOW_RECORDS", 4099)     # windows that straddle the 1 MiB blocks
     fn = tmp_path / "t.qutag"
     Q.write_qutag_raw(fn, np.arange(1, 250_001, dtype=np.uint64) * 3, np.full(250_000, 5, np.uint16))
     with open(fn, "ab") as fh:
         fh.write(b"\1\2\3\4")
     data = fn.read_bytes()
-    reread = _reads_of(fn, monkeypatch)
     sums = InputChecksums([fn], in_stream=lambda _q: True)
     with pytest.warns(TimetagWarning, match="4 trailing bytes"):
         reader = Q.QutagReader(fn, chunk_size=60_000)
     sums.attach(reader)
     assert sum(len(c) for c in reader) == 250_000
-    assert sums.result() == [block_checksum(data)] and reread == []
+    assert sums.result() == [block_checksum(data)] and _reads_of(fn, checksum_rereads) == []
     # a reader stopped early: the blocks it did not finish are read at the end, and the checksum is the same
-    reread.clear()
+    checksum_rereads.clear()
     sums = InputChecksums([fn], in_stream=lambda _q: True)
     with pytest.warns(TimetagWarning):
         reader = Q.QutagReader(fn, chunk_size=120_000)
     sums.attach(reader)
     next(iter(reader))     # the first 1.2 MB: block 0 whole
     assert sums.result() == [block_checksum(data)]
-    assert reread == [1 << 20, 2 << 20]
+    assert _reads_of(fn, checksum_rereads) == [1 << 20, 2 << 20]
 
 
 @pytest.fixture(scope="module")
@@ -223,12 +208,11 @@ def sim_qutag(tmp_path_factory):
 
 
 @pytest.mark.parametrize("checksum", [True, "sha256"])
-def test_process_reads_a_qutag_file_once_and_records_its_checksum(sim_qutag, tmp_path, monkeypatch, checksum):
+def test_process_reads_a_qutag_file_once_and_records_its_checksum(sim_qutag, tmp_path, checksum_rereads, checksum):
     from timetag.process import process_files
     from timetag.roundsfile import read_rounds
 
     fn, setup, from_dump = sim_qutag
-    reread = _reads_of(fn, monkeypatch)
     with pytest.warns(TimetagWarning, match="3 trailing bytes"):
         process_files([fn], setup, "alice", tmp_path / "r.h5", chunk_size=20_000, progress=False,
                       checksum=checksum)
@@ -236,7 +220,7 @@ def test_process_reads_a_qutag_file_once_and_records_its_checksum(sim_qutag, tmp
     want = block_checksum(data) if checksum is True else "sha256:" + hashlib.sha256(data).hexdigest()
     got = read_rounds(tmp_path / "r.h5")
     assert got.provenance["inputs"][0]["checksum"] == want
-    assert reread == []
+    assert _reads_of(fn, checksum_rereads) == []
     ref = read_rounds(from_dump)
     assert len(got.rounds) == len(ref.rounds) == 40
     np.testing.assert_array_equal(got.rounds, ref.rounds)
