@@ -35,6 +35,7 @@ SRC_DARK, SRC_A_LAST, SRC_B_LAST, SRC_A_EARLY, SRC_B_EARLY = 0, 1, 2, 3, 4
 SRC_AFTERPULSE, SRC_FLUO_ATOM, SRC_FLUO_STRAY, SRC_READY, SRC_SETTING, SRC_SYNC = 5, 6, 7, 8, 9, 10
 
 BIG = np.int64(INF)  # 'never' (a tick, a time)
+NO_GROUP = np.int64(2**63 - 1)  # the end of the open BSM group when there is none: after every time
 
 # state indices
 (S_NEXT_TICK, S_SYNC_PEND, S_BLANK_LO, S_BLANK_HI, S_STOP, S_G_ATT, S_G_N, S_G_T1, S_G_CH1, S_G_SRC1, S_G_T2,
@@ -61,8 +62,10 @@ def new_state() -> np.ndarray:
 
 @nb.njit(cache=True, inline="always")
 def _divmod(n, m):
-    """(n // m, n % m) for 0 <= n < 2**53, m > 0, through a float reciprocal (a 64-bit integer division costs
-    tens of cycles and the event loop needs several per photon); the estimate is off by at most one."""
+    """(n // m, n % m) for 0 <= n < 2**62, m > 0, through a float reciprocal (a 64-bit integer division costs
+    tens of cycles and the event loop needs several per click).  The corrections make it exact; it is quick
+    while the estimate is close: off by at most one while n / m < 2**51 (three roundings of relative size
+    2**-53), by at most three while n < 2**53."""
     q = np.int64(np.float64(n) * (1.0 / np.float64(m)))
     r = n - q * m
     while r < 0:
@@ -75,7 +78,25 @@ def _divmod(n, m):
 
 
 @nb.njit(cache=True, inline="always")
-def _fired(n, st, on, period_n):
+def _quot_limit(m):
+    """The n below which ``_divmod(n, m)`` is used: n / m < 2**51, capped at BIG (m > 0)."""
+    if m >= 2048:
+        return BIG
+    return m << 51
+
+
+@nb.njit(cache=True, inline="always")
+def _divmod_any(n, m, n_lim):
+    """``divmod(n, m)`` for n >= 0, m > 0; ``n_lim`` is ``_quot_limit(m)``."""
+    if n < n_lim:
+        return _divmod(n, m)
+    return n // m, n % m
+
+
+# The blanked attempts [blo, bhi) are passed as two integers rather than read from ``st``: numba reloads an
+# array element after every store to another array (the output arrays might alias ``st``).
+@nb.njit(cache=True, inline="always")
+def _fired_b(n, blo, bhi, on, period_n):
     if n < 0:
         return False
     if n < 9007199254740992:
@@ -84,38 +105,47 @@ def _fired(n, st, on, period_n):
         r = n % period_n
     if r >= on:
         return False
-    if st[S_BLANK_LO] <= n < st[S_BLANK_HI]:
+    if blo <= n < bhi:
         return False
     return True
 
 
 @nb.njit(cache=True, nogil=True)
-def _next_fired(n, st, on, period_n):
+def _next_fired_b(n, blo, bhi, on, period_n):
     if n < 0:
         n = 0
     while True:
         if n >= BIG:
             return BIG
-        if n % period_n >= on:
-            n = (n // period_n + 1) * period_n
+        if n < 9007199254740992:
+            q, r = _divmod(n, period_n)
+        else:
+            q, r = n // period_n, n % period_n
+        if r >= on:
+            n = (q + 1) * period_n
             continue
-        if st[S_BLANK_LO] <= n < st[S_BLANK_HI]:
-            n = st[S_BLANK_HI]
+        if blo <= n < bhi:
+            n = bhi
             continue
         return n
+
+
+@nb.njit(cache=True, inline="always")
+def _next_emitted_b(n, blo, bhi, on, period_n):
+    """First tick >= n that the sync clock emits: a fired attempt or the tick right after one."""
+    if n >= 1 and _fired_b(n - 1, blo, bhi, on, period_n):
+        return n
+    return _next_fired_b(n, blo, bhi, on, period_n)
+
+
+@nb.njit(cache=True, inline="always")
+def _emitted_b(n, blo, bhi, on, period_n):
+    return _fired_b(n, blo, bhi, on, period_n) or _fired_b(n - 1, blo, bhi, on, period_n)
 
 
 @nb.njit(cache=True, nogil=True)
 def _next_emitted(n, st, on, period_n):
-    """First tick >= n that the sync clock emits: a fired attempt or the tick right after one."""
-    if n >= 1 and _fired(n - 1, st, on, period_n):
-        return n
-    return _next_fired(n, st, on, period_n)
-
-
-@nb.njit(cache=True, inline="always")
-def _emitted(n, st, on, period_n):
-    return _fired(n, st, on, period_n) or _fired(n - 1, st, on, period_n)
+    return _next_emitted_b(n, st[S_BLANK_LO], st[S_BLANK_HI], on, period_n)
 
 
 @nb.njit(cache=True, inline="always")
@@ -128,7 +158,35 @@ def _tick_time(n, t0, T):
 
 
 @nb.njit(cache=True, inline="always")
-def _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g):
+def _first_min(a, n):
+    """(smallest of a[:n], its first index), (BIG, -1) when n == 0 -- the afterpulse list's next."""
+    tm = BIG
+    jm = -1
+    for j in range(n):
+        if a[j] < tm:
+            tm = a[j]
+            jm = j
+    return tm, jm
+
+
+@nb.njit(cache=True, inline="always")
+def _at(a, i):
+    """a[i] for 0 <= i < a.size through an unsigned index: numba adds a negative-index fix-up to every signed
+    one, which the hot paths pay per event."""
+    return a[np.uint64(i)]
+
+
+@nb.njit(cache=True, inline="always")
+def _put(out_t, out_ch, out_src, i, t, ch, src):
+    k = np.uint64(i)  # (see _at)
+    out_t[k] = t
+    out_ch[k] = ch
+    out_src[k] = src
+
+
+@nb.njit(cache=True, inline="always")
+def _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g, next_tick, gc, g_t1, g_ch1, g_src1, g_t2, g_ch2, g_src2,
+          g_tl):
     st[S_CI] = ci
     st[S_RI] = ri
     st[S_DI] = di
@@ -137,6 +195,15 @@ def _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g):
     st[S_NHALL] = nhall
     st[S_SYNC_PEND] = sync_pend
     st[S_G_ATT] = g
+    st[S_NEXT_TICK] = next_tick
+    st[S_G_N] = gc
+    st[S_G_T1] = g_t1
+    st[S_G_CH1] = g_ch1
+    st[S_G_SRC1] = g_src1
+    st[S_G_T2] = g_t2
+    st[S_G_CH2] = g_ch2
+    st[S_G_SRC2] = g_src2
+    st[S_G_TL] = g_tl
 
 
 @nb.njit(cache=True, nogil=True)
@@ -145,13 +212,18 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
         t0, T, ws, we, on, period_n, sync_ch, mode, block_end,
         ap_prob, ap_tau, burst_prob, burst_size, burst_tau,
         st, out_t, out_ch, out_src, hall, rs):
+    """Run the lab's event loop until the block ends (``DONE``), an announced pattern forms (``HERALD``) or
+    the output or herald buffer is full (``OUT_FULL``).  Times stay below ``BIG``; ``block_end <= BIG``."""
     nc = cand_t.size
     nd = dk_t.size
     cap = out_t.size
     ap_cap = ap_t.size
     hall_cap = hall.shape[0]
-    # the hot counters live in locals (numba cannot keep array elements in registers: the output arrays might
-    # alias ``st``); every return writes them back, so ``st`` stays the whole resumable state
+    cond = mode == MODE_CONDITIONAL
+    every = mode == MODE_EVERY
+    rel_lim = _quot_limit(T)
+    # the whole state lives in locals (numba cannot keep array elements in registers: the output arrays might
+    # alias ``st``); every return writes it back, so ``st`` stays the whole resumable state
     ci = st[S_CI]
     ri = st[S_RI]
     di = st[S_DI]
@@ -159,117 +231,129 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
     nap = st[S_NAP]
     nhall = st[S_NHALL]
     sync_pend = st[S_SYNC_PEND]
+    next_tick = st[S_NEXT_TICK]
+    blo = st[S_BLANK_LO]
+    bhi = st[S_BLANK_HI]
+    stopped = st[S_STOP] != 0
+    # the open BSM group: its attempt (-1: none), click count, first two clicks and last click time
     g = st[S_G_ATT]
+    gc = st[S_G_N]
+    g_t1, g_ch1, g_src1 = st[S_G_T1], st[S_G_CH1], st[S_G_SRC1]
+    g_t2, g_ch2, g_src2 = st[S_G_T2], st[S_G_CH2], st[S_G_SRC2]
+    g_tl = st[S_G_TL]
     s0, s1 = rs[0], rs[1]  # (a fresh state each call: nothing to write back)
+    # each source's next time (BIG when exhausted: candidates, dark counts, read-out tags, the afterpulse list's
+    # first earliest at api, the pending conditional sync), refreshed only where that source changes; the open
+    # group's end (NO_GROUP when none: above every time, so the close test needs no g >= 0); the next tick of
+    # the every-attempt sync
+    tc = _at(cand_t, ci) if ci < nc else BIG
+    td = _at(dk_t, di) if di < nd else BIG
+    tr = rnd_t[ri] if ri < nr else BIG
+    ta, api = _first_min(ap_t, nap)
+    tsync = _tick_time(sync_pend, t0, T) if cond and sync_pend >= 0 else BIG
+    gend = t0 + g * T + we if g >= 0 else NO_GROUP
+    tt = _tick_time(next_tick, t0, T)
     while True:
         if nout + 2 >= cap or nhall >= hall_cap:
-            _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
+            _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g, next_tick, gc, g_t1, g_ch1, g_src1, g_t2, g_ch2,
+                  g_src2, g_tl)
             return OUT_FULL
         # next event over the sources: photon candidates, dark counts, read-out tags, afterpulses, pending
         # conditional sync (on equal times the earlier source in this list wins)
-        tn = BIG
-        which = -1
-        if ci < nc:
-            tn = cand_t[ci]
-            which = 0
-        if di < nd and dk_t[di] < tn:
-            tn = dk_t[di]
+        tn = tc
+        which = 0
+        if td < tn:
+            tn = td
             which = 4
-        if ri < nr and rnd_t[ri] < tn:
-            tn = rnd_t[ri]
+        if tr < tn:
+            tn = tr
             which = 1
-        api = -1
-        for j in range(nap):
-            if ap_t[j] < tn:
-                tn = ap_t[j]
-                which = 2
-                api = j
-        if mode == MODE_CONDITIONAL and sync_pend >= 0:
-            ts = _tick_time(sync_pend, t0, T)
-            if ts < tn:
-                tn = ts
-                which = 3
+        if ta < tn:
+            tn = ta
+            which = 2
+        if tsync < tn:
+            tn = tsync
+            which = 3
         if tn >= block_end:
             which = -1
         # close the open BSM group once time has left its acceptance window
-        if g >= 0 and (which < 0 or tn >= t0 + g * T + we):
-            n = st[S_G_N]
+        if tn >= gend or (which < 0 and g >= 0):
             gn = g
             g = -1
+            gend = NO_GROUP
             # closing a group changes none of the event sources, so the scan above stays valid: fall through
             # to the event instead of scanning again (a single click is no coincidence: nothing to record)
-            if n >= 2:
+            if gc >= 2:
                 pattern = PATTERN_OTHER
-                if n == 2 and st[S_G_CH1] != st[S_G_CH2]:
-                    c1 = st[S_G_CH1]
-                    c2 = st[S_G_CH2]
-                    if pol[c1] != pol[c2]:
-                        pattern = PATTERN_PSI_PLUS if arm[c1] == arm[c2] else PATTERN_PSI_MINUS
-                gated = (st[S_STOP] != 0) or (not _fired(gn, st, on, period_n))
+                if gc == 2 and g_ch1 != g_ch2:
+                    if pol[g_ch1] != pol[g_ch2]:
+                        pattern = PATTERN_PSI_PLUS if arm[g_ch1] == arm[g_ch2] else PATTERN_PSI_MINUS
+                gated = stopped or (not _fired_b(gn, blo, bhi, on, period_n))
                 h = nhall
                 hall[h, 0] = gn
-                hall[h, 1] = st[S_G_T1]
-                hall[h, 2] = st[S_G_T2]
-                hall[h, 3] = st[S_G_CH1]
-                hall[h, 4] = st[S_G_CH2]
-                hall[h, 5] = st[S_G_SRC1]
-                hall[h, 6] = st[S_G_SRC2]
-                hall[h, 7] = n
+                hall[h, 1] = g_t1
+                hall[h, 2] = g_t2
+                hall[h, 3] = g_ch1
+                hall[h, 4] = g_ch2
+                hall[h, 5] = g_src1
+                hall[h, 6] = g_src2
+                hall[h, 7] = gc
                 hall[h, 8] = pattern
                 hall[h, 9] = 1 if gated else 0
-                hall[h, 10] = st[S_G_TL]  # the group's last click (a group may have more than two)
+                hall[h, 10] = g_tl  # the group's last click (a group may have more than two)
                 nhall = h + 1
                 if pattern != PATTERN_OTHER and pat_on[pattern] and not gated:
                     st[S_H_ATT] = gn
-                    st[S_H_T1] = st[S_G_T1]
-                    st[S_H_CH1] = st[S_G_CH1]
-                    st[S_H_SRC1] = st[S_G_SRC1]
-                    st[S_H_T2] = st[S_G_T2]
-                    st[S_H_CH2] = st[S_G_CH2]
-                    st[S_H_SRC2] = st[S_G_SRC2]
+                    st[S_H_T1] = g_t1
+                    st[S_H_CH1] = g_ch1
+                    st[S_H_SRC1] = g_src1
+                    st[S_H_T2] = g_t2
+                    st[S_H_CH2] = g_ch2
+                    st[S_H_SRC2] = g_src2
                     st[S_H_PATTERN] = pattern
-                    _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
+                    _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g, next_tick, gc, g_t1, g_ch1, g_src1, g_t2,
+                          g_ch2, g_src2, g_tl)
                     return HERALD
         # sync ticks recorded for every attempt
-        if mode == MODE_EVERY:
-            nt = st[S_NEXT_TICK]
-            tt = _tick_time(nt, t0, T)
+        if every:
             lim = tn if which >= 0 else block_end
             if tt < lim:
-                out_t[nout] = tt
-                out_ch[nout] = sync_ch
-                out_src[nout] = SRC_SYNC
+                _put(out_t, out_ch, out_src, nout, tt, sync_ch, SRC_SYNC)
                 nout += 1
-                st[S_NEXT_TICK] = _next_emitted(nt + 1, st, on, period_n)
+                next_tick = _next_emitted_b(next_tick + 1, blo, bhi, on, period_n)
+                tt = _tick_time(next_tick, t0, T)
                 continue
         if which < 0:
-            _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g)
+            _save(st, ci, ri, di, nout, nap, nhall, sync_pend, g, next_tick, gc, g_t1, g_ch1, g_src1, g_t2, g_ch2,
+                  g_src2, g_tl)
             return DONE
         # consume the event
         if which == 3:
-            out_t[nout] = tn
-            out_ch[nout] = sync_ch
-            out_src[nout] = SRC_SYNC
+            _put(out_t, out_ch, out_src, nout, tn, sync_ch, SRC_SYNC)
             nout += 1
             sync_pend = -1
+            tsync = BIG
             continue
         if which == 0:
-            ch = cand_ch[ci]
-            src = cand_src[ci]
-            att = cand_att[ci]
+            ch = _at(cand_ch, ci)
+            src = _at(cand_src, ci)
+            att = _at(cand_att, ci)
             ci += 1
-            if att >= 0 and not _fired(att, st, on, period_n):
+            tc = _at(cand_t, ci) if ci < nc else BIG
+            if att >= 0 and not _fired_b(att, blo, bhi, on, period_n):
                 continue  # attempt suppressed by the read-out pause
         elif which == 4:
             att = -1
-            ch = dk_ch[di]
+            ch = _at(dk_ch, di)
             src = SRC_DARK
             di += 1
+            td = _at(dk_t, di) if di < nd else BIG
         elif which == 1:
             att = -1
             ch = rnd_ch[ri]
             src = rnd_src[ri]
             ri += 1
+            tr = rnd_t[ri] if ri < nr else BIG
         else:
             att = -1
             ch = ap_ch[api]
@@ -277,26 +361,30 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
             ap_t[api] = ap_t[nap - 1]
             ap_ch[api] = ap_ch[nap - 1]
             nap -= 1
-        if is_det[ch]:
-            if tn - last[ch] < dead[ch]:
+            ta, api = _first_min(ap_t, nap)
+        k = np.uint64(ch)  # (see _at)
+        if is_det[k]:
+            if tn - last[k] < dead[k]:
                 continue
-            last[ch] = tn
-        out_t[nout] = tn
-        out_ch[nout] = ch
-        out_src[nout] = src
+            last[k] = tn
+        _put(out_t, out_ch, out_src, nout, tn, ch, src)
         nout += 1
-        if is_det[ch] and src != SRC_AFTERPULSE:
+        if is_det[k] and src != SRC_AFTERPULSE:
             if ap_prob > 0.0:
                 s0, s1, u = draw_uniform(s0, s1)
                 if u < ap_prob and nap < ap_cap:
                     s0, s1, e = draw_std_exponential(s0, s1)
-                    ap_t[nap] = tn + dead[ch] + np.int64(ap_tau * e)
+                    tp = tn + dead[k] + np.int64(ap_tau * e)
+                    ap_t[nap] = tp
                     ap_ch[nap] = ch
+                    if tp < ta:  # (on a tie the earlier entry stays first)
+                        ta = tp
+                        api = nap
                     nap += 1
             if burst_prob > 0.0:
                 s0, s1, u = draw_uniform(s0, s1)
                 if u < burst_prob:
-                    tb = tn + dead[ch]
+                    tb = tn + dead[k]
                     for _ in range(burst_size):
                         if nap >= ap_cap:
                             break
@@ -304,70 +392,83 @@ def run(cand_t, cand_ch, cand_src, cand_att, dk_t, dk_ch, rnd_t, rnd_ch, rnd_src
                         tb += np.int64(burst_tau * e)
                         ap_t[nap] = tb
                         ap_ch[nap] = ch
+                        if tb < ta:
+                            ta = tb
+                            api = nap
                         nap += 1
-        if is_bsm[ch]:
+        if is_bsm[k]:
             rel = tn - t0
-            # a photon's attempt is known: its offset d from that attempt decides the tick arithmetic
-            # without integer divisions (the general formulas below give the same results)
-            d = rel - att * T if which == 0 and att >= 0 else -BIG
-            # (such a photon's attempt fired -- checked above -- so the tick after it is emitted, and the sync
-            # reference of its window exists)
-            if mode == MODE_CONDITIONAL and sync_pend < 0:
+            # the click's attempt a and offset d = rel - a * T, which decide the tick arithmetic: a photon's
+            # attempt is known; another click takes the attempt it falls in (0 <= d < T), none before t0
+            photon = which == 0 and att >= 0
+            if photon:
+                a = att
+                d = rel - att * T
+            elif rel >= 0:
+                a, d = _divmod_any(rel, T, rel_lim)
+            else:
+                a = -1
+                d = -BIG
+            if cond and sync_pend < 0:
                 if 0 <= d < T and rel >= 0:
-                    sync_pend = att + 1
+                    # the tick after the click's attempt is emitted if that attempt fired (a photon's did:
+                    # checked above)
+                    sync_pend = a + 1 if photon else _next_emitted_b(a + 1, blo, bhi, on, period_n)
                 else:
-                    m = rel // T + 1 if rel >= 0 else 0
-                    sync_pend = _next_emitted(m, st, on, period_n)
+                    m = _divmod_any(rel, T, rel_lim)[0] + 1 if rel >= 0 else 0
+                    sync_pend = _next_emitted_b(m, blo, bhi, on, period_n)
+                tsync = _tick_time(sync_pend, t0, T)
             if rel >= ws:
-                known = ws <= d < ws + T
-                if known:
-                    n = att
-                    off = d
-                else:
-                    n = (rel - ws) // T
-                    off = rel - n * T
-                if off < we:
-                    if known:
-                        ref_ok = True
-                    elif mode == MODE_EVERY:
-                        ref_ok = _emitted(n, st, on, period_n)
+                # the attempt n whose window [ws, we) the click may fall in: (rel - ws) // T, at offset off
+                if ws - T <= d < ws + T:
+                    if d < ws:
+                        n = a - 1
+                        off = d + T
                     else:
-                        ref_ok = _emitted(n + 1, st, on, period_n)
+                        n = a
+                        off = d
+                else:
+                    n, off = _divmod_any(rel - ws, T, rel_lim)
+                    off += ws  # rel - n * T
+                if off < we:
+                    # the window's sync reference exists: known for a photon in its own attempt's window
+                    if photon and n == att:
+                        ref_ok = True
+                    elif every:
+                        ref_ok = _emitted_b(n, blo, bhi, on, period_n)
+                    else:
+                        ref_ok = _emitted_b(n + 1, blo, bhi, on, period_n)
                     if ref_ok:
                         if g != n:
                             g = n
-                            st[S_G_N] = 0
-                        c = st[S_G_N]
-                        st[S_G_TL] = tn
-                        if c == 0:
-                            st[S_G_T1] = tn
-                            st[S_G_CH1] = ch
-                            st[S_G_SRC1] = src
-                        elif c == 1:
-                            st[S_G_T2] = tn
-                            st[S_G_CH2] = ch
-                            st[S_G_SRC2] = src
-                        st[S_G_N] = c + 1
+                            gend = t0 + g * T + we
+                            gc = 0
+                        g_tl = tn
+                        if gc == 0:
+                            g_t1 = tn
+                            g_ch1 = ch
+                            g_src1 = src
+                        elif gc == 1:
+                            g_t2 = tn
+                            g_ch2 = ch
+                            g_src2 = src
+                        gc += 1
             # clicks are sparse, so the pending sync tick is usually the very next event: emit it here exactly as
             # the next pass would (which also closes a one-click group the tick has left), saving that pass
-            if mode == MODE_CONDITIONAL and sync_pend >= 0 and nout + 3 < cap and nhall < hall_cap:
-                ts = _tick_time(sync_pend, t0, T)
-                nxt = ts < block_end and (ci >= nc or ts < cand_t[ci]) and (di >= nd or ts < dk_t[di]) \
-                    and (ri >= nr or ts < rnd_t[ri])
-                for j in range(nap):
-                    if ap_t[j] <= ts:
-                        nxt = False
-                if nxt and g >= 0 and ts >= t0 + g * T + we:
-                    if st[S_G_N] >= 2:
+            if cond and sync_pend >= 0 and nout + 3 < cap and nhall < hall_cap:
+                ts = tsync
+                nxt = ts < block_end and ts < tc and ts < td and ts < tr and ts < ta
+                if nxt and ts >= gend:
+                    if gc >= 2:
                         nxt = False  # a coincidence to close: the next pass does it
                     else:
                         g = -1
+                        gend = NO_GROUP
                 if nxt:
-                    out_t[nout] = ts
-                    out_ch[nout] = sync_ch
-                    out_src[nout] = SRC_SYNC
+                    _put(out_t, out_ch, out_src, nout, ts, sync_ch, SRC_SYNC)
                     nout += 1
                     sync_pend = -1
+                    tsync = BIG
 
 
 @nb.njit(cache=True, nogil=True)
