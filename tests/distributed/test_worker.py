@@ -67,19 +67,14 @@ def test_streaming_malloc_keeps_freed_chunks_during_the_task_and_restores_the_na
     assert libc.calls[2:] == [("mallopt", -1, 65536), ("mallopt", -3, 128 << 10), ("malloc_trim", 0)]
 
 
-def test_streaming_malloc_leaves_glibcs_own_thresholds_alone(monkeypatch):
+@pytest.mark.parametrize("trim", [None, "lots"])   # not a nanny's worker (glibc adapts itself); a value it cannot read
+def test_streaming_malloc_leaves_other_settings_alone(monkeypatch, trim):
     libc = _FakeLibc()
     monkeypatch.setattr(worker, "_libc", lambda: libc)
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)   # not a nanny's worker: glibc adapts itself
-    with streaming_malloc():
-        pass
-    assert libc.calls == []
-
-
-def test_streaming_malloc_leaves_settings_it_cannot_read_alone(monkeypatch):
-    libc = _FakeLibc()
-    monkeypatch.setattr(worker, "_libc", lambda: libc)
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "lots")
+    if trim is None:
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", trim)
     with streaming_malloc():
         pass
     assert libc.calls == []

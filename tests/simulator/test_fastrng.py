@@ -14,36 +14,21 @@ from timetag.simulator import fastrng as F
 N = 2_000_000
 
 
-@nb.njit
-def _normals(n, s0, s1):
-    out = np.empty(n)
-    for i in range(n):
-        s0, s1, out[i] = F.draw_std_normal(s0, s1)
-    return out
+def _sampler(draw, dtype=np.float64):
+    """``sample(n, s0, s1)``: n draws of ``draw`` (a ``fastrng.draw_*`` function) from the state (s0, s1)."""
+    @nb.njit
+    def sample(n, s0, s1):
+        out = np.empty(n, dtype)
+        for i in range(n):
+            s0, s1, out[i] = draw(s0, s1)
+        return out
+    return sample
 
 
-@nb.njit
-def _exponentials(n, s0, s1):
-    out = np.empty(n)
-    for i in range(n):
-        s0, s1, out[i] = F.draw_std_exponential(s0, s1)
-    return out
-
-
-@nb.njit
-def _normal_tails(n, s0, s1):
-    out = np.empty(n)
-    for i in range(n):
-        s0, s1, out[i] = F._normal_tail(s0, s1)
-    return out
-
-
-@nb.njit
-def _outputs(n, s0, s1):
-    out = np.empty(n, np.uint64)
-    for i in range(n):
-        s0, s1, out[i] = F.draw_u64(s0, s1)
-    return out
+_normals = _sampler(F.draw_std_normal)
+_exponentials = _sampler(F.draw_std_exponential)
+_normal_tails = _sampler(F._normal_tail)
+_outputs = _sampler(F.draw_u64, np.uint64)
 
 
 def _xorshift128p(s0: int, s1: int, n: int) -> list[int]:
