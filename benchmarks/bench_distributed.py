@@ -255,6 +255,14 @@ def run(quick: bool) -> list[dict]:
                          "unit": "x", "baseline": f"{base}, interleaved; median {med:.2f}x",
                          "target": target, "gross_regression": (not quick) and best < 0.5,
                          "detail": f"{res['bytes'] / 1e6:.0f} MB campaign; load {max(res['load']):.1f}"})
+    if "cli_dask2" in t and "cli_threads2" in t:
+        # the command line as users run it: `--dask local:2` starts (and stops) its own cluster
+        best, med = _speedup(t, "cli_threads2", "cli_dask2")
+        rows.append({"name": f"timetag process --dask local:2 vs --threads 2 ({res['files']} files)",
+                     "value": round(best, 3), "unit": "x",
+                     "baseline": f"the same command with --threads 2, interleaved; median {med:.2f}x",
+                     "target": ">= 0.9x (issue 18)", "gross_regression": False,
+                     "detail": "includes importing Dask and starting and stopping the 2-worker cluster"})
     cpu = res["cpu"]
     if "threads2" in cpu:
         med = {k: statistics.median(c + w for c, w in v) for k, v in cpu.items()}
