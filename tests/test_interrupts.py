@@ -112,3 +112,42 @@ def test_ctrl_c_wrapped_in_another_error_exits_130_in_one_line(monkeypatch, caps
     monkeypatch.setattr(cli, "_invoke", lambda argv: (_ for _ in ()).throw(plain))
     with pytest.raises(SystemError):
         cli._run(["simulate"])
+
+
+def test_a_deferred_block_remembers_ctrl_c_and_raises_it_on_leaving(monkeypatch):
+    """Inside `deferred` the handler only records the Ctrl-C (a KeyboardInterrupt raised in a lock's code could
+    leave the lock held); leaving the block raises it, a cleanup block leaves it to the next check."""
+    previous = interrupts.install()
+    try:
+        reached = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("after the signal")   # not interrupted here
+        assert reached == ["after the signal"]
+        with interrupts.deferred(raise_on_exit=False):
+            os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+    finally:
+        interrupts.restore(previous)
+
+
+def test_waiting_for_a_future_lets_ctrl_c_through_between_slices():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    previous = interrupts.install()
+    release = threading.Event()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            f = pool.submit(release.wait)
+            threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            with pytest.raises(KeyboardInterrupt):
+                interrupts.result(f)
+            release.set()
+            interrupts.wait_quietly(f)   # the future's lock still works: it ends, nothing raised
+            assert f.done()
+    finally:
+        release.set()
+        interrupts.restore(previous)

@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from .. import interrupts
 from ..chunk import ERROR, MISSED, OVERFLOW_BEGIN, OVERFLOW_END
 from ..formats.dump import TYPE_ERROR, TYPE_MISSED, TYPE_OVERFLOW_BEGIN, TYPE_OVERFLOW_END
 from ..formats.dump import encode_records as encode_dump
@@ -120,7 +121,7 @@ class DumpOut:
     def _wait(self, i) -> None:
         f, self._pending[i] = self._pending[i], None
         if f is not None:
-            f.result()
+            interrupts.result(f)
 
     @property
     def closed(self) -> bool:
@@ -140,7 +141,7 @@ class DumpOut:
         finally:
             for f in self._pending:
                 if f is not None:
-                    f.exception()  # let a write still in flight return before its file is closed
+                    interrupts.wait_quietly(f)  # let a write still in flight return before its file is closed
             self._pending = [None] * N_BUFFERS
             fd, self._fd = self._fd, -1
             os.close(fd)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import interrupts
 from ..constants import Pattern
 from . import draws, kernel as K
 from .fastrng import new_state
@@ -437,14 +438,14 @@ class LinkSimulator:
             while not self.finished:
                 out = self._kernels()
                 if pending is not None:
-                    yield pending.result()
+                    yield interrupts.result(pending)
                 # (the kernels of the block after this one write into the buffers of the one before: written by now)
                 pending = single_worker("timetag-sim-output").submit(self._emit_into, out, write_a, write_b)
             if pending is not None:
-                yield pending.result()
+                yield interrupts.result(pending)
         finally:
             if pending is not None:
-                pending.exception()
+                interrupts.wait_quietly(pending)
 
     def _emit_into(self, out: _BlockOut, write_a, write_b):
         ca, cb, rows = self._emit(out)
@@ -464,7 +465,7 @@ class LinkSimulator:
             final = True
         if self._pending is None:
             self._pending = single_worker("timetag-sim-draws").submit(self._block_draws, n0, n1, self._draw_bufs[self.stats["blocks"] % 2])
-        ph, k, darks, bdarks = self._pending.result()
+        ph, k, darks, bdarks = interrupts.result(self._pending)
         # the other buffer set is free again (its block has been written): draw the next block meanwhile
         self._pending = None if final else single_worker("timetag-sim-draws").submit(self._block_draws, n1, n1 + (n1 - n0),
                                                             self._draw_bufs[(self.stats["blocks"] + 1) % 2])

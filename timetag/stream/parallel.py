@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .. import interrupts
 from ..distributed.partition import Partition, join_partitions, plan_partitions
 from ..errors import SetupError
 from ..formats import sniff
@@ -152,19 +153,17 @@ class PartitionPool:
 
     def wait(self, part: Partition, tick: Callable[[], None] | None = None,
              every: float = 0.2) -> PartitionResult:
-        """The result of ``part`` once done (``tick()`` every ``every`` s meanwhile: the progress bar)."""
-        with self._cond:
-            while True:
-                result = self._results.get(part)
-                if result is not None and result.done:
-                    return result
-                self._cond.wait(every)
-                if tick is not None:
-                    self._cond.release()
-                    try:
-                        tick()
-                    finally:
-                        self._cond.acquire()
+        """The result of ``part`` once done (``tick()`` every ``every`` s meanwhile: the progress bar).  Ctrl-C is
+        raised between the waits, never inside the condition's lock (:class:`timetag.interrupts.deferred`)."""
+        while True:
+            with interrupts.deferred():
+                with self._cond:
+                    result = self._results.get(part)
+                    if result is not None and result.done:
+                        return result
+                    self._cond.wait(every)
+            if tick is not None:
+                tick()
 
     def running(self, part: Partition) -> PartitionResult | None:
         with self._cond:
@@ -197,11 +196,12 @@ class PartitionPool:
     def close(self) -> None:
         """Stop every worker (each stops at its next chunk) and wait for them: nothing is left running."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        for t in self._threads:
-            while t.is_alive():
-                t.join(0.05)
+        with interrupts.deferred(raise_on_exit=False):
+            with self._cond:
+                self._cond.notify_all()
+            for t in self._threads:
+                while t.is_alive():
+                    t.join(0.05)
 
 
 class OrderedPartitions:

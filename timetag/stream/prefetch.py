@@ -15,6 +15,8 @@ import queue
 import threading
 from typing import Iterable, Iterator, TypeVar
 
+from .. import interrupts
+
 __all__ = ["prefetched"]
 
 T = TypeVar("T")
@@ -48,11 +50,20 @@ def prefetched(source: Iterable[T], depth: int = 2) -> Iterator[T]:
             if close is not None and stop.is_set():
                 close()
 
+    def get():
+        # in slices, Ctrl-C deferred inside: a KeyboardInterrupt raised in the queue's lock would leave it held
+        while True:
+            with interrupts.deferred():
+                try:
+                    return q.get(timeout=interrupts.SLICE_S)
+                except queue.Empty:
+                    pass
+
     worker = threading.Thread(target=read, name="timetag-prefetch", daemon=True)
     worker.start()
     try:
         while True:
-            kind, value = q.get()
+            kind, value = get()
             if kind == _ITEM:
                 yield value
             elif kind == _END:
@@ -61,9 +72,7 @@ def prefetched(source: Iterable[T], depth: int = 2) -> Iterator[T]:
                 raise value
     finally:
         stop.set()
-        while worker.is_alive():
-            try:  # unblock a reader waiting for room
-                q.get_nowait()
-            except queue.Empty:
-                pass
-            worker.join(timeout=0.05)
+        # the reader's puts time out and see `stop`: it ends without the queue being drained here
+        with interrupts.deferred(raise_on_exit=False):
+            while worker.is_alive():
+                worker.join(timeout=0.05)
