@@ -16,3 +16,14 @@ def rounds_of(collect) -> np.ndarray:
 
     parts = [e.rounds for e in collect.of_type(RoundsEvent)]
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def small_alice_run(tmp_path_factory, name: str, seed: int) -> dict:
+    """A 120-round lmu2022 simulation at speedup 2000 (``dir``, Alice's dump ``alice``, her ``lab`` setup): the
+    small real-shaped stream of the partition tests."""
+    from timetag.setupfile import load_setup
+    from timetag.simulator import load_preset, simulate
+
+    d = tmp_path_factory.mktemp(name)
+    res = simulate(load_preset("lmu2022").with_overrides(speedup=2000), 120, seed, d / "sim")
+    return {"dir": d, "alice": res.alice, "lab": load_setup(res.setup).lab("alice")}

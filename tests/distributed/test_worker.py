@@ -8,16 +8,15 @@ from timetag.distributed import worker
 from timetag.distributed.partition import plan_partitions
 from timetag.distributed.worker import process_partition, streaming_malloc
 from timetag.roundsfile import read_rounds
-from timetag.setupfile import load_setup
 
-sim = pytest.importorskip("timetag.simulator")
+from stream_cases import small_alice_run
+
+pytest.importorskip("timetag.simulator")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("worker")
-    res = sim.simulate(sim.load_preset("lmu2022").with_overrides(speedup=2000), 120, 3, d / "sim")
-    return {"dir": d, "alice": res.alice, "lab": load_setup(res.setup).lab("alice")}
+    return small_alice_run(tmp_path_factory, "worker", 3)
 
 
 def test_output_in_memory_equals_the_partition_file(run):

@@ -11,18 +11,17 @@ from timetag.distributed.worker import process_partition
 from timetag.formats import iter_stream
 from timetag.formats.dump import RECORD_DTYPE
 from timetag.roundsfile import read_rounds
-from timetag.setupfile import load_setup
 from timetag.stream.parallel import plan_cuts
 from timetag.stream.partition_run import PartitionResult, run_partition, segment_chunks
 
-sim = pytest.importorskip("timetag.simulator")
+from stream_cases import small_alice_run
+
+pytest.importorskip("timetag.simulator")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("partition_run")
-    res = sim.simulate(sim.load_preset("lmu2022").with_overrides(speedup=2000), 120, 7, d / "sim")
-    return {"dir": d, "alice": res.alice, "lab": load_setup(res.setup).lab("alice")}
+    return small_alice_run(tmp_path_factory, "partition_run", 7)
 
 
 def test_a_partition_in_memory_equals_the_dask_workers_file(run):
