@@ -198,8 +198,7 @@ class _InOrder:
     def add(self, i: int, report: dict) -> None:
         self.waiting[i] = report
         while not self.stopped and self.next in self.waiting:
-            mark = self.waiting[self.next].get("last_overflow_mark")
-            open_ = self.open if mark is None else mark == OVERFLOW_BEGIN
+            open_ = _overflow_open_after(self.open, self.waiting[self.next])
             if open_ and self.next < self.n - 1:
                 self.stopped = True
                 return
@@ -213,12 +212,17 @@ def cuts_inside_overflow(reports: Sequence[dict]) -> list[int]:
     overflow mark up to partition k (its own, else the one before it) is a BEGIN."""
     bad, open_ = [], False
     for k, rep in enumerate(reports[:-1]):
-        mark = rep.get("last_overflow_mark")
-        if mark is not None:
-            open_ = mark == OVERFLOW_BEGIN
+        open_ = _overflow_open_after(open_, rep)
         if open_:
             bad.append(k)
     return bad
+
+
+def _overflow_open_after(open_before: bool, report: dict) -> bool:
+    """Whether an overflow is open at the end of a partition: its own last overflow mark says so, else it stays
+    as it was before the partition."""
+    mark = report.get("last_overflow_mark")
+    return open_before if mark is None else mark == OVERFLOW_BEGIN
 
 
 def run_checked(client, parts: Sequence[Partition], lab: LabSetup, scratch: Path | None, *, chunk_size: int,

@@ -99,10 +99,7 @@ def _divmod_any(n, m, n_lim):
 def _fired_b(n, blo, bhi, on, period_n):
     if n < 0:
         return False
-    if n < 9007199254740992:
-        r = _divmod(n, period_n)[1]
-    else:
-        r = n % period_n
+    r = _divmod_any(n, period_n, _quot_limit(period_n))[1]
     if r >= on:
         return False
     if blo <= n < bhi:
@@ -117,10 +114,7 @@ def _next_fired_b(n, blo, bhi, on, period_n):
     while True:
         if n >= BIG:
             return BIG
-        if n < 9007199254740992:
-            q, r = _divmod(n, period_n)
-        else:
-            q, r = n // period_n, n % period_n
+        q, r = _divmod_any(n, period_n, _quot_limit(period_n))
         if r >= on:
             n = (q + 1) * period_n
             continue
